@@ -1,0 +1,70 @@
+#!/bin/sh
+# Builds, once, the Debian sid chroot that holds the Asterisk 22 the end-to-end
+# suite runs against. Debian stable has no asterisk package; sid does.
+#
+# Usage: e2e/asterisk-root.sh            (as root)
+#   MOVIDESK_AGI_ASTERISK_ROOT   where the chroot lives
+#                                (default /var/cache/movidesk-agi/asterisk-root)
+#   MOVIDESK_AGI_DEBIAN_MIRROR   Debian mirror (default: the one apt already uses)
+#
+# Idempotent: an existing chroot is reused. The build goes to ROOT.tmp and is
+# renamed into place only when complete, so an interrupted build never leaves
+# a half-made chroot that a later run would mistake for a good one.
+set -eu
+
+ROOT=${MOVIDESK_AGI_ASTERISK_ROOT:-/var/cache/movidesk-agi/asterisk-root}
+TMP=$ROOT.tmp
+
+die() {
+	echo "asterisk-root.sh: cannot build the Asterisk chroot at $ROOT: $*" >&2
+	exit 1
+}
+
+ready() {
+	[ -x "$ROOT/usr/sbin/asterisk" ] && [ -f "$ROOT/usr/lib/x86_64-linux-gnu/asterisk/modules/res_agi.so" ]
+}
+
+if ready; then
+	exit 0
+fi
+
+[ "$(id -u)" = 0 ] || die "debootstrap and chroot need root (running as uid $(id -u))"
+
+mkdir -p "$(dirname "$ROOT")" || die "cannot create $(dirname "$ROOT")"
+
+# Two runs starting at once must not build into the same .tmp directory.
+exec 9>"$ROOT.lock" || die "cannot open lock file $ROOT.lock"
+if command -v flock >/dev/null 2>&1; then
+	flock 9 || die "cannot lock $ROOT.lock"
+fi
+if ready; then
+	exit 0
+fi
+
+if ! command -v debootstrap >/dev/null 2>&1; then
+	echo "asterisk-root.sh: installing debootstrap" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get update >&2 || die "apt-get update failed"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y debootstrap >&2 || die "apt-get install debootstrap failed"
+fi
+
+mirror=${MOVIDESK_AGI_DEBIAN_MIRROR:-}
+if [ -z "$mirror" ]; then
+	# The mirror apt already reaches; deb822 first, then the one-line format.
+	mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*debian\/*\)[[:space:]]*$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
+fi
+if [ -z "$mirror" ]; then
+	mirror=$(sed -n 's/^deb[[:space:]]\{1,\}\(\[[^]]*\][[:space:]]\{1,\}\)\{0,1\}\([^[:space:]]*debian\/*\)[[:space:]].*/\2/p' /etc/apt/sources.list 2>/dev/null | head -n 1)
+fi
+mirror=${mirror:-http://deb.debian.org/debian}
+
+rm -rf "$TMP"
+echo "asterisk-root.sh: building Debian sid with Asterisk into $ROOT from $mirror (about a minute, 500 MB)" >&2
+if ! debootstrap --variant=minbase --include=asterisk,asterisk-modules sid "$TMP" "$mirror" >&2; then
+	tail -n 20 "$TMP/debootstrap/debootstrap.log" >&2 2>/dev/null || true
+	rm -rf "$TMP"
+	die "debootstrap failed (mirror $mirror)"
+fi
+[ -x "$TMP/usr/sbin/asterisk" ] || { rm -rf "$TMP"; die "debootstrap finished but $TMP/usr/sbin/asterisk is missing"; }
+mv "$TMP" "$ROOT" || die "cannot rename $TMP to $ROOT"
+ready || die "the chroot at $ROOT lacks asterisk or res_agi.so"
+echo "asterisk-root.sh: Asterisk chroot ready at $ROOT" >&2

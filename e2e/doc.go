@@ -1,0 +1,13 @@
+// Package e2e tests movidesk-agi end to end against a real Asterisk 22: real
+// SIP legs (Asterisk calling itself over PJSIP on 127.0.0.1), the dialplan
+// examples of dialplan-examples/ included verbatim, the built binary, and a
+// fake Movidesk that records every request. The tests carry the build tag
+// e2e and need root (they run Asterisk in a Debian sid chroot that
+// asterisk-root.sh builds once).
+//
+// The package also holds Proxy, a FastAGI proxy that records every session
+// it forwards in the transcript format that agi/agitest replays, so unit
+// tests can replay what Asterisk really sent. Set MOVIDESK_AGI_RECORD=1 (or
+// pass -record) to rewrite the transcripts under agi/testdata/asterisk22 and
+// calls/testdata/asterisk22.
+package e2e
