@@ -1,0 +1,226 @@
+package agi
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// ErrLineTooLong reports a line from Asterisk longer than the configured limit.
+var ErrLineTooLong = errors.New("agi: line too long")
+
+// EnvVar is one line of the environment block, split on its first ": ".
+type EnvVar struct {
+	Key   string
+	Value string
+}
+
+// Env is the environment block Asterisk sends before the first command. It
+// keeps every line in the order received, so that nothing Asterisk said is
+// lost, and the agi_arg_N values as positional arguments.
+type Env struct {
+	raw  []string
+	vars []EnvVar
+	args []string
+}
+
+// Vars returns every variable in the order Asterisk sent it.
+func (e *Env) Vars() []EnvVar { return e.vars }
+
+// Lines returns the environment lines exactly as Asterisk sent them, trailing
+// spaces kept, without their line endings.
+func (e *Env) Lines() []string { return e.raw }
+
+// Get returns the raw value of key ("agi_channel"), "" if absent. When a key
+// is repeated the first occurrence wins.
+func (e *Env) Get(key string) string {
+	v, _ := e.Lookup(key)
+	return v
+}
+
+// Lookup is like Get but also says whether key was present.
+func (e *Env) Lookup(key string) (string, bool) {
+	for _, v := range e.vars {
+		if v.Key == key {
+			return v.Value, true
+		}
+	}
+	return "", false
+}
+
+// Args returns agi_arg_1..agi_arg_N in order; a gap in the numbering reads as "".
+func (e *Env) Args() []string { return e.args }
+
+// Arg returns agi_arg_n (1-based), "" if absent.
+func (e *Env) Arg(n int) string {
+	if n < 1 || n > len(e.args) {
+		return ""
+	}
+	return e.args[n-1]
+}
+
+// Network reports whether the session came over FastAGI (agi_network: yes).
+func (e *Env) Network() bool { return e.Get("agi_network") == "yes" }
+
+// NetworkScript is everything after the first '/' of the AGI URL, query string
+// included; "" when the URL has no script.
+func (e *Env) NetworkScript() string { return e.Get("agi_network_script") }
+
+// Request is the AGI URL as written in the dialplan.
+func (e *Env) Request() string { return e.Get("agi_request") }
+
+// Channel is the channel name, e.g. "PJSIP/loop-00000001".
+func (e *Env) Channel() string { return e.Get("agi_channel") }
+
+// Language is the channel's language.
+func (e *Env) Language() string { return e.Get("agi_language") }
+
+// Type is the channel technology, e.g. "PJSIP".
+func (e *Env) Type() string { return e.Get("agi_type") }
+
+// UniqueID is the channel's uniqueid (not the call's linkedid).
+func (e *Env) UniqueID() string { return e.Get("agi_uniqueid") }
+
+// Version is the Asterisk version.
+func (e *Env) Version() string { return e.Get("agi_version") }
+
+// CallerID is the caller number, "" where Asterisk says "unknown".
+func (e *Env) CallerID() string { return known(e.Get("agi_callerid")) }
+
+// CallerIDName is the caller name, "" where Asterisk says "unknown".
+func (e *Env) CallerIDName() string { return known(e.Get("agi_calleridname")) }
+
+// DNID is the dialled number, "" where Asterisk says "unknown".
+func (e *Env) DNID() string { return known(e.Get("agi_dnid")) }
+
+// RDNIS is the redirecting number, "" where Asterisk says "unknown".
+func (e *Env) RDNIS() string { return known(e.Get("agi_rdnis")) }
+
+// Context is the dialplan context that ran AGI.
+func (e *Env) Context() string { return e.Get("agi_context") }
+
+// Extension is the dialplan extension that ran AGI.
+func (e *Env) Extension() string { return e.Get("agi_extension") }
+
+// Priority is the dialplan priority that ran AGI, as sent ("3").
+func (e *Env) Priority() string { return e.Get("agi_priority") }
+
+// Enhanced is "1.0" for EAGI, "0.0" otherwise.
+func (e *Env) Enhanced() string { return e.Get("agi_enhanced") }
+
+// AccountCode is the channel's account code, often "".
+func (e *Env) AccountCode() string { return e.Get("agi_accountcode") }
+
+// ThreadID is the id of the Asterisk thread running the AGI.
+func (e *Env) ThreadID() string { return e.Get("agi_threadid") }
+
+// known maps Asterisk's placeholder for an empty caller field to "".
+func known(v string) string {
+	if v == "unknown" {
+		return ""
+	}
+	return v
+}
+
+// ReadEnv reads an environment block up to and including its terminating
+// empty line. CRLF line endings are accepted. It refuses more than maxLines
+// variables, lines longer than maxLineBytes, and lines that are not
+// "agi_...: value", naming the offending line, so that a peer which is not
+// Asterisk is turned away quickly.
+func ReadEnv(r *bufio.Reader, maxLines, maxLineBytes int) (*Env, error) {
+	env := &Env{raw: make([]string, 0, 32), vars: make([]EnvVar, 0, 32)}
+	for n := 1; ; n++ {
+		line, err := readLine(r, maxLineBytes)
+		if err != nil {
+			switch {
+			case errors.Is(err, ErrLineTooLong):
+				return nil, fmt.Errorf("agi: environment line %d longer than %d bytes: %w", n, maxLineBytes, err)
+			case err == io.EOF && n == 1:
+				return nil, fmt.Errorf("agi: connection closed before the environment: %w", err)
+			case err == io.EOF || err == io.ErrUnexpectedEOF:
+				return nil, fmt.Errorf("agi: environment cut at line %d: %w", n, io.ErrUnexpectedEOF)
+			}
+			return nil, fmt.Errorf("agi: reading environment line %d: %w", n, err)
+		}
+		if line == "" {
+			break
+		}
+		if n > maxLines {
+			return nil, fmt.Errorf("agi: environment longer than %d lines", maxLines)
+		}
+		key, value, ok := strings.Cut(line, ": ")
+		if !ok {
+			// Tolerate "key:" although Asterisk writes "key: " for an empty value.
+			key, ok = strings.CutSuffix(line, ":")
+		}
+		if !ok || !strings.HasPrefix(key, "agi_") || strings.ContainsAny(key, " \t") {
+			return nil, fmt.Errorf("agi: environment line %d is not \"agi_name: value\": %.40q", n, line)
+		}
+		env.raw = append(env.raw, line)
+		env.vars = append(env.vars, EnvVar{Key: key, Value: value})
+		if i, ok := argIndex(key, maxLines); ok {
+			for len(env.args) < i {
+				env.args = append(env.args, "")
+			}
+			if env.args[i-1] == "" {
+				env.args[i-1] = value
+			}
+		}
+	}
+	return env, nil
+}
+
+// argIndex returns N for "agi_arg_N" with 1 <= N <= max; larger indexes cannot
+// be positional arguments of a block of at most max lines.
+func argIndex(key string, max int) (int, bool) {
+	s, ok := strings.CutPrefix(key, "agi_arg_")
+	if !ok || s == "" || s[0] == '0' || s[0] == '+' || s[0] == '-' {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > max {
+		return 0, false
+	}
+	return n, true
+}
+
+// readLine reads one line of at most max bytes (line ending excluded) and
+// returns it without its LF or CRLF. It never buffers more than max+2 bytes
+// of a line, so a peer sending an endless line cannot exhaust memory.
+func readLine(r *bufio.Reader, max int) (string, error) {
+	var buf []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(buf)+len(chunk) > max+2 {
+			return "", ErrLineTooLong
+		}
+		if err == nil && buf == nil {
+			return trimEOL(chunk, max)
+		}
+		buf = append(buf, chunk...)
+		switch {
+		case err == nil:
+			return trimEOL(buf, max)
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case err == io.EOF && len(buf) > 0:
+			return "", io.ErrUnexpectedEOF
+		default:
+			return "", err
+		}
+	}
+}
+
+func trimEOL(b []byte, max int) (string, error) {
+	b = b[:len(b)-1]
+	if len(b) > 0 && b[len(b)-1] == '\r' {
+		b = b[:len(b)-1]
+	}
+	if len(b) > max {
+		return "", ErrLineTooLong
+	}
+	return string(b), nil
+}

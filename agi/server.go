@@ -1,0 +1,376 @@
+package agi
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close, and is the
+// cause of the sessions Close cut.
+var ErrServerClosed = errors.New("agi: server closed")
+
+// Defaults for the zero values of Server's limits.
+const (
+	DefaultAddr           = ":4573"
+	DefaultMaxSessions    = 256
+	DefaultSessionTimeout = 30 * time.Second
+	DefaultReadTimeout    = 5 * time.Second
+	DefaultWriteTimeout   = 5 * time.Second
+	DefaultMaxEnvLines    = 256
+	DefaultMaxLineBytes   = 16384
+)
+
+// A Handler runs one AGI session. The connection is closed, and Asterisk goes
+// on with the dialplan, when ServeAGI returns.
+type Handler interface {
+	ServeAGI(s *Session)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(s *Session)
+
+// ServeAGI calls f(s).
+func (f HandlerFunc) ServeAGI(s *Session) { f(s) }
+
+// Server is a FastAGI server. Its fields must not change once Serve runs.
+type Server struct {
+	Handler Handler
+
+	// MaxSessions bounds concurrent sessions (0 = 256). A connection beyond it
+	// is closed at once, so that Asterisk sets AGISTATUS=FAILURE and goes on
+	// with the dialplan instead of waiting.
+	MaxSessions int
+	// SessionTimeout is the hard cap from accept to close (0 = 30s). Asterisk
+	// has no timeout of its own and would hold the caller for as long as the
+	// server keeps the connection.
+	SessionTimeout time.Duration
+	// ReadTimeout bounds the environment block and each reply (0 = 5s).
+	ReadTimeout time.Duration
+	// WriteTimeout bounds each command (0 = 5s).
+	WriteTimeout time.Duration
+	// MaxEnvLines bounds the environment block (0 = 256).
+	MaxEnvLines int
+	// MaxLineBytes bounds environment and reply lines (0 = 16384).
+	MaxLineBytes int
+	// Allow lists the client networks served; empty serves everyone. It is
+	// checked on accept, before a byte is read.
+	Allow []netip.Prefix
+	// Log receives the server's logs; the zero value logs nothing.
+	Log zerolog.Logger
+	// TranscriptDir, when set, receives a transcript of every session (the
+	// agitest format), for debugging against a real Asterisk.
+	TranscriptDir string
+
+	mu         sync.Mutex
+	listeners  map[*net.Listener]struct{}
+	sessions   map[*Session]struct{}
+	closed     bool
+	drained    chan struct{} // closed when sessions is empty after shutdown began
+	base       context.Context
+	cancelBase context.CancelCauseFunc
+	seq        uint64 // transcript file numbering
+}
+
+func (s *Server) maxSessions() int { return orDefault(s.MaxSessions, DefaultMaxSessions) }
+func (s *Server) sessionTimeout() time.Duration {
+	return orDefault(s.SessionTimeout, DefaultSessionTimeout)
+}
+func (s *Server) readTimeout() time.Duration  { return orDefault(s.ReadTimeout, DefaultReadTimeout) }
+func (s *Server) writeTimeout() time.Duration { return orDefault(s.WriteTimeout, DefaultWriteTimeout) }
+func (s *Server) maxEnvLines() int            { return orDefault(s.MaxEnvLines, DefaultMaxEnvLines) }
+func (s *Server) maxLineBytes() int           { return orDefault(s.MaxLineBytes, DefaultMaxLineBytes) }
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// ListenAndServe listens on addr ("" = ":4573") and serves.
+func (s *Server) ListenAndServe(addr string) error {
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	if s.isClosed() {
+		return ErrServerClosed
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("agi: listen on %s: %w", addr, err)
+	}
+	return s.Serve(l)
+}
+
+// Serve accepts connections on l, each served in its own goroutine, until
+// Shutdown or Close, when it returns ErrServerClosed. It closes l.
+func (s *Server) Serve(l net.Listener) error {
+	if s.Handler == nil {
+		l.Close()
+		return errors.New("agi: Server.Handler is nil")
+	}
+	if !s.trackListener(&l, true) {
+		l.Close()
+		return ErrServerClosed
+	}
+	defer s.trackListener(&l, false)
+	defer l.Close()
+
+	var backoff time.Duration
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("agi: accept: %w", err)
+			}
+			// Out of file descriptors and the like: wait for it to pass
+			// rather than spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.Log.Warn().Err(err).Dur("retry_in", backoff).Msg("AGI accept failed")
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.baseContext().Done():
+				t.Stop()
+			}
+			continue
+		}
+		backoff = 0
+		s.accept(conn)
+	}
+}
+
+// accept applies the allow-list and the session limit, then starts the session.
+func (s *Server) accept(conn net.Conn) {
+	remote := conn.RemoteAddr()
+	if len(s.Allow) > 0 && !s.allowed(remote) {
+		conn.Close()
+		s.Log.Warn().Stringer("remote", remote).Msg("AGI connection refused: address not in the allow-list")
+		return
+	}
+	now := time.Now()
+	sess := &Session{srv: s, conn: conn, start: now, deadline: now.Add(s.sessionTimeout())}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		conn.Close()
+		return
+	}
+	if n := len(s.sessions); n >= s.maxSessions() {
+		s.mu.Unlock()
+		conn.Close()
+		s.Log.Warn().Stringer("remote", remote).Int("limit", s.maxSessions()).Msg("AGI connection refused: too many sessions")
+		return
+	}
+	if s.sessions == nil {
+		s.sessions = make(map[*Session]struct{})
+	}
+	s.sessions[sess] = struct{}{}
+	ctx, cancel := context.WithCancelCause(s.baseLocked())
+	s.mu.Unlock()
+
+	var stop context.CancelFunc
+	sess.ctx, stop = context.WithDeadlineCause(ctx, sess.deadline, ErrSessionTimeout)
+	sess.cancel = func(cause error) { cancel(cause); stop() }
+	go s.serveSession(sess)
+}
+
+func (s *Server) allowed(a net.Addr) bool {
+	var ip netip.Addr
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ip = a.AddrPort().Addr()
+	default:
+		ap, err := netip.ParseAddrPort(a.String())
+		if err != nil {
+			return false
+		}
+		ip = ap.Addr()
+	}
+	ip = ip.Unmap()
+	for _, p := range s.Allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) serveSession(sess *Session) {
+	defer s.untrack(sess)
+	defer sess.cancel(errSessionDone)
+	// The deadline closes the connection even if the handler is stuck
+	// elsewhere: Asterisk must get its channel back.
+	cut := time.AfterFunc(time.Until(sess.deadline), func() { sess.abort(ErrSessionTimeout) })
+	defer cut.Stop()
+	defer sess.conn.Close()
+
+	log := s.Log.With().Stringer("remote", sess.conn.RemoteAddr()).Logger()
+	sess.log = log
+	if err := sess.conn.SetDeadline(sess.clamp(s.readTimeout())); err != nil {
+		log.Warn().Err(err).Msg("AGI session: setting read deadline")
+		return
+	}
+	sess.br = bufio.NewReaderSize(sess.conn, 4096)
+	env, err := ReadEnv(sess.br, s.maxEnvLines(), s.maxLineBytes())
+	if err != nil {
+		if sess.ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, context.Cause(sess.ctx))
+		}
+		if errors.Is(err, io.EOF) {
+			// Port probes and health checks connect and leave.
+			log.Debug().Err(err).Msg("AGI connection closed without an environment")
+		} else {
+			log.Warn().Err(err).Msg("AGI environment rejected; closing")
+		}
+		return
+	}
+	sess.env = env
+	sess.log = log.With().Str("script", sess.Script()).Str("channel", env.Channel()).Str("uniqueid", env.UniqueID()).Logger()
+	// From here the reader goroutine waits on the connection for the whole
+	// session; each reply is bounded by a timer instead.
+	if err := sess.conn.SetDeadline(sess.deadline); err != nil {
+		sess.log.Warn().Err(err).Msg("AGI session: setting deadline")
+		return
+	}
+	sess.rec = s.newRecorder(sess)
+	var hcancel context.CancelFunc
+	sess.hctx, hcancel = context.WithCancel(sess.ctx)
+	sess.hcancel = hcancel
+	defer hcancel()
+	sess.lines = make(chan string, 8)
+	sess.readerDone = make(chan struct{})
+	go sess.readLoop()
+
+	s.runHandler(sess)
+
+	sess.abort(errSessionDone)
+	<-sess.readerDone
+	sess.rec.close()
+	cause := context.Cause(sess.ctx)
+	ev := sess.log.Debug()
+	if errors.Is(cause, ErrSessionTimeout) {
+		ev = sess.log.Warn()
+	}
+	ev.Dur("duration", time.Since(sess.start)).Bool("hungup", sess.Hungup()).AnErr("cause", cause).Msg("AGI session ended")
+}
+
+func (s *Server) runHandler(sess *Session) {
+	defer func() {
+		if v := recover(); v != nil {
+			sess.log.Error().Str("panic", fmt.Sprint(v)).Str("stack", string(debug.Stack())).Msg("AGI handler panicked")
+		}
+	}()
+	s.Handler.ServeAGI(sess)
+}
+
+// Shutdown stops accepting connections and waits for the running sessions to
+// end. If ctx ends first, it closes the remaining sessions (their contexts
+// are cancelled with ErrServerClosed) and returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	drained := s.stopAccepting()
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		s.closeSessions()
+		return ctx.Err()
+	}
+}
+
+// Close stops accepting connections and closes every session at once.
+func (s *Server) Close() error {
+	s.stopAccepting()
+	s.closeSessions()
+	return nil
+}
+
+func (s *Server) stopAccepting() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		for l := range s.listeners {
+			(*l).Close()
+		}
+		s.drained = make(chan struct{})
+		if len(s.sessions) == 0 {
+			close(s.drained)
+		}
+	}
+	return s.drained
+}
+
+func (s *Server) closeSessions() {
+	s.mu.Lock()
+	s.baseLocked()
+	s.cancelBase(ErrServerClosed)
+	for sess := range s.sessions {
+		sess.abort(ErrServerClosed)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) untrack(sess *Session) {
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	if s.closed && len(s.sessions) == 0 {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) trackListener(l *net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closed {
+			return false
+		}
+		if s.listeners == nil {
+			s.listeners = make(map[*net.Listener]struct{})
+		}
+		s.listeners[l] = struct{}{}
+		return true
+	}
+	delete(s.listeners, l)
+	return true
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *Server) baseContext() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.baseLocked()
+}
+
+// baseLocked returns the context every session derives from, cancelled with
+// ErrServerClosed when the server closes its sessions.
+func (s *Server) baseLocked() context.Context {
+	if s.base == nil {
+		s.base, s.cancelBase = context.WithCancelCause(context.Background())
+	}
+	return s.base
+}
