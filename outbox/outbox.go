@@ -1,0 +1,296 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/rs/zerolog"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Defaults applied by Open to zero Options fields.
+const (
+	DefaultRatePerMinute   = 10 // Movidesk's limit per account
+	DefaultMaxCallDuration = 4 * time.Hour
+	DefaultBackoffMin      = 2 * time.Second
+	DefaultBackoffMax      = 5 * time.Minute
+	DefaultRetention       = 7 * 24 * time.Hour
+	DefaultSendTimeout     = 30 * time.Second
+	DefaultLockTimeout     = time.Second
+)
+
+const (
+	// limiterMargin widens the limiter's window: requests leave here at
+	// exact intervals but reach Movidesk after varying network delays.
+	limiterMargin = 2 * time.Second
+	// reapEvery is how often Run looks for calls left open too long and
+	// purges closed ones past retention.
+	reapEvery = time.Minute
+	// pauseOn429 is the global pause after a 429 without Retry-After: our
+	// count and Movidesk's disagree, so let a whole window pass.
+	pauseOn429 = time.Minute
+)
+
+// ErrInUse is returned by Open when another process holds the file: bbolt
+// locks it exclusively, and a running movidesk-agi keeps it open.
+var ErrInUse = errors.New("outbox file locked by another process")
+
+// ErrNotFound is returned by Retry and Drop for an unknown sequence number.
+var ErrNotFound = errors.New("no such event")
+
+// Sender delivers one request to Movidesk. *movidesk.Client satisfies it.
+type Sender interface {
+	Send(ctx context.Context, r movidesk.Request) error
+}
+
+var _ Sender = (*movidesk.Client)(nil)
+
+// Options configure Open. Zero fields take the documented defaults.
+type Options struct {
+	// Path is the bbolt file; its parent directory is created 0750.
+	Path string
+	// RatePerMinute is the steady request rate (0 = 10, Movidesk's limit).
+	RatePerMinute float64
+	// Burst is how many requests may go back to back (0 = RatePerMinute,
+	// at least 1). The limiter allows at most Burst requests in any window
+	// of Burst/RatePerMinute minutes, plus a 2s margin: by default 10 in any
+	// 62 seconds, so never more than 10 in any minute.
+	Burst int
+	// MaxCallDuration is how long a call may stay open before the reaper
+	// completes it (0 = 4h).
+	MaxCallDuration time.Duration
+	// BackoffMin and BackoffMax bound the delay before an event's next
+	// attempt; it doubles from BackoffMin with each failure (0 = 2s, 5m).
+	BackoffMin, BackoffMax time.Duration
+	// Retention is how long a closed call is remembered, so that a late
+	// transfer still gets a fresh segment id (0 = 7 days).
+	Retention time.Duration
+	// SendTimeout bounds one background attempt (0 = 30s); the Sender's own
+	// timeout is usually shorter.
+	SendTimeout time.Duration
+	// LockTimeout is how long Open waits for another process to release
+	// the file (0 = 1s).
+	LockTimeout time.Duration
+	Log         zerolog.Logger
+	// Now is the clock (nil = time.Now). For tests.
+	Now func() time.Time
+}
+
+// Outbox is the durable store of call events and open calls, and the
+// sender that empties it. Its methods are safe for concurrent use.
+type Outbox struct {
+	db     *bolt.DB
+	path   string
+	sender Sender
+	opts   Options
+	log    zerolog.Logger
+	now    func() time.Time
+	// until returns a channel that fires once the clock reaches t; tests
+	// replace it together with now.
+	until func(t time.Time) (<-chan time.Time, func())
+	lim   *window
+	wake  chan struct{}
+
+	mu       sync.Mutex
+	inflight map[string]bool // base call ids with an attempt in progress
+	paused   time.Time       // no request before this (Retry-After of a 429)
+}
+
+// Result says what became of an event.
+type Result int
+
+const (
+	// Delivered: Movidesk accepted every request of the event.
+	Delivered Result = iota + 1
+	// Queued: stored safely; the background sender delivers it later.
+	Queued
+	// Duplicate: the call was already completed (or abandoned, for
+	// Hangup); nothing was stored or sent.
+	Duplicate
+)
+
+func (r Result) String() string {
+	switch r {
+	case Delivered:
+		return "delivered"
+	case Queued:
+		return "queued"
+	case Duplicate:
+		return "duplicate"
+	}
+	return fmt.Sprintf("Result(%d)", int(r))
+}
+
+// Status is the value for the dialplan's MOVIDESK_STATUS: "OK" when
+// Movidesk has the event or needs nothing, "QUEUED" when it will get it
+// later.
+func (r Result) Status() string {
+	if r == Queued {
+		return "QUEUED"
+	}
+	return "OK"
+}
+
+// Outcome is what a submission did.
+type Outcome struct {
+	Result Result
+	// Sent is what was stored, with the ids Movidesk sees, in order. A
+	// transfer of an open call stores the completion of the open segment
+	// first.
+	Sent []movidesk.Request
+	// Err is the delivery error behind Queued, for the log.
+	Err error
+}
+
+// Open opens (or creates) the outbox at opts.Path. s may be nil for an
+// outbox that is only listed or edited by hand; Run needs it.
+//
+// Only one process may have the file open. When another does, Open fails
+// after opts.LockTimeout with an error wrapping ErrInUse that names the
+// file: the service must be stopped before the file is edited by hand.
+func Open(opts Options, s Sender) (*Outbox, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o750); err != nil {
+		return nil, fmt.Errorf("outbox %s: create directory: %w", opts.Path, err)
+	}
+	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("outbox %s is in use by a running movidesk-agi; stop it first: %w", opts.Path, ErrInUse)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("outbox %s: %w", opts.Path, err)
+	}
+	if err := db.Update(createBuckets); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("outbox %s: %w", opts.Path, err)
+	}
+	n := opts.Burst
+	span := time.Duration(float64(n)/opts.RatePerMinute*float64(time.Minute)) + limiterMargin
+	o := &Outbox{
+		db:       db,
+		path:     opts.Path,
+		sender:   s,
+		opts:     opts,
+		log:      opts.Log,
+		now:      opts.Now,
+		lim:      newWindow(n, span),
+		wake:     make(chan struct{}, 1),
+		inflight: make(map[string]bool),
+	}
+	o.until = func(t time.Time) (<-chan time.Time, func()) {
+		tm := time.NewTimer(max(t.Sub(o.now()), 0))
+		return tm.C, func() { tm.Stop() }
+	}
+	return o, nil
+}
+
+func (opts *Options) setDefaults() error {
+	if opts.Path == "" {
+		return errors.New("outbox: Options.Path is empty")
+	}
+	if opts.RatePerMinute < 0 || math.IsNaN(opts.RatePerMinute) || math.IsInf(opts.RatePerMinute, 0) {
+		return fmt.Errorf("outbox: Options.RatePerMinute %v is not a positive rate", opts.RatePerMinute)
+	}
+	for name, d := range map[string]time.Duration{
+		"MaxCallDuration": opts.MaxCallDuration, "BackoffMin": opts.BackoffMin,
+		"BackoffMax": opts.BackoffMax, "Retention": opts.Retention,
+		"SendTimeout": opts.SendTimeout, "LockTimeout": opts.LockTimeout,
+	} {
+		if d < 0 {
+			return fmt.Errorf("outbox: Options.%s %v is negative", name, d)
+		}
+	}
+	if opts.Burst < 0 {
+		return fmt.Errorf("outbox: Options.Burst %d is negative", opts.Burst)
+	}
+	if opts.RatePerMinute == 0 {
+		opts.RatePerMinute = DefaultRatePerMinute
+	}
+	if opts.Burst == 0 {
+		opts.Burst = max(1, int(opts.RatePerMinute))
+	}
+	if opts.MaxCallDuration == 0 {
+		opts.MaxCallDuration = DefaultMaxCallDuration
+	}
+	if opts.BackoffMin == 0 {
+		opts.BackoffMin = DefaultBackoffMin
+	}
+	if opts.BackoffMax == 0 {
+		opts.BackoffMax = DefaultBackoffMax
+	}
+	if opts.BackoffMax < opts.BackoffMin {
+		return fmt.Errorf("outbox: Options.BackoffMax %v is below BackoffMin %v", opts.BackoffMax, opts.BackoffMin)
+	}
+	if opts.Retention == 0 {
+		opts.Retention = DefaultRetention
+	}
+	if opts.SendTimeout == 0 {
+		opts.SendTimeout = DefaultSendTimeout
+	}
+	if opts.LockTimeout == 0 {
+		opts.LockTimeout = DefaultLockTimeout
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return nil
+}
+
+// Close closes the file. Stop Run (cancel its context and wait for it)
+// first.
+func (o *Outbox) Close() error {
+	if err := o.db.Close(); err != nil {
+		return fmt.Errorf("outbox %s: close: %w", o.path, err)
+	}
+	return nil
+}
+
+// kick wakes Run to look at the store again.
+func (o *Outbox) kick() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// claim marks a call as having an attempt in progress, so that no other
+// attempt of the same call runs at the same time (its events stay in
+// order). It reports false when the call is already claimed.
+func (o *Outbox) claim(call string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.inflight[call] {
+		return false
+	}
+	o.inflight[call] = true
+	return true
+}
+
+func (o *Outbox) release(call string) {
+	o.mu.Lock()
+	delete(o.inflight, call)
+	o.mu.Unlock()
+}
+
+func (o *Outbox) pausedUntil() time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.paused
+}
+
+func (o *Outbox) pause(until time.Time) {
+	o.mu.Lock()
+	if until.After(o.paused) {
+		o.paused = until
+	}
+	o.mu.Unlock()
+}

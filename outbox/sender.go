@@ -1,0 +1,235 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	bolt "go.etcd.io/bbolt"
+)
+
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d + 1)
+}
+
+// Run delivers queued events and completes calls left open, until ctx is
+// done; it then returns nil. An attempt in progress when ctx ends is
+// finished (within SendTimeout), so that an event Movidesk accepted is not
+// sent twice needlessly. Run once per Outbox.
+func (o *Outbox) Run(ctx context.Context) error {
+	if o.sender == nil {
+		return errors.New("outbox: Run needs a sender")
+	}
+	o.log.Info().Str("path", o.path).Msg("outbox: sender started")
+	var nextReap time.Time
+	for {
+		if ctx.Err() != nil {
+			o.log.Info().Msg("outbox: sender stopped")
+			return nil
+		}
+		now := o.now()
+		if !now.Before(nextReap) {
+			if err := o.reap(now); err != nil {
+				o.log.Error().Err(err).Msg("outbox: reaper failed")
+			}
+			nextReap = now.Add(reapEvery)
+		}
+		wakeAt := nextReap
+		if p := o.pausedUntil(); now.Before(p) {
+			wakeAt = earliest(wakeAt, p)
+		} else {
+			c, due, err := o.pick(now)
+			switch {
+			case err != nil:
+				o.log.Error().Err(err).Msg("outbox: reading queued events failed")
+				wakeAt = earliest(wakeAt, now.Add(o.opts.BackoffMin))
+			case c != nil && !o.claim(c.rec.Call):
+				continue // the synchronous path took the call meanwhile
+			case c != nil && !o.lim.allow(now):
+				o.release(c.rec.Call)
+				wakeAt = earliest(wakeAt, o.lim.freeAt())
+			case c != nil:
+				o.deliver(ctx, c)
+				o.release(c.rec.Call)
+				continue
+			default:
+				wakeAt = earliest(wakeAt, due)
+			}
+		}
+		fire, stop := o.until(wakeAt)
+		select {
+		case <-ctx.Done():
+		case <-o.wake:
+		case <-fire:
+		}
+		stop()
+	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.IsZero() || (!a.IsZero() && a.Before(b)) {
+		return a
+	}
+	return b
+}
+
+// candidate is an event chosen for delivery.
+type candidate struct {
+	seq uint64
+	rec *record
+}
+
+// pick chooses the next event to deliver at now: among the oldest event of
+// each call, skipping calls with an attempt in progress and calls whose
+// oldest event failed (they wait for a human), the first transfer due, else
+// the first event due. When none is due, due is when the next one will be.
+func (o *Outbox) pick(now time.Time) (c *candidate, due time.Time, err error) {
+	o.mu.Lock()
+	busy := make(map[string]bool, len(o.inflight))
+	for k := range o.inflight {
+		busy[k] = true
+	}
+	o.mu.Unlock()
+
+	err = o.db.View(func(tx *bolt.Tx) error {
+		seen := make(map[string]bool)
+		var other *candidate
+		cur := tx.Bucket(bucketEvents).Cursor()
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			var rec record
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decode event %x: %w", k, err)
+			}
+			if seen[rec.Call] {
+				continue // not the call's oldest
+			}
+			seen[rec.Call] = true
+			switch {
+			case busy[rec.Call], rec.State == StateFailed:
+				continue
+			case rec.Next.After(now):
+				due = earliest(due, rec.Next)
+				continue
+			}
+			cand := &candidate{seq: seqOf(k), rec: &rec}
+			if rec.Endpoint == movidesk.EndpointTransferred {
+				c = cand
+				return nil
+			}
+			if other == nil {
+				other = cand
+			}
+		}
+		c = other
+		return nil
+	})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("outbox %s: %w", o.path, err)
+	}
+	return c, due, nil
+}
+
+func seqOf(k []byte) uint64 {
+	var s uint64
+	for _, b := range k {
+		s = s<<8 | uint64(b)
+	}
+	return s
+}
+
+// deliver makes one background attempt at c, whose call is claimed.
+func (o *Outbox) deliver(ctx context.Context, c *candidate) {
+	// Read again under the claim: a synchronous attempt may have delivered
+	// it between pick and claim.
+	var rec *record
+	err := o.db.View(func(tx *bolt.Tx) error {
+		var err error
+		rec, err = getRecord(tx, c.seq)
+		return err
+	})
+	if err != nil {
+		o.log.Error().Err(err).Uint64("seq", c.seq).Msg("outbox: reading event failed")
+		return
+	}
+	if rec == nil || rec.State != StatePending {
+		return
+	}
+	r, err := rec.request()
+	if err != nil {
+		o.settle(c.seq, fmt.Errorf("%w: %w", errUnreadable, err), true)
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.opts.SendTimeout)
+	sendErr := o.sender.Send(sctx, r)
+	cancel()
+	o.settle(c.seq, sendErr, true)
+}
+
+// reap completes calls open longer than MaxCallDuration, dated when that
+// duration ran out, and forgets closed calls with no stored events after
+// Retention.
+func (o *Outbox) reap(now time.Time) error {
+	type reaped struct {
+		id     string
+		opened time.Time
+	}
+	var done []reaped
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		var purge [][]byte
+		type open struct {
+			base string
+			c    callState
+		}
+		var expired []open
+		b := tx.Bucket(bucketCalls)
+		err := b.ForEach(func(k, v []byte) error {
+			var c callState
+			if err := json.Unmarshal(v, &c); err != nil {
+				return fmt.Errorf("decode call %q: %w", k, err)
+			}
+			switch {
+			case c.Open && now.Sub(c.Opened) >= o.opts.MaxCallDuration:
+				expired = append(expired, open{string(k), c})
+			case !c.Open && c.Events == 0 && now.Sub(c.Updated) >= o.opts.Retention:
+				purge = append(purge, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range purge {
+			if err := b.Delete(k); err != nil {
+				return fmt.Errorf("forget call %q: %w", k, err)
+			}
+		}
+		for _, e := range expired {
+			id := segmentID(e.base, e.c.Segments)
+			r := movidesk.CompletedCall{ID: id, CompletedDate: e.c.Opened.Add(o.opts.MaxCallDuration)}
+			e.c.Open, e.c.Completed = false, true
+			if _, err := appendEvent(tx, e.base, &e.c, r, now); err != nil {
+				return err
+			}
+			if err := putCall(tx, e.base, e.c); err != nil {
+				return err
+			}
+			done = append(done, reaped{id, e.c.Opened})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("outbox %s: reap open calls: %w", o.path, err)
+	}
+	for _, d := range done {
+		o.log.Warn().Str("call_id", d.id).Time("opened", d.opened).Dur("max_call_duration", o.opts.MaxCallDuration).
+			Msg("outbox: call still open after the maximum call duration; completion queued")
+	}
+	return nil
+}
