@@ -283,7 +283,8 @@ func (c *Client) readErrorBody(r io.Reader) string {
 	if len(s) > maxErrorBody {
 		s = s[:maxErrorBody]
 	}
-	return strings.TrimSpace(strings.ToValidUTF8(s, ""))
+	// One line, so an error carrying it stays one log line.
+	return strings.Join(strings.Fields(strings.ToValidUTF8(s, "")), " ")
 }
 
 // redact replaces the token, raw or URL-escaped, in s.

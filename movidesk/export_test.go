@@ -1,0 +1,7 @@
+package movidesk
+
+import "time"
+
+// SetClock replaces the clock the client reads Retry-After dates and its
+// rate limit against.
+func SetClock(c *Client, now func() time.Time) { c.now = now }
