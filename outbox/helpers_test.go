@@ -1,0 +1,297 @@
+package outbox
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/rs/zerolog"
+)
+
+// t0 is when every test starts, in UTC as Movidesk wants its dates.
+var t0 = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
+
+// fakeClock is a manual clock: Run waits on it, the test moves it.
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []*waiter
+	changed chan struct{} // closed and replaced when a waiter registers
+}
+
+type waiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: t0, changed: make(chan struct{})}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// until is the Outbox's timer hook.
+func (c *fakeClock) until(t time.Time) (<-chan time.Time, func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := &waiter{at: t, ch: make(chan time.Time, 1)}
+	if !t.After(c.now) {
+		w.ch <- c.now
+		return w.ch, func() {}
+	}
+	c.waiters = append(c.waiters, w)
+	close(c.changed)
+	c.changed = make(chan struct{})
+	return w.ch, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.waiters = slices.DeleteFunc(c.waiters, func(x *waiter) bool { return x == w })
+	}
+}
+
+// Advance moves the clock by d and fires the timers it passes.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.set(c.now.Add(d))
+}
+
+func (c *fakeClock) set(now time.Time) {
+	c.now = now
+	c.waiters = slices.DeleteFunc(c.waiters, func(w *waiter) bool {
+		if w.at.After(now) {
+			return false
+		}
+		w.ch <- now
+		return true
+	})
+}
+
+// waitIdle blocks until someone (Run) waits on the clock, which it only
+// does once it has nothing to do before some future time.
+func (c *fakeClock) waitIdle(t *testing.T) {
+	t.Helper()
+	for {
+		c.mu.Lock()
+		n, changed := len(c.waiters), c.changed
+		c.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		select {
+		case <-changed:
+		case <-t.Context().Done():
+			t.Fatal("test ended while waiting for the sender to go idle")
+		case <-time.After(10 * time.Second):
+			// A safety net against a hung test, not a timing assertion.
+			t.Fatal("sender never went idle")
+		}
+	}
+}
+
+// advanceToNext moves the clock to the earliest pending timer.
+func (c *fakeClock) advanceToNext(t *testing.T) {
+	t.Helper()
+	c.waitIdle(t)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.waiters) == 0 {
+		return // woken meanwhile: it is busy again
+	}
+	next := c.waiters[0].at
+	for _, w := range c.waiters {
+		if w.at.Before(next) {
+			next = w.at
+		}
+	}
+	c.set(next)
+}
+
+// drive lets fake time pass, one timer at a time, until cond holds while
+// the sender is idle. It gives up after limit of fake time.
+func (c *fakeClock) drive(t *testing.T, limit time.Duration, cond func() bool) {
+	t.Helper()
+	end := c.Now().Add(limit)
+	for {
+		c.waitIdle(t)
+		if cond() {
+			return
+		}
+		if c.Now().After(end) {
+			t.Fatalf("condition not reached after %v of fake time", limit)
+		}
+		c.advanceToNext(t)
+	}
+}
+
+// attempt is one call to the fake sender.
+type attempt struct {
+	At  time.Time
+	Req movidesk.Request
+	Err error
+}
+
+// fakeSender answers with fn (nil = accept) and records every attempt.
+type fakeSender struct {
+	now func() time.Time
+
+	mu       sync.Mutex
+	fn       func(ctx context.Context, r movidesk.Request) error
+	attempts []attempt
+}
+
+var _ Sender = (*fakeSender)(nil)
+
+func (s *fakeSender) Send(ctx context.Context, r movidesk.Request) error {
+	s.mu.Lock()
+	fn := s.fn
+	s.mu.Unlock()
+	var err error
+	if fn != nil {
+		err = fn(ctx, r)
+	}
+	s.mu.Lock()
+	s.attempts = append(s.attempts, attempt{At: s.now(), Req: r, Err: err})
+	s.mu.Unlock()
+	return err
+}
+
+func (s *fakeSender) set(fn func(ctx context.Context, r movidesk.Request) error) {
+	s.mu.Lock()
+	s.fn = fn
+	s.mu.Unlock()
+}
+
+func (s *fakeSender) all() []attempt {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.attempts)
+}
+
+// delivered lists the requests accepted, in order.
+func (s *fakeSender) delivered() []movidesk.Request {
+	var out []movidesk.Request
+	for _, a := range s.all() {
+		if a.Err == nil {
+			out = append(out, a.Req)
+		}
+	}
+	return out
+}
+
+// down fails every request as an unreachable Movidesk does.
+func down(_ context.Context, r movidesk.Request) error {
+	return &movidesk.TransportError{Endpoint: r.Endpoint(), Err: errConnRefused}
+}
+
+var errConnRefused = &connRefused{}
+
+type connRefused struct{}
+
+func (*connRefused) Error() string { return "dial tcp 127.0.0.1:9: connect: connection refused" }
+
+type testEnv struct {
+	o      *Outbox
+	clock  *fakeClock
+	sender *fakeSender
+	path   string
+	opts   Options
+}
+
+// newEnv opens an outbox in a temporary directory with a fake clock and
+// sender. Tune opts before by passing a function.
+func newEnv(t *testing.T, tune ...func(*Options)) *testEnv {
+	t.Helper()
+	clk := newFakeClock()
+	opts := Options{
+		Path: filepath.Join(t.TempDir(), "spool", "outbox.db"),
+		Log:  zerolog.New(zerolog.NewTestWriter(t)),
+		Now:  clk.Now,
+	}
+	for _, f := range tune {
+		f(&opts)
+	}
+	e := &testEnv{clock: clk, sender: &fakeSender{now: clk.Now}, path: opts.Path, opts: opts}
+	e.reopen(t)
+	return e
+}
+
+// reopen opens the outbox file again, as after a restart.
+func (e *testEnv) reopen(t *testing.T) {
+	t.Helper()
+	o, err := Open(e.opts, e.sender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.until = e.clock.until
+	e.o = o
+	t.Cleanup(func() { o.Close() })
+}
+
+// run starts the background sender until the test ends.
+func (e *testEnv) run(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.o.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// runUntilStopped starts the background sender and returns what stops
+// it, for a test that reopens the file.
+func (e *testEnv) runUntilStopped(t *testing.T) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.o.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
+func (e *testEnv) stats(t *testing.T) (pending, failed, open int) {
+	t.Helper()
+	p, f, o, err := e.o.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, f, o
+}
+
+func transfer(id string, at time.Time) movidesk.TransferredCall {
+	return movidesk.TransferredCall{
+		QueueID: 7, ClientNumber: "4733990777", ID: id, BranchLine: "5252",
+		CallDate: at.Add(-30 * time.Second), TransferDate: at,
+	}
+}
+
+func complete(id string, at time.Time) movidesk.CompletedCall {
+	return movidesk.CompletedCall{ID: id, Link: "https://rec.example/" + id, CompletedDate: at}
+}
+
+func cancelled(id string, at time.Time) movidesk.CanceledCall {
+	return movidesk.CanceledCall{QueueID: 7, ClientNumber: "4733990777", ID: id, CallDate: at.Add(-time.Minute), CanceledDate: at}
+}
+
+// canceledCtx makes a submission skip its attempt: stored, due now.
+func canceledCtx() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}

@@ -1,0 +1,385 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+)
+
+func TestSubmit(t *testing.T) {
+	t.Run("DeliveredWhenMovideskAccepts", func(t *testing.T) {
+		e := newEnv(t)
+		r := transfer("1700000000.1", t0)
+		out, err := e.o.Transfer(t.Context(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Result != Delivered || out.Result.Status() != "OK" {
+			t.Errorf("result %v (status %s), want delivered (OK)", out.Result, out.Result.Status())
+		}
+		if diff := cmp.Diff([]movidesk.Request{r}, e.sender.delivered()); diff != "" {
+			t.Errorf("sent (-want +got):\n%s", diff)
+		}
+		if p, f, _ := e.stats(t); p+f != 0 {
+			t.Errorf("%d pending and %d failed events left after delivery", p, f)
+		}
+	})
+
+	t.Run("QueuedWhenMovideskDown", func(t *testing.T) {
+		e := newEnv(t)
+		e.sender.set(down)
+		out, err := e.o.Transfer(t.Context(), transfer("c1", t0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Result != Queued || out.Result.Status() != "QUEUED" || out.Err == nil {
+			t.Errorf("got %v (status %s, err %v), want queued with the delivery error", out.Result, out.Result.Status(), out.Err)
+		}
+		evs, err := e.o.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 || evs[0].State != StatePending || evs[0].Attempts != 1 || !strings.Contains(evs[0].LastError, "connection refused") {
+			t.Errorf("stored events %+v, want one pending after one failed attempt", evs)
+		}
+		if !evs[0].NextAttempt.After(t0) {
+			t.Errorf("next attempt %v, want later than now (%v)", evs[0].NextAttempt, t0)
+		}
+	})
+
+	t.Run("QueuedWhenTheCallerRunsOutOfTime", func(t *testing.T) {
+		e := newEnv(t)
+		e.sender.set(func(ctx context.Context, r movidesk.Request) error {
+			<-ctx.Done() // Movidesk is slower than the caller's deadline
+			return &movidesk.TransportError{Endpoint: r.Endpoint(), Err: ctx.Err()}
+		})
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+		defer cancel()
+		out, err := e.o.Complete(ctx, complete("c1", t0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Result != Queued || !errors.Is(out.Err, context.DeadlineExceeded) {
+			t.Errorf("got %v, %v; want queued after the deadline", out.Result, out.Err)
+		}
+		if p, _, _ := e.stats(t); p != 1 {
+			t.Errorf("%d pending events, want 1", p)
+		}
+	})
+
+	t.Run("InvalidRequestIsNotStored", func(t *testing.T) {
+		e := newEnv(t)
+		r := transfer("c1", t0)
+		r.QueueID = 0
+		_, err := e.o.Transfer(t.Context(), r)
+		var ve *movidesk.ValidationError
+		if !errors.As(err, &ve) || ve.Field != "queueId" {
+			t.Fatalf("error %v, want a validation error on queueId", err)
+		}
+		if p, f, o := e.stats(t); p+f+o != 0 || len(e.sender.all()) != 0 {
+			t.Errorf("stored %d pending, %d failed, %d open and sent %d requests; want nothing", p, f, o, len(e.sender.all()))
+		}
+	})
+
+	t.Run("SegmentSuffixBeyondIDLimitIsRefused", func(t *testing.T) {
+		e := newEnv(t)
+		id := strings.Repeat("9", movidesk.MaxID)
+		if _, err := e.o.Transfer(t.Context(), transfer(id, t0)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := e.o.Transfer(t.Context(), transfer(id, t0.Add(time.Minute)))
+		var ve *movidesk.ValidationError
+		if !errors.As(err, &ve) || ve.Field != "id" {
+			t.Fatalf("error %v, want a validation error on id", err)
+		}
+		if open, err := e.o.IsOpen(id); err != nil || !open {
+			t.Errorf("IsOpen = %v, %v; want the first segment still open", open, err)
+		}
+	})
+
+	t.Run("StoreFailureAcknowledgesNothing", func(t *testing.T) {
+		e := newEnv(t)
+		if err := e.o.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := e.o.Transfer(t.Context(), transfer("c1", t0))
+		if err == nil || !strings.Contains(err.Error(), e.path) {
+			t.Fatalf("error %v, want a store error naming %s", err, e.path)
+		}
+		if n := len(e.sender.all()); n != 0 {
+			t.Errorf("%d requests sent for an event that was not stored", n)
+		}
+	})
+
+	t.Run("PermanentRefusalIsAnErrorAndKept", func(t *testing.T) {
+		e := newEnv(t)
+		e.sender.set(func(_ context.Context, r movidesk.Request) error {
+			return &movidesk.APIError{Endpoint: r.Endpoint(), StatusCode: 401, Body: "invalid token"}
+		})
+		_, err := e.o.Transfer(t.Context(), transfer("c1", t0))
+		var ae *movidesk.APIError
+		if !errors.As(err, &ae) || ae.StatusCode != 401 {
+			t.Fatalf("error %v, want the 401", err)
+		}
+		if _, f, _ := e.stats(t); f != 1 {
+			t.Errorf("%d failed events, want 1", f)
+		}
+	})
+}
+
+func TestPairing(t *testing.T) {
+	const id = "1700000000.42"
+	at := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
+
+	t.Run("SecondTransferCompletesFirstSegment", func(t *testing.T) {
+		e := newEnv(t)
+		var got [][]movidesk.Request
+		for i := range 3 {
+			out, err := e.o.Transfer(t.Context(), transfer(id, at(i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, out.Sent)
+		}
+		out, err := e.o.Complete(t.Context(), complete(id, at(9)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, out.Sent)
+
+		want := [][]movidesk.Request{
+			{transfer(id, at(0))},
+			{movidesk.CompletedCall{ID: id, CompletedDate: at(1)}, transfer(id+"-2", at(1))},
+			{movidesk.CompletedCall{ID: id + "-2", CompletedDate: at(2)}, transfer(id+"-3", at(2))},
+			{movidesk.CompletedCall{ID: id + "-3", Link: complete(id, at(9)).Link, CompletedDate: at(9)}},
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("stored (-want +got):\n%s", diff)
+		}
+		var flat []movidesk.Request
+		for _, rs := range want {
+			flat = append(flat, rs...)
+		}
+		if diff := cmp.Diff(flat, e.sender.delivered()); diff != "" {
+			t.Errorf("delivered (-want +got):\n%s", diff)
+		}
+		if open, err := e.o.IsOpen(id); err != nil || open {
+			t.Errorf("IsOpen after completion = %v, %v; want false", open, err)
+		}
+	})
+
+	t.Run("DuplicateCompletionNotSent", func(t *testing.T) {
+		e := newEnv(t)
+		mustTransfer(t, e, transfer(id, at(0)))
+		if _, err := e.o.Complete(t.Context(), complete(id, at(5))); err != nil {
+			t.Fatal(err)
+		}
+		before := len(e.sender.all())
+		out, err := e.o.Complete(t.Context(), complete(id, at(6)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Result != Duplicate || out.Result.Status() != "OK" || len(out.Sent) != 0 {
+			t.Errorf("second completion: %+v, want a duplicate with nothing stored", out)
+		}
+		if n := len(e.sender.all()); n != before {
+			t.Errorf("second completion sent %d more requests", n-before)
+		}
+	})
+
+	t.Run("CompletionOfUnknownCallSentAsGiven", func(t *testing.T) {
+		e := newEnv(t)
+		r := complete(id, at(5))
+		out, err := e.o.Complete(t.Context(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]movidesk.Request{r}, out.Sent); diff != "" {
+			t.Errorf("sent (-want +got):\n%s", diff)
+		}
+		// The bare id is now used; a late transfer gets a new one.
+		out, err = e.o.Transfer(t.Context(), transfer(id, at(6)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Sent) != 1 || out.Sent[0].CallID() != id+"-2" {
+			t.Errorf("late transfer stored %v, want one transfer as %s-2", out.Sent, id)
+		}
+	})
+
+	t.Run("TransferAfterCompletionGetsNewSegment", func(t *testing.T) {
+		e := newEnv(t)
+		mustTransfer(t, e, transfer(id, at(0)))
+		if _, err := e.o.Complete(t.Context(), complete(id, at(5))); err != nil {
+			t.Fatal(err)
+		}
+		out := mustTransfer(t, e, transfer(id, at(6)))
+		if diff := cmp.Diff([]string{id + "-2"}, ids(out.Sent)); diff != "" {
+			t.Errorf("ids (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("LinkUsesLatestSegment", func(t *testing.T) {
+		e := newEnv(t)
+		link := func() string {
+			t.Helper()
+			out, err := e.o.Link(t.Context(), movidesk.CallLink{ID: id, Link: "https://rec.example/x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out.Sent[0].CallID()
+		}
+		if got := link(); got != id {
+			t.Errorf("link of unknown call sent as %q, want %q", got, id)
+		}
+		mustTransfer(t, e, transfer(id, at(0)))
+		mustTransfer(t, e, transfer(id, at(1)))
+		if got := link(); got != id+"-2" {
+			t.Errorf("link after two transfers sent as %q, want %q", got, id+"-2")
+		}
+	})
+
+	t.Run("CancelOfOpenCallSentAsGiven", func(t *testing.T) {
+		e := newEnv(t)
+		mustTransfer(t, e, transfer(id, at(0)))
+		r := cancelled(id, at(1))
+		out, err := e.o.Cancel(t.Context(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]movidesk.Request{r}, out.Sent); diff != "" {
+			t.Errorf("sent (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestHangup(t *testing.T) {
+	const id = "1700000000.7"
+	hangup := func(t *testing.T, e *testEnv, min int) Outcome {
+		t.Helper()
+		at := t0.Add(time.Duration(min) * time.Minute)
+		out, err := e.o.Hangup(t.Context(), complete(id, at), cancelled(id, at))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	endpoints := func(rs []movidesk.Request) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.Endpoint()+" "+r.CallID())
+		}
+		return out
+	}
+
+	t.Run("OpenCallIsCompleted", func(t *testing.T) {
+		e := newEnv(t)
+		mustTransfer(t, e, transfer(id, t0))
+		mustTransfer(t, e, transfer(id, t0.Add(time.Minute)))
+		out := hangup(t, e, 3)
+		if diff := cmp.Diff([]string{movidesk.EndpointCompleted + " " + id + "-2"}, endpoints(out.Sent)); diff != "" {
+			t.Errorf("sent (-want +got):\n%s", diff)
+		}
+		if out := hangup(t, e, 4); out.Result != Duplicate {
+			t.Errorf("second hangup: %v, want duplicate", out.Result)
+		}
+	})
+
+	t.Run("UnansweredCallIsCanceled", func(t *testing.T) {
+		e := newEnv(t)
+		out := hangup(t, e, 3)
+		if diff := cmp.Diff([]string{movidesk.EndpointCanceled + " " + id}, endpoints(out.Sent)); diff != "" {
+			t.Errorf("sent (-want +got):\n%s", diff)
+		}
+		if out := hangup(t, e, 4); out.Result != Duplicate {
+			t.Errorf("second hangup: %v, want duplicate", out.Result)
+		}
+	})
+
+	t.Run("CompletedCallIsDuplicate", func(t *testing.T) {
+		e := newEnv(t)
+		mustTransfer(t, e, transfer(id, t0))
+		if _, err := e.o.Complete(t.Context(), complete(id, t0.Add(time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+		n := len(e.sender.all())
+		if out := hangup(t, e, 3); out.Result != Duplicate || len(e.sender.all()) != n {
+			t.Errorf("hangup after completion: %v, sent %d; want duplicate, nothing sent", out.Result, len(e.sender.all())-n)
+		}
+	})
+
+	t.Run("OnlyTheChosenRequestIsValidated", func(t *testing.T) {
+		e := newEnv(t)
+		mustTransfer(t, e, transfer(id, t0))
+		// No queue is known at this hangup; the call is open, so the
+		// cancellation is not needed.
+		c := cancelled(id, t0)
+		c.QueueID = 0
+		out, err := e.o.Hangup(t.Context(), complete(id, t0.Add(time.Minute)), c)
+		if err != nil || out.Result != Delivered {
+			t.Errorf("hangup: %v, %v; want delivered", out.Result, err)
+		}
+	})
+}
+
+func TestOpen(t *testing.T) {
+	t.Run("SecondOpenReportsFileInUse", func(t *testing.T) {
+		e := newEnv(t)
+		opts := e.opts
+		opts.LockTimeout = 50 * time.Millisecond
+		_, err := Open(opts, nil)
+		if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), e.path) || !strings.Contains(err.Error(), "in use by a running movidesk-agi") {
+			t.Fatalf("error %v, want ErrInUse naming %s", err, e.path)
+		}
+	})
+
+	t.Run("StateSurvivesReopen", func(t *testing.T) {
+		e := newEnv(t)
+		e.sender.set(down)
+		mustTransfer(t, e, transfer("c1", t0))
+		if err := e.o.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e.reopen(t)
+		if open, err := e.o.IsOpen("c1"); err != nil || !open {
+			t.Errorf("IsOpen after reopen = %v, %v; want true", open, err)
+		}
+		if p, _, _ := e.stats(t); p != 1 {
+			t.Errorf("%d pending after reopen, want 1", p)
+		}
+	})
+
+	t.Run("BadOptionsNamed", func(t *testing.T) {
+		for name, opts := range map[string]Options{
+			"Path":          {},
+			"RatePerMinute": {Path: "x", RatePerMinute: -1},
+			"BackoffMax":    {Path: "x", BackoffMin: time.Minute, BackoffMax: time.Second},
+		} {
+			if _, err := Open(opts, nil); err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("Open with bad %s: %v, want an error naming it", name, err)
+			}
+		}
+	})
+}
+
+func mustTransfer(t *testing.T, e *testEnv, r movidesk.TransferredCall) Outcome {
+	t.Helper()
+	out, err := e.o.Transfer(t.Context(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func ids(rs []movidesk.Request) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.CallID())
+	}
+	return out
+}
