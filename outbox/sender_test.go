@@ -1,0 +1,337 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	bolt "go.etcd.io/bbolt"
+)
+
+func TestSender(t *testing.T) {
+	t.Run("MovideskDownThenBack", func(t *testing.T) {
+		e := newEnv(t)
+		e.sender.set(down)
+		// Six calls in a burst: each transfer is followed by the
+		// completion of the previous call.
+		var submitted []movidesk.Request
+		for i := range 6 {
+			at := t0.Add(time.Duration(i) * 10 * time.Second)
+			tr := transfer(fmt.Sprintf("c%d", i), at)
+			out, err := e.o.Transfer(t.Context(), tr)
+			if err != nil || out.Result != Queued {
+				t.Fatalf("transfer %d: %v, %v; want queued", i, out.Result, err)
+			}
+			submitted = append(submitted, tr)
+			if i > 0 {
+				co := complete(fmt.Sprintf("c%d", i-1), at)
+				out, err := e.o.Complete(t.Context(), co)
+				if err != nil || out.Result != Queued {
+					t.Fatalf("complete %d: %v, %v; want queued", i-1, out.Result, err)
+				}
+				submitted = append(submitted, co)
+			}
+		}
+		e.run(t)
+		// Down a while longer: the sender keeps trying.
+		e.clock.drive(t, time.Hour, func() bool { return len(e.sender.all()) >= 30 })
+		e.sender.set(nil)
+		e.clock.drive(t, time.Hour, func() bool { return len(e.sender.delivered()) >= len(submitted) })
+
+		got := e.sender.delivered()
+		if len(got) != len(submitted) {
+			t.Errorf("%d deliveries of %d events", len(got), len(submitted))
+		}
+		// Each exactly once, with its original dates.
+		byID := map[string]movidesk.Request{}
+		for _, r := range submitted {
+			byID[r.Endpoint()+" "+r.CallID()] = r
+		}
+		for _, r := range got {
+			k := r.Endpoint() + " " + r.CallID()
+			want, ok := byID[k]
+			if !ok {
+				t.Errorf("delivered %s more than once or never submitted", k)
+				continue
+			}
+			delete(byID, k)
+			if diff := cmp.Diff(want, r); diff != "" {
+				t.Errorf("%s changed on the way (-submitted +delivered):\n%s", k, diff)
+			}
+		}
+		assertCallOrder(t, e.sender.all())
+		assertRate(t, e.sender.all(), 10, 60*time.Second)
+		if p, f, _ := e.stats(t); p+f != 0 {
+			t.Errorf("%d pending, %d failed left", p, f)
+		}
+	})
+
+	t.Run("TransfersFirst", func(t *testing.T) {
+		e := newEnv(t)
+		ctx := canceledCtx()
+		for _, submit := range []func() (Outcome, error){
+			func() (Outcome, error) { return e.o.Complete(ctx, complete("x", t0)) },
+			func() (Outcome, error) { return e.o.Link(ctx, movidesk.CallLink{ID: "y", Link: "https://rec.example/y"}) },
+			func() (Outcome, error) { return e.o.Cancel(ctx, cancelled("z", t0)) },
+			func() (Outcome, error) { return e.o.Transfer(ctx, transfer("w", t0)) },
+		} {
+			if out, err := submit(); err != nil || out.Result != Queued {
+				t.Fatalf("submit: %v, %v; want queued", out.Result, err)
+			}
+		}
+		e.run(t)
+		e.clock.drive(t, time.Minute, func() bool { return len(e.sender.delivered()) == 4 })
+		want := []string{
+			movidesk.EndpointTransferred + " w", movidesk.EndpointCompleted + " x",
+			movidesk.EndpointLink + " y", movidesk.EndpointCanceled + " z",
+		}
+		if diff := cmp.Diff(want, describe(e.sender.delivered())); diff != "" {
+			t.Errorf("delivery order (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("BackoffDoublesToMax", func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.RatePerMinute = 1000 })
+		e.sender.set(down)
+		mustTransfer(t, e, transfer("c1", t0))
+		e.run(t)
+		e.clock.drive(t, 24*time.Hour, func() bool { return len(e.sender.all()) >= 12 })
+		as := e.sender.all()
+		for k := 1; k < len(as); k++ {
+			d := min(DefaultBackoffMin<<(k-1), DefaultBackoffMax)
+			if gap := as[k].At.Sub(as[k-1].At); gap < d/2 || gap > d {
+				t.Errorf("attempt %d came %v after the previous, want between %v and %v", k+1, gap, d/2, d)
+			}
+		}
+	})
+
+	t.Run("RetryAfterHonoured", func(t *testing.T) {
+		e := newEnv(t)
+		var calls atomic.Int32
+		e.sender.set(func(_ context.Context, r movidesk.Request) error {
+			if calls.Add(1) == 1 {
+				return &movidesk.APIError{Endpoint: r.Endpoint(), StatusCode: 429, RetryAfter: 45 * time.Second}
+			}
+			return nil
+		})
+		if out, err := e.o.Transfer(t.Context(), transfer("c1", t0)); err != nil || out.Result != Queued {
+			t.Fatalf("first transfer: %v, %v; want queued", out.Result, err)
+		}
+		// Everyone waits, not only the event that got the 429.
+		out, err := e.o.Transfer(t.Context(), transfer("c2", t0))
+		if err != nil || out.Result != Queued || !strings.Contains(fmt.Sprint(out.Err), "wait") {
+			t.Fatalf("second transfer: %v, %v (%v); want queued without an attempt", out.Result, err, out.Err)
+		}
+		if n := calls.Load(); n != 1 {
+			t.Fatalf("%d attempts during the pause, want 1", n)
+		}
+		e.run(t)
+		e.clock.drive(t, time.Hour, func() bool { return len(e.sender.delivered()) == 2 })
+		for _, a := range e.sender.all()[1:] {
+			if a.At.Before(t0.Add(45 * time.Second)) {
+				t.Errorf("%s %s attempted at +%v, before the Retry-After of 45s", a.Req.Endpoint(), a.Req.CallID(), a.At.Sub(t0))
+			}
+		}
+	})
+
+	t.Run("RefusedEventBlocksItsCallUntilRetried", func(t *testing.T) {
+		e := newEnv(t)
+		e.sender.set(unauthorized)
+		if _, err := e.o.Transfer(t.Context(), transfer("c1", t0)); err == nil {
+			t.Fatal("transfer refused with 401 returned no error")
+		}
+		out, err := e.o.Complete(t.Context(), complete("c1", t0.Add(time.Minute)))
+		if err != nil || out.Result != Queued {
+			t.Fatalf("completion behind a failed transfer: %v, %v; want queued", out.Result, err)
+		}
+		e.run(t)
+		e.clock.drive(t, time.Hour, func() bool { return e.clock.Now().After(t0.Add(30 * time.Minute)) })
+		if n := len(e.sender.all()); n != 1 {
+			t.Errorf("%d attempts, want only the refused one: a failed event is not retried and blocks its call", n)
+		}
+		evs, err := e.o.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"failed " + movidesk.EndpointTransferred + " c1", "pending " + movidesk.EndpointCompleted + " c1"}
+		if diff := cmp.Diff(want, states(evs)); diff != "" {
+			t.Errorf("listed (-want +got):\n%s", diff)
+		}
+		if !strings.Contains(evs[0].LastError, "401") || evs[0].Attempts != 1 {
+			t.Errorf("failed event: attempts %d, last error %q; want 1 and the 401", evs[0].Attempts, evs[0].LastError)
+		}
+
+		e.sender.set(nil) // the token was fixed
+		if err := e.o.Retry(0); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.drive(t, time.Hour, func() bool { return len(e.sender.delivered()) == 2 })
+		want = []string{movidesk.EndpointTransferred + " c1", movidesk.EndpointCompleted + " c1"}
+		if diff := cmp.Diff(want, describe(e.sender.delivered())); diff != "" {
+			t.Errorf("delivered (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("DroppedEventUnblocksItsCall", func(t *testing.T) {
+		e := newEnv(t)
+		e.sender.set(unauthorized)
+		if _, err := e.o.Transfer(t.Context(), transfer("c1", t0)); err == nil {
+			t.Fatal("transfer refused with 401 returned no error")
+		}
+		if _, err := e.o.Complete(t.Context(), complete("c1", t0.Add(time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+		evs, err := e.o.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.sender.set(nil)
+		if err := e.o.Drop(evs[0].Seq); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.o.Drop(evs[0].Seq); !errors.Is(err, ErrNotFound) {
+			t.Errorf("second drop: %v, want ErrNotFound", err)
+		}
+		e.run(t)
+		e.clock.drive(t, time.Hour, func() bool { return len(e.sender.delivered()) == 1 })
+		if diff := cmp.Diff([]string{movidesk.EndpointCompleted + " c1"}, describe(e.sender.delivered())); diff != "" {
+			t.Errorf("delivered (-want +got):\n%s", diff)
+		}
+		// The ids used stay used.
+		out := mustTransfer(t, e, transfer("c1", t0.Add(2*time.Minute)))
+		if diff := cmp.Diff([]string{"c1-2"}, ids(out.Sent)); diff != "" {
+			t.Errorf("next transfer ids (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestReaper(t *testing.T) {
+	t.Run("CompletesCallLeftOpenAfterRestart", func(t *testing.T) {
+		e := newEnv(t)
+		mustTransfer(t, e, transfer("old", t0))
+		mustTransfer(t, e, transfer("old", t0.Add(time.Minute))) // segment 2 opened at +1m
+		if err := e.o.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(5 * time.Hour) // the service was down meanwhile
+		e.reopen(t)
+		mustTransfer(t, e, transfer("young", e.clock.Now()))
+		before := len(e.sender.delivered())
+		e.run(t)
+		e.clock.drive(t, time.Minute, func() bool { return len(e.sender.delivered()) > before })
+		want := []movidesk.Request{movidesk.CompletedCall{ID: "old-2", CompletedDate: t0.Add(time.Minute + DefaultMaxCallDuration)}}
+		if diff := cmp.Diff(want, e.sender.delivered()[before:]); diff != "" {
+			t.Errorf("reaped (-want +got):\n%s", diff)
+		}
+		for id, want := range map[string]bool{"old": false, "young": true} {
+			if open, err := e.o.IsOpen(id); err != nil || open != want {
+				t.Errorf("IsOpen(%s) = %v, %v; want %v", id, open, err, want)
+			}
+		}
+	})
+
+	t.Run("ForgetsClosedCallsAfterRetention", func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.MaxCallDuration, o.Retention = time.Hour, 2*time.Hour })
+		mustTransfer(t, e, transfer("c1", t0))
+		if _, err := e.o.Complete(t.Context(), complete("c1", t0)); err != nil {
+			t.Fatal(err)
+		}
+		mustTransfer(t, e, transfer("c2", t0))
+		e.run(t)
+		e.clock.drive(t, 2*time.Hour, func() bool {
+			// c1 is remembered for a while: its next transfer gets c1-2.
+			return e.clock.Now().After(t0.Add(time.Hour + time.Minute))
+		})
+		if diff := cmp.Diff([]string{"c1", "c2"}, e.calls(t)); diff != "" {
+			t.Errorf("calls remembered within retention (-want +got):\n%s", diff)
+		}
+		e.clock.drive(t, 3*time.Hour, func() bool { return e.clock.Now().After(t0.Add(3*time.Hour + time.Minute)) })
+		if got := e.calls(t); len(got) != 0 {
+			t.Errorf("calls remembered after retention: %v, want none (c2 was reaped then forgotten too)", got)
+		}
+	})
+}
+
+func TestWindow(t *testing.T) {
+	w := newWindow(3, time.Minute)
+	var allowed []time.Duration
+	for s := time.Duration(0); s <= 3*time.Minute; s += 10 * time.Second {
+		if w.allow(t0.Add(s)) {
+			allowed = append(allowed, s)
+		}
+	}
+	want := []time.Duration{0, 10 * time.Second, 20 * time.Second, 70 * time.Second, 80 * time.Second, 90 * time.Second, 140 * time.Second, 150 * time.Second, 160 * time.Second}
+	if diff := cmp.Diff(want, allowed); diff != "" {
+		t.Errorf("allowed at (-want +got):\n%s", diff)
+	}
+}
+
+func unauthorized(_ context.Context, r movidesk.Request) error {
+	return &movidesk.APIError{Endpoint: r.Endpoint(), StatusCode: 401, Status: "401 Unauthorized", Body: "invalid token"}
+}
+
+func describe(rs []movidesk.Request) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Endpoint()+" "+r.CallID())
+	}
+	return out
+}
+
+func states(evs []Event) []string {
+	var out []string
+	for _, ev := range evs {
+		out = append(out, ev.State+" "+ev.Endpoint+" "+ev.CallID)
+	}
+	return out
+}
+
+// calls lists the call ids the file remembers.
+func (e *testEnv) calls(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	err := e.o.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCalls).ForEach(func(k, _ []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// assertCallOrder checks that no request of a call was attempted before
+// every earlier request of the same call was delivered.
+func assertCallOrder(t *testing.T, as []attempt) {
+	t.Helper()
+	rank := map[string]int{movidesk.EndpointTransferred: 0, movidesk.EndpointCompleted: 1}
+	done := map[string]int{} // call -> how many of its ranks are delivered
+	for _, a := range as {
+		id, r := a.Req.CallID(), rank[a.Req.Endpoint()]
+		if done[id] < r {
+			t.Errorf("%s %s attempted before the call's transfer was delivered", a.Req.Endpoint(), id)
+		}
+		if a.Err == nil {
+			done[id] = max(done[id], r+1)
+		}
+	}
+}
+
+// assertRate checks that no window of length span held more than n
+// attempts.
+func assertRate(t *testing.T, as []attempt, n int, span time.Duration) {
+	t.Helper()
+	for i := n; i < len(as); i++ {
+		if gap := as[i].At.Sub(as[i-n].At); gap <= span {
+			t.Errorf("attempts %d and %d are %v apart: %d requests within %v", i-n+1, i+1, gap, n+1, span)
+		}
+	}
+}
