@@ -77,7 +77,9 @@ func TestSender(t *testing.T) {
 		ctx := canceledCtx()
 		for _, submit := range []func() (Outcome, error){
 			func() (Outcome, error) { return e.o.Complete(ctx, complete("x", t0)) },
-			func() (Outcome, error) { return e.o.Link(ctx, movidesk.CallLink{ID: "y", Link: "https://rec.example/y"}) },
+			func() (Outcome, error) {
+				return e.o.Link(ctx, movidesk.CallLink{ID: "y", Link: "https://rec.example/y"})
+			},
 			func() (Outcome, error) { return e.o.Cancel(ctx, cancelled("z", t0)) },
 			func() (Outcome, error) { return e.o.Transfer(ctx, transfer("w", t0)) },
 		} {
