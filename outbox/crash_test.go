@@ -1,0 +1,165 @@
+package outbox
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/rs/zerolog"
+)
+
+// The crash tests run this test binary again as a child that writes to an
+// outbox until it is killed with SIGKILL.
+const (
+	envCrashMode = "OUTBOX_CRASH_MODE"
+	envCrashPath = "OUTBOX_CRASH_PATH"
+)
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(envCrashMode); mode != "" {
+		if err := crashChild(mode, os.Getenv(envCrashPath)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(3)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// crashChild submits events and prints a line for each one acknowledged,
+// until killed. Mode "down": Movidesk is unreachable, events are queued.
+// Mode "inflight": Movidesk takes the first request and never answers.
+func crashChild(mode, path string) error {
+	var s Sender
+	switch mode {
+	case "down":
+		s = senderFunc(down)
+	case "inflight":
+		s = senderFunc(func(_ context.Context, r movidesk.Request) error {
+			fmt.Printf("SENDING %s %s\n", r.Endpoint(), r.CallID())
+			select {} // killed while Movidesk has the request
+		})
+	default:
+		return fmt.Errorf("unknown crash mode %q", mode)
+	}
+	o, err := Open(Options{Path: path, RatePerMinute: 1e6, Log: zerolog.Nop()}, s)
+	if err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		now := time.Now().UTC()
+		id := fmt.Sprintf("crash-%d", i)
+		for _, submit := range []func() (Outcome, error){
+			func() (Outcome, error) { return o.Transfer(context.Background(), transfer(id, now)) },
+			func() (Outcome, error) { return o.Complete(context.Background(), complete(id, now)) },
+		} {
+			out, err := submit()
+			if err != nil {
+				return err
+			}
+			for _, r := range out.Sent {
+				fmt.Printf("ACK %s %s\n", r.Endpoint(), r.CallID())
+			}
+		}
+	}
+}
+
+type senderFunc func(ctx context.Context, r movidesk.Request) error
+
+func (f senderFunc) Send(ctx context.Context, r movidesk.Request) error { return f(ctx, r) }
+
+// runChild starts the child and kills it with SIGKILL once it printed
+// enough lines with the given prefix. It returns every such line printed.
+func runChild(t *testing.T, mode, path, prefix string, enough int) []string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envCrashMode+"="+mode, envCrashPath+"="+path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	sc := bufio.NewScanner(out)
+	killed := false
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, prefix+" ") {
+			lines = append(lines, strings.TrimPrefix(line, prefix+" "))
+		}
+		if len(lines) >= enough && !killed {
+			if err := cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			killed = true // keep reading what it printed before dying
+		}
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child ended with %v, want killed; stderr:\n%s", err, stderr.String())
+	}
+	return lines
+}
+
+func TestCrashSafety(t *testing.T) {
+	t.Run("AcknowledgedEventsSurviveKill", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "outbox.db")
+		acked := runChild(t, "down", path, "ACK", 40)
+
+		e := newEnv(t, func(o *Options) { o.Path = path; o.RatePerMinute = 1e6 })
+		e.clock.Advance(time.Since(t0) + time.Hour) // past the child's backoffs
+		evs, err := e.o.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored := map[string]bool{}
+		for _, ev := range evs {
+			stored[ev.Endpoint+" "+ev.CallID] = true
+		}
+		for _, a := range acked {
+			if !stored[a] {
+				t.Errorf("acknowledged event %s lost", a)
+			}
+		}
+		e.run(t)
+		e.clock.drive(t, time.Hour, func() bool { return len(e.sender.delivered()) >= len(evs) })
+		got := map[string]bool{}
+		for _, d := range describe(e.sender.delivered()) {
+			got[d] = true
+		}
+		for _, a := range acked {
+			if !got[a] {
+				t.Errorf("acknowledged event %s not delivered after restart", a)
+			}
+		}
+		assertCallOrder(t, e.sender.all())
+	})
+
+	t.Run("UnansweredEventSentAgain", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "outbox.db")
+		sending := runChild(t, "inflight", path, "SENDING", 1)
+
+		e := newEnv(t, func(o *Options) { o.Path = path })
+		e.clock.Advance(time.Since(t0))
+		e.run(t)
+		e.clock.drive(t, time.Hour, func() bool { return len(e.sender.delivered()) >= 1 })
+		if diff := cmp.Diff(sending, describe(e.sender.delivered())[:1]); diff != "" {
+			t.Errorf("sent again after restart (-before kill +after):\n%s", diff)
+		}
+	})
+}
