@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,6 +161,10 @@ func (s *Session) Command(cmd string, args ...string) (Reply, error) {
 	}
 	if _, err := s.conn.Write(b); err != nil {
 		if s.ctx.Err() != nil {
+			return Reply{}, s.endedErr(cmd)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(s.deadline) {
+			s.abort(ErrSessionTimeout)
 			return Reply{}, s.endedErr(cmd)
 		}
 		return Reply{}, s.fail(fmt.Errorf("agi: %s: writing command: %w", cmd, err))
@@ -322,6 +327,9 @@ func (s *Session) readLoop() {
 			switch {
 			case s.ctx.Err() != nil:
 				err = context.Cause(s.ctx)
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				// The only read deadline while the session runs is its end.
+				err = ErrSessionTimeout
 			case err == io.EOF || err == io.ErrUnexpectedEOF:
 				err = ErrPeerClosed
 			case errors.Is(err, ErrLineTooLong):
