@@ -1,0 +1,271 @@
+package calls
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/agi"
+)
+
+// inputError is bad input from the dialplan or the channel: it can never
+// succeed as it is, so the handler reports ERROR and the call goes on.
+type inputError struct{ msg string }
+
+func (e *inputError) Error() string { return e.msg }
+
+func badInput(format string, args ...any) error {
+	return &inputError{fmt.Sprintf(format, args...)}
+}
+
+// channel reads a call's data from one AGI session. Arguments win over
+// channel variables; every variable is read at most once.
+type channel struct {
+	s      *agi.Session
+	cfg    *Config
+	args   map[string]string
+	vars   map[string]string
+	now    time.Time
+	linked string // CHANNEL(linkedid), read on first use
+}
+
+func newChannel(s *agi.Session, cfg *Config, now time.Time) *channel {
+	args := map[string]string{}
+	for k, v := range s.Params() {
+		if len(v) > 0 {
+			args[k] = v[len(v)-1]
+		}
+	}
+	return &channel{s: s, cfg: cfg, args: args, vars: map[string]string{}, now: now}
+}
+
+// get reads a channel variable or function; unset reads as "".
+func (c *channel) get(name string) (string, error) {
+	if v, ok := c.vars[name]; ok {
+		return v, nil
+	}
+	v, _, err := c.s.GetVariable(name)
+	if err != nil {
+		return "", fmt.Errorf("read ${%s}: %w", name, err)
+	}
+	c.vars[name] = v
+	return v, nil
+}
+
+func (c *channel) linkedID() (string, error) {
+	if c.linked != "" {
+		return c.linked, nil
+	}
+	v, err := c.get("CHANNEL(linkedid)")
+	if err != nil {
+		return "", err
+	}
+	if v == "" {
+		// Only a very old Asterisk lacks linkedid; the channel's own id is
+		// the best stand-in.
+		v = c.s.Env().UniqueID()
+	}
+	c.linked = v
+	return v, nil
+}
+
+// agentLeg reports whether this session runs on the called (agent's) channel,
+// as in Dial's U() subroutine: there the channel's own uniqueid is not the
+// call's linkedid.
+func (c *channel) agentLeg() (bool, error) {
+	linked, err := c.linkedID()
+	if err != nil {
+		return false, err
+	}
+	return c.s.Env().UniqueID() != linked, nil
+}
+
+// baseID is the Movidesk call id: id_prefix plus the id= argument or the
+// linkedid, which is the same on every leg and in the h extension.
+func (c *channel) baseID() (string, error) {
+	id := c.args["id"]
+	if id == "" {
+		var err error
+		if id, err = c.linkedID(); err != nil {
+			return "", err
+		}
+	}
+	if id == "" {
+		return "", badInput("no call id: the channel has no linkedid and no id= argument was given")
+	}
+	return c.cfg.IDPrefix + id, nil
+}
+
+func (c *channel) clientNumber() (string, error) {
+	if v, ok := c.args["client"]; ok && v != "" {
+		return v, nil
+	}
+	agent, err := c.agentLeg()
+	if err != nil {
+		return "", err
+	}
+	var v string
+	if agent {
+		// On the agent's leg CALLERID is the dialled extension; the caller
+		// is the connected line.
+		if v, err = c.get("CONNECTEDLINE(num)"); err != nil {
+			return "", err
+		}
+	} else {
+		v = c.s.Env().CallerID()
+	}
+	if v == "" {
+		return "", badInput("no caller number: the channel has none (anonymous call?) and no client= argument was given")
+	}
+	return v, nil
+}
+
+func (c *channel) queueID() (int, error) {
+	if v, ok := c.args["queue"]; ok {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n <= 0 {
+			return 0, badInput("queue=%q is not a Movidesk queue id (a positive integer)", v)
+		}
+		return n, nil
+	}
+	name, err := c.get("QUEUENAME")
+	if err != nil {
+		return 0, err
+	}
+	if id, ok := c.cfg.Queues[name]; ok && name != "" {
+		return id, nil
+	}
+	if id, ok := c.cfg.Queues[c.s.Env().Context()]; ok {
+		return id, nil
+	}
+	if c.cfg.DefaultQueueID > 0 {
+		return c.cfg.DefaultQueueID, nil
+	}
+	where := "context " + strconv.Quote(c.s.Env().Context())
+	if name != "" {
+		where = "queue " + strconv.Quote(name) + " or " + where
+	}
+	return 0, badInput("no Movidesk queue id for %s: pass queue=, map it under [queues] or set calls.default_queue_id", where)
+}
+
+func (c *channel) branchLine() (string, error) {
+	if v, ok := c.args["branch"]; ok && v != "" {
+		return v, nil
+	}
+	for _, name := range []string{"MEMBERINTERFACE", "DIALEDPEERNUMBER"} {
+		v, err := c.get(name)
+		if err != nil {
+			return "", err
+		}
+		if ext := extension(v); ext != "" {
+			return ext, nil
+		}
+	}
+	agent, err := c.agentLeg()
+	if err != nil {
+		return "", err
+	}
+	if agent {
+		if ext := extension(c.s.Env().Channel()); ext != "" {
+			return ext, nil
+		}
+	}
+	return "", badInput("no agent extension: MEMBERINTERFACE and DIALEDPEERNUMBER are empty and this is not the agent's channel; pass branch=")
+}
+
+// extension takes the agent's extension out of an interface, a dialled peer
+// or a channel name: "PJSIP/5252", "5252@agents", "PJSIP/5252-0000002a",
+// "Local/5252@agents-00000001;1" and "SIP/5252/n" all give "5252".
+func extension(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		s = s[i+1:]
+	}
+	if i := strings.IndexAny(s, "@/;&"); i >= 0 {
+		s = s[:i]
+	}
+	// A channel name ends in -XXXXXXXX (eight hex digits).
+	if i := strings.LastIndexByte(s, '-'); i >= 0 && len(s)-i-1 == 8 && isHex(s[i+1:]) {
+		s = s[:i]
+	}
+	return s
+}
+
+func isHex(s string) bool {
+	for _, r := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
+			return false
+		}
+	}
+	return true
+}
+
+// callDate is when the call arrived: the CDR's start, which Asterisk also
+// keeps in the h extension. The linkedid's epoch (the first channel's birth)
+// stands in when the CDR is off.
+func (c *channel) callDate() (time.Time, error) {
+	v, err := c.get("CDR(start,u)")
+	if err != nil {
+		return time.Time{}, err
+	}
+	if t, ok := parseEpoch(v); ok {
+		return t, nil
+	}
+	if linked, err := c.linkedID(); err == nil {
+		if i := strings.LastIndexByte(linked, '-'); i >= 0 {
+			linked = linked[i+1:] // systemname-epoch.seq
+		}
+		if sec, _, ok := strings.Cut(linked, "."); ok {
+			if t, ok := parseEpoch(sec); ok {
+				return t, nil
+			}
+		}
+	}
+	return c.now, nil
+}
+
+// parseEpoch reads "1795524751.608969" as a UTC time, to the second.
+func parseEpoch(s string) (time.Time, bool) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || math.IsNaN(f) || f <= 0 || f > 1e11 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(f), 0).UTC(), true
+}
+
+// link is the recording link: link= argument, else the configured template.
+func (c *channel) link(id string) (string, error) {
+	if v, ok := c.args["link"]; ok {
+		return v, nil
+	}
+	if c.cfg.RecordingLink == nil {
+		return "", nil
+	}
+	linked, err := c.linkedID()
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	data := LinkData{ID: id, LinkedID: linked, UniqueID: c.s.Env().UniqueID(), Date: c.now}
+	if err := c.cfg.RecordingLink.Execute(&b, data); err != nil {
+		return "", badInput("calls.recording_link template: %v", err)
+	}
+	return b.String(), nil
+}
+
+// LinkData is what the recording_link template sees.
+type LinkData struct {
+	ID       string    // the Movidesk call id (id_prefix included)
+	LinkedID string    // ${CHANNEL(linkedid)}
+	UniqueID string    // this channel's ${UNIQUEID}
+	Date     time.Time // when the AGI ran, UTC
+}
+
+// isInput tells bad input (ERROR, never retried) from a session failure.
+func isInput(err error) bool {
+	var ie *inputError
+	return errors.As(err, &ie)
+}

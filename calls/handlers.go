@@ -1,0 +1,325 @@
+package calls
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/movidesk-agi/movidesk-agi/agi"
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/outbox"
+)
+
+// Routes are the AGI script names this package serves.
+var Routes = []string{"transfer", "complete", "abandon", "link", "hangup"}
+
+// Config is what the handlers take from the service's configuration.
+type Config struct {
+	IDPrefix       string
+	DefaultQueueID int
+	Queues         map[string]int     // Asterisk queue name or dialplan context -> Movidesk queueId
+	RecordingLink  *template.Template // over LinkData; nil = no link unless link= is given
+	Timeout        time.Duration      // bound on the synchronous Movidesk attempt
+	Now            func() time.Time   // nil = time.Now
+}
+
+// Outbox is where the handlers put call events; *outbox.Outbox in the
+// service.
+type Outbox interface {
+	Transfer(ctx context.Context, r movidesk.TransferredCall) (outbox.Outcome, error)
+	Complete(ctx context.Context, r movidesk.CompletedCall) (outbox.Outcome, error)
+	Cancel(ctx context.Context, r movidesk.CanceledCall) (outbox.Outcome, error)
+	Link(ctx context.Context, r movidesk.CallLink) (outbox.Outcome, error)
+	Hangup(ctx context.Context, complete movidesk.CompletedCall, cancel movidesk.CanceledCall) (outbox.Outcome, error)
+	IsOpen(id string) (bool, error)
+}
+
+var _ Outbox = (*outbox.Outbox)(nil)
+
+// Channel variables the handlers set for the dialplan.
+const (
+	StatusVar = "MOVIDESK_STATUS" // OK, QUEUED or ERROR
+	ErrorVar  = "MOVIDESK_ERROR"  // a short reason; empty when OK
+)
+
+// maxReason bounds MOVIDESK_ERROR: it is for a human reading the dialplan's
+// log, and a long Movidesk body has no place on a channel.
+const maxReason = 200
+
+// Handlers serves the AGI routes.
+type Handlers struct {
+	cfg Config
+	out Outbox
+	log zerolog.Logger
+}
+
+// New returns the handlers; Mux routes AGI scripts to them.
+func New(cfg Config, out Outbox, log zerolog.Logger) *Handlers {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 3 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Handlers{cfg: cfg, out: out, log: log}
+}
+
+// Mux returns a ServeMux with every route registered.
+func (h *Handlers) Mux() *agi.ServeMux {
+	m := agi.NewServeMux()
+	m.HandleFunc("transfer", h.wrap("transfer", h.transfer))
+	m.HandleFunc("complete", h.wrap("complete", h.complete))
+	m.HandleFunc("abandon", h.wrap("abandon", h.abandon))
+	m.HandleFunc("link", h.wrap("link", h.link))
+	m.HandleFunc("hangup", h.wrap("hangup", h.hangup))
+	return m
+}
+
+// event is what one handler run did, for the status variables and the log.
+type event struct {
+	id      string // Movidesk id of the base call
+	out     outbox.Outcome
+	fields  func(*zerolog.Event)
+	decided string // for hangup: which way it went
+}
+
+type routeFunc func(ctx context.Context, c *channel, ev *event) error
+
+func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
+	return func(s *agi.Session) {
+		start := time.Now()
+		c := newChannel(s, &h.cfg, h.cfg.Now().UTC())
+		ev := &event{}
+		// The Movidesk attempt gets its own bound; the session's context
+		// only ends early when the session itself is cut.
+		ctx, cancel := context.WithTimeout(s.Context(), h.cfg.Timeout)
+		err := fn(ctx, c, ev)
+		cancel()
+
+		status, reason := "OK", ""
+		switch {
+		case err != nil:
+			status, reason = "ERROR", shortReason(err)
+		case ev.out.Result == outbox.Queued:
+			status = "QUEUED"
+			if ev.out.Err != nil {
+				reason = shortReason(ev.out.Err)
+			}
+		}
+		reason = trimReason(reason)
+		// Setting the variables may fail on a vanished peer; the event is
+		// already stored, so that only goes to the log.
+		setErr := s.SetVariable(StatusVar, status)
+		if setErr == nil {
+			setErr = s.SetVariable(ErrorVar, reason)
+		}
+
+		env := s.Env()
+		var le *zerolog.Event
+		switch {
+		case status == "ERROR" && !isInput(err) && !isPermanent(err):
+			le = h.log.Error()
+		case status == "ERROR", status == "QUEUED":
+			le = h.log.Warn()
+		default:
+			le = h.log.Info()
+		}
+		le = le.Str("route", route).
+			Str("call_id", ev.id).
+			Str("channel", env.Channel()).
+			Str("uniqueid", env.UniqueID()).
+			Str("status", status)
+		if ev.decided != "" {
+			le = le.Str("decided", ev.decided)
+		}
+		if ev.fields != nil {
+			ev.fields(le)
+		}
+		for _, r := range ev.out.Sent {
+			le = le.Str(r.Endpoint(), r.CallID())
+		}
+		if ev.out.Result == outbox.Duplicate {
+			le = le.Bool("duplicate", true)
+		}
+		if err != nil {
+			le = le.Str("error", err.Error())
+		} else if ev.out.Err != nil {
+			le = le.Str("error", ev.out.Err.Error())
+		}
+		if setErr != nil {
+			le = le.AnErr("agi_error", setErr)
+		}
+		if s.Hungup() {
+			le = le.Bool("hungup", true)
+		}
+		le.Float64("took_ms", float64(time.Since(start).Microseconds())/1000).Msg("call event")
+	}
+}
+
+func isPermanent(err error) bool {
+	var ve *movidesk.ValidationError
+	var ae *movidesk.APIError
+	return errors.As(err, &ve) || errors.As(err, &ae)
+}
+
+// shortReason is an error as an administrator reads it in MOVIDESK_ERROR:
+// the status of a Movidesk answer, or what went wrong on the way, without
+// URLs (the log line has the whole error).
+func shortReason(err error) string {
+	var (
+		ae *movidesk.APIError
+		te *movidesk.TransportError
+		ue *url.Error
+	)
+	switch {
+	case errors.As(err, &ae):
+		return fmt.Sprintf("movidesk %s: HTTP %d %s", ae.Endpoint, ae.StatusCode, http.StatusText(ae.StatusCode))
+	case errors.As(err, &te):
+		inner := te.Err
+		if errors.As(inner, &ue) {
+			inner = ue.Err
+		}
+		switch {
+		case errors.Is(inner, context.DeadlineExceeded) || os.IsTimeout(inner):
+			return fmt.Sprintf("movidesk %s: no answer in time", te.Endpoint)
+		case errors.Is(inner, io.EOF) || errors.Is(inner, io.ErrUnexpectedEOF):
+			return fmt.Sprintf("movidesk %s: connection closed without an answer", te.Endpoint)
+		}
+		return fmt.Sprintf("movidesk %s: %v", te.Endpoint, inner)
+	}
+	return err.Error()
+}
+
+func trimReason(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > maxReason {
+		s = s[:maxReason-3] + "..."
+	}
+	return s
+}
+
+func (h *Handlers) transfer(ctx context.Context, c *channel, ev *event) error {
+	r := movidesk.TransferredCall{TransferDate: c.now}
+	var err error
+	if r.ID, err = c.baseID(); err != nil {
+		return err
+	}
+	ev.id = r.ID
+	if r.ClientNumber, err = c.clientNumber(); err != nil {
+		return err
+	}
+	if r.QueueID, err = c.queueID(); err != nil {
+		return err
+	}
+	if r.BranchLine, err = c.branchLine(); err != nil {
+		return err
+	}
+	if r.CallDate, err = c.callDate(); err != nil {
+		return err
+	}
+	ev.fields = func(e *zerolog.Event) {
+		e.Int("queue_id", r.QueueID).Str("client", r.ClientNumber).Str("branch", r.BranchLine)
+	}
+	ev.out, err = h.out.Transfer(ctx, r)
+	return err
+}
+
+func (h *Handlers) completed(c *channel) (movidesk.CompletedCall, error) {
+	r := movidesk.CompletedCall{CompletedDate: c.now}
+	var err error
+	if r.ID, err = c.baseID(); err != nil {
+		return r, err
+	}
+	r.Link, err = c.link(r.ID)
+	return r, err
+}
+
+func (h *Handlers) canceled(c *channel) (movidesk.CanceledCall, error) {
+	r := movidesk.CanceledCall{CanceledDate: c.now}
+	var err error
+	if r.ID, err = c.baseID(); err != nil {
+		return r, err
+	}
+	if r.ClientNumber, err = c.clientNumber(); err != nil {
+		return r, err
+	}
+	if r.QueueID, err = c.queueID(); err != nil {
+		return r, err
+	}
+	r.CallDate, err = c.callDate()
+	return r, err
+}
+
+func (h *Handlers) complete(ctx context.Context, c *channel, ev *event) error {
+	r, err := h.completed(c)
+	ev.id = r.ID
+	if err != nil {
+		return err
+	}
+	ev.out, err = h.out.Complete(ctx, r)
+	return err
+}
+
+func (h *Handlers) abandon(ctx context.Context, c *channel, ev *event) error {
+	r, err := h.canceled(c)
+	ev.id = r.ID
+	if err != nil {
+		return err
+	}
+	ev.fields = func(e *zerolog.Event) { e.Int("queue_id", r.QueueID).Str("client", r.ClientNumber) }
+	ev.out, err = h.out.Cancel(ctx, r)
+	return err
+}
+
+func (h *Handlers) link(ctx context.Context, c *channel, ev *event) error {
+	r := movidesk.CallLink{}
+	var err error
+	if r.ID, err = c.baseID(); err != nil {
+		return err
+	}
+	ev.id = r.ID
+	if r.Link, err = c.link(r.ID); err != nil {
+		return err
+	}
+	if r.Link == "" {
+		return badInput("no recording link: pass link= or set calls.recording_link")
+	}
+	ev.out, err = h.out.Link(ctx, r)
+	return err
+}
+
+// hangup completes the call when this service saw its transfer, otherwise
+// records it as abandoned.
+func (h *Handlers) hangup(ctx context.Context, c *channel, ev *event) error {
+	comp, err := h.completed(c)
+	ev.id = comp.ID
+	if err != nil {
+		return err
+	}
+	open, err := h.out.IsOpen(comp.ID)
+	if err != nil {
+		return err
+	}
+	if open {
+		ev.decided = "complete"
+		ev.out, err = h.out.Complete(ctx, comp)
+		return err
+	}
+	ev.decided = "abandon"
+	canc, err := h.canceled(c)
+	if err != nil {
+		return err
+	}
+	ev.fields = func(e *zerolog.Event) { e.Int("queue_id", canc.QueueID).Str("client", canc.ClientNumber) }
+	ev.out, err = h.out.Hangup(ctx, comp, canc)
+	return err
+}

@@ -1,0 +1,354 @@
+package calls_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
+
+	"github.com/movidesk-agi/movidesk-agi/agi/agitest"
+	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
+	"github.com/movidesk-agi/movidesk-agi/outbox"
+)
+
+const token = "5e0f6a7b-1c2d-4e3f-8a9b-tokensecret01"
+
+// now is when every AGI in these tests runs.
+var now = time.Date(2026, 11, 24, 12, 55, 0, 0, time.UTC)
+
+// rig is the service without its network listener: handlers, a real outbox
+// file and a fake Movidesk behind a real client.
+type rig struct {
+	t        *testing.T
+	movidesk *movidesktest.Server
+	outbox   *outbox.Outbox
+	handlers *calls.Handlers
+	logs     *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newRig(t *testing.T, mod func(*calls.Config)) *rig {
+	t.Helper()
+	fake := movidesktest.NewServer(t, token)
+	client, err := movidesk.NewClient(fake.URL, token, movidesk.WithTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := zerolog.New(logs)
+	ob, err := outbox.Open(outbox.Options{Path: filepath.Join(t.TempDir(), "outbox.db"), RatePerMinute: 1000, Log: log}, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ob.Close() })
+	cfg := calls.Config{
+		DefaultQueueID: 1,
+		Queues:         map[string]int{"support": 7, "from-agents": 9},
+		Timeout:        time.Second,
+		Now:            func() time.Time { return now },
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, ob, log), logs: logs}
+	t.Cleanup(func() {
+		if strings.Contains(logs.String(), token) {
+			t.Error("the token appears in the logs")
+		}
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs.String())
+		}
+	})
+	return r
+}
+
+func (r *rig) replay(transcript string) {
+	r.t.Helper()
+	agitest.Replay(r.t, r.handlers.Mux(), []byte(transcript))
+}
+
+// accepted returns what Movidesk accepted, as endpoint + query.
+func (r *rig) accepted() []string {
+	var out []string
+	for _, req := range r.movidesk.Accepted() {
+		out = append(out, req.Method+" "+req.Endpoint+"?"+req.Query.Encode())
+	}
+	return out
+}
+
+func (r *rig) wantAccepted(want ...string) {
+	r.t.Helper()
+	if diff := cmp.Diff(want, r.accepted()); diff != "" {
+		r.t.Errorf("Movidesk requests (-want +got):\n%s", diff)
+	}
+}
+
+func q(kv ...string) string {
+	v := url.Values{}
+	for i := 0; i < len(kv); i += 2 {
+		v.Set(kv[i], kv[i+1])
+	}
+	return v.Encode()
+}
+
+// env is an environment block as Asterisk 22 sends it.
+func env(script, channel, uniqueid, callerid, context string, args ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "agi_network: yes\nagi_network_script: %s\nagi_request: agi://127.0.0.1:4573/%s\n", script, script)
+	fmt.Fprintf(&b, "agi_channel: %s\nagi_language: en\nagi_type: PJSIP\nagi_uniqueid: %s\n", channel, uniqueid)
+	fmt.Fprintf(&b, "agi_version: 22.10.1+dfsg+~cs6.17.60671434-1\nagi_callerid: %s\nagi_calleridname: unknown\n", callerid)
+	b.WriteString("agi_callingpres: 0\nagi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\nagi_dnid: 4000\nagi_rdnis: unknown\n")
+	fmt.Fprintf(&b, "agi_context: %s\nagi_extension: s\nagi_priority: 1\nagi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 140101082359488\n", context)
+	for i, a := range args {
+		fmt.Fprintf(&b, "agi_arg_%d: %s\n", i+1, a)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func get(name, reply string) string {
+	return fmt.Sprintf("> GET VARIABLE %q\n< %s\n", name, reply)
+}
+
+func status(st, reason string) string {
+	return fmt.Sprintf("> SET VARIABLE \"MOVIDESK_STATUS\" %q\n< 200 result=1\n> SET VARIABLE \"MOVIDESK_ERROR\" %q\n< 200 result=1\n", st, reason)
+}
+
+const (
+	linked   = "1795524751.12"
+	cdrStart = "200 result=1 (1795524751.608969)" // 2026-11-24T12:52:31Z
+	callDate = "2026-11-24T12:52:31"
+	nowDate  = "2026-11-24T12:55:00"
+)
+
+func TestTransferFromQueue(t *testing.T) {
+	// Queue's AGI argument runs on the caller's channel once a member answered.
+	r := newRig(t, nil)
+	r.replay(env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("QUEUENAME", "200 result=1 (support)") +
+		get("MEMBERINTERFACE", "200 result=1 (PJSIP/5252)") +
+		get("CDR(start,u)", cdrStart) +
+		status("OK", ""))
+	r.wantAccepted("GET asterisk_startTransferedCall?" + q("branchLine", "5252", "callDate", callDate, "clientNumber", "4733990777",
+		"id", linked, "queueId", "7", "transferDate", nowDate))
+}
+
+func TestTransferOnAgentLegOfDial(t *testing.T) {
+	// Dial's U() subroutine runs on the agent's channel: its own caller id
+	// is the dialled extension, the caller is the connected line, and the
+	// agent's extension is in its channel name.
+	r := newRig(t, nil)
+	r.replay(env("transfer", "PJSIP/5252-0000002a", "1795524751.13", "5252", "movidesk-transfer") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("CONNECTEDLINE(num)", "200 result=1 (4733990777)") +
+		get("QUEUENAME", "200 result=0") +
+		get("MEMBERINTERFACE", "200 result=0") +
+		get("DIALEDPEERNUMBER", "200 result=0") +
+		get("CDR(start,u)", cdrStart) +
+		status("OK", ""))
+	r.wantAccepted("GET asterisk_startTransferedCall?" + q("branchLine", "5252", "callDate", callDate, "clientNumber", "4733990777",
+		"id", linked, "queueId", "1", "transferDate", nowDate))
+}
+
+func TestArgumentsOverrideTheChannel(t *testing.T) {
+	r := newRig(t, func(c *calls.Config) { c.IDPrefix = "pbx1-" })
+	r.replay(env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk",
+		"id=abc", "client=+55 47 3399", "queue=3", "branch=7001") +
+		get("CDR(start,u)", cdrStart) +
+		status("OK", ""))
+	r.wantAccepted("GET asterisk_startTransferedCall?" + q("branchLine", "7001", "callDate", callDate, "clientNumber", "+55 47 3399",
+		"id", "pbx1-abc", "queueId", "3", "transferDate", nowDate))
+}
+
+func TestHangupAfterTransferCompletesTheCall(t *testing.T) {
+	r := newRig(t, func(c *calls.Config) {
+		c.RecordingLink = template.Must(template.New("").Parse("https://rec.example.com/{{.LinkedID}}.wav"))
+	})
+	r.replay(env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "branch=5252") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("QUEUENAME", "200 result=1 (support)") +
+		get("CDR(start,u)", cdrStart) +
+		status("OK", ""))
+	r.replay(env("hangup", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		status("OK", ""))
+	r.wantAccepted(
+		"GET asterisk_startTransferedCall?"+q("branchLine", "5252", "callDate", callDate, "clientNumber", "4733990777",
+			"id", linked, "queueId", "7", "transferDate", nowDate),
+		"GET asterisk_completedCall?"+q("completedDate", nowDate, "id", linked, "link", "https://rec.example.com/"+linked+".wav"))
+}
+
+func TestHangupWithoutTransferAbandons(t *testing.T) {
+	r := newRig(t, nil)
+	r.replay(env("hangup", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("QUEUENAME", "200 result=1 (support)") +
+		get("CDR(start,u)", cdrStart) +
+		status("OK", ""))
+	r.wantAccepted("GET asterisk_startCanceledCall?" + q("callDate", callDate, "canceledDate", nowDate, "clientNumber", "4733990777",
+		"id", linked, "queueId", "7"))
+}
+
+func TestSecondTransferOpensASegment(t *testing.T) {
+	r := newRig(t, nil)
+	transfer := func(branch string) string {
+		return env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "branch="+branch, "queue=2") +
+			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+			get("CDR(start,u)", cdrStart) +
+			status("OK", "")
+	}
+	r.replay(transfer("5252"))
+	r.replay(transfer("5253"))
+	r.replay(env("complete", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "link=") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		status("OK", ""))
+	tr := func(id, branch string) string {
+		return "GET asterisk_startTransferedCall?" + q("branchLine", branch, "callDate", callDate, "clientNumber", "4733990777",
+			"id", id, "queueId", "2", "transferDate", nowDate)
+	}
+	done := func(id string) string {
+		return "GET asterisk_completedCall?" + q("completedDate", nowDate, "id", id, "link", "")
+	}
+	r.wantAccepted(tr(linked, "5252"), done(linked), tr(linked+"-2", "5253"), done(linked+"-2"))
+}
+
+func TestLinkRoute(t *testing.T) {
+	r := newRig(t, nil)
+	r.replay(env("link", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "link=https://rec.example.com/a b.wav") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		status("OK", ""))
+	got := r.movidesk.Accepted()
+	if len(got) != 1 || got[0].Method != http.MethodPost || got[0].Endpoint != movidesk.EndpointLink {
+		t.Fatalf("got %+v", got)
+	}
+	if diff := cmp.Diff(url.Values{"id": {linked}, "Link": {"https://rec.example.com/a b.wav"}}, got[0].Query); diff != "" {
+		t.Errorf("query (-want +got):\n%s", diff)
+	}
+}
+
+func TestBadInputIsReportedAndNothingIsSent(t *testing.T) {
+	longID := strings.Repeat("x", 300)
+	cases := []struct {
+		name, transcript string
+	}{
+		{"QueueNotANumber", env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "queue=abc") +
+			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+			status("ERROR", `queue="abc" is not a Movidesk queue id (a positive integer)`)},
+		{"NoCallerNumber", env("abandon", "PJSIP/loop-00000001", linked, "unknown", "from-trunk") +
+			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+			status("ERROR", "no caller number: the channel has none (anonymous call?) and no client= argument was given")},
+		{"IDTooLong", env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "id="+longID) +
+			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+			get("QUEUENAME", "200 result=0") +
+			get("CDR(start,u)", cdrStart) +
+			status("ERROR", "movidesk asterisk_startCanceledCall: id is 300 characters, at most 256 allowed")},
+		{"NoQueue", env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk") +
+			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+			get("QUEUENAME", "200 result=1 (sales)") +
+			status("ERROR", `no Movidesk queue id for queue "sales" or context "from-trunk": pass queue=, map it under [queues] or set calls.default_queue_id`)},
+		{"NoAgentExtension", env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "queue=1") +
+			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+			get("MEMBERINTERFACE", "200 result=0") +
+			get("DIALEDPEERNUMBER", "200 result=0") +
+			status("ERROR", "no agent extension: MEMBERINTERFACE and DIALEDPEERNUMBER are empty and this is not the agent's channel; pass branch=")},
+		{"LinkWithoutLink", env("link", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk") +
+			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+			status("ERROR", "no recording link: pass link= or set calls.recording_link")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRig(t, func(cfg *calls.Config) {
+				if c.name == "NoQueue" {
+					cfg.DefaultQueueID = 0
+				}
+			})
+			r.replay(c.transcript)
+			if got := r.movidesk.Requests(); len(got) != 0 {
+				t.Errorf("sent %d requests for bad input", len(got))
+			}
+			if !strings.Contains(r.logs.String(), `"status":"ERROR"`) {
+				t.Errorf("no ERROR log line:\n%s", r.logs.String())
+			}
+		})
+	}
+}
+
+func TestMovideskDownQueuesTheEvent(t *testing.T) {
+	r := newRig(t, nil)
+	r.movidesk.SetDown(true)
+	r.replay(env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "queue=4") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("CDR(start,u)", cdrStart) +
+		"> SET VARIABLE \"MOVIDESK_STATUS\" \"QUEUED\"\n< 200 result=1\n" +
+		"> SET VARIABLE \"MOVIDESK_ERROR\" \"movidesk asterisk_startCanceledCall: connection closed without an answer\"\n< 200 result=1\n")
+	events, err := r.outbox.List()
+	if err != nil || len(events) != 1 || events[0].Endpoint != movidesk.EndpointCanceled {
+		t.Fatalf("outbox holds %+v, %v", events, err)
+	}
+}
+
+func TestMovideskRefusalIsAnErrorAndKeptAsFailed(t *testing.T) {
+	r := newRig(t, nil)
+	r.movidesk.SetStatus(http.StatusUnauthorized)
+	r.replay(env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "queue=4") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("CDR(start,u)", cdrStart) +
+		status("ERROR", "movidesk asterisk_startCanceledCall: HTTP 401 Unauthorized"))
+	events, err := r.outbox.List()
+	if err != nil || len(events) != 1 || events[0].State != "failed" {
+		t.Fatalf("outbox holds %+v, %v; want the event kept as failed", events, err)
+	}
+}
+
+func TestSlowMovideskQueuesWithinTheTimeout(t *testing.T) {
+	r := newRig(t, func(c *calls.Config) { c.Timeout = 200 * time.Millisecond })
+	r.movidesk.SetLatency(time.Minute)
+	r.replay(env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "queue=4") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("CDR(start,u)", cdrStart) +
+		status("QUEUED", "movidesk asterisk_startCanceledCall: no answer in time"))
+}
+
+func TestCallerHangsUpDuringTheSession(t *testing.T) {
+	// Asterisk writes HANGUP before the next reply; the channel is dead but
+	// still answers GET and SET VARIABLE, and the event is still sent.
+	r := newRig(t, nil)
+	r.replay(env("hangup", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk") +
+		get("CHANNEL(linkedid)", "HANGUP\n< 200 result=1 ("+linked+")") +
+		get("QUEUENAME", "200 result=1 (support)") +
+		get("CDR(start,u)", cdrStart) +
+		status("OK", ""))
+	r.wantAccepted("GET asterisk_startCanceledCall?" + q("callDate", callDate, "canceledDate", nowDate, "clientNumber", "4733990777",
+		"id", linked, "queueId", "7"))
+	if !strings.Contains(r.logs.String(), `"hungup":true`) {
+		t.Errorf("the log line does not say the caller hung up:\n%s", r.logs.String())
+	}
+}

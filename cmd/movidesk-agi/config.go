@@ -1,0 +1,292 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/rs/zerolog"
+
+	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+)
+
+// Config is the service's configuration file. DefaultConfig holds every
+// default; config.toml.example documents each key.
+type Config struct {
+	Server   ServerConfig   `toml:"server"`
+	Movidesk MovideskConfig `toml:"movidesk"`
+	Calls    CallsConfig    `toml:"calls"`
+	Queues   map[string]int `toml:"queues"`
+	Store    StoreConfig    `toml:"store"`
+	Log      LogConfig      `toml:"log"`
+}
+
+type ServerConfig struct {
+	Listen         string   `toml:"listen"`
+	MaxSessions    int      `toml:"max_sessions"`
+	SessionTimeout Duration `toml:"session_timeout"`
+	ReadTimeout    Duration `toml:"read_timeout"`
+	MaxEnvLines    int      `toml:"max_env_lines"`
+	MaxLineBytes   int      `toml:"max_line_bytes"`
+	Allow          []string `toml:"allow"`
+	TranscriptDir  string   `toml:"transcript_dir"`
+}
+
+type MovideskConfig struct {
+	BaseURL       string   `toml:"base_url"`
+	Token         string   `toml:"token"`
+	TokenFile     string   `toml:"token_file"`
+	Timeout       Duration `toml:"timeout"`
+	RatePerMinute float64  `toml:"rate_per_minute"`
+}
+
+type CallsConfig struct {
+	IDPrefix        string   `toml:"id_prefix"`
+	DefaultQueueID  int      `toml:"default_queue_id"`
+	RecordingLink   string   `toml:"recording_link"`
+	MaxCallDuration Duration `toml:"max_call_duration"`
+}
+
+type StoreConfig struct {
+	Path string `toml:"path"`
+}
+
+type LogConfig struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// Duration reads "3s", "500ms", "4h" from TOML.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (use e.g. \"3s\", \"500ms\", \"4h\"): %q", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// DefaultConfig is what the service runs on without a file: AGI on
+// 127.0.0.1:4573, dry-run (no token), store in the working directory.
+func DefaultConfig() Config {
+	return Config{
+		Server: ServerConfig{
+			Listen:         "127.0.0.1:4573",
+			MaxSessions:    256,
+			SessionTimeout: Duration(30 * time.Second),
+			ReadTimeout:    Duration(5 * time.Second),
+			MaxEnvLines:    256,
+			MaxLineBytes:   16384,
+		},
+		Movidesk: MovideskConfig{
+			BaseURL:       movidesk.DefaultBaseURL,
+			Timeout:       Duration(3 * time.Second),
+			RatePerMinute: 10,
+		},
+		Calls: CallsConfig{
+			MaxCallDuration: Duration(4 * time.Hour),
+		},
+		Queues: map[string]int{},
+		Store:  StoreConfig{Path: "movidesk-agi.db"},
+		Log:    LogConfig{Level: "info", Format: "json"},
+	}
+}
+
+// LoadConfig reads a TOML file over the defaults, then the token from
+// MOVIDESK_TOKEN or token_file, then validates. Every error names the key.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		md, err := toml.DecodeFile(path, &cfg)
+		if err != nil {
+			var pe toml.ParseError
+			if errors.As(err, &pe) {
+				if pe.LastKey != "" {
+					return cfg, fmt.Errorf("config %s: line %d: %s: %s", path, pe.Position.Line, pe.LastKey, pe.Message)
+				}
+				return cfg, fmt.Errorf("config %s: line %d: %s", path, pe.Position.Line, pe.Message)
+			}
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+		if undec := md.Undecoded(); len(undec) > 0 {
+			data, _ := os.ReadFile(path)
+			keys := make([]string, 0, len(undec))
+			for _, k := range undec {
+				if line := keyLine(data, k); line > 0 {
+					keys = append(keys, fmt.Sprintf("%s (line %d)", k, line))
+				} else {
+					keys = append(keys, k.String())
+				}
+			}
+			sort.Strings(keys)
+			return cfg, fmt.Errorf("config %s: unknown key %s", path, strings.Join(keys, ", "))
+		}
+	}
+	if tok, ok := os.LookupEnv("MOVIDESK_TOKEN"); ok && tok != "" {
+		cfg.Movidesk.Token = tok
+	}
+	if cfg.Movidesk.TokenFile != "" {
+		if cfg.Movidesk.Token != "" {
+			return cfg, fmt.Errorf("config %s: movidesk.token_file is set but so is the token (movidesk.token or MOVIDESK_TOKEN): keep one", path)
+		}
+		b, err := os.ReadFile(cfg.Movidesk.TokenFile)
+		if err != nil {
+			return cfg, fmt.Errorf("config %s: movidesk.token_file: %w", path, err)
+		}
+		cfg.Movidesk.Token = strings.TrimSpace(string(b))
+		if cfg.Movidesk.Token == "" {
+			return cfg, fmt.Errorf("config %s: movidesk.token_file %s is empty", path, cfg.Movidesk.TokenFile)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		if path == "" {
+			return cfg, fmt.Errorf("built-in config: %w", err)
+		}
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate refuses impossible values, naming the key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Server.Listen == "" {
+		bad("server.listen", "is empty")
+	}
+	positive := func(key string, v int) {
+		if v <= 0 {
+			bad(key, "must be positive, got %d", v)
+		}
+	}
+	positive("server.max_sessions", c.Server.MaxSessions)
+	positive("server.max_env_lines", c.Server.MaxEnvLines)
+	positive("server.max_line_bytes", c.Server.MaxLineBytes)
+	positiveDur := func(key string, d Duration) {
+		if d <= 0 {
+			bad(key, "must be a positive duration, got %s", time.Duration(d))
+		}
+	}
+	positiveDur("server.session_timeout", c.Server.SessionTimeout)
+	positiveDur("server.read_timeout", c.Server.ReadTimeout)
+	positiveDur("movidesk.timeout", c.Movidesk.Timeout)
+	positiveDur("calls.max_call_duration", c.Calls.MaxCallDuration)
+	if c.Movidesk.Timeout > 0 && c.Server.SessionTimeout > 0 && c.Movidesk.Timeout >= c.Server.SessionTimeout {
+		bad("movidesk.timeout", "(%s) must be shorter than server.session_timeout (%s)", time.Duration(c.Movidesk.Timeout), time.Duration(c.Server.SessionTimeout))
+	}
+	for i, a := range c.Server.Allow {
+		if _, err := parseAllow(a); err != nil {
+			bad(fmt.Sprintf("server.allow[%d]", i), "%v", err)
+		}
+	}
+	if u, err := url.Parse(c.Movidesk.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("movidesk.base_url", "must be an absolute http(s) URL, got %q", c.Movidesk.BaseURL)
+	}
+	if c.Movidesk.RatePerMinute <= 0 {
+		bad("movidesk.rate_per_minute", "must be positive, got %v", c.Movidesk.RatePerMinute)
+	}
+	if c.Calls.DefaultQueueID < 0 {
+		bad("calls.default_queue_id", "must be a Movidesk queue id (positive) or 0 for none, got %d", c.Calls.DefaultQueueID)
+	}
+	if len(c.Calls.IDPrefix) > 64 {
+		bad("calls.id_prefix", "is %d characters; keep it short, ids are at most %d", len(c.Calls.IDPrefix), movidesk.MaxID)
+	}
+	if _, err := c.recordingLink(); err != nil {
+		bad("calls.recording_link", "%v", err)
+	}
+	for name, id := range c.Queues {
+		if id <= 0 {
+			bad("queues."+name, "must be a positive Movidesk queue id, got %d", id)
+		}
+	}
+	if c.Store.Path == "" {
+		bad("store.path", "is empty")
+	}
+	if _, err := zerolog.ParseLevel(c.Log.Level); err != nil || c.Log.Level == "" {
+		bad("log.level", "must be one of trace, debug, info, warn, error; got %q", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "console" {
+		bad("log.format", "must be json or console, got %q", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+func parseAllow(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("not a CIDR or address: %q", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func (c *Config) allow() []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range c.Server.Allow {
+		p, _ := parseAllow(a) // validated
+		out = append(out, p)
+	}
+	return out
+}
+
+func (c *Config) recordingLink() (*template.Template, error) {
+	if c.Calls.RecordingLink == "" {
+		return nil, nil
+	}
+	t, err := template.New("recording_link").Option("missingkey=error").Parse(c.Calls.RecordingLink)
+	if err != nil {
+		return nil, err
+	}
+	// Execute once on sample data so a field that does not exist fails now,
+	// not on a live call.
+	if err := t.Execute(new(strings.Builder), calls.LinkData{ID: "1", LinkedID: "1", UniqueID: "1"}); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// keyLine finds the line that sets key, for the unknown-key error: the TOML
+// decoder does not say where an undecoded key stands.
+func keyLine(data []byte, key toml.Key) int {
+	if len(key) == 0 {
+		return 0
+	}
+	table := strings.Join(key[:len(key)-1], ".")
+	name := key[len(key)-1]
+	current := ""
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			current = strings.Trim(line, "[] \t")
+			if j := strings.IndexByte(current, '#'); j >= 0 {
+				current = strings.TrimSpace(current[:j])
+			}
+			if current == strings.Join(key, ".") {
+				return i + 1 // an unknown table
+			}
+			continue
+		}
+		k, _, ok := strings.Cut(line, "=")
+		k = strings.Trim(strings.TrimSpace(k), `"'`)
+		if ok && current == table && k == name {
+			return i + 1
+		}
+	}
+	return 0
+}

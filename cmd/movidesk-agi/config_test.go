@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestConfigExampleIsTheDefaults(t *testing.T) {
+	// config.toml.example documents every key with its default: loading it
+	// must give exactly DefaultConfig, and every key of the struct must be in it.
+	got, err := LoadConfig("../../config.toml.example")
+	if err != nil {
+		t.Fatalf("the example does not load: %v", err)
+	}
+	if diff := cmp.Diff(DefaultConfig(), got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("example differs from DefaultConfig (-default +example):\n%s", diff)
+	}
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	var all map[string]map[string]any
+	if _, err := toml.Decode(buf.String(), &all); err != nil {
+		t.Fatal(err)
+	}
+	example, _ := os.ReadFile("../../config.toml.example")
+	for table, keys := range all {
+		for key := range keys {
+			if keyLine(example, toml.Key{table, key}) == 0 {
+				t.Errorf("config.toml.example does not document %s.%s", table, key)
+			}
+		}
+	}
+}
+
+func TestConfigRefusesBadValuesNamingTheKey(t *testing.T) {
+	t.Setenv("MOVIDESK_TOKEN", "")
+	cases := []struct {
+		name, text string
+		want       []string
+	}{
+		{"UnknownKey", "[server]\nlisten = \"127.0.0.1:4573\"\nlistne = \"x\"\n", []string{"unknown key server.listne", "line 3"}},
+		{"UnknownTable", "[servr]\nlisten = \"x\"\n", []string{"unknown key servr", "line 1"}},
+		{"WrongType", "[server]\nmax_sessions = \"many\"\n", []string{"line 2", "max_sessions"}},
+		{"BadDuration", "[movidesk]\ntimeout = \"3 seconds\"\n", []string{"timeout", "not a duration", "line 2"}},
+		{"NegativeDuration", "[movidesk]\ntimeout = \"-1s\"\n", []string{"movidesk.timeout", "positive"}},
+		{"TimeoutLongerThanSession", "[server]\nsession_timeout = \"2s\"\n[movidesk]\ntimeout = \"3s\"\n", []string{"movidesk.timeout", "server.session_timeout"}},
+		{"BadAllow", "[server]\nallow = [\"10.0.0.0/33\"]\n", []string{"server.allow[0]", "10.0.0.0/33"}},
+		{"BadQueue", "[queues]\nsupport = 0\n", []string{"queues.support", "positive"}},
+		{"QueueNotANumber", "[queues]\nsupport = \"abc\"\n", []string{"line 2", "support"}},
+		{"BadBaseURL", "[movidesk]\nbase_url = \"api.movidesk.com\"\n", []string{"movidesk.base_url"}},
+		{"BadTemplate", "[calls]\nrecording_link = \"https://x/{{.Nope}}.wav\"\n", []string{"calls.recording_link", "Nope"}},
+		{"BadLevel", "[log]\nlevel = \"loud\"\n", []string{"log.level", "loud"}},
+		{"BadFormat", "[log]\nformat = \"xml\"\n", []string{"log.format", "xml"}},
+		{"SyntaxError", "[server\nlisten = 1\n", []string{"line 2", "table name"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeConfig(t, c.text)
+			_, err := LoadConfig(path)
+			if err == nil {
+				t.Fatalf("accepted:\n%s", c.text)
+			}
+			for _, w := range append(c.want, path) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigToken(t *testing.T) {
+	const secret = "9f1c2d3e-aaaa-bbbb-cccc-000000000001"
+	t.Run("FromEnvironment", func(t *testing.T) {
+		t.Setenv("MOVIDESK_TOKEN", secret)
+		cfg, err := LoadConfig(writeConfig(t, ""))
+		if err != nil || cfg.Movidesk.Token != secret {
+			t.Fatalf("token %q, err %v", cfg.Movidesk.Token, err)
+		}
+	})
+	t.Run("FromFile", func(t *testing.T) {
+		t.Setenv("MOVIDESK_TOKEN", "")
+		tf := filepath.Join(t.TempDir(), "token")
+		os.WriteFile(tf, []byte(secret+"\n"), 0o600)
+		cfg, err := LoadConfig(writeConfig(t, "[movidesk]\ntoken_file = \""+tf+"\"\n"))
+		if err != nil || cfg.Movidesk.Token != secret {
+			t.Fatalf("token %q, err %v", cfg.Movidesk.Token, err)
+		}
+	})
+	t.Run("FileAndTokenBothSetIsRefusedWithoutShowingIt", func(t *testing.T) {
+		t.Setenv("MOVIDESK_TOKEN", secret)
+		tf := filepath.Join(t.TempDir(), "token")
+		os.WriteFile(tf, []byte(secret), 0o600)
+		_, err := LoadConfig(writeConfig(t, "[movidesk]\ntoken_file = \""+tf+"\"\n"))
+		if err == nil || !strings.Contains(err.Error(), "token_file") {
+			t.Fatalf("err = %v", err)
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Fatal("the error shows the token")
+		}
+	})
+	t.Run("MissingFile", func(t *testing.T) {
+		t.Setenv("MOVIDESK_TOKEN", "")
+		_, err := LoadConfig(writeConfig(t, "[movidesk]\ntoken_file = \"/nonexistent/token\"\n"))
+		if err == nil || !strings.Contains(err.Error(), "movidesk.token_file") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestConfigDurations(t *testing.T) {
+	t.Setenv("MOVIDESK_TOKEN", "")
+	cfg, err := LoadConfig(writeConfig(t, "[movidesk]\ntimeout = \"1500ms\"\n[calls]\nmax_call_duration = \"2h\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(cfg.Movidesk.Timeout) != 1500*time.Millisecond || time.Duration(cfg.Calls.MaxCallDuration) != 2*time.Hour {
+		t.Fatalf("got %v and %v", cfg.Movidesk.Timeout, cfg.Calls.MaxCallDuration)
+	}
+}
