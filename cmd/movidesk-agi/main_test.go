@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
+)
+
+const secret = "1b2c3d4e-5f60-4718-9a0b-secrettoken99"
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startMain runs the service as `serve` would, on 127.0.0.1:0.
+func startMain(t *testing.T, cfg Config) (*Main, *lockedBuffer) {
+	t.Helper()
+	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.Store.Path = filepath.Join(t.TempDir(), "outbox.db")
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	m := NewMain(cfg, logs)
+	if err := m.Open(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the token appears in the logs:\n%s", logs.String())
+		}
+	})
+	return m, logs
+}
+
+// agiCall plays Asterisk for one session: it sends the environment and
+// answers every command with reply(command); it returns the commands seen.
+func agiCall(t *testing.T, addr net.Addr, script string, args []string, reply func(cmd string) string) []string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	var env strings.Builder
+	fmt.Fprintf(&env, "agi_network: yes\nagi_network_script: %s\nagi_channel: PJSIP/loop-00000001\nagi_uniqueid: 1795524751.12\nagi_callerid: 4733990777\nagi_context: from-trunk\n", script)
+	for i, a := range args {
+		fmt.Fprintf(&env, "agi_arg_%d: %s\n", i+1, a)
+	}
+	env.WriteString("\n")
+	conn.Write([]byte(env.String()))
+	r := bufio.NewReader(conn)
+	var seen []string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return seen
+		}
+		cmd := strings.TrimSuffix(line, "\n")
+		seen = append(seen, cmd)
+		conn.Write([]byte(reply(cmd) + "\n"))
+	}
+}
+
+func channelReplies(cmd string) string {
+	switch {
+	case strings.Contains(cmd, "CHANNEL(linkedid)"):
+		return "200 result=1 (1795524751.12)"
+	case strings.Contains(cmd, "CDR(start,u)"):
+		return "200 result=1 (1795524751.608969)"
+	case strings.HasPrefix(cmd, "GET VARIABLE"):
+		return "200 result=0"
+	}
+	return "200 result=1"
+}
+
+func TestServiceReportsAWrongTokenWithoutShowingIt(t *testing.T) {
+	fake := movidesktest.NewServer(t, "0a0a0a0a-0000-4000-8000-righttoken00")
+	cfg := DefaultConfig()
+	cfg.Movidesk.BaseURL = fake.URL
+	cfg.Movidesk.Token = secret
+	cfg.Log.Level = "debug"
+	m, logs := startMain(t, cfg)
+
+	seen := agiCall(t, m.Addr(), "abandon", []string{"queue=2"}, channelReplies)
+	want := `SET VARIABLE "MOVIDESK_STATUS" "ERROR"`
+	if !contains(seen, want) {
+		t.Fatalf("commands %q lack %s", seen, want)
+	}
+	if !contains(seen, `SET VARIABLE "MOVIDESK_ERROR" "movidesk asterisk_startCanceledCall: HTTP 401 Unauthorized"`) {
+		t.Errorf("MOVIDESK_ERROR does not say 401: %q", seen)
+	}
+	if got := fake.Requests(); len(got) != 1 || len(fake.Accepted()) != 0 {
+		t.Errorf("Movidesk saw %+v", got)
+	}
+	if !strings.Contains(logs.String(), "401") {
+		t.Errorf("the log does not show the 401:\n%s", logs.String())
+	}
+}
+
+func TestServiceDeliversInDryRunWithoutSending(t *testing.T) {
+	cfg := DefaultConfig()
+	m, logs := startMain(t, cfg)
+	seen := agiCall(t, m.Addr(), "transfer", []string{"queue=2", "branch=5252"}, channelReplies)
+	if !contains(seen, `SET VARIABLE "MOVIDESK_STATUS" "OK"`) {
+		t.Fatalf("commands %q", seen)
+	}
+	for _, w := range []string{"dry-run", "asterisk_startTransferedCall", "branchLine=5252", `"status":"OK"`} {
+		if !strings.Contains(logs.String(), w) {
+			t.Errorf("log lacks %q:\n%s", w, logs.String())
+		}
+	}
+}
+
+func TestUnknownScriptIsClosedAndLogged(t *testing.T) {
+	m, logs := startMain(t, DefaultConfig())
+	seen := agiCall(t, m.Addr(), "tranfser", nil, channelReplies)
+	if len(seen) != 0 {
+		t.Errorf("commands sent to an unknown script: %q", seen)
+	}
+	if !strings.Contains(logs.String(), "tranfser") {
+		t.Errorf("log does not name the unknown script:\n%s", logs.String())
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, l := range list {
+		if l == s {
+			return true
+		}
+	}
+	return false
+}
