@@ -21,25 +21,48 @@ func badInput(format string, args ...any) error {
 	return &inputError{fmt.Sprintf(format, args...)}
 }
 
-// channel reads a call's data from one AGI session. Arguments win over
-// channel variables; every variable is read at most once.
+// channel is what a handler knows of a call: the AGI arguments, a few
+// fields of the AGI environment, and the channel's variables, read on first
+// use. It comes from a live AGI session or from a fallback spool line.
 type channel struct {
-	s      *agi.Session
-	cfg    *Config
-	args   map[string]string
-	vars   map[string]string
-	now    time.Time
-	linked string // CHANNEL(linkedid), read on first use
+	cfg      *Config
+	args     map[string]string
+	now      time.Time
+	uniqueID string // agi_uniqueid
+	callerID string // agi_callerid, "" for unknown
+	context  string // agi_context
+	name     string // agi_channel
+	read     func(name string) (string, error)
+	vars     map[string]string
+	linked   string // CHANNEL(linkedid), read on first use
 }
 
 func newChannel(s *agi.Session, cfg *Config, now time.Time) *channel {
+	env := s.Env()
+	return &channel{
+		cfg:      cfg,
+		args:     lastValues(s.Params()),
+		now:      now,
+		uniqueID: env.UniqueID(),
+		callerID: env.CallerID(),
+		context:  env.Context(),
+		name:     env.Channel(),
+		read: func(name string) (string, error) {
+			v, _, err := s.GetVariable(name)
+			return v, err
+		},
+		vars: map[string]string{},
+	}
+}
+
+func lastValues(p map[string][]string) map[string]string {
 	args := map[string]string{}
-	for k, v := range s.Params() {
+	for k, v := range p {
 		if len(v) > 0 {
 			args[k] = v[len(v)-1]
 		}
 	}
-	return &channel{s: s, cfg: cfg, args: args, vars: map[string]string{}, now: now}
+	return args
 }
 
 // get reads a channel variable or function; unset reads as "".
@@ -47,7 +70,7 @@ func (c *channel) get(name string) (string, error) {
 	if v, ok := c.vars[name]; ok {
 		return v, nil
 	}
-	v, _, err := c.s.GetVariable(name)
+	v, err := c.read(name)
 	if err != nil {
 		return "", fmt.Errorf("read ${%s}: %w", name, err)
 	}
@@ -66,7 +89,7 @@ func (c *channel) linkedID() (string, error) {
 	if v == "" {
 		// Only a very old Asterisk lacks linkedid; the channel's own id is
 		// the best stand-in.
-		v = c.s.Env().UniqueID()
+		v = c.uniqueID
 	}
 	c.linked = v
 	return v, nil
@@ -80,7 +103,7 @@ func (c *channel) agentLeg() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return c.s.Env().UniqueID() != linked, nil
+	return c.uniqueID != linked, nil
 }
 
 // baseID is the Movidesk call id: id_prefix plus the id= argument or the
@@ -115,7 +138,7 @@ func (c *channel) clientNumber() (string, error) {
 			return "", err
 		}
 	} else {
-		v = c.s.Env().CallerID()
+		v = c.callerID
 	}
 	if v == "" {
 		return "", badInput("no caller number: the channel has none (anonymous call?) and no client= argument was given")
@@ -138,13 +161,13 @@ func (c *channel) queueID() (int, error) {
 	if id, ok := c.cfg.Queues[name]; ok && name != "" {
 		return id, nil
 	}
-	if id, ok := c.cfg.Queues[c.s.Env().Context()]; ok {
+	if id, ok := c.cfg.Queues[c.context]; ok {
 		return id, nil
 	}
 	if c.cfg.DefaultQueueID > 0 {
 		return c.cfg.DefaultQueueID, nil
 	}
-	where := "context " + strconv.Quote(c.s.Env().Context())
+	where := "context " + strconv.Quote(c.context)
 	if name != "" {
 		where = "queue " + strconv.Quote(name) + " or " + where
 	}
@@ -169,7 +192,7 @@ func (c *channel) branchLine() (string, error) {
 		return "", err
 	}
 	if agent {
-		if ext := extension(c.s.Env().Channel()); ext != "" {
+		if ext := extension(c.name); ext != "" {
 			return ext, nil
 		}
 	}
@@ -249,7 +272,7 @@ func (c *channel) link(id string) (string, error) {
 		return "", err
 	}
 	var b strings.Builder
-	data := LinkData{ID: id, LinkedID: linked, UniqueID: c.s.Env().UniqueID(), Date: c.now}
+	data := LinkData{ID: id, LinkedID: linked, UniqueID: c.uniqueID, Date: c.now}
 	if err := c.cfg.RecordingLink.Execute(&b, data); err != nil {
 		return "", badInput("calls.recording_link template: %v", err)
 	}

@@ -19,9 +19,6 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
-// Routes are the AGI script names this package serves.
-var Routes = []string{"transfer", "complete", "abandon", "link", "hangup"}
-
 // Config is what the handlers take from the service's configuration.
 type Config struct {
 	IDPrefix       string
@@ -73,14 +70,22 @@ func New(cfg Config, out Outbox, log zerolog.Logger) *Handlers {
 	return &Handlers{cfg: cfg, out: out, log: log}
 }
 
+func (h *Handlers) routes() map[string]routeFunc {
+	return map[string]routeFunc{
+		"transfer": h.transfer,
+		"complete": h.complete,
+		"abandon":  h.abandon,
+		"link":     h.link,
+		"hangup":   h.hangup,
+	}
+}
+
 // Mux returns a ServeMux with every route registered.
 func (h *Handlers) Mux() *agi.ServeMux {
 	m := agi.NewServeMux()
-	m.HandleFunc("transfer", h.wrap("transfer", h.transfer))
-	m.HandleFunc("complete", h.wrap("complete", h.complete))
-	m.HandleFunc("abandon", h.wrap("abandon", h.abandon))
-	m.HandleFunc("link", h.wrap("link", h.link))
-	m.HandleFunc("hangup", h.wrap("hangup", h.hangup))
+	for route, fn := range h.routes() {
+		m.HandleFunc(route, h.wrap(route, fn))
+	}
 	return m
 }
 
@@ -98,71 +103,91 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 	return func(s *agi.Session) {
 		start := time.Now()
 		c := newChannel(s, &h.cfg, h.cfg.Now().UTC())
-		ev := &event{}
 		// The Movidesk attempt gets its own bound; the session's context
 		// only ends early when the session itself is cut.
 		ctx, cancel := context.WithTimeout(s.Context(), h.cfg.Timeout)
-		err := fn(ctx, c, ev)
+		o := h.run(ctx, route, fn, c)
 		cancel()
-
-		status, reason := "OK", ""
-		switch {
-		case err != nil:
-			status, reason = "ERROR", shortReason(err)
-		case ev.out.Result == outbox.Queued:
-			status = "QUEUED"
-			if ev.out.Err != nil {
-				reason = shortReason(ev.out.Err)
-			}
-		}
-		reason = trimReason(reason)
 		// Setting the variables may fail on a vanished peer; the event is
 		// already stored, so that only goes to the log.
-		setErr := s.SetVariable(StatusVar, status)
+		setErr := s.SetVariable(StatusVar, o.status)
 		if setErr == nil {
-			setErr = s.SetVariable(ErrorVar, reason)
+			setErr = s.SetVariable(ErrorVar, o.reason)
 		}
-
-		env := s.Env()
-		var le *zerolog.Event
-		switch {
-		case status == "ERROR" && !isInput(err) && !isPermanent(err):
-			le = h.log.Error()
-		case status == "ERROR", status == "QUEUED":
-			le = h.log.Warn()
-		default:
-			le = h.log.Info()
-		}
-		le = le.Str("route", route).
-			Str("call_id", ev.id).
-			Str("channel", env.Channel()).
-			Str("uniqueid", env.UniqueID()).
-			Str("status", status)
-		if ev.decided != "" {
-			le = le.Str("decided", ev.decided)
-		}
-		if ev.fields != nil {
-			ev.fields(le)
-		}
-		for _, r := range ev.out.Sent {
-			le = le.Str(r.Endpoint(), r.CallID())
-		}
-		if ev.out.Result == outbox.Duplicate {
-			le = le.Bool("duplicate", true)
-		}
-		if err != nil {
-			le = le.Str("error", err.Error())
-		} else if ev.out.Err != nil {
-			le = le.Str("error", ev.out.Err.Error())
-		}
-		if setErr != nil {
-			le = le.AnErr("agi_error", setErr)
-		}
-		if s.Hungup() {
-			le = le.Bool("hungup", true)
-		}
-		le.Float64("took_ms", float64(time.Since(start).Microseconds())/1000).Msg("call event")
+		h.logEvent(o, start, func(le *zerolog.Event) {
+			if setErr != nil {
+				le.AnErr("agi_error", setErr)
+			}
+			if s.Hungup() {
+				le.Bool("hungup", true)
+			}
+		})
 	}
+}
+
+// outcome is one run of a route: what the dialplan is told and what is logged.
+type outcome struct {
+	route  string
+	c      *channel
+	ev     *event
+	err    error
+	status string // OK, QUEUED or ERROR
+	reason string // short, for MOVIDESK_ERROR
+}
+
+func (h *Handlers) run(ctx context.Context, route string, fn routeFunc, c *channel) outcome {
+	o := outcome{route: route, c: c, ev: &event{}, status: "OK"}
+	o.err = fn(ctx, c, o.ev)
+	switch {
+	case o.err != nil:
+		o.status, o.reason = "ERROR", shortReason(o.err)
+	case o.ev.out.Result == outbox.Queued:
+		o.status = "QUEUED"
+		if o.ev.out.Err != nil {
+			o.reason = shortReason(o.ev.out.Err)
+		}
+	}
+	o.reason = trimReason(o.reason)
+	return o
+}
+
+// logEvent writes the one log line of a call event.
+func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event)) {
+	var le *zerolog.Event
+	switch {
+	case o.status == "ERROR" && !isInput(o.err) && !isPermanent(o.err):
+		le = h.log.Error()
+	case o.status == "ERROR", o.status == "QUEUED":
+		le = h.log.Warn()
+	default:
+		le = h.log.Info()
+	}
+	le = le.Str("route", o.route).
+		Str("call_id", o.ev.id).
+		Str("channel", o.c.name).
+		Str("uniqueid", o.c.uniqueID).
+		Str("status", o.status)
+	if o.ev.decided != "" {
+		le = le.Str("decided", o.ev.decided)
+	}
+	if o.ev.fields != nil {
+		o.ev.fields(le)
+	}
+	for _, r := range o.ev.out.Sent {
+		le = le.Str(r.Endpoint(), r.CallID())
+	}
+	if o.ev.out.Result == outbox.Duplicate {
+		le = le.Bool("duplicate", true)
+	}
+	if o.err != nil {
+		le = le.Str("error", o.err.Error())
+	} else if o.ev.out.Err != nil {
+		le = le.Str("error", o.ev.out.Err.Error())
+	}
+	if more != nil {
+		more(le)
+	}
+	le.Float64("took_ms", float64(time.Since(start).Microseconds())/1000).Msg("call event")
 }
 
 func isPermanent(err error) bool {
