@@ -157,8 +157,10 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) accept(conn net.Conn) {
 	remote := conn.RemoteAddr()
 	if len(s.Allow) > 0 && !s.allowed(remote) {
-		conn.Close()
+		// Logged before closing, so that the log holds it by the time the
+		// peer sees the connection closed.
 		s.Log.Warn().Stringer("remote", remote).Msg("AGI connection refused: address not in the allow-list")
+		conn.Close()
 		return
 	}
 	now := time.Now()
@@ -171,8 +173,8 @@ func (s *Server) accept(conn net.Conn) {
 	}
 	if n := len(s.sessions); n >= s.maxSessions() {
 		s.mu.Unlock()
-		conn.Close()
 		s.Log.Warn().Stringer("remote", remote).Int("limit", s.maxSessions()).Msg("AGI connection refused: too many sessions")
+		conn.Close()
 		return
 	}
 	if s.sessions == nil {

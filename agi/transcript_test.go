@@ -317,4 +317,3 @@ func TestTranscriptDir(t *testing.T) {
 }
 
 var cmpIgnoreNum = cmp.Comparer(func(a, b agitest.Line) bool { return a.Dir == b.Dir && a.Text == b.Text })
-
