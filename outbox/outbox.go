@@ -24,6 +24,8 @@ const (
 	DefaultRetention       = 7 * 24 * time.Hour
 	DefaultSendTimeout     = 30 * time.Second
 	DefaultLockTimeout     = time.Second
+	// MaxBurst bounds Burst: the limiter remembers that many send times.
+	MaxBurst = 1000
 )
 
 const (
@@ -59,7 +61,7 @@ type Options struct {
 	// RatePerMinute is the steady request rate (0 = 10, Movidesk's limit).
 	RatePerMinute float64
 	// Burst is how many requests may go back to back (0 = RatePerMinute,
-	// at least 1). The limiter allows at most Burst requests in any window
+	// at least 1, at most MaxBurst). The limiter allows at most Burst requests in any window
 	// of Burst/RatePerMinute minutes, plus a 2s margin: by default 10 in any
 	// 62 seconds, so never more than 10 in any minute.
 	Burst int
@@ -209,14 +211,14 @@ func (opts *Options) setDefaults() error {
 			return fmt.Errorf("outbox: Options.%s %v is negative", name, d)
 		}
 	}
-	if opts.Burst < 0 {
-		return fmt.Errorf("outbox: Options.Burst %d is negative", opts.Burst)
+	if opts.Burst < 0 || opts.Burst > MaxBurst {
+		return fmt.Errorf("outbox: Options.Burst %d is not between 0 and %d", opts.Burst, MaxBurst)
 	}
 	if opts.RatePerMinute == 0 {
 		opts.RatePerMinute = DefaultRatePerMinute
 	}
 	if opts.Burst == 0 {
-		opts.Burst = max(1, int(opts.RatePerMinute))
+		opts.Burst = int(max(1, min(opts.RatePerMinute, MaxBurst)))
 	}
 	if opts.MaxCallDuration == 0 {
 		opts.MaxCallDuration = DefaultMaxCallDuration

@@ -359,6 +359,7 @@ func TestOpen(t *testing.T) {
 			"Path":          {},
 			"RatePerMinute": {Path: "x", RatePerMinute: -1},
 			"BackoffMax":    {Path: "x", BackoffMin: time.Minute, BackoffMax: time.Second},
+			"Burst":         {Path: "x", Burst: MaxBurst + 1},
 		} {
 			if _, err := Open(opts, nil); err == nil || !strings.Contains(err.Error(), name) {
 				t.Errorf("Open with bad %s: %v, want an error naming it", name, err)

@@ -1,0 +1,47 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/rs/zerolog"
+)
+
+// BenchmarkTransfer measures what a caller waits for: the write-ahead
+// commit (fsync) plus the attempt and the commit recording its result.
+func BenchmarkTransfer(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		send func(context.Context, movidesk.Request) error
+		want Result
+	}{
+		{"SenderFast", func(context.Context, movidesk.Request) error { return nil }, Delivered},
+		{"SenderDown", down, Queued},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			o, err := Open(Options{
+				Path:          filepath.Join(b.TempDir(), "outbox.db"),
+				RatePerMinute: 1e9, // measure the store, not the limiter
+				Log:           zerolog.Nop(),
+			}, senderFunc(bc.send))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { o.Close() })
+			now := time.Now().UTC()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				out, err := o.Transfer(context.Background(), transfer(fmt.Sprintf("bench-%d", i), now))
+				if err != nil || out.Result != bc.want {
+					b.Fatalf("transfer: %v, %v; want %v", out.Result, err, bc.want)
+				}
+				i++
+			}
+		})
+	}
+}
