@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,6 +71,78 @@ func TestSender(t *testing.T) {
 		assertRate(t, e.sender.all(), 10, 60*time.Second)
 		if p, f, _ := e.stats(t); p+f != 0 {
 			t.Errorf("%d pending, %d failed left", p, f)
+		}
+	})
+
+	t.Run("ConcurrentCallsKeepTheirOrder", func(t *testing.T) {
+		e := newEnv(t, func(o *Options) { o.RatePerMinute = 1e6 })
+		// Every transfer fails once, so that the background sender and
+		// the callers work on the same calls at the same time.
+		var mu sync.Mutex
+		failed := map[string]bool{}
+		e.sender.set(func(ctx context.Context, r movidesk.Request) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if r.Endpoint() == movidesk.EndpointTransferred && !failed[r.CallID()] {
+				failed[r.CallID()] = true
+				return down(ctx, r)
+			}
+			return nil
+		})
+		e.run(t)
+		stop := make(chan struct{})
+		ticking := make(chan struct{})
+		go func() {
+			defer close(ticking)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					e.clock.Advance(time.Second)
+					runtime.Gosched()
+				}
+			}
+		}()
+		const calls = 20
+		var wg sync.WaitGroup
+		for i := range calls {
+			wg.Go(func() {
+				id := fmt.Sprintf("c%d", i)
+				for _, err := range []error{
+					second(e.o.Transfer(t.Context(), transfer(id, t0))),
+					second(e.o.Transfer(t.Context(), transfer(id, t0.Add(time.Minute)))),
+					second(e.o.Complete(t.Context(), complete(id, t0.Add(2*time.Minute)))),
+					second(e.o.Link(t.Context(), movidesk.CallLink{ID: id, Link: "https://rec.example/" + id})),
+				} {
+					if err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(stop)
+		<-ticking
+		e.clock.drive(t, 24*time.Hour, func() bool { return len(e.sender.delivered()) >= calls*5 })
+		perCall := map[string][]string{}
+		for _, r := range e.sender.delivered() {
+			base, _, _ := strings.Cut(r.CallID(), "-")
+			perCall[base] = append(perCall[base], r.Endpoint()+" "+r.CallID())
+		}
+		for i := range calls {
+			id := fmt.Sprintf("c%d", i)
+			want := []string{
+				movidesk.EndpointTransferred + " " + id, movidesk.EndpointCompleted + " " + id,
+				movidesk.EndpointTransferred + " " + id + "-2", movidesk.EndpointCompleted + " " + id + "-2",
+				movidesk.EndpointLink + " " + id + "-2",
+			}
+			if diff := cmp.Diff(want, perCall[id]); diff != "" {
+				t.Errorf("call %s as delivered (-want +got):\n%s", id, diff)
+			}
+		}
+		if n := len(e.sender.all()); n != calls*7 {
+			t.Errorf("%d attempts for %d events, of which %d fail once; each should be delivered once", n, calls*5, calls*2)
 		}
 	})
 
@@ -273,6 +347,8 @@ func TestWindow(t *testing.T) {
 		t.Errorf("allowed at (-want +got):\n%s", diff)
 	}
 }
+
+func second(_ Outcome, err error) error { return err }
 
 func unauthorized(_ context.Context, r movidesk.Request) error {
 	return &movidesk.APIError{Endpoint: r.Endpoint(), StatusCode: 401, Status: "401 Unauthorized", Body: "invalid token"}
