@@ -130,9 +130,14 @@ func (o *Outbox) submit(ctx context.Context, base string, decide decision) (Outc
 	// Claim the call before writing, so that the background sender cannot
 	// start on the new events between the commit and the attempt.
 	claimed := o.claim(base)
-	if claimed {
-		defer o.release(base)
-	}
+	defer func() {
+		if claimed {
+			o.release(base)
+		}
+		// Whatever is left is the background sender's; wake it after the
+		// release, or it would skip the call as busy.
+		o.kick()
+	}()
 	var (
 		reqs []movidesk.Request
 		seqs []uint64
@@ -173,7 +178,6 @@ func (o *Outbox) submit(ctx context.Context, base string, decide decision) (Outc
 		return Outcome{}, fmt.Errorf("outbox %s: store event of call %q: %w", o.path, base, err)
 	}
 	out := Outcome{Result: Queued, Sent: reqs}
-	defer o.kick() // whatever is left is the background sender's
 
 	switch {
 	case o.sender == nil:
@@ -204,7 +208,7 @@ func (o *Outbox) submit(ctx context.Context, base string, decide decision) (Outc
 		// has the event, which will be sent again.
 		switch o.settle(seq, sendErr, false) {
 		case permanent:
-			return out, fmt.Errorf("outbox: event %d refused: %w", seq, sendErr)
+			return out, fmt.Errorf("outbox: %s of call %q kept as failed event %d: %w", reqs[i].Endpoint(), reqs[i].CallID(), seq, sendErr)
 		case retry:
 			out.Err = sendErr
 			return out, nil
