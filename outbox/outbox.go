@@ -29,9 +29,10 @@ const (
 )
 
 const (
-	// limiterMargin widens the limiter's window: requests leave here at
-	// exact intervals but reach Movidesk after varying network delays.
-	limiterMargin = 2 * time.Second
+	// limiterMargin widens the limiter's window by 1/limiterMargin (2s in
+	// a minute): requests leave here at exact intervals but reach Movidesk
+	// after varying network delays.
+	limiterMargin = 30
 	// reapEvery is how often Run looks for calls left open too long and
 	// purges closed ones past retention.
 	reapEvery = time.Minute
@@ -62,8 +63,8 @@ type Options struct {
 	RatePerMinute float64
 	// Burst is how many requests may go back to back (0 = RatePerMinute,
 	// at least 1, at most MaxBurst). The limiter allows at most Burst requests in any window
-	// of Burst/RatePerMinute minutes, plus a 2s margin: by default 10 in any
-	// 62 seconds, so never more than 10 in any minute.
+	// of Burst/RatePerMinute minutes, widened by 1/30 for network delays:
+	// by default 10 in any 62 seconds, so never more than 10 in a minute.
 	Burst int
 	// MaxCallDuration is how long a call may stay open before the reaper
 	// completes it (0 = 4h).
@@ -176,7 +177,8 @@ func Open(opts Options, s Sender) (*Outbox, error) {
 		return nil, fmt.Errorf("outbox %s: %w", opts.Path, err)
 	}
 	n := opts.Burst
-	span := time.Duration(float64(n)/opts.RatePerMinute*float64(time.Minute)) + limiterMargin
+	span := time.Duration(float64(n) / opts.RatePerMinute * float64(time.Minute))
+	span += span / limiterMargin
 	o := &Outbox{
 		db:       db,
 		path:     opts.Path,
