@@ -1,0 +1,512 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// asteriskTZ is the time zone Asterisk and movidesk-agi run in: not UTC, so
+// a date sent in local time instead of UTC is three hours off.
+const asteriskTZ = "America/Sao_Paulo"
+
+// modules are all that Asterisk loads (modules.conf has autoload=no).
+var modules = []string{
+	// PJSIP, for Asterisk to call itself over SIP on 127.0.0.1.
+	"res_sorcery_config.so",
+	"res_sorcery_memory.so",
+	"res_sorcery_astdb.so",
+	"res_pjproject.so",
+	"res_pjsip.so",
+	"res_pjsip_session.so",
+	"res_pjsip_pubsub.so",
+	"chan_pjsip.so",
+	"res_pjsip_endpoint_identifier_ip.so",
+	"res_pjsip_sdp_rtp.so",
+	"res_pjsip_caller_id.so",
+	"res_pjsip_nat.so",
+	"res_pjsip_refer.so", // an agent's phone passing the call on
+	"res_rtp_asterisk.so",
+	"res_timing_timerfd.so",
+	"bridge_simple.so",
+	"codec_ulaw.so",
+	"format_wav.so", // MixMonitor's recording
+	// AGI; res_agi needs res_speech loaded first.
+	"res_speech.so",
+	"res_agi.so",
+	// channel originate and channel redirect on the CLI.
+	"res_clioriginate.so",
+	// What the dialplan examples and the suite's own contexts use.
+	"pbx_config.so",
+	"app_dial.so",
+	"app_queue.so",
+	"app_stack.so", // Gosub, Dial's U()
+	"app_mixmonitor.so",
+	"app_transfer.so",
+	"func_callerid.so",
+	"func_cdr.so",
+	"func_channel.so",
+	"func_cut.so",
+	"func_db.so",
+}
+
+// asterisk is a running Asterisk in the chroot.
+type asterisk struct {
+	root    string // the chroot
+	dir     string // this run's directory, as Asterisk sees it
+	sipPort int
+	cmd     *exec.Cmd
+	exited  chan struct{}
+}
+
+// host turns a path inside the chroot into one outside.
+func (a *asterisk) host(p string) string { return filepath.Join(a.root, p) }
+
+// startAsterisk writes a configuration for this run into the chroot (the
+// chroot's own /etc/asterisk is left alone), starts Asterisk and waits
+// until it has fully booted.
+func startAsterisk(root, agiURL string) (*asterisk, error) {
+	tmp, err := os.MkdirTemp(filepath.Join(root, "tmp"), "movidesk-agi-e2e-")
+	if err != nil {
+		return nil, fmt.Errorf("asterisk: run directory in %s: %w", root, err)
+	}
+	a := &asterisk{root: root, dir: "/" + strings.TrimPrefix(tmp, filepath.Clean(root)+"/")}
+	for _, d := range []string{"etc/examples", "run", "log", "spool/monitor", "spool/outgoing", "db", "cache"} {
+		if err := os.MkdirAll(a.host(a.dir+"/"+d), 0o755); err != nil {
+			return nil, fmt.Errorf("asterisk: %w", err)
+		}
+	}
+	if a.sipPort, err = freeUDPPort(); err != nil {
+		return nil, err
+	}
+	if err := a.writeConfig(agiURL); err != nil {
+		return nil, err
+	}
+
+	console, err := os.Create(a.host(a.dir + "/log/console.log"))
+	if err != nil {
+		return nil, fmt.Errorf("asterisk: %w", err)
+	}
+	defer console.Close()
+	// Without -U: as root with -U root, Asterisk drops capabilities and
+	// cannot open the chroot's /var/lib/asterisk.
+	a.cmd = exec.Command("chroot", root, "/usr/sbin/asterisk", "-C", a.conf(), "-f", "-n")
+	a.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TZ=" + asteriskTZ, "HOME=/root"}
+	a.cmd.Stdout, a.cmd.Stderr = console, console
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := a.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("asterisk: start in %s: %w", root, err)
+	}
+	a.exited = make(chan struct{})
+	go func() {
+		a.cmd.Wait()
+		close(a.exited)
+	}()
+
+	if err := a.waitBooted(60 * time.Second); err != nil {
+		a.stop(false)
+		return nil, err
+	}
+	if err := a.checkModules(); err != nil {
+		a.stop(false)
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *asterisk) conf() string { return a.dir + "/etc/asterisk.conf" }
+
+// waitBooted polls "core waitfullybooted" until Asterisk answers it; the
+// remote console fails until Asterisk has created its control socket.
+func (a *asterisk) waitBooted(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		out, err := a.cli("core waitfullybooted")
+		if err == nil && strings.Contains(out, "fully booted") {
+			return nil
+		}
+		select {
+		case <-a.exited:
+			return fmt.Errorf("asterisk exited while booting; see %s", a.host(a.dir+"/log"))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("asterisk did not boot in %v (last answer %q, %v); see %s", limit, out, err, a.host(a.dir+"/log"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkModules fails if a module of the list did not load: a missing one
+// would otherwise show up as a confusing dialplan failure much later.
+func (a *asterisk) checkModules() error {
+	out, err := a.cli("module show")
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, m := range modules {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(m) + `\s.*Running`).MatchString(out) {
+			missing = append(missing, m)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("asterisk: modules not running: %s; see %s", strings.Join(missing, ", "), a.host(a.dir+"/log/messages.log"))
+	}
+	return nil
+}
+
+// stop stops Asterisk and, if clean, removes the run directory; otherwise
+// it is kept and named, for its logs.
+func (a *asterisk) stop(clean bool) error {
+	if a.cmd != nil && a.cmd.Process != nil {
+		a.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-a.exited:
+		case <-time.After(15 * time.Second):
+			a.cmd.Process.Kill()
+			<-a.exited
+		}
+	}
+	if !clean {
+		fmt.Fprintf(os.Stderr, "e2e: Asterisk's configuration and logs are kept in %s\n", a.host(a.dir))
+		return nil
+	}
+	return os.RemoveAll(a.host(a.dir))
+}
+
+// cli runs one Asterisk CLI command and returns its output.
+func (a *asterisk) cli(command string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "chroot", a.root, "/usr/sbin/asterisk", "-C", a.conf(), "-rx", command)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TZ=" + asteriskTZ}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("asterisk -rx %q: %w: %s", command, err, out.String())
+	}
+	return out.String(), nil
+}
+
+// mustCLI runs a CLI command and fails the test if Asterisk refuses it.
+func (a *asterisk) mustCLI(t testing.TB, command string) string {
+	t.Helper()
+	out, err := a.cli(command)
+	if err == nil && (strings.Contains(out, "No such command") || strings.Contains(out, "failed")) {
+		err = fmt.Errorf("asterisk -rx %q: %s", command, out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// astChannel is one line of "core show channels concise".
+type astChannel struct {
+	Name, Context, Exten, State, App, Data, CallerID, UniqueID string
+}
+
+func (a *asterisk) channels() ([]astChannel, error) {
+	out, err := a.cli("core show channels concise")
+	if err != nil {
+		return nil, err
+	}
+	var chans []astChannel
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Split(l, "!")
+		if len(f) < 14 {
+			continue
+		}
+		chans = append(chans, astChannel{Name: f[0], Context: f[1], Exten: f[2], State: f[4], App: f[5], Data: f[6], CallerID: f[7], UniqueID: f[13]})
+	}
+	return chans, nil
+}
+
+var activeChannels = regexp.MustCompile(`(?m)^(\d+) active channels?`)
+
+// channelCount is Asterisk's "core show channels count".
+func (a *asterisk) channelCount() (int, error) {
+	out, err := a.cli("core show channels count")
+	if err != nil {
+		return 0, err
+	}
+	m := activeChannels.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("asterisk: no channel count in %q", out)
+	}
+	return strconv.Atoi(m[1])
+}
+
+// waitFor polls cond until it holds, failing the test after limit.
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	var lastErr error
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		lastErr = err
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s (last error: %v)", limit, what, lastErr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitIdle waits until Asterisk has no channel left, so that one test's
+// calls never spill into the next.
+func (a *asterisk) waitIdle(t testing.TB) {
+	t.Helper()
+	waitFor(t, 60*time.Second, "Asterisk to have no channel left", func() (bool, error) {
+		n, err := a.channelCount()
+		return err == nil && n == 0, err
+	})
+}
+
+// dbGet reads the Asterisk database (where the suite's dialplan notes what
+// it saw); ok is false while the key does not exist.
+func (a *asterisk) dbGet(family, key string) (string, bool, error) {
+	out, err := a.cli(fmt.Sprintf("database get %s %s", family, key))
+	if err != nil {
+		return "", false, err
+	}
+	v, ok := strings.CutPrefix(strings.TrimSpace(out), "Value: ")
+	return v, ok, nil
+}
+
+func freeUDPPort() (int, error) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free UDP port on 127.0.0.1: %w", err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port, nil
+}
+
+// writeConfig writes asterisk.conf and the files it points at. The dialplan
+// examples are copied byte for byte and #included, so the examples
+// themselves are what runs.
+func (a *asterisk) writeConfig(agiURL string) error {
+	examples, err := filepath.Glob("../dialplan-examples/*.conf")
+	if err != nil || len(examples) == 0 {
+		return fmt.Errorf("asterisk: no dialplan examples in ../dialplan-examples (%v)", err)
+	}
+	for _, e := range examples {
+		b, err := os.ReadFile(e)
+		if err != nil {
+			return fmt.Errorf("asterisk: %w", err)
+		}
+		if err := os.WriteFile(a.host(a.dir+"/etc/examples/"+filepath.Base(e)), b, 0o644); err != nil {
+			return fmt.Errorf("asterisk: %w", err)
+		}
+	}
+
+	d := a.dir
+	files := map[string]string{
+		"asterisk.conf": `[directories]
+astetcdir => ` + d + `/etc
+astmoddir => /usr/lib/x86_64-linux-gnu/asterisk/modules
+astvarlibdir => /var/lib/asterisk
+astdbdir => ` + d + `/db
+astkeydir => /var/lib/asterisk
+astdatadir => /usr/share/asterisk
+astagidir => /usr/share/asterisk/agi-bin
+astspooldir => ` + d + `/spool
+astrundir => ` + d + `/run
+astlogdir => ` + d + `/log
+astcachedir => ` + d + `/cache
+astsbindir => /usr/sbin
+
+[options]
+verbose = 3
+`,
+		"modules.conf": "[modules]\nautoload = no\n" + loadLines(),
+		"logger.conf": `[general]
+[logfiles]
+messages.log => notice,warning,error,verbose
+`,
+		"cdr.conf":        "[general]\nenable = yes\n",
+		"pjsip.conf":      pjsipConf(a.sipPort),
+		"extensions.conf": extensionsConf(agiURL),
+		"queues.conf":     "#include \"examples/queues.conf\"\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(a.host(d+"/etc/"+name), []byte(body), 0o644); err != nil {
+			return fmt.Errorf("asterisk: %w", err)
+		}
+	}
+	return nil
+}
+
+func loadLines() string {
+	var b strings.Builder
+	for _, m := range modules {
+		b.WriteString("load = " + m + "\n")
+	}
+	return b.String()
+}
+
+// Agents are the agents' PJSIP extensions. Their phones are Asterisk itself
+// (context e2e-phone).
+var agents = []string{"5252", "5253"}
+
+// pjsipConf makes Asterisk call itself: every INVITE it sends to
+// 127.0.0.1:port comes back in through the endpoint "loop".
+func pjsipConf(port int) string {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	var b strings.Builder
+	fmt.Fprintf(&b, `[udp]
+type = transport
+protocol = udp
+bind = %s
+
+; Every INVITE from 127.0.0.1, that is every call Asterisk makes to itself,
+; comes in here: the trunk's callers, and the agents' phones ringing.
+[loop]
+type = endpoint
+context = e2e-inbound
+disallow = all
+allow = ulaw
+direct_media = no
+[loop]
+type = identify
+endpoint = loop
+match = 127.0.0.1
+
+; The trunk the callers come from.
+[trunk]
+type = aor
+contact = sip:%s
+[trunk]
+type = endpoint
+aors = trunk
+context = e2e-nowhere
+disallow = all
+allow = ulaw
+direct_media = no
+`, addr, addr)
+	for _, ext := range agents {
+		// A caller that an agent's phone transfers (REFER) lands in the
+		// endpoint's context: the Dial example's, as its comments say.
+		fmt.Fprintf(&b, `
+[%[1]s]
+type = aor
+contact = sip:%[1]s@%[2]s
+[%[1]s]
+type = endpoint
+aors = %[1]s
+context = movidesk-dial
+disallow = all
+allow = ulaw
+direct_media = no
+`, ext, addr)
+	}
+	return b.String()
+}
+
+// Number prefixes of the trunk's calls: the first digit picks the example
+// context, the rest is the extension dialled there.
+const (
+	viaDial           = "1"
+	viaHangup         = "2"
+	viaQueue          = "3"
+	viaRecording      = "4"
+	viaRecordingLater = "5"
+	viaCapture        = "9"
+)
+
+func extensionsConf(agiURL string) string {
+	return `; The dialplan examples, verbatim.
+#include "examples/extensions-movidesk.conf"
+#include "examples/extensions-dial.conf"
+#include "examples/extensions-hangup.conf"
+#include "examples/extensions-queue.conf"
+#include "examples/extensions-recording.conf"
+
+; After the examples' [globals], so this run's AGI address wins.
+[globals]
+MOVIDESK_AGI=` + agiURL + `
+
+; A caller's phone: dials "<number>*<caller's number>" over the trunk; the
+; caller's number goes out in the From header, as from a real carrier.
+[e2e-caller]
+exten => _X.,1,Set(CALLERID(all)="Caller ${CUT(EXTEN,*,2)}" <${CUT(EXTEN,*,2)}>)
+ same => n,Dial(PJSIP/${CUT(EXTEN,*,1)}@trunk)
+
+; What Asterisk receives from itself. Calls to an agent's extension ring
+; the agent's phone; the trunk's calls go to the example that their first
+; digit names, after the call's ids are noted for the test.
+[e2e-inbound]
+exten => _52XX,1,Goto(e2e-phone,${EXTEN},1)
+exten => _` + viaDial + `XXXX,1,Gosub(e2e-remember,s,1)
+ same => n,Goto(movidesk-dial,${EXTEN:1},1)
+exten => _` + viaHangup + `XXXX,1,Gosub(e2e-remember,s,1)
+ same => n,Goto(movidesk-hangup,${EXTEN:1},1)
+exten => _` + viaQueue + `XXXX,1,Gosub(e2e-remember,s,1)
+ same => n,Goto(movidesk-queue,${EXTEN:1},1)
+exten => _` + viaRecording + `XXXX,1,Gosub(e2e-remember,s,1)
+ same => n,Goto(movidesk-recording,${EXTEN:1},1)
+exten => _` + viaRecordingLater + `XXXX,1,Gosub(e2e-remember,s,1)
+ same => n,Goto(movidesk-recording-later,${EXTEN:1},1)
+exten => _` + viaCapture + `XXX,1,Gosub(e2e-remember,s,1)
+ same => n,Goto(e2e-capture,${EXTEN:1},1)
+
+[e2e-remember]
+exten => s,1,Set(DB(e2e-call/${CALLERID(num)})=${CHANNEL(linkedid)} ${UNIQUEID} ${CDR(start,u)} ${CHANNEL})
+ same => n,Return()
+
+; An agent's phone. It answers, unless the test put "ring" in the database
+; for the extension; it notes its channel for the test. Redirected to
+; 8<extension>, it transfers the call there (SIP REFER), as a phone's
+; transfer key does.
+[e2e-phone]
+exten => _52XX,1,Set(DB(e2e-phone/${CALLERID(num)}-${EXTEN})=${CHANNEL})
+ same => n,GotoIf($["${DB(e2e-agent/${EXTEN})}" = "ring"]?ring)
+ same => n,Answer()
+ same => n,Wait(600)
+ same => n,Hangup()
+ same => n(ring),Ringing()
+ same => n,Wait(600)
+exten => _8XXXX,1,Transfer(${EXTEN:1})
+ same => n,Hangup()
+
+; Protocol captures: each extension runs one scripted AGI session.
+[e2e-capture]
+exten => 901,1,AGI(${MOVIDESK_AGI}/env-block,arg one,queue=1)
+ same => n,Hangup()
+exten => 902,1,AGI(${MOVIDESK_AGI}/get-variable)
+ same => n,Hangup()
+exten => 903,1,AGI(${MOVIDESK_AGI}/set-variable-quoted)
+ same => n,Hangup()
+exten => 904,1,AGI(${MOVIDESK_AGI}/get-full-variable)
+ same => n,Hangup()
+exten => 905,1,AGI(${MOVIDESK_AGI}/invalid-command)
+ same => n,Hangup()
+exten => 906,1,AGI(${MOVIDESK_AGI}/usage-520)
+ same => n,Hangup()
+exten => 907,1,Set(E2E_IN_H=dead-channel-511)
+ same => n,Answer()
+ same => n,Hangup()
+exten => 908,1,Answer()
+ same => n,AGI(${MOVIDESK_AGI}/hangup-while-busy)
+ same => n,Hangup()
+exten => h,1,GotoIf($["${E2E_IN_H}" = ""]?done)
+ same => n,AGI(${MOVIDESK_AGI}/${E2E_IN_H})
+ same => n(done),NoOp()
+`
+}
