@@ -38,6 +38,8 @@ type Outbox interface {
 	Link(ctx context.Context, r movidesk.CallLink) (outbox.Outcome, error)
 	Hangup(ctx context.Context, complete movidesk.CompletedCall, cancel movidesk.CanceledCall) (outbox.Outcome, error)
 	IsOpen(id string) (bool, error)
+	Mark(key string) ([]byte, error)
+	SetMark(key string, value []byte) error
 }
 
 var _ Outbox = (*outbox.Outbox)(nil)

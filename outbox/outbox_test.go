@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -383,4 +384,44 @@ func ids(rs []movidesk.Request) []string {
 		out = append(out, r.CallID())
 	}
 	return out
+}
+
+func TestMarkIsStoredWithTheEventsAndOnlyWithThem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o, err := Open(Options{Path: path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	ctx := WithMark(context.Background(), "spool:x", []byte("42"))
+	out, err := o.Complete(ctx, movidesk.CompletedCall{ID: "c1", CompletedDate: at})
+	if err != nil || out.Result != Queued {
+		t.Fatalf("Complete = %+v, %v; want Queued without an attempt", out, err)
+	}
+	// A duplicate stores nothing but the mark.
+	out, err = o.Complete(WithMark(context.Background(), "spool:x", []byte("43")), movidesk.CompletedCall{ID: "c1", CompletedDate: at})
+	if err != nil || out.Result != Duplicate {
+		t.Fatalf("second Complete = %+v, %v; want Duplicate", out, err)
+	}
+	// An invalid request stores nothing, not even the mark.
+	if _, err := o.Complete(WithMark(context.Background(), "spool:x", []byte("44")), movidesk.CompletedCall{}); err == nil {
+		t.Fatal("invalid request accepted")
+	}
+	o.Close()
+	o, err = Open(Options{Path: path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	got, err := o.Mark("spool:x")
+	if err != nil || string(got) != "43" {
+		t.Fatalf("Mark after reopen = %q, %v; want 43", got, err)
+	}
+	events, _ := o.List()
+	if len(events) != 1 {
+		t.Fatalf("%d events stored, want 1", len(events))
+	}
+	if none, _ := o.Mark("other"); none != nil {
+		t.Fatalf("unknown mark = %q", none)
+	}
 }

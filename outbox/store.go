@@ -16,9 +16,11 @@ import (
 //	events: seq (8 bytes, big endian) -> record (JSON); seq order is
 //	        submission order, which is the per-call delivery order.
 //	calls:  base call id -> callState (JSON).
+//	marks:  importer's key -> how far it got (see WithMark).
 var (
 	bucketEvents = []byte("events")
 	bucketCalls  = []byte("calls")
+	bucketMarks  = []byte("marks")
 )
 
 // Event states.
@@ -28,7 +30,7 @@ const (
 )
 
 func createBuckets(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketEvents, bucketCalls} {
+	for _, name := range [][]byte{bucketEvents, bucketCalls, bucketMarks} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}

@@ -144,6 +144,7 @@ func (o *Outbox) submit(ctx context.Context, base string, decide decision) (Outc
 		head bool // no earlier event of the call is waiting
 	)
 	now := o.now()
+	mark := markFrom(ctx)
 	err := o.db.Update(func(tx *bolt.Tx) error {
 		c, err := getCall(tx, base)
 		if err != nil {
@@ -166,11 +167,17 @@ func (o *Outbox) submit(ctx context.Context, base string, decide decision) (Outc
 			}
 			seqs = append(seqs, seq)
 		}
+		if err := mark.put(tx); err != nil {
+			return err
+		}
 		return putCall(tx, base, c)
 	})
 	var ve *movidesk.ValidationError
 	switch {
 	case errors.Is(err, errDuplicate):
+		if err := o.setMark(mark); err != nil {
+			return Outcome{}, err
+		}
 		return Outcome{Result: Duplicate}, nil
 	case errors.As(err, &ve):
 		return Outcome{}, err
@@ -180,6 +187,9 @@ func (o *Outbox) submit(ctx context.Context, base string, decide decision) (Outc
 	out := Outcome{Result: Queued, Sent: reqs}
 
 	switch {
+	case mark != nil:
+		// Imported: nobody waits on the phone for it.
+		return out, nil
 	case o.sender == nil:
 		out.Err = errors.New("outbox: no sender")
 		return out, nil

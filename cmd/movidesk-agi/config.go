@@ -56,7 +56,9 @@ type CallsConfig struct {
 }
 
 type StoreConfig struct {
-	Path string `toml:"path"`
+	Path          string   `toml:"path"`
+	Spool         string   `toml:"spool"`
+	SpoolInterval Duration `toml:"spool_interval"`
 }
 
 type LogConfig struct {
@@ -99,7 +101,11 @@ func DefaultConfig() Config {
 			MaxCallDuration: Duration(4 * time.Hour),
 		},
 		Queues: map[string]int{},
-		Store:  StoreConfig{Path: "movidesk-agi.db"},
+		Store: StoreConfig{
+			Path:          "movidesk-agi.db",
+			Spool:         "movidesk-agi-fallback.log",
+			SpoolInterval: Duration(time.Second),
+		},
 		Log:    LogConfig{Level: "info", Format: "json"},
 	}
 }
@@ -216,6 +222,10 @@ func (c *Config) Validate() error {
 	if c.Store.Path == "" {
 		bad("store.path", "is empty")
 	}
+	if c.Store.Spool == "" {
+		bad("store.spool", "is empty")
+	}
+	positiveDur("store.spool_interval", c.Store.SpoolInterval)
 	if _, err := zerolog.ParseLevel(c.Log.Level); err != nil || c.Log.Level == "" {
 		bad("log.level", "must be one of trace, debug, info, warn, error; got %q", c.Log.Level)
 	}

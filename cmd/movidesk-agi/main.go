@@ -189,6 +189,7 @@ type Main struct {
 
 	client   *movidesk.Client
 	outbox   *outbox.Outbox
+	handlers *calls.Handlers
 	server   *agi.Server
 	listener net.Listener
 }
@@ -224,8 +225,12 @@ func (m *Main) Open() error {
 	if err != nil {
 		return fmt.Errorf("store.path: %w", err)
 	}
+	if err := calls.PrepareSpool(cfg.Store.Spool, 0o664); err != nil {
+		m.outbox.Close()
+		return fmt.Errorf("store.spool: %w", err)
+	}
 	link, _ := cfg.recordingLink() // validated
-	h := calls.New(calls.Config{
+	m.handlers = calls.New(calls.Config{
 		IDPrefix:       cfg.Calls.IDPrefix,
 		DefaultQueueID: cfg.Calls.DefaultQueueID,
 		Queues:         cfg.Queues,
@@ -233,7 +238,7 @@ func (m *Main) Open() error {
 		Timeout:        time.Duration(cfg.Movidesk.Timeout),
 	}, m.outbox, m.Log)
 	m.server = &agi.Server{
-		Handler:        h.Mux(),
+		Handler:        m.handlers.Mux(),
 		MaxSessions:    cfg.Server.MaxSessions,
 		SessionTimeout: time.Duration(cfg.Server.SessionTimeout),
 		ReadTimeout:    time.Duration(cfg.Server.ReadTimeout),
@@ -263,11 +268,16 @@ func (m *Main) Serve(ctx context.Context) error {
 		mode = "dry-run"
 	}
 	m.Log.Info().Str("listen", m.Addr().String()).Str("movidesk", cfg.Movidesk.BaseURL).
-		Str("mode", mode).Str("store", cfg.Store.Path).Str("version", versionString()).Msg("movidesk-agi started")
+		Str("mode", mode).Str("store", cfg.Store.Path).Str("spool", cfg.Store.Spool).Str("version", versionString()).Msg("movidesk-agi started")
 
 	senderCtx, stopSender := context.WithCancel(context.Background())
 	senderDone := make(chan error, 1)
 	go func() { senderDone <- m.outbox.Run(senderCtx) }()
+	spoolDone := make(chan struct{})
+	go func() {
+		defer close(spoolDone)
+		m.handlers.WatchSpool(senderCtx, cfg.Store.Spool, time.Duration(cfg.Store.SpoolInterval))
+	}()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- m.server.Serve(m.listener) }()
 
@@ -285,6 +295,7 @@ func (m *Main) Serve(ctx context.Context) error {
 		err = fmt.Errorf("agi server: %w", err)
 	}
 	stopSender()
+	<-spoolDone
 	if serr := <-senderDone; serr != nil && !errors.Is(serr, context.Canceled) {
 		m.Log.Warn().Err(serr).Msg("outbox sender")
 	}

@@ -6,12 +6,14 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 )
 
@@ -34,11 +36,18 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// startMain runs the service as `serve` would, on 127.0.0.1:0.
+// startMain runs the service as `serve` would, on 127.0.0.1:0, with its
+// files in a new folder unless cfg names them.
 func startMain(t *testing.T, cfg Config) (*Main, *lockedBuffer) {
 	t.Helper()
 	cfg.Server.Listen = "127.0.0.1:0"
-	cfg.Store.Path = filepath.Join(t.TempDir(), "outbox.db")
+	dir := t.TempDir()
+	if cfg.Store.Path == DefaultConfig().Store.Path {
+		cfg.Store.Path = filepath.Join(dir, "outbox.db")
+	}
+	if cfg.Store.Spool == DefaultConfig().Store.Spool {
+		cfg.Store.Spool = filepath.Join(dir, "fallback.log")
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -160,4 +169,29 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+func TestSpoolWrittenWhileDownIsImportedAtStart(t *testing.T) {
+	fake := movidesktest.NewServer(t, secret)
+	cfg := DefaultConfig()
+	cfg.Movidesk.BaseURL = fake.URL
+	cfg.Movidesk.Token = secret
+	cfg.Store.Spool = filepath.Join(t.TempDir(), "fallback.log")
+	// What the dialplan's movidesk-spool subroutine appended while the
+	// service was down, after the header line a previous run wrote.
+	spool := calls.SpoolHeader +
+		"movidesk-agi/1 abandon 1795525240 uniqueid=1795524751.12&linkedid=1795524751.12&callerid=4733990777&context=from-trunk&cdrstart=1795524751.6&arg=queue%3D3\n"
+	if err := os.WriteFile(cfg.Store.Spool, []byte(spool), 0o664); err != nil {
+		t.Fatal(err)
+	}
+	startMain(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := fake.WaitAccepted(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Endpoint != "asterisk_startCanceledCall" || got[0].Query.Get("canceledDate") != "2026-11-24T13:00:40" || got[0].Query.Get("queueId") != "3" {
+		t.Errorf("imported %+v", got[0])
+	}
 }
