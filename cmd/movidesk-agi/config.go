@@ -106,7 +106,7 @@ func DefaultConfig() Config {
 			Spool:         "movidesk-agi-fallback.log",
 			SpoolInterval: Duration(time.Second),
 		},
-		Log:    LogConfig{Level: "info", Format: "json"},
+		Log: LogConfig{Level: "info", Format: "json"},
 	}
 }
 
