@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/outbox"
+)
+
+// refusing is a Movidesk that refuses everything with 401.
+type refusing struct{}
+
+func (refusing) Send(ctx context.Context, r movidesk.Request) error {
+	return &movidesk.APIError{Endpoint: r.Endpoint(), StatusCode: 401, Status: "401 Unauthorized"}
+}
+
+func TestOutboxCommands(t *testing.T) {
+	t.Setenv("MOVIDESK_TOKEN", "")
+	dir := t.TempDir()
+	db := filepath.Join(dir, "outbox.db")
+	cfgPath := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfgPath, []byte("[store]\npath = \""+db+"\"\nspool = \""+filepath.Join(dir, "spool.log")+"\"\n"), 0o600)
+
+	ob, err := outbox.Open(outbox.Options{Path: db, Log: zerolog.Nop()}, refusing{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	if _, err := ob.Complete(context.Background(), movidesk.CompletedCall{ID: "call-1", CompletedDate: at}); err == nil {
+		t.Fatal("a 401 was not an error")
+	}
+
+	cmd := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), args, &out, &errOut)
+		return out.String() + errOut.String(), err
+	}
+	t.Run("InUseWhileTheServiceRuns", func(t *testing.T) {
+		_, err := cmd("outbox", "list", "-config", cfgPath)
+		if err == nil || !strings.Contains(err.Error(), "in use") {
+			t.Fatalf("err = %v, want the file named as in use", err)
+		}
+	})
+	ob.Close()
+
+	out, err := cmd("outbox", "list", "-config", cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"0 pending, 1 failed", "call-1", "asterisk_completedCall", "401"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("list output lacks %q:\n%s", w, out)
+		}
+	}
+	if out, err := cmd("outbox", "retry", "-config", cfgPath, "all"); err != nil || !strings.Contains(out, "queued again") {
+		t.Fatalf("retry all: %v %s", err, out)
+	}
+	if out, _ := cmd("outbox", "list", "-config", cfgPath); !strings.Contains(out, "1 pending, 0 failed") {
+		t.Errorf("after retry:\n%s", out)
+	}
+	if _, err := cmd("outbox", "drop", "-config", cfgPath, "99"); err == nil {
+		t.Error("dropping an unknown event succeeded")
+	}
+	if out, err := cmd("outbox", "drop", "-config", cfgPath, "1"); err != nil || !strings.Contains(out, "dropped") {
+		t.Fatalf("drop 1: %v %s", err, out)
+	}
+	if out, _ := cmd("outbox", "list", "-config", cfgPath); !strings.Contains(out, "0 pending, 0 failed") {
+		t.Errorf("after drop:\n%s", out)
+	}
+	for _, bad := range [][]string{{"outbox"}, {"outbox", "send"}, {"outbox", "drop", "-config", cfgPath, "x"}, {"outbox", "drop", "-config", cfgPath, "all"}} {
+		if _, err := cmd(bad...); exitCode(err) != 2 {
+			t.Errorf("%q: exit %d (%v), want a usage error", bad, exitCode(err), err)
+		}
+	}
+}
