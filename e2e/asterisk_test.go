@@ -55,6 +55,7 @@ var modules = []string{
 	"app_stack.so", // Gosub, Dial's U()
 	"app_mixmonitor.so",
 	"app_transfer.so",
+	"app_milliwatt.so", // the caller's voice, for MixMonitor to record
 	"func_callerid.so",
 	"func_cdr.so",
 	"func_channel.so",
@@ -383,6 +384,10 @@ context = e2e-inbound
 disallow = all
 allow = ulaw
 direct_media = no
+; RTP on 127.0.0.1: bound to any address, Asterisk looks its own
+; address up in DNS for every channel, which stalls under load.
+media_address = 127.0.0.1
+bind_rtp_to_media_address = yes
 [loop]
 type = identify
 endpoint = loop
@@ -399,6 +404,8 @@ context = e2e-nowhere
 disallow = all
 allow = ulaw
 direct_media = no
+media_address = 127.0.0.1
+bind_rtp_to_media_address = yes
 `, addr, addr)
 	for _, ext := range agents {
 		// A caller that an agent's phone transfers (REFER) lands in the
@@ -414,6 +421,8 @@ context = movidesk-dial
 disallow = all
 allow = ulaw
 direct_media = no
+media_address = 127.0.0.1
+bind_rtp_to_media_address = yes
 `, ext, addr)
 	}
 	return b.String()

@@ -27,15 +27,30 @@ type call struct {
 	Start    time.Time // ${CDR(start,u)}
 }
 
-// placeCall makes a caller dial dest over the trunk.
+// newCall prepares a call to dest from a new caller number.
+func newCall(dest string) *call {
+	return &call{dest: dest, caller: fmt.Sprintf("4733%06d", callerSeq.Add(1))}
+}
+
+// originate makes the caller dial: a Local channel is the caller's phone,
+// whose other half calls over the trunk. Once connected the caller sends a
+// steady tone (Milliwatt), so there is sound to record.
+func (c *call) originate() error {
+	c.placed = time.Now()
+	out, err := pbx.cli(fmt.Sprintf("channel originate Local/%s*%s@e2e-caller application Milliwatt", c.dest, c.caller))
+	if err == nil && out != "" {
+		err = fmt.Errorf("channel originate for %s: %s", c.caller, out)
+	}
+	return err
+}
+
+// placeCall makes a new caller dial dest over the trunk.
 func placeCall(t testing.TB, dest string) *call {
 	t.Helper()
-	c := &call{
-		dest:   dest,
-		caller: fmt.Sprintf("4733%06d", callerSeq.Add(1)),
-		placed: time.Now(),
+	c := newCall(dest)
+	if err := c.originate(); err != nil {
+		t.Fatal(err)
 	}
-	pbx.mustCLI(t, fmt.Sprintf("channel originate Local/%s*%s@e2e-caller application Wait 600", dest, c.caller))
 	return c
 }
 

@@ -1,0 +1,213 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
+)
+
+// Movidesk queue ids the suite's configuration maps.
+const (
+	defaultQueueID = 1 // calls.default_queue_id: the Dial examples
+	supportQueueID = 7 // [queues] support: the Queue example
+)
+
+// serviceOptions changes the suite's movidesk-agi configuration.
+type serviceOptions struct {
+	movideskTimeout string // movidesk.timeout; default 3s
+	recordingLink   string // calls.recording_link
+	spool           string // store.spool; default a file of the test's own
+}
+
+// service is a movidesk-agi process with its own fake Movidesk, serving the
+// AGI sessions that Asterisk opens through the proxy.
+type service struct {
+	fake  *movidesktest.Server
+	token string
+	addr  string
+
+	cmd    *exec.Cmd
+	exited chan struct{}
+	mu     sync.Mutex
+	logs   []string
+}
+
+// startService starts the built movidesk-agi and points the dialplan at it
+// (through the proxy) for the rest of the test. At the end of the test it
+// waits for Asterisk to have no call left, stops the service gracefully,
+// and fails the test if the log shows the token or a data race.
+func startService(t *testing.T, opts serviceOptions) *service {
+	t.Helper()
+	bin := binary(t)
+	s := &service{token: newToken(t), exited: make(chan struct{})}
+	s.fake = movidesktest.NewServer(t, s.token)
+	if opts.movideskTimeout == "" {
+		opts.movideskTimeout = "3s"
+	}
+
+	dir := t.TempDir()
+	if opts.spool == "" {
+		opts.spool = filepath.Join(dir, "fallback.log")
+	}
+	conf := filepath.Join(dir, "config.toml")
+	body := fmt.Sprintf(`[server]
+listen = "127.0.0.1:0"
+session_timeout = "30s"
+read_timeout = "5s"
+
+[movidesk]
+base_url = %q
+token = %q
+timeout = %q
+# So that fifty calls at once never wait for the limiter.
+rate_per_minute = 100000
+
+[calls]
+default_queue_id = %d
+recording_link = %q
+
+[queues]
+support = %d
+
+[store]
+path = %q
+spool = %q
+
+[log]
+level = "debug"
+format = "json"
+`, s.fake.URL, s.token, opts.movideskTimeout, defaultQueueID, opts.recordingLink, supportQueueID, filepath.Join(dir, "outbox.db"), opts.spool)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s.cmd = exec.Command(bin, "serve", "-config", conf)
+	s.cmd.Dir = dir
+	// Not UTC, like Asterisk: dates must be converted, not assumed.
+	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TZ=" + asteriskTZ}
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start movidesk-agi: %v", err)
+	}
+	listening := make(chan string, 1)
+	go func() {
+		defer close(s.exited)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.logs = append(s.logs, line)
+			s.mu.Unlock()
+			var ev struct {
+				Message string `json:"message"`
+				Listen  string `json:"listen"`
+			}
+			if json.Unmarshal([]byte(line), &ev) == nil && ev.Message == "movidesk-agi started" {
+				select {
+				case listening <- ev.Listen:
+				default:
+				}
+			}
+		}
+		s.cmd.Wait()
+	}()
+
+	t.Cleanup(func() { s.stop(t) })
+	select {
+	case s.addr = <-listening:
+	case <-s.exited:
+		t.Fatalf("movidesk-agi exited at start:\n%s", s.logText())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("movidesk-agi did not report it listens:\n%s", s.logText())
+	}
+	proxy.SetUpstream(s.addr)
+	proxy.Take()
+	// Registered last, so it runs first: no call may outlive the test.
+	t.Cleanup(func() { pbx.waitIdle(t) })
+	return s
+}
+
+func newToken(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+func (s *service) logText() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.logs, "\n")
+}
+
+// stop is SIGTERM, as systemd sends: the service drains and exits 0.
+func (s *service) stop(t *testing.T) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(45 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exited
+		t.Errorf("movidesk-agi did not stop on SIGTERM")
+	}
+	logs := s.logText()
+	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("movidesk-agi exited with status %d", code)
+	}
+	if strings.Contains(logs, s.token) {
+		t.Errorf("the Movidesk token appears in movidesk-agi's log")
+	}
+	if strings.Contains(logs, "DATA RACE") {
+		t.Errorf("data race in movidesk-agi")
+	}
+	if t.Failed() {
+		lines := strings.Split(logs, "\n")
+		if len(lines) > 80 {
+			lines = append([]string{"(last 80 lines)"}, lines[len(lines)-80:]...)
+		}
+		t.Logf("movidesk-agi log:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+// waitAccepted waits until the fake Movidesk accepted n requests and
+// returns them.
+func (s *service) waitAccepted(t *testing.T, n int, limit time.Duration) []movidesktest.Request {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
+	defer cancel()
+	got, err := s.fake.WaitAccepted(ctx, n)
+	if err != nil {
+		t.Fatalf("%v; accepted so far:\n%s", err, describe(got))
+	}
+	return got
+}
+
+func describe(reqs []movidesktest.Request) string {
+	var b strings.Builder
+	for _, r := range reqs {
+		fmt.Fprintf(&b, "  %s %s?%s %s\n", r.Method, r.Endpoint, r.Query.Encode(), r.Body)
+	}
+	return b.String()
+}
