@@ -61,6 +61,8 @@ var modules = []string{
 	"func_channel.so",
 	"func_cut.so",
 	"func_db.so",
+	"func_env.so", // FILE(), the examples' fallback spool
+	"func_uri.so", // URIENCODE(), idem
 }
 
 // asterisk is a running Asterisk in the chroot.
@@ -84,7 +86,7 @@ func startAsterisk(root, agiURL string) (*asterisk, error) {
 		return nil, fmt.Errorf("asterisk: run directory in %s: %w", root, err)
 	}
 	a := &asterisk{root: root, dir: "/" + strings.TrimPrefix(tmp, filepath.Clean(root)+"/")}
-	for _, d := range []string{"etc/examples", "run", "log", "spool/monitor", "spool/outgoing", "db", "cache"} {
+	for _, d := range []string{"etc/examples", "run", "log", "spool/monitor", "spool/movidesk-agi", "spool/outgoing", "db", "cache"} {
 		if err := os.MkdirAll(a.host(a.dir+"/"+d), 0o755); err != nil {
 			return nil, fmt.Errorf("asterisk: %w", err)
 		}
@@ -343,7 +345,7 @@ messages.log => notice,warning,error,verbose
 `,
 		"cdr.conf":        "[general]\nenable = yes\n",
 		"pjsip.conf":      pjsipConf(a.sipPort),
-		"extensions.conf": extensionsConf(agiURL),
+		"extensions.conf": extensionsConf(agiURL, a.spoolPath()),
 		"queues.conf":     "#include \"examples/queues.conf\"\n",
 	}
 	for name, body := range files {
@@ -439,7 +441,10 @@ const (
 	viaCapture        = "9"
 )
 
-func extensionsConf(agiURL string) string {
+// spoolPath is, inside the chroot, the fallback spool the dialplan writes.
+func (a *asterisk) spoolPath() string { return a.dir + "/spool/movidesk-agi/fallback.log" }
+
+func extensionsConf(agiURL, spoolPath string) string {
 	return `; The dialplan examples, verbatim.
 #include "examples/extensions-movidesk.conf"
 #include "examples/extensions-dial.conf"
@@ -447,9 +452,10 @@ func extensionsConf(agiURL string) string {
 #include "examples/extensions-queue.conf"
 #include "examples/extensions-recording.conf"
 
-; After the examples' [globals], so this run's AGI address wins.
+; After the examples' [globals], so this run's values win.
 [globals]
 MOVIDESK_AGI=` + agiURL + `
+MOVIDESK_SPOOL=` + spoolPath + `
 
 ; A caller's phone: dials "<number>*<caller's number>" over the trunk; the
 ; caller's number goes out in the From header, as from a real carrier.

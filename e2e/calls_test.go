@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -211,6 +213,7 @@ func TestCalls(t *testing.T) {
 		setAgent(t, "5252", "ring")
 		c := placeCall(t, viaDial+"5252").arrived(t)
 		c.agentPhone(t, "5252")
+		c.waitPastArrivalSecond()
 		gaveUp := time.Now()
 		c.hangUp(t)
 		got := svc.waitAccepted(t, 1, 30*time.Second)
@@ -219,6 +222,23 @@ func TestCalls(t *testing.T) {
 		if n := len(svc.fake.Requests()); n != 1 {
 			t.Errorf("Movidesk got %d requests, want only the canceled call:\n%s", n, describe(svc.fake.Requests()))
 		}
+	})
+
+	t.Run("AgentRejectsCall", func(t *testing.T) {
+		// The phone rings and the agent rejects it: Dial returns with the
+		// caller still on the line, and the call is abandoned when the
+		// dialplan hangs up. It arrived when it arrived, not when Dial gave
+		// up.
+		svc := startService(t, serviceOptions{})
+		setAgent(t, "5252", "ring")
+		c := placeCall(t, viaDial+"5252").arrived(t)
+		c.agentPhone(t, "5252")
+		c.waitPastArrivalSecond()
+		rejected := time.Now()
+		c.agentHangsUp(t, "5252")
+		got := svc.waitAccepted(t, 1, 30*time.Second)
+		checkRequests(t, got, []wantReq{canceled(c, defaultQueueID, rejected, time.Now())})
+		finishSessions(t, "dial-agent-rejected", "abandon")
 	})
 
 	t.Run("HangupRouteCompletesWithTemplateLink", func(t *testing.T) {
@@ -241,6 +261,7 @@ func TestCalls(t *testing.T) {
 		setAgent(t, "5252", "ring")
 		c := placeCall(t, viaHangup+"5252").arrived(t)
 		c.agentPhone(t, "5252")
+		c.waitPastArrivalSecond()
 		gaveUp := time.Now()
 		c.hangUp(t)
 		got := svc.waitAccepted(t, 1, 30*time.Second)
@@ -268,6 +289,7 @@ func TestCalls(t *testing.T) {
 		setAgent(t, "5252", "ring")
 		c := placeCall(t, viaQueue+"4000").arrived(t)
 		c.agentPhone(t, "5252")
+		c.waitPastArrivalSecond()
 		gaveUp := time.Now()
 		c.hangUp(t)
 		got := svc.waitAccepted(t, 1, 30*time.Second)
@@ -377,6 +399,37 @@ func TestCalls(t *testing.T) {
 		checkRecording(t, c)
 	})
 
+	t.Run("ServiceDownEventsSpooledThenSent", func(t *testing.T) {
+		// movidesk-agi ran once (creating its spool, with the header line
+		// FILE() needs) and is down while a call is answered and ends. The
+		// dialplan spools both events; back up, the service sends them,
+		// with the times they happened.
+		spool := pbx.host(pbx.spoolPath())
+		if err := os.Remove(spool); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		first := startService(t, serviceOptions{spool: spool})
+		first.stop(t)
+		pbx.mustCLI(t, "dialplan set global MOVIDESK_AGI agi://"+closedAddr(t))
+		t.Cleanup(func() { pbx.mustCLI(t, "dialplan set global MOVIDESK_AGI agi://"+proxy.Addr()) })
+
+		setAgent(t, "5252", "answer")
+		c := placeCall(t, viaDial+"5252").arrived(t)
+		waitSpooled(t, spool, "transfer")
+		answered := time.Now()
+		c.hangUp(t)
+		waitSpooled(t, spool, "transfer", "complete")
+		pbx.waitIdle(t)
+		spooled := time.Now()
+
+		svc := startService(t, serviceOptions{spool: spool})
+		got := svc.waitAccepted(t, 2, 30*time.Second)
+		checkRequests(t, got, []wantReq{
+			transferred(c, c.LinkedID, defaultQueueID, "5252", c.Start, answered),
+			completed(c.LinkedID, "", answered, spooled),
+		})
+	})
+
 	t.Run("FiftyCallsAtOnce", func(t *testing.T) {
 		svc := startService(t, serviceOptions{})
 		setAgent(t, "5252", "answer")
@@ -448,6 +501,38 @@ func TestCalls(t *testing.T) {
 		if len(svc.fake.Requests()) != n+answeredN {
 			t.Errorf("Movidesk got %d requests, want %d", len(svc.fake.Requests()), n+answeredN)
 		}
+	})
+}
+
+// closedAddr is a 127.0.0.1 address where nothing listens.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// waitSpooled waits until the fallback spool holds events for exactly
+// these routes, in this order.
+func waitSpooled(t *testing.T, spool string, routes ...string) {
+	t.Helper()
+	var got []string
+	waitFor(t, 30*time.Second, fmt.Sprintf("the spool to hold %q", routes), func() (bool, error) {
+		b, err := os.ReadFile(spool)
+		if err != nil {
+			return false, err
+		}
+		got = nil
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 3 && f[0] == "movidesk-agi/1" {
+				got = append(got, f[1])
+			}
+		}
+		return slices.Equal(got, routes), fmt.Errorf("spooled %q", got)
 	})
 }
 

@@ -113,6 +113,15 @@ func (c *call) hangUp(t testing.TB) {
 	t.Fatalf("the phone of caller %s is not on a call (no %s...;1 among %d channels)", c.caller, prefix, len(chans))
 }
 
+// waitPastArrivalSecond lets the call go on until the clock has passed the
+// second the call arrived in. This is part of the scenario, not a
+// synchronisation: callers give up after ringing a while, and only then is
+// a call's arrival (callDate) distinguishable, to the second, from the
+// moment it ended.
+func (c *call) waitPastArrivalSecond() {
+	time.Sleep(time.Until(c.Start.Truncate(time.Second).Add(time.Second + 100*time.Millisecond)))
+}
+
 // agentHangsUp is agent ext putting the phone down.
 func (c *call) agentHangsUp(t testing.TB, ext string) {
 	t.Helper()

@@ -40,10 +40,11 @@ type service struct {
 	token string
 	addr  string
 
-	cmd    *exec.Cmd
-	exited chan struct{}
-	mu     sync.Mutex
-	logs   []string
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	stopOnce sync.Once
+	mu       sync.Mutex
+	logs     []string
 }
 
 // startService starts the built movidesk-agi and points the dialplan at it
@@ -161,8 +162,14 @@ func (s *service) logText() string {
 	return strings.Join(s.logs, "\n")
 }
 
-// stop is SIGTERM, as systemd sends: the service drains and exits 0.
+// stop is SIGTERM, as systemd sends: the service drains and exits 0. It
+// runs at the end of the test, or earlier for a test that needs it down.
 func (s *service) stop(t *testing.T) {
+	t.Helper()
+	s.stopOnce.Do(func() { s.doStop(t) })
+}
+
+func (s *service) doStop(t *testing.T) {
 	t.Helper()
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
