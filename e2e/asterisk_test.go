@@ -219,7 +219,7 @@ func (a *asterisk) mustCLI(t testing.TB, command string) string {
 
 // astChannel is one line of "core show channels concise".
 type astChannel struct {
-	Name, Context, Exten, State, App, Data, CallerID, UniqueID string
+	Name, Context, Exten, State, App, Data, CallerID, BridgeID, UniqueID string
 }
 
 func (a *asterisk) channels() ([]astChannel, error) {
@@ -233,7 +233,7 @@ func (a *asterisk) channels() ([]astChannel, error) {
 		if len(f) < 14 {
 			continue
 		}
-		chans = append(chans, astChannel{Name: f[0], Context: f[1], Exten: f[2], State: f[4], App: f[5], Data: f[6], CallerID: f[7], UniqueID: f[13]})
+		chans = append(chans, astChannel{Name: f[0], Context: f[1], Exten: f[2], State: f[4], App: f[5], Data: f[6], CallerID: f[7], BridgeID: f[12], UniqueID: f[13]})
 	}
 	return chans, nil
 }

@@ -198,6 +198,7 @@ func TestCalls(t *testing.T) {
 		c := placeCall(t, viaDial+"5252").arrived(t)
 		c.agentPhone(t, "5252")
 		svc.waitAccepted(t, 1, 30*time.Second)
+		c.waitConnected(t)
 		answered := time.Now()
 		c.agentHangsUp(t, "5252")
 		got := svc.waitAccepted(t, 2, 30*time.Second)
@@ -246,6 +247,7 @@ func TestCalls(t *testing.T) {
 		setAgent(t, "5252", "answer")
 		c := placeCall(t, viaHangup+"5252").arrived(t)
 		svc.waitAccepted(t, 1, 30*time.Second)
+		c.waitConnected(t)
 		answered := time.Now()
 		c.hangUp(t)
 		got := svc.waitAccepted(t, 2, 30*time.Second)
@@ -274,6 +276,7 @@ func TestCalls(t *testing.T) {
 		setAgent(t, "5252", "answer")
 		c := placeCall(t, viaQueue+"4000").arrived(t)
 		svc.waitAccepted(t, 1, 30*time.Second)
+		c.waitConnected(t)
 		answered := time.Now()
 		c.hangUp(t)
 		got := svc.waitAccepted(t, 2, 30*time.Second)
@@ -348,9 +351,11 @@ func TestCalls(t *testing.T) {
 		setAgent(t, "5253", "answer")
 		c := placeCall(t, viaDial+"5252").arrived(t)
 		svc.waitAccepted(t, 1, 30*time.Second)
+		c.waitConnected(t)
 		passed := time.Now()
 		c.agentTransfers(t, "5252", "5253")
 		svc.waitAccepted(t, 3, 30*time.Second)
+		c.waitConnected(t)
 		secondAnswered := time.Now()
 		c.agentHangsUp(t, "5253")
 		got := svc.waitAccepted(t, 4, 30*time.Second)
@@ -369,6 +374,7 @@ func TestCalls(t *testing.T) {
 		setAgent(t, "5252", "answer")
 		c := placeCall(t, viaRecording+"5252").arrived(t)
 		svc.waitAccepted(t, 1, 30*time.Second)
+		c.waitConnected(t)
 		answered := time.Now()
 		waitRecording(t, c)
 		c.agentHangsUp(t, "5252")
@@ -386,6 +392,7 @@ func TestCalls(t *testing.T) {
 		setAgent(t, "5252", "answer")
 		c := placeCall(t, viaRecordingLater+"5252").arrived(t)
 		svc.waitAccepted(t, 1, 30*time.Second)
+		c.waitConnected(t)
 		answered := time.Now()
 		waitRecording(t, c)
 		c.hangUp(t)
@@ -402,32 +409,52 @@ func TestCalls(t *testing.T) {
 	t.Run("ServiceDownEventsSpooledThenSent", func(t *testing.T) {
 		// movidesk-agi ran once (creating its spool, with the header line
 		// FILE() needs) and is down while a call is answered and ends. The
-		// dialplan spools both events; back up, the service sends them,
-		// with the times they happened.
-		spool := pbx.host(pbx.spoolPath())
-		if err := os.Remove(spool); err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
+		// dialplan spools the events; back up, the service sends them, with
+		// the times they happened.
+		for _, tc := range []struct {
+			name, dest string
+			queue      int
+			// Queue() runs the transfer AGI itself, so the h extension
+			// spools the transfer, at the end of the call.
+			transferAtEnd bool
+		}{
+			{name: "Dial", dest: viaDial + "5252", queue: defaultQueueID},
+			{name: "Queue", dest: viaQueue + "4000", queue: supportQueueID, transferAtEnd: true},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				spool := pbx.host(pbx.spoolPath())
+				if err := os.Remove(spool); err != nil && !os.IsNotExist(err) {
+					t.Fatal(err)
+				}
+				first := startService(t, serviceOptions{spool: spool})
+				first.stop(t)
+				pbx.mustCLI(t, "dialplan set global MOVIDESK_AGI agi://"+closedAddr(t))
+				t.Cleanup(func() { pbx.mustCLI(t, "dialplan set global MOVIDESK_AGI agi://"+proxy.Addr()) })
+
+				setAgent(t, "5252", "answer")
+				c := placeCall(t, tc.dest).arrived(t)
+				c.waitConnected(t)
+				if !tc.transferAtEnd {
+					waitSpooled(t, spool, "transfer")
+				}
+				answered := time.Now()
+				c.hangUp(t)
+				waitSpooled(t, spool, "transfer", "complete")
+				pbx.waitIdle(t)
+				spooled := time.Now()
+
+				svc := startService(t, serviceOptions{spool: spool})
+				got := svc.waitAccepted(t, 2, 30*time.Second)
+				transferFrom, transferTo := c.Start, answered
+				if tc.transferAtEnd {
+					transferFrom, transferTo = answered, spooled
+				}
+				checkRequests(t, got, []wantReq{
+					transferred(c, c.LinkedID, tc.queue, "5252", transferFrom, transferTo),
+					completed(c.LinkedID, "", answered, spooled),
+				})
+			})
 		}
-		first := startService(t, serviceOptions{spool: spool})
-		first.stop(t)
-		pbx.mustCLI(t, "dialplan set global MOVIDESK_AGI agi://"+closedAddr(t))
-		t.Cleanup(func() { pbx.mustCLI(t, "dialplan set global MOVIDESK_AGI agi://"+proxy.Addr()) })
-
-		setAgent(t, "5252", "answer")
-		c := placeCall(t, viaDial+"5252").arrived(t)
-		waitSpooled(t, spool, "transfer")
-		answered := time.Now()
-		c.hangUp(t)
-		waitSpooled(t, spool, "transfer", "complete")
-		pbx.waitIdle(t)
-		spooled := time.Now()
-
-		svc := startService(t, serviceOptions{spool: spool})
-		got := svc.waitAccepted(t, 2, 30*time.Second)
-		checkRequests(t, got, []wantReq{
-			transferred(c, c.LinkedID, defaultQueueID, "5252", c.Start, answered),
-			completed(c.LinkedID, "", answered, spooled),
-		})
 	})
 
 	t.Run("FiftyCallsAtOnce", func(t *testing.T) {
@@ -467,6 +494,16 @@ func TestCalls(t *testing.T) {
 			}
 		}
 		svc.waitAccepted(t, answeredN, 60*time.Second)
+		waitFor(t, 30*time.Second, "the answered calls to be connected", func() (bool, error) {
+			chans, err := pbx.channels()
+			bridged := 0
+			for _, ch := range chans {
+				if strings.HasPrefix(ch.Name, "PJSIP/loop-") && ch.BridgeID != "" && ch.Exten == "5252" && ch.App == "Dial" {
+					bridged++
+				}
+			}
+			return bridged == answeredN, err
+		})
 		allAnswered := time.Now()
 		// Everybody hangs up at the same moment.
 		pbx.mustCLI(t, "channel request hangup all")

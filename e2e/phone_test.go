@@ -95,6 +95,21 @@ func (c *call) agentPhone(t testing.TB, ext string) string {
 	return ch
 }
 
+// waitConnected waits until the caller talks with someone: the caller's
+// channel is in a bridge.
+func (c *call) waitConnected(t testing.TB) {
+	t.Helper()
+	waitFor(t, 30*time.Second, c.caller+" to be connected", func() (bool, error) {
+		chans, err := pbx.channels()
+		for _, ch := range chans {
+			if ch.Name == c.Channel && ch.BridgeID != "" {
+				return true, nil
+			}
+		}
+		return false, err
+	})
+}
+
 // hangUp is the caller hanging up: the caller's side of the trunk ends the
 // call, and Asterisk gets a BYE (or a CANCEL while it rings).
 func (c *call) hangUp(t testing.TB) {
