@@ -180,15 +180,23 @@ func (s *Server) accept(conn net.Conn) {
 	if s.sessions == nil {
 		s.sessions = make(map[*Session]struct{})
 	}
-	s.sessions[sess] = struct{}{}
+	// The session is ready to be aborted before it is tracked: closeSessions
+	// may run as soon as the lock is released.
 	ctx, cancel := context.WithCancelCause(s.baseLocked())
-	s.mu.Unlock()
-
 	var stop context.CancelFunc
 	sess.ctx, stop = context.WithDeadlineCause(ctx, sess.deadline, ErrSessionTimeout)
 	sess.cancel = func(cause error) { cancel(cause); stop() }
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+	if testHookTracked != nil {
+		testHookTracked()
+	}
 	go s.serveSession(sess)
 }
+
+// testHookTracked, when set by a test, runs in accept once the session is
+// tracked and the server's lock released.
+var testHookTracked func()
 
 func (s *Server) allowed(a net.Addr) bool {
 	var ip netip.Addr
