@@ -187,6 +187,27 @@ func TestSender(t *testing.T) {
 		}
 	})
 
+	// A long outage with a long BackoffMin: the doubling must not overflow
+	// into a negative delay and retry at once.
+	t.Run("BackoffStaysAtMaxThroughLongOutages", func(t *testing.T) {
+		const minB, maxB = time.Minute, 10 * time.Minute
+		e := newEnv(t, func(o *Options) { o.RatePerMinute, o.BackoffMin, o.BackoffMax = 1000, minB, maxB })
+		e.sender.set(down)
+		mustTransfer(t, e, transfer("c1", t0))
+		e.run(t)
+		e.clock.drive(t, 48*time.Hour, func() bool { return len(e.sender.all()) >= 34 })
+		as := e.sender.all()
+		for k := 1; k < len(as); k++ {
+			d := maxB
+			if k < 5 {
+				d = min(minB<<(k-1), maxB)
+			}
+			if gap := as[k].At.Sub(as[k-1].At); gap < d/2 || gap > d {
+				t.Errorf("attempt %d came %v after the previous, want between %v and %v", k+1, gap, d/2, d)
+			}
+		}
+	})
+
 	t.Run("RetryAfterHonoured", func(t *testing.T) {
 		e := newEnv(t)
 		var calls atomic.Int32

@@ -337,10 +337,13 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool) verdict {
 // capped at BackoffMax, with jitter so that events queued together do not
 // come back together; never shorter than a Retry-After.
 func (o *Outbox) backoff(streak int, err error) time.Duration {
-	d := o.opts.BackoffMax
-	if streak < 30 {
-		d = min(o.opts.BackoffMin<<(streak-1), o.opts.BackoffMax)
+	// Doubled step by step, so that a long BackoffMin cannot overflow
+	// into a negative delay.
+	d := o.opts.BackoffMin
+	for i := 1; i < streak && d < o.opts.BackoffMax; i++ {
+		d *= 2
 	}
+	d = min(d, o.opts.BackoffMax)
 	d = d/2 + jitter(d/2)
 	if ra, ok := movidesk.RetryAfter(err); ok {
 		d = max(d, ra)
