@@ -197,7 +197,8 @@ func TestClientValidatesBeforeSending(t *testing.T) {
 	}{
 		{"QueueIDMissing", with(func(r *movidesk.TransferredCall) { r.QueueID = 0 }), "queueId"},
 		{"QueueIDNegative", withC(func(r *movidesk.CanceledCall) { r.QueueID = -4 }), "queueId"},
-		{"QueueIDOverTenDigits", with(func(r *movidesk.TransferredCall) { r.QueueID = 12345678901 }), "queueId"},
+		// Beyond a 32-bit int; wraps to a negative id where int is 32 bits.
+		{"QueueIDOverInt32", with(func(r *movidesk.TransferredCall) { max := int64(movidesk.MaxQueueID); r.QueueID = int(max + 1) }), "queueId"},
 		{"ClientNumberMissing", with(func(r *movidesk.TransferredCall) { r.ClientNumber = "" }), "clientNumber"},
 		{"ClientNumberTooLong", withC(func(r *movidesk.CanceledCall) { r.ClientNumber = long(129) }), "clientNumber"},
 		{"BranchLineTooLong", with(func(r *movidesk.TransferredCall) { r.BranchLine = long(129) }), "branchLine"},

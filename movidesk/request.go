@@ -3,6 +3,7 @@ package movidesk
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
 	"time"
@@ -153,10 +154,13 @@ func firstError(errs ...error) error {
 	return nil
 }
 
+// MaxQueueID is the largest queueId: the reference's "int" is a 32-bit
+// integer on Movidesk's side (hence its 10 digits).
+const MaxQueueID = math.MaxInt32
+
 func checkQueue(r Request, id int) error {
-	// The reference: int, size 10 digits, required.
-	if id <= 0 || id > 9999999999 {
-		return &ValidationError{r.Endpoint(), "queueId", fmt.Sprintf("must be a positive integer of at most 10 digits, got %d", id)}
+	if id <= 0 || int64(id) > MaxQueueID {
+		return &ValidationError{r.Endpoint(), "queueId", fmt.Sprintf("must be a positive integer of at most %d, got %d", MaxQueueID, id)}
 	}
 	return nil
 }

@@ -355,7 +355,7 @@ func check(r *http.Request, req Request) (int, string) {
 		case p.max > 0 && utf8.RuneCountInString(v) > p.max:
 			return http.StatusBadRequest, fmt.Sprintf("%s: %s longer than %d characters", req.Endpoint, p.name, p.max)
 		case p.integer && !isQueueID(v):
-			return http.StatusBadRequest, fmt.Sprintf("%s: %s %q is not an integer of at most 10 digits", req.Endpoint, p.name, v)
+			return http.StatusBadRequest, fmt.Sprintf("%s: %s %q is not a 32-bit integer", req.Endpoint, p.name, v)
 		case p.date && !isDate(v):
 			return http.StatusBadRequest, fmt.Sprintf("%s: %s %q is not a UTC date as %s", req.Endpoint, p.name, v, dateLayout)
 		}
@@ -402,6 +402,7 @@ func checkLinkBody(r *http.Request, req Request) (int, string) {
 	return http.StatusOK, ""
 }
 
+// isQueueID accepts the digits of a 32-bit int, as Movidesk's "int" is.
 func isQueueID(v string) bool {
 	if len(v) == 0 || len(v) > 10 {
 		return false
@@ -411,7 +412,8 @@ func isQueueID(v string) bool {
 			return false
 		}
 	}
-	return true
+	_, err := strconv.ParseInt(v, 10, 32)
+	return err == nil
 }
 
 func isDate(v string) bool {

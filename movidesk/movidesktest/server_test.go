@@ -124,6 +124,9 @@ func TestServerRejects(t *testing.T) {
 		{"QueueIDNotInteger", func() (int, string) {
 			return get(t, s, "asterisk_startCanceledCall", edit(canceled(), func(q url.Values) { q.Set("queueId", "1.5") }))
 		}, 400, "queueId"},
+		{"QueueIDBeyondInt32", func() (int, string) {
+			return get(t, s, "asterisk_startTransferedCall", edit(transferred(), func(q url.Values) { q.Set("queueId", "2147483648") }))
+		}, 400, "queueId"},
 		{"IDTooLong", func() (int, string) {
 			return get(t, s, "asterisk_completedCall", edit(completed(), func(q url.Values) { q.Set("id", strings.Repeat("i", 257)) }))
 		}, 400, "id"},
