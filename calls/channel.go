@@ -154,9 +154,12 @@ func (c *channel) queueID() (int, error) {
 		}
 		return n, nil
 	}
-	name, err := c.get("QUEUENAME")
-	if err != nil {
-		return 0, err
+	var name string
+	if len(c.cfg.Queues) > 0 {
+		var err error
+		if name, err = c.get("QUEUENAME"); err != nil {
+			return 0, err
+		}
 	}
 	if id, ok := c.cfg.Queues[name]; ok && name != "" {
 		return id, nil
@@ -226,25 +229,31 @@ func isHex(s string) bool {
 	return true
 }
 
-// callDate is when the call arrived: the CDR's start, which Asterisk also
-// keeps in the h extension. The linkedid's epoch (the first channel's birth)
-// stands in when the CDR is off.
+// callDate is when the call arrived. On the caller's channel that is the
+// CDR's start, which Asterisk also keeps in the h extension. The agent's leg
+// has a CDR of its own, started when it was dialled, so there the linkedid's
+// epoch (the caller's channel's birth) is used, as it is when the CDR is off.
 func (c *channel) callDate() (time.Time, error) {
-	v, err := c.get("CDR(start,u)")
+	agent, err := c.agentLeg()
 	if err != nil {
 		return time.Time{}, err
 	}
-	if t, ok := parseEpoch(v); ok {
-		return t, nil
-	}
-	if linked, err := c.linkedID(); err == nil {
-		if i := strings.LastIndexByte(linked, '-'); i >= 0 {
-			linked = linked[i+1:] // systemname-epoch.seq
+	if !agent {
+		v, err := c.get("CDR(start,u)")
+		if err != nil {
+			return time.Time{}, err
 		}
-		if sec, _, ok := strings.Cut(linked, "."); ok {
-			if t, ok := parseEpoch(sec); ok {
-				return t, nil
-			}
+		if t, ok := parseEpoch(v); ok {
+			return t, nil
+		}
+	}
+	linked := c.linked
+	if i := strings.LastIndexByte(linked, '-'); i >= 0 {
+		linked = linked[i+1:] // systemname-epoch.seq
+	}
+	if sec, _, ok := strings.Cut(linked, "."); ok {
+		if t, ok := parseEpoch(sec); ok {
+			return t, nil
 		}
 	}
 	return c.now, nil

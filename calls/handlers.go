@@ -337,16 +337,33 @@ func (h *Handlers) hangup(ctx context.Context, c *channel, ev *event) error {
 		return err
 	}
 	if open {
-		ev.decided = "complete"
 		ev.out, err = h.out.Complete(ctx, comp)
-		return err
+	} else {
+		// The cancellation's fields matter only for a call never
+		// transferred: a call already completed is a duplicate whatever
+		// its caller number, and the outbox decides that atomically.
+		canc, cerr := h.canceled(c)
+		if cerr != nil && !isInput(cerr) {
+			return cerr
+		}
+		if cerr == nil {
+			ev.fields = func(e *zerolog.Event) { e.Int("queue_id", canc.QueueID).Str("client", canc.ClientNumber) }
+		}
+		ev.out, err = h.out.Hangup(ctx, comp, canc)
+		var ve *movidesk.ValidationError
+		if cerr != nil && errors.As(err, &ve) {
+			err = cerr // it says what to fix in the dialplan
+		}
 	}
-	ev.decided = "abandon"
-	canc, err := h.canceled(c)
-	if err != nil {
-		return err
+	switch {
+	case ev.out.Result == outbox.Duplicate:
+		ev.decided = "duplicate"
+	case len(ev.out.Sent) > 0:
+		if _, ok := ev.out.Sent[len(ev.out.Sent)-1].(movidesk.CanceledCall); ok {
+			ev.decided = "abandon"
+		} else {
+			ev.decided = "complete"
+		}
 	}
-	ev.fields = func(e *zerolog.Event) { e.Int("queue_id", canc.QueueID).Str("client", canc.ClientNumber) }
-	ev.out, err = h.out.Hangup(ctx, comp, canc)
 	return err
 }

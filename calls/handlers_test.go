@@ -172,8 +172,9 @@ func TestTransferOnAgentLegOfDial(t *testing.T) {
 		get("QUEUENAME", "200 result=0") +
 		get("MEMBERINTERFACE", "200 result=0") +
 		get("DIALEDPEERNUMBER", "200 result=0") +
-		get("CDR(start,u)", cdrStart) +
 		status("OK", ""))
+	// The agent's leg has a CDR of its own: the call arrived when the
+	// linkedid's channel was born.
 	r.wantAccepted("GET asterisk_startTransferedCall?" + q("branchLine", "5252", "callDate", callDate, "clientNumber", "4733990777",
 		"id", linked, "queueId", "1", "transferDate", nowDate))
 }
@@ -182,6 +183,7 @@ func TestArgumentsOverrideTheChannel(t *testing.T) {
 	r := newRig(t, func(c *calls.Config) { c.IDPrefix = "pbx1-" })
 	r.replay(env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk",
 		"id=abc", "client=+55 47 3399", "queue=3", "branch=7001") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") + // which leg: for callDate
 		get("CDR(start,u)", cdrStart) +
 		status("OK", ""))
 	r.wantAccepted("GET asterisk_startTransferedCall?" + q("branchLine", "7001", "callDate", callDate, "clientNumber", "+55 47 3399",
@@ -350,5 +352,19 @@ func TestCallerHangsUpDuringTheSession(t *testing.T) {
 		"id", linked, "queueId", "7"))
 	if !strings.Contains(r.logs.String(), `"hungup":true`) {
 		t.Errorf("the log line does not say the caller hung up:\n%s", r.logs.String())
+	}
+}
+
+func TestHangupAfterCompleteIsADuplicateEvenForAnAnonymousCaller(t *testing.T) {
+	r := newRig(t, nil)
+	r.replay(env("complete", "PJSIP/loop-00000001", linked, "unknown", "from-trunk") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		status("OK", ""))
+	r.replay(env("hangup", "PJSIP/loop-00000001", linked, "unknown", "from-trunk") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		status("OK", ""))
+	r.wantAccepted("GET asterisk_completedCall?" + q("completedDate", nowDate, "id", linked, "link", ""))
+	if !strings.Contains(r.logs.String(), `"decided":"duplicate"`) {
+		t.Errorf("the hangup is not logged as a duplicate:\n%s", r.logs.String())
 	}
 }

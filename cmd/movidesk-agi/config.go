@@ -200,13 +200,21 @@ func (c *Config) Validate() error {
 		}
 	}
 	if u, err := url.Parse(c.Movidesk.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("movidesk.base_url", "must be an absolute http(s) URL, got %q", c.Movidesk.BaseURL)
+		bad("movidesk.base_url", "must be an absolute http(s) URL, got %q", movidesk.RedactURL(c.Movidesk.BaseURL))
+	} else if _, err := movidesk.NewClient(c.Movidesk.BaseURL, c.Movidesk.Token); err != nil {
+		// The client's own checks, so that check-config refuses what
+		// serve would.
+		key := "movidesk.base_url"
+		if strings.Contains(err.Error(), "token") {
+			key = "movidesk.token"
+		}
+		bad(key, "%v", err)
 	}
 	if c.Movidesk.RatePerMinute <= 0 {
 		bad("movidesk.rate_per_minute", "must be positive, got %v", c.Movidesk.RatePerMinute)
 	}
-	if c.Calls.DefaultQueueID < 0 {
-		bad("calls.default_queue_id", "must be a Movidesk queue id (positive) or 0 for none, got %d", c.Calls.DefaultQueueID)
+	if c.Calls.DefaultQueueID < 0 || c.Calls.DefaultQueueID > movidesk.MaxQueueID {
+		bad("calls.default_queue_id", "must be a Movidesk queue id (1 to %d) or 0 for none, got %d", movidesk.MaxQueueID, c.Calls.DefaultQueueID)
 	}
 	if len(c.Calls.IDPrefix) > 64 {
 		bad("calls.id_prefix", "is %d characters; keep it short, ids are at most %d", len(c.Calls.IDPrefix), movidesk.MaxID)
@@ -215,8 +223,8 @@ func (c *Config) Validate() error {
 		bad("calls.recording_link", "%v", err)
 	}
 	for name, id := range c.Queues {
-		if id <= 0 {
-			bad("queues."+name, "must be a positive Movidesk queue id, got %d", id)
+		if id <= 0 || id > movidesk.MaxQueueID {
+			bad("queues."+name, "must be a Movidesk queue id (1 to %d), got %d", movidesk.MaxQueueID, id)
 		}
 	}
 	if c.Store.Path == "" {

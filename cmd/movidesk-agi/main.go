@@ -126,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if cfg.Movidesk.Token == "" {
 			mode = "dry-run (no token)"
 		}
-		fmt.Fprintf(stdout, "%s: OK (listen %s, movidesk %s, %s)\n", *path, cfg.Server.Listen, cfg.Movidesk.BaseURL, mode)
+		fmt.Fprintf(stdout, "%s: OK (listen %s, movidesk %s, %s)\n", *path, cfg.Server.Listen, movidesk.RedactURL(cfg.Movidesk.BaseURL), mode)
 		return nil
 	case "outbox":
 		return runOutbox(ctx, args[1:], stdout, stderr)
@@ -267,8 +267,16 @@ func (m *Main) Serve(ctx context.Context) error {
 	if m.client.DryRun() {
 		mode = "dry-run"
 	}
-	m.Log.Info().Str("listen", m.Addr().String()).Str("movidesk", cfg.Movidesk.BaseURL).
+	m.Log.Info().Str("listen", m.Addr().String()).Str("movidesk", movidesk.RedactURL(cfg.Movidesk.BaseURL)).
 		Str("mode", mode).Str("store", cfg.Store.Path).Str("spool", cfg.Store.Spool).Str("version", versionString()).Msg("movidesk-agi started")
+
+	// Events spooled while the service was down come before any live event
+	// of the same call, so they are imported before the first session.
+	if n, err := m.handlers.ImportSpool(ctx, cfg.Store.Spool); err != nil {
+		m.Log.Error().Err(err).Str("spool", cfg.Store.Spool).Msg("fallback spool import failed; trying again while running")
+	} else if n > 0 {
+		m.Log.Info().Int("events", n).Str("spool", cfg.Store.Spool).Msg("fallback spool imported")
+	}
 
 	senderCtx, stopSender := context.WithCancel(context.Background())
 	senderDone := make(chan error, 1)
@@ -293,6 +301,7 @@ func (m *Main) Serve(ctx context.Context) error {
 		<-serveDone
 	case err = <-serveDone:
 		err = fmt.Errorf("agi server: %w", err)
+		m.server.Close() // sessions still running end before the store closes
 	}
 	stopSender()
 	<-spoolDone
