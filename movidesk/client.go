@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -49,7 +48,6 @@ type Client struct {
 	userAgent string
 	dryRun    func(method, redactedURL string, body []byte)
 	log       zerolog.Logger
-	limiter   *window
 	now       func() time.Time
 }
 
@@ -142,20 +140,6 @@ func WithLogger(l zerolog.Logger) Option {
 	}
 }
 
-// WithRateLimit makes the client refuse, with a *RateLimitError, a request
-// that would exceed perMinute requests in a minute, instead of spending one
-// of the account's requests on a certain 429. Movidesk allows 10 per minute
-// per account. Off by default.
-func WithRateLimit(perMinute int) Option {
-	return func(c *Client) error {
-		if perMinute <= 0 {
-			return fmt.Errorf("movidesk: WithRateLimit: %d is not a positive rate", perMinute)
-		}
-		c.limiter = &window{max: perMinute, span: time.Minute}
-		return nil
-	}
-}
-
 // DryRun reports whether the client has no token: Send then validates and
 // describes each request to the WithDryRun function, and sends nothing.
 func (c *Client) DryRun() bool { return c.token == "" }
@@ -213,7 +197,7 @@ func (c *Client) build(r Request, token string) (method, rawURL string, body []b
 }
 
 // Send validates r and sends it. Any 2xx answer is success. Errors are
-// *ValidationError, *RateLimitError, *APIError (non-2xx) or *TransportError
+// *ValidationError, *APIError (non-2xx) or *TransportError
 // (no answer); Retryable tells which are worth sending again.
 func (c *Client) Send(ctx context.Context, r Request) error {
 	if err := r.Validate(); err != nil {
@@ -225,12 +209,6 @@ func (c *Client) Send(ctx context.Context, r Request) error {
 		}
 		return nil
 	}
-	if c.limiter != nil {
-		if d := c.limiter.take(c.now()); d > 0 {
-			return &RateLimitError{Endpoint: r.Endpoint(), RetryAfter: d}
-		}
-	}
-
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	method, rawURL, body := c.build(r, c.token)
@@ -379,51 +357,33 @@ func (e *TransportError) Error() string {
 
 func (e *TransportError) Unwrap() error { return e.Err }
 
-// RateLimitError is a request the client refused to send because it would
-// exceed the WithRateLimit rate.
-type RateLimitError struct {
-	Endpoint   string
-	RetryAfter time.Duration
-}
-
-func (e *RateLimitError) Error() string {
-	return fmt.Sprintf("movidesk %s: client rate limit reached, retry in %v", e.Endpoint, e.RetryAfter)
-}
-
 // Retryable reports whether sending the same request again may succeed: no
-// answer (network, timeout), 408, 429, 5xx, or the client's own rate limit.
+// answer (network, timeout), 408, 429 or 5xx.
 // Invalid requests, other 4xx and a caller's cancellation are final.
 func Retryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
 	var (
-		apiErr  *APIError
-		tErr    *TransportError
-		rateErr *RateLimitError
+		apiErr *APIError
+		tErr   *TransportError
 	)
 	switch {
 	case errors.As(err, &apiErr):
 		s := apiErr.StatusCode
 		return s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500
-	case errors.As(err, &tErr), errors.As(err, &rateErr):
+	case errors.As(err, &tErr):
 		return true
 	}
 	return false
 }
 
-// RetryAfter returns how long Movidesk (Retry-After) or the client's rate
-// limit asks to wait before retrying, if it said.
+// RetryAfter returns how long Movidesk asked to wait (Retry-After), if it
+// said.
 func RetryAfter(err error) (time.Duration, bool) {
-	var (
-		apiErr  *APIError
-		rateErr *RateLimitError
-	)
-	switch {
-	case errors.As(err, &apiErr) && apiErr.RetryAfter > 0:
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.RetryAfter > 0 {
 		return apiErr.RetryAfter, true
-	case errors.As(err, &rateErr) && rateErr.RetryAfter > 0:
-		return rateErr.RetryAfter, true
 	}
 	return 0, false
 }
@@ -452,31 +412,4 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		return 0
 	}
 	return min(d, 24*time.Hour)
-}
-
-// window admits at most max events in any span, as Movidesk counts: a
-// sliding window, not a token bucket, which would let a burst plus its
-// refill exceed the account's limit within one minute.
-type window struct {
-	mu   sync.Mutex
-	max  int
-	span time.Duration
-	at   []time.Time // admitted events still inside the span, oldest first
-}
-
-// take admits an event at now and returns 0, or returns how long until one
-// would be admitted.
-func (w *window) take(now time.Time) time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	cut := 0
-	for cut < len(w.at) && !w.at[cut].After(now.Add(-w.span)) {
-		cut++
-	}
-	w.at = append(w.at[:0], w.at[cut:]...)
-	if len(w.at) >= w.max {
-		return w.at[0].Add(w.span).Sub(now)
-	}
-	w.at = append(w.at, now)
-	return 0
 }

@@ -483,38 +483,6 @@ func TestClientDryRun(t *testing.T) {
 	}
 }
 
-func TestClientRateLimit(t *testing.T) {
-	t.Parallel()
-	s := movidesktest.NewServer(t, token)
-	s.SetRateLimit(10)
-	now := time.Date(2024, 3, 5, 18, 0, 0, 0, time.UTC)
-	s.SetClock(func() time.Time { return now })
-	c := newClient(t, s.URL, token, movidesk.WithRateLimit(10))
-	movidesk.SetClock(c, func() time.Time { return now })
-	for i := range 10 {
-		now = now.Add(time.Second)
-		if err := c.Send(t.Context(), completed); err != nil {
-			t.Fatalf("request %d: %v", i+1, err)
-		}
-	}
-	now = now.Add(time.Second) // 11 s after the start: the first request is 10 s old
-	err := c.Send(t.Context(), completed)
-	var rl *movidesk.RateLimitError
-	if !errors.As(err, &rl) {
-		t.Fatalf("11th request in a minute: got %v, want *RateLimitError", err)
-	}
-	if d, ok := movidesk.RetryAfter(err); !ok || d != 50*time.Second || !movidesk.Retryable(err) {
-		t.Errorf("RetryAfter = %v, %t, Retryable %t; want 50s, true, true", d, ok, movidesk.Retryable(err))
-	}
-	if n := len(s.Requests()); n != 10 {
-		t.Errorf("server got %d requests, want 10: the refused one must not be sent", n)
-	}
-	now = now.Add(50 * time.Second)
-	if err := c.Send(t.Context(), completed); err != nil {
-		t.Errorf("request after the window slid: %v", err)
-	}
-}
-
 func TestClientLogsRedactedURL(t *testing.T) {
 	t.Parallel()
 	s := movidesktest.NewServer(t, token)
@@ -566,7 +534,6 @@ func TestNewClientRejects(t *testing.T) {
 		{"NilHTTPClient", movidesk.DefaultBaseURL, []movidesk.Option{movidesk.WithHTTPClient(nil)}},
 		{"ZeroTimeout", movidesk.DefaultBaseURL, []movidesk.Option{movidesk.WithTimeout(0)}},
 		{"EmptyUserAgent", movidesk.DefaultBaseURL, []movidesk.Option{movidesk.WithUserAgent("")}},
-		{"ZeroRateLimit", movidesk.DefaultBaseURL, []movidesk.Option{movidesk.WithRateLimit(0)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -628,7 +595,7 @@ func TestRetryable(t *testing.T) {
 func TestClientConcurrentUse(t *testing.T) {
 	t.Parallel()
 	s := movidesktest.NewServer(t, token)
-	c := newClient(t, s.URL, token, movidesk.WithRateLimit(1000))
+	c := newClient(t, s.URL, token)
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {

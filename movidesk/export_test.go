@@ -2,6 +2,5 @@ package movidesk
 
 import "time"
 
-// SetClock replaces the clock the client reads Retry-After dates and its
-// rate limit against.
+// SetClock replaces the clock the client reads Retry-After dates with.
 func SetClock(c *Client, now func() time.Time) { c.now = now }
