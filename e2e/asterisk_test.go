@@ -126,7 +126,39 @@ func startAsterisk(root, agiURL string) (*asterisk, error) {
 		a.stop(false)
 		return nil, err
 	}
+	if err := a.checkConfig(); err != nil {
+		a.stop(false)
+		return nil, err
+	}
 	return a, nil
+}
+
+// configComplaint is how Asterisk logs a line of the dialplan or of
+// queues.conf that it could not take.
+var configComplaint = regexp.MustCompile(`(?m)^.*(WARNING|ERROR)\[\d+\][^ ]* (pbx_config|config|app_queue)\.c: .*$`)
+
+// checkConfig fails if Asterisk complained about the dialplan or the
+// queues while loading them, or if an example context is missing: a broken
+// example must fail the suite loudly, not just change a call's outcome.
+func (a *asterisk) checkConfig() error {
+	log, err := os.ReadFile(a.host(a.dir + "/log/messages.log"))
+	if err != nil {
+		return fmt.Errorf("asterisk: %w", err)
+	}
+	if m := configComplaint.FindAllString(string(log), -1); len(m) > 0 {
+		return fmt.Errorf("asterisk complained about the configuration:\n%s", strings.Join(m, "\n"))
+	}
+	for _, ctx := range []string{"movidesk-transfer", "movidesk-fallback", "movidesk-dial", "movidesk-hangup", "movidesk-queue", "movidesk-recording", "movidesk-recording-later"} {
+		out, err := a.cli("dialplan show " + ctx)
+		if err != nil || !strings.Contains(out, "'"+ctx+"'") || strings.Contains(out, "There is no existence") {
+			return fmt.Errorf("asterisk: the examples' context %s is not loaded: %v %s", ctx, err, out)
+		}
+	}
+	out, err := a.cli("queue show support")
+	if err != nil || !strings.Contains(out, "PJSIP/5252") {
+		return fmt.Errorf("asterisk: the example queue support, with member PJSIP/5252, is not loaded: %v %s", err, out)
+	}
+	return nil
 }
 
 func (a *asterisk) conf() string { return a.dir + "/etc/asterisk.conf" }

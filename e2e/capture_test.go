@@ -262,6 +262,9 @@ func TestAsteriskProtocol(t *testing.T) {
 					t.Errorf("%s = %q, want %q", k, got, v)
 				}
 			}
+			if v := s.Var("agi_version"); !strings.HasPrefix(v, "22.") {
+				t.Errorf("agi_version = %q, want Asterisk 22", v)
+			}
 			if !contains(s.Env, "agi_accountcode: ") {
 				t.Errorf("no %q line (empty value, trailing space kept) in %q", "agi_accountcode: ", s.Env)
 			}
