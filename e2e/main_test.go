@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 )
@@ -59,11 +58,14 @@ func run(m *testing.M) (int, error) {
 	}
 	defer proxy.Close()
 
-	binDir, err = os.MkdirTemp("", "movidesk-agi-e2e-bin-")
+	binDir, err := os.MkdirTemp("", "movidesk-agi-e2e-bin-")
 	if err != nil {
 		return 0, err
 	}
 	defer os.RemoveAll(binDir)
+	if binaryPath, err = buildBinary(binDir); err != nil {
+		return 0, err
+	}
 
 	pbx, err = startAsterisk(root, "agi://"+proxy.Addr())
 	if err != nil {
@@ -90,27 +92,17 @@ func buildRoot(root string) error {
 	return nil
 }
 
-var (
-	binDir     string
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
-)
+// binaryPath is movidesk-agi, built once for the run.
+var binaryPath string
 
-// binary builds cmd/movidesk-agi once per run, with the race detector, and
-// returns its path.
-func binary(t *testing.T) string {
-	t.Helper()
-	binaryOnce.Do(func() {
-		binaryPath = filepath.Join(binDir, "movidesk-agi")
-		cmd := exec.Command("go", "build", "-race", "-o", binaryPath, "./cmd/movidesk-agi")
-		cmd.Dir = ".."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binaryErr = fmt.Errorf("go build ./cmd/movidesk-agi: %w\n%s", err, out)
-		}
-	})
-	if binaryErr != nil {
-		t.Fatal(binaryErr)
+// buildBinary builds cmd/movidesk-agi, with the race detector so that a
+// data race under real calls fails the test that caused it.
+func buildBinary(dir string) (string, error) {
+	path := filepath.Join(dir, "movidesk-agi")
+	cmd := exec.Command("go", "build", "-race", "-o", path, "./cmd/movidesk-agi")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/movidesk-agi: %w\n%s", err, out)
 	}
-	return binaryPath
+	return path, nil
 }

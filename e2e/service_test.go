@@ -53,7 +53,6 @@ type service struct {
 // and fails the test if the log shows the token or a data race.
 func startService(t *testing.T, opts serviceOptions) *service {
 	t.Helper()
-	bin := binary(t)
 	s := &service{token: newToken(t), exited: make(chan struct{})}
 	s.fake = movidesktest.NewServer(t, s.token)
 	if opts.movideskTimeout == "" {
@@ -96,7 +95,7 @@ format = "json"
 		t.Fatal(err)
 	}
 
-	s.cmd = exec.Command(bin, "serve", "-config", conf)
+	s.cmd = exec.Command(binaryPath, "serve", "-config", conf)
 	s.cmd.Dir = dir
 	// Not UTC, like Asterisk: dates must be converted, not assumed.
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TZ=" + asteriskTZ}
