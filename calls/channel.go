@@ -229,34 +229,41 @@ func isHex(s string) bool {
 	return true
 }
 
-// callDate is when the call arrived. On the caller's channel that is the
-// CDR's start, which Asterisk also keeps in the h extension. The agent's leg
-// has a CDR of its own, started when it was dialled, so there the linkedid's
-// epoch (the caller's channel's birth) is used, as it is when the CDR is off.
+// callDate is when the call arrived: the birth of the call's first
+// channel, which its uniqueid, the linkedid, carries as epoch.sequence. The
+// CDR cannot tell it: the agent's leg has a CDR of its own, and in the h
+// extension after an unanswered Dial ${CDR(start,u)} is the start of a new
+// CDR segment, when Dial ended. The CDR is read only when the linkedid
+// does not hold an epoch (an id= from elsewhere).
 func (c *channel) callDate() (time.Time, error) {
-	agent, err := c.agentLeg()
+	linked, err := c.linkedID()
 	if err != nil {
 		return time.Time{}, err
 	}
-	if !agent {
-		v, err := c.get("CDR(start,u)")
-		if err != nil {
-			return time.Time{}, err
-		}
-		if t, ok := parseEpoch(v); ok {
-			return t, nil
-		}
+	if t, ok := linkedEpoch(linked); ok {
+		return t, nil
 	}
-	linked := c.linked
-	if i := strings.LastIndexByte(linked, '-'); i >= 0 {
-		linked = linked[i+1:] // systemname-epoch.seq
+	v, err := c.get("CDR(start,u)")
+	if err != nil {
+		return time.Time{}, err
 	}
-	if sec, _, ok := strings.Cut(linked, "."); ok {
-		if t, ok := parseEpoch(sec); ok {
-			return t, nil
-		}
+	if t, ok := parseEpoch(v); ok {
+		return t, nil
 	}
 	return c.now, nil
+}
+
+// linkedEpoch reads the epoch of a uniqueid: "1795524751.12", or
+// "systemname-1795524751.12" when asterisk.conf sets systemname.
+func linkedEpoch(id string) (time.Time, bool) {
+	if i := strings.LastIndexByte(id, '-'); i >= 0 {
+		id = id[i+1:]
+	}
+	sec, _, ok := strings.Cut(id, ".")
+	if !ok {
+		return time.Time{}, false
+	}
+	return parseEpoch(sec)
 }
 
 // parseEpoch reads "1795524751.608969" as a UTC time, to the second.

@@ -105,11 +105,15 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 	return func(s *agi.Session) {
 		start := time.Now()
 		c := newChannel(s, &h.cfg, h.cfg.Now().UTC())
-		// The Movidesk attempt gets its own bound; the session's context
-		// only ends early when the session itself is cut.
-		ctx, cancel := context.WithTimeout(s.Context(), h.cfg.Timeout)
+		// The Movidesk attempt gets its own bound, and ends when the caller
+		// hangs up: the event is stored by then, the background sender
+		// delivers it, and the session must not outlive the call.
+		ctx, cancel := context.WithTimeout(s.HangupContext(), h.cfg.Timeout)
 		o := h.run(ctx, route, fn, c)
 		cancel()
+		if o.status == "QUEUED" && s.Hungup() && errors.Is(o.ev.out.Err, context.Canceled) {
+			o.reason = "caller hung up before Movidesk answered; sent in the background"
+		}
 		// Setting the variables may fail on a vanished peer; the event is
 		// already stored, so that only goes to the log.
 		setErr := s.SetVariable(StatusVar, o.status)
@@ -296,14 +300,15 @@ func (h *Handlers) complete(ctx context.Context, c *channel, ev *event) error {
 	return err
 }
 
+// abandon records a call that no agent answered. A call this service saw
+// transferred is completed instead: Movidesk wants a completion for every
+// transfer, and a cancellation only before one.
 func (h *Handlers) abandon(ctx context.Context, c *channel, ev *event) error {
-	r, err := h.canceled(c)
-	ev.id = r.ID
-	if err != nil {
-		return err
+	err := h.hangup(ctx, c, ev)
+	if ev.decided == "complete" {
+		h.log.Warn().Str("call_id", ev.id).Str("channel", c.name).
+			Msg("abandon route for a call that was transferred: completed instead; check the dialplan")
 	}
-	ev.fields = func(e *zerolog.Event) { e.Int("queue_id", r.QueueID).Str("client", r.ClientNumber) }
-	ev.out, err = h.out.Cancel(ctx, r)
 	return err
 }
 
