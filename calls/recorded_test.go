@@ -1,0 +1,74 @@
+package calls_test
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/calls"
+)
+
+// TestRecordedSessions replays the sessions the end-to-end suite recorded
+// from a real Asterisk 22 (testdata/asterisk22/ROUTE-SCENARIO.agi), each
+// scenario's in the order the calls made them, against the handlers
+// configured as the suite configures the service: the handlers must send
+// exactly the commands they sent then and report the same status. Where
+// the caller hung up during the session Movidesk is kept slow, so that the
+// hangup, not Movidesk's answer, ends the attempt, as it did then.
+func TestRecordedSessions(t *testing.T) {
+	files, err := filepath.Glob("testdata/asterisk22/*.agi")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no recorded sessions in testdata/asterisk22: %v", err)
+	}
+	scenarios := map[string][]string{}
+	for _, f := range files {
+		route, scenario, ok := strings.Cut(strings.TrimSuffix(filepath.Base(f), ".agi"), "-")
+		if !ok {
+			t.Fatalf("%s: want ROUTE-SCENARIO.agi", f)
+		}
+		scenario = strings.TrimSuffix(scenario, "-2") // the second agent's transfer
+		scenarios[scenario] = append(scenarios[scenario], route+"|"+f)
+	}
+	order := map[string]int{"transfer": 0, "complete": 1, "abandon": 1, "hangup": 1, "link": 2}
+	for scenario, list := range scenarios {
+		sort.Slice(list, func(i, j int) bool {
+			ri, fi, _ := strings.Cut(list[i], "|")
+			rj, fj, _ := strings.Cut(list[j], "|")
+			if order[ri] != order[rj] {
+				return order[ri] < order[rj]
+			}
+			return fi < fj
+		})
+		t.Run(scenario, func(t *testing.T) {
+			r := newRig(t, func(c *calls.Config) {
+				c.DefaultQueueID = 1
+				c.Queues = map[string]int{"support": 7}
+				c.RecordingLink = template.Must(template.New("").Parse("https://rec.example.com/{{.LinkedID}}.wav"))
+				c.Now = nil
+			})
+			for _, item := range list {
+				_, f, _ := strings.Cut(item, "|")
+				data, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Contains(string(data), "\n< HANGUP\n") {
+					r.movidesk.SetLatency(time.Hour)
+				}
+				r.replay(string(data))
+				r.movidesk.SetLatency(0)
+			}
+			events, err := r.outbox.List()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.movidesk.Accepted())+len(events) == 0 {
+				t.Error("no event reached Movidesk or the outbox")
+			}
+		})
+	}
+}
