@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,7 +34,9 @@ func (o *Outbox) List() ([]Event, error) {
 		return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
 			var rec record
 			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("decode event %d: %w", seqOf(k), err)
+				// Listed, so that it can be dropped.
+				evs = append(evs, Event{Seq: seqOf(k), State: "unreadable", LastError: err.Error()})
+				return nil
 			}
 			ev := Event{
 				Seq: seqOf(k), State: rec.State, Endpoint: rec.Endpoint, Call: rec.Call,
@@ -107,6 +110,11 @@ func (o *Outbox) Retry(seq uint64) error {
 func (o *Outbox) Drop(seq uint64) error {
 	err := o.db.Update(func(tx *bolt.Tx) error {
 		rec, err := getRecord(tx, seq)
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			// Unreadable: its call is unknown, so only the record goes.
+			return tx.Bucket(bucketEvents).Delete(seqKey(seq))
+		}
 		if err != nil {
 			return err
 		}

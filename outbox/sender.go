@@ -105,7 +105,10 @@ func (o *Outbox) pick(now time.Time) (c *candidate, due time.Time, err error) {
 		for k, v := cur.First(); k != nil; k, v = cur.Next() {
 			var rec record
 			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("decode event %x: %w", k, err)
+				// One unreadable record must not stop every other call's
+				// delivery; it stays for `outbox list` and `drop`.
+				o.log.Error().Uint64("seq", seqOf(k)).Err(err).Msg("outbox: stored event unreadable; skipped")
+				continue
 			}
 			if seen[rec.Call] {
 				continue // not the call's oldest

@@ -434,3 +434,33 @@ func assertRate(t *testing.T, as []attempt, n int, span time.Duration) {
 		}
 	}
 }
+
+func TestUnreadableEventBlocksNoOtherCall(t *testing.T) {
+	e := newEnv(t)
+	ctx := canceledCtx() // stored, not attempted
+	if _, err := e.o.Transfer(ctx, transfer("broken", t0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.o.Transfer(ctx, transfer("fine", t0)); err != nil {
+		t.Fatal(err)
+	}
+	// The first record is damaged on disk.
+	if err := e.o.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Put(seqKey(1), []byte("{not json")) }); err != nil {
+		t.Fatal(err)
+	}
+	e.run(t)
+	e.clock.drive(t, time.Minute, func() bool { return len(e.sender.delivered()) == 1 })
+	if got := e.sender.delivered()[0].CallID(); got != "fine" {
+		t.Fatalf("delivered %q, want the readable call", got)
+	}
+	events, err := e.o.List()
+	if err != nil || len(events) != 1 || events[0].Seq != 1 || events[0].State != "unreadable" {
+		t.Fatalf("List = %+v, %v; want the damaged event listed", events, err)
+	}
+	if err := e.o.Drop(1); err != nil {
+		t.Fatalf("Drop of the damaged event: %v", err)
+	}
+	if events, _ := e.o.List(); len(events) != 0 {
+		t.Fatalf("after drop: %+v", events)
+	}
+}
