@@ -141,23 +141,10 @@ var statusLine = regexp.MustCompile(`^SET VARIABLE "?MOVIDESK_STATUS"? "?([A-Z]+
 // when asked.
 func finishSessions(t *testing.T, scenario string, routes ...string) []Session {
 	t.Helper()
-	pbx.waitIdle(t)
-	sessions := proxy.Take()
+	sessions := takeSessions(t, "OK")
 	var got []string
 	for _, s := range sessions {
-		if s.Err != nil {
-			t.Errorf("AGI session: %v", s.Err)
-		}
 		got = append(got, s.Route())
-		status := ""
-		for _, l := range s.Sent() {
-			if m := statusLine.FindStringSubmatch(l); m != nil {
-				status = m[1]
-			}
-		}
-		if status != "OK" {
-			t.Errorf("%s session on %s set MOVIDESK_STATUS=%q, want OK", s.Route(), s.Var("agi_channel"), status)
-		}
 	}
 	if routes != nil {
 		if diff := cmp.Diff(routes, got); diff != "" {
@@ -165,6 +152,30 @@ func finishSessions(t *testing.T, scenario string, routes ...string) []Session {
 		}
 	}
 	saveSessions(t, scenario, sessions)
+	return sessions
+}
+
+// takeSessions waits for the AGI sessions of the test, all of which must
+// have ended once Asterisk is idle, and checks that each ended cleanly and
+// set MOVIDESK_STATUS=status.
+func takeSessions(t *testing.T, status string) []Session {
+	t.Helper()
+	pbx.waitIdle(t)
+	sessions := proxy.Take()
+	for _, s := range sessions {
+		if s.Err != nil {
+			t.Errorf("AGI session: %v", s.Err)
+		}
+		got := ""
+		for _, l := range s.Sent() {
+			if m := statusLine.FindStringSubmatch(l); m != nil {
+				got = m[1]
+			}
+		}
+		if got != status {
+			t.Errorf("%s session on %s set MOVIDESK_STATUS=%q, want %s", s.Route(), s.Var("agi_channel"), got, status)
+		}
+	}
 	return sessions
 }
 

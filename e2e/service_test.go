@@ -31,6 +31,11 @@ type serviceOptions struct {
 	movideskTimeout string // movidesk.timeout; default 3s
 	recordingLink   string // calls.recording_link
 	spool           string // store.spool; default a file of the test's own
+
+	// restart, a service that was stopped or killed, makes this one the
+	// same service started again: its fake Movidesk, its directory (so its
+	// store), its spool and its listen address.
+	restart *service
 }
 
 // service is a movidesk-agi process with its own fake Movidesk, serving the
@@ -39,6 +44,8 @@ type service struct {
 	fake  *movidesktest.Server
 	token string
 	addr  string
+	dir   string // config, store, and the default spool
+	spool string
 
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -53,19 +60,27 @@ type service struct {
 // and fails the test if the log shows the token or a data race.
 func startService(t *testing.T, opts serviceOptions) *service {
 	t.Helper()
-	s := &service{token: newToken(t), exited: make(chan struct{})}
-	s.fake = movidesktest.NewServer(t, s.token)
+	s := &service{exited: make(chan struct{})}
+	listen := "127.0.0.1:0"
+	if prev := opts.restart; prev != nil {
+		s.token, s.fake, s.dir, listen = prev.token, prev.fake, prev.dir, prev.addr
+		opts.spool = prev.spool
+	} else {
+		s.token = newToken(t)
+		s.fake = movidesktest.NewServer(t, s.token)
+		s.dir = t.TempDir()
+	}
 	if opts.movideskTimeout == "" {
 		opts.movideskTimeout = "3s"
 	}
-
-	dir := t.TempDir()
 	if opts.spool == "" {
-		opts.spool = filepath.Join(dir, "fallback.log")
+		opts.spool = filepath.Join(s.dir, "fallback.log")
 	}
+	s.spool = opts.spool
+	dir := s.dir
 	conf := filepath.Join(dir, "config.toml")
 	body := fmt.Sprintf(`[server]
-listen = "127.0.0.1:0"
+listen = %q
 session_timeout = "30s"
 read_timeout = "5s"
 
@@ -90,7 +105,7 @@ spool = %q
 [log]
 level = "debug"
 format = "json"
-`, s.fake.URL, s.token, opts.movideskTimeout, defaultQueueID, opts.recordingLink, supportQueueID, filepath.Join(dir, "outbox.db"), opts.spool)
+`, listen, s.fake.URL, s.token, opts.movideskTimeout, defaultQueueID, opts.recordingLink, supportQueueID, filepath.Join(dir, "outbox.db"), opts.spool)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +146,8 @@ format = "json"
 		s.cmd.Wait()
 	}()
 
+	// Cleanups run last first: the log is shown once the process ended.
+	t.Cleanup(func() { s.showLog(t) })
 	t.Cleanup(func() { s.stop(t) })
 	select {
 	case s.addr = <-listening:
@@ -178,23 +195,49 @@ func (s *service) doStop(t *testing.T) {
 		<-s.exited
 		t.Errorf("movidesk-agi did not stop on SIGTERM")
 	}
-	logs := s.logText()
 	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("movidesk-agi exited with status %d", code)
 	}
+	s.checkLog(t)
+}
+
+// kill is kill -9: the process gets no chance to flush or close anything,
+// as in a crash or an OOM kill.
+func (s *service) kill(t *testing.T) {
+	t.Helper()
+	s.stopOnce.Do(func() {
+		if err := s.cmd.Process.Kill(); err != nil {
+			t.Fatalf("kill -9 movidesk-agi: %v", err)
+		}
+		<-s.exited
+		s.checkLog(t)
+	})
+}
+
+// checkLog fails the test if the log of the process, now ended, shows the
+// token or a data race.
+func (s *service) checkLog(t *testing.T) {
+	t.Helper()
+	logs := s.logText()
 	if strings.Contains(logs, s.token) {
 		t.Errorf("the Movidesk token appears in movidesk-agi's log")
 	}
 	if strings.Contains(logs, "DATA RACE") {
 		t.Errorf("data race in movidesk-agi")
 	}
-	if t.Failed() {
-		lines := strings.Split(logs, "\n")
-		if len(lines) > 80 {
-			lines = append([]string{"(last 80 lines)"}, lines[len(lines)-80:]...)
-		}
-		t.Logf("movidesk-agi log:\n%s", strings.Join(lines, "\n"))
+}
+
+// showLog shows the end of the log if the test failed.
+func (s *service) showLog(t *testing.T) {
+	t.Helper()
+	if !t.Failed() {
+		return
 	}
+	lines := strings.Split(s.logText(), "\n")
+	if len(lines) > 80 {
+		lines = append([]string{"(last 80 lines)"}, lines[len(lines)-80:]...)
+	}
+	t.Logf("log of movidesk-agi (pid %d):\n%s", s.cmd.Process.Pid, strings.Join(lines, "\n"))
 }
 
 // waitAccepted waits until the fake Movidesk accepted n requests and
@@ -208,6 +251,30 @@ func (s *service) waitAccepted(t *testing.T, n int, limit time.Duration) []movid
 		t.Fatalf("%v; accepted so far:\n%s", err, describe(got))
 	}
 	return got
+}
+
+// callEvent is the log line a handler writes for each AGI session.
+type callEvent struct {
+	Route  string `json:"route"`
+	CallID string `json:"call_id"`
+	Status string `json:"status"`
+}
+
+// callEvents returns the call events logged so far, in log order.
+func (s *service) callEvents() []callEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []callEvent
+	for _, l := range s.logs {
+		var ev struct {
+			callEvent
+			Message string `json:"message"`
+		}
+		if json.Unmarshal([]byte(l), &ev) == nil && ev.Message == "call event" {
+			out = append(out, ev.callEvent)
+		}
+	}
+	return out
 }
 
 func describe(reqs []movidesktest.Request) string {
