@@ -47,8 +47,9 @@ type Server struct {
 	Handler Handler
 
 	// MaxSessions bounds concurrent sessions (0 = 256). A connection beyond it
-	// is closed at once, so that Asterisk sets AGISTATUS=FAILURE and goes on
-	// with the dialplan instead of waiting.
+	// is closed at once, unread, so that Asterisk goes on with the dialplan
+	// instead of waiting. Asterisk then reports AGISTATUS=SUCCESS all the
+	// same: the handler never ran, so whatever it would have set is unset.
 	MaxSessions int
 	// SessionTimeout is the hard cap from accept to close (0 = 30s). Asterisk
 	// has no timeout of its own and would hold the caller for as long as the

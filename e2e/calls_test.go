@@ -42,8 +42,17 @@ func between(from, to time.Time) string {
 	return "between " + from.UTC().Format(dateLayout) + " and " + to.UTC().Format(dateLayout)
 }
 
-// exactly says a date must be t, to the second, in UTC.
-func exactly(t time.Time) string { return between(t, t) }
+// arrival says when the call arrived, to the second: its first channel was
+// born (the epoch in its uniqueid, which is its linkedid), and its CDR
+// started a moment later, at most into the next second under load.
+func (c *call) arrival() string {
+	sec, _, _ := strings.Cut(c.UniqueID, ".")
+	born, err := strconv.ParseInt(sec, 10, 64)
+	if err != nil {
+		return "uniqueid without an epoch: " + c.UniqueID
+	}
+	return between(time.Unix(born, 0), c.Start)
+}
 
 var betweenRE = regexp.MustCompile(`^between (\S+) and (\S+)$`)
 
@@ -102,7 +111,7 @@ func transferred(c *call, id string, queue int, branch string, from, to time.Tim
 		"clientNumber": c.caller,
 		"id":           id,
 		"branchLine":   branch,
-		"callDate":     exactly(c.Start),
+		"callDate":     c.arrival(),
 		"transferDate": between(from, to),
 	}}
 }
@@ -120,7 +129,7 @@ func canceled(c *call, queue int, from, to time.Time) wantReq {
 		"queueId":      strconv.Itoa(queue),
 		"clientNumber": c.caller,
 		"id":           c.LinkedID,
-		"callDate":     exactly(c.Start),
+		"callDate":     c.arrival(),
 		"canceledDate": between(from, to),
 	}}
 }
