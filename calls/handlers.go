@@ -34,7 +34,6 @@ type Config struct {
 type Outbox interface {
 	Transfer(ctx context.Context, r movidesk.TransferredCall) (outbox.Outcome, error)
 	Complete(ctx context.Context, r movidesk.CompletedCall) (outbox.Outcome, error)
-	Cancel(ctx context.Context, r movidesk.CanceledCall) (outbox.Outcome, error)
 	Link(ctx context.Context, r movidesk.CallLink) (outbox.Outcome, error)
 	Hangup(ctx context.Context, complete movidesk.CompletedCall, cancel movidesk.CanceledCall) (outbox.Outcome, error)
 	IsOpen(id string) (bool, error)
