@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"slices"
@@ -101,18 +102,13 @@ func TestOutages(t *testing.T) {
 	})
 
 	t.Run("ServiceKilledMidBurst", func(t *testing.T) {
-		spool := pbx.host(pbx.spoolPath())
-		if err := os.Remove(spool); err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
-		}
+		spool := emptySpool(t)
 		first := startService(t, serviceOptions{spool: spool})
 		first.fake.SetDown(true)
-		// Asterisk connects to the service itself, not through the proxy:
-		// only a refused connection gives the dialplan AGISTATUS=FAILURE,
+		// Only a refused connection gives the dialplan AGISTATUS=FAILURE,
 		// which sends the event to the fallback spool. The restarted
 		// service listens on the same address.
-		pbx.mustCLI(t, "dialplan set global MOVIDESK_AGI agi://"+first.addr)
-		t.Cleanup(func() { pbx.mustCLI(t, "dialplan set global MOVIDESK_AGI agi://"+proxy.Addr()) })
+		agiDirect(t, first)
 		setAgent(t, "5252", "answer")
 		setAgent(t, "5253", "ring")
 
@@ -217,6 +213,232 @@ func TestOutages(t *testing.T) {
 			t.Errorf("requests for an unknown call %s:\n%s", id, describe(byID[id]))
 		}
 	})
+
+	t.Run("ServiceFullEventsSpooled", func(t *testing.T) {
+		// The service takes one session at a time, and a queue call's
+		// transfer holds it while Movidesk is slow to answer. Every AGI of
+		// the calls meanwhile is closed unread, which Asterisk reports as
+		// AGISTATUS=SUCCESS: only the missing MOVIDESK_STATUS makes the
+		// dialplan spool the event. The service, still full, imports the
+		// spool and sends those events.
+		spool := emptySpool(t)
+		svc := startService(t, serviceOptions{spool: spool, maxSessions: 1, movideskTimeout: "25s"})
+		agiDirect(t, svc)
+		setAgent(t, "5252", "answer")
+		setAgent(t, "5253", "ring")
+		// A failure leaves calls on the line: end them, so that the failure
+		// does not spill into the next test.
+		t.Cleanup(func() {
+			if t.Failed() {
+				pbx.cli("channel request hangup all")
+			}
+		})
+
+		// Before the service is full, a queue call is answered, its
+		// transfer served: the MOVIDESK_STATUS that AGI left on the
+		// caller's channel must not pass for that of the call's end.
+		served := placeCall(t, viaQueue+"4000").arrived(t)
+		svc.waitAccepted(t, 1, 30*time.Second)
+		served.waitConnected(t)
+		servedAnswered := time.Now()
+
+		svc.fake.SetLatency(time.Minute)
+		holder := placeCall(t, viaQueue+"4000").arrived(t)
+		waitFor(t, 30*time.Second, "the second queue call's transfer to reach Movidesk", func() (bool, error) {
+			return len(svc.fake.Requests()) > 1, nil
+		})
+		held := time.Now()
+		// Only that request is slow; the spooled events go through at once.
+		svc.fake.SetLatency(0)
+
+		turned := turnAwayCalls(t)
+		servedHungUp := time.Now()
+		served.hangUp(t)
+		served.waitGone(t)
+		turned.add(served, []string{"complete"},
+			transferred(served, served.LinkedID, supportQueueID, "5252", served.Start, servedAnswered),
+			completed(served.LinkedID, "", servedHungUp, time.Now()))
+		// The holding session lasts until its call ends, or at most
+		// movidesk.timeout: the scenario needs it to outlast the others.
+		if diff := cmp.Diff([]callEvent{{"transfer", served.LinkedID, "OK"}}, svc.callEvents()); diff != "" {
+			t.Fatalf("AGI sessions served, with the service to be full since the second transfer (-want +got):\n%s", diff)
+		}
+		turned.check(t, svc, spool, "too many sessions")
+		byID := waitDelivered(t, svc.fake, turned.wants, 60*time.Second)
+		turned.checkDelivered(t, byID)
+
+		// The holding call ends, and its session with it: its transfer,
+		// cut short, is sent in the background, and its end is served (or,
+		// if the slot is not free yet, spooled).
+		hungUp := time.Now()
+		holder.hangUp(t)
+		holder.waitGone(t)
+		wants := maps.Clone(turned.wants)
+		wants[holder] = []wantReq{
+			transferred(holder, holder.LinkedID, supportQueueID, "5252", holder.Start, held),
+			completed(holder.LinkedID, "", hungUp, time.Now()),
+		}
+		byID = waitDelivered(t, svc.fake, wants, 60*time.Second)
+		t.Run(holder.caller, func(t *testing.T) { checkRequests(t, byID[holder.LinkedID], wants[holder]) })
+		delete(byID, holder.LinkedID)
+		turned.checkDelivered(t, byID)
+		for _, id := range sortedKeys(byID) {
+			t.Errorf("requests for an unknown call %s:\n%s", id, describe(byID[id]))
+		}
+	})
+
+	t.Run("ServiceRefusesAddress", func(t *testing.T) {
+		// server.allow does not list the PBX (Asterisk connects from
+		// 127.0.0.1): every AGI is closed unread, with AGISTATUS=SUCCESS.
+		// The dialplan spools each event and the service sends them.
+		spool := emptySpool(t)
+		svc := startService(t, serviceOptions{spool: spool, allow: []string{"10.9.9.9/32"}})
+		agiDirect(t, svc)
+		setAgent(t, "5252", "answer")
+		setAgent(t, "5253", "ring")
+
+		turned := turnAwayCalls(t)
+		turned.check(t, svc, spool, "allow-list")
+		if ev := svc.callEvents(); len(ev) != 0 {
+			t.Errorf("the service served AGI sessions from an address it does not allow: %+v", ev)
+		}
+		byID := waitDelivered(t, svc.fake, turned.wants, 60*time.Second)
+		turned.checkDelivered(t, byID)
+		for _, id := range sortedKeys(byID) {
+			t.Errorf("requests for an unknown call %s:\n%s", id, describe(byID[id]))
+		}
+	})
+}
+
+// emptySpool removes the fallback spool the dialplan writes; the next
+// service started on it creates it with its header line.
+func emptySpool(t *testing.T) string {
+	t.Helper()
+	spool := pbx.host(pbx.spoolPath())
+	if err := os.Remove(spool); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return spool
+}
+
+// agiDirect makes Asterisk connect to the service itself for the rest of
+// the test, not through the proxy, so that the dialplan sees exactly what
+// the service does with a connection.
+func agiDirect(t *testing.T, s *service) {
+	t.Helper()
+	pbx.mustCLI(t, "dialplan set global MOVIDESK_AGI agi://"+s.addr)
+	t.Cleanup(func() { pbx.mustCLI(t, "dialplan set global MOVIDESK_AGI agi://"+proxy.Addr()) })
+}
+
+// turnedAway is a burst of calls whose AGIs the service turned away.
+type turnedAway struct {
+	calls   []*call
+	spooled map[string][]string // the routes spooled, by linkedid
+	wants   map[*call][]wantReq
+}
+
+// turnAwayCalls places both examples' endings, answered and abandoned, and
+// waits until each call has ended.
+func turnAwayCalls(t *testing.T) *turnedAway {
+	t.Helper()
+	calls := placeCalls(t, viaDial+"5252", viaHangup+"5252", viaDial+"5253", viaHangup+"5253")
+	for _, c := range calls {
+		if answers(c) {
+			c.waitConnected(t)
+		} else {
+			c.agentPhone(t, "5253")
+		}
+	}
+	answered := time.Now()
+	for _, c := range calls {
+		c.hangUp(t)
+	}
+	for _, c := range calls {
+		c.waitGone(t)
+	}
+	ended := time.Now()
+	ta := &turnedAway{spooled: map[string][]string{}, wants: map[*call][]wantReq{}}
+	for _, c := range calls {
+		switch {
+		case answers(c) && strings.HasPrefix(c.dest, viaDial):
+			ta.add(c, []string{"transfer", "complete"},
+				transferred(c, c.LinkedID, defaultQueueID, "5252", c.Start, answered),
+				completed(c.LinkedID, "", answered, ended))
+		case answers(c):
+			ta.add(c, []string{"transfer", "hangup"},
+				transferred(c, c.LinkedID, defaultQueueID, "5252", c.Start, answered),
+				completed(c.LinkedID, "", answered, ended))
+		case strings.HasPrefix(c.dest, viaDial):
+			ta.add(c, []string{"abandon"}, canceled(c, defaultQueueID, answered, ended))
+		default:
+			ta.add(c, []string{"hangup"}, canceled(c, defaultQueueID, answered, ended))
+		}
+	}
+	return ta
+}
+
+// add counts in a call, the routes the dialplan spooled for it, and the
+// requests Movidesk must accept for it.
+func (ta *turnedAway) add(c *call, spooled []string, want ...wantReq) {
+	ta.calls = append(ta.calls, c)
+	ta.spooled[c.LinkedID] = spooled
+	ta.wants[c] = want
+}
+
+// check asserts that the dialplan spooled exactly the events expected, and
+// that the service logged turning away, for the reason that contains
+// reason, the connection of each, from Asterisk's address.
+func (ta *turnedAway) check(t *testing.T, s *service, spool, reason string) {
+	t.Helper()
+	// Every spool line is written before its call's channel ends.
+	if diff := cmp.Diff(ta.spooled, spooledRoutes(t, spool)); diff != "" {
+		t.Fatalf("fallback spool, routes by call (-want +got):\n%s", diff)
+	}
+	n := 0
+	for _, routes := range ta.spooled {
+		n += len(routes)
+	}
+	var refused []string
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d connections refused (%s) in the log", n, reason), func() (bool, error) {
+		refused = s.refusals(reason)
+		return len(refused) >= n, nil
+	})
+	if len(refused) != n {
+		t.Errorf("the service logged %d connections refused (%s), want one per spooled event, %d", len(refused), reason, n)
+	}
+	for _, r := range refused {
+		if !strings.HasPrefix(r, "127.0.0.1:") {
+			t.Errorf("connection refused (%s) from %q, want Asterisk's 127.0.0.1", reason, r)
+		}
+	}
+}
+
+// checkDelivered checks, for each of the calls, the requests Movidesk
+// accepted, and removes them from byID.
+func (ta *turnedAway) checkDelivered(t *testing.T, byID map[string][]movidesktest.Request) {
+	t.Helper()
+	for _, c := range ta.calls {
+		t.Run(c.caller, func(t *testing.T) { checkRequests(t, byID[c.LinkedID], ta.wants[c]) })
+		delete(byID, c.LinkedID)
+	}
+}
+
+// refusals returns the remote address of each AGI connection the service
+// logged refusing for a reason that contains reason.
+func (s *service) refusals(reason string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, l := range s.logs {
+		var ev struct {
+			Message string `json:"message"`
+			Remote  string `json:"remote"`
+		}
+		if json.Unmarshal([]byte(l), &ev) == nil && strings.HasPrefix(ev.Message, "AGI connection refused") && strings.Contains(ev.Message, reason) {
+			out = append(out, ev.Remote)
+		}
+	}
+	return out
 }
 
 // answers reports whether the agent a call is for answers it.

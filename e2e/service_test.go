@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,9 +29,11 @@ const (
 
 // serviceOptions changes the suite's movidesk-agi configuration.
 type serviceOptions struct {
-	movideskTimeout string // movidesk.timeout; default 3s
-	recordingLink   string // calls.recording_link
-	spool           string // store.spool; default a file of the test's own
+	movideskTimeout string   // movidesk.timeout; default 3s
+	recordingLink   string   // calls.recording_link
+	spool           string   // store.spool; default a file of the test's own
+	maxSessions     int      // server.max_sessions; default 256
+	allow           []string // server.allow; default empty, anyone
 
 	// restart, a service that was stopped or killed, makes this one the
 	// same service started again: its fake Movidesk, its directory (so its
@@ -76,11 +79,20 @@ func startService(t *testing.T, opts serviceOptions) *service {
 	if opts.spool == "" {
 		opts.spool = filepath.Join(s.dir, "fallback.log")
 	}
+	if opts.maxSessions == 0 {
+		opts.maxSessions = 256
+	}
+	allow := make([]string, len(opts.allow))
+	for i, a := range opts.allow {
+		allow[i] = strconv.Quote(a)
+	}
 	s.spool = opts.spool
 	dir := s.dir
 	conf := filepath.Join(dir, "config.toml")
 	body := fmt.Sprintf(`[server]
 listen = %q
+max_sessions = %d
+allow = [%s]
 session_timeout = "30s"
 read_timeout = "5s"
 
@@ -105,7 +117,7 @@ spool = %q
 [log]
 level = "debug"
 format = "json"
-`, listen, s.fake.URL, s.token, opts.movideskTimeout, defaultQueueID, opts.recordingLink, supportQueueID, filepath.Join(dir, "outbox.db"), opts.spool)
+`, listen, opts.maxSessions, strings.Join(allow, ", "), s.fake.URL, s.token, opts.movideskTimeout, defaultQueueID, opts.recordingLink, supportQueueID, filepath.Join(dir, "outbox.db"), opts.spool)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -253,14 +265,17 @@ func (s *service) waitAccepted(t *testing.T, n int, limit time.Duration) []movid
 	return got
 }
 
-// callEvent is the log line a handler writes for each AGI session.
+// callEvent is the log line a handler writes for each AGI session. The
+// same line, with source "spool", is written for each event imported from
+// the fallback spool.
 type callEvent struct {
 	Route  string `json:"route"`
 	CallID string `json:"call_id"`
 	Status string `json:"status"`
 }
 
-// callEvents returns the call events logged so far, in log order.
+// callEvents returns the call events of AGI sessions logged so far, in log
+// order.
 func (s *service) callEvents() []callEvent {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -269,8 +284,9 @@ func (s *service) callEvents() []callEvent {
 		var ev struct {
 			callEvent
 			Message string `json:"message"`
+			Source  string `json:"source"`
 		}
-		if json.Unmarshal([]byte(l), &ev) == nil && ev.Message == "call event" {
+		if json.Unmarshal([]byte(l), &ev) == nil && ev.Message == "call event" && ev.Source != "spool" {
 			out = append(out, ev.callEvent)
 		}
 	}
