@@ -75,6 +75,7 @@ type Server struct {
 	mu         sync.Mutex
 	listeners  map[*net.Listener]struct{}
 	sessions   map[*Session]struct{}
+	slots      int // sessions counted against MaxSessions; see release
 	closed     bool
 	drained    chan struct{} // closed when sessions is empty after shutdown began
 	base       context.Context
@@ -172,7 +173,7 @@ func (s *Server) accept(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	if n := len(s.sessions); n >= s.maxSessions() {
+	if s.slots >= s.maxSessions() {
 		s.mu.Unlock()
 		s.Log.Warn().Stringer("remote", remote).Int("limit", s.maxSessions()).Msg("AGI connection refused: too many sessions")
 		conn.Close()
@@ -188,6 +189,7 @@ func (s *Server) accept(conn net.Conn) {
 	sess.ctx, stop = context.WithDeadlineCause(ctx, sess.deadline, ErrSessionTimeout)
 	sess.cancel = func(cause error) { cancel(cause); stop() }
 	s.sessions[sess] = struct{}{}
+	s.slots++
 	s.mu.Unlock()
 	if testHookTracked != nil {
 		testHookTracked()
@@ -268,6 +270,9 @@ func (s *Server) serveSession(sess *Session) {
 
 	s.runHandler(sess)
 
+	// Free the slot before Asterisk sees the close: it may run the next
+	// AGI() of the channel at once, and must not be refused as too many.
+	s.release(sess)
 	sess.abort(errSessionDone)
 	<-sess.readerDone
 	sess.rec.close()
@@ -335,8 +340,23 @@ func (s *Server) closeSessions() {
 	s.mu.Unlock()
 }
 
+// release frees the session's MaxSessions slot, once.
+func (s *Server) release(sess *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.releaseLocked(sess)
+}
+
+func (s *Server) releaseLocked(sess *Session) {
+	if !sess.released {
+		sess.released = true
+		s.slots--
+	}
+}
+
 func (s *Server) untrack(sess *Session) {
 	s.mu.Lock()
+	s.releaseLocked(sess)
 	delete(s.sessions, sess)
 	if s.closed && len(s.sessions) == 0 {
 		select {

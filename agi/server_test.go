@@ -578,3 +578,23 @@ func checkNoGoroutines(t *testing.T) {
 	}
 	t.Fatalf("goroutines left after Shutdown:\n%s", stacks)
 }
+
+func TestSlotIsFreeWhenAsteriskSeesTheClose(t *testing.T) {
+	// Asterisk runs a channel's next AGI() the moment the previous session
+	// closes; with one slot, that session must not be refused as too many.
+	srv := &agi.Server{MaxSessions: 1, Handler: agi.HandlerFunc(func(s *agi.Session) {
+		s.Verbose("hello", 1)
+	})}
+	addr := start(t, srv)
+	for i := range 200 {
+		p := dial(t, addr)
+		p.send(envFor("next"))
+		p.expect(`VERBOSE "hello" "1"`)
+		p.send("200 result=1\n")
+		p.expectClosed()
+		p.conn.Close()
+		if t.Failed() {
+			t.Fatalf("session %d", i)
+		}
+	}
+}

@@ -63,7 +63,8 @@ type Session struct {
 	mu  sync.Mutex // one command at a time
 	buf []byte
 
-	rec *recorder
+	rec      *recorder
+	released bool // its MaxSessions slot is free (guarded by the server's mu)
 }
 
 // Env returns the environment Asterisk sent.
