@@ -1,12 +1,17 @@
 package agi
 
+import "strings"
+
 // Quote returns arg in the form Asterisk's AGI parser (parse_args in
 // res_agi.c) reads back as exactly arg: wrapped in double quotes, with every
 // '"' and '\' preceded by a backslash. Asterisk knows no other escapes, so
 // Go's %q must not be used. The empty string becomes "", an empty argument.
 // An LF cannot be quoted: it always ends the command line.
 func Quote(arg string) string {
-	return string(appendQuoted(make([]byte, 0, len(arg)+2), arg))
+	if !strings.ContainsAny(arg, `"\`) {
+		return `"` + arg + `"`
+	}
+	return string(appendQuoted(make([]byte, 0, len(arg)+8), arg))
 }
 
 // appendQuoted is Quote without an intermediate string.

@@ -219,7 +219,7 @@ func TestSecondTransferOpensASegment(t *testing.T) {
 	transfer := func(branch string) string {
 		return env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "branch="+branch, "queue=2") +
 			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
-				status("OK", "")
+			status("OK", "")
 	}
 	r.replay(transfer("5252"))
 	r.replay(transfer("5253"))
@@ -264,7 +264,7 @@ func TestBadInputIsReportedAndNothingIsSent(t *testing.T) {
 		{"IDTooLong", env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "id="+longID) +
 			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
 			get("QUEUENAME", "200 result=0") +
-				status("ERROR", "movidesk asterisk_startCanceledCall: id is 300 characters, at most 256 allowed")},
+			status("ERROR", "movidesk asterisk_startCanceledCall: id is 300 characters, at most 256 allowed")},
 		{"NoQueue", env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk") +
 			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
 			get("QUEUENAME", "200 result=1 (sales)") +
