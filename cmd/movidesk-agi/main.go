@@ -206,6 +206,7 @@ func (m *Main) Open() error {
 	m.client, err = movidesk.NewClient(cfg.Movidesk.BaseURL, cfg.Movidesk.Token,
 		movidesk.WithTimeout(time.Duration(cfg.Movidesk.Timeout)),
 		movidesk.WithUserAgent("movidesk-agi/"+versionString()),
+		movidesk.WithLogger(m.Log.With().Str("component", "movidesk").Logger()),
 		movidesk.WithDryRun(func(method, u string, body []byte) {
 			ev := m.Log.Info().Str("method", method).Str("url", u)
 			if len(body) > 0 {
