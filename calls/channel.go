@@ -154,15 +154,32 @@ func (c *channel) queueID() (int, error) {
 		}
 		return n, nil
 	}
-	var name string
+	// Each name is a round trip to Asterisk: read only with [queues] set,
+	// and the caller's context only on the agent's leg.
+	var name, caller string
 	if len(c.cfg.Queues) > 0 {
 		var err error
 		if name, err = c.get("QUEUENAME"); err != nil {
 			return 0, err
 		}
-	}
-	if id, ok := c.cfg.Queues[name]; ok && name != "" {
-		return id, nil
+		if id, ok := c.cfg.Queues[name]; ok && name != "" {
+			return id, nil
+		}
+		agent, err := c.agentLeg()
+		if err != nil {
+			return 0, err
+		}
+		if agent {
+			// Dial's U() runs in its subroutine's context; the call is
+			// handled, and its h extension runs, in the caller's, which
+			// MASTER_CHANNEL reads from the linkedid's channel.
+			if caller, err = c.get("MASTER_CHANNEL(CONTEXT)"); err != nil {
+				return 0, err
+			}
+			if id, ok := c.cfg.Queues[caller]; ok && caller != "" {
+				return id, nil
+			}
+		}
 	}
 	if id, ok := c.cfg.Queues[c.context]; ok {
 		return id, nil
@@ -170,9 +187,16 @@ func (c *channel) queueID() (int, error) {
 	if c.cfg.DefaultQueueID > 0 {
 		return c.cfg.DefaultQueueID, nil
 	}
-	where := "context " + strconv.Quote(c.context)
+	var tried []string
 	if name != "" {
-		where = "queue " + strconv.Quote(name) + " or " + where
+		tried = append(tried, "queue "+strconv.Quote(name))
+	}
+	if caller != "" {
+		tried = append(tried, "caller's context "+strconv.Quote(caller))
+	}
+	where := "context " + strconv.Quote(c.context)
+	if len(tried) > 0 {
+		where = strings.Join(tried, ", ") + " or " + where
 	}
 	return 0, badInput("no Movidesk queue id for %s: pass queue=, map it under [queues] or set calls.default_queue_id", where)
 }

@@ -168,11 +168,65 @@ func TestTransferOnAgentLegOfDial(t *testing.T) {
 		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
 		get("CONNECTEDLINE(num)", "200 result=1 (4733990777)") +
 		get("QUEUENAME", "200 result=0") +
+		get("MASTER_CHANNEL(CONTEXT)", "200 result=1 (from-trunk)") +
 		get("MEMBERINTERFACE", "200 result=0") +
 		get("DIALEDPEERNUMBER", "200 result=0") +
 		status("OK", ""))
 	// The agent's leg has a CDR of its own: the call arrived when the
 	// linkedid's channel was born.
+	r.wantAccepted("GET asterisk_startTransferedCall?" + q("branchLine", "5252", "callDate", callDate, "clientNumber", "4733990777",
+		"id", linked, "queueId", "1", "transferDate", nowDate))
+}
+
+func TestAgentLegOfDialTakesTheQueueOfTheCallersContext(t *testing.T) {
+	// U() runs in movidesk-transfer, but the caller's channel is in
+	// movidesk-dial, where its h extension abandons or completes the call:
+	// the transfer must carry the queue mapped for movidesk-dial, as the
+	// abandon would.
+	r := newRig(t, func(c *calls.Config) {
+		c.DefaultQueueID = 0
+		c.Queues = map[string]int{"movidesk-dial": 5}
+	})
+	r.replay(env("transfer", "PJSIP/5252-0000002a", "1795524751.13", "5252", "movidesk-transfer") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("CONNECTEDLINE(num)", "200 result=1 (4733990777)") +
+		get("QUEUENAME", "200 result=0") +
+		get("MASTER_CHANNEL(CONTEXT)", "200 result=1 (movidesk-dial)") +
+		get("MEMBERINTERFACE", "200 result=0") +
+		get("DIALEDPEERNUMBER", "200 result=1 (5252)") +
+		status("OK", ""))
+	// The caller's own channel is in movidesk-dial: it reads no
+	// MASTER_CHANNEL.
+	r.replay(env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "movidesk-dial", "id=2") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("QUEUENAME", "200 result=0") +
+		status("OK", ""))
+	r.wantAccepted(
+		"GET asterisk_startTransferedCall?"+q("branchLine", "5252", "callDate", callDate, "clientNumber", "4733990777",
+			"id", linked, "queueId", "5", "transferDate", nowDate),
+		"GET asterisk_startCanceledCall?"+q("callDate", callDate, "canceledDate", nowDate, "clientNumber", "4733990777",
+			"id", "2", "queueId", "5"))
+}
+
+func TestQueueNameWinsOverTheCallersContext(t *testing.T) {
+	// A mapped QUEUENAME is enough: the caller's context is not read.
+	r := newRig(t, func(c *calls.Config) { c.Queues = map[string]int{"support": 7, "movidesk-dial": 5} })
+	r.replay(env("transfer", "PJSIP/5252-0000002a", "1795524751.13", "5252", "movidesk-transfer", "branch=5252") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("CONNECTEDLINE(num)", "200 result=1 (4733990777)") +
+		get("QUEUENAME", "200 result=1 (support)") +
+		status("OK", ""))
+	r.wantAccepted("GET asterisk_startTransferedCall?" + q("branchLine", "5252", "callDate", callDate, "clientNumber", "4733990777",
+		"id", linked, "queueId", "7", "transferDate", nowDate))
+}
+
+func TestWithoutQueuesTheAgentLegReadsNoContext(t *testing.T) {
+	// Without [queues] nothing can be mapped: no round trip for it.
+	r := newRig(t, func(c *calls.Config) { c.Queues = nil })
+	r.replay(env("transfer", "PJSIP/5252-0000002a", "1795524751.13", "5252", "movidesk-transfer", "branch=5252") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("CONNECTEDLINE(num)", "200 result=1 (4733990777)") +
+		status("OK", ""))
 	r.wantAccepted("GET asterisk_startTransferedCall?" + q("branchLine", "5252", "callDate", callDate, "clientNumber", "4733990777",
 		"id", linked, "queueId", "1", "transferDate", nowDate))
 }
@@ -269,6 +323,12 @@ func TestBadInputIsReportedAndNothingIsSent(t *testing.T) {
 			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
 			get("QUEUENAME", "200 result=1 (sales)") +
 			status("ERROR", `no Movidesk queue id for queue "sales" or context "from-trunk": pass queue=, map it under [queues] or set calls.default_queue_id`)},
+		{"NoQueueOnAgentLeg", env("transfer", "PJSIP/5252-0000002a", "1795524751.13", "5252", "movidesk-transfer", "branch=5252") +
+			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+			get("CONNECTEDLINE(num)", "200 result=1 (4733990777)") +
+			get("QUEUENAME", "200 result=0") +
+			get("MASTER_CHANNEL(CONTEXT)", "200 result=1 (movidesk-dial)") +
+			status("ERROR", `no Movidesk queue id for caller's context "movidesk-dial" or context "movidesk-transfer": pass queue=, map it under [queues] or set calls.default_queue_id`)},
 		{"NoAgentExtension", env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "queue=1") +
 			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
 			get("MEMBERINTERFACE", "200 result=0") +
@@ -281,7 +341,7 @@ func TestBadInputIsReportedAndNothingIsSent(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := newRig(t, func(cfg *calls.Config) {
-				if c.name == "NoQueue" {
+				if strings.HasPrefix(c.name, "NoQueue") {
 					cfg.DefaultQueueID = 0
 				}
 			})

@@ -31,9 +31,10 @@ import (
 //	movidesk-agi/1 ROUTE EPOCH QUERY
 //
 // where QUERY is URL-encoded: uniqueid, channel, context, callerid (the AGI
-// environment), linkedid, connectedline, queuename, memberinterface,
-// dialedpeernumber, cdrstart (the channel variables a handler reads), and
-// arg, repeated, for the key=value arguments the AGI would have had.
+// environment), linkedid, connectedline, queuename, mastercontext,
+// memberinterface, dialedpeernumber, cdrstart (the channel variables a
+// handler reads), and arg, repeated, for the key=value arguments the AGI
+// would have had. A line without a key reads that variable as empty.
 const (
 	spoolMagic  = "movidesk-agi/1"
 	SpoolHeader = "# movidesk-agi fallback spool: one line per call event written by the dialplan while the service was unreachable\n"
@@ -46,6 +47,7 @@ var spoolVars = map[string]string{
 	"linkedid":         "CHANNEL(linkedid)",
 	"connectedline":    "CONNECTEDLINE(num)",
 	"queuename":        "QUEUENAME",
+	"mastercontext":    "MASTER_CHANNEL(CONTEXT)",
 	"memberinterface":  "MEMBERINTERFACE",
 	"dialedpeernumber": "DIALEDPEERNUMBER",
 	"cdrstart":         "CDR(start,u)",

@@ -158,3 +158,29 @@ func TestSpoolSurvivesAnInvalidEvent(t *testing.T) {
 		t.Errorf("the skipped event is not logged with its reason:\n%s", r.logs.String())
 	}
 }
+
+func TestSpooledAgentLegTakesTheQueueOfTheCallersContext(t *testing.T) {
+	// The dialplan spools, with the transfer run by Dial's U() in
+	// movidesk-transfer, the caller's context, movidesk-dial, where its
+	// abandon or completion runs: both get the queue mapped for it.
+	r := newRig(t, func(c *calls.Config) {
+		c.DefaultQueueID = 0
+		c.Queues = map[string]int{"movidesk-dial": 5}
+	})
+	path := newSpool(t)
+	agentSide := []string{"uniqueid", "1795524751.13", "channel", "PJSIP/5252-0000002a", "context", "movidesk-transfer",
+		"callerid", "5252", "linkedid", linked, "connectedline", "+55 47 3399-0777", "dialedpeernumber", "5252"}
+	appendSpool(t, path, spoolLine("transfer", "1795525240", append(agentSide, "mastercontext", "movidesk-dial")...))
+	// An older line, without mastercontext, falls back to the subroutine's
+	// context, which is not mapped: it is refused, not sent to a wrong queue.
+	appendSpool(t, path, spoolLine("transfer", "1795525241", agentSide...))
+	if n := r.importSpool(path); n != 1 {
+		t.Fatalf("imported %d events, want 1", n)
+	}
+	r.outboxDelivers(1)
+	r.wantAccepted("GET asterisk_startTransferedCall?" + q("branchLine", "5252", "callDate", callDate, "clientNumber", "+55 47 3399-0777",
+		"id", linked, "queueId", "5", "transferDate", "2026-11-24T13:00:40"))
+	if !strings.Contains(r.logs.String(), `no Movidesk queue id for context \"movidesk-transfer\"`) {
+		t.Errorf("the line without mastercontext is not refused naming the context:\n%s", r.logs.String())
+	}
+}
