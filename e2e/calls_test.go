@@ -262,6 +262,44 @@ func TestCalls(t *testing.T) {
 		finishSessions(t, "dial-agent-rejected", "abandon")
 	})
 
+	t.Run("DialQueueMappedByCallersContext", func(t *testing.T) {
+		// [queues] maps the Dial example's context and nothing else, with
+		// no default queue. The transfers run on the agents' channels, in
+		// movidesk-transfer (Dial's U()), yet carry the queue of the
+		// caller's context, movidesk-dial, as the abandon of a call nobody
+		// answered, run in its h extension, does.
+		svc := startService(t, serviceOptions{queues: map[string]int{"movidesk-dial": dialQueueID}, noDefaultQueue: true})
+		setAgent(t, "5252", "answer")
+		setAgent(t, "5253", "answer")
+		c := placeCall(t, viaDial+"5252").arrived(t)
+		svc.waitAccepted(t, 1, 30*time.Second)
+		c.waitConnected(t)
+		passed := time.Now()
+		c.agentTransfers(t, "5252", "5253")
+		svc.waitAccepted(t, 3, 30*time.Second)
+		c.waitConnected(t)
+		secondAnswered := time.Now()
+		c.agentHangsUp(t, "5253")
+		svc.waitAccepted(t, 4, 30*time.Second)
+
+		setAgent(t, "5252", "ring")
+		g := placeCall(t, viaDial+"5252").arrived(t)
+		g.agentPhone(t, "5252")
+		g.waitPastArrivalSecond()
+		gaveUp := time.Now()
+		g.hangUp(t)
+		got := svc.waitAccepted(t, 5, 30*time.Second)
+		id := c.LinkedID
+		checkRequests(t, got, []wantReq{
+			transferred(c, id, dialQueueID, "5252", c.Start, passed),
+			completed(id, "", passed, secondAnswered),
+			transferred(c, id+"-2", dialQueueID, "5253", passed, secondAnswered),
+			completed(id+"-2", "", secondAnswered, gaveUp),
+			canceled(g, dialQueueID, gaveUp, time.Now()),
+		})
+		finishSessions(t, "", "transfer", "transfer", "complete", "abandon")
+	})
+
 	t.Run("HangupRouteCompletesWithTemplateLink", func(t *testing.T) {
 		svc := startService(t, serviceOptions{recordingLink: "https://rec.example.com/{{.LinkedID}}.wav"})
 		setAgent(t, "5252", "answer")
@@ -437,16 +475,23 @@ func TestCalls(t *testing.T) {
 			// Queue() runs the transfer AGI itself, so the h extension
 			// spools the transfer, at the end of the call.
 			transferAtEnd bool
+			opts          serviceOptions
 		}{
 			{name: "Dial", dest: viaDial + "5252", queue: defaultQueueID},
 			{name: "Queue", dest: viaQueue + "4000", queue: supportQueueID, transferAtEnd: true},
+			// The spooled transfer, from the agent's channel, notes the
+			// caller's context for its queue.
+			{name: "DialQueueMappedByCallersContext", dest: viaDial + "5252", queue: dialQueueID,
+				opts: serviceOptions{queues: map[string]int{"movidesk-dial": dialQueueID}, noDefaultQueue: true}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				spool := pbx.host(pbx.spoolPath())
 				if err := os.Remove(spool); err != nil && !os.IsNotExist(err) {
 					t.Fatal(err)
 				}
-				first := startService(t, serviceOptions{spool: spool})
+				opts := tc.opts
+				opts.spool = spool
+				first := startService(t, opts)
 				first.stop(t)
 				pbx.mustCLI(t, "dialplan set global MOVIDESK_AGI agi://"+closedAddr(t))
 				t.Cleanup(func() { pbx.mustCLI(t, "dialplan set global MOVIDESK_AGI agi://"+proxy.Addr()) })
@@ -463,7 +508,7 @@ func TestCalls(t *testing.T) {
 				pbx.waitIdle(t)
 				spooled := time.Now()
 
-				svc := startService(t, serviceOptions{spool: spool})
+				svc := startService(t, opts)
 				got := svc.waitAccepted(t, 2, 30*time.Second)
 				transferFrom, transferTo := c.Start, answered
 				if tc.transferAtEnd {

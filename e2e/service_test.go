@@ -25,15 +25,18 @@ import (
 const (
 	defaultQueueID = 1 // calls.default_queue_id: the Dial examples
 	supportQueueID = 7 // [queues] support: the Queue example
+	dialQueueID    = 5 // [queues] movidesk-dial, when a test maps it
 )
 
 // serviceOptions changes the suite's movidesk-agi configuration.
 type serviceOptions struct {
-	movideskTimeout string   // movidesk.timeout; default 3s
-	recordingLink   string   // calls.recording_link
-	spool           string   // store.spool; default a file of the test's own
-	maxSessions     int      // server.max_sessions; default 256
-	allow           []string // server.allow; default empty, anyone
+	movideskTimeout string         // movidesk.timeout; default 3s
+	recordingLink   string         // calls.recording_link
+	spool           string         // store.spool; default a file of the test's own
+	maxSessions     int            // server.max_sessions; default 256
+	allow           []string       // server.allow; default empty, anyone
+	queues          map[string]int // [queues] entries besides support
+	noDefaultQueue  bool           // calls.default_queue_id = 0: a call no entry maps is refused
 
 	// restart, a service that was stopped or killed, makes this one the
 	// same service started again: its fake Movidesk, its directory (so its
@@ -87,6 +90,15 @@ func startService(t *testing.T, opts serviceOptions) *service {
 		allow[i] = strconv.Quote(a)
 	}
 	s.spool = opts.spool
+	defaultQueue := defaultQueueID
+	if opts.noDefaultQueue {
+		defaultQueue = 0
+	}
+	var queues strings.Builder
+	fmt.Fprintf(&queues, "support = %d\n", supportQueueID)
+	for name, id := range opts.queues {
+		fmt.Fprintf(&queues, "%q = %d\n", name, id)
+	}
 	dir := s.dir
 	conf := filepath.Join(dir, "config.toml")
 	body := fmt.Sprintf(`[server]
@@ -108,8 +120,7 @@ default_queue_id = %d
 recording_link = %q
 
 [queues]
-support = %d
-
+%s
 [store]
 path = %q
 spool = %q
@@ -117,7 +128,7 @@ spool = %q
 [log]
 level = "debug"
 format = "json"
-`, listen, opts.maxSessions, strings.Join(allow, ", "), s.fake.URL, s.token, opts.movideskTimeout, defaultQueueID, opts.recordingLink, supportQueueID, filepath.Join(dir, "outbox.db"), opts.spool)
+`, listen, opts.maxSessions, strings.Join(allow, ", "), s.fake.URL, s.token, opts.movideskTimeout, defaultQueue, opts.recordingLink, queues.String(), filepath.Join(dir, "outbox.db"), opts.spool)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
