@@ -7,13 +7,13 @@
 // Debian sid chroot that asterisk-root.sh builds on first use (about 500 MB,
 // cached in /var/cache/movidesk-agi, or MOVIDESK_AGI_ASTERISK_ROOT):
 //
-//	go test -race -tags e2e -timeout 30m ./e2e/
+//	go test -race -count=1 -tags e2e -timeout 30m ./e2e/
 //
 // The package also holds Proxy, a FastAGI proxy that records every session
 // it forwards in the transcript format that agi/agitest replays, so unit
 // tests can replay what Asterisk really sent. To rewrite the transcripts
 // under agi/testdata/asterisk22 and calls/testdata/asterisk22:
 //
-//	MOVIDESK_AGI_RECORD=1 go test -race -tags e2e ./e2e/
-//	go test -race -tags e2e ./e2e/ -args -record
+//	MOVIDESK_AGI_RECORD=1 go test -race -count=1 -tags e2e ./e2e/
+//	go test -race -count=1 -tags e2e ./e2e/ -args -record
 package e2e
