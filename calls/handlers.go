@@ -55,9 +55,10 @@ const maxReason = 200
 
 // Handlers serves the AGI routes.
 type Handlers struct {
-	cfg Config
-	out Outbox
-	log zerolog.Logger
+	cfg    Config
+	out    Outbox
+	log    zerolog.Logger
+	routes map[string]routeFunc // AGI script name -> handler, for AGI and the spool alike
 }
 
 // New returns the handlers; Mux routes AGI scripts to them.
@@ -68,23 +69,21 @@ func New(cfg Config, out Outbox, log zerolog.Logger) *Handlers {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Handlers{cfg: cfg, out: out, log: log}
-}
-
-func (h *Handlers) routes() map[string]routeFunc {
-	return map[string]routeFunc{
+	h := &Handlers{cfg: cfg, out: out, log: log}
+	h.routes = map[string]routeFunc{
 		"transfer": h.transfer,
 		"complete": h.complete,
 		"abandon":  h.abandon,
 		"link":     h.link,
 		"hangup":   h.hangup,
 	}
+	return h
 }
 
 // Mux returns a ServeMux with every route registered.
 func (h *Handlers) Mux() *agi.ServeMux {
 	m := agi.NewServeMux()
-	for route, fn := range h.routes() {
+	for route, fn := range h.routes {
 		m.HandleFunc(route, h.wrap(route, fn))
 	}
 	return m

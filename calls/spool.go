@@ -206,7 +206,7 @@ func (h *Handlers) importLine(ctx context.Context, path string, at int64, line [
 	}
 	b, _ := json.Marshal(next)
 	start := time.Now()
-	o := h.run(outbox.WithMark(ctx, key, b), route, h.routes()[route], c)
+	o := h.run(outbox.WithMark(ctx, key, b), route, h.routes[route], c)
 	h.logEvent(o, start, func(le *zerolog.Event) { le.Str("source", "spool") })
 	if o.err != nil && !isInput(o.err) && !isPermanent(o.err) {
 		return 0, o.err
@@ -224,7 +224,7 @@ func (h *Handlers) parseSpoolLine(text string) (string, *channel, error) {
 		return "", nil, fmt.Errorf("want %q ROUTE EPOCH QUERY", spoolMagic)
 	}
 	route := f[1]
-	if _, ok := h.routes()[route]; !ok {
+	if _, ok := h.routes[route]; !ok {
 		return "", nil, fmt.Errorf("unknown route %q", route)
 	}
 	when, ok := parseEpoch(f[2])
