@@ -424,12 +424,15 @@ func TestShutdown(t *testing.T) {
 		t.Parallel()
 		started := make(chan struct{})
 		causes := make(chan error, 1)
-		srv := &agi.Server{Handler: agi.HandlerFunc(func(s *agi.Session) {
+		// Timeouts far beyond the test's, so that only Shutdown can end the
+		// session.
+		srv := &agi.Server{ReadTimeout: time.Hour, SessionTimeout: time.Hour, Handler: agi.HandlerFunc(func(s *agi.Session) {
 			close(started)
 			<-s.Context().Done()
 			causes <- context.Cause(s.Context())
 		})}
 		p := dial(t, start(t, srv))
+		p.conn.SetDeadline(time.Now().Add(10 * time.Second))
 		p.send(envFor("x"))
 		<-started
 		ctx, cancel := context.WithCancel(context.Background())
@@ -446,11 +449,14 @@ func TestShutdown(t *testing.T) {
 	t.Run("CloseEndsSessions", func(t *testing.T) {
 		t.Parallel()
 		started := make(chan struct{})
-		srv := &agi.Server{Handler: agi.HandlerFunc(func(s *agi.Session) {
+		// Timeouts far beyond the test's, so that only Close can end the
+		// session.
+		srv := &agi.Server{ReadTimeout: time.Hour, SessionTimeout: time.Hour, Handler: agi.HandlerFunc(func(s *agi.Session) {
 			close(started)
 			<-s.Context().Done()
 		})}
 		p := dial(t, start(t, srv))
+		p.conn.SetDeadline(time.Now().Add(10 * time.Second))
 		p.send(envFor("x"))
 		<-started
 		srv.Close()
