@@ -121,6 +121,7 @@ func (r TransferredCall) Validate() error {
 func (r CompletedCall) Validate() error {
 	return firstError(
 		checkString(r, "id", r.ID, MaxID),
+		checkUTF8(r, "link", r.Link),
 		checkDate(r, "completedDate", r.CompletedDate),
 	)
 }
@@ -137,6 +138,9 @@ func (r CanceledCall) Validate() error {
 
 func (r CallLink) Validate() error {
 	if err := checkString(r, "id", r.ID, MaxID); err != nil {
+		return err
+	}
+	if err := checkUTF8(r, "Link", r.Link); err != nil {
 		return err
 	}
 	if n := utf8.RuneCountInString(r.Link); n > MaxLink {
@@ -169,8 +173,22 @@ func checkString(r Request, field, v string, max int) error {
 	if v == "" {
 		return &ValidationError{r.Endpoint(), field, "is required"}
 	}
+	if err := checkUTF8(r, field, v); err != nil {
+		return err
+	}
 	if n := utf8.RuneCountInString(v); n > max {
 		return &ValidationError{r.Endpoint(), field, fmt.Sprintf("is %d characters, at most %d allowed", n, max)}
+	}
+	return nil
+}
+
+// checkUTF8 refuses a value that is not valid UTF-8. Sent as is, its bytes
+// would reach Movidesk raw, while MarshalRequest's JSON replaces them with
+// U+FFFD: a call stored and sent later would reach Movidesk under another id.
+// The value is not quoted.
+func checkUTF8(r Request, field, v string) error {
+	if !utf8.ValidString(v) {
+		return &ValidationError{r.Endpoint(), field, "is not valid UTF-8"}
 	}
 	return nil
 }
