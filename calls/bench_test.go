@@ -14,6 +14,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
@@ -50,7 +51,7 @@ func benchTransfer(b *testing.B, down bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		current.Store(calls.New(calls.Config{DefaultQueueID: 1, Timeout: time.Second}, ob, zerolog.Nop()).Mux())
+		current.Store(calls.New(calls.Config{DefaultQueueID: 1, Timeout: time.Second}, callstate.New(ob, callstate.Options{}), ob, zerolog.Nop()).Mux())
 	}
 	reopen()
 	defer func() { ob.Close() }()

@@ -1,6 +1,7 @@
 package calls
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/agi"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 )
 
 // inputError is bad input from the dialplan or the channel: it can never
@@ -35,6 +37,11 @@ type channel struct {
 	read     func(name string) (string, error)
 	vars     map[string]string
 	linked   string // CHANNEL(linkedid), read on first use
+	// record stores the event the route built; isOpen tells whether a
+	// call is open. Live sessions go through the call state machine, the
+	// spool importer through its batch's transaction.
+	record func(context.Context, callstate.Event) (callstate.Outcome, error)
+	isOpen func(base string) (bool, error)
 }
 
 func newChannel(s *agi.Session, cfg *Config, now time.Time) *channel {

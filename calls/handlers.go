@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/movidesk-agi/movidesk-agi/agi"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -26,22 +27,21 @@ type Config struct {
 	Queues         map[string]int     // Asterisk queue name or dialplan context -> Movidesk queueId
 	RecordingLink  *template.Template // over LinkData; nil = no link unless link= is given
 	Timeout        time.Duration      // bound on the synchronous Movidesk attempt
-	Now            func() time.Time   // nil = time.Now
+	// Spool is the fallback spool the dialplan writes when it cannot reach
+	// the service; "" for none. A live event first imports its call's
+	// lines still waiting there.
+	Spool string
+	Now   func() time.Time // nil = time.Now
 }
 
-// Outbox is where the handlers put call events; *outbox.Outbox in the
-// service.
-type Outbox interface {
-	Transfer(ctx context.Context, r movidesk.TransferredCall) (outbox.Outcome, error)
-	Complete(ctx context.Context, r movidesk.CompletedCall) (outbox.Outcome, error)
-	Link(ctx context.Context, r movidesk.CallLink) (outbox.Outcome, error)
-	Hangup(ctx context.Context, complete movidesk.CompletedCall, cancel movidesk.CanceledCall) (outbox.Outcome, error)
-	IsOpen(id string) (bool, error)
+// Store is where the fallback spool's importer stores its lines, with its
+// position, many a transaction; *outbox.Outbox in the service.
+type Store interface {
+	Update(fn func(*outbox.Tx) error) error
 	Mark(key string) ([]byte, error)
-	SetMark(key string, value []byte) error
 }
 
-var _ Outbox = (*outbox.Outbox)(nil)
+var _ Store = (*outbox.Outbox)(nil)
 
 // Channel variables the handlers set for the dialplan.
 const (
@@ -56,20 +56,24 @@ const maxReason = 200
 // Handlers serves the AGI routes.
 type Handlers struct {
 	cfg    Config
-	out    Outbox
+	calls  *callstate.Machine
+	store  Store
 	log    zerolog.Logger
 	routes map[string]routeFunc // AGI script name -> handler, for AGI and the spool alike
+	spool  spoolTracker
 }
 
-// New returns the handlers; Mux routes AGI scripts to them.
-func New(cfg Config, out Outbox, log zerolog.Logger) *Handlers {
+// New returns the handlers, which record call events through m and
+// import the fallback spool into store (the one m runs on); Mux routes AGI
+// scripts to them.
+func New(cfg Config, m *callstate.Machine, store Store, log zerolog.Logger) *Handlers {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 3 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handlers{cfg: cfg, out: out, log: log}
+	h := &Handlers{cfg: cfg, calls: m, store: store, log: log}
 	h.routes = map[string]routeFunc{
 		"transfer": h.transfer,
 		"complete": h.complete,
@@ -92,7 +96,7 @@ func (h *Handlers) Mux() *agi.ServeMux {
 // event is what one handler run did, for the status variables and the log.
 type event struct {
 	id      string // Movidesk id of the base call
-	out     outbox.Outcome
+	out     callstate.Outcome
 	fields  func(*zerolog.Event)
 	decided string // for hangup: which way it went
 }
@@ -103,13 +107,15 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 	return func(s *agi.Session) {
 		start := time.Now()
 		c := newChannel(s, &h.cfg, h.cfg.Now().UTC())
+		c.record, c.isOpen = h.recordLive, h.calls.IsOpen
 		// The Movidesk attempt gets its own bound, and ends when the caller
 		// hangs up: the event is stored by then, the background sender
 		// delivers it, and the session must not outlive the call.
 		ctx, cancel := context.WithTimeout(s.HangupContext(), h.cfg.Timeout)
 		o := h.run(ctx, route, fn, c)
 		cancel()
-		if o.status == "QUEUED" && s.Hungup() && errors.Is(o.ev.out.Err, context.Canceled) {
+		var still *outbox.StillTryingError
+		if o.status == "QUEUED" && s.Hungup() && (errors.As(o.ev.out.Err, &still) || errors.Is(o.ev.out.Err, context.Canceled)) {
 			o.reason = "caller hung up before Movidesk answered; sent in the background"
 		}
 		// Setting the variables may fail on a vanished peer; the event is
@@ -129,6 +135,14 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 	}
 }
 
+// recordLive records an event of a live session. The call's lines still
+// waiting in the fallback spool go first: an event the dialplan spooled
+// (the service was full, say) came before this one.
+func (h *Handlers) recordLive(ctx context.Context, ev callstate.Event) (callstate.Outcome, error) {
+	h.importCallFromSpool(ctx, ev.Base())
+	return h.calls.Record(ctx, ev)
+}
+
 // outcome is one run of a route: what the dialplan is told and what is logged.
 type outcome struct {
 	route  string
@@ -145,7 +159,7 @@ func (h *Handlers) run(ctx context.Context, route string, fn routeFunc, c *chann
 	switch {
 	case o.err != nil:
 		o.status, o.reason = "ERROR", shortReason(o.err)
-	case o.ev.out.Result == outbox.Queued:
+	case o.ev.out.Result == callstate.Queued:
 		o.status = "QUEUED"
 		if o.ev.out.Err != nil {
 			o.reason = shortReason(o.ev.out.Err)
@@ -161,7 +175,7 @@ func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event
 	switch {
 	case o.status == "ERROR" && !isInput(o.err) && !isPermanent(o.err):
 		le = h.log.Error()
-	case o.status == "ERROR", o.status == "QUEUED":
+	case o.status == "ERROR", o.status == "QUEUED", o.ev.out.Result == callstate.Late:
 		le = h.log.Warn()
 	default:
 		le = h.log.Info()
@@ -180,8 +194,11 @@ func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event
 	for _, r := range o.ev.out.Sent {
 		le = le.Str(r.Endpoint(), r.CallID())
 	}
-	if o.ev.out.Result == outbox.Duplicate {
+	switch o.ev.out.Result {
+	case callstate.Duplicate:
 		le = le.Bool("duplicate", true)
+	case callstate.Late:
+		le = le.Bool("late", true)
 	}
 	if o.err != nil {
 		le = le.Str("error", o.err.Error())
@@ -209,7 +226,10 @@ func shortReason(err error) string {
 		te *movidesk.TransportError
 		ue *url.Error
 	)
+	var still *outbox.StillTryingError
 	switch {
+	case errors.As(err, &still) && errors.Is(still.Cause, context.DeadlineExceeded):
+		return fmt.Sprintf("movidesk %s: no answer in time", still.Endpoint)
 	case errors.As(err, &ae):
 		return fmt.Sprintf("movidesk %s: HTTP %d %s", ae.Endpoint, ae.StatusCode, http.StatusText(ae.StatusCode))
 	case errors.As(err, &te):
@@ -258,7 +278,7 @@ func (h *Handlers) transfer(ctx context.Context, c *channel, ev *event) error {
 	ev.fields = func(e *zerolog.Event) {
 		e.Int("queue_id", r.QueueID).Str("client", r.ClientNumber).Str("branch", r.BranchLine)
 	}
-	ev.out, err = h.out.Transfer(ctx, r)
+	ev.out, err = c.record(ctx, callstate.Event{Kind: callstate.Transfer, Key: callstate.TransferKey(c.uniqueID, r.BranchLine), Transfer: r})
 	return err
 }
 
@@ -294,7 +314,7 @@ func (h *Handlers) complete(ctx context.Context, c *channel, ev *event) error {
 	if err != nil {
 		return err
 	}
-	ev.out, err = h.out.Complete(ctx, r)
+	ev.out, err = c.record(ctx, callstate.Event{Kind: callstate.Complete, Complete: r})
 	return err
 }
 
@@ -323,7 +343,7 @@ func (h *Handlers) link(ctx context.Context, c *channel, ev *event) error {
 	if r.Link == "" {
 		return badInput("no recording link: pass link= or set calls.recording_link")
 	}
-	ev.out, err = h.out.Link(ctx, r)
+	ev.out, err = c.record(ctx, callstate.Event{Kind: callstate.Link, Key: callstate.LinkKey(r.Link), Link: r})
 	return err
 }
 
@@ -335,12 +355,12 @@ func (h *Handlers) hangup(ctx context.Context, c *channel, ev *event) error {
 	if err != nil {
 		return err
 	}
-	open, err := h.out.IsOpen(comp.ID)
+	open, err := c.isOpen(comp.ID)
 	if err != nil {
 		return err
 	}
 	if open {
-		ev.out, err = h.out.Complete(ctx, comp)
+		ev.out, err = c.record(ctx, callstate.Event{Kind: callstate.Complete, Complete: comp})
 	} else {
 		// The cancellation's fields matter only for a call never
 		// transferred: a call already completed is a duplicate whatever
@@ -352,15 +372,18 @@ func (h *Handlers) hangup(ctx context.Context, c *channel, ev *event) error {
 		if cerr == nil {
 			ev.fields = func(e *zerolog.Event) { e.Int("queue_id", canc.QueueID).Str("client", canc.ClientNumber) }
 		}
-		ev.out, err = h.out.Hangup(ctx, comp, canc)
+		canc.ID = comp.ID // as the hangup of a call: one id for both
+		ev.out, err = c.record(ctx, callstate.Event{Kind: callstate.Hangup, Complete: comp, Cancel: canc})
 		var ve *movidesk.ValidationError
 		if cerr != nil && errors.As(err, &ve) {
 			err = cerr // it says what to fix in the dialplan
 		}
 	}
 	switch {
-	case ev.out.Result == outbox.Duplicate:
+	case ev.out.Result == callstate.Duplicate:
 		ev.decided = "duplicate"
+	case ev.out.Result == callstate.Late:
+		ev.decided = "late"
 	case len(ev.out.Sent) > 0:
 		if _, ok := ev.out.Sent[len(ev.out.Sent)-1].(movidesk.CanceledCall); ok {
 			ev.decided = "abandon"

@@ -17,6 +17,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/agi/agitest"
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
@@ -77,7 +78,7 @@ func newRig(t *testing.T, mod func(*calls.Config)) *rig {
 	if mod != nil {
 		mod(&cfg)
 	}
-	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, ob, log), logs: logs}
+	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, callstate.New(ob, callstate.Options{Now: cfg.Now}), ob, log), logs: logs}
 	t.Cleanup(func() {
 		if strings.Contains(logs.String(), token) {
 			t.Error("the token appears in the logs")

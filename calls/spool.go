@@ -7,24 +7,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
 // The fallback spool is where the dialplan writes an event when it could
-// not reach this service (AGISTATUS is not SUCCESS), one line per event,
-// with Asterisk's FILE(path,,,al). The service imports each line once: the
-// position reached is stored in the outbox in the same transaction as the
-// events the line produced.
+// not reach this service, one line per event, with Asterisk's
+// FILE(path,,,al). The service imports each line once: the position reached
+// is stored in the outbox in the same transaction as the events the lines
+// produced, and every event has an identity (callstate.Event.Key), so that
+// a line read twice, or an event that also arrived by AGI, is a duplicate.
 //
 // A line is
 //
@@ -35,11 +40,25 @@ import (
 // memberinterface, dialedpeernumber, cdrstart (the channel variables a
 // handler reads), and arg, repeated, for the key=value arguments the AGI
 // would have had. A line without a key reads that variable as empty.
+//
+// The file is tracked by identity (device and inode) and content (a
+// fingerprint of what was read), so that it can be appended to, copied
+// over itself, truncated, rewritten, rotated by rename or deleted without
+// a line lost or imported twice.
 const (
-	spoolMagic  = "movidesk-agi/1"
+	spoolMagic  = "movidesk-agi/1 "
 	SpoolHeader = "# movidesk-agi fallback spool: one line per call event written by the dialplan while the service was unreachable\n"
-	// maxSpoolLine bounds a line; a longer one is skipped with an error.
+	// maxSpoolLine bounds a line; a longer one is skipped up to its
+	// newline, and the line the dialplan appended to it, if any, is kept.
 	maxSpoolLine = 16 << 10
+	// spoolBatch is how many lines share one transaction (one fsync).
+	spoolBatch = 256
+	// fingerprintLen is how much of the start, and of the end, of what was
+	// read the fingerprint covers.
+	fingerprintLen = 4096
+	// maxFuture bounds a line's date: a clock a little ahead is tolerated,
+	// an event from the future is not.
+	maxFuture = time.Minute
 )
 
 // spoolVars maps a line's keys to the channel variables they stand for.
@@ -53,20 +72,70 @@ var spoolVars = map[string]string{
 	"cdrstart":         "CDR(start,u)",
 }
 
-// spoolMark is how far a spool file was imported.
-type spoolMark struct {
+// spoolPos is how far a spool file was imported, and what it held.
+type spoolPos struct {
+	Dev    uint64 `json:"dev"`
 	Inode  uint64 `json:"inode"`
 	Offset int64  `json:"offset"`
+	Head   uint64 `json:"head"` // FNV-64a of the first min(Offset, 4096) bytes
+	Tail   uint64 `json:"tail"` // FNV-64a of the 4096 bytes before Offset
+}
+
+// spoolTracker is the importer's state between passes.
+type spoolTracker struct {
+	pass sync.Mutex // one pass at a time
+	// file is the spool file last read, kept open: once renamed away
+	// (rotated) or deleted, its last lines are still read from it.
+	file *os.File
+
+	mu  sync.Mutex
+	pos spoolPos // as last committed, for the live path
+}
+
+type fileID struct{ dev, inode uint64 }
+
+func idOf(st os.FileInfo) fileID {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return fileID{uint64(sys.Dev), sys.Ino}
+	}
+	return fileID{}
+}
+
+func (p spoolPos) id() fileID { return fileID{p.Dev, p.Inode} }
+
+// checkRegular refuses a spool path that is not a regular file: a symlink
+// could point at a secret (its lines would be logged as not understood), a
+// FIFO would hang start-up, a directory cannot be appended to.
+func checkRegular(path string, st os.FileInfo) error {
+	switch m := st.Mode(); {
+	case m&os.ModeSymlink != 0:
+		return fmt.Errorf("spool %s is a symbolic link; give the real path of a regular file", path)
+	case m&os.ModeNamedPipe != 0:
+		return fmt.Errorf("spool %s is a FIFO; want a regular file", path)
+	case m.IsDir():
+		return fmt.Errorf("spool %s is a directory; want a regular file", path)
+	case !m.IsRegular():
+		return fmt.Errorf("spool %s is not a regular file (%s)", path, m.Type())
+	}
+	return nil
 }
 
 // PrepareSpool creates the spool file with its header line when it is
 // missing or empty: Asterisk's FILE() appends only to a file that already
-// holds a complete line. mode is applied to a new file.
+// holds a complete line. mode is applied to a new file. A path that exists
+// but is not a regular file is refused.
 func PrepareSpool(path string, mode os.FileMode) error {
+	if st, err := os.Lstat(path); err == nil {
+		if err := checkRegular(path, st); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("spool %s: %w", path, err)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("spool %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, mode)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, mode)
 	if err != nil {
 		return fmt.Errorf("spool %s: %w", path, err)
 	}
@@ -74,6 +143,9 @@ func PrepareSpool(path string, mode os.FileMode) error {
 	st, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("spool %s: %w", path, err)
+	}
+	if err := checkRegular(path, st); err != nil {
+		return err
 	}
 	if st.Size() == 0 {
 		if _, err := f.WriteString(SpoolHeader); err != nil {
@@ -86,15 +158,47 @@ func PrepareSpool(path string, mode os.FileMode) error {
 	return nil
 }
 
+// openSpool opens a spool file for reading, refusing anything but a
+// regular file, without following a symlink or blocking on a FIFO.
+func openSpool(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, nil, fmt.Errorf("spool %s is a symbolic link; give the real path of a regular file", path)
+		}
+		return nil, nil, fmt.Errorf("spool %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err == nil {
+		err = checkRegular(path, st)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
+}
+
 // WatchSpool imports the spool at path now and then every interval until
-// ctx ends. Errors are logged; a line that cannot be stored is tried again
-// on the next pass.
+// ctx ends, recreating it (with its header) when it went missing. Errors
+// are logged; lines that could not be stored are tried again on the next
+// pass.
 func (h *Handlers) WatchSpool(ctx context.Context, path string, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	defer h.closeSpool()
 	for {
-		if _, err := h.ImportSpool(ctx, path); err != nil && ctx.Err() == nil {
+		if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+			if err := PrepareSpool(path, 0o664); err != nil {
+				h.log.Error().Err(err).Msg("fallback spool missing and could not be recreated")
+			} else {
+				h.log.Warn().Str("spool", path).Msg("fallback spool was missing; recreated with its header")
+			}
+		}
+		if n, err := h.ImportSpool(ctx, path); err != nil && ctx.Err() == nil {
 			h.log.Error().Err(err).Str("spool", path).Msg("fallback spool import stopped; trying again")
+		} else if n > 0 {
+			h.log.Info().Int("events", n).Str("spool", path).Msg("fallback spool imported")
 		}
 		select {
 		case <-ctx.Done():
@@ -104,124 +208,365 @@ func (h *Handlers) WatchSpool(ctx context.Context, path string, interval time.Du
 	}
 }
 
+func (h *Handlers) closeSpool() {
+	h.spool.pass.Lock()
+	defer h.spool.pass.Unlock()
+	if h.spool.file != nil {
+		h.spool.file.Close()
+		h.spool.file = nil
+	}
+}
+
+func spoolKey(path string) string { return "spool:" + path }
+
 // ImportSpool imports the lines added to the spool since the last import
 // and returns how many events it stored.
 func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
-	f, err := os.Open(path)
+	h.spool.pass.Lock()
+	defer h.spool.pass.Unlock()
+	cur, st, err := openSpool(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("spool %s: %w", path, err)
+		return 0, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return 0, fmt.Errorf("spool %s: %w", path, err)
-	}
-	var inode uint64
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		inode = sys.Ino
-	}
-	key := "spool:" + path
-	var mark spoolMark
-	if b, err := h.out.Mark(key); err != nil {
+	keep := false
+	defer func() {
+		if !keep {
+			cur.Close()
+		}
+	}()
+	key := spoolKey(path)
+	var pos spoolPos
+	if b, err := h.store.Mark(key); err != nil {
 		return 0, err
 	} else if b != nil {
-		if err := json.Unmarshal(b, &mark); err != nil {
-			return 0, fmt.Errorf("spool %s: stored position unreadable: %w", path, err)
+		if err := json.Unmarshal(b, &pos); err != nil {
+			h.log.Error().Err(err).Str("spool", path).Msg("fallback spool position unreadable; importing from the start (duplicates are recognised)")
+			pos = spoolPos{}
 		}
 	}
-	if mark.Inode != inode || st.Size() < mark.Offset {
-		// A new or truncated file (rotated): read it from the start.
-		if mark.Offset > 0 {
-			h.log.Info().Str("spool", path).Msg("fallback spool was replaced or truncated; importing it from the start")
-		}
-		mark = spoolMark{Inode: inode}
-	}
-	if st.Size() == mark.Offset {
-		return 0, nil
-	}
-	if _, err := f.Seek(mark.Offset, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("spool %s: %w", path, err)
-	}
-	r := bufio.NewReaderSize(f, 64<<10)
+	h.setPos(pos)
+	curID := idOf(st)
 	n := 0
-	for {
-		line, err := r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// Skip an absurd line whole rather than import a part of it.
-			skipped := int64(len(line))
-			for errors.Is(err, bufio.ErrBufferFull) {
-				line, err = r.ReadSlice('\n')
-				skipped += int64(len(line))
+	switch {
+	case pos.Offset == 0:
+		pos = spoolPos{Dev: curID.dev, Inode: curID.inode}
+	case pos.id() == curID && matches(cur, st.Size(), pos):
+		// Appended to, or untouched.
+	case pos.id() != curID && matches(cur, st.Size(), pos):
+		// Copied over itself: the same content under a new inode.
+		pos.Dev, pos.Inode = curID.dev, curID.inode
+	default:
+		if pos.id() != curID {
+			// Renamed away (rotated) or deleted: finish the old file first,
+			// the lines written just before it went included.
+			if old := h.oldSpool(path, pos); old != nil {
+				k, err := h.importFrom(ctx, path, old, key, &pos, true)
+				n += k
+				if old != h.spool.file {
+					old.Close()
+				}
+				if err != nil {
+					return n, err
+				}
 			}
-			if err != nil {
-				return n, nil // incomplete: wait for its end
-			}
-			mark.Offset += skipped
-			h.log.Error().Str("spool", path).Int64("offset", mark.Offset-skipped).Int64("bytes", skipped).Msg("fallback spool line too long; skipped")
-			if err := h.saveMark(key, mark); err != nil {
-				return n, err
-			}
+		} else {
+			h.log.Warn().Str("spool", path).Int64("offset", pos.Offset).
+				Msg("fallback spool was truncated or rewritten; importing it from the start (duplicates are recognised)")
+		}
+		pos = spoolPos{Dev: curID.dev, Inode: curID.inode}
+	}
+	k, err := h.importFrom(ctx, path, cur, key, &pos, false)
+	n += k
+	if h.spool.file != nil && h.spool.file != cur {
+		h.spool.file.Close()
+	}
+	h.spool.file, keep = cur, true
+	return n, err
+}
+
+// oldSpool finds the file pos was taken from: the one still open, or a
+// file beside path with its inode (a rotated "fallback.log.1").
+func (h *Handlers) oldSpool(path string, pos spoolPos) *os.File {
+	if f := h.spool.file; f != nil {
+		if st, err := f.Stat(); err == nil && idOf(st) == pos.id() && matches(f, st.Size(), pos) {
+			return f
+		}
+	}
+	dir := filepath.Dir(path)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), filepath.Base(path)) || !e.Type().IsRegular() {
 			continue
 		}
+		info, err := e.Info()
+		if err != nil || idOf(info) != pos.id() {
+			continue
+		}
+		f, st, err := openSpool(filepath.Join(dir, e.Name()))
 		if err != nil {
-			// EOF, possibly after a line Asterisk has not finished: it is
+			return nil
+		}
+		if idOf(st) == pos.id() && matches(f, st.Size(), pos) {
+			h.log.Info().Str("spool", path).Str("rotated", f.Name()).Msg("fallback spool was rotated; finishing the old file")
+			return f
+		}
+		f.Close()
+	}
+	return nil
+}
+
+// fingerprint hashes the first and the last fingerprintLen bytes of
+// f[0:offset).
+func fingerprint(f io.ReaderAt, offset int64) (head, tail uint64, err error) {
+	sum := func(from, n int64) (uint64, error) {
+		buf := make([]byte, n)
+		if _, err := f.ReadAt(buf, from); err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		h := fnv.New64a()
+		h.Write(buf)
+		return h.Sum64(), nil
+	}
+	n := min(offset, fingerprintLen)
+	if head, err = sum(0, n); err != nil {
+		return 0, 0, err
+	}
+	tail, err = sum(offset-n, n)
+	return head, tail, err
+}
+
+// matches reports whether f still holds what pos was read from.
+func matches(f io.ReaderAt, size int64, pos spoolPos) bool {
+	if size < pos.Offset {
+		return false
+	}
+	head, tail, err := fingerprint(f, pos.Offset)
+	return err == nil && head == pos.Head && tail == pos.Tail
+}
+
+func (h *Handlers) setPos(p spoolPos) {
+	h.spool.mu.Lock()
+	h.spool.pos = p
+	h.spool.mu.Unlock()
+}
+
+func (h *Handlers) lastPos() spoolPos {
+	h.spool.mu.Lock()
+	defer h.spool.mu.Unlock()
+	return h.spool.pos
+}
+
+// spoolLine is a line read from the spool, with where it ends.
+type spoolLine struct {
+	at   int64 // offset of its first byte
+	end  int64 // offset after its newline
+	text []byte
+}
+
+// lineReader reads whole lines of at most maxSpoolLine bytes. A longer one
+// is skipped up to its newline and reported; if the dialplan appended a
+// line to an unfinished one, that line is kept.
+type lineReader struct {
+	r   *bufio.Reader
+	off int64
+}
+
+// next returns the next complete line; ok is false at the end of what has
+// been written whole so far. skipped reports an overlong line (its start
+// and length) passed over on the way.
+func (lr *lineReader) next() (l spoolLine, skipped []spoolLine, ok bool, err error) {
+	for {
+		start := lr.off
+		line, rerr := lr.r.ReadSlice('\n')
+		if errors.Is(rerr, bufio.ErrBufferFull) {
+			// Overlong: pass over it, keeping only its last bytes, where a
+			// line the dialplan appended would be.
+			var tail []byte
+			n := int64(len(line))
+			tail = append(tail, line...)
+			for errors.Is(rerr, bufio.ErrBufferFull) {
+				line, rerr = lr.r.ReadSlice('\n')
+				n += int64(len(line))
+				tail = append(tail, line...)
+				if len(tail) > maxSpoolLine {
+					tail = append(tail[:0], tail[len(tail)-maxSpoolLine:]...)
+				}
+			}
+			if rerr != nil {
+				return l, skipped, false, ignoreEOF(rerr) // wait for its newline
+			}
+			lr.off += n
+			if i := bytes.LastIndex(tail, []byte(spoolMagic)); i > 0 || (i == 0 && n > int64(len(tail))) {
+				kept := int64(len(tail) - i)
+				skipped = append(skipped, spoolLine{at: start, end: lr.off - kept})
+				return spoolLine{at: lr.off - kept, end: lr.off, text: bytes.TrimRight(tail[i:], "\r\n")}, skipped, true, nil
+			}
+			skipped = append(skipped, spoolLine{at: start, end: lr.off})
+			continue
+		}
+		if rerr != nil {
+			// The end, possibly in a line Asterisk has not finished: it is
 			// read again, whole, next time.
-			return n, nil
+			return l, skipped, false, ignoreEOF(rerr)
 		}
-		at := mark.Offset
-		next := mark
-		next.Offset += int64(len(line))
-		stored, err := h.importLine(ctx, path, at, bytes.TrimRight(line, "\r\n"), key, next)
-		if err != nil {
-			return n, err
+		lr.off += int64(len(line))
+		if len(line) > maxSpoolLine {
+			skipped = append(skipped, spoolLine{at: start, end: lr.off})
+			continue
 		}
-		n += stored
-		mark = next
-		if ctx.Err() != nil {
-			return n, ctx.Err()
-		}
+		return spoolLine{at: start, end: lr.off, text: bytes.TrimRight(line, "\r\n")}, skipped, true, nil
 	}
 }
 
-func (h *Handlers) saveMark(key string, m spoolMark) error {
-	b, _ := json.Marshal(m)
-	return h.out.SetMark(key, b)
+func ignoreEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
 }
 
-// importLine stores the events of one line together with the new position.
-// It returns an error only when nothing could be stored, so the line is
-// read again.
-func (h *Handlers) importLine(ctx context.Context, path string, at int64, line []byte, key string, next spoolMark) (int, error) {
+// importFrom imports f's complete lines from pos.Offset, spoolBatch lines a
+// transaction, each with the position after it. finished says f will not
+// grow (rotated away): an unterminated last line is then skipped.
+func (h *Handlers) importFrom(ctx context.Context, path string, f *os.File, key string, pos *spoolPos, finished bool) (int, error) {
+	lr := &lineReader{r: bufio.NewReaderSize(io.NewSectionReader(f, pos.Offset, 1<<62), maxSpoolLine), off: pos.Offset}
+	total := 0
+	for ctx.Err() == nil {
+		var batch []spoolLine
+		var err error
+		end := pos.Offset
+		for len(batch) < spoolBatch {
+			l, skipped, ok, rerr := lr.next()
+			for _, s := range skipped {
+				h.log.Error().Str("spool", path).Int64("offset", s.at).Int64("bytes", s.end-s.at).
+					Msg("fallback spool line too long; skipped")
+				end = s.end
+			}
+			if rerr != nil {
+				err = fmt.Errorf("spool %s: %w", path, rerr)
+			}
+			if !ok {
+				break
+			}
+			batch = append(batch, l)
+			end = l.end
+		}
+		if len(batch) == 0 && end == pos.Offset {
+			if finished && err == nil {
+				if st, serr := f.Stat(); serr == nil && st.Size() > pos.Offset {
+					h.log.Warn().Str("spool", path).Int64("offset", pos.Offset).Int64("bytes", st.Size()-pos.Offset).
+						Msg("rotated fallback spool ends in an unfinished line; skipped")
+				}
+			}
+			return total, err
+		}
+		next := *pos
+		next.Offset = end
+		var ferr error
+		if next.Head, next.Tail, ferr = fingerprint(f, end); ferr != nil {
+			return total, fmt.Errorf("spool %s: %w", path, ferr)
+		}
+		n, serr := h.importBatch(ctx, path, batch, key, next)
+		if serr != nil {
+			return total, serr
+		}
+		total += n
+		*pos = next
+		h.setPos(next)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, ctx.Err()
+}
+
+// spooled is one line's event, ready to be logged once committed.
+type spooled struct {
+	o     outcome
+	start time.Time
+}
+
+// importBatch stores the events of lines in one transaction, with the
+// position after them (when key is not empty). A line that is not
+// understood, or whose event Movidesk would refuse, is logged and skipped;
+// only a store error fails the batch, which is then read again.
+func (h *Handlers) importBatch(ctx context.Context, path string, lines []spoolLine, key string, next spoolPos) (int, error) {
+	var done []spooled
+	stored := 0
+	err := h.store.Update(func(tx *outbox.Tx) error {
+		done, stored = done[:0], 0
+		for _, l := range lines {
+			start := time.Now()
+			route, c, err := h.parseSpoolLine(l.text)
+			if err != nil {
+				if err != errComment {
+					h.logBadLine(path, l, err)
+				}
+				continue
+			}
+			var storeErr error
+			c.record = func(_ context.Context, ev callstate.Event) (callstate.Outcome, error) {
+				d, err := callstate.Apply(tx, ev, h.cfg.Now())
+				if err != nil && !isPermanent(err) && !isInput(err) {
+					storeErr = err
+				}
+				return callstate.Outcome{Result: d.Result, Sent: d.Sent}, err
+			}
+			c.isOpen = func(base string) (bool, error) {
+				cs, err := tx.Call(base)
+				return cs.Open, err
+			}
+			o := h.run(ctx, route, h.routes[route], c)
+			if storeErr != nil {
+				return storeErr
+			}
+			stored += len(o.ev.out.Sent)
+			done = append(done, spooled{o, start})
+		}
+		if key == "" {
+			return nil
+		}
+		b, _ := json.Marshal(next)
+		return tx.PutMark(key, b)
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, s := range done {
+		h.logEvent(s.o, s.start, func(le *zerolog.Event) { le.Str("source", "spool") })
+	}
+	return stored, nil
+}
+
+// logBadLine logs a line that is not understood. Its text is shown only
+// when it looks like one of ours: the file might hold anything.
+func (h *Handlers) logBadLine(path string, l spoolLine, err error) {
+	le := h.log.Error().Str("spool", path).Int64("offset", l.at).Int("bytes", len(l.text))
+	if bytes.HasPrefix(l.text, []byte(spoolMagic)) && utf8.Valid(l.text) {
+		le = le.Str("line", clip(string(l.text)))
+	}
+	le.Err(err).Msg("fallback spool line not understood; skipped")
+}
+
+var errComment = errors.New("comment")
+
+func (h *Handlers) parseSpoolLine(line []byte) (string, *channel, error) {
 	text := string(line)
 	if strings.TrimSpace(text) == "" || strings.HasPrefix(text, "#") {
-		return 0, h.saveMark(key, next)
+		return "", nil, errComment
 	}
-	route, c, err := h.parseSpoolLine(text)
-	if err != nil {
-		h.log.Error().Str("spool", path).Int64("offset", at).Str("line", clip(text)).Err(err).Msg("fallback spool line not understood; skipped")
-		return 0, h.saveMark(key, next)
+	if !utf8.ValidString(text) {
+		return "", nil, errors.New("not valid UTF-8")
 	}
-	b, _ := json.Marshal(next)
-	start := time.Now()
-	o := h.run(outbox.WithMark(ctx, key, b), route, h.routes[route], c)
-	h.logEvent(o, start, func(le *zerolog.Event) { le.Str("source", "spool") })
-	if o.err != nil && !isInput(o.err) && !isPermanent(o.err) {
-		return 0, o.err
-	}
-	if o.err != nil || o.ev.out.Result == outbox.Duplicate {
-		// Nothing was stored with the position.
-		return 0, h.saveMark(key, next)
-	}
-	return len(o.ev.out.Sent), nil
-}
-
-func (h *Handlers) parseSpoolLine(text string) (string, *channel, error) {
 	f := strings.Fields(text)
-	if len(f) < 3 || len(f) > 4 || f[0] != spoolMagic {
-		return "", nil, fmt.Errorf("want %q ROUTE EPOCH QUERY", spoolMagic)
+	if len(f) < 3 || len(f) > 4 || f[0]+" " != spoolMagic {
+		return "", nil, fmt.Errorf("want %qROUTE EPOCH QUERY", spoolMagic)
 	}
 	route := f[1]
 	if _, ok := h.routes[route]; !ok {
@@ -231,11 +576,25 @@ func (h *Handlers) parseSpoolLine(text string) (string, *channel, error) {
 	if !ok {
 		return "", nil, fmt.Errorf("bad epoch %q", f[2])
 	}
+	now := h.cfg.Now()
+	if when.After(now.Add(maxFuture)) {
+		return "", nil, fmt.Errorf("epoch %s is in the future", f[2])
+	}
+	if h.calls != nil && when.Before(now.Add(-h.calls.Retention())) {
+		return "", nil, fmt.Errorf("epoch %s is older than the store's retention (%s)", f[2], h.calls.Retention())
+	}
 	var q url.Values
 	if len(f) == 4 {
 		var err error
 		if q, err = url.ParseQuery(f[3]); err != nil {
 			return "", nil, fmt.Errorf("bad query: %w", err)
+		}
+	}
+	for k, vs := range q {
+		for _, v := range vs {
+			if !utf8.ValidString(v) || strings.ContainsFunc(v, isControl) {
+				return "", nil, fmt.Errorf("%s holds a control character or invalid UTF-8", k)
+			}
 		}
 	}
 	args := map[string]string{}
@@ -260,6 +619,60 @@ func (h *Handlers) parseSpoolLine(text string) (string, *channel, error) {
 		vars:     vars,
 	}
 	return route, c, nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// importCallFromSpool imports, before a live event of call base, that
+// call's lines still waiting in the spool: the dialplan wrote them before
+// this event (a transfer spooled while the service was full, say), so they
+// go first. The importer meets them again later as duplicates.
+func (h *Handlers) importCallFromSpool(ctx context.Context, base string) {
+	path := h.cfg.Spool
+	if path == "" {
+		return
+	}
+	pos := h.lastPos()
+	st, err := os.Lstat(path)
+	if err != nil || !st.Mode().IsRegular() {
+		return
+	}
+	from := pos.Offset
+	if idOf(st) != pos.id() || st.Size() < from {
+		from = 0
+	}
+	if st.Size() <= from {
+		return // nothing waiting: the usual case, one stat
+	}
+	f, _, err := openSpool(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	needle := []byte(url.QueryEscape(strings.TrimPrefix(base, h.cfg.IDPrefix)))
+	lr := &lineReader{r: bufio.NewReaderSize(io.NewSectionReader(f, from, 1<<62), maxSpoolLine), off: from}
+	var mine []spoolLine
+	for {
+		l, _, ok, err := lr.next()
+		if !ok || err != nil {
+			break
+		}
+		if !bytes.Contains(l.text, needle) {
+			continue
+		}
+		if _, c, err := h.parseSpoolLine(l.text); err == nil {
+			if id, err := c.baseID(); err == nil && id == base {
+				l.text = bytes.Clone(l.text)
+				mine = append(mine, l)
+			}
+		}
+	}
+	if len(mine) == 0 {
+		return
+	}
+	if _, err := h.importBatch(ctx, path, mine, "", spoolPos{}); err != nil {
+		h.log.Error().Err(err).Str("call_id", base).Msg("fallback spool lines of the call not imported before its live event; the importer takes them")
+	}
 }
 
 func clip(s string) string {

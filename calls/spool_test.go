@@ -74,7 +74,7 @@ var callerSide = []string{"uniqueid", linked, "channel", "PJSIP/loop-00000001", 
 	"callerid", "+55 47 3399-0777", "linkedid", linked, "queuename", "support", "cdrstart", "1795524751.608969"}
 
 func TestSpoolIsImportedExactlyOnce(t *testing.T) {
-	r := newRig(t, nil)
+	r := newSpoolRig(t, nil)
 	path := newSpool(t)
 	head, _ := os.ReadFile(path)
 	if string(head) != calls.SpoolHeader {
@@ -101,7 +101,7 @@ func TestSpoolIsImportedExactlyOnce(t *testing.T) {
 }
 
 func TestSpoolWaitsForAWholeLineAndSkipsGarbage(t *testing.T) {
-	r := newRig(t, nil)
+	r := newSpoolRig(t, nil)
 	path := newSpool(t)
 	appendSpool(t, path, "this is not a spool line\n")
 	full := spoolLine("abandon", "1795525240", append(callerSide, "arg", "queue=3")...)
@@ -122,7 +122,7 @@ func TestSpoolWaitsForAWholeLineAndSkipsGarbage(t *testing.T) {
 }
 
 func TestSpoolRotatedIsReadFromTheStart(t *testing.T) {
-	r := newRig(t, nil)
+	r := newSpoolRig(t, nil)
 	path := newSpool(t)
 	appendSpool(t, path, spoolLine("abandon", "1795525240", append(callerSide, "arg", "id=first")...))
 	if n := r.importSpool(path); n != 1 {
@@ -144,7 +144,7 @@ func TestSpoolRotatedIsReadFromTheStart(t *testing.T) {
 func TestSpoolSurvivesAnInvalidEvent(t *testing.T) {
 	// A line whose event can never succeed (no queue id anywhere) is
 	// logged and skipped; the next one is still imported.
-	r := newRig(t, func(c *calls.Config) { c.DefaultQueueID = 0 })
+	r := newSpoolRig(t, func(c *calls.Config) { c.DefaultQueueID = 0 })
 	path := newSpool(t)
 	appendSpool(t, path, spoolLine("abandon", "1795525240", append(callerSide, "queuename", "nowhere")...))
 	appendSpool(t, path, spoolLine("abandon", "1795525241", append(callerSide, "arg", "queue=5")...))
@@ -163,7 +163,7 @@ func TestSpooledAgentLegTakesTheQueueOfTheCallersContext(t *testing.T) {
 	// The dialplan spools, with the transfer run by Dial's U() in
 	// movidesk-transfer, the caller's context, movidesk-dial, where its
 	// abandon or completion runs: both get the queue mapped for it.
-	r := newRig(t, func(c *calls.Config) {
+	r := newSpoolRig(t, func(c *calls.Config) {
 		c.DefaultQueueID = 0
 		c.Queues = map[string]int{"movidesk-dial": 5}
 	})
@@ -183,4 +183,15 @@ func TestSpooledAgentLegTakesTheQueueOfTheCallersContext(t *testing.T) {
 	if !strings.Contains(r.logs.String(), `no Movidesk queue id for context \"movidesk-transfer\"`) {
 		t.Errorf("the line without mastercontext is not refused naming the context:\n%s", r.logs.String())
 	}
+}
+
+// newSpoolRig is a rig whose clock is an hour after the spooled events, as
+// when the service imports them after an outage.
+func newSpoolRig(t *testing.T, mod func(*calls.Config)) *rig {
+	return newRig(t, func(c *calls.Config) {
+		c.Now = func() time.Time { return now.Add(time.Hour) }
+		if mod != nil {
+			mod(c)
+		}
+	})
 }

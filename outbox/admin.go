@@ -2,10 +2,10 @@ package outbox
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	bolt "go.etcd.io/bbolt"
 )
@@ -35,7 +35,7 @@ func (o *Outbox) List() ([]Event, error) {
 			var rec record
 			if err := json.Unmarshal(v, &rec); err != nil {
 				// Listed, so that it can be dropped.
-				evs = append(evs, Event{Seq: seqOf(k), State: "unreadable", LastError: err.Error()})
+				evs = append(evs, Event{Seq: seqOf(k), State: StateUnreadable, LastError: err.Error()})
 				return nil
 			}
 			ev := Event{
@@ -56,10 +56,13 @@ func (o *Outbox) List() ([]Event, error) {
 }
 
 // Retry makes event seq due now, with its backoff reset; a failed event
-// becomes pending again. Seq 0 retries every failed event.
-func (o *Outbox) Retry(seq uint64) error {
+// becomes pending again. Seq 0 retries every failed event; records that
+// cannot be decoded are skipped, and their numbers returned, so that an
+// administrator can drop them.
+func (o *Outbox) Retry(seq uint64) (skipped []uint64, err error) {
 	now := o.now()
-	err := o.db.Update(func(tx *bolt.Tx) error {
+	err = o.w.do(func(tx *bolt.Tx) error {
+		skipped = nil
 		reset := func(seq uint64, rec *record) error {
 			rec.State, rec.Next, rec.Streak = StatePending, now, 0
 			return putRecord(tx, seq, rec)
@@ -67,7 +70,7 @@ func (o *Outbox) Retry(seq uint64) error {
 		if seq != 0 {
 			rec, err := getRecord(tx, seq)
 			if err != nil {
-				return err
+				return fmt.Errorf("%w; drop it with: outbox drop %d", err, seq)
 			}
 			if rec == nil {
 				return fmt.Errorf("event %d: %w", seq, ErrNotFound)
@@ -78,7 +81,8 @@ func (o *Outbox) Retry(seq uint64) error {
 		err := tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
 			var rec record
 			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("decode event %d: %w", seqOf(k), err)
+				skipped = append(skipped, seqOf(k))
+				return nil
 			}
 			if rec.State == StateFailed {
 				failed[seqOf(k)] = &rec
@@ -96,32 +100,30 @@ func (o *Outbox) Retry(seq uint64) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("outbox %s: retry: %w", o.path, err)
+		return nil, fmt.Errorf("outbox %s: retry: %w", o.path, err)
 	}
 	o.kick()
-	return nil
+	return skipped, nil
 }
 
-// Drop deletes event seq, whatever its state; the call's later events are
-// no longer held back by it. The call's state is kept as it is: a dropped
-// transfer leaves its segment open (its completion will still go out under
-// that segment's id), a dropped completion does not reopen the call, and
-// the ids already used are never used again.
+// Drop deletes event seq, whatever its state and whatever the record holds;
+// the call's later events are no longer held back by it. The call's state
+// is kept as it is: a dropped transfer leaves its segment open (its
+// completion will still go out under that segment's id), a dropped
+// completion does not reopen the call, and the ids already used are never
+// used again.
 func (o *Outbox) Drop(seq uint64) error {
-	err := o.db.Update(func(tx *bolt.Tx) error {
-		rec, err := getRecord(tx, seq)
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) {
+	err := o.w.do(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketEvents).Get(seqKey(seq))
+		if v == nil {
+			return fmt.Errorf("event %d: %w", seq, ErrNotFound)
+		}
+		var rec record
+		if err := json.Unmarshal(v, &rec); err != nil || rec.Call == "" {
 			// Unreadable: its call is unknown, so only the record goes.
 			return tx.Bucket(bucketEvents).Delete(seqKey(seq))
 		}
-		if err != nil {
-			return err
-		}
-		if rec == nil {
-			return fmt.Errorf("event %d: %w", seq, ErrNotFound)
-		}
-		return deleteEvent(tx, seq, rec, o.now())
+		return deleteEvent(tx, seq, &rec)
 	})
 	if err != nil {
 		return fmt.Errorf("outbox %s: drop: %w", o.path, err)
@@ -131,18 +133,25 @@ func (o *Outbox) Drop(seq uint64) error {
 	return nil
 }
 
-// Stats counts the stored events by state, and the open calls.
-func (o *Outbox) Stats() (pending, failed, open int, err error) {
-	err = o.db.View(func(tx *bolt.Tx) error {
+// Stats counts the stored events by state (unreadable records apart), and
+// the open calls.
+type Stats struct {
+	Pending, Failed, Unreadable, OpenCalls int
+}
+
+// Stats counts what the outbox holds.
+func (o *Outbox) Stats() (Stats, error) {
+	var st Stats
+	err := o.db.View(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
 			var rec record
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("decode event %d: %w", seqOf(k), err)
-			}
-			if rec.State == StateFailed {
-				failed++
-			} else {
-				pending++
+			switch err := json.Unmarshal(v, &rec); {
+			case err != nil:
+				st.Unreadable++
+			case rec.State == StateFailed:
+				st.Failed++
+			default:
+				st.Pending++
 			}
 			return nil
 		})
@@ -150,33 +159,31 @@ func (o *Outbox) Stats() (pending, failed, open int, err error) {
 			return err
 		}
 		return tx.Bucket(bucketCalls).ForEach(func(k, v []byte) error {
-			var c callState
-			if err := json.Unmarshal(v, &c); err != nil {
-				return fmt.Errorf("decode call %q: %w", k, err)
-			}
-			if c.Open {
-				open++
+			var c callstate.Call
+			if json.Unmarshal(v, &c) == nil && c.Open {
+				st.OpenCalls++
 			}
 			return nil
 		})
 	})
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("outbox %s: stats: %w", o.path, err)
+		return Stats{}, fmt.Errorf("outbox %s: stats: %w", o.path, err)
 	}
-	return pending, failed, open, nil
+	return st, nil
 }
 
-// IsOpen reports whether call id (the base id) was transferred and not yet
-// completed.
-func (o *Outbox) IsOpen(id string) (bool, error) {
-	var c callState
+// Mark returns the value last stored under key (see Tx.PutMark), nil if
+// none.
+func (o *Outbox) Mark(key string) ([]byte, error) {
+	var v []byte
 	err := o.db.View(func(tx *bolt.Tx) error {
-		var err error
-		c, err = getCall(tx, id)
-		return err
+		if b := tx.Bucket(bucketMarks).Get([]byte(key)); b != nil {
+			v = append([]byte(nil), b...)
+		}
+		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("outbox %s: %w", o.path, err)
+		return nil, fmt.Errorf("outbox %s: read mark %q: %w", o.path, key, err)
 	}
-	return c.Open, nil
+	return v, nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/rs/zerolog"
 )
@@ -17,10 +18,10 @@ func BenchmarkTransfer(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		send func(context.Context, movidesk.Request) error
-		want Result
+		want callstate.Result
 	}{
-		{"SenderFast", func(context.Context, movidesk.Request) error { return nil }, Delivered},
-		{"SenderDown", down, Queued},
+		{"SenderFast", func(context.Context, movidesk.Request) error { return nil }, callstate.Delivered},
+		{"SenderDown", down, callstate.Queued},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			o, err := Open(Options{
@@ -36,7 +37,7 @@ func BenchmarkTransfer(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				out, err := o.Transfer(context.Background(), transfer(fmt.Sprintf("bench-%d", i), now))
+				out, err := callstate.New(o, callstate.Options{}).Transfer(context.Background(), "leg", transfer(fmt.Sprintf("bench-%d", i), now))
 				if err != nil || out.Result != bc.want {
 					b.Fatalf("transfer: %v, %v; want %v", out.Result, err, bc.want)
 				}

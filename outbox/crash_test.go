@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/rs/zerolog"
 )
@@ -57,12 +58,13 @@ func crashChild(mode, path string) error {
 	if err != nil {
 		return err
 	}
+	m := callstate.New(o, callstate.Options{})
 	for i := 0; ; i++ {
 		now := time.Now().UTC()
 		id := fmt.Sprintf("crash-%d", i)
-		for _, submit := range []func() (Outcome, error){
-			func() (Outcome, error) { return o.Transfer(context.Background(), transfer(id, now)) },
-			func() (Outcome, error) { return o.Complete(context.Background(), complete(id, now)) },
+		for _, submit := range []func() (callstate.Outcome, error){
+			func() (callstate.Outcome, error) { return m.Transfer(context.Background(), "leg", transfer(id, now)) },
+			func() (callstate.Outcome, error) { return m.Complete(context.Background(), complete(id, now)) },
 		} {
 			out, err := submit()
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/rs/zerolog"
 )
@@ -200,6 +201,8 @@ func (*connRefused) Error() string { return "dial tcp 127.0.0.1:9: connect: conn
 
 type testEnv struct {
 	o      *Outbox
+	m      *callstate.Machine // the call state machine over o
+	mopts  callstate.Options
 	clock  *fakeClock
 	sender *fakeSender
 	path   string
@@ -224,6 +227,19 @@ func newEnv(t *testing.T, tune ...func(*Options)) *testEnv {
 	return e
 }
 
+// newEnvMachine is newEnv with the call state machine's options.
+func newEnvMachine(t *testing.T, mopts callstate.Options, tune ...func(*Options)) *testEnv {
+	t.Helper()
+	clk := newFakeClock()
+	opts := Options{Path: filepath.Join(t.TempDir(), "outbox.db"), Log: zerolog.New(zerolog.NewTestWriter(t)), Now: clk.Now}
+	for _, f := range tune {
+		f(&opts)
+	}
+	e := &testEnv{clock: clk, sender: &fakeSender{now: clk.Now}, path: opts.Path, opts: opts, mopts: mopts}
+	e.reopen(t)
+	return e
+}
+
 // reopen opens the outbox file again, as after a restart.
 func (e *testEnv) reopen(t *testing.T) {
 	t.Helper()
@@ -233,6 +249,9 @@ func (e *testEnv) reopen(t *testing.T) {
 	}
 	o.until = e.clock.until
 	e.o = o
+	e.mopts.Now = e.clock.Now
+	e.m = callstate.New(o, e.mopts)
+	o.Housekeep(func() error { _, err := e.m.Reap(); return err })
 	t.Cleanup(func() { o.Close() })
 }
 
@@ -250,28 +269,19 @@ func (e *testEnv) run(t *testing.T) {
 	})
 }
 
-// runUntilStopped starts the background sender and returns what stops
-// it, for a test that reopens the file.
-func (e *testEnv) runUntilStopped(t *testing.T) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.o.Run(ctx) }()
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}
-}
-
 func (e *testEnv) stats(t *testing.T) (pending, failed, open int) {
 	t.Helper()
-	p, f, o, err := e.o.Stats()
+	st, err := e.o.Stats()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p, f, o
+	return st.Pending, st.Failed, st.OpenCalls
+}
+
+// Transfer records a transfer as a new agent's leg: each call of it is a
+// new event (the leg is the transfer date).
+func (e *testEnv) Transfer(ctx context.Context, r movidesk.TransferredCall) (callstate.Outcome, error) {
+	return e.m.Transfer(ctx, callstate.TransferKey(r.TransferDate.Format(time.RFC3339Nano), r.BranchLine), r)
 }
 
 func transfer(id string, at time.Time) movidesk.TransferredCall {

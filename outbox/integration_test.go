@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 	"github.com/rs/zerolog"
@@ -56,6 +57,7 @@ func clientEnv(t *testing.T, token string) (*testEnv, *movidesktest.Server, *loc
 	}
 	o.until = e.clock.until
 	e.o = o
+	e.m = callstate.New(o, e.mopts)
 	t.Cleanup(func() { o.Close() })
 	return e, srv, logs
 }
@@ -69,12 +71,14 @@ func TestWithMovideskClient(t *testing.T) {
 		for i := range calls {
 			id := fmt.Sprintf("1700000000.%d", i)
 			at := t0.Add(time.Duration(i) * time.Second)
-			for _, submit := range []func() (Outcome, error){
-				func() (Outcome, error) { return e.o.Transfer(t.Context(), transfer(id, at)) },
-				func() (Outcome, error) { return e.o.Transfer(t.Context(), transfer(id, at.Add(time.Minute))) },
-				func() (Outcome, error) { return e.o.Complete(t.Context(), complete(id, at.Add(2*time.Minute))) },
+			for _, submit := range []func() (callstate.Outcome, error){
+				func() (callstate.Outcome, error) { return e.Transfer(t.Context(), transfer(id, at)) },
+				func() (callstate.Outcome, error) { return e.Transfer(t.Context(), transfer(id, at.Add(time.Minute))) },
+				func() (callstate.Outcome, error) {
+					return e.m.Complete(t.Context(), complete(id, at.Add(2*time.Minute)))
+				},
 			} {
-				if out, err := submit(); err != nil || out.Result != Queued {
+				if out, err := submit(); err != nil || out.Result != callstate.Queued {
 					t.Fatalf("call %s: %v, %v; want queued", id, out.Result, err)
 				}
 			}
@@ -109,7 +113,7 @@ func TestWithMovideskClient(t *testing.T) {
 	t.Run("BadTokenFailsWithoutLeakingIt", func(t *testing.T) {
 		const wrong = "00000000-dead-beef-0000-000000000000"
 		e, _, logs := clientEnv(t, wrong)
-		_, err := e.o.Transfer(t.Context(), transfer("c1", t0))
+		_, err := e.Transfer(t.Context(), transfer("c1", t0))
 		var ae *movidesk.APIError
 		if !errors.As(err, &ae) || ae.StatusCode != 401 {
 			t.Fatalf("error %v, want a 401", err)

@@ -13,17 +13,18 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 )
 
 // Defaults applied by Open to zero Options fields.
 const (
-	DefaultRatePerMinute   = 10 // Movidesk's limit per account
-	DefaultMaxCallDuration = 4 * time.Hour
-	DefaultBackoffMin      = 2 * time.Second
-	DefaultBackoffMax      = 5 * time.Minute
-	DefaultRetention       = 7 * 24 * time.Hour
-	DefaultSendTimeout     = 30 * time.Second
-	DefaultLockTimeout     = time.Second
+	DefaultRatePerMinute = 10 // Movidesk's limit per account
+	DefaultBackoffMin    = 2 * time.Second
+	DefaultBackoffMax    = 5 * time.Minute
+	DefaultSendTimeout   = 30 * time.Second
+	DefaultLockTimeout   = time.Second
 	// MaxBurst bounds Burst: the limiter remembers that many send times.
 	MaxBurst = 1000
 )
@@ -33,9 +34,9 @@ const (
 	// a minute): requests leave here at exact intervals but reach Movidesk
 	// after varying network delays.
 	limiterMargin = 30
-	// reapEvery is how often Run looks for calls left open too long and
-	// purges closed ones past retention.
-	reapEvery = time.Minute
+	// housekeepEvery is how often Run calls the housekeeping function
+	// (the reaper of open calls).
+	housekeepEvery = time.Minute
 	// pauseOn429 is the global pause after a 429 without Retry-After: our
 	// count and Movidesk's disagree, so let a whole window pass.
 	pauseOn429 = time.Minute
@@ -48,12 +49,17 @@ var ErrInUse = errors.New("outbox file locked by another process")
 // ErrNotFound is returned by Retry and Drop for an unknown sequence number.
 var ErrNotFound = errors.New("no such event")
 
+// ErrClosed is returned by a write after Close.
+var ErrClosed = errors.New("outbox closed")
+
 // Sender delivers one request to Movidesk. *movidesk.Client satisfies it.
 type Sender interface {
 	Send(ctx context.Context, r movidesk.Request) error
 }
 
 var _ Sender = (*movidesk.Client)(nil)
+
+var _ callstate.Store = (*Outbox)(nil)
 
 // Options configure Open. Zero fields take the documented defaults.
 type Options struct {
@@ -65,18 +71,14 @@ type Options struct {
 	// at least 1, at most MaxBurst). The limiter allows at most Burst requests in any window
 	// of Burst/RatePerMinute minutes, widened by 1/30 for network delays:
 	// by default 10 in any 62 seconds, so never more than 10 in a minute.
+	// The window is stored with the events: a restart does not reset it.
 	Burst int
-	// MaxCallDuration is how long a call may stay open before the reaper
-	// completes it (0 = 4h).
-	MaxCallDuration time.Duration
 	// BackoffMin and BackoffMax bound the delay before an event's next
 	// attempt; it doubles from BackoffMin with each failure (0 = 2s, 5m).
 	BackoffMin, BackoffMax time.Duration
-	// Retention is how long a closed call is remembered, so that a late
-	// transfer still gets a fresh segment id (0 = 7 days).
-	Retention time.Duration
-	// SendTimeout bounds one background attempt (0 = 30s); the Sender's own
-	// timeout is usually shorter.
+	// SendTimeout bounds one attempt (0 = 30s); the Sender's own timeout
+	// is usually shorter. An attempt is never abandoned before: its result
+	// settles the event, so that Movidesk does not get it twice.
 	SendTimeout time.Duration
 	// LockTimeout is how long Open waits for another process to release
 	// the file (0 = 1s).
@@ -86,8 +88,9 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Outbox is the durable store of call events and open calls, and the
-// sender that empties it. Its methods are safe for concurrent use.
+// Outbox is the durable queue of Movidesk requests, the sender that empties
+// it within the rate limit, and the store of the call state beside it
+// (callstate.Store). Its methods are safe for concurrent use.
 type Outbox struct {
 	db     *bolt.DB
 	path   string
@@ -100,56 +103,15 @@ type Outbox struct {
 	until func(t time.Time) (<-chan time.Time, func())
 	lim   *window
 	wake  chan struct{}
+	w     *committer
+	// attempts counts the attempts running on behalf of a Submit whose
+	// caller may have gone: Close waits for them.
+	attempts  sync.WaitGroup
+	housekeep func() error
 
 	mu       sync.Mutex
 	inflight map[string]bool // base call ids with an attempt in progress
 	paused   time.Time       // no request before this (Retry-After of a 429)
-}
-
-// Result says what became of an event.
-type Result int
-
-const (
-	// Delivered: Movidesk accepted every request of the event.
-	Delivered Result = iota + 1
-	// Queued: stored safely; the background sender delivers it later.
-	Queued
-	// Duplicate: the call was already completed (or abandoned, for
-	// Hangup); nothing was stored or sent.
-	Duplicate
-)
-
-func (r Result) String() string {
-	switch r {
-	case Delivered:
-		return "delivered"
-	case Queued:
-		return "queued"
-	case Duplicate:
-		return "duplicate"
-	}
-	return fmt.Sprintf("Result(%d)", int(r))
-}
-
-// Status is the value for the dialplan's MOVIDESK_STATUS: "OK" when
-// Movidesk has the event or needs nothing, "QUEUED" when it will get it
-// later.
-func (r Result) Status() string {
-	if r == Queued {
-		return "QUEUED"
-	}
-	return "OK"
-}
-
-// Outcome is what a submission did.
-type Outcome struct {
-	Result Result
-	// Sent is what was stored, with the ids Movidesk sees, in order. A
-	// transfer of an open call stores the completion of the open segment
-	// first.
-	Sent []movidesk.Request
-	// Err is the delivery error behind Queued, for the log.
-	Err error
 }
 
 // Open opens (or creates) the outbox at opts.Path. s may be nil for an
@@ -166,7 +128,7 @@ func Open(opts Options, s Sender) (*Outbox, error) {
 		return nil, fmt.Errorf("outbox %s: create directory: %w", opts.Path, err)
 	}
 	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("outbox %s is in use by a running movidesk-agi; stop it first: %w", opts.Path, ErrInUse)
 	}
 	if err != nil {
@@ -179,6 +141,11 @@ func Open(opts Options, s Sender) (*Outbox, error) {
 	n := opts.Burst
 	span := time.Duration(float64(n) / opts.RatePerMinute * float64(time.Minute))
 	span += span / limiterMargin
+	lim := newWindow(n, span)
+	if err := db.View(func(tx *bolt.Tx) error { return loadWindow(tx, lim) }); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("outbox %s: %w", opts.Path, err)
+	}
 	o := &Outbox{
 		db:       db,
 		path:     opts.Path,
@@ -186,9 +153,10 @@ func Open(opts Options, s Sender) (*Outbox, error) {
 		opts:     opts,
 		log:      opts.Log,
 		now:      opts.Now,
-		lim:      newWindow(n, span),
+		lim:      lim,
 		wake:     make(chan struct{}, 1),
 		inflight: make(map[string]bool),
+		w:        newCommitter(db),
 	}
 	o.until = func(t time.Time) (<-chan time.Time, func()) {
 		tm := time.NewTimer(max(t.Sub(o.now()), 0))
@@ -205,8 +173,7 @@ func (opts *Options) setDefaults() error {
 		return fmt.Errorf("outbox: Options.RatePerMinute %v is not a positive rate", opts.RatePerMinute)
 	}
 	for name, d := range map[string]time.Duration{
-		"MaxCallDuration": opts.MaxCallDuration, "BackoffMin": opts.BackoffMin,
-		"BackoffMax": opts.BackoffMax, "Retention": opts.Retention,
+		"BackoffMin": opts.BackoffMin, "BackoffMax": opts.BackoffMax,
 		"SendTimeout": opts.SendTimeout, "LockTimeout": opts.LockTimeout,
 	} {
 		if d < 0 {
@@ -222,9 +189,6 @@ func (opts *Options) setDefaults() error {
 	if opts.Burst == 0 {
 		opts.Burst = int(max(1, min(opts.RatePerMinute, MaxBurst)))
 	}
-	if opts.MaxCallDuration == 0 {
-		opts.MaxCallDuration = DefaultMaxCallDuration
-	}
 	if opts.BackoffMin == 0 {
 		opts.BackoffMin = DefaultBackoffMin
 	}
@@ -233,9 +197,6 @@ func (opts *Options) setDefaults() error {
 	}
 	if opts.BackoffMax < opts.BackoffMin {
 		return fmt.Errorf("outbox: Options.BackoffMax %v is below BackoffMin %v", opts.BackoffMax, opts.BackoffMin)
-	}
-	if opts.Retention == 0 {
-		opts.Retention = DefaultRetention
 	}
 	if opts.SendTimeout == 0 {
 		opts.SendTimeout = DefaultSendTimeout
@@ -249,9 +210,12 @@ func (opts *Options) setDefaults() error {
 	return nil
 }
 
-// Close closes the file. Stop Run (cancel its context and wait for it)
-// first.
+// Close waits for the attempts still running on behalf of callers that
+// have gone (each bounded by SendTimeout), then closes the file. Stop Run
+// (cancel its context and wait for it) first.
 func (o *Outbox) Close() error {
+	o.attempts.Wait()
+	o.w.close()
 	if err := o.db.Close(); err != nil {
 		return fmt.Errorf("outbox %s: close: %w", o.path, err)
 	}

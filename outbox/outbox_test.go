@@ -3,12 +3,14 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 )
 
@@ -16,11 +18,11 @@ func TestSubmit(t *testing.T) {
 	t.Run("DeliveredWhenMovideskAccepts", func(t *testing.T) {
 		e := newEnv(t)
 		r := transfer("1700000000.1", t0)
-		out, err := e.o.Transfer(t.Context(), r)
+		out, err := e.Transfer(t.Context(), r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out.Result != Delivered || out.Result.Status() != "OK" {
+		if out.Result != callstate.Delivered || out.Result.Status() != "OK" {
 			t.Errorf("result %v (status %s), want delivered (OK)", out.Result, out.Result.Status())
 		}
 		if diff := cmp.Diff([]movidesk.Request{r}, e.sender.delivered()); diff != "" {
@@ -34,11 +36,11 @@ func TestSubmit(t *testing.T) {
 	t.Run("QueuedWhenMovideskDown", func(t *testing.T) {
 		e := newEnv(t)
 		e.sender.set(down)
-		out, err := e.o.Transfer(t.Context(), transfer("c1", t0))
+		out, err := e.Transfer(t.Context(), transfer("c1", t0))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out.Result != Queued || out.Result.Status() != "QUEUED" || out.Err == nil {
+		if out.Result != callstate.Queued || out.Result.Status() != "QUEUED" || out.Err == nil {
 			t.Errorf("got %v (status %s, err %v), want queued with the delivery error", out.Result, out.Result.Status(), out.Err)
 		}
 		evs, err := e.o.List()
@@ -53,23 +55,40 @@ func TestSubmit(t *testing.T) {
 		}
 	})
 
-	t.Run("QueuedWhenTheCallerRunsOutOfTime", func(t *testing.T) {
+	t.Run("CallerGoneTheAttemptGoesOnAndSettles", func(t *testing.T) {
+		// The caller hangs up while Movidesk is still answering: the
+		// caller is told QUEUED at once, the request is not abandoned,
+		// and its answer settles the event, so it is never sent again.
 		e := newEnv(t)
+		arrived, answer := make(chan struct{}), make(chan struct{})
 		e.sender.set(func(ctx context.Context, r movidesk.Request) error {
-			<-ctx.Done() // Movidesk is slower than the caller's deadline
-			return &movidesk.TransportError{Endpoint: r.Endpoint(), Err: ctx.Err()}
+			close(arrived)
+			select {
+			case <-answer:
+				return nil
+			case <-ctx.Done():
+				return &movidesk.TransportError{Endpoint: r.Endpoint(), Err: ctx.Err()}
+			}
 		})
-		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
-		defer cancel()
-		out, err := e.o.Complete(ctx, complete("c1", t0))
+		ctx, hangup := context.WithCancel(t.Context())
+		go func() { <-arrived; hangup() }()
+		out, err := e.m.Complete(ctx, complete("c1", t0))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out.Result != Queued || !errors.Is(out.Err, context.DeadlineExceeded) {
-			t.Errorf("got %v, %v; want queued after the deadline", out.Result, out.Err)
+		var still *StillTryingError
+		if out.Result != callstate.Queued || !errors.As(out.Err, &still) || !errors.Is(out.Err, context.Canceled) {
+			t.Errorf("got %v, %v; want queued, the attempt still going on", out.Result, out.Err)
 		}
-		if p, _, _ := e.stats(t); p != 1 {
-			t.Errorf("%d pending events, want 1", p)
+		// The background sender must not send it meanwhile.
+		e.run(t)
+		close(answer)
+		e.clock.drive(t, time.Hour, func() bool {
+			p, f, _ := e.stats(t)
+			return p+f == 0
+		})
+		if n := len(e.sender.all()); n != 1 {
+			t.Errorf("Movidesk got the completion %d times, want once", n)
 		}
 	})
 
@@ -77,7 +96,7 @@ func TestSubmit(t *testing.T) {
 		e := newEnv(t)
 		r := transfer("c1", t0)
 		r.QueueID = 0
-		_, err := e.o.Transfer(t.Context(), r)
+		_, err := e.Transfer(t.Context(), r)
 		var ve *movidesk.ValidationError
 		if !errors.As(err, &ve) || ve.Field != "queueId" {
 			t.Fatalf("error %v, want a validation error on queueId", err)
@@ -90,15 +109,15 @@ func TestSubmit(t *testing.T) {
 	t.Run("SegmentSuffixBeyondIDLimitIsRefused", func(t *testing.T) {
 		e := newEnv(t)
 		id := strings.Repeat("9", movidesk.MaxID)
-		if _, err := e.o.Transfer(t.Context(), transfer(id, t0)); err != nil {
+		if _, err := e.Transfer(t.Context(), transfer(id, t0)); err != nil {
 			t.Fatal(err)
 		}
-		_, err := e.o.Transfer(t.Context(), transfer(id, t0.Add(time.Minute)))
+		_, err := e.Transfer(t.Context(), transfer(id, t0.Add(time.Minute)))
 		var ve *movidesk.ValidationError
 		if !errors.As(err, &ve) || ve.Field != "id" {
 			t.Fatalf("error %v, want a validation error on id", err)
 		}
-		if open, err := e.o.IsOpen(id); err != nil || !open {
+		if open, err := e.m.IsOpen(id); err != nil || !open {
 			t.Errorf("IsOpen = %v, %v; want the first segment still open", open, err)
 		}
 	})
@@ -108,7 +127,7 @@ func TestSubmit(t *testing.T) {
 		if err := e.o.Close(); err != nil {
 			t.Fatal(err)
 		}
-		_, err := e.o.Transfer(t.Context(), transfer("c1", t0))
+		_, err := e.Transfer(t.Context(), transfer("c1", t0))
 		if err == nil || !strings.Contains(err.Error(), e.path) {
 			t.Fatalf("error %v, want a store error naming %s", err, e.path)
 		}
@@ -122,7 +141,7 @@ func TestSubmit(t *testing.T) {
 		e.sender.set(func(_ context.Context, r movidesk.Request) error {
 			return &movidesk.APIError{Endpoint: r.Endpoint(), StatusCode: 401, Body: "invalid token"}
 		})
-		_, err := e.o.Transfer(t.Context(), transfer("c1", t0))
+		_, err := e.Transfer(t.Context(), transfer("c1", t0))
 		var ae *movidesk.APIError
 		if !errors.As(err, &ae) || ae.StatusCode != 401 {
 			t.Fatalf("error %v, want the 401", err)
@@ -141,13 +160,13 @@ func TestPairing(t *testing.T) {
 		e := newEnv(t)
 		var got [][]movidesk.Request
 		for i := range 3 {
-			out, err := e.o.Transfer(t.Context(), transfer(id, at(i)))
+			out, err := e.Transfer(t.Context(), transfer(id, at(i)))
 			if err != nil {
 				t.Fatal(err)
 			}
 			got = append(got, out.Sent)
 		}
-		out, err := e.o.Complete(t.Context(), complete(id, at(9)))
+		out, err := e.m.Complete(t.Context(), complete(id, at(9)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +188,7 @@ func TestPairing(t *testing.T) {
 		if diff := cmp.Diff(flat, e.sender.delivered()); diff != "" {
 			t.Errorf("delivered (-want +got):\n%s", diff)
 		}
-		if open, err := e.o.IsOpen(id); err != nil || open {
+		if open, err := e.m.IsOpen(id); err != nil || open {
 			t.Errorf("IsOpen after completion = %v, %v; want false", open, err)
 		}
 	})
@@ -177,15 +196,15 @@ func TestPairing(t *testing.T) {
 	t.Run("DuplicateCompletionNotSent", func(t *testing.T) {
 		e := newEnv(t)
 		mustTransfer(t, e, transfer(id, at(0)))
-		if _, err := e.o.Complete(t.Context(), complete(id, at(5))); err != nil {
+		if _, err := e.m.Complete(t.Context(), complete(id, at(5))); err != nil {
 			t.Fatal(err)
 		}
 		before := len(e.sender.all())
-		out, err := e.o.Complete(t.Context(), complete(id, at(6)))
+		out, err := e.m.Complete(t.Context(), complete(id, at(6)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out.Result != Duplicate || out.Result.Status() != "OK" || len(out.Sent) != 0 {
+		if out.Result != callstate.Duplicate || out.Result.Status() != "OK" || len(out.Sent) != 0 {
 			t.Errorf("second completion: %+v, want a duplicate with nothing stored", out)
 		}
 		if n := len(e.sender.all()); n != before {
@@ -196,40 +215,62 @@ func TestPairing(t *testing.T) {
 	t.Run("CompletionOfUnknownCallSentAsGiven", func(t *testing.T) {
 		e := newEnv(t)
 		r := complete(id, at(5))
-		out, err := e.o.Complete(t.Context(), r)
+		out, err := e.m.Complete(t.Context(), r)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if diff := cmp.Diff([]movidesk.Request{r}, out.Sent); diff != "" {
 			t.Errorf("sent (-want +got):\n%s", diff)
 		}
-		// The bare id is now used; a late transfer gets a new one.
-		out, err = e.o.Transfer(t.Context(), transfer(id, at(6)))
-		if err != nil {
+	})
+
+	t.Run("TransferAfterTheEndOpensNoSegment", func(t *testing.T) {
+		// Only a transfer that took the slow path (the fallback spool) can
+		// arrive after its call ended: a segment "-2" would stay open until
+		// the reaper completed it hours later.
+		e := newEnv(t)
+		mustTransfer(t, e, transfer(id, at(0)))
+		if _, err := e.m.Complete(t.Context(), complete(id, at(5))); err != nil {
 			t.Fatal(err)
 		}
-		if len(out.Sent) != 1 || out.Sent[0].CallID() != id+"-2" {
-			t.Errorf("late transfer stored %v, want one transfer as %s-2", out.Sent, id)
+		n := len(e.sender.all())
+		out, err := e.Transfer(t.Context(), transfer(id, at(6)))
+		if err != nil || out.Result != callstate.Late || len(out.Sent) != 0 || len(e.sender.all()) != n {
+			t.Errorf("transfer after the end: %+v, %v, %d sent; want late, nothing sent", out, err, len(e.sender.all())-n)
+		}
+		if open, _ := e.m.IsOpen(id); open {
+			t.Error("the call is open again")
 		}
 	})
 
-	t.Run("TransferAfterCompletionGetsNewSegment", func(t *testing.T) {
+	t.Run("SameTransferTwiceIsADuplicate", func(t *testing.T) {
 		e := newEnv(t)
-		mustTransfer(t, e, transfer(id, at(0)))
-		if _, err := e.o.Complete(t.Context(), complete(id, at(5))); err != nil {
+		if _, err := e.m.Transfer(t.Context(), callstate.TransferKey("leg-1", "5252"), transfer(id, at(0))); err != nil {
 			t.Fatal(err)
 		}
-		out := mustTransfer(t, e, transfer(id, at(6)))
-		if diff := cmp.Diff([]string{id + "-2"}, ids(out.Sent)); diff != "" {
-			t.Errorf("ids (-want +got):\n%s", diff)
+		// Again, later, as the fallback spool or a retrying dialplan
+		// brings it: the same leg and agent.
+		out, err := e.m.Transfer(t.Context(), callstate.TransferKey("leg-1", "5252"), transfer(id, at(1)))
+		if err != nil || out.Result != callstate.Duplicate || len(out.Sent) != 0 {
+			t.Errorf("second arrival: %+v, %v; want a duplicate", out, err)
+		}
+		// Another agent's leg is a new transfer.
+		out, err = e.m.Transfer(t.Context(), callstate.TransferKey("leg-2", "5253"), transfer(id, at(2)))
+		if err != nil || len(out.Sent) != 2 || out.Sent[1].CallID() != id+"-2" {
+			t.Errorf("another agent: %+v, %v; want the completion of %s and the transfer of %s-2", out, err, id, id)
+		}
+		if diff := cmp.Diff([]string{id, id, id + "-2"}, ids(e.sender.delivered())); diff != "" {
+			t.Errorf("delivered (-want +got):\n%s", diff)
 		}
 	})
 
 	t.Run("LinkUsesLatestSegment", func(t *testing.T) {
 		e := newEnv(t)
+		n := 0
 		link := func() string {
 			t.Helper()
-			out, err := e.o.Link(t.Context(), movidesk.CallLink{ID: id, Link: "https://rec.example/x"})
+			n++
+			out, err := e.m.Link(t.Context(), movidesk.CallLink{ID: id, Link: fmt.Sprintf("https://rec.example/%d", n)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -245,26 +286,14 @@ func TestPairing(t *testing.T) {
 		}
 	})
 
-	t.Run("CancelOfOpenCallSentAsGiven", func(t *testing.T) {
-		e := newEnv(t)
-		mustTransfer(t, e, transfer(id, at(0)))
-		r := cancelled(id, at(1))
-		out, err := e.o.Cancel(t.Context(), r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff([]movidesk.Request{r}, out.Sent); diff != "" {
-			t.Errorf("sent (-want +got):\n%s", diff)
-		}
-	})
 }
 
 func TestHangup(t *testing.T) {
 	const id = "1700000000.7"
-	hangup := func(t *testing.T, e *testEnv, min int) Outcome {
+	hangup := func(t *testing.T, e *testEnv, min int) callstate.Outcome {
 		t.Helper()
 		at := t0.Add(time.Duration(min) * time.Minute)
-		out, err := e.o.Hangup(t.Context(), complete(id, at), cancelled(id, at))
+		out, err := e.m.Hangup(t.Context(), complete(id, at), cancelled(id, at))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -286,7 +315,7 @@ func TestHangup(t *testing.T) {
 		if diff := cmp.Diff([]string{movidesk.EndpointCompleted + " " + id + "-2"}, endpoints(out.Sent)); diff != "" {
 			t.Errorf("sent (-want +got):\n%s", diff)
 		}
-		if out := hangup(t, e, 4); out.Result != Duplicate {
+		if out := hangup(t, e, 4); out.Result != callstate.Duplicate {
 			t.Errorf("second hangup: %v, want duplicate", out.Result)
 		}
 	})
@@ -297,7 +326,7 @@ func TestHangup(t *testing.T) {
 		if diff := cmp.Diff([]string{movidesk.EndpointCanceled + " " + id}, endpoints(out.Sent)); diff != "" {
 			t.Errorf("sent (-want +got):\n%s", diff)
 		}
-		if out := hangup(t, e, 4); out.Result != Duplicate {
+		if out := hangup(t, e, 4); out.Result != callstate.Duplicate {
 			t.Errorf("second hangup: %v, want duplicate", out.Result)
 		}
 	})
@@ -305,11 +334,11 @@ func TestHangup(t *testing.T) {
 	t.Run("CompletedCallIsDuplicate", func(t *testing.T) {
 		e := newEnv(t)
 		mustTransfer(t, e, transfer(id, t0))
-		if _, err := e.o.Complete(t.Context(), complete(id, t0.Add(time.Minute))); err != nil {
+		if _, err := e.m.Complete(t.Context(), complete(id, t0.Add(time.Minute))); err != nil {
 			t.Fatal(err)
 		}
 		n := len(e.sender.all())
-		if out := hangup(t, e, 3); out.Result != Duplicate || len(e.sender.all()) != n {
+		if out := hangup(t, e, 3); out.Result != callstate.Duplicate || len(e.sender.all()) != n {
 			t.Errorf("hangup after completion: %v, sent %d; want duplicate, nothing sent", out.Result, len(e.sender.all())-n)
 		}
 	})
@@ -321,8 +350,8 @@ func TestHangup(t *testing.T) {
 		// cancellation is not needed.
 		c := cancelled(id, t0)
 		c.QueueID = 0
-		out, err := e.o.Hangup(t.Context(), complete(id, t0.Add(time.Minute)), c)
-		if err != nil || out.Result != Delivered {
+		out, err := e.m.Hangup(t.Context(), complete(id, t0.Add(time.Minute)), c)
+		if err != nil || out.Result != callstate.Delivered {
 			t.Errorf("hangup: %v, %v; want delivered", out.Result, err)
 		}
 	})
@@ -347,7 +376,7 @@ func TestOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.reopen(t)
-		if open, err := e.o.IsOpen("c1"); err != nil || !open {
+		if open, err := e.m.IsOpen("c1"); err != nil || !open {
 			t.Errorf("IsOpen after reopen = %v, %v; want true", open, err)
 		}
 		if p, _, _ := e.stats(t); p != 1 {
@@ -369,9 +398,9 @@ func TestOpen(t *testing.T) {
 	})
 }
 
-func mustTransfer(t *testing.T, e *testEnv, r movidesk.TransferredCall) Outcome {
+func mustTransfer(t *testing.T, e *testEnv, r movidesk.TransferredCall) callstate.Outcome {
 	t.Helper()
-	out, err := e.o.Transfer(t.Context(), r)
+	out, err := e.Transfer(t.Context(), r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,18 +422,19 @@ func TestMarkIsStoredWithTheEventsAndOnlyWithThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	ctx := WithMark(context.Background(), "spool:x", []byte("42"))
-	out, err := o.Complete(ctx, movidesk.CompletedCall{ID: "c1", CompletedDate: at})
-	if err != nil || out.Result != Queued {
-		t.Fatalf("Complete = %+v, %v; want Queued without an attempt", out, err)
+	put := func(mark string, r movidesk.CompletedCall) error {
+		return o.Update(func(tx *Tx) error {
+			if _, err := callstate.Apply(tx, callstate.Event{Kind: callstate.Complete, Complete: r}, at); err != nil {
+				return err
+			}
+			return tx.PutMark("spool:x", []byte(mark))
+		})
 	}
-	// A duplicate stores nothing but the mark.
-	out, err = o.Complete(WithMark(context.Background(), "spool:x", []byte("43")), movidesk.CompletedCall{ID: "c1", CompletedDate: at})
-	if err != nil || out.Result != Duplicate {
-		t.Fatalf("second Complete = %+v, %v; want Duplicate", out, err)
+	if err := put("42", movidesk.CompletedCall{ID: "c1", CompletedDate: at}); err != nil {
+		t.Fatal(err)
 	}
 	// An invalid request stores nothing, not even the mark.
-	if _, err := o.Complete(WithMark(context.Background(), "spool:x", []byte("44")), movidesk.CompletedCall{}); err == nil {
+	if err := put("44", movidesk.CompletedCall{ID: "c2"}); err == nil {
 		t.Fatal("invalid request accepted")
 	}
 	o.Close()
@@ -414,8 +444,8 @@ func TestMarkIsStoredWithTheEventsAndOnlyWithThem(t *testing.T) {
 	}
 	defer o.Close()
 	got, err := o.Mark("spool:x")
-	if err != nil || string(got) != "43" {
-		t.Fatalf("Mark after reopen = %q, %v; want 43", got, err)
+	if err != nil || string(got) != "42" {
+		t.Fatalf("Mark after reopen = %q, %v; want 42", got, err)
 	}
 	events, _ := o.List()
 	if len(events) != 1 {

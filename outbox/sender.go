@@ -19,8 +19,8 @@ func jitter(d time.Duration) time.Duration {
 	return rand.N(d + 1)
 }
 
-// Run delivers queued events and completes calls left open, until ctx is
-// done; it then returns nil. An attempt in progress when ctx ends is
+// Run delivers queued events, and calls the housekeeping function (see
+// Housekeep) every minute, until ctx is done; it then returns nil. An attempt in progress when ctx ends is
 // finished (within SendTimeout), so that an event Movidesk accepted is not
 // sent twice needlessly. Run once per Outbox.
 func (o *Outbox) Run(ctx context.Context) error {
@@ -36,10 +36,12 @@ func (o *Outbox) Run(ctx context.Context) error {
 		}
 		now := o.now()
 		if !now.Before(nextReap) {
-			if err := o.reap(now); err != nil {
-				o.log.Error().Err(err).Msg("outbox: reaper failed")
+			if o.housekeep != nil {
+				if err := o.housekeep(); err != nil {
+					o.log.Error().Err(err).Msg("outbox: housekeeping failed")
+				}
 			}
-			nextReap = now.Add(reapEvery)
+			nextReap = now.Add(housekeepEvery)
 		}
 		wakeAt := nextReap
 		if p := o.pausedUntil(); now.Before(p) {
@@ -52,7 +54,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 				wakeAt = earliest(wakeAt, now.Add(o.opts.BackoffMin))
 			case c != nil && !o.claim(c.rec.Call):
 				continue // the synchronous path took the call meanwhile
-			case c != nil && !o.lim.allow(now):
+			case c != nil && !o.reserve(now):
 				o.release(c.rec.Call)
 				wakeAt = earliest(wakeAt, o.lim.freeAt())
 			case c != nil:
@@ -139,14 +141,6 @@ func (o *Outbox) pick(now time.Time) (c *candidate, due time.Time, err error) {
 	return c, due, nil
 }
 
-func seqOf(k []byte) uint64 {
-	var s uint64
-	for _, b := range k {
-		s = s<<8 | uint64(b)
-	}
-	return s
-}
-
 // deliver makes one background attempt at c, whose call is claimed.
 func (o *Outbox) deliver(ctx context.Context, c *candidate) {
 	// Read again under the claim: a synchronous attempt may have delivered
@@ -175,64 +169,20 @@ func (o *Outbox) deliver(ctx context.Context, c *candidate) {
 	o.settle(c.seq, sendErr, true)
 }
 
-// reap completes calls open longer than MaxCallDuration, dated when that
-// duration ran out, and forgets closed calls with no stored events after
-// Retention.
-func (o *Outbox) reap(now time.Time) error {
-	type reaped struct {
-		id     string
-		opened time.Time
+// reserve takes a slot of the limiter for a background attempt and stores
+// the window before the request leaves, so that a crash during the attempt
+// cannot give the next run a fuller budget.
+func (o *Outbox) reserve(now time.Time) bool {
+	if !o.lim.allow(now) {
+		return false
 	}
-	var done []reaped
-	err := o.db.Update(func(tx *bolt.Tx) error {
-		var purge [][]byte
-		type open struct {
-			base string
-			c    callState
-		}
-		var expired []open
-		b := tx.Bucket(bucketCalls)
-		err := b.ForEach(func(k, v []byte) error {
-			var c callState
-			if err := json.Unmarshal(v, &c); err != nil {
-				return fmt.Errorf("decode call %q: %w", k, err)
-			}
-			switch {
-			case c.Open && now.Sub(c.Opened) >= o.opts.MaxCallDuration:
-				expired = append(expired, open{string(k), c})
-			case !c.Open && c.Events == 0 && now.Sub(c.Updated) >= o.opts.Retention:
-				purge = append(purge, append([]byte(nil), k...))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range purge {
-			if err := b.Delete(k); err != nil {
-				return fmt.Errorf("forget call %q: %w", k, err)
-			}
-		}
-		for _, e := range expired {
-			id := segmentID(e.base, e.c.Segments)
-			r := movidesk.CompletedCall{ID: id, CompletedDate: e.c.Opened.Add(o.opts.MaxCallDuration)}
-			e.c.Open, e.c.Completed = false, true
-			if _, err := appendEvent(tx, e.base, &e.c, r, now); err != nil {
-				return err
-			}
-			if err := putCall(tx, e.base, e.c); err != nil {
-				return err
-			}
-			done = append(done, reaped{id, e.c.Opened})
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("outbox %s: reap open calls: %w", o.path, err)
+	if err := o.w.do(func(tx *bolt.Tx) error { return putWindow(tx, o.lim) }); err != nil {
+		o.log.Error().Err(fmt.Errorf("outbox %s: %w", o.path, err)).Msg("outbox: limiter window not stored; attempt postponed")
+		return false
 	}
-	for _, d := range done {
-		o.log.Warn().Str("call_id", d.id).Time("opened", d.opened).Dur("max_call_duration", o.opts.MaxCallDuration).
-			Msg("outbox: call still open after the maximum call duration; completion queued")
-	}
-	return nil
+	return true
 }
+
+// Housekeep sets what Run calls every minute: the call state machine's
+// reaper. Call it before Run.
+func (o *Outbox) Housekeep(fn func() error) { o.housekeep = fn }

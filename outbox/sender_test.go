@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	bolt "go.etcd.io/bbolt"
 )
@@ -26,15 +27,15 @@ func TestSender(t *testing.T) {
 		for i := range 6 {
 			at := t0.Add(time.Duration(i) * 10 * time.Second)
 			tr := transfer(fmt.Sprintf("c%d", i), at)
-			out, err := e.o.Transfer(t.Context(), tr)
-			if err != nil || out.Result != Queued {
+			out, err := e.Transfer(t.Context(), tr)
+			if err != nil || out.Result != callstate.Queued {
 				t.Fatalf("transfer %d: %v, %v; want queued", i, out.Result, err)
 			}
 			submitted = append(submitted, tr)
 			if i > 0 {
 				co := complete(fmt.Sprintf("c%d", i-1), at)
-				out, err := e.o.Complete(t.Context(), co)
-				if err != nil || out.Result != Queued {
+				out, err := e.m.Complete(t.Context(), co)
+				if err != nil || out.Result != callstate.Queued {
 					t.Fatalf("complete %d: %v, %v; want queued", i-1, out.Result, err)
 				}
 				submitted = append(submitted, co)
@@ -75,7 +76,8 @@ func TestSender(t *testing.T) {
 	})
 
 	t.Run("ConcurrentCallsKeepTheirOrder", func(t *testing.T) {
-		e := newEnv(t, func(o *Options) { o.RatePerMinute = 1e6 })
+		// The clock runs on while the calls are submitted: no reaper.
+		e := newEnvMachine(t, callstate.Options{MaxCallDuration: 1000 * time.Hour}, func(o *Options) { o.RatePerMinute = 1e6 })
 		// Every transfer fails once, so that the background sender and
 		// the callers work on the same calls at the same time.
 		var mu sync.Mutex
@@ -110,10 +112,10 @@ func TestSender(t *testing.T) {
 			wg.Go(func() {
 				id := fmt.Sprintf("c%d", i)
 				for _, err := range []error{
-					second(e.o.Transfer(t.Context(), transfer(id, t0))),
-					second(e.o.Transfer(t.Context(), transfer(id, t0.Add(time.Minute)))),
-					second(e.o.Complete(t.Context(), complete(id, t0.Add(2*time.Minute)))),
-					second(e.o.Link(t.Context(), movidesk.CallLink{ID: id, Link: "https://rec.example/" + id})),
+					second(e.Transfer(t.Context(), transfer(id, t0))),
+					second(e.Transfer(t.Context(), transfer(id, t0.Add(time.Minute)))),
+					second(e.m.Complete(t.Context(), complete(id, t0.Add(2*time.Minute)))),
+					second(e.m.Link(t.Context(), movidesk.CallLink{ID: id, Link: "https://rec.example/" + id})),
 				} {
 					if err != nil {
 						t.Error(err)
@@ -125,6 +127,9 @@ func TestSender(t *testing.T) {
 		close(stop)
 		<-ticking
 		e.clock.drive(t, 24*time.Hour, func() bool { return len(e.sender.delivered()) >= calls*5 })
+		if n := len(e.sender.delivered()); n != calls*5 {
+			t.Fatalf("%d delivered, want %d", n, calls*5)
+		}
 		perCall := map[string][]string{}
 		for _, r := range e.sender.delivered() {
 			base, _, _ := strings.Cut(r.CallID(), "-")
@@ -149,15 +154,15 @@ func TestSender(t *testing.T) {
 	t.Run("TransfersFirst", func(t *testing.T) {
 		e := newEnv(t)
 		ctx := canceledCtx()
-		for _, submit := range []func() (Outcome, error){
-			func() (Outcome, error) { return e.o.Complete(ctx, complete("x", t0)) },
-			func() (Outcome, error) {
-				return e.o.Link(ctx, movidesk.CallLink{ID: "y", Link: "https://rec.example/y"})
+		for _, submit := range []func() (callstate.Outcome, error){
+			func() (callstate.Outcome, error) { return e.m.Complete(ctx, complete("x", t0)) },
+			func() (callstate.Outcome, error) {
+				return e.m.Link(ctx, movidesk.CallLink{ID: "y", Link: "https://rec.example/y"})
 			},
-			func() (Outcome, error) { return e.o.Cancel(ctx, cancelled("z", t0)) },
-			func() (Outcome, error) { return e.o.Transfer(ctx, transfer("w", t0)) },
+			func() (callstate.Outcome, error) { return e.m.Hangup(ctx, complete("z", t0), cancelled("z", t0)) },
+			func() (callstate.Outcome, error) { return e.Transfer(ctx, transfer("w", t0)) },
 		} {
-			if out, err := submit(); err != nil || out.Result != Queued {
+			if out, err := submit(); err != nil || out.Result != callstate.Queued {
 				t.Fatalf("submit: %v, %v; want queued", out.Result, err)
 			}
 		}
@@ -217,12 +222,12 @@ func TestSender(t *testing.T) {
 			}
 			return nil
 		})
-		if out, err := e.o.Transfer(t.Context(), transfer("c1", t0)); err != nil || out.Result != Queued {
+		if out, err := e.Transfer(t.Context(), transfer("c1", t0)); err != nil || out.Result != callstate.Queued {
 			t.Fatalf("first transfer: %v, %v; want queued", out.Result, err)
 		}
 		// Everyone waits, not only the event that got the 429.
-		out, err := e.o.Transfer(t.Context(), transfer("c2", t0))
-		if err != nil || out.Result != Queued || !strings.Contains(fmt.Sprint(out.Err), "wait") {
+		out, err := e.Transfer(t.Context(), transfer("c2", t0))
+		if err != nil || out.Result != callstate.Queued || !strings.Contains(fmt.Sprint(out.Err), "wait") {
 			t.Fatalf("second transfer: %v, %v (%v); want queued without an attempt", out.Result, err, out.Err)
 		}
 		if n := calls.Load(); n != 1 {
@@ -240,11 +245,11 @@ func TestSender(t *testing.T) {
 	t.Run("RefusedEventBlocksItsCallUntilRetried", func(t *testing.T) {
 		e := newEnv(t)
 		e.sender.set(unauthorized)
-		if _, err := e.o.Transfer(t.Context(), transfer("c1", t0)); err == nil {
+		if _, err := e.Transfer(t.Context(), transfer("c1", t0)); err == nil {
 			t.Fatal("transfer refused with 401 returned no error")
 		}
-		out, err := e.o.Complete(t.Context(), complete("c1", t0.Add(time.Minute)))
-		if err != nil || out.Result != Queued {
+		out, err := e.m.Complete(t.Context(), complete("c1", t0.Add(time.Minute)))
+		if err != nil || out.Result != callstate.Queued {
 			t.Fatalf("completion behind a failed transfer: %v, %v; want queued", out.Result, err)
 		}
 		e.run(t)
@@ -265,7 +270,7 @@ func TestSender(t *testing.T) {
 		}
 
 		e.sender.set(nil) // the token was fixed
-		if err := e.o.Retry(0); err != nil {
+		if _, err := e.o.Retry(0); err != nil {
 			t.Fatal(err)
 		}
 		e.clock.drive(t, time.Hour, func() bool { return len(e.sender.delivered()) == 2 })
@@ -278,10 +283,10 @@ func TestSender(t *testing.T) {
 	t.Run("DroppedEventUnblocksItsCall", func(t *testing.T) {
 		e := newEnv(t)
 		e.sender.set(unauthorized)
-		if _, err := e.o.Transfer(t.Context(), transfer("c1", t0)); err == nil {
+		if _, err := e.Transfer(t.Context(), transfer("c1", t0)); err == nil {
 			t.Fatal("transfer refused with 401 returned no error")
 		}
-		if _, err := e.o.Complete(t.Context(), complete("c1", t0.Add(time.Minute))); err != nil {
+		if _, err := e.m.Complete(t.Context(), complete("c1", t0.Add(time.Minute))); err != nil {
 			t.Fatal(err)
 		}
 		evs, err := e.o.List()
@@ -300,10 +305,10 @@ func TestSender(t *testing.T) {
 		if diff := cmp.Diff([]string{movidesk.EndpointCompleted + " c1"}, describe(e.sender.delivered())); diff != "" {
 			t.Errorf("delivered (-want +got):\n%s", diff)
 		}
-		// The ids used stay used.
-		out := mustTransfer(t, e, transfer("c1", t0.Add(2*time.Minute)))
-		if diff := cmp.Diff([]string{"c1-2"}, ids(out.Sent)); diff != "" {
-			t.Errorf("next transfer ids (-want +got):\n%s", diff)
+		// The call's state is kept: it ended, so a late transfer opens no
+		// segment.
+		if out := mustTransfer(t, e, transfer("c1", t0.Add(2*time.Minute))); out.Result != callstate.Late {
+			t.Errorf("transfer after the dropped transfer's completion: %v, want late", out.Result)
 		}
 	})
 }
@@ -322,21 +327,21 @@ func TestReaper(t *testing.T) {
 		before := len(e.sender.delivered())
 		e.run(t)
 		e.clock.drive(t, time.Minute, func() bool { return len(e.sender.delivered()) > before })
-		want := []movidesk.Request{movidesk.CompletedCall{ID: "old-2", CompletedDate: t0.Add(time.Minute + DefaultMaxCallDuration)}}
+		want := []movidesk.Request{movidesk.CompletedCall{ID: "old-2", CompletedDate: t0.Add(time.Minute + callstate.DefaultMaxCallDuration)}}
 		if diff := cmp.Diff(want, e.sender.delivered()[before:]); diff != "" {
 			t.Errorf("reaped (-want +got):\n%s", diff)
 		}
 		for id, want := range map[string]bool{"old": false, "young": true} {
-			if open, err := e.o.IsOpen(id); err != nil || open != want {
+			if open, err := e.m.IsOpen(id); err != nil || open != want {
 				t.Errorf("IsOpen(%s) = %v, %v; want %v", id, open, err, want)
 			}
 		}
 	})
 
 	t.Run("ForgetsClosedCallsAfterRetention", func(t *testing.T) {
-		e := newEnv(t, func(o *Options) { o.MaxCallDuration, o.Retention = time.Hour, 2*time.Hour })
+		e := newEnvMachine(t, callstate.Options{MaxCallDuration: time.Hour, Retention: 2 * time.Hour})
 		mustTransfer(t, e, transfer("c1", t0))
-		if _, err := e.o.Complete(t.Context(), complete("c1", t0)); err != nil {
+		if _, err := e.m.Complete(t.Context(), complete("c1", t0)); err != nil {
 			t.Fatal(err)
 		}
 		mustTransfer(t, e, transfer("c2", t0))
@@ -369,7 +374,7 @@ func TestWindow(t *testing.T) {
 	}
 }
 
-func second(_ Outcome, err error) error { return err }
+func second(_ callstate.Outcome, err error) error { return err }
 
 func unauthorized(_ context.Context, r movidesk.Request) error {
 	return &movidesk.APIError{Endpoint: r.Endpoint(), StatusCode: 401, Status: "401 Unauthorized", Body: "invalid token"}
@@ -438,10 +443,10 @@ func assertRate(t *testing.T, as []attempt, n int, span time.Duration) {
 func TestUnreadableEventBlocksNoOtherCall(t *testing.T) {
 	e := newEnv(t)
 	ctx := canceledCtx() // stored, not attempted
-	if _, err := e.o.Transfer(ctx, transfer("broken", t0)); err != nil {
+	if _, err := e.Transfer(ctx, transfer("broken", t0)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.o.Transfer(ctx, transfer("fine", t0)); err != nil {
+	if _, err := e.Transfer(ctx, transfer("fine", t0)); err != nil {
 		t.Fatal(err)
 	}
 	// The first record is damaged on disk.
@@ -463,4 +468,26 @@ func TestUnreadableEventBlocksNoOtherCall(t *testing.T) {
 	if events, _ := e.o.List(); len(events) != 0 {
 		t.Fatalf("after drop: %+v", events)
 	}
+}
+
+func TestLimiterWindowSurvivesARestart(t *testing.T) {
+	// 12 calls, a restart, 12 calls: without the stored window the second
+	// run would start with a full budget and send 20 within a second.
+	e := newEnv(t) // 10 a minute
+	submit := func(from int) {
+		for i := from; i < from+12; i++ {
+			if _, err := e.Transfer(t.Context(), transfer(fmt.Sprintf("c%d", i), t0)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	submit(0)
+	if err := e.o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.reopen(t)
+	submit(100)
+	e.run(t)
+	e.clock.drive(t, time.Hour, func() bool { return len(e.sender.delivered()) == 24 })
+	assertRate(t, e.sender.all(), 10, time.Minute)
 }

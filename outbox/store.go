@@ -4,33 +4,41 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	bolt "go.etcd.io/bbolt"
 )
 
 // Layout of the file:
 //
-//	events: seq (8 bytes, big endian) -> record (JSON); seq order is
-//	        submission order, which is the per-call delivery order.
-//	calls:  base call id -> callState (JSON).
-//	marks:  importer's key -> how far it got (see WithMark).
+//	events:  seq (8 bytes, big endian) -> record (JSON); seq order is
+//	         submission order, which is the per-call delivery order.
+//	calls:   base call id -> callstate.Call (JSON).
+//	queued:  base call id -> how many of its events are stored (8 bytes).
+//	marks:   importer's key -> how far it got (see Tx.PutMark).
+//	limiter: "sent" -> the limiter's window (JSON), so that a restart does
+//	         not allow a second burst.
 var (
-	bucketEvents = []byte("events")
-	bucketCalls  = []byte("calls")
-	bucketMarks  = []byte("marks")
+	bucketEvents  = []byte("events")
+	bucketCalls   = []byte("calls")
+	bucketQueued  = []byte("queued")
+	bucketMarks   = []byte("marks")
+	bucketLimiter = []byte("limiter")
+	keyWindow     = []byte("sent")
 )
 
 // Event states.
 const (
 	StatePending = "pending"
 	StateFailed  = "failed"
+	// StateUnreadable is listed for a stored record that cannot be decoded.
+	StateUnreadable = "unreadable"
 )
 
 func createBuckets(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketEvents, bucketCalls, bucketMarks} {
+	for _, name := range [][]byte{bucketEvents, bucketCalls, bucketQueued, bucketMarks, bucketLimiter} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -55,31 +63,18 @@ func (r *record) request() (movidesk.Request, error) {
 	return movidesk.UnmarshalRequest(r.Endpoint, r.Request)
 }
 
-// callState is what the outbox remembers of a call.
-type callState struct {
-	// Segments is how many Movidesk ids the call has used: 1 is the bare
-	// id, n > 1 is "<id>-<n>". When Open, the open segment is the last.
-	Segments  int       `json:"segments"`
-	Open      bool      `json:"open,omitempty"`
-	Opened    time.Time `json:"opened,omitzero"` // transfer date of the open segment
-	Completed bool      `json:"completed,omitempty"`
-	Canceled  bool      `json:"canceled,omitempty"`
-	Events    int       `json:"events"` // events stored for the call, any state
-	Updated   time.Time `json:"updated"`
-}
-
-// segmentID is the Movidesk id of segment n of call base.
-func segmentID(base string, n int) string {
-	if n <= 1 {
-		return base
-	}
-	return base + "-" + strconv.Itoa(n)
-}
-
 func seqKey(seq uint64) []byte {
 	var k [8]byte
 	binary.BigEndian.PutUint64(k[:], seq)
 	return k[:]
+}
+
+func seqOf(k []byte) uint64 {
+	var s uint64
+	for _, b := range k {
+		s = s<<8 | uint64(b)
+	}
+	return s
 }
 
 func getRecord(tx *bolt.Tx, seq uint64) (*record, error) {
@@ -105,8 +100,8 @@ func putRecord(tx *bolt.Tx, seq uint64, r *record) error {
 	return nil
 }
 
-func getCall(tx *bolt.Tx, base string) (callState, error) {
-	var c callState
+func getCall(tx *bolt.Tx, base string) (callstate.Call, error) {
+	var c callstate.Call
 	v := tx.Bucket(bucketCalls).Get([]byte(base))
 	if v == nil {
 		return c, nil
@@ -117,7 +112,7 @@ func getCall(tx *bolt.Tx, base string) (callState, error) {
 	return c, nil
 }
 
-func putCall(tx *bolt.Tx, base string, c callState) error {
+func putCall(tx *bolt.Tx, base string, c callstate.Call) error {
 	v, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("encode call %q: %w", base, err)
@@ -128,9 +123,30 @@ func putCall(tx *bolt.Tx, base string, c callState) error {
 	return nil
 }
 
+// queuedCount is how many events of call base are stored.
+func queuedCount(tx *bolt.Tx, base string) int {
+	v := tx.Bucket(bucketQueued).Get([]byte(base))
+	if len(v) != 8 {
+		return 0
+	}
+	return int(binary.BigEndian.Uint64(v))
+}
+
+func addQueued(tx *bolt.Tx, base string, delta int) error {
+	n := max(0, queuedCount(tx, base)+delta)
+	b := tx.Bucket(bucketQueued)
+	if n == 0 {
+		return b.Delete([]byte(base))
+	}
+	if err := b.Put([]byte(base), binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {
+		return fmt.Errorf("count events of call %q: %w", base, err)
+	}
+	return nil
+}
+
 // appendEvent stores r as the newest event of call base, pending and due
-// now, and counts it in c (which the caller stores).
-func appendEvent(tx *bolt.Tx, base string, c *callState, r movidesk.Request, now time.Time) (uint64, error) {
+// now.
+func appendEvent(tx *bolt.Tx, base string, r movidesk.Request, now time.Time) (uint64, error) {
 	endpoint, data, err := movidesk.MarshalRequest(r)
 	if err != nil {
 		return 0, err
@@ -144,21 +160,54 @@ func appendEvent(tx *bolt.Tx, base string, c *callState, r movidesk.Request, now
 	if err := putRecord(tx, seq, rec); err != nil {
 		return 0, err
 	}
-	c.Events++
-	c.Updated = now
-	return seq, nil
+	return seq, addQueued(tx, base, 1)
 }
 
 // deleteEvent removes an event and uncounts it from its call.
-func deleteEvent(tx *bolt.Tx, seq uint64, rec *record, now time.Time) error {
+func deleteEvent(tx *bolt.Tx, seq uint64, rec *record) error {
 	if err := tx.Bucket(bucketEvents).Delete(seqKey(seq)); err != nil {
 		return fmt.Errorf("delete event %d: %w", seq, err)
 	}
-	c, err := getCall(tx, rec.Call)
+	return addQueued(tx, rec.Call, -1)
+}
+
+// Tx is a write transaction of the outbox. It implements callstate.Tx, so
+// the call state machine decides and queues in the same commit; the fallback
+// spool's importer also stores its position with PutMark.
+type Tx struct {
+	tx  *bolt.Tx
+	now time.Time
+	// queued are the events this transaction added, in order.
+	queued []queuedEvent
+}
+
+type queuedEvent struct {
+	seq uint64
+	req movidesk.Request
+}
+
+var _ callstate.Tx = (*Tx)(nil)
+
+func (t *Tx) Call(base string) (callstate.Call, error) { return getCall(t.tx, base) }
+
+func (t *Tx) PutCall(base string, c callstate.Call) error { return putCall(t.tx, base, c) }
+
+// Queue stores r, pending and due now, after the events of call base
+// stored before it.
+func (t *Tx) Queue(base string, r movidesk.Request) error {
+	seq, err := appendEvent(t.tx, base, r, t.now)
 	if err != nil {
 		return err
 	}
-	c.Events = max(0, c.Events-1)
-	c.Updated = now
-	return putCall(tx, rec.Call, c)
+	t.queued = append(t.queued, queuedEvent{seq, r})
+	return nil
+}
+
+// PutMark stores an importer's position under key, in this transaction:
+// a crash can then neither lose an input nor import it twice.
+func (t *Tx) PutMark(key string, value []byte) error {
+	if err := t.tx.Bucket(bucketMarks).Put([]byte(key), value); err != nil {
+		return fmt.Errorf("store mark %q: %w", key, err)
+	}
+	return nil
 }

@@ -6,132 +6,30 @@ import (
 	"fmt"
 	"time"
 
+	"encoding/json"
+
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	bolt "go.etcd.io/bbolt"
 )
 
-// errDuplicate rolls back a submission that needs nothing stored.
-var errDuplicate = errors.New("duplicate")
-
-// decision turns a submission into the requests to store, given the call's
-// state, which it updates. It returns errDuplicate when nothing is needed.
-type decision func(c *callState) ([]movidesk.Request, error)
-
-// Transfer records that the call reached an agent. A call already open
-// first gets the completion of its open segment (dated at this transfer),
-// and the transfer goes out under the next segment's id, "<id>-<n>".
-func (o *Outbox) Transfer(ctx context.Context, r movidesk.TransferredCall) (Outcome, error) {
-	if err := r.Validate(); err != nil {
-		return Outcome{}, err
-	}
-	return o.submit(ctx, r.ID, func(c *callState) ([]movidesk.Request, error) {
-		var reqs []movidesk.Request
-		if c.Open {
-			reqs = append(reqs, movidesk.CompletedCall{ID: segmentID(r.ID, c.Segments), CompletedDate: r.TransferDate})
-		}
-		openSegment(c, r.TransferDate)
-		t := r
-		t.ID = segmentID(r.ID, c.Segments)
-		return append(reqs, t), nil
-	})
-}
-
-// Complete records that the call ended. An open call's completion goes
-// out under the open segment's id and closes the call; a call never
-// transferred gets it as given; a call already completed gets nothing and
-// the result is Duplicate.
-func (o *Outbox) Complete(ctx context.Context, r movidesk.CompletedCall) (Outcome, error) {
-	if err := r.Validate(); err != nil {
-		return Outcome{}, err
-	}
-	return o.submit(ctx, r.ID, completeCall(r))
-}
-
-// Cancel records a call abandoned before an agent answered. It is sent as
-// given, even for an open call: the dialplan decided.
-func (o *Outbox) Cancel(ctx context.Context, r movidesk.CanceledCall) (Outcome, error) {
-	if err := r.Validate(); err != nil {
-		return Outcome{}, err
-	}
-	return o.submit(ctx, r.ID, cancelCall(r))
-}
-
-// Link sets the recording link of the call's latest segment.
-func (o *Outbox) Link(ctx context.Context, r movidesk.CallLink) (Outcome, error) {
-	if err := r.Validate(); err != nil {
-		return Outcome{}, err
-	}
-	return o.submit(ctx, r.ID, func(c *callState) ([]movidesk.Request, error) {
-		l := r
-		l.ID = segmentID(r.ID, c.Segments)
-		return []movidesk.Request{l}, nil
-	})
-}
-
-// Hangup decides, atomically with the call's state, how a call ended: an
-// open call is completed (as Complete), a call already completed or
-// abandoned is a Duplicate, any other call is abandoned (as Cancel). Only
-// the request chosen is validated. Both carry the same base id.
-func (o *Outbox) Hangup(ctx context.Context, complete movidesk.CompletedCall, cancel movidesk.CanceledCall) (Outcome, error) {
-	if complete.ID != cancel.ID {
-		return Outcome{}, fmt.Errorf("outbox: hangup of call %q with a cancellation for call %q", complete.ID, cancel.ID)
-	}
-	if complete.ID == "" {
-		return Outcome{}, complete.Validate()
-	}
-	doComplete, doCancel := completeCall(complete), cancelCall(cancel)
-	return o.submit(ctx, complete.ID, func(c *callState) ([]movidesk.Request, error) {
-		switch {
-		case c.Open:
-			return doComplete(c)
-		case c.Completed || c.Canceled:
-			return nil, errDuplicate
-		}
-		return doCancel(c)
-	})
-}
-
-func completeCall(r movidesk.CompletedCall) decision {
-	return func(c *callState) ([]movidesk.Request, error) {
-		switch {
-		case c.Open:
-			r.ID = segmentID(r.ID, c.Segments)
-		case c.Completed:
-			return nil, errDuplicate
-		default:
-			// Never transferred (or the transfer was missed): as given,
-			// and the bare id is now used.
-			c.Segments = max(c.Segments, 1)
-		}
-		c.Open, c.Completed = false, true
-		return []movidesk.Request{r}, nil
-	}
-}
-
-func cancelCall(r movidesk.CanceledCall) decision {
-	return func(c *callState) ([]movidesk.Request, error) {
-		// The bare id is used from now on: a later transfer of the same
-		// call must not reuse it.
-		c.Segments = max(c.Segments, 1)
-		c.Canceled = true
-		return []movidesk.Request{r}, nil
-	}
-}
-
-func openSegment(c *callState, at time.Time) {
-	c.Segments++
-	c.Open, c.Completed, c.Canceled = true, false, false
-	c.Opened = at
-}
-
-// submit stores what decide returns for call base, committing before
-// anything else, then makes one attempt within ctx.
-func (o *Outbox) submit(ctx context.Context, base string, decide decision) (Outcome, error) {
+// Submit runs fn in one write transaction for call base (the call state
+// machine's decision, see callstate.Store), commits it, then makes one
+// attempt at the events fn queued, unless earlier events of the call are
+// waiting, another attempt of the call is running, Movidesk asked to wait,
+// or the rate limit is reached.
+//
+// The attempt is never abandoned: when ctx ends first (the caller hung up
+// or ran out of time), Submit returns at once with the events queued, and
+// the attempt goes on, within SendTimeout, and settles them. Movidesk gets
+// an event twice only after a crash.
+func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) error) (callstate.Delivery, error) {
 	// Claim the call before writing, so that the background sender cannot
 	// start on the new events between the commit and the attempt.
 	claimed := o.claim(base)
+	handedOver := false
 	defer func() {
-		if claimed {
+		if claimed && !handedOver {
 			o.release(base)
 		}
 		// Whatever is left is the background sender's; wake it after the
@@ -139,93 +37,186 @@ func (o *Outbox) submit(ctx context.Context, base string, decide decision) (Outc
 		o.kick()
 	}()
 	var (
-		reqs []movidesk.Request
-		seqs []uint64
-		head bool // no earlier event of the call is waiting
+		queued   []queuedEvent
+		earlier  int // events of the call stored before this one
+		reserved = -1
 	)
 	now := o.now()
-	mark := markFrom(ctx)
-	err := o.db.Update(func(tx *bolt.Tx) error {
-		c, err := getCall(tx, base)
-		if err != nil {
+	err := o.w.do(func(btx *bolt.Tx) error {
+		tx := &Tx{tx: btx, now: now}
+		earlier = queuedCount(btx, base)
+		if err := fn(tx); err != nil {
 			return err
 		}
-		if reqs, err = decide(&c); err != nil {
-			return err
+		queued = tx.queued
+		if len(queued) == 0 || !claimed || earlier > 0 || o.sender == nil || ctx.Err() != nil || now.Before(o.pausedUntil()) {
+			return nil
 		}
-		for _, r := range reqs {
-			// The segment suffix can push an id past its limit.
-			if err := r.Validate(); err != nil {
-				return err
-			}
+		// The limiter's slots are taken in the commit that stores the
+		// events, so that a crash after it cannot forget them. A second
+		// run of this function keeps the first run's slots.
+		if reserved < 0 {
+			reserved = o.lim.take(now, len(queued))
 		}
-		head = c.Events == 0
-		for _, r := range reqs {
-			seq, err := appendEvent(tx, base, &c, r, now)
-			if err != nil {
-				return err
-			}
-			seqs = append(seqs, seq)
+		if reserved == 0 {
+			return nil
 		}
-		if err := mark.put(tx); err != nil {
-			return err
-		}
-		return putCall(tx, base, c)
+		return putWindow(btx, o.lim)
 	})
 	var ve *movidesk.ValidationError
 	switch {
-	case errors.Is(err, errDuplicate):
-		if err := o.setMark(mark); err != nil {
-			return Outcome{}, err
-		}
-		return Outcome{Result: Duplicate}, nil
 	case errors.As(err, &ve):
-		return Outcome{}, err
+		return callstate.Delivery{}, err
 	case err != nil:
-		return Outcome{}, fmt.Errorf("outbox %s: store event of call %q: %w", o.path, base, err)
+		return callstate.Delivery{}, fmt.Errorf("outbox %s: store event of call %q: %w", o.path, base, err)
+	case len(queued) == 0:
+		return callstate.Delivery{}, nil
 	}
-	out := Outcome{Result: Queued, Sent: reqs}
-
+	var why error
 	switch {
-	case mark != nil:
-		// Imported: nobody waits on the phone for it.
-		return out, nil
 	case o.sender == nil:
-		out.Err = errors.New("outbox: no sender")
-		return out, nil
+		why = errors.New("outbox: no sender")
 	case !claimed:
-		out.Err = errors.New("outbox: an earlier event of the call is being sent")
-		return out, nil
-	case !head:
-		out.Err = errors.New("outbox: an earlier event of the call is waiting")
-		return out, nil
+		why = errors.New("outbox: an earlier event of the call is being sent")
+	case earlier > 0:
+		why = errors.New("outbox: an earlier event of the call is waiting")
+	case ctx.Err() != nil:
+		why = fmt.Errorf("outbox: no time left to send: %w", context.Cause(ctx))
+	case now.Before(o.pausedUntil()):
+		why = fmt.Errorf("outbox: Movidesk asked to wait until %s", o.pausedUntil().UTC().Format(time.RFC3339))
+	case reserved <= 0:
+		why = fmt.Errorf("outbox: rate limit of %d requests per %v reached", len(o.lim.sent), o.lim.span)
 	}
-	for i, seq := range seqs {
-		if p := o.pausedUntil(); o.now().Before(p) {
-			out.Err = fmt.Errorf("outbox: Movidesk asked to wait until %s", p.UTC().Format(time.RFC3339))
-			return out, nil
-		}
-		if err := ctx.Err(); err != nil {
-			out.Err = fmt.Errorf("outbox: no time left to send: %w", err)
-			return out, nil
-		}
-		if !o.lim.allow(o.now()) {
-			out.Err = fmt.Errorf("outbox: rate limit of %d requests per %v reached", len(o.lim.sent), o.lim.span)
-			return out, nil
-		}
-		sendErr := o.sender.Send(ctx, reqs[i])
+	if why != nil {
+		return callstate.Delivery{Err: why}, nil
+	}
+
+	type result struct {
+		d   callstate.Delivery
+		err error
+	}
+	done := make(chan result, 1)
+	handedOver = true
+	o.attempts.Add(1)
+	go func() {
+		defer o.attempts.Done()
+		d, err := o.attempt(queued, reserved)
+		o.release(base)
+		o.kick()
+		done <- result{d, err}
+	}()
+	select {
+	case r := <-done:
+		return r.d, r.err
+	case <-ctx.Done():
+		return callstate.Delivery{Err: &StillTryingError{Endpoint: queued[0].req.Endpoint(), Cause: context.Cause(ctx)}}, nil
+	}
+}
+
+// StillTryingError is the delivery error of an event whose caller stopped
+// waiting while Movidesk had not answered yet: the attempt goes on.
+type StillTryingError struct {
+	Endpoint string
+	Cause    error // why the caller stopped waiting
+}
+
+func (e *StillTryingError) Error() string {
+	return fmt.Sprintf("movidesk %s: no answer yet (%v); the attempt goes on in the background", e.Endpoint, e.Cause)
+}
+
+func (e *StillTryingError) Unwrap() error { return e.Cause }
+
+// attempt sends the first n of the events just queued, in order, each
+// bounded by SendTimeout, and settles each.
+func (o *Outbox) attempt(queued []queuedEvent, n int) (callstate.Delivery, error) {
+	for i, q := range queued[:n] {
+		ctx, cancel := context.WithTimeout(context.Background(), o.opts.SendTimeout)
+		sendErr := o.sender.Send(ctx, q.req)
+		cancel()
 		// A store error after a delivery is logged by settle: Movidesk
 		// has the event, which will be sent again.
-		switch o.settle(seq, sendErr, false) {
+		switch o.settle(q.seq, sendErr, false) {
 		case permanent:
-			return out, fmt.Errorf("outbox: %s of call %q kept as failed event %d: %w", reqs[i].Endpoint(), reqs[i].CallID(), seq, sendErr)
+			return callstate.Delivery{}, fmt.Errorf("outbox: %s of call %q kept as failed event %d: %w", q.req.Endpoint(), q.req.CallID(), q.seq, sendErr)
 		case retry:
-			out.Err = sendErr
-			return out, nil
+			return callstate.Delivery{Err: sendErr}, nil
+		}
+		if i == n-1 && n < len(queued) {
+			return callstate.Delivery{Err: fmt.Errorf("outbox: rate limit of %d requests per %v reached", len(o.lim.sent), o.lim.span)}, nil
 		}
 	}
-	out.Result = Delivered
-	return out, nil
+	return callstate.Delivery{Delivered: true}, nil
+}
+
+// Update runs fn in a write transaction (possibly shared with others, and
+// possibly run twice: see committer) and wakes the sender for what it
+// queued. The fallback spool's importer stores its lines and its position
+// with it, many lines a transaction.
+func (o *Outbox) Update(fn func(*Tx) error) error {
+	now := o.now()
+	err := o.w.do(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, now: now}) })
+	if err != nil {
+		return fmt.Errorf("outbox %s: %w", o.path, err)
+	}
+	o.kick()
+	return nil
+}
+
+// Lookup reads what is remembered of call base.
+func (o *Outbox) Lookup(base string) (callstate.Call, error) {
+	var c callstate.Call
+	err := o.db.View(func(tx *bolt.Tx) error {
+		var err error
+		c, err = getCall(tx, base)
+		return err
+	})
+	if err != nil {
+		return c, fmt.Errorf("outbox %s: %w", o.path, err)
+	}
+	return c, nil
+}
+
+// Sweep visits every call in one write transaction (see callstate.Store).
+// A call record that cannot be decoded is logged and left alone.
+func (o *Outbox) Sweep(fn func(tx callstate.Tx, base string, c callstate.Call, queued int) (bool, error)) error {
+	now := o.now()
+	err := o.w.do(func(btx *bolt.Tx) error {
+		type entry struct {
+			base string
+			c    callstate.Call
+		}
+		var all []entry
+		err := btx.Bucket(bucketCalls).ForEach(func(k, v []byte) error {
+			var c callstate.Call
+			if err := json.Unmarshal(v, &c); err != nil {
+				o.log.Error().Str("call_id", string(k)).Err(err).Msg("outbox: stored call unreadable; skipped")
+				return nil
+			}
+			all = append(all, entry{string(k), c})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		tx := &Tx{tx: btx, now: now}
+		for _, e := range all {
+			forget, err := fn(tx, e.base, e.c, queuedCount(btx, e.base))
+			if err != nil {
+				return err
+			}
+			if forget {
+				if err := btx.Bucket(bucketCalls).Delete([]byte(e.base)); err != nil {
+					return fmt.Errorf("forget call %q: %w", e.base, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("outbox %s: %w", o.path, err)
+	}
+	o.kick()
+	return nil
 }
 
 // permanentError reports whether Movidesk refused a request for good:
@@ -272,14 +263,14 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool) verdict {
 		v = retry
 	}
 	var rec *record
-	err := o.db.Update(func(tx *bolt.Tx) error {
+	err := o.w.do(func(tx *bolt.Tx) error {
 		var err error
 		if rec, err = getRecord(tx, seq); err != nil || rec == nil {
 			return err // dropped meanwhile
 		}
 		switch v {
 		case delivered:
-			return deleteEvent(tx, seq, rec, now)
+			return deleteEvent(tx, seq, rec)
 		case permanent:
 			rec.State = StateFailed
 			rec.Next = time.Time{}

@@ -46,6 +46,9 @@ type MovideskConfig struct {
 	TokenFile     string   `toml:"token_file"`
 	Timeout       Duration `toml:"timeout"`
 	RatePerMinute float64  `toml:"rate_per_minute"`
+	// DryRun logs every request instead of sending it. A configuration
+	// file without a token must say so; without a file it is the default.
+	DryRun bool `toml:"dry_run"`
 }
 
 type CallsConfig struct {
@@ -156,6 +159,10 @@ func LoadConfig(path string) (Config, error) {
 			return cfg, fmt.Errorf("config %s: movidesk.token_file %s is empty", path, cfg.Movidesk.TokenFile)
 		}
 	}
+	if path == "" && cfg.Movidesk.Token == "" {
+		// Built-in defaults: a first try of the dialplan.
+		cfg.Movidesk.DryRun = true
+	}
 	if err := cfg.Validate(); err != nil {
 		if path == "" {
 			return cfg, fmt.Errorf("built-in config: %w", err)
@@ -163,6 +170,16 @@ func LoadConfig(path string) (Config, error) {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// CheckToken refuses to serve without a token unless dry-run is asked
+// for: a forgotten token would otherwise answer OK to every call and send
+// nothing.
+func (c *Config) CheckToken() error {
+	if c.Movidesk.DryRun || c.Movidesk.Token != "" {
+		return nil
+	}
+	return errors.New("movidesk.token: no Movidesk token (set movidesk.token, movidesk.token_file or MOVIDESK_TOKEN); to try the dialplan without sending anything, set movidesk.dry_run = true")
 }
 
 // Validate refuses impossible values, naming the key.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,4 +138,51 @@ func TestConfigDurations(t *testing.T) {
 	if time.Duration(cfg.Movidesk.Timeout) != 1500*time.Millisecond || time.Duration(cfg.Calls.MaxCallDuration) != 2*time.Hour {
 		t.Fatalf("got %v and %v", cfg.Movidesk.Timeout, cfg.Calls.MaxCallDuration)
 	}
+}
+
+func TestDryRunIsExplicit(t *testing.T) {
+	t.Setenv("MOVIDESK_TOKEN", "")
+	cli := func(args ...string) (string, error) {
+		var out, errOut lockedBuffer
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // serve stops at once once started
+		err := run(ctx, args, &out, &errOut)
+		return out.String() + errOut.String(), err
+	}
+	dir := t.TempDir()
+	store := "[store]\npath = \"" + filepath.Join(dir, "o.db") + "\"\nspool = \"" + filepath.Join(dir, "s.log") + "\"\n[server]\nlisten = \"127.0.0.1:0\"\n"
+	t.Run("FileWithoutTokenRefusesToStart", func(t *testing.T) {
+		// Without a token, every call would be told OK and nothing sent.
+		path := writeConfig(t, store)
+		for _, cmd := range []string{"serve", "check-config"} {
+			_, err := cli(cmd, "-config", path)
+			if err == nil || !strings.Contains(err.Error(), "movidesk.token") || !strings.Contains(err.Error(), "dry_run") {
+				t.Errorf("%s: err = %v, want a refusal naming movidesk.token and dry_run", cmd, err)
+			}
+		}
+	})
+	t.Run("FileAskingForDryRunStarts", func(t *testing.T) {
+		path := writeConfig(t, store+"[movidesk]\ndry_run = true\n")
+		out, err := cli("check-config", "-config", path)
+		if err != nil || !strings.Contains(out, "dry-run") {
+			t.Errorf("check-config: %v, %q; want OK in dry-run", err, out)
+		}
+		out, err = cli("serve", "-config", path)
+		if err != nil || !strings.Contains(out, "dry-run: every Movidesk request is logged, not sent") {
+			t.Errorf("serve: %v, want the dry-run warning at start:\n%s", err, out)
+		}
+	})
+	t.Run("TokenWithDryRunSendsNothing", func(t *testing.T) {
+		t.Setenv("MOVIDESK_TOKEN", "9f1c2d3e-aaaa-bbbb-cccc-000000000001")
+		cfg, err := LoadConfig(writeConfig(t, store+"[movidesk]\ndry_run = true\n"))
+		if err != nil || !cfg.Movidesk.DryRun {
+			t.Fatalf("dry_run = %v, %v", cfg.Movidesk.DryRun, err)
+		}
+	})
+	t.Run("NoFileIsDryRun", func(t *testing.T) {
+		cfg, err := LoadConfig("")
+		if err != nil || !cfg.Movidesk.DryRun || cfg.CheckToken() != nil {
+			t.Errorf("built-in defaults: dry_run %v, %v, %v; want dry-run", cfg.Movidesk.DryRun, err, cfg.CheckToken())
+		}
+	})
 }

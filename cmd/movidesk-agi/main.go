@@ -20,6 +20,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -64,11 +65,15 @@ func exitCode(err error) int {
 }
 
 // signalContext is cancelled by the first SIGINT or SIGTERM, which starts a
-// graceful drain; a second one exits at once.
+// graceful drain; a second one exits at once. SIGHUP, which would otherwise
+// kill the process, is logged and ignored: the configuration is read at
+// start only (see Main.Serve).
 func signalContext() (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	// Until Serve logs it.
+	signal.Ignore(syscall.SIGHUP)
 	go func() {
 		select {
 		case <-ch:
@@ -103,6 +108,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if err := cfg.CheckToken(); err != nil {
+			return fmt.Errorf("config %s: %w", *path, err)
+		}
 		m := NewMain(cfg, stderr)
 		if err := m.Open(); err != nil {
 			return err
@@ -122,9 +130,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if err := cfg.CheckToken(); err != nil {
+			return fmt.Errorf("config %s: %w", *path, err)
+		}
 		mode := "live"
-		if cfg.Movidesk.Token == "" {
-			mode = "dry-run (no token)"
+		if cfg.Movidesk.DryRun {
+			mode = "dry-run"
 		}
 		fmt.Fprintf(stdout, "%s: OK (listen %s, movidesk %s, %s)\n", *path, cfg.Server.Listen, movidesk.RedactURL(cfg.Movidesk.BaseURL), mode)
 		return nil
@@ -182,6 +193,10 @@ func newLogger(cfg LogConfig, w io.Writer) zerolog.Logger {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
 }
 
+// closeGrace bounds the wait for handlers after their sessions were
+// closed: their store write and attempt are bounded by movidesk.timeout.
+const closeGrace = 10 * time.Second
+
 // Main is the running service. Tests start it on 127.0.0.1:0.
 type Main struct {
 	Config Config
@@ -189,6 +204,7 @@ type Main struct {
 
 	client   *movidesk.Client
 	outbox   *outbox.Outbox
+	calls    *callstate.Machine
 	handlers *calls.Handlers
 	server   *agi.Server
 	listener net.Listener
@@ -203,7 +219,11 @@ func NewMain(cfg Config, logOut io.Writer) *Main {
 func (m *Main) Open() error {
 	cfg := m.Config
 	var err error
-	m.client, err = movidesk.NewClient(cfg.Movidesk.BaseURL, cfg.Movidesk.Token,
+	token := cfg.Movidesk.Token
+	if cfg.Movidesk.DryRun {
+		token = "" // the client's dry-run
+	}
+	m.client, err = movidesk.NewClient(cfg.Movidesk.BaseURL, token,
 		movidesk.WithTimeout(time.Duration(cfg.Movidesk.Timeout)),
 		movidesk.WithUserAgent("movidesk-agi/"+versionString()),
 		movidesk.WithLogger(m.Log.With().Str("component", "movidesk").Logger()),
@@ -212,20 +232,29 @@ func (m *Main) Open() error {
 			if len(body) > 0 {
 				ev = ev.Str("body", string(body))
 			}
-			ev.Msg("dry-run: not sent (no token configured)")
+			ev.Msg("dry-run: not sent")
 		}))
 	if err != nil {
 		return fmt.Errorf("movidesk: %w", err)
 	}
 	m.outbox, err = outbox.Open(outbox.Options{
-		Path:            cfg.Store.Path,
-		RatePerMinute:   cfg.Movidesk.RatePerMinute,
-		MaxCallDuration: time.Duration(cfg.Calls.MaxCallDuration),
-		Log:             m.Log.With().Str("component", "outbox").Logger(),
+		Path:          cfg.Store.Path,
+		RatePerMinute: cfg.Movidesk.RatePerMinute,
+		Log:           m.Log.With().Str("component", "outbox").Logger(),
 	}, m.client)
 	if err != nil {
 		return fmt.Errorf("store.path: %w", err)
 	}
+	m.calls = callstate.New(m.outbox, callstate.Options{MaxCallDuration: time.Duration(cfg.Calls.MaxCallDuration)})
+	reapLog := m.Log.With().Str("component", "reaper").Logger()
+	m.outbox.Housekeep(func() error {
+		reaped, err := m.calls.Reap()
+		for _, r := range reaped {
+			reapLog.Warn().Str("call_id", r.ID).Time("opened", r.Opened).Dur("max_call_duration", time.Duration(cfg.Calls.MaxCallDuration)).
+				Msg("call still open after the maximum call duration; completion queued")
+		}
+		return err
+	})
 	if err := calls.PrepareSpool(cfg.Store.Spool, 0o664); err != nil {
 		m.outbox.Close()
 		return fmt.Errorf("store.spool: %w", err)
@@ -237,7 +266,8 @@ func (m *Main) Open() error {
 		Queues:         cfg.Queues,
 		RecordingLink:  link,
 		Timeout:        time.Duration(cfg.Movidesk.Timeout),
-	}, m.outbox, m.Log)
+		Spool:          cfg.Store.Spool,
+	}, m.calls, m.outbox, m.Log)
 	m.server = &agi.Server{
 		Handler:        m.handlers.Mux(),
 		MaxSessions:    cfg.Server.MaxSessions,
@@ -270,15 +300,12 @@ func (m *Main) Serve(ctx context.Context) error {
 	}
 	m.Log.Info().Str("listen", m.Addr().String()).Str("movidesk", movidesk.RedactURL(cfg.Movidesk.BaseURL)).
 		Str("mode", mode).Str("store", cfg.Store.Path).Str("spool", cfg.Store.Spool).Str("version", versionString()).Msg("movidesk-agi started")
-
-	// Events spooled while the service was down come before any live event
-	// of the same call, so they are imported before the first session.
-	if n, err := m.handlers.ImportSpool(ctx, cfg.Store.Spool); err != nil {
-		m.Log.Error().Err(err).Str("spool", cfg.Store.Spool).Msg("fallback spool import failed; trying again while running")
-	} else if n > 0 {
-		m.Log.Info().Int("events", n).Str("spool", cfg.Store.Spool).Msg("fallback spool imported")
+	if m.client.DryRun() {
+		m.Log.Warn().Msg("dry-run: every Movidesk request is logged, not sent, and reported OK to the dialplan (movidesk.dry_run, or built-in defaults without -config)")
 	}
 
+	// Sessions are served while the fallback spool imports: a live event
+	// first imports its own call's spooled lines, which came before it.
 	senderCtx, stopSender := context.WithCancel(context.Background())
 	senderDone := make(chan error, 1)
 	go func() { senderDone <- m.outbox.Run(senderCtx) }()
@@ -289,6 +316,22 @@ func (m *Main) Serve(ctx context.Context) error {
 	}()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- m.server.Serve(m.listener) }()
+	// SIGHUP would kill the process and every session with it: the
+	// configuration is read at start only, so it is logged and ignored.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	hupDone := make(chan struct{})
+	defer close(hupDone)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				m.Log.Warn().Msg("SIGHUP ignored: the configuration is read at start only; restart the service to apply a change")
+			case <-hupDone:
+				return
+			}
+		}
+	}()
 
 	var err error
 	select {
@@ -302,8 +345,15 @@ func (m *Main) Serve(ctx context.Context) error {
 		<-serveDone
 	case err = <-serveDone:
 		err = fmt.Errorf("agi server: %w", err)
-		m.server.Close() // sessions still running end before the store closes
+		m.server.Close()
 	}
+	// Handlers closed at the deadline may still be storing their event:
+	// wait for them, bounded, before the store closes.
+	grace, cancel := context.WithTimeout(context.Background(), closeGrace)
+	if serr := m.server.Shutdown(grace); serr != nil {
+		m.Log.Error().Err(serr).Msg("AGI handlers still running when the store closes")
+	}
+	cancel()
 	stopSender()
 	<-spoolDone
 	if serr := <-senderDone; serr != nil && !errors.Is(serr, context.Canceled) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 )
 
@@ -179,8 +180,10 @@ func TestSpoolWrittenWhileDownIsImportedAtStart(t *testing.T) {
 	cfg.Store.Spool = filepath.Join(t.TempDir(), "fallback.log")
 	// What the dialplan's movidesk-spool subroutine appended while the
 	// service was down, after the header line a previous run wrote.
+	// An hour ago: older lines than the store's retention are refused.
+	at := time.Now().Add(-time.Hour).Truncate(time.Second)
 	spool := calls.SpoolHeader +
-		"movidesk-agi/1 abandon 1795525240 uniqueid=1795524751.12&linkedid=1795524751.12&callerid=4733990777&context=from-trunk&cdrstart=1795524751.6&arg=queue%3D3\n"
+		fmt.Sprintf("movidesk-agi/1 abandon %d uniqueid=1795524751.12&linkedid=1795524751.12&callerid=4733990777&context=from-trunk&cdrstart=1795524751.6&arg=queue%%3D3\n", at.Unix())
 	if err := os.WriteFile(cfg.Store.Spool, []byte(spool), 0o664); err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +194,7 @@ func TestSpoolWrittenWhileDownIsImportedAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[0].Endpoint != "asterisk_startCanceledCall" || got[0].Query.Get("canceledDate") != "2026-11-24T13:00:40" || got[0].Query.Get("queueId") != "3" {
+	if got[0].Endpoint != "asterisk_startCanceledCall" || got[0].Query.Get("canceledDate") != at.UTC().Format(movidesk.DateLayout) || got[0].Query.Get("queueId") != "3" {
 		t.Errorf("imported %+v", got[0])
 	}
 }

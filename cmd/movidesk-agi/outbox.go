@@ -59,8 +59,12 @@ func runOutbox(_ context.Context, args []string, stdout, stderr io.Writer) error
 
 	switch verb {
 	case "retry":
-		if err := ob.Retry(seq); err != nil {
+		skipped, err := ob.Retry(seq)
+		if err != nil {
 			return err
+		}
+		for _, s := range skipped {
+			fmt.Fprintf(stdout, "event %d is unreadable and was skipped; drop it with: movidesk-agi outbox drop %d\n", s, s)
 		}
 		if seq == 0 {
 			fmt.Fprintln(stdout, "every failed event is queued again")
@@ -79,11 +83,14 @@ func runOutbox(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	pending, failed, open, err := ob.Stats()
+	st, err := ob.Stats()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: %d pending, %d failed, %d open calls\n", cfg.Store.Path, pending, failed, open)
+	fmt.Fprintf(stdout, "%s: %d pending, %d failed, %d open calls\n", cfg.Store.Path, st.Pending, st.Failed, st.OpenCalls)
+	if st.Unreadable > 0 {
+		fmt.Fprintf(stdout, "%d unreadable (drop them with: movidesk-agi outbox drop SEQ)\n", st.Unreadable)
+	}
 	if len(events) == 0 {
 		return nil
 	}

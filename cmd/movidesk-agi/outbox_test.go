@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	bolt "go.etcd.io/bbolt"
 
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -34,7 +36,7 @@ func TestOutboxCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	if _, err := ob.Complete(context.Background(), movidesk.CompletedCall{ID: "call-1", CompletedDate: at}); err == nil {
+	if _, err := callstate.New(ob, callstate.Options{}).Complete(context.Background(), movidesk.CompletedCall{ID: "call-1", CompletedDate: at}); err == nil {
 		t.Fatal("a 401 was not an error")
 	}
 
@@ -79,5 +81,65 @@ func TestOutboxCommands(t *testing.T) {
 		if _, err := cmd(bad...); exitCode(err) != 2 {
 			t.Errorf("%q: exit %d (%v), want a usage error", bad, exitCode(err), err)
 		}
+	}
+}
+
+func TestOutboxCommandsTolerateUnreadableRecords(t *testing.T) {
+	t.Setenv("MOVIDESK_TOKEN", "")
+	dir := t.TempDir()
+	db := filepath.Join(dir, "outbox.db")
+	cfgPath := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfgPath, []byte("[store]\npath = \""+db+"\"\nspool = \""+filepath.Join(dir, "spool.log")+"\"\n"), 0o600)
+	ob, err := outbox.Open(outbox.Options{Path: db, Log: zerolog.Nop()}, refusing{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	if _, err := callstate.New(ob, callstate.Options{}).Complete(context.Background(), movidesk.CompletedCall{ID: "call-1", CompletedDate: at}); err == nil {
+		t.Fatal("a 401 was not an error")
+	}
+	ob.Close()
+	// Two records a bug or a disk could leave: JSON of the wrong types,
+	// and no JSON at all.
+	bdb, err := bolt.Open(db, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("events"))
+		if err := b.Put([]byte{0, 0, 0, 0, 0, 0, 0, 7}, []byte(`{"endpoint":7,"call":["x"],"attempts":"many"}`)); err != nil {
+			return err
+		}
+		return b.Put([]byte{0, 0, 0, 0, 0, 0, 0, 8}, []byte("\x00garbage"))
+	})
+	bdb.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), args, &out, &errOut)
+		return out.String() + errOut.String(), err
+	}
+	out, err := cmd("outbox", "list", "-config", cfgPath)
+	if err != nil {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	for _, w := range []string{"0 pending, 1 failed", "2 unreadable", "7", "8", "call-1"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("list output lacks %q:\n%s", w, out)
+		}
+	}
+	out, err = cmd("outbox", "retry", "-config", cfgPath, "all")
+	if err != nil || !strings.Contains(out, "event 7 is unreadable") || !strings.Contains(out, "event 8 is unreadable") {
+		t.Fatalf("retry all: %v\n%s", err, out)
+	}
+	for _, seq := range []string{"7", "8"} {
+		if out, err := cmd("outbox", "drop", "-config", cfgPath, seq); err != nil {
+			t.Fatalf("drop %s: %v\n%s", seq, err, out)
+		}
+	}
+	if out, _ := cmd("outbox", "list", "-config", cfgPath); !strings.Contains(out, "1 pending, 0 failed") || strings.Contains(out, "unreadable") {
+		t.Errorf("after drops:\n%s", out)
 	}
 }

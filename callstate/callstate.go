@@ -1,0 +1,482 @@
+// Package callstate is the call state machine: from what Movidesk has
+// already been told about a call, it decides what a new event of the call
+// must tell it. It owns the segments (a second agent's transfer completes
+// "<id>" and opens "<id>-2"), the duplicates (the same event arriving again,
+// by AGI, by the fallback spool or after a crash, sends nothing), the open
+// calls, and the reaper's decision to complete a call left open.
+//
+// It is plain logic over a small transactional store (Store, Tx), which
+// package outbox implements: every decision is taken and stored in the same
+// transaction as the requests it queues.
+package callstate
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+)
+
+// Call is what is remembered of a call, under its base id (the id before any
+// segment suffix).
+type Call struct {
+	// Segments is how many Movidesk ids the call has used: 1 is the bare
+	// id, n > 1 is "<id>-<n>". When Open, the open segment is the last.
+	Segments  int       `json:"segments"`
+	Open      bool      `json:"open,omitempty"`
+	Opened    time.Time `json:"opened,omitzero"` // transfer date of the open segment
+	Completed bool      `json:"completed,omitempty"`
+	Canceled  bool      `json:"canceled,omitempty"`
+	// Seen are the identities of the transfers and links already recorded
+	// (see Event.Key), so that a second arrival of one sends nothing.
+	Seen    []string  `json:"seen,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+// Ended reports whether Movidesk has been told that the call ended.
+func (c *Call) Ended() bool { return c.Completed || c.Canceled }
+
+// maxSeen bounds Call.Seen: a call has a handful of transfers and links; a
+// runaway dialplan must not grow one record without end.
+const maxSeen = 64
+
+func (c *Call) seen(key string) bool { return key != "" && slices.Contains(c.Seen, key) }
+
+func (c *Call) see(key string) {
+	if key == "" || c.seen(key) {
+		return
+	}
+	if len(c.Seen) >= maxSeen {
+		c.Seen = c.Seen[1:]
+	}
+	c.Seen = append(c.Seen, key)
+}
+
+// SegmentID is the Movidesk id of segment n of call base.
+func SegmentID(base string, n int) string {
+	if n <= 1 {
+		return base
+	}
+	return base + "-" + strconv.Itoa(n)
+}
+
+// Tx is one transaction of the store: a decision reads the call, queues its
+// requests and writes the call back, all or nothing.
+type Tx interface {
+	// Call returns what is remembered of call base; the zero Call when
+	// nothing is.
+	Call(base string) (Call, error)
+	PutCall(base string, c Call) error
+	// Queue stores r for delivery after every request of call base queued
+	// before it.
+	Queue(base string, r movidesk.Request) error
+}
+
+// Store runs transactions. Package outbox implements it.
+type Store interface {
+	// Submit runs fn in one transaction for call base and commits it:
+	// nothing fn queued is acknowledged before it is durable. It then makes
+	// one attempt, within ctx, at what fn queued. An error is either the
+	// store's (nothing was stored) or a permanent refusal by Movidesk (the
+	// event is kept as failed).
+	Submit(ctx context.Context, base string, fn func(Tx) error) (Delivery, error)
+	// Lookup reads what is remembered of call base.
+	Lookup(base string) (Call, error)
+	// Sweep visits every call in one transaction, with how many of its
+	// requests are still queued; fn may queue requests and store the
+	// call, or return forget to have the call forgotten.
+	Sweep(fn func(tx Tx, base string, c Call, queued int) (forget bool, err error)) error
+}
+
+// Delivery is what became of the attempt Submit made.
+type Delivery struct {
+	// Delivered is true when Movidesk accepted every request queued.
+	Delivered bool
+	// Err is why not (for the log), when something was queued.
+	Err error
+}
+
+// Result says what became of an event.
+type Result int
+
+const (
+	// Delivered: Movidesk accepted every request of the event.
+	Delivered Result = iota + 1
+	// Queued: stored safely; the background sender delivers it later.
+	Queued
+	// Duplicate: the event was already recorded, or the call already
+	// ended; nothing was stored or sent.
+	Duplicate
+	// Late: a transfer that arrived after its call had ended; Movidesk has
+	// the call's end, so nothing was stored or sent.
+	Late
+)
+
+func (r Result) String() string {
+	switch r {
+	case Delivered:
+		return "delivered"
+	case Queued:
+		return "queued"
+	case Duplicate:
+		return "duplicate"
+	case Late:
+		return "late"
+	}
+	return fmt.Sprintf("Result(%d)", int(r))
+}
+
+// Status is the value for the dialplan's MOVIDESK_STATUS: "OK" when
+// Movidesk has the event or needs nothing, "QUEUED" when it will get it
+// later.
+func (r Result) Status() string {
+	if r == Queued {
+		return "QUEUED"
+	}
+	return "OK"
+}
+
+// Outcome is what recording an event did.
+type Outcome struct {
+	Result Result
+	// Sent is what was queued, with the ids Movidesk sees, in order. A
+	// transfer of an open call queues the completion of the open segment
+	// first.
+	Sent []movidesk.Request
+	// Err is the delivery error behind Queued, for the log.
+	Err error
+}
+
+// Kind is what happened to the call.
+type Kind int
+
+const (
+	// Transfer: an agent answered (asterisk_startTransferedCall).
+	Transfer Kind = iota + 1
+	// Complete: the call ended after a transfer (asterisk_completedCall).
+	Complete
+	// Hangup: the call ended, either way: completed if it is open,
+	// abandoned (asterisk_startCanceledCall) if it never was.
+	Hangup
+	// Link: a recording is available (setMadeCallLink).
+	Link
+)
+
+// Event is one event of a call, with what each request would carry.
+type Event struct {
+	Kind Kind
+	// Key identifies the event within its call, the same whichever way it
+	// arrives: for a transfer the agent's leg and extension (see
+	// TransferKey), for a link the link. The end of a call needs none: a
+	// call ends once.
+	Key string
+
+	Transfer movidesk.TransferredCall // Transfer
+	Complete movidesk.CompletedCall   // Complete, Hangup
+	Cancel   movidesk.CanceledCall    // Hangup, for a call never transferred
+	Link     movidesk.CallLink        // Link
+}
+
+// TransferKey is the identity of a transfer: the leg the AGI ran on and
+// the agent it reached. Only a genuinely new transfer (another agent's leg)
+// opens a segment.
+func TransferKey(uniqueID, branchLine string) string {
+	return "transfer " + uniqueID + " " + branchLine
+}
+
+// LinkKey is the identity of a recording link.
+func LinkKey(link string) string { return "link " + link }
+
+// Base is the event's base call id.
+func (e Event) Base() string {
+	switch e.Kind {
+	case Transfer:
+		return e.Transfer.ID
+	case Complete, Hangup:
+		return e.Complete.ID
+	case Link:
+		return e.Link.ID
+	}
+	return ""
+}
+
+// Decision is what Apply decided.
+type Decision struct {
+	// Result is Queued when requests were queued, else Duplicate or Late.
+	Result Result
+	Sent   []movidesk.Request
+}
+
+// Apply records ev in tx: it reads the call, decides what Movidesk must
+// get, checks every request of the decision (the segment suffix can push an
+// id past its limit), then queues them and stores the call. A request the
+// API would refuse returns its *movidesk.ValidationError before anything is
+// written, so that Apply can share a transaction with other events.
+func Apply(tx Tx, ev Event, now time.Time) (Decision, error) {
+	base := ev.Base()
+	if base == "" {
+		return Decision{}, &movidesk.ValidationError{Endpoint: endpointOf(ev), Field: "id", Reason: "is required"}
+	}
+	c, err := tx.Call(base)
+	if err != nil {
+		return Decision{}, err
+	}
+	d, err := decide(&c, ev)
+	if err != nil || d.Result != Queued {
+		return d, err
+	}
+	for _, r := range d.Sent {
+		if err := r.Validate(); err != nil {
+			return Decision{}, err
+		}
+	}
+	for _, r := range d.Sent {
+		if err := tx.Queue(base, r); err != nil {
+			return Decision{}, err
+		}
+	}
+	c.Updated = now
+	if err := tx.PutCall(base, c); err != nil {
+		return Decision{}, err
+	}
+	return d, nil
+}
+
+func endpointOf(ev Event) string {
+	switch ev.Kind {
+	case Transfer:
+		return movidesk.EndpointTransferred
+	case Link:
+		return movidesk.EndpointLink
+	}
+	return movidesk.EndpointCompleted
+}
+
+// decide is the state machine proper: it updates c and returns the
+// requests for ev.
+func decide(c *Call, ev Event) (Decision, error) {
+	queued := func(rs ...movidesk.Request) (Decision, error) { return Decision{Result: Queued, Sent: rs}, nil }
+	switch ev.Kind {
+	case Transfer:
+		r := ev.Transfer
+		switch {
+		case c.seen(ev.Key):
+			return Decision{Result: Duplicate}, nil
+		case c.Ended():
+			// Only an event that took a slower path (the fallback spool)
+			// can arrive after its call's end; the handlers import a
+			// call's spooled events before its live ones, so this is
+			// rare. A new segment would stay open for ever.
+			return Decision{Result: Late}, nil
+		}
+		if err := r.Validate(); err != nil {
+			return Decision{}, err
+		}
+		var reqs []movidesk.Request
+		if c.Open {
+			reqs = append(reqs, movidesk.CompletedCall{ID: SegmentID(r.ID, c.Segments), CompletedDate: r.TransferDate})
+		}
+		c.Segments++
+		c.Open, c.Opened = true, r.TransferDate
+		c.see(ev.Key)
+		r.ID = SegmentID(r.ID, c.Segments)
+		return queued(append(reqs, r)...)
+	case Complete, Hangup:
+		r := ev.Complete
+		switch {
+		case c.Ended():
+			return Decision{Result: Duplicate}, nil
+		case c.Open:
+			if err := r.Validate(); err != nil {
+				return Decision{}, err
+			}
+			r.ID = SegmentID(r.ID, c.Segments)
+			c.Open, c.Completed = false, true
+			return queued(r)
+		case ev.Kind == Complete:
+			// Never transferred (or the transfer was missed): as given,
+			// and the bare id is now used.
+			if err := r.Validate(); err != nil {
+				return Decision{}, err
+			}
+			c.Segments = max(c.Segments, 1)
+			c.Completed = true
+			return queued(r)
+		}
+		// A hangup of a call never transferred: abandoned. Only the
+		// request chosen is validated.
+		k := ev.Cancel
+		if err := k.Validate(); err != nil {
+			return Decision{}, err
+		}
+		c.Segments = max(c.Segments, 1)
+		c.Canceled = true
+		return queued(k)
+	case Link:
+		r := ev.Link
+		if c.seen(ev.Key) {
+			return Decision{Result: Duplicate}, nil
+		}
+		if err := r.Validate(); err != nil {
+			return Decision{}, err
+		}
+		r.ID = SegmentID(r.ID, c.Segments)
+		c.see(ev.Key)
+		return queued(r)
+	}
+	return Decision{}, fmt.Errorf("callstate: unknown event kind %d", ev.Kind)
+}
+
+// Expire is the reaper's decision for a call: an open call older than
+// maxDuration is completed, dated when that duration ran out. It reports
+// false for any other call.
+func Expire(base string, c *Call, now time.Time, maxDuration time.Duration) (movidesk.CompletedCall, bool) {
+	if !c.Open || now.Sub(c.Opened) < maxDuration {
+		return movidesk.CompletedCall{}, false
+	}
+	r := movidesk.CompletedCall{ID: SegmentID(base, c.Segments), CompletedDate: c.Opened.Add(maxDuration)}
+	c.Open, c.Completed = false, true
+	c.Updated = now
+	return r, true
+}
+
+// Forgettable reports whether a call can be forgotten: closed, nothing of
+// it waiting, and not touched for retention. Remembering it that long is
+// what makes a late duplicate of its events a duplicate.
+func Forgettable(c Call, queued int, now time.Time, retention time.Duration) bool {
+	return !c.Open && queued == 0 && now.Sub(c.Updated) >= retention
+}
+
+// Defaults applied by New to zero Options fields.
+const (
+	DefaultMaxCallDuration = 4 * time.Hour
+	DefaultRetention       = 7 * 24 * time.Hour
+)
+
+// Options configure a Machine.
+type Options struct {
+	// MaxCallDuration is how long a call may stay open before the reaper
+	// completes it (0 = 4h).
+	MaxCallDuration time.Duration
+	// Retention is how long a closed call is remembered (0 = 7 days):
+	// within it a late duplicate of its events is recognised, and a late
+	// transfer is not taken for a new call.
+	Retention time.Duration
+	// Now is the clock (nil = time.Now).
+	Now func() time.Time
+}
+
+// Machine records events through a Store.
+type Machine struct {
+	store Store
+	opts  Options
+}
+
+// New returns a Machine over s.
+func New(s Store, opts Options) *Machine {
+	if opts.MaxCallDuration <= 0 {
+		opts.MaxCallDuration = DefaultMaxCallDuration
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = DefaultRetention
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Machine{store: s, opts: opts}
+}
+
+// Retention is how long a closed call is remembered.
+func (m *Machine) Retention() time.Duration { return m.opts.Retention }
+
+// IsOpen reports whether call base was transferred and not yet completed.
+func (m *Machine) IsOpen(base string) (bool, error) {
+	c, err := m.store.Lookup(base)
+	return c.Open, err
+}
+
+// Reaped is a call the reaper completed.
+type Reaped struct {
+	ID     string // the segment completed
+	Opened time.Time
+}
+
+// Reap completes the calls open longer than MaxCallDuration and forgets
+// the closed ones past Retention, in one transaction.
+func (m *Machine) Reap() ([]Reaped, error) {
+	now := m.opts.Now()
+	var done []Reaped
+	err := m.store.Sweep(func(tx Tx, base string, c Call, queued int) (bool, error) {
+		if Forgettable(c, queued, now, m.opts.Retention) {
+			return true, nil
+		}
+		opened := c.Opened
+		r, ok := Expire(base, &c, now, m.opts.MaxCallDuration)
+		if !ok {
+			return false, nil
+		}
+		if err := tx.Queue(base, r); err != nil {
+			return false, err
+		}
+		if err := tx.PutCall(base, c); err != nil {
+			return false, err
+		}
+		done = append(done, Reaped{ID: r.ID, Opened: opened})
+		return false, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reap open calls: %w", err)
+	}
+	return done, nil
+}
+
+// Record applies ev in one transaction of the store, then makes one
+// attempt at what it queued, within ctx.
+func (m *Machine) Record(ctx context.Context, ev Event) (Outcome, error) {
+	var d Decision
+	now := m.opts.Now()
+	del, err := m.store.Submit(ctx, ev.Base(), func(tx Tx) error {
+		var err error
+		d, err = Apply(tx, ev, now)
+		return err
+	})
+	if err != nil {
+		return Outcome{Result: d.Result, Sent: d.Sent}, err
+	}
+	out := Outcome{Result: d.Result, Sent: d.Sent}
+	if d.Result == Queued {
+		if del.Delivered {
+			out.Result = Delivered
+		}
+		out.Err = del.Err
+	}
+	return out, nil
+}
+
+// Transfer records that the call reached the agent of leg (see TransferKey).
+func (m *Machine) Transfer(ctx context.Context, leg string, r movidesk.TransferredCall) (Outcome, error) {
+	return m.Record(ctx, Event{Kind: Transfer, Key: leg, Transfer: r})
+}
+
+// Complete records that the call ended after a transfer.
+func (m *Machine) Complete(ctx context.Context, r movidesk.CompletedCall) (Outcome, error) {
+	return m.Record(ctx, Event{Kind: Complete, Complete: r})
+}
+
+// Hangup records that the call ended: completed when open, abandoned when
+// never transferred, a duplicate when it already ended. Both requests carry
+// the same base id.
+func (m *Machine) Hangup(ctx context.Context, complete movidesk.CompletedCall, cancel movidesk.CanceledCall) (Outcome, error) {
+	if complete.ID != cancel.ID {
+		return Outcome{}, fmt.Errorf("callstate: hangup of call %q with a cancellation for call %q", complete.ID, cancel.ID)
+	}
+	return m.Record(ctx, Event{Kind: Hangup, Complete: complete, Cancel: cancel})
+}
+
+// Link records the recording link of the call's latest segment.
+func (m *Machine) Link(ctx context.Context, r movidesk.CallLink) (Outcome, error) {
+	return m.Record(ctx, Event{Kind: Link, Key: LinkKey(r.Link), Link: r})
+}
