@@ -1,13 +1,17 @@
 package calls_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/movidesk-agi/movidesk-agi/calls"
 )
@@ -18,7 +22,8 @@ import (
 // configured as the suite configures the service: the handlers must send
 // exactly the commands they sent then and report the same status. Where
 // the caller hung up during the session Movidesk is kept slow, so that the
-// hangup, not Movidesk's answer, ends the attempt, as it did then.
+// hangup, not Movidesk's answer, ends the attempt, as it did then. What
+// Movidesk receives in the end is compared with a golden file.
 func TestRecordedSessions(t *testing.T) {
 	files, err := filepath.Glob("testdata/asterisk22/*.agi")
 	if err != nil || len(files) == 0 {
@@ -33,6 +38,8 @@ func TestRecordedSessions(t *testing.T) {
 		scenario = strings.TrimSuffix(scenario, "-2") // the second agent's transfer
 		scenarios[scenario] = append(scenarios[scenario], route+"|"+f)
 	}
+	var mu sync.Mutex
+	got := map[string][]string{}
 	order := map[string]int{"transfer": 0, "complete": 1, "abandon": 1, "hangup": 1, "link": 2}
 	for scenario, list := range scenarios {
 		sort.Slice(list, func(i, j int) bool {
@@ -66,9 +73,54 @@ func TestRecordedSessions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(r.movidesk.Accepted())+len(events) == 0 {
-				t.Error("no event reached Movidesk or the outbox")
+			if n := len(r.movidesk.Accepted()) + len(events); n > len(r.movidesk.Accepted()) {
+				r.outboxDelivers(n)
 			}
+			mu.Lock()
+			got[scenario] = describeAccepted(r)
+			mu.Unlock()
 		})
 	}
+	// What Movidesk received, dates aside (they are the replay's), per
+	// scenario: testdata/asterisk22/movidesk.golden, rewritten with
+	// MOVIDESK_AGI_GOLDEN=1.
+	var b strings.Builder
+	names := make([]string, 0, len(got))
+	for name := range got {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fmt.Fprintf(&b, "%s:\n", name)
+		for _, line := range got[name] {
+			fmt.Fprintf(&b, "  %s\n", line)
+		}
+	}
+	golden := "testdata/asterisk22/movidesk.golden"
+	if os.Getenv("MOVIDESK_AGI_GOLDEN") != "" {
+		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (write it with MOVIDESK_AGI_GOLDEN=1)", err)
+	}
+	if diff := cmp.Diff(string(want), b.String()); diff != "" {
+		t.Errorf("Movidesk requests differ from %s (-want +got):\n%s", golden, diff)
+	}
+}
+
+// describeAccepted lists the requests Movidesk accepted without their
+// dates.
+func describeAccepted(r *rig) []string {
+	var out []string
+	for _, req := range r.movidesk.Accepted() {
+		q := req.Query
+		for _, k := range []string{"callDate", "transferDate", "completedDate", "canceledDate"} {
+			q.Del(k)
+		}
+		out = append(out, req.Method+" "+req.Endpoint+"?"+q.Encode())
+	}
+	return out
 }

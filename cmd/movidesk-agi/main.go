@@ -208,6 +208,7 @@ type Main struct {
 	handlers *calls.Handlers
 	server   *agi.Server
 	listener net.Listener
+	hup      chan os.Signal
 }
 
 func NewMain(cfg Config, logOut io.Writer) *Main {
@@ -279,6 +280,10 @@ func (m *Main) Open() error {
 		Log:            m.Log.With().Str("component", "agi").Logger(),
 		TranscriptDir:  cfg.Server.TranscriptDir,
 	}
+	// SIGHUP would kill the process and every session with it: the
+	// configuration is read at start only, so Serve logs and ignores it.
+	m.hup = make(chan os.Signal, 1)
+	signal.Notify(m.hup, syscall.SIGHUP)
 	m.listener, err = net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		m.outbox.Close()
@@ -316,16 +321,12 @@ func (m *Main) Serve(ctx context.Context) error {
 	}()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- m.server.Serve(m.listener) }()
-	// SIGHUP would kill the process and every session with it: the
-	// configuration is read at start only, so it is logged and ignored.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	hupDone := make(chan struct{})
 	defer close(hupDone)
 	go func() {
 		for {
 			select {
-			case <-hup:
+			case <-m.hup:
 				m.Log.Warn().Msg("SIGHUP ignored: the configuration is read at start only; restart the service to apply a change")
 			case <-hupDone:
 				return

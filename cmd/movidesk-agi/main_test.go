@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -196,5 +197,25 @@ func TestSpoolWrittenWhileDownIsImportedAtStart(t *testing.T) {
 	}
 	if got[0].Endpoint != "asterisk_startCanceledCall" || got[0].Query.Get("canceledDate") != at.UTC().Format(movidesk.DateLayout) || got[0].Query.Get("queueId") != "3" {
 		t.Errorf("imported %+v", got[0])
+	}
+}
+
+func TestSIGHUPIsLoggedAndIgnored(t *testing.T) {
+	// SIGHUP's default is to end the process, and every session with it.
+	m, logs := startMain(t, DefaultConfig())
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second) // a safety net, not a timing assertion
+	for !strings.Contains(logs.String(), "SIGHUP ignored") {
+		select {
+		case <-deadline:
+			t.Fatalf("no log line for SIGHUP:\n%s", logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	seen := agiCall(t, m.Addr(), "transfer", []string{"queue=2", "branch=5252"}, channelReplies)
+	if !contains(seen, `SET VARIABLE "MOVIDESK_STATUS" "OK"`) {
+		t.Fatalf("after SIGHUP, commands %q", seen)
 	}
 }

@@ -1,0 +1,117 @@
+package callstate_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+)
+
+// memTx is a transaction over maps: the state machine needs nothing more.
+type memTx struct {
+	calls  map[string]callstate.Call
+	queued []movidesk.Request
+}
+
+var _ callstate.Tx = (*memTx)(nil)
+
+func (m *memTx) Call(base string) (callstate.Call, error)    { return m.calls[base], nil }
+func (m *memTx) PutCall(base string, c callstate.Call) error { m.calls[base] = c; return nil }
+func (m *memTx) Queue(_ string, r movidesk.Request) error    { m.queued = append(m.queued, r); return nil }
+func newTx() *memTx                                          { return &memTx{calls: map[string]callstate.Call{}} }
+
+var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+
+func transfer(leg, agent string, min int) callstate.Event {
+	at := t0.Add(time.Duration(min) * time.Minute)
+	return callstate.Event{Kind: callstate.Transfer, Key: callstate.TransferKey(leg, agent), Transfer: movidesk.TransferredCall{
+		QueueID: 7, ClientNumber: "4733990777", ID: "1795524751.12", BranchLine: agent, CallDate: t0, TransferDate: at,
+	}}
+}
+
+func hangup(min int) callstate.Event {
+	at := t0.Add(time.Duration(min) * time.Minute)
+	return callstate.Event{Kind: callstate.Hangup,
+		Complete: movidesk.CompletedCall{ID: "1795524751.12", CompletedDate: at},
+		Cancel:   movidesk.CanceledCall{QueueID: 7, ClientNumber: "4733990777", ID: "1795524751.12", CallDate: t0, CanceledDate: at}}
+}
+
+func describe(rs []movidesk.Request) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Endpoint()+" "+r.CallID())
+	}
+	return out
+}
+
+func TestEachEventOnce(t *testing.T) {
+	const id = "1795524751.12"
+	for _, tc := range []struct {
+		name   string
+		events []callstate.Event
+		want   []string
+	}{
+		{"TransferThenHangup", []callstate.Event{transfer("leg-a", "5252", 1), hangup(5)},
+			[]string{movidesk.EndpointTransferred + " " + id, movidesk.EndpointCompleted + " " + id}},
+		{"SameTransferAgainIsADuplicate", []callstate.Event{transfer("leg-a", "5252", 1), transfer("leg-a", "5252", 2), hangup(5)},
+			[]string{movidesk.EndpointTransferred + " " + id, movidesk.EndpointCompleted + " " + id}},
+		{"AnotherAgentOpensASegment", []callstate.Event{transfer("leg-a", "5252", 1), transfer("leg-b", "5253", 2), hangup(5)},
+			[]string{movidesk.EndpointTransferred + " " + id, movidesk.EndpointCompleted + " " + id,
+				movidesk.EndpointTransferred + " " + id + "-2", movidesk.EndpointCompleted + " " + id + "-2"}},
+		{"HangupTwiceIsOneEnd", []callstate.Event{hangup(5), hangup(6)},
+			[]string{movidesk.EndpointCanceled + " " + id}},
+		{"TransferAfterTheEndIsLate", []callstate.Event{hangup(5), transfer("leg-a", "5252", 1)},
+			[]string{movidesk.EndpointCanceled + " " + id}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tx := newTx()
+			for _, ev := range tc.events {
+				if _, err := callstate.Apply(tx, ev, t0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if diff := cmp.Diff(tc.want, describe(tx.queued)); diff != "" {
+				t.Errorf("queued (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestInvalidEventWritesNothing(t *testing.T) {
+	tx := newTx()
+	ev := transfer("leg-a", "5252", 1)
+	ev.Transfer.QueueID = 0
+	_, err := callstate.Apply(tx, ev, t0)
+	var ve *movidesk.ValidationError
+	if !errors.As(err, &ve) || ve.Field != "queueId" {
+		t.Fatalf("err = %v, want a validation error on queueId", err)
+	}
+	if len(tx.queued) != 0 || len(tx.calls) != 0 {
+		t.Errorf("wrote %v and %v; want nothing", tx.queued, tx.calls)
+	}
+}
+
+func TestReaperDecision(t *testing.T) {
+	tx := newTx()
+	if _, err := callstate.Apply(tx, transfer("leg-a", "5252", 0), t0); err != nil {
+		t.Fatal(err)
+	}
+	c := tx.calls["1795524751.12"]
+	if _, ok := callstate.Expire("1795524751.12", &c, t0.Add(time.Hour), 4*time.Hour); ok {
+		t.Fatal("expired after an hour of a 4h maximum")
+	}
+	r, ok := callstate.Expire("1795524751.12", &c, t0.Add(5*time.Hour), 4*time.Hour)
+	if !ok || r.CompletedDate != t0.Add(4*time.Hour) || c.Open || !c.Ended() {
+		t.Fatalf("Expire = %+v, %v (call %+v); want the completion dated when the 4h ran out", r, ok, c)
+	}
+	if callstate.Forgettable(c, 1, t0.Add(30*24*time.Hour), 7*24*time.Hour) {
+		t.Error("a call with queued events is forgettable")
+	}
+	if !callstate.Forgettable(c, 0, c.Updated.Add(7*24*time.Hour), 7*24*time.Hour) {
+		t.Error("a closed call past retention is not forgettable")
+	}
+}
