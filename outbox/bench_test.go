@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,4 +47,29 @@ func BenchmarkTransfer(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkTransferConcurrent measures 50 callers storing and sending at
+// once: with group commit they share fsyncs.
+func BenchmarkTransferConcurrent(b *testing.B) {
+	o, err := Open(Options{Path: filepath.Join(b.TempDir(), "outbox.db"), RatePerMinute: 1e9, Log: zerolog.Nop()},
+		senderFunc(func(context.Context, movidesk.Request) error { return nil }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { o.Close() })
+	m := callstate.New(o, callstate.Options{})
+	now := time.Now().UTC()
+	var n atomic.Int64
+	b.SetParallelism(50 / max(1, runtime.GOMAXPROCS(0)))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := fmt.Sprintf("bench-%d", n.Add(1))
+			if _, err := m.Transfer(context.Background(), "leg", transfer(id, now)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -1,7 +1,7 @@
 package outbox
 
 import (
-	"encoding/json"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"time"
@@ -57,13 +57,14 @@ func (w *window) take(now time.Time, n int) int {
 	return got
 }
 
-// times are the send times the window remembers, oldest first.
-func (w *window) times() []time.Time {
+// recent are the send times the window still counts at now (within its
+// span), oldest first: older ones constrain nothing, even after a restart.
+func (w *window) recent(now time.Time) []time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make([]time.Time, 0, len(w.sent))
+	var out []time.Time
 	for i := range w.sent {
-		if t := w.sent[(w.next+i)%len(w.sent)]; !t.IsZero() {
+		if t := w.sent[(w.next+i)%len(w.sent)]; !t.IsZero() && now.Sub(t) <= w.span {
 			out = append(out, t)
 		}
 	}
@@ -82,25 +83,23 @@ func (w *window) restore(ts []time.Time) {
 	w.next = len(ts) % len(w.sent)
 }
 
+// The window is stored as big-endian Unix nanoseconds, 8 bytes each.
+
 func loadWindow(tx *bolt.Tx, w *window) error {
 	v := tx.Bucket(bucketLimiter).Get(keyWindow)
-	if v == nil {
-		return nil
-	}
-	var ts []time.Time
-	if err := json.Unmarshal(v, &ts); err != nil {
-		// The window only protects Movidesk's budget: start afresh rather
-		// than refuse to start.
-		return nil
+	ts := make([]time.Time, 0, len(v)/8)
+	for ; len(v) >= 8; v = v[8:] {
+		ts = append(ts, time.Unix(0, int64(binary.BigEndian.Uint64(v))))
 	}
 	w.restore(ts)
 	return nil
 }
 
-func putWindow(tx *bolt.Tx, w *window) error {
-	v, err := json.Marshal(w.times())
-	if err != nil {
-		return fmt.Errorf("encode limiter window: %w", err)
+func putWindow(tx *bolt.Tx, w *window, now time.Time) error {
+	ts := w.recent(now)
+	v := make([]byte, 0, 8*len(ts))
+	for _, t := range ts {
+		v = binary.BigEndian.AppendUint64(v, uint64(t.UnixNano()))
 	}
 	if err := tx.Bucket(bucketLimiter).Put(keyWindow, v); err != nil {
 		return fmt.Errorf("store limiter window: %w", err)

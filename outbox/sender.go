@@ -176,7 +176,7 @@ func (o *Outbox) reserve(now time.Time) bool {
 	if !o.lim.allow(now) {
 		return false
 	}
-	if err := o.w.do(func(tx *bolt.Tx) error { return putWindow(tx, o.lim) }); err != nil {
+	if err := o.w.do(func(tx *bolt.Tx) error { return putWindow(tx, o.lim, now) }); err != nil {
 		o.log.Error().Err(fmt.Errorf("outbox %s: %w", o.path, err)).Msg("outbox: limiter window not stored; attempt postponed")
 		return false
 	}

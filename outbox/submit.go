@@ -61,7 +61,7 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		if reserved == 0 {
 			return nil
 		}
-		return putWindow(btx, o.lim)
+		return putWindow(btx, o.lim, now)
 	})
 	var ve *movidesk.ValidationError
 	switch {
