@@ -335,6 +335,15 @@ func TestBadInputIsReportedAndNothingIsSent(t *testing.T) {
 			get("MEMBERINTERFACE", "200 result=0") +
 			get("DIALEDPEERNUMBER", "200 result=0") +
 			status("ERROR", "no agent extension: MEMBERINTERFACE and DIALEDPEERNUMBER are empty and this is not the agent's channel; pass branch=")},
+		// Ids are bytes: what is not UTF-8 cannot be sent the same on
+		// every request of the call (JSON storage would change it), so it
+		// is refused, on every route.
+		{"IDNotUTF8OnTransfer", env("transfer", "PJSIP/loop-00000001", "1795524751.\xff", "4733990777", "from-trunk", "queue=1", "branch=5252") +
+			get("CHANNEL(linkedid)", "200 result=1 (1795524751.\xff)") +
+			status("ERROR", "movidesk asterisk_startTransferedCall: id is not valid UTF-8")},
+		{"IDNotUTF8OnHangup", env("hangup", "PJSIP/loop-00000001", "1795524751.\xff", "4733990777", "from-trunk", "queue=1") +
+			get("CHANNEL(linkedid)", "200 result=1 (1795524751.\xff)") +
+			status("ERROR", "movidesk asterisk_startCanceledCall: id is not valid UTF-8")},
 		{"LinkWithoutLink", env("link", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk") +
 			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
 			status("ERROR", "no recording link: pass link= or set calls.recording_link")},
