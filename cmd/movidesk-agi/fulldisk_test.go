@@ -46,6 +46,12 @@ var (
 const fullDiskRefusals = 5
 
 func TestMain(m *testing.M) {
+	if args := os.Getenv(envServeArgs); args != "" {
+		// The real program, as the binary runs it: see startChild.
+		os.Args = append([]string{"movidesk-agi"}, strings.Split(args, "\t")...)
+		main()
+		os.Exit(0)
+	}
 	if dir := os.Getenv(envFullDiskDir); dir != "" {
 		if err := fullDiskChild(dir, os.Getenv(envFullDiskURL)); err != nil {
 			fmt.Fprintln(os.Stderr, "full-disk child:", err)
