@@ -2,11 +2,10 @@ package outbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
-
-	"encoding/json"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
@@ -38,18 +37,32 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 	}()
 	var (
 		queued   []queuedEvent
-		earlier  int // events of the call stored before this one
+		why      error // why no attempt is made now
 		reserved = -1
 	)
 	now := o.now()
 	err := o.w.do(func(btx *bolt.Tx) error {
 		tx := &Tx{tx: btx, now: now}
-		earlier = queuedCount(btx, base)
+		earlier := queuedCount(btx, base)
 		if err := fn(tx); err != nil {
 			return err
 		}
-		queued = tx.queued
-		if len(queued) == 0 || !claimed || earlier > 0 || o.sender == nil || ctx.Err() != nil || now.Before(o.pausedUntil()) {
+		queued, why = tx.queued, nil
+		switch {
+		case len(queued) == 0:
+			return nil
+		case o.sender == nil:
+			why = errors.New("outbox: no sender")
+		case !claimed:
+			why = errors.New("outbox: an earlier event of the call is being sent")
+		case earlier > 0:
+			why = errors.New("outbox: an earlier event of the call is waiting")
+		case ctx.Err() != nil:
+			why = fmt.Errorf("outbox: no time left to send: %w", context.Cause(ctx))
+		case now.Before(o.pausedUntil()):
+			why = fmt.Errorf("outbox: Movidesk asked to wait until %s", o.pausedUntil().UTC().Format(time.RFC3339))
+		}
+		if why != nil {
 			return nil
 		}
 		// The limiter's slots are taken in the commit that stores the
@@ -59,6 +72,7 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 			reserved = o.lim.take(now, len(queued))
 		}
 		if reserved == 0 {
+			why = fmt.Errorf("outbox: rate limit of %d requests per %v reached", len(o.lim.sent), o.lim.span)
 			return nil
 		}
 		return putWindow(btx, o.lim, now)
@@ -71,23 +85,7 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		return callstate.Delivery{}, fmt.Errorf("outbox %s: store event of call %q: %w", o.path, base, err)
 	case len(queued) == 0:
 		return callstate.Delivery{}, nil
-	}
-	var why error
-	switch {
-	case o.sender == nil:
-		why = errors.New("outbox: no sender")
-	case !claimed:
-		why = errors.New("outbox: an earlier event of the call is being sent")
-	case earlier > 0:
-		why = errors.New("outbox: an earlier event of the call is waiting")
-	case ctx.Err() != nil:
-		why = fmt.Errorf("outbox: no time left to send: %w", context.Cause(ctx))
-	case now.Before(o.pausedUntil()):
-		why = fmt.Errorf("outbox: Movidesk asked to wait until %s", o.pausedUntil().UTC().Format(time.RFC3339))
-	case reserved <= 0:
-		why = fmt.Errorf("outbox: rate limit of %d requests per %v reached", len(o.lim.sent), o.lim.span)
-	}
-	if why != nil {
+	case why != nil:
 		return callstate.Delivery{Err: why}, nil
 	}
 
