@@ -1,15 +1,19 @@
-// Package outbox is the durable record of call events on their way to
-// Movidesk, and of which calls are open.
+// Package outbox is the durable queue of Movidesk requests on their way out,
+// the sender that empties it, and the rate limiter; it also stores the call
+// state machine's records (it implements callstate.Store), in the same
+// transactions as the requests they produce.
 //
-// Every event is written ahead: stored in one bbolt file and committed
-// (fsync) before anything else happens. Then one attempt is made within the
-// caller's context, without ever waiting for the rate limiter; Movidesk's
-// answer decides the outcome: Delivered (accepted, the event is removed),
-// Queued (stored for the background sender: timeout, no answer, 408, 429,
-// 5xx, limiter empty) or an error (the request can never be valid, Movidesk
-// refused it for good, or the store failed and nothing was acknowledged).
-// Delivery is at least once: an event sent but not yet removed when the
-// process dies is sent again after a restart.
+// Every request is written ahead: stored in one bbolt file and committed
+// (fsync) before anything else happens. Writes go through one committer, so
+// that sessions arriving together share a transaction and its fsync (group
+// commit). Then one attempt is made, unless the rate limiter is empty: it is
+// never waited for while a caller is on the line. Movidesk's answer settles
+// the event: removed when accepted, kept for the background sender on a
+// timeout, no answer, 408, 429 or 5xx, kept as failed on a permanent
+// refusal. An attempt is never abandoned: when its caller stops waiting (a
+// hangup), Submit returns and the attempt goes on, bounded by SendTimeout,
+// and settles the event. Only a crash between Movidesk's answer and that
+// settlement sends an event twice.
 //
 // Run is the background sender. It delivers queued events one at a time,
 // transfers first (they open the agent's screen), never letting an event
@@ -20,15 +24,12 @@
 // minutes (by default 10 in any 60 seconds, plus a small margin for network
 // delay). A token bucket cannot promise that: refilled at 10 a minute with a
 // burst of 10 it allows 19 requests in some 60-second window, so the limiter
-// here remembers the time of the last Burst requests instead.
+// here remembers the time of the last Burst requests instead, and stores
+// them, taken in the same commit as the events they are for, so that a
+// restart does not allow a second burst.
 //
 // Events refused permanently (4xx other than 408 and 429) stay in the file
 // as failed, block their call's later events, and wait for an administrator
-// to Retry or Drop them.
-//
-// The same file, in the same transactions, records the calls: which are
-// open (transferred, not completed) and how many segments each has used.
-// A second transfer of an open call completes the open segment and opens
-// the next one under "<id>-<n>", so Movidesk never sees an id twice. Calls
-// left open longer than MaxCallDuration are completed by the reaper.
+// to Retry or Drop them. A record that cannot be decoded blocks nothing, is
+// listed as unreadable and can be dropped.
 package outbox
