@@ -43,8 +43,8 @@ import (
 //
 // The file is tracked by identity (device and inode) and content (a
 // fingerprint of what was read), so that it can be appended to, copied
-// over itself, truncated, rewritten, rotated by rename or deleted without
-// a line lost or imported twice.
+// over itself, truncated, rewritten, rotated (by rename, or by copy and
+// truncate) or deleted without a line lost or imported twice.
 const (
 	spoolMagic  = "movidesk-agi/1 "
 	SpoolHeader = "# movidesk-agi fallback spool: one line per call event written by the dialplan while the service was unreachable\n"
@@ -135,7 +135,9 @@ func PrepareSpool(path string, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("spool %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, mode)
+	// O_APPEND: a line FILE() appends between the size check and the
+	// header's write is not overwritten.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, mode)
 	if err != nil {
 		return fmt.Errorf("spool %s: %w", path, err)
 	}
@@ -188,11 +190,20 @@ func (h *Handlers) WatchSpool(ctx context.Context, path string, interval time.Du
 	defer t.Stop()
 	defer h.closeSpool()
 	for {
-		if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		// FILE() cannot append to a missing or empty file (logrotate's
+		// create makes one): it gets its header.
+		switch st, err := os.Lstat(path); {
+		case errors.Is(err, os.ErrNotExist):
 			if err := PrepareSpool(path, 0o664); err != nil {
 				h.log.Error().Err(err).Msg("fallback spool missing and could not be recreated")
 			} else {
 				h.log.Warn().Str("spool", path).Msg("fallback spool was missing; recreated with its header")
+			}
+		case err == nil && st.Mode().IsRegular() && st.Size() == 0:
+			if err := PrepareSpool(path, 0o664); err != nil {
+				h.log.Error().Err(err).Msg("fallback spool empty and its header could not be written")
+			} else {
+				h.log.Warn().Str("spool", path).Msg("fallback spool was empty; header written")
 			}
 		}
 		if n, err := h.ImportSpool(ctx, path); err != nil && ctx.Err() == nil {
@@ -250,33 +261,64 @@ func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
 	h.setPos(pos)
 	curID := idOf(st)
 	n := 0
+	finish := func(old *os.File) error {
+		k, err := h.importFrom(ctx, path, old, key, &pos, true)
+		n += k
+		if old != h.spool.file {
+			old.Close()
+		}
+		return err
+	}
+	moved := false // pos now points into another file, or restarts this one
 	switch {
 	case pos.Offset == 0:
 		pos = spoolPos{Dev: curID.dev, Inode: curID.inode}
 	case pos.id() == curID && matches(cur, st.Size(), pos):
 		// Appended to, or untouched.
-	case pos.id() != curID && matches(cur, st.Size(), pos):
-		// Copied over itself: the same content under a new inode.
-		pos.Dev, pos.Inode = curID.dev, curID.inode
-	default:
-		if pos.id() != curID {
-			// Renamed away (rotated) or deleted: finish the old file first,
-			// the lines written just before it went included.
-			if old := h.oldSpool(path, pos); old != nil {
-				k, err := h.importFrom(ctx, path, old, key, &pos, true)
-				n += k
-				if old != h.spool.file {
-					old.Close()
-				}
-				if err != nil {
-					return n, err
-				}
+	case pos.id() == curID:
+		// Truncated or rewritten in place. The lines written since the
+		// last pass may be in a copy beside it (logrotate's copytruncate):
+		// that copy is finished first.
+		if old := h.oldSpool(path, pos, curID); old != nil {
+			if err := finish(old); err != nil {
+				return n, err
 			}
-		} else {
-			h.log.Warn().Str("spool", path).Int64("offset", pos.Offset).
-				Msg("fallback spool was truncated or rewritten; importing it from the start (duplicates are recognised)")
 		}
-		pos = spoolPos{Dev: curID.dev, Inode: curID.inode}
+		h.log.Warn().Str("spool", path).Int64("offset", pos.Offset).
+			Msg("fallback spool was truncated or rewritten; importing it from the start (duplicates are recognised)")
+		pos, moved = spoolPos{Dev: curID.dev, Inode: curID.inode}, true
+	default:
+		// Another file is at path: the old one was renamed away (rotated),
+		// deleted and recreated, or copied over itself. The old file is
+		// finished first, the lines written to it since the last pass
+		// included, when it is still open or beside path; the one at path
+		// may begin as it did even so (a new file with the header alone).
+		was := pos
+		if old := h.oldSpool(path, pos, curID); old != nil {
+			if err := finish(old); err != nil {
+				return n, err
+			}
+		}
+		switch {
+		case matches(cur, st.Size(), pos):
+			// A copy of the whole old file: read on after it.
+		case matches(cur, st.Size(), was):
+			// A copy of what had been read of it, or a new file that
+			// begins as it did: read on from there. Lines of the old
+			// file that the copy holds too are duplicates.
+			pos = was
+		default:
+			pos = spoolPos{}
+		}
+		pos.Dev, pos.Inode, moved = curID.dev, curID.inode, true
+	}
+	if moved {
+		// Stored at once, so that the next pass does not look for the
+		// old file again when this one has no line to read yet.
+		if _, err := h.importBatch(ctx, path, nil, key, pos); err != nil {
+			return n, err
+		}
+		h.setPos(pos)
 	}
 	k, err := h.importFrom(ctx, path, cur, key, &pos, false)
 	n += k
@@ -287,37 +329,63 @@ func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
 	return n, err
 }
 
-// oldSpool finds the file pos was taken from: the one still open, or a
-// file beside path with its inode (a rotated "fallback.log.1").
-func (h *Handlers) oldSpool(path string, pos spoolPos) *os.File {
+// oldSpool finds the file pos was read from, to finish it: the one still
+// open, a file beside path with its inode (renamed away: logrotate's
+// "fallback.log.1"), else one beside path holding what was read and more
+// (a copy: logrotate's copytruncate). The file at path, cur, is none of
+// them.
+func (h *Handlers) oldSpool(path string, pos spoolPos, cur fileID) *os.File {
 	if f := h.spool.file; f != nil {
-		if st, err := f.Stat(); err == nil && idOf(st) == pos.id() && matches(f, st.Size(), pos) {
+		if st, err := f.Stat(); err == nil && idOf(st) == pos.id() && pos.id() != cur && matches(f, st.Size(), pos) {
 			return f
 		}
 	}
-	dir := filepath.Dir(path)
-	entries, err := os.ReadDir(dir)
+	dir, base := filepath.Split(path)
+	entries, err := os.ReadDir(filepath.Clean(dir))
 	if err != nil {
 		return nil
 	}
+	var copies []string
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), filepath.Base(path)) || !e.Type().IsRegular() {
+		if e.Name() == base || !strings.HasPrefix(e.Name(), base) || !e.Type().IsRegular() {
 			continue
 		}
 		info, err := e.Info()
-		if err != nil || idOf(info) != pos.id() {
+		if err != nil {
 			continue
 		}
-		f, st, err := openSpool(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return nil
+		switch id := idOf(info); {
+		case id == cur:
+			// The file at path, another name for it.
+		case id == pos.id():
+			if f := openMatching(filepath.Join(dir, e.Name()), pos, id); f != nil {
+				h.log.Info().Str("spool", path).Str("rotated", f.Name()).Msg("fallback spool was rotated; finishing the old file")
+				return f
+			}
+		case info.Size() > pos.Offset:
+			copies = append(copies, e.Name())
 		}
-		if idOf(st) == pos.id() && matches(f, st.Size(), pos) {
-			h.log.Info().Str("spool", path).Str("rotated", f.Name()).Msg("fallback spool was rotated; finishing the old file")
+	}
+	for _, name := range copies {
+		if f := openMatching(filepath.Join(dir, name), pos, fileID{}); f != nil {
+			h.log.Info().Str("spool", path).Str("copy", f.Name()).Msg("fallback spool was copied away; finishing the copy")
 			return f
 		}
-		f.Close()
 	}
+	return nil
+}
+
+// openMatching opens the spool file at name when it holds what pos was
+// read from (and is file id, unless id is zero).
+func openMatching(name string, pos spoolPos, id fileID) *os.File {
+	f, st, err := openSpool(name)
+	if err != nil {
+		return nil
+	}
+	if (id == fileID{} || idOf(st) == id) && matches(f, st.Size(), pos) {
+		return f
+	}
+	f.Close()
 	return nil
 }
 
@@ -364,9 +432,9 @@ func (h *Handlers) lastPos() spoolPos {
 
 // spoolLine is a line read from the spool, with where it ends.
 type spoolLine struct {
-	at   int64 // offset of its first byte
-	end  int64 // offset after its newline
-	text []byte
+	at   int64  // offset of its first byte
+	end  int64  // offset after its newline
+	text []byte // its own copy, without the newline
 }
 
 // lineReader reads whole lines of at most maxSpoolLine bytes. A longer one
@@ -420,7 +488,9 @@ func (lr *lineReader) next() (l spoolLine, skipped []spoolLine, ok bool, err err
 			skipped = append(skipped, spoolLine{at: start, end: lr.off})
 			continue
 		}
-		return spoolLine{at: start, end: lr.off, text: bytes.TrimRight(line, "\r\n")}, skipped, true, nil
+		// ReadSlice's line is the reader's buffer, overwritten by the next
+		// read: the line is kept beyond it (a batch holds many).
+		return spoolLine{at: start, end: lr.off, text: bytes.Clone(bytes.TrimRight(line, "\r\n"))}, skipped, true, nil
 	}
 }
 
@@ -649,7 +719,7 @@ func (h *Handlers) importCallFromSpool(ctx context.Context, base string) {
 		return
 	}
 	defer f.Close()
-	needle := []byte(url.QueryEscape(strings.TrimPrefix(base, h.cfg.IDPrefix)))
+	needle := spoolNeedle(strings.TrimPrefix(base, h.cfg.IDPrefix))
 	lr := &lineReader{r: bufio.NewReaderSize(io.NewSectionReader(f, from, 1<<62), maxSpoolLine), off: from}
 	var mine []spoolLine
 	for {
@@ -662,7 +732,6 @@ func (h *Handlers) importCallFromSpool(ctx context.Context, base string) {
 		}
 		if _, c, err := h.parseSpoolLine(l.text); err == nil {
 			if id, err := c.baseID(); err == nil && id == base {
-				l.text = bytes.Clone(l.text)
 				mine = append(mine, l)
 			}
 		}
@@ -673,6 +742,29 @@ func (h *Handlers) importCallFromSpool(ctx context.Context, base string) {
 	if _, err := h.importBatch(ctx, path, mine, "", spoolPos{}); err != nil {
 		h.log.Error().Err(err).Str("call_id", base).Msg("fallback spool lines of the call not imported before its live event; the importer takes them")
 	}
+}
+
+// spoolNeedle is a part of id that a line of its call holds however the
+// dialplan URL-encoded it (a space as %20 or +, hex digits in either case,
+// punctuation escaped or not): its longest run of letters and digits. The
+// line is then parsed to be sure.
+func spoolNeedle(id string) []byte {
+	var best, run []byte
+	for i := 0; i <= len(id); i++ {
+		if i < len(id) && isAlnum(id[i]) {
+			run = append(run, id[i])
+			continue
+		}
+		if len(run) > len(best) {
+			best = bytes.Clone(run)
+		}
+		run = run[:0]
+	}
+	return best
+}
+
+func isAlnum(b byte) bool {
+	return b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
 }
 
 func clip(s string) string {

@@ -7,10 +7,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
 // spoolLine is what the dialplan examples' movidesk-spool subroutine writes.
@@ -194,4 +199,525 @@ func newSpoolRig(t *testing.T, mod func(*calls.Config)) *rig {
 			mod(c)
 		}
 	})
+}
+
+// spoolEpoch is 13:00:40, during the outage, an hour before the spool rig's
+// clock.
+const spoolEpoch = "1795525240"
+
+// abandonLine is the spooled abandon of call id.
+func abandonLine(id string) string {
+	return spoolLine("abandon", spoolEpoch, append(callerSide, "arg", "queue=3", "arg", "id="+id)...)
+}
+
+// canceledCall is what Movidesk receives for abandonLine(id), dated date.
+func canceledCall(id, date string) string {
+	return "GET asterisk_startCanceledCall?" + q("callDate", callDate, "canceledDate", date,
+		"clientNumber", "+55 47 3399-0777", "id", id, "queueId", "3")
+}
+
+func canceledAt1300(ids ...string) []string {
+	var out []string
+	for _, id := range ids {
+		out = append(out, canceledCall(id, "2026-11-24T13:00:40"))
+	}
+	return out
+}
+
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Sys().(*syscall.Stat_t).Ino
+}
+
+// spoolEvents counts the call events the importer logged.
+func (r *rig) spoolEvents() int {
+	return strings.Count(r.logs.String(), `"source":"spool"`)
+}
+
+// restart replaces the rig's handlers by new ones over the same outbox, as
+// a restarted service has them: nothing kept open, the position stored.
+func (r *rig) restart() {
+	cfg := calls.Config{
+		DefaultQueueID: 1,
+		Queues:         map[string]int{"support": 7, "from-agents": 9},
+		Timeout:        time.Second,
+		Now:            func() time.Time { return now.Add(time.Hour) },
+	}
+	r.handlers = calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), r.outbox, zerolog.New(r.logs))
+}
+
+func TestSpoolCopiedOverItselfIsNotImportedAgain(t *testing.T) {
+	r := newSpoolRig(t, nil)
+	path := newSpool(t)
+	appendSpool(t, path, abandonLine("first"))
+	if n := r.importSpool(path); n != 1 {
+		t.Fatalf("imported %d, want 1", n)
+	}
+	// cp fallback.log fallback.log.tmp && mv fallback.log.tmp fallback.log
+	before := inode(t, path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".tmp", data, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+	if inode(t, path) == before {
+		t.Fatal("the copy kept the inode; the test needs a new one")
+	}
+	if n := r.importSpool(path); n != 0 {
+		t.Fatalf("the copy imported %d events again", n)
+	}
+	if got := r.spoolEvents(); got != 1 {
+		t.Errorf("the copy was read again: %d spooled events logged, want 1", got)
+	}
+	appendSpool(t, path, abandonLine("second"))
+	if n := r.importSpool(path); n != 1 {
+		t.Fatalf("the line appended to the copy: imported %d, want 1", n)
+	}
+	if n := r.importSpool(path); n != 0 {
+		t.Fatalf("imported %d more", n)
+	}
+	r.outboxDelivers(2)
+	r.wantAccepted(canceledAt1300("first", "second")...)
+}
+
+func TestSpoolRewrittenLongerInOnePollIsReadAgain(t *testing.T) {
+	r := newSpoolRig(t, nil)
+	path := newSpool(t)
+	appendSpool(t, path, abandonLine("a")+abandonLine("b"))
+	if n := r.importSpool(path); n != 2 {
+		t.Fatalf("imported %d, want 2", n)
+	}
+	// Rewritten in place (same inode) before the next pass: line a is
+	// gone, b is kept, c and d are new; the file is longer than before.
+	before := inode(t, path)
+	if err := os.WriteFile(path, []byte(calls.SpoolHeader+abandonLine("b")+abandonLine("c")+abandonLine("d")), 0o660); err != nil {
+		t.Fatal(err)
+	}
+	if inode(t, path) != before {
+		t.Fatal("the rewrite changed the inode; the test needs the same one")
+	}
+	if n := r.importSpool(path); n != 2 {
+		t.Fatalf("imported %d from the rewritten file, want 2 (c and d)", n)
+	}
+	if n := r.importSpool(path); n != 0 {
+		t.Fatalf("imported %d more", n)
+	}
+	r.outboxDelivers(4)
+	r.wantAccepted(canceledAt1300("a", "b", "c", "d")...)
+}
+
+func TestSpoolDeletedAndRecreatedIsReadFromTheStart(t *testing.T) {
+	r := newSpoolRig(t, nil)
+	path := newSpool(t)
+	appendSpool(t, path, abandonLine("old"))
+	if n := r.importSpool(path); n != 1 {
+		t.Fatalf("imported %d, want 1", n)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := calls.PrepareSpool(path, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	appendSpool(t, path, abandonLine("new1")+abandonLine("new2"))
+	if n := r.importSpool(path); n != 2 {
+		t.Fatalf("imported %d from the recreated file, want 2", n)
+	}
+	if n := r.importSpool(path); n != 0 {
+		t.Fatalf("imported %d more", n)
+	}
+	r.outboxDelivers(3)
+	r.wantAccepted(canceledAt1300("old", "new1", "new2")...)
+}
+
+// rotate does what logrotate does: the file is moved to path.1 and a new
+// one, with the header, created at path.
+func rotate(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := calls.PrepareSpool(path, 0o660); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSpoolRotatedFinishesTheOldFileFirst(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		first []string // imported before the rotation
+	}{
+		{"AfterAnImport", []string{"before"}},
+		{"AfterAnIdlePass", nil}, // the last pass saw the header only
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newSpoolRig(t, nil)
+			path := newSpool(t)
+			for _, id := range c.first {
+				appendSpool(t, path, abandonLine(id))
+			}
+			if n := r.importSpool(path); n != len(c.first) {
+				t.Fatalf("imported %d, want %d", n, len(c.first))
+			}
+			// Written after the last pass, just before the rotation.
+			appendSpool(t, path, abandonLine("late"))
+			rotate(t, path)
+			appendSpool(t, path, abandonLine("new"))
+			if n := r.importSpool(path); n != 2 {
+				t.Fatalf("imported %d after the rotation, want 2 (the old file's last line, the new file's)", n)
+			}
+			if n := r.importSpool(path); n != 0 {
+				t.Fatalf("imported %d more", n)
+			}
+			r.outboxDelivers(len(c.first) + 2)
+			r.wantAccepted(canceledAt1300(append(c.first, "late", "new")...)...)
+		})
+	}
+}
+
+func TestSpoolRotatedWhileStoppedIsFoundByInode(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		first []string
+	}{
+		{"AfterAnImport", []string{"before"}},
+		{"AfterAnIdlePass", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newSpoolRig(t, nil)
+			path := newSpool(t)
+			for _, id := range c.first {
+				appendSpool(t, path, abandonLine(id))
+			}
+			if n := r.importSpool(path); n != len(c.first) {
+				t.Fatalf("imported %d, want %d", n, len(c.first))
+			}
+			appendSpool(t, path, abandonLine("late"))
+			// The service stops, the spool is rotated, and a new service
+			// starts over the same outbox: no file open, the position
+			// stored.
+			r.restart()
+			rotate(t, path)
+			appendSpool(t, path, abandonLine("new"))
+			if n := r.importSpool(path); n != 2 {
+				t.Fatalf("imported %d after the restart, want 2 (%s.1's last line, the new file's)", n, path)
+			}
+			if !strings.Contains(r.logs.String(), "fallback spool was rotated; finishing the old file") {
+				t.Errorf("the rotated file was not found:\n%s", r.logs.String())
+			}
+			r.outboxDelivers(len(c.first) + 2)
+			r.wantAccepted(canceledAt1300(append(c.first, "late", "new")...)...)
+		})
+	}
+}
+
+func TestSpoolCopiedAndTruncatedFinishesTheCopyFirst(t *testing.T) {
+	r := newSpoolRig(t, nil)
+	path := newSpool(t)
+	appendSpool(t, path, abandonLine("before"))
+	if n := r.importSpool(path); n != 1 {
+		t.Fatalf("imported %d, want 1", n)
+	}
+	appendSpool(t, path, abandonLine("late"))
+	// logrotate's copytruncate: copied to path.1, emptied in place, and
+	// given its header back (PrepareSpool, WatchSpool) for FILE().
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".1", data, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := calls.PrepareSpool(path, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	appendSpool(t, path, abandonLine("new"))
+	if n := r.importSpool(path); n != 2 {
+		t.Fatalf("imported %d after the rotation, want 2 (the copy's last line, the emptied file's)", n)
+	}
+	if n := r.importSpool(path); n != 0 {
+		t.Fatalf("imported %d more", n)
+	}
+	r.outboxDelivers(3)
+	r.wantAccepted(canceledAt1300("before", "late", "new")...)
+}
+
+func TestWatchSpoolRecreatesADeletedSpool(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		do   func(path string) error
+		log  string
+	}{
+		{"Deleted", os.Remove, "fallback spool was missing; recreated with its header"},
+		// logrotate's create: FILE() cannot append to an empty file.
+		{"Emptied", func(path string) error { return os.Truncate(path, 0) }, "fallback spool was empty; header written"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newSpoolRig(t, nil)
+			path := newSpool(t)
+			appendSpool(t, path, abandonLine("first"))
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				r.handlers.WatchSpool(ctx, path, 10*time.Millisecond)
+			}()
+			defer func() { cancel(); <-done }()
+			if err := c.do(path); err != nil {
+				t.Fatal(err)
+			}
+			// A safety net, not a timing assertion: the watcher gives the
+			// file its header within an interval.
+			giveUp := time.NewTimer(10 * time.Second)
+			defer giveUp.Stop()
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			for {
+				b, err := os.ReadFile(path)
+				if err == nil && string(b) == calls.SpoolHeader {
+					break
+				}
+				select {
+				case <-giveUp.C:
+					t.Fatalf("the spool did not get its header back: %q, %v", b, err)
+				case <-tick.C:
+				}
+			}
+			cancel()
+			<-done
+			if !strings.Contains(r.logs.String(), c.log) {
+				t.Errorf("no log line says %q:\n%s", c.log, r.logs.String())
+			}
+		})
+	}
+}
+
+func TestSpoolLineTooLongIsSkippedAndTheLineGluedToItKept(t *testing.T) {
+	r := newSpoolRig(t, nil)
+	path := newSpool(t)
+	appendSpool(t, path, strings.Repeat("x", 10<<20))
+	if n := r.importSpool(path); n != 0 {
+		t.Fatalf("imported %d from an unfinished line", n)
+	}
+	// FILE() appends the next event to the unfinished line.
+	appendSpool(t, path, abandonLine("after"))
+	if n := r.importSpool(path); n != 1 {
+		t.Fatalf("imported %d, want 1 (the line glued to the long one)", n)
+	}
+	if n := r.importSpool(path); n != 0 {
+		t.Fatalf("imported %d more", n)
+	}
+	if !strings.Contains(r.logs.String(), "fallback spool line too long; skipped") {
+		t.Errorf("the long line is not logged:\n%.2000s", r.logs.String())
+	}
+	if len(r.logs.String()) > 1<<20 {
+		t.Errorf("the logs hold %d bytes: the long line was logged", len(r.logs.String()))
+	}
+	r.outboxDelivers(1)
+	r.wantAccepted(canceledAt1300("after")...)
+}
+
+func TestSpoolLineWithoutItsNewlineWaits(t *testing.T) {
+	r := newSpoolRig(t, nil)
+	path := newSpool(t)
+	line := abandonLine("whole")
+	appendSpool(t, path, line[:len(line)-1])
+	if n := r.importSpool(path); n != 0 {
+		t.Fatalf("imported %d events from a line without its newline", n)
+	}
+	if got := r.movidesk.Requests(); len(got) != 0 {
+		t.Fatalf("sent %d requests", len(got))
+	}
+	appendSpool(t, path, "\n")
+	if n := r.importSpool(path); n != 1 {
+		t.Fatalf("imported %d once the newline arrived, want 1", n)
+	}
+	r.outboxDelivers(1)
+	r.wantAccepted(canceledAt1300("whole")...)
+}
+
+func TestSpoolThatIsNotARegularFileIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret.conf")
+	if err := os.WriteFile(secret, []byte("movidesk-agi/1 abandon "+spoolEpoch+" token="+token+"\n"+token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		make func(path string) error
+	}{
+		{"Symlink", func(path string) error { return os.Symlink(secret, path) }},
+		{"FIFO", func(path string) error { return syscall.Mkfifo(path, 0o660) }},
+		{"Directory", func(path string) error { return os.Mkdir(path, 0o755) }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := newSpoolRig(t, nil)
+			path := filepath.Join(t.TempDir(), "fallback.log")
+			if err := c.make(path); err != nil {
+				t.Fatal(err)
+			}
+			// A FIFO would block an open for reading or writing: each
+			// call must return at once.
+			errs := make(chan error, 2)
+			go func() {
+				errs <- calls.PrepareSpool(path, 0o660)
+				_, err := r.handlers.ImportSpool(context.Background(), path)
+				errs <- err
+			}()
+			giveUp := time.NewTimer(10 * time.Second)
+			defer giveUp.Stop()
+			for _, call := range []string{"PrepareSpool", "ImportSpool"} {
+				select {
+				case err := <-errs:
+					if err == nil || !strings.Contains(err.Error(), path) {
+						t.Errorf("%s: error %v, want one naming %s", call, err, path)
+					} else if strings.Contains(err.Error(), token) {
+						t.Errorf("%s: the error shows the file's content: %v", call, err)
+					}
+				case <-giveUp.C:
+					t.Fatalf("%s has not returned: it blocks on the %s", call, c.name)
+				}
+			}
+			if n := len(r.movidesk.Requests()); n != 0 {
+				t.Errorf("sent %d requests", n)
+			}
+			if strings.Contains(r.logs.String(), token) {
+				t.Errorf("the logs show the file's content:\n%s", r.logs.String())
+			}
+		})
+	}
+}
+
+func TestSpoolLineDatedOutsideTheRetentionOrInTheFutureIsSkipped(t *testing.T) {
+	r := newSpoolRig(t, nil)
+	path := newSpool(t)
+	clock := now.Add(time.Hour)
+	epoch := func(t time.Time) string { return fmt.Sprint(t.Unix()) }
+	line := func(id string, at time.Time) string {
+		return spoolLine("abandon", epoch(at), append(callerSide, "arg", "queue=3", "arg", "id="+id)...)
+	}
+	appendSpool(t, path, line("future", clock.Add(2*time.Minute))+
+		line("soon", clock.Add(30*time.Second))+
+		line("expired", clock.Add(-7*24*time.Hour-time.Hour))+
+		line("old", clock.Add(-7*24*time.Hour+time.Hour))+
+		abandonLine("outage"))
+	if n := r.importSpool(path); n != 3 {
+		t.Fatalf("imported %d, want 3", n)
+	}
+	for _, want := range []string{"is in the future", "is older than the store's retention"} {
+		if !strings.Contains(r.logs.String(), want) {
+			t.Errorf("no log line says the epoch %s:\n%s", want, r.logs.String())
+		}
+	}
+	r.outboxDelivers(3)
+	r.wantAccepted(
+		canceledCall("soon", "2026-11-24T13:55:30"),
+		canceledCall("old", "2026-11-17T14:55:00"),
+		canceledCall("outage", "2026-11-24T13:00:40"))
+}
+
+func TestLiveHangupComesAfterItsSpooledTransfer(t *testing.T) {
+	for _, c := range []struct {
+		name, route, id string
+		args            []string
+	}{
+		{"hangup", "hangup", linked, nil},
+		{"complete", "complete", linked, nil},
+		// The dialplan's URIENCODE writes a space as %20, Go's
+		// QueryEscape as +: the call's line is found either way.
+		{"IDWithASpace", "hangup", "call 7", []string{"id=call 7"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := newSpool(t)
+			r := newSpoolRig(t, func(cfg *calls.Config) { cfg.Spool = path })
+			kv := append(callerSide, "memberinterface", "PJSIP/5252")
+			for _, a := range c.args {
+				kv = append(kv, "arg", a)
+			}
+			appendSpool(t, path, spoolLine("transfer", spoolEpoch, kv...))
+			transcript := env(c.route, "PJSIP/loop-00000001", linked, "+55 47 3399-0777", "from-trunk", c.args...) +
+				get("CHANNEL(linkedid)", "200 result=1 ("+linked+")")
+			if c.route == "hangup" {
+				// Read before the spooled transfer is imported: the
+				// cancellation is ready should the call be untransferred.
+				transcript += get("QUEUENAME", "200 result=1 (support)")
+			}
+			r.replay(transcript + status("QUEUED", "outbox: an earlier event of the call is waiting"))
+			r.outboxDelivers(2)
+			if n := r.importSpool(path); n != 0 {
+				t.Errorf("the importer stored %d events again", n)
+			}
+			if evs, err := r.outbox.List(); err != nil || len(evs) != 0 {
+				t.Errorf("outbox holds %+v, %v", evs, err)
+			}
+			r.wantAccepted(
+				"GET asterisk_startTransferedCall?"+q("branchLine", "5252", "callDate", callDate, "clientNumber", "+55 47 3399-0777",
+					"id", c.id, "queueId", "7", "transferDate", "2026-11-24T13:00:40"),
+				"GET asterisk_completedCall?"+q("completedDate", "2026-11-24T13:55:00", "id", c.id, "link", ""))
+			if n := len(r.movidesk.Requests()); n != 2 {
+				t.Errorf("Movidesk got %d requests, want 2", n)
+			}
+		})
+	}
+}
+
+// countingStore counts the transactions of the importer.
+type countingStore struct {
+	calls.Store
+	updates int
+}
+
+func (s *countingStore) Update(fn func(*outbox.Tx) error) error {
+	s.updates++
+	return s.Store.Update(fn)
+}
+
+func TestSpoolOfThousandsOfLinesIsImportedInOnePassInBatches(t *testing.T) {
+	r := newSpoolRig(t, nil)
+	path := newSpool(t)
+	const lines = 5000
+	var b strings.Builder
+	for i := range lines {
+		b.WriteString(abandonLine(fmt.Sprint("call-", i)))
+	}
+	appendSpool(t, path, b.String())
+	clock := func() time.Time { return now.Add(time.Hour) }
+	store := &countingStore{Store: r.outbox}
+	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: clock}
+	h := calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: clock}), store, zerolog.New(r.logs))
+	n, err := h.ImportSpool(context.Background(), path)
+	if err != nil || n != lines {
+		t.Fatalf("one pass imported %d events, %v; want %d", n, err, lines)
+	}
+	// Many lines a transaction, and more than one transaction.
+	if store.updates < 2 || store.updates > lines/10 {
+		t.Errorf("%d lines imported in %d transactions", lines, store.updates)
+	}
+	evs, err := r.outbox.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, ev := range evs {
+		ids[ev.CallID] = true
+	}
+	if len(evs) != lines || len(ids) != lines || !ids["call-0"] || !ids[fmt.Sprint("call-", lines-1)] {
+		t.Errorf("outbox holds %d events of %d calls, want one for each of %d lines", len(evs), len(ids), lines)
+	}
+	if n, err := h.ImportSpool(context.Background(), path); err != nil || n != 0 {
+		t.Errorf("second pass imported %d, %v", n, err)
+	}
 }
