@@ -1,6 +1,7 @@
 package calls_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -69,13 +70,7 @@ func TestRecordedSessions(t *testing.T) {
 				r.replay(string(data))
 				r.movidesk.SetLatency(0)
 			}
-			events, err := r.outbox.List()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n := len(r.movidesk.Accepted()) + len(events); n > len(r.movidesk.Accepted()) {
-				r.outboxDelivers(n)
-			}
+			r.drain()
 			mu.Lock()
 			got[scenario] = describeAccepted(r)
 			mu.Unlock()
@@ -123,4 +118,28 @@ func describeAccepted(r *rig) []string {
 		out = append(out, req.Method+" "+req.Endpoint+"?"+q.Encode())
 	}
 	return out
+}
+
+// drain runs the background sender until the outbox is empty.
+func (r *rig) drain() {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a safety net
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.outbox.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for {
+		events, err := r.outbox.List()
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if len(events) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			r.t.Fatalf("outbox still holds %+v", events)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }

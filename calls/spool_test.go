@@ -655,7 +655,7 @@ func TestLiveHangupComesAfterItsSpooledTransfer(t *testing.T) {
 				// cancellation is ready should the call be untransferred.
 				transcript += get("QUEUENAME", "200 result=1 (support)")
 			}
-			r.replay(transcript + status("QUEUED", "outbox: an earlier event of the call is waiting"))
+			r.replay(transcript + status("QUEUED", "outbox: an earlier event of the call is not delivered yet"))
 			r.outboxDelivers(2)
 			if n := r.importSpool(path); n != 0 {
 				t.Errorf("the importer stored %d events again", n)

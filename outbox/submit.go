@@ -53,10 +53,10 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 			return nil
 		case o.sender == nil:
 			why = errors.New("outbox: no sender")
-		case !claimed:
-			why = errors.New("outbox: an earlier event of the call is being sent")
-		case earlier > 0:
-			why = errors.New("outbox: an earlier event of the call is waiting")
+		case !claimed || earlier > 0:
+			// Being sent, or waiting: the same to the dialplan, which
+			// cannot tell which it will meet.
+			why = errNotHead
 		case ctx.Err() != nil:
 			why = fmt.Errorf("outbox: no time left to send: %w", context.Cause(ctx))
 		case now.Before(o.pausedUntil()):
@@ -110,6 +110,10 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		return callstate.Delivery{Err: &StillTryingError{Endpoint: queued[0].req.Endpoint(), Cause: context.Cause(ctx)}}, nil
 	}
 }
+
+// errNotHead is why an event is not attempted at once: an earlier event
+// of its call is not delivered yet, and calls keep their order.
+var errNotHead = errors.New("outbox: an earlier event of the call is not delivered yet")
 
 // StillTryingError is the delivery error of an event whose caller stopped
 // waiting while Movidesk had not answered yet: the attempt goes on.
