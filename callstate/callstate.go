@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
@@ -408,7 +409,8 @@ type Reaped struct {
 // the closed ones past Retention, in one transaction.
 func (m *Machine) Reap() ([]Reaped, error) {
 	now := m.opts.Now()
-	var done []Reaped
+	// A map, not a list: the store may run the sweep twice.
+	done := map[string]Reaped{}
 	err := m.store.Sweep(func(tx Tx, base string, c Call, queued int) (bool, error) {
 		if Forgettable(c, queued, now, m.opts.Retention) {
 			return true, nil
@@ -424,13 +426,18 @@ func (m *Machine) Reap() ([]Reaped, error) {
 		if err := tx.PutCall(base, c); err != nil {
 			return false, err
 		}
-		done = append(done, Reaped{ID: r.ID, Opened: opened})
+		done[base] = Reaped{ID: r.ID, Opened: opened}
 		return false, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reap open calls: %w", err)
 	}
-	return done, nil
+	out := make([]Reaped, 0, len(done))
+	for _, r := range done {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Reaped) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
 }
 
 // Record applies ev in one transaction of the store, then makes one

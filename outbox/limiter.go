@@ -37,6 +37,31 @@ func (w *window) allow(now time.Time) bool {
 	return true
 }
 
+// reserve takes a slot at now, like allow, and says where it is, so that
+// an attempt that is not made after all can give it back.
+func (w *window) reserve(now time.Time) (pos int, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	oldest := w.sent[w.next]
+	if !oldest.IsZero() && now.Sub(oldest) <= w.span {
+		return 0, false
+	}
+	pos = w.next
+	w.sent[pos] = now
+	w.next = (w.next + 1) % len(w.sent)
+	return pos, true
+}
+
+// unreserve gives back the slot reserve took at pos at t, unless it was
+// reused meanwhile. A free slot in the ring is a zero time.
+func (w *window) unreserve(pos int, t time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sent[pos].Equal(t) {
+		w.sent[pos] = time.Time{}
+	}
+}
+
 // freeAt is the first time allow can succeed.
 func (w *window) freeAt() time.Time {
 	w.mu.Lock()
@@ -46,15 +71,6 @@ func (w *window) freeAt() time.Time {
 		return time.Time{}
 	}
 	return oldest.Add(w.span + time.Nanosecond)
-}
-
-// take takes up to n slots at now and returns how many it took.
-func (w *window) take(now time.Time, n int) int {
-	got := 0
-	for got < n && w.allow(now) {
-		got++
-	}
-	return got
 }
 
 // recent are the send times the window still counts at now (within its

@@ -110,6 +110,7 @@ type Outbox struct {
 	housekeep func() error
 
 	mu       sync.Mutex
+	closing  bool            // Close has begun: no new attempt
 	inflight map[string]bool // base call ids with an attempt in progress
 	paused   time.Time       // no request before this (Retry-After of a 429)
 }
@@ -214,6 +215,9 @@ func (opts *Options) setDefaults() error {
 // have gone (each bounded by SendTimeout), then closes the file. Stop Run
 // (cancel its context and wait for it) first.
 func (o *Outbox) Close() error {
+	o.mu.Lock()
+	o.closing = true
+	o.mu.Unlock()
 	o.attempts.Wait()
 	o.w.close()
 	if err := o.db.Close(); err != nil {

@@ -491,3 +491,29 @@ func TestLimiterWindowSurvivesARestart(t *testing.T) {
 	e.clock.drive(t, time.Hour, func() bool { return len(e.sender.delivered()) == 24 })
 	assertRate(t, e.sender.all(), 10, time.Minute)
 }
+
+func TestEachRequestsSlotIsDatedWhenItLeaves(t *testing.T) {
+	// A second agent's transfer is two requests (the first segment's
+	// completion, then the new transfer) sent one after the other; with
+	// Movidesk slow, the second leaves well after the commit. The limiter
+	// must count it when it leaves, or a later request could go out within
+	// the window of it.
+	e := newEnv(t, func(o *Options) { o.RatePerMinute, o.Burst = 3, 3 })
+	var left []time.Time
+	e.sender.set(func(context.Context, movidesk.Request) error {
+		left = append(left, e.clock.Now())
+		e.clock.Advance(1500 * time.Millisecond) // Movidesk takes 1.5 s
+		return nil
+	})
+	for leg := range 2 {
+		if _, err := e.m.Transfer(t.Context(), callstate.TransferKey(fmt.Sprint(leg), "5252"), transfer("c1", e.clock.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(left) != 3 {
+		t.Fatalf("%d requests left, want 3", len(left))
+	}
+	if diff := cmp.Diff(left, e.o.lim.recent(e.clock.Now())); diff != "" {
+		t.Errorf("the limiter's slots (+) are not when the requests left (-):\n%s", diff)
+	}
+}

@@ -36,11 +36,18 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		o.kick()
 	}()
 	var (
-		queued   []queuedEvent
-		why      error // why no attempt is made now
-		reserved = -1
+		queued []queuedEvent
+		why    error // why no attempt is made now
 	)
 	now := o.now()
+	// The limiter's slot for the first request is taken before the commit
+	// and stored in it, so that a crash after the commit cannot forget it;
+	// it is given back if no attempt is made after all. The function below
+	// may run twice (see committer): it only reads the limiter.
+	slot, haveSlot := -1, false
+	if claimed && o.sender != nil && ctx.Err() == nil && !now.Before(o.pausedUntil()) {
+		slot, haveSlot = o.lim.reserve(now)
+	}
 	err := o.w.do(func(btx *bolt.Tx) error {
 		tx := &Tx{tx: btx, now: now}
 		earlier := queuedCount(btx, base)
@@ -61,22 +68,17 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 			why = fmt.Errorf("outbox: no time left to send: %w", context.Cause(ctx))
 		case now.Before(o.pausedUntil()):
 			why = fmt.Errorf("outbox: Movidesk asked to wait until %s", o.pausedUntil().UTC().Format(time.RFC3339))
+		case !haveSlot:
+			why = o.rateLimited()
 		}
 		if why != nil {
 			return nil
 		}
-		// The limiter's slots are taken in the commit that stores the
-		// events, so that a crash after it cannot forget them. A second
-		// run of this function keeps the first run's slots.
-		if reserved < 0 {
-			reserved = o.lim.take(now, len(queued))
-		}
-		if reserved == 0 {
-			why = fmt.Errorf("outbox: rate limit of %d requests per %v reached", len(o.lim.sent), o.lim.span)
-			return nil
-		}
 		return putWindow(btx, o.lim, now)
 	})
+	if haveSlot && (err != nil || len(queued) == 0 || why != nil) {
+		o.lim.unreserve(slot, now)
+	}
 	var ve *movidesk.ValidationError
 	switch {
 	case errors.As(err, &ve):
@@ -88,6 +90,10 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 	case why != nil:
 		return callstate.Delivery{Err: why}, nil
 	}
+	if !o.startAttempt() {
+		o.lim.unreserve(slot, now)
+		return callstate.Delivery{Err: ErrClosed}, nil
+	}
 
 	type result struct {
 		d   callstate.Delivery
@@ -95,10 +101,9 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 	}
 	done := make(chan result, 1)
 	handedOver = true
-	o.attempts.Add(1)
 	go func() {
 		defer o.attempts.Done()
-		d, err := o.attempt(queued, reserved)
+		d, err := o.attempt(queued)
 		o.release(base)
 		o.kick()
 		done <- result{d, err}
@@ -128,10 +133,30 @@ func (e *StillTryingError) Error() string {
 
 func (e *StillTryingError) Unwrap() error { return e.Cause }
 
-// attempt sends the first n of the events just queued, in order, each
-// bounded by SendTimeout, and settles each.
-func (o *Outbox) attempt(queued []queuedEvent, n int) (callstate.Delivery, error) {
-	for i, q := range queued[:n] {
+// startAttempt counts an attempt that Close must wait for; it refuses once
+// Close has begun.
+func (o *Outbox) startAttempt() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closing {
+		return false
+	}
+	o.attempts.Add(1)
+	return true
+}
+
+func (o *Outbox) rateLimited() error {
+	return fmt.Errorf("outbox: rate limit of %d requests per %v reached", len(o.lim.sent), o.lim.span)
+}
+
+// attempt sends the events just queued, in order, each bounded by
+// SendTimeout, and settles each. The first has its limiter slot; each
+// later one takes its own when it leaves.
+func (o *Outbox) attempt(queued []queuedEvent) (callstate.Delivery, error) {
+	for i, q := range queued {
+		if i > 0 && !o.reserve(o.now()) {
+			return callstate.Delivery{Err: o.rateLimited()}, nil
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), o.opts.SendTimeout)
 		sendErr := o.sender.Send(ctx, q.req)
 		cancel()
@@ -142,9 +167,6 @@ func (o *Outbox) attempt(queued []queuedEvent, n int) (callstate.Delivery, error
 			return callstate.Delivery{}, fmt.Errorf("outbox: %s of call %q kept as failed event %d: %w", q.req.Endpoint(), q.req.CallID(), q.seq, sendErr)
 		case retry:
 			return callstate.Delivery{Err: sendErr}, nil
-		}
-		if i == n-1 && n < len(queued) {
-			return callstate.Delivery{Err: fmt.Errorf("outbox: rate limit of %d requests per %v reached", len(o.lim.sent), o.lim.span)}, nil
 		}
 	}
 	return callstate.Delivery{Delivered: true}, nil

@@ -285,12 +285,13 @@ func TestBinaryRateLimitHoldsAcrossARestart(t *testing.T) {
 }
 
 func TestBinaryCallerHangsUpOnASlowMovideskOneTransfer(t *testing.T) {
-	// Movidesk answers in 2 s; the caller hangs up while the transfer is
-	// in flight. The session ends at once, the request is not abandoned,
-	// and its answer settles the event: it is not sent again.
+	// Movidesk answers in 1.5 s, after movidesk.timeout; the caller hangs
+	// up while the transfer is in flight. The session ends at once, the
+	// request is not abandoned, not even at movidesk.timeout, and its
+	// answer settles the event: it is not sent again.
 	fake := movidesktest.NewServer(t, secret)
-	fake.SetLatency(2 * time.Second)
-	cfg := childConfig(t, t.TempDir(), fake, "rate_per_minute = 1000\n")
+	fake.SetLatency(1500 * time.Millisecond)
+	cfg := childConfig(t, t.TempDir(), fake, "rate_per_minute = 1000\ntimeout = \"1s\"\n")
 	c := startChild(t, cfg)
 	conn, err := net.Dial("tcp", c.addr.String())
 	if err != nil {

@@ -225,7 +225,10 @@ func (m *Main) Open() error {
 		token = "" // the client's dry-run
 	}
 	m.client, err = movidesk.NewClient(cfg.Movidesk.BaseURL, token,
-		movidesk.WithTimeout(time.Duration(cfg.Movidesk.Timeout)),
+		// movidesk.timeout bounds how long a call waits (the handlers' own
+		// bound); the request itself may go on after the caller has gone,
+		// and its answer settles the event, so it is not cut off as early.
+		movidesk.WithTimeout(outbox.DefaultSendTimeout),
 		movidesk.WithUserAgent("movidesk-agi/"+versionString()),
 		movidesk.WithLogger(m.Log.With().Str("component", "movidesk").Logger()),
 		movidesk.WithDryRun(func(method, u string, body []byte) {
