@@ -88,8 +88,9 @@ type spoolTracker struct {
 	// (rotated) or deleted, its last lines are still read from it.
 	file *os.File
 
-	mu  sync.Mutex
-	pos spoolPos // as last committed, for the live path
+	mu   sync.Mutex
+	pos  spoolPos // as last committed, for the live path
+	last *os.File // file, for the live path
 }
 
 type fileID struct{ dev, inode uint64 }
@@ -197,6 +198,7 @@ func (h *Handlers) WatchSpool(ctx context.Context, path string, interval time.Du
 			if err := PrepareSpool(path, 0o664); err != nil {
 				h.log.Error().Err(err).Msg("fallback spool missing and could not be recreated")
 			} else {
+				h.keepOwner(path)
 				h.log.Warn().Str("spool", path).Msg("fallback spool was missing; recreated with its header")
 			}
 		case err == nil && st.Mode().IsRegular() && st.Size() == 0:
@@ -219,12 +221,32 @@ func (h *Handlers) WatchSpool(ctx context.Context, path string, interval time.Du
 	}
 }
 
+// keepOwner gives a recreated spool the owner and group of the file it
+// replaces, so that Asterisk can still append to it (as root; otherwise the
+// service's own group, as its unit sets it, must do).
+func (h *Handlers) keepOwner(path string) {
+	old := h.lastFile()
+	if old == nil {
+		return
+	}
+	st, err := old.Stat()
+	if err != nil {
+		return
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		_ = os.Lchown(path, int(sys.Uid), int(sys.Gid)) // best effort: EPERM when not root
+	}
+}
+
 func (h *Handlers) closeSpool() {
 	h.spool.pass.Lock()
 	defer h.spool.pass.Unlock()
 	if h.spool.file != nil {
 		h.spool.file.Close()
 		h.spool.file = nil
+		h.spool.mu.Lock()
+		h.spool.last = nil
+		h.spool.mu.Unlock()
 	}
 }
 
@@ -326,6 +348,9 @@ func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
 		h.spool.file.Close()
 	}
 	h.spool.file, keep = cur, true
+	h.spool.mu.Lock()
+	h.spool.last = cur
+	h.spool.mu.Unlock()
 	return n, err
 }
 
@@ -422,6 +447,14 @@ func (h *Handlers) setPos(p spoolPos) {
 	h.spool.mu.Lock()
 	h.spool.pos = p
 	h.spool.mu.Unlock()
+}
+
+// lastFile is the file the importer last read, for the live path: still
+// open after a rotation until the importer has finished it.
+func (h *Handlers) lastFile() *os.File {
+	h.spool.mu.Lock()
+	defer h.spool.mu.Unlock()
+	return h.spool.last
 }
 
 func (h *Handlers) lastPos() spoolPos {
@@ -714,28 +747,41 @@ func (h *Handlers) importCallFromSpool(ctx context.Context, base string) {
 	if st.Size() <= from {
 		return // nothing waiting: the usual case, one stat
 	}
+	needle := spoolNeedle(strings.TrimPrefix(base, h.cfg.IDPrefix))
+	var mine []spoolLine
+	scan := func(f io.ReaderAt, from int64) {
+		lr := &lineReader{r: bufio.NewReaderSize(io.NewSectionReader(f, from, 1<<62), maxSpoolLine), off: from}
+		for ctx.Err() == nil {
+			l, _, ok, err := lr.next()
+			if !ok || err != nil {
+				return
+			}
+			if !bytes.Contains(l.text, needle) {
+				continue
+			}
+			if _, c, err := h.parseSpoolLine(l.text); err == nil {
+				if id, err := c.baseID(); err == nil && id == base {
+					mine = append(mine, l)
+				}
+			}
+		}
+	}
+	if pos.Offset > 0 && idOf(st) != pos.id() {
+		// Rotated (or replaced) since the last pass: the old file's last
+		// lines come first. Once the importer has finished it and closed
+		// it, reading fails, and they are in the store already.
+		if old := h.lastFile(); old != nil {
+			if ost, err := old.Stat(); err == nil && idOf(ost) == pos.id() {
+				scan(old, pos.Offset)
+			}
+		}
+	}
 	f, _, err := openSpool(path)
 	if err != nil {
 		return
 	}
 	defer f.Close()
-	needle := spoolNeedle(strings.TrimPrefix(base, h.cfg.IDPrefix))
-	lr := &lineReader{r: bufio.NewReaderSize(io.NewSectionReader(f, from, 1<<62), maxSpoolLine), off: from}
-	var mine []spoolLine
-	for {
-		l, _, ok, err := lr.next()
-		if !ok || err != nil {
-			break
-		}
-		if !bytes.Contains(l.text, needle) {
-			continue
-		}
-		if _, c, err := h.parseSpoolLine(l.text); err == nil {
-			if id, err := c.baseID(); err == nil && id == base {
-				mine = append(mine, l)
-			}
-		}
-	}
+	scan(f, from)
 	if len(mine) == 0 {
 		return
 	}
@@ -751,7 +797,10 @@ func (h *Handlers) importCallFromSpool(ctx context.Context, base string) {
 func spoolNeedle(id string) []byte {
 	var best, run []byte
 	for i := 0; i <= len(id); i++ {
-		if i < len(id) && isAlnum(id[i]) {
+		// Unreserved characters: URIENCODE and url.Values keep them as
+		// they are, so "1795524751.12" is found whole, not as its epoch,
+		// which the neighbouring lines share.
+		if i < len(id) && (isAlnum(id[i]) || strings.IndexByte("-._~", id[i]) >= 0) {
 			run = append(run, id[i])
 			continue
 		}

@@ -721,3 +721,33 @@ func TestSpoolOfThousandsOfLinesIsImportedInOnePassInBatches(t *testing.T) {
 		t.Errorf("second pass imported %d, %v", n, err)
 	}
 }
+
+func TestLiveHangupAfterARotationComesAfterItsSpooledTransfer(t *testing.T) {
+	// The transfer was spooled, then the spool rotated by rename, then the
+	// live hangup arrived, all before the importer's next pass: the old
+	// file's line still goes first.
+	path := newSpool(t)
+	r := newSpoolRig(t, func(cfg *calls.Config) { cfg.Spool = path })
+	if n := r.importSpool(path); n != 0 { // the importer has seen the file
+		t.Fatalf("imported %d from a new spool", n)
+	}
+	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "memberinterface", "PJSIP/5252")...))
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := calls.PrepareSpool(path, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	r.replay(env("hangup", "PJSIP/loop-00000001", linked, "+55 47 3399-0777", "from-trunk") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("QUEUENAME", "200 result=1 (support)") +
+		status("QUEUED", "outbox: an earlier event of the call is not delivered yet"))
+	r.outboxDelivers(2)
+	if n := r.importSpool(path); n != 0 {
+		t.Errorf("the importer stored %d events again", n)
+	}
+	r.wantAccepted(
+		"GET asterisk_startTransferedCall?"+q("branchLine", "5252", "callDate", callDate, "clientNumber", "+55 47 3399-0777",
+			"id", linked, "queueId", "7", "transferDate", "2026-11-24T13:00:40"),
+		"GET asterisk_completedCall?"+q("completedDate", "2026-11-24T13:55:00", "id", linked, "link", ""))
+}
