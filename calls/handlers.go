@@ -37,7 +37,7 @@ type Config struct {
 // Store is where the fallback spool's importer stores its lines, with its
 // position, many a transaction; *outbox.Outbox in the service.
 type Store interface {
-	Update(fn func(*outbox.Tx) error) error
+	Update(fn func(outbox.ImportTx) error) error
 	Mark(key string) ([]byte, error)
 }
 

@@ -602,7 +602,7 @@ type spooled struct {
 func (h *Handlers) importBatch(ctx context.Context, path string, lines []spoolLine, key string, next spoolPos) (int, error) {
 	var done []spooled
 	stored := 0
-	err := h.store.Update(func(tx *outbox.Tx) error {
+	err := h.store.Update(func(tx outbox.ImportTx) error {
 		done, stored = done[:0], 0
 		for _, l := range lines {
 			start := time.Now()

@@ -680,7 +680,7 @@ type countingStore struct {
 	updates int
 }
 
-func (s *countingStore) Update(fn func(*outbox.Tx) error) error {
+func (s *countingStore) Update(fn func(outbox.ImportTx) error) error {
 	s.updates++
 	return s.Store.Update(fn)
 }

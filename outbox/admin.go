@@ -120,7 +120,14 @@ func (o *Outbox) Drop(seq uint64) error {
 		}
 		var rec record
 		if err := json.Unmarshal(v, &rec); err != nil || rec.Call == "" {
-			// Unreadable: its call is unknown, so only the record goes.
+			// Unreadable: uncount it from its call if that much can be
+			// read, so that the call's later events are not held.
+			var partial struct {
+				Call string `json:"call"`
+			}
+			if json.Unmarshal(v, &partial) == nil && partial.Call != "" {
+				return deleteEvent(tx, seq, &record{Call: partial.Call})
+			}
 			return tx.Bucket(bucketEvents).Delete(seqKey(seq))
 		}
 		return deleteEvent(tx, seq, &rec)

@@ -423,7 +423,7 @@ func TestMarkIsStoredWithTheEventsAndOnlyWithThem(t *testing.T) {
 	}
 	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 	put := func(mark string, r movidesk.CompletedCall) error {
-		return o.Update(func(tx *Tx) error {
+		return o.Update(func(tx ImportTx) error {
 			if _, err := callstate.Apply(tx, callstate.Event{Kind: callstate.Complete, Complete: r}, at); err != nil {
 				return err
 			}

@@ -517,3 +517,25 @@ func TestEachRequestsSlotIsDatedWhenItLeaves(t *testing.T) {
 		t.Errorf("the limiter's slots (+) are not when the requests left (-):\n%s", diff)
 	}
 }
+
+func TestDroppingAnUnreadableEventUnblocksItsCall(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.m.Complete(canceledCtx(), complete("c1", t0)); err != nil {
+		t.Fatal(err)
+	}
+	// The record's types went wrong; its call can still be read.
+	err := e.o.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEvents).Put(seqKey(1), []byte(`{"call":"c1","attempts":"many"}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.o.Drop(1); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing of c1 waits any more: its next event is attempted at once.
+	out, err := e.m.Link(t.Context(), movidesk.CallLink{ID: "c1", Link: "https://rec.example/c1"})
+	if err != nil || out.Result != callstate.Delivered {
+		t.Errorf("next event of the call: %v, %v; want delivered at once", out.Result, err)
+	}
+}

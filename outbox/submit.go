@@ -172,11 +172,21 @@ func (o *Outbox) attempt(queued []queuedEvent) (callstate.Delivery, error) {
 	return callstate.Delivery{Delivered: true}, nil
 }
 
+// ImportTx is the transaction an importer gets from Update: the call state
+// machine's, and a place for the importer's own position, committed with
+// the events it produced.
+type ImportTx interface {
+	callstate.Tx
+	PutMark(key string, value []byte) error
+}
+
+var _ ImportTx = (*Tx)(nil)
+
 // Update runs fn in a write transaction (possibly shared with others, and
 // possibly run twice: see committer) and wakes the sender for what it
 // queued. The fallback spool's importer stores its lines and its position
 // with it, many lines a transaction.
-func (o *Outbox) Update(fn func(*Tx) error) error {
+func (o *Outbox) Update(fn func(ImportTx) error) error {
 	now := o.now()
 	err := o.w.do(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, now: now}) })
 	if err != nil {
