@@ -99,6 +99,7 @@ type event struct {
 	out     callstate.Outcome
 	fields  func(*zerolog.Event)
 	decided string // for hangup: which way it went
+	warning string // for the administrator, in the event's log line
 }
 
 type routeFunc func(ctx context.Context, c *channel, ev *event) error
@@ -175,7 +176,7 @@ func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event
 	switch {
 	case o.status == "ERROR" && !isInput(o.err) && !isPermanent(o.err):
 		le = h.log.Error()
-	case o.status == "ERROR", o.status == "QUEUED", o.ev.out.Result == callstate.Late:
+	case o.status == "ERROR", o.status == "QUEUED", o.ev.out.Result == callstate.Late, o.ev.warning != "":
 		le = h.log.Warn()
 	default:
 		le = h.log.Info()
@@ -187,6 +188,9 @@ func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event
 		Str("status", o.status)
 	if o.ev.decided != "" {
 		le = le.Str("decided", o.ev.decided)
+	}
+	if o.ev.warning != "" {
+		le = le.Str("warning", o.ev.warning)
 	}
 	if o.ev.fields != nil {
 		o.ev.fields(le)
@@ -324,8 +328,9 @@ func (h *Handlers) complete(ctx context.Context, c *channel, ev *event) error {
 func (h *Handlers) abandon(ctx context.Context, c *channel, ev *event) error {
 	err := h.hangup(ctx, c, ev)
 	if ev.decided == "complete" {
-		h.log.Warn().Str("call_id", ev.id).Str("channel", c.name).
-			Msg("abandon route for a call that was transferred: completed instead; check the dialplan")
+		// In the event's own log line: this may run inside a spool
+		// import's transaction, which can run twice.
+		ev.warning = "abandon route for a call that was transferred: completed instead; check the dialplan"
 	}
 	return err
 }

@@ -600,19 +600,30 @@ type spooled struct {
 // understood, or whose event Movidesk would refuse, is logged and skipped;
 // only a store error fails the batch, which is then read again.
 func (h *Handlers) importBatch(ctx context.Context, path string, lines []spoolLine, key string, next spoolPos) (int, error) {
+	// Parsed, and bad lines logged, once: the transaction below may run
+	// twice (see outbox's committer).
+	type parsed struct {
+		route string
+		c     *channel
+	}
+	var good []parsed
+	for _, l := range lines {
+		route, c, err := h.parseSpoolLine(l.text)
+		if err != nil {
+			if err != errComment {
+				h.logBadLine(path, l, err)
+			}
+			continue
+		}
+		good = append(good, parsed{route, c})
+	}
 	var done []spooled
 	stored := 0
 	err := h.store.Update(func(tx outbox.ImportTx) error {
 		done, stored = done[:0], 0
-		for _, l := range lines {
+		for _, p := range good {
 			start := time.Now()
-			route, c, err := h.parseSpoolLine(l.text)
-			if err != nil {
-				if err != errComment {
-					h.logBadLine(path, l, err)
-				}
-				continue
-			}
+			route, c := p.route, p.c
 			var storeErr error
 			c.record = func(_ context.Context, ev callstate.Event) (callstate.Outcome, error) {
 				d, err := callstate.Apply(tx, ev, h.cfg.Now())
