@@ -152,6 +152,7 @@ type outcome struct {
 	err    error
 	status string // OK, QUEUED or ERROR
 	reason string // short, for MOVIDESK_ERROR
+	quiet  bool   // QUEUED is the expected outcome (an imported event): info, not warn
 }
 
 func (h *Handlers) run(ctx context.Context, route string, fn routeFunc, c *channel) outcome {
@@ -176,7 +177,7 @@ func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event
 	switch {
 	case o.status == "ERROR" && !isInput(o.err) && !isPermanent(o.err):
 		le = h.log.Error()
-	case o.status == "ERROR", o.status == "QUEUED", o.ev.out.Result == callstate.Late, o.ev.warning != "":
+	case o.status == "ERROR", o.status == "QUEUED" && !o.quiet, o.ev.out.Result == callstate.Late, o.ev.warning != "":
 		le = h.log.Warn()
 	default:
 		le = h.log.Info()

@@ -284,7 +284,7 @@ func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
 	curID := idOf(st)
 	n := 0
 	finish := func(old *os.File) error {
-		k, err := h.importFrom(ctx, path, old, key, &pos, true)
+		k, err := h.importFrom(ctx, old.Name(), old, key, &pos, true)
 		n += k
 		if old != h.spool.file {
 			old.Close()
@@ -593,6 +593,7 @@ func (h *Handlers) importFrom(ctx context.Context, path string, f *os.File, key 
 type spooled struct {
 	o     outcome
 	start time.Time
+	at    int64 // the line's offset in the spool
 }
 
 // importBatch stores the events of lines in one transaction, with the
@@ -605,6 +606,7 @@ func (h *Handlers) importBatch(ctx context.Context, path string, lines []spoolLi
 	type parsed struct {
 		route string
 		c     *channel
+		at    int64
 	}
 	var good []parsed
 	for _, l := range lines {
@@ -615,7 +617,7 @@ func (h *Handlers) importBatch(ctx context.Context, path string, lines []spoolLi
 			}
 			continue
 		}
-		good = append(good, parsed{route, c})
+		good = append(good, parsed{route, c, l.at})
 	}
 	var done []spooled
 	stored := 0
@@ -641,7 +643,7 @@ func (h *Handlers) importBatch(ctx context.Context, path string, lines []spoolLi
 				return storeErr
 			}
 			stored += len(o.ev.out.Sent)
-			done = append(done, spooled{o, start})
+			done = append(done, spooled{o, start, p.at})
 		}
 		if key == "" {
 			return nil
@@ -653,7 +655,11 @@ func (h *Handlers) importBatch(ctx context.Context, path string, lines []spoolLi
 		return 0, err
 	}
 	for _, s := range done {
-		h.logEvent(s.o, s.start, func(le *zerolog.Event) { le.Str("source", "spool") })
+		if s.o.status == "QUEUED" {
+			// An imported event is queued by nature: nothing to warn of.
+			s.o.quiet = true
+		}
+		h.logEvent(s.o, s.start, func(le *zerolog.Event) { le.Str("source", "spool").Str("spool", path).Int64("offset", s.at) })
 	}
 	return stored, nil
 }
@@ -680,7 +686,7 @@ func (h *Handlers) parseSpoolLine(line []byte) (string, *channel, error) {
 	}
 	f := strings.Fields(text)
 	if len(f) < 3 || len(f) > 4 || f[0]+" " != spoolMagic {
-		return "", nil, fmt.Errorf("want %qROUTE EPOCH QUERY", spoolMagic)
+		return "", nil, fmt.Errorf("want %q", spoolMagic+"ROUTE EPOCH QUERY")
 	}
 	route := f[1]
 	if _, ok := h.routes[route]; !ok {

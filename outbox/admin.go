@@ -58,12 +58,13 @@ func (o *Outbox) List() ([]Event, error) {
 // Retry makes event seq due now, with its backoff reset; a failed event
 // becomes pending again. Seq 0 retries every failed event; records that
 // cannot be decoded are skipped, and their numbers returned, so that an
-// administrator can drop them.
-func (o *Outbox) Retry(seq uint64) (skipped []uint64, err error) {
+// administrator can drop them. retried is how many events were reset.
+func (o *Outbox) Retry(seq uint64) (retried int, skipped []uint64, err error) {
 	now := o.now()
 	err = o.w.do(func(tx *bolt.Tx) error {
-		skipped = nil
+		retried, skipped = 0, nil
 		reset := func(seq uint64, rec *record) error {
+			retried++
 			rec.State, rec.Next, rec.Streak = StatePending, now, 0
 			return putRecord(tx, seq, rec)
 		}
@@ -100,10 +101,10 @@ func (o *Outbox) Retry(seq uint64) (skipped []uint64, err error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("outbox %s: retry: %w", o.path, err)
+		return 0, nil, fmt.Errorf("outbox %s: retry: %w", o.path, err)
 	}
 	o.kick()
-	return skipped, nil
+	return retried, skipped, nil
 }
 
 // Drop deletes event seq, whatever its state and whatever the record holds;

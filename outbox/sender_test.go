@@ -270,7 +270,7 @@ func TestSender(t *testing.T) {
 		}
 
 		e.sender.set(nil) // the token was fixed
-		if _, err := e.o.Retry(0); err != nil {
+		if _, _, err := e.o.Retry(0); err != nil {
 			t.Fatal(err)
 		}
 		e.clock.drive(t, time.Hour, func() bool { return len(e.sender.delivered()) == 2 })

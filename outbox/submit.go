@@ -343,7 +343,7 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool) verdict {
 	case v == retry && background:
 		le, msg = o.log.Warn().Time("next", rec.Next), "outbox: delivery failed; will retry"
 	case v == delivered && background:
-		le, msg = o.log.Info().Dur("late", now.Sub(rec.Created)), "outbox: delivered"
+		le, msg = o.log.Info().Float64("queued_s", now.Sub(rec.Created).Seconds()), "outbox: delivered"
 	case v == retry:
 		le, msg = le.Time("next", rec.Next), "outbox: attempt failed; queued"
 	default:

@@ -3,10 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -190,6 +192,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.Listen == "" {
 		bad("server.listen", "is empty")
+	} else if _, port, err := net.SplitHostPort(c.Server.Listen); err != nil {
+		bad("server.listen", "want HOST:PORT, got %q", c.Server.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		bad("server.listen", "port %q is not a TCP port", port)
 	}
 	positive := func(key string, v int) {
 		if v <= 0 {

@@ -73,6 +73,8 @@ func TestConfigRefusesBadValuesNamingTheKey(t *testing.T) {
 		{"BadLevel", "[log]\nlevel = \"loud\"\n", []string{"log.level", "loud"}},
 		{"BadFormat", "[log]\nformat = \"xml\"\n", []string{"log.format", "xml"}},
 		{"SyntaxError", "[server\nlisten = 1\n", []string{"line 2", "table name"}},
+		{"ListenWithoutPort", "[server]\nlisten = \"bogus\"\n", []string{"server.listen", "HOST:PORT"}},
+		{"ListenPortOutOfRange", "[server]\nlisten = \"127.0.0.1:99999\"\n", []string{"server.listen", "99999"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -185,4 +187,37 @@ func TestDryRunIsExplicit(t *testing.T) {
 			t.Errorf("built-in defaults: dry_run %v, %v, %v; want dry-run", cfg.Movidesk.DryRun, err, cfg.CheckToken())
 		}
 	})
+}
+
+func TestCheckConfigRefusesWhatServeWould(t *testing.T) {
+	t.Setenv("MOVIDESK_TOKEN", "")
+	dir := t.TempDir()
+	if err := os.Symlink("/etc/hostname", filepath.Join(dir, "link.log")); err != nil {
+		t.Fatal(err)
+	}
+	for name, spool := range map[string]string{"Symlink": filepath.Join(dir, "link.log"), "Directory": dir} {
+		t.Run(name, func(t *testing.T) {
+			path := writeConfig(t, "[movidesk]\ndry_run = true\n[store]\nspool = \""+spool+"\"\n")
+			var out lockedBuffer
+			err := run(context.Background(), []string{"check-config", "-config", path}, &out, &out)
+			if err == nil || !strings.Contains(err.Error(), "store.spool") {
+				t.Errorf("check-config: %v, want store.spool refused", err)
+			}
+		})
+	}
+}
+
+func TestOutboxCommandsWithoutAStoreSayItIsMissing(t *testing.T) {
+	// Without -config, outbox commands must not create an empty store in
+	// the working directory and report all is well.
+	t.Chdir(t.TempDir())
+	t.Setenv("MOVIDESK_TOKEN", "")
+	var out lockedBuffer
+	err := run(context.Background(), []string{"outbox", "list"}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "-config") {
+		t.Errorf("outbox list: %v, want the missing store named, with a hint at -config", err)
+	}
+	if _, err := os.Stat("movidesk-agi.db"); err == nil {
+		t.Error("an empty store was created")
+	}
 }

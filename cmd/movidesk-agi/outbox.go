@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"io"
 	"strconv"
 	"text/tabwriter"
@@ -51,6 +53,14 @@ func runOutbox(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if _, err := os.Stat(cfg.Store.Path); errors.Is(err, os.ErrNotExist) {
+		// Opening would create an empty store and report all is well.
+		hint := ""
+		if *path == "" {
+			hint = " (no -config given: the built-in store.path is used)"
+		}
+		return fmt.Errorf("store.path %s does not exist%s", cfg.Store.Path, hint)
+	}
 	ob, err := outbox.Open(outbox.Options{Path: cfg.Store.Path, Log: zerolog.Nop()}, nil)
 	if err != nil {
 		return fmt.Errorf("store.path: %w", err)
@@ -59,7 +69,7 @@ func runOutbox(_ context.Context, args []string, stdout, stderr io.Writer) error
 
 	switch verb {
 	case "retry":
-		skipped, err := ob.Retry(seq)
+		n, skipped, err := ob.Retry(seq)
 		if err != nil {
 			return err
 		}
@@ -67,7 +77,7 @@ func runOutbox(_ context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintf(stdout, "event %d is unreadable and was skipped; drop it with: movidesk-agi outbox drop %d\n", s, s)
 		}
 		if seq == 0 {
-			fmt.Fprintln(stdout, "every failed event is queued again")
+			fmt.Fprintf(stdout, "%d failed events queued again; they are sent when the service runs\n", n)
 		} else {
 			fmt.Fprintf(stdout, "event %d is queued again\n", seq)
 		}
@@ -76,7 +86,7 @@ func runOutbox(_ context.Context, args []string, stdout, stderr io.Writer) error
 		if err := ob.Drop(seq); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "event %d dropped\n", seq)
+		fmt.Fprintf(stdout, "event %d dropped; its call's later events are no longer held behind it\n", seq)
 		return nil
 	}
 	events, err := ob.List()
