@@ -129,7 +129,11 @@ func (o *Outbox) Drop(seq uint64) error {
 			if json.Unmarshal(v, &partial) == nil && partial.Call != "" {
 				return deleteEvent(tx, seq, &record{Call: partial.Call})
 			}
-			return tx.Bucket(bucketEvents).Delete(seqKey(seq))
+			// Its call is unknown: count every call's events again.
+			if err := tx.Bucket(bucketEvents).Delete(seqKey(seq)); err != nil {
+				return err
+			}
+			return recount(tx)
 		}
 		return deleteEvent(tx, seq, &rec)
 	})
@@ -194,4 +198,23 @@ func (o *Outbox) Mark(key string) ([]byte, error) {
 		return nil, fmt.Errorf("outbox %s: read mark %q: %w", o.path, key, err)
 	}
 	return v, nil
+}
+
+// recount rebuilds how many events each call has stored, from the events.
+func recount(tx *bolt.Tx) error {
+	if err := tx.DeleteBucket(bucketQueued); err != nil {
+		return fmt.Errorf("recount events: %w", err)
+	}
+	if _, err := tx.CreateBucket(bucketQueued); err != nil {
+		return fmt.Errorf("recount events: %w", err)
+	}
+	return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+		var partial struct {
+			Call string `json:"call"`
+		}
+		if json.Unmarshal(v, &partial) != nil || partial.Call == "" {
+			return nil
+		}
+		return addQueued(tx, partial.Call, 1)
+	})
 }

@@ -3,57 +3,50 @@ package outbox
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// window allows at most n requests in any span of time. It keeps the times
-// of the last n requests: a new one is allowed only once the oldest of them
-// is more than span ago. Unlike a token bucket, a full burst of n never adds
-// to the steady rate within one window.
+// window allows at most n requests in any span of time. It keeps the send
+// times of the last n requests, a slot each: a new one takes a slot that is
+// free (zero) or whose time is more than span ago. Unlike a token bucket, a
+// full burst of n never adds to the steady rate within one window. A slot
+// may be given back (an attempt not made after all) or re-dated (the
+// request left later than its slot was taken), so slots are not in order.
 type window struct {
 	mu   sync.Mutex
 	span time.Duration
-	sent []time.Time // ring; sent[next] is the oldest (zero when unused)
-	next int
+	sent []time.Time
 }
 
 func newWindow(n int, span time.Duration) *window {
 	return &window{span: span, sent: make([]time.Time, n)}
 }
 
-// allow takes a slot at now if one is free.
-func (w *window) allow(now time.Time) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	oldest := w.sent[w.next]
-	if !oldest.IsZero() && now.Sub(oldest) <= w.span {
-		return false
-	}
-	w.sent[w.next] = now
-	w.next = (w.next + 1) % len(w.sent)
-	return true
-}
-
-// reserve takes a slot at now, like allow, and says where it is, so that
-// an attempt that is not made after all can give it back.
+// reserve takes a slot at now if one is free, and says which.
 func (w *window) reserve(now time.Time) (pos int, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	oldest := w.sent[w.next]
-	if !oldest.IsZero() && now.Sub(oldest) <= w.span {
-		return 0, false
+	for i, t := range w.sent {
+		if t.IsZero() || now.Sub(t) > w.span {
+			w.sent[i] = now
+			return i, true
+		}
 	}
-	pos = w.next
-	w.sent[pos] = now
-	w.next = (w.next + 1) % len(w.sent)
-	return pos, true
+	return 0, false
+}
+
+// allow takes a slot at now if one is free.
+func (w *window) allow(now time.Time) bool {
+	_, ok := w.reserve(now)
+	return ok
 }
 
 // unreserve gives back the slot reserve took at pos at t, unless it was
-// reused meanwhile. A free slot in the ring is a zero time.
+// reused meanwhile.
 func (w *window) unreserve(pos int, t time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -62,13 +55,28 @@ func (w *window) unreserve(pos int, t time.Time) {
 	}
 }
 
+// redate moves the slot reserve took at pos at t to when the request
+// really left.
+func (w *window) redate(pos int, t, left time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sent[pos].Equal(t) && left.After(t) {
+		w.sent[pos] = left
+	}
+}
+
 // freeAt is the first time allow can succeed.
 func (w *window) freeAt() time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	oldest := w.sent[w.next]
-	if oldest.IsZero() {
-		return time.Time{}
+	var oldest time.Time
+	for _, t := range w.sent {
+		if t.IsZero() {
+			return time.Time{}
+		}
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
 	}
 	return oldest.Add(w.span + time.Nanosecond)
 }
@@ -79,11 +87,12 @@ func (w *window) recent(now time.Time) []time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var out []time.Time
-	for i := range w.sent {
-		if t := w.sent[(w.next+i)%len(w.sent)]; !t.IsZero() && now.Sub(t) <= w.span {
+	for _, t := range w.sent {
+		if !t.IsZero() && now.Sub(t) <= w.span {
 			out = append(out, t)
 		}
 	}
+	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
 	return out
 }
 
@@ -96,7 +105,6 @@ func (w *window) restore(ts []time.Time) {
 	}
 	clear(w.sent)
 	copy(w.sent, ts)
-	w.next = len(ts) % len(w.sent)
 }
 
 // The window is stored as big-endian Unix nanoseconds, 8 bytes each.

@@ -539,3 +539,41 @@ func TestDroppingAnUnreadableEventUnblocksItsCall(t *testing.T) {
 		t.Errorf("next event of the call: %v, %v; want delivered at once", out.Result, err)
 	}
 }
+
+func TestEventsThatSendNothingLeaveTheRateBudgetWhole(t *testing.T) {
+	// Duplicates and events queued behind their call take a slot before
+	// their commit and give it back: the budget must be whole again.
+	e := newEnv(t, func(o *Options) { o.RatePerMinute, o.Burst = 3, 3 })
+	r := transfer("c1", t0)
+	for range 3 { // delivered once, then two duplicates
+		if _, err := e.m.Transfer(t.Context(), callstate.TransferKey("leg", "5252"), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"c2", "c3"} {
+		out, err := e.m.Transfer(t.Context(), callstate.TransferKey("leg", "5252"), transfer(id, t0))
+		if err != nil || out.Result != callstate.Delivered {
+			t.Errorf("%s: %v, %v; want delivered: 1 of 3 slots used", id, out.Result, err)
+		}
+	}
+}
+
+func TestDroppingAnEventThatIsNotJSONRecountsTheCalls(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.m.Complete(canceledCtx(), complete("c1", t0)); err != nil {
+		t.Fatal(err)
+	}
+	err := e.o.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEvents).Put(seqKey(1), []byte("\x00garbage"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.o.Drop(1); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.m.Link(t.Context(), movidesk.CallLink{ID: "c1", Link: "https://rec.example/c1"})
+	if err != nil || out.Result != callstate.Delivered {
+		t.Errorf("next event of the call: %v, %v; want delivered at once", out.Result, err)
+	}
+}

@@ -103,6 +103,9 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 	handedOver = true
 	go func() {
 		defer o.attempts.Done()
+		// The first request's slot was taken before the commit: it is
+		// dated now, when the request leaves.
+		o.lim.redate(slot, now, o.now())
 		d, err := o.attempt(queued)
 		o.release(base)
 		o.kick()
@@ -145,6 +148,12 @@ func (o *Outbox) startAttempt() bool {
 	return true
 }
 
+func (o *Outbox) isClosing() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closing
+}
+
 func (o *Outbox) rateLimited() error {
 	return fmt.Errorf("outbox: rate limit of %d requests per %v reached", len(o.lim.sent), o.lim.span)
 }
@@ -154,6 +163,9 @@ func (o *Outbox) rateLimited() error {
 // later one takes its own when it leaves.
 func (o *Outbox) attempt(queued []queuedEvent) (callstate.Delivery, error) {
 	for i, q := range queued {
+		if i > 0 && o.isClosing() {
+			return callstate.Delivery{Err: ErrClosed}, nil // stored: sent after the restart
+		}
 		if i > 0 && !o.reserve(o.now()) {
 			return callstate.Delivery{Err: o.rateLimited()}, nil
 		}
