@@ -79,6 +79,10 @@ type spoolPos struct {
 	Offset int64  `json:"offset"`
 	Head   uint64 `json:"head"` // FNV-64a of the first min(Offset, 4096) bytes
 	Tail   uint64 `json:"tail"` // FNV-64a of the 4096 bytes before Offset
+	// MTime is the file's modification time when Offset was stored: a
+	// file of the same size and content but modified since was emptied
+	// and refilled (logrotate's copytruncate, then the header again).
+	MTime int64 `json:"mtime,omitempty"`
 }
 
 // spoolTracker is the importer's state between passes.
@@ -88,9 +92,10 @@ type spoolTracker struct {
 	// (rotated) or deleted, its last lines are still read from it.
 	file *os.File
 
-	mu   sync.Mutex
-	pos  spoolPos // as last committed, for the live path
-	last *os.File // file, for the live path
+	mu     sync.Mutex
+	pos    spoolPos // as last committed, for the live path
+	loaded bool     // pos was set by the importer
+	last   *os.File // file, for the live path
 }
 
 type fileID struct{ dev, inode uint64 }
@@ -295,6 +300,18 @@ func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
 	switch {
 	case pos.Offset == 0:
 		pos = spoolPos{Dev: curID.dev, Inode: curID.inode}
+	case pos.id() == curID && matches(cur, st.Size(), pos) && refilled(st, pos):
+		// Emptied and refilled to the same bytes since the last pass
+		// (copytruncate, then the header): the lines written before were
+		// copied away; that copy is finished first.
+		was := pos
+		if old := h.oldSpool(path, pos, curID); old != nil {
+			if err := finish(old); err != nil {
+				return n, err
+			}
+		}
+		pos = was // the file at path holds what it held then
+		pos.MTime, moved = st.ModTime().UnixNano(), true
 	case pos.id() == curID && matches(cur, st.Size(), pos):
 		// Appended to, or untouched.
 	case pos.id() == curID:
@@ -360,7 +377,13 @@ func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
 // (a copy: logrotate's copytruncate). The file at path, cur, is none of
 // them.
 func (h *Handlers) oldSpool(path string, pos spoolPos, cur fileID) *os.File {
-	if f := h.spool.file; f != nil {
+	return h.findOld(h.spool.file, path, pos, cur, true)
+}
+
+// findOld is oldSpool for a file open (the importer's, or nil); logged
+// says whether to log what it found.
+func (h *Handlers) findOld(open *os.File, path string, pos spoolPos, cur fileID, logged bool) *os.File {
+	if f := open; f != nil {
 		if st, err := f.Stat(); err == nil && idOf(st) == pos.id() && pos.id() != cur && matches(f, st.Size(), pos) {
 			return f
 		}
@@ -384,7 +407,9 @@ func (h *Handlers) oldSpool(path string, pos spoolPos, cur fileID) *os.File {
 			// The file at path, another name for it.
 		case id == pos.id():
 			if f := openMatching(filepath.Join(dir, e.Name()), pos, id); f != nil {
-				h.log.Info().Str("spool", path).Str("rotated", f.Name()).Msg("fallback spool was rotated; finishing the old file")
+				if logged {
+					h.log.Info().Str("spool", path).Str("rotated", f.Name()).Msg("fallback spool was rotated; finishing the old file")
+				}
 				return f
 			}
 		case info.Size() > pos.Offset:
@@ -393,7 +418,9 @@ func (h *Handlers) oldSpool(path string, pos spoolPos, cur fileID) *os.File {
 	}
 	for _, name := range copies {
 		if f := openMatching(filepath.Join(dir, name), pos, fileID{}); f != nil {
-			h.log.Info().Str("spool", path).Str("copy", f.Name()).Msg("fallback spool was copied away; finishing the copy")
+			if logged {
+				h.log.Info().Str("spool", path).Str("copy", f.Name()).Msg("fallback spool was copied away; finishing the copy")
+			}
 			return f
 		}
 	}
@@ -412,6 +439,11 @@ func openMatching(name string, pos spoolPos, id fileID) *os.File {
 	}
 	f.Close()
 	return nil
+}
+
+// refilled reports a file of the size pos was read to, modified since.
+func refilled(st os.FileInfo, pos spoolPos) bool {
+	return pos.MTime != 0 && st.Size() == pos.Offset && st.ModTime().UnixNano() != pos.MTime
 }
 
 // fingerprint hashes the first and the last fingerprintLen bytes of
@@ -445,8 +477,25 @@ func matches(f io.ReaderAt, size int64, pos spoolPos) bool {
 
 func (h *Handlers) setPos(p spoolPos) {
 	h.spool.mu.Lock()
-	h.spool.pos = p
+	h.spool.pos, h.spool.loaded = p, true
 	h.spool.mu.Unlock()
+}
+
+// livePos is the importer's position for the live path; before the
+// importer's first pass, as stored by the last run.
+func (h *Handlers) livePos(path string) spoolPos {
+	h.spool.mu.Lock()
+	pos, loaded := h.spool.pos, h.spool.loaded
+	h.spool.mu.Unlock()
+	if loaded {
+		return pos
+	}
+	if b, err := h.store.Mark(spoolKey(path)); err == nil && b != nil {
+		if json.Unmarshal(b, &pos) != nil {
+			pos = spoolPos{}
+		}
+	}
+	return pos
 }
 
 // lastFile is the file the importer last read, for the live path: still
@@ -455,12 +504,6 @@ func (h *Handlers) lastFile() *os.File {
 	h.spool.mu.Lock()
 	defer h.spool.mu.Unlock()
 	return h.spool.last
-}
-
-func (h *Handlers) lastPos() spoolPos {
-	h.spool.mu.Lock()
-	defer h.spool.mu.Unlock()
-	return h.spool.pos
 }
 
 // spoolLine is a line read from the spool, with where it ends.
@@ -574,6 +617,9 @@ func (h *Handlers) importFrom(ctx context.Context, path string, f *os.File, key 
 		var ferr error
 		if next.Head, next.Tail, ferr = fingerprint(f, end); ferr != nil {
 			return total, fmt.Errorf("spool %s: %w", path, ferr)
+		}
+		if st, err := f.Stat(); err == nil {
+			next.MTime = st.ModTime().UnixNano()
 		}
 		n, serr := h.importBatch(ctx, path, batch, key, next)
 		if serr != nil {
@@ -752,16 +798,20 @@ func (h *Handlers) importCallFromSpool(ctx context.Context, base string) {
 	if path == "" {
 		return
 	}
-	pos := h.lastPos()
+	pos := h.livePos(path)
 	st, err := os.Lstat(path)
 	if err != nil || !st.Mode().IsRegular() {
 		return
 	}
+	curID := idOf(st)
+	// Rotated, replaced or truncated since the last pass: the old file's
+	// last lines come first, and the file at path is read whole.
+	moved := pos.Offset > 0 && (curID != pos.id() || st.Size() < pos.Offset || refilled(st, pos))
 	from := pos.Offset
-	if idOf(st) != pos.id() || st.Size() < from {
+	if moved || curID != pos.id() {
 		from = 0
 	}
-	if st.Size() <= from {
+	if !moved && st.Size() <= from {
 		return // nothing waiting: the usual case, one stat
 	}
 	needle := spoolNeedle(strings.TrimPrefix(base, h.cfg.IDPrefix))
@@ -783,13 +833,15 @@ func (h *Handlers) importCallFromSpool(ctx context.Context, base string) {
 			}
 		}
 	}
-	if pos.Offset > 0 && idOf(st) != pos.id() {
-		// Rotated (or replaced) since the last pass: the old file's last
-		// lines come first. Once the importer has finished it and closed
-		// it, reading fails, and they are in the store already.
-		if old := h.lastFile(); old != nil {
-			if ost, err := old.Stat(); err == nil && idOf(ost) == pos.id() {
-				scan(old, pos.Offset)
+	if moved {
+		// The file the importer still has open, or the one beside path
+		// (renamed, or a copytruncate copy). Once the importer has
+		// finished and closed it, reading fails: its lines are stored.
+		open := h.lastFile()
+		if old := h.findOld(open, path, pos, curID, false); old != nil {
+			scan(old, pos.Offset)
+			if old != open {
+				old.Close()
 			}
 		}
 	}

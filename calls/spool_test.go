@@ -751,3 +751,105 @@ func TestLiveHangupAfterARotationComesAfterItsSpooledTransfer(t *testing.T) {
 			"id", linked, "queueId", "7", "transferDate", "2026-11-24T13:00:40"),
 		"GET asterisk_completedCall?"+q("completedDate", "2026-11-24T13:55:00", "id", linked, "link", ""))
 }
+
+// liveHangupAfterSpooledTransfer plays the live hangup of the call whose
+// transfer is spooled, and checks it went after the transfer.
+func liveHangupAfterSpooledTransfer(t *testing.T, r *rig, path string) {
+	t.Helper()
+	r.replay(env("hangup", "PJSIP/loop-00000001", linked, "+55 47 3399-0777", "from-trunk") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("QUEUENAME", "200 result=1 (support)") +
+		status("QUEUED", "outbox: an earlier event of the call is not delivered yet"))
+	r.outboxDelivers(2)
+	if n := r.importSpool(path); n != 0 {
+		t.Errorf("the importer stored %d events again", n)
+	}
+	r.wantAccepted(
+		"GET asterisk_startTransferedCall?"+q("branchLine", "5252", "callDate", callDate, "clientNumber", "+55 47 3399-0777",
+			"id", linked, "queueId", "7", "transferDate", "2026-11-24T13:00:40"),
+		"GET asterisk_completedCall?"+q("completedDate", "2026-11-24T13:55:00", "id", linked, "link", ""))
+}
+
+func TestLiveHangupAfterARotationWhileStoppedComesAfterItsSpooledTransfer(t *testing.T) {
+	// The transfer was spooled, the service stopped, the spool rotated;
+	// the new service's first live event comes before its importer's
+	// first pass.
+	path := newSpool(t)
+	r := newSpoolRig(t, func(cfg *calls.Config) { cfg.Spool = path })
+	if n := r.importSpool(path); n != 0 {
+		t.Fatalf("imported %d from a new spool", n)
+	}
+	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "memberinterface", "PJSIP/5252")...))
+	r.restart()
+	r.handlers = calls.New(calls.Config{
+		DefaultQueueID: 1, Queues: map[string]int{"support": 7}, Timeout: time.Second, Spool: path,
+		Now: func() time.Time { return now.Add(time.Hour) },
+	}, callstate.New(r.outbox, callstate.Options{Now: func() time.Time { return now.Add(time.Hour) }}), r.outbox, zerolog.New(r.logs))
+	rotate(t, path)
+	liveHangupAfterSpooledTransfer(t, r, path)
+}
+
+func TestLiveHangupAfterACopytruncateComesAfterItsSpooledTransfer(t *testing.T) {
+	// logrotate's copytruncate: the file is copied away and truncated in
+	// place (same inode), before the importer's next pass.
+	path := newSpool(t)
+	r := newSpoolRig(t, func(cfg *calls.Config) { cfg.Spool = path })
+	if n := r.importSpool(path); n != 0 {
+		t.Fatalf("imported %d from a new spool", n)
+	}
+	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "memberinterface", "PJSIP/5252")...))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".1", data, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(calls.SpoolHeader), 0o660); err != nil {
+		t.Fatal(err)
+	}
+	// Rotation comes later than the last pass; a file system's clock may
+	// be coarser than this test is fast.
+	later := time.Now().Add(time.Second)
+	if err := os.Chtimes(path, later, later); err != nil {
+		t.Fatal(err)
+	}
+	liveHangupAfterSpooledTransfer(t, r, path)
+}
+
+func TestSpoolCopytruncatedBackToItsHeaderFinishesTheCopy(t *testing.T) {
+	// The last pass saw the header alone; a line was written; logrotate
+	// copied the file away and truncated it, and the header was written
+	// again: the same size and bytes as the last pass saw.
+	path := newSpool(t)
+	r := newSpoolRig(t, nil)
+	if n := r.importSpool(path); n != 0 {
+		t.Fatalf("imported %d from a new spool", n)
+	}
+	appendSpool(t, path, abandonLine("copied"))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".1", data, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(calls.SpoolHeader), 0o660); err != nil {
+		t.Fatal(err)
+	}
+	// Rotation comes later than the last pass; a file system's clock may
+	// be coarser than this test is fast.
+	later := time.Now().Add(time.Second)
+	if err := os.Chtimes(path, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.importSpool(path); n != 1 {
+		t.Fatalf("imported %d, want the copy's line", n)
+	}
+	appendSpool(t, path, abandonLine("new"))
+	if n := r.importSpool(path); n != 1 {
+		t.Fatalf("imported %d, want the new line", n)
+	}
+	r.outboxDelivers(2)
+	r.wantAccepted(canceledAt1300("copied", "new")...)
+}
