@@ -198,7 +198,8 @@ func newLogger(cfg LogConfig, w io.Writer) zerolog.Logger {
 }
 
 // closeGrace bounds the wait for handlers after their sessions were
-// closed: their store write and attempt are bounded by movidesk.timeout.
+// closed: each returns within movidesk.timeout of its session's end (its
+// attempt goes on without it, and the outbox waits for that at Close).
 const closeGrace = 10 * time.Second
 
 // Main is the running service. Tests start it on 127.0.0.1:0.
