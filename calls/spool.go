@@ -349,7 +349,7 @@ func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
 		default:
 			pos = spoolPos{}
 		}
-		pos.Dev, pos.Inode, moved = curID.dev, curID.inode, true
+		pos.Dev, pos.Inode, pos.MTime, moved = curID.dev, curID.inode, st.ModTime().UnixNano(), true
 	}
 	if moved {
 		// Stored at once, so that the next pass does not look for the
@@ -412,7 +412,9 @@ func (h *Handlers) findOld(open *os.File, path string, pos spoolPos, cur fileID,
 				}
 				return f
 			}
-		case info.Size() > pos.Offset:
+		case info.Size() > pos.Offset && info.ModTime().UnixNano() >= pos.MTime:
+			// A copy holds lines written after the last pass: it is never
+			// older than it (an older file is a past rotation).
 			copies = append(copies, e.Name())
 		}
 	}
@@ -442,8 +444,15 @@ func openMatching(name string, pos spoolPos, id fileID) *os.File {
 }
 
 // refilled reports a file of the size pos was read to, modified since.
+//
+// A position that holds the header alone matches any file that begins with
+// it: then a file that grew may also have been copied away and refilled
+// first (copytruncate, the header, a line), and the copy is looked for.
 func refilled(st os.FileInfo, pos spoolPos) bool {
-	return pos.MTime != 0 && st.Size() == pos.Offset && st.ModTime().UnixNano() != pos.MTime
+	if pos.MTime == 0 || st.ModTime().UnixNano() == pos.MTime {
+		return false
+	}
+	return st.Size() == pos.Offset || (pos.Offset <= int64(len(SpoolHeader)) && st.Size() > pos.Offset)
 }
 
 // fingerprint hashes the first and the last fingerprintLen bytes of

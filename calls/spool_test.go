@@ -853,3 +853,66 @@ func TestSpoolCopytruncatedBackToItsHeaderFinishesTheCopy(t *testing.T) {
 	r.outboxDelivers(2)
 	r.wantAccepted(canceledAt1300("copied", "new")...)
 }
+
+// setMTime dates path's last change d from now: passes and rotations are
+// seconds apart, a file system's clock may be coarser than a test.
+func setMTime(t *testing.T, path string, d time.Duration) {
+	t.Helper()
+	at := time.Now().Add(d)
+	if err := os.Chtimes(path, at, at); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSpoolRotatedIsNotTakenForACopyLater(t *testing.T) {
+	// After a rotation by rename, the next passes read the new file on:
+	// the rotated file is not taken again for a copytruncate copy.
+	path := newSpool(t)
+	r := newSpoolRig(t, nil)
+	if n := r.importSpool(path); n != 0 {
+		t.Fatalf("imported %d from a new spool", n)
+	}
+	appendSpool(t, path, abandonLine("before"))
+	setMTime(t, path, time.Second)
+	rotate(t, path)
+	setMTime(t, path, 2*time.Second)
+	if n := r.importSpool(path); n != 1 {
+		t.Fatalf("imported %d, want the rotated file's line", n)
+	}
+	setMTime(t, path, 3*time.Second) // touched
+	if n := r.importSpool(path); n != 0 {
+		t.Errorf("imported %d again", n)
+	}
+	if strings.Contains(r.logs.String(), "copied away") {
+		t.Errorf("the rotated file was taken for a copy:\n%s", r.logs.String())
+	}
+}
+
+func TestSpoolCopytruncatedThenAppendedFinishesTheCopy(t *testing.T) {
+	// Header alone read; a line written; copytruncate, the header again,
+	// and another line, all before the next pass (the service stopped).
+	path := newSpool(t)
+	r := newSpoolRig(t, nil)
+	if n := r.importSpool(path); n != 0 {
+		t.Fatalf("imported %d from a new spool", n)
+	}
+	appendSpool(t, path, abandonLine("copied"))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".1", data, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	setMTime(t, path+".1", time.Second)
+	if err := os.WriteFile(path, []byte(calls.SpoolHeader), 0o660); err != nil {
+		t.Fatal(err)
+	}
+	appendSpool(t, path, abandonLine("after"))
+	setMTime(t, path, 2*time.Second)
+	if n := r.importSpool(path); n != 2 {
+		t.Fatalf("imported %d, want the copy's line and the new one", n)
+	}
+	r.outboxDelivers(2)
+	r.wantAccepted(canceledAt1300("copied", "after")...)
+}

@@ -56,13 +56,18 @@ func (w *window) unreserve(pos int, t time.Time) {
 }
 
 // redate moves the slot reserve took at pos at t to when the request
-// really left.
-func (w *window) redate(pos int, t, left time.Time) {
+// really leaves. It reports false when the slot was taken by another
+// meanwhile (more than span passed): the request needs a slot again.
+func (w *window) redate(pos int, t, left time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.sent[pos].Equal(t) && left.After(t) {
+	if !w.sent[pos].Equal(t) {
+		return false
+	}
+	if left.After(t) {
 		w.sent[pos] = left
 	}
+	return true
 }
 
 // freeAt is the first time allow can succeed.

@@ -54,7 +54,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 				wakeAt = earliest(wakeAt, now.Add(o.opts.BackoffMin))
 			case c != nil && !o.claim(c.rec.Call):
 				continue // the synchronous path took the call meanwhile
-			case c != nil && !o.reserve(now):
+			case c != nil && !o.reserve(o.now()):
 				o.release(c.rec.Call)
 				wakeAt = earliest(wakeAt, o.lim.freeAt())
 			case c != nil:
@@ -173,13 +173,17 @@ func (o *Outbox) deliver(ctx context.Context, c *candidate) {
 // the window before the request leaves, so that a crash during the attempt
 // cannot give the next run a fuller budget.
 func (o *Outbox) reserve(now time.Time) bool {
-	if !o.lim.allow(now) {
+	pos, ok := o.lim.reserve(now)
+	if !ok {
 		return false
 	}
 	if err := o.w.do(func(tx *bolt.Tx) error { return putWindow(tx, o.lim, now) }); err != nil {
+		o.lim.unreserve(pos, now)
 		o.log.Error().Err(fmt.Errorf("outbox %s: %w", o.path, err)).Msg("outbox: limiter window not stored; attempt postponed")
 		return false
 	}
+	// Dated when the request leaves, after the commit.
+	o.lim.redate(pos, now, o.now())
 	return true
 }
 

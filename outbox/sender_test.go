@@ -577,3 +577,21 @@ func TestDroppingAnEventThatIsNotJSONRecountsTheCalls(t *testing.T) {
 		t.Errorf("next event of the call: %v, %v; want delivered at once", out.Result, err)
 	}
 }
+
+func TestWindowSlotTakenByAnotherIsNotRedated(t *testing.T) {
+	w := newWindow(1, time.Minute)
+	pos, ok := w.reserve(t0)
+	if !ok {
+		t.Fatal("no slot in an empty window")
+	}
+	// The commit took longer than the window: another send took the slot.
+	if _, ok := w.reserve(t0.Add(2 * time.Minute)); !ok {
+		t.Fatal("an expired slot was not reusable")
+	}
+	if w.redate(pos, t0, t0.Add(2*time.Minute)) {
+		t.Error("redate of a slot another send took succeeded: two sends on one slot")
+	}
+	if w.allow(t0.Add(2 * time.Minute)) {
+		t.Error("a second send within the window was allowed")
+	}
+}

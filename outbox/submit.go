@@ -104,9 +104,15 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 	go func() {
 		defer o.attempts.Done()
 		// The first request's slot was taken before the commit: it is
-		// dated now, when the request leaves.
-		o.lim.redate(slot, now, o.now())
-		d, err := o.attempt(queued)
+		// dated now, when the request leaves; if the commit took so long
+		// that the slot went to another, the request needs one again.
+		var d callstate.Delivery
+		var err error
+		if o.lim.redate(slot, now, o.now()) || o.reserve(o.now()) {
+			d, err = o.attempt(queued)
+		} else {
+			d = callstate.Delivery{Err: o.rateLimited()}
+		}
 		o.release(base)
 		o.kick()
 		done <- result{d, err}
