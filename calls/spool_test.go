@@ -732,24 +732,8 @@ func TestLiveHangupAfterARotationComesAfterItsSpooledTransfer(t *testing.T) {
 		t.Fatalf("imported %d from a new spool", n)
 	}
 	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "memberinterface", "PJSIP/5252")...))
-	if err := os.Rename(path, path+".1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := calls.PrepareSpool(path, 0o660); err != nil {
-		t.Fatal(err)
-	}
-	r.replay(env("hangup", "PJSIP/loop-00000001", linked, "+55 47 3399-0777", "from-trunk") +
-		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
-		get("QUEUENAME", "200 result=1 (support)") +
-		status("QUEUED", "outbox: an earlier event of the call is not delivered yet"))
-	r.outboxDelivers(2)
-	if n := r.importSpool(path); n != 0 {
-		t.Errorf("the importer stored %d events again", n)
-	}
-	r.wantAccepted(
-		"GET asterisk_startTransferedCall?"+q("branchLine", "5252", "callDate", callDate, "clientNumber", "+55 47 3399-0777",
-			"id", linked, "queueId", "7", "transferDate", "2026-11-24T13:00:40"),
-		"GET asterisk_completedCall?"+q("completedDate", "2026-11-24T13:55:00", "id", linked, "link", ""))
+	rotate(t, path)
+	liveHangupAfterSpooledTransfer(t, r, path)
 }
 
 // liveHangupAfterSpooledTransfer plays the live hangup of the call whose
@@ -798,22 +782,7 @@ func TestLiveHangupAfterACopytruncateComesAfterItsSpooledTransfer(t *testing.T) 
 		t.Fatalf("imported %d from a new spool", n)
 	}
 	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "memberinterface", "PJSIP/5252")...))
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path+".1", data, 0o660); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(calls.SpoolHeader), 0o660); err != nil {
-		t.Fatal(err)
-	}
-	// Rotation comes later than the last pass; a file system's clock may
-	// be coarser than this test is fast.
-	later := time.Now().Add(time.Second)
-	if err := os.Chtimes(path, later, later); err != nil {
-		t.Fatal(err)
-	}
+	copyTruncate(t, path)
 	liveHangupAfterSpooledTransfer(t, r, path)
 }
 
@@ -827,22 +796,7 @@ func TestSpoolCopytruncatedBackToItsHeaderFinishesTheCopy(t *testing.T) {
 		t.Fatalf("imported %d from a new spool", n)
 	}
 	appendSpool(t, path, abandonLine("copied"))
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path+".1", data, 0o660); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(calls.SpoolHeader), 0o660); err != nil {
-		t.Fatal(err)
-	}
-	// Rotation comes later than the last pass; a file system's clock may
-	// be coarser than this test is fast.
-	later := time.Now().Add(time.Second)
-	if err := os.Chtimes(path, later, later); err != nil {
-		t.Fatal(err)
-	}
+	copyTruncate(t, path)
 	if n := r.importSpool(path); n != 1 {
 		t.Fatalf("imported %d, want the copy's line", n)
 	}
@@ -852,6 +806,24 @@ func TestSpoolCopytruncatedBackToItsHeaderFinishesTheCopy(t *testing.T) {
 	}
 	r.outboxDelivers(2)
 	r.wantAccepted(canceledAt1300("copied", "new")...)
+}
+
+// copyTruncate does what logrotate's copytruncate does, a second after the
+// last pass: path copied to path.1 and emptied, then given its header back.
+func copyTruncate(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".1", data, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	setMTime(t, path+".1", time.Second)
+	if err := os.WriteFile(path, []byte(calls.SpoolHeader), 0o660); err != nil {
+		t.Fatal(err)
+	}
+	setMTime(t, path, time.Second)
 }
 
 // setMTime dates path's last change d from now: passes and rotations are
@@ -897,17 +869,7 @@ func TestSpoolCopytruncatedThenAppendedFinishesTheCopy(t *testing.T) {
 		t.Fatalf("imported %d from a new spool", n)
 	}
 	appendSpool(t, path, abandonLine("copied"))
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path+".1", data, 0o660); err != nil {
-		t.Fatal(err)
-	}
-	setMTime(t, path+".1", time.Second)
-	if err := os.WriteFile(path, []byte(calls.SpoolHeader), 0o660); err != nil {
-		t.Fatal(err)
-	}
+	copyTruncate(t, path)
 	appendSpool(t, path, abandonLine("after"))
 	setMTime(t, path, 2*time.Second)
 	if n := r.importSpool(path); n != 2 {

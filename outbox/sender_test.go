@@ -519,24 +519,33 @@ func TestEachRequestsSlotIsDatedWhenItLeaves(t *testing.T) {
 }
 
 func TestDroppingAnUnreadableEventUnblocksItsCall(t *testing.T) {
-	e := newEnv(t)
-	if _, err := e.m.Complete(canceledCtx(), complete("c1", t0)); err != nil {
-		t.Fatal(err)
-	}
-	// The record's types went wrong; its call can still be read.
-	err := e.o.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketEvents).Put(seqKey(1), []byte(`{"call":"c1","attempts":"many"}`))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.o.Drop(1); err != nil {
-		t.Fatal(err)
-	}
-	// Nothing of c1 waits any more: its next event is attempted at once.
-	out, err := e.m.Link(t.Context(), movidesk.CallLink{ID: "c1", Link: "https://rec.example/c1"})
-	if err != nil || out.Result != callstate.Delivered {
-		t.Errorf("next event of the call: %v, %v; want delivered at once", out.Result, err)
+	for name, stored := range map[string]string{
+		// The record's types went wrong; its call can still be read.
+		"WrongTypes": `{"call":"c1","attempts":"many"}`,
+		// Not JSON at all: every call's events are counted again.
+		"NotJSON": "\x00garbage",
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			if _, err := e.m.Complete(canceledCtx(), complete("c1", t0)); err != nil {
+				t.Fatal(err)
+			}
+			err := e.o.db.Update(func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketEvents).Put(seqKey(1), []byte(stored))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.o.Drop(1); err != nil {
+				t.Fatal(err)
+			}
+			// Nothing of c1 waits any more: its next event is attempted
+			// at once.
+			out, err := e.m.Link(t.Context(), movidesk.CallLink{ID: "c1", Link: "https://rec.example/c1"})
+			if err != nil || out.Result != callstate.Delivered {
+				t.Errorf("next event of the call: %v, %v; want delivered at once", out.Result, err)
+			}
+		})
 	}
 }
 
@@ -555,26 +564,6 @@ func TestEventsThatSendNothingLeaveTheRateBudgetWhole(t *testing.T) {
 		if err != nil || out.Result != callstate.Delivered {
 			t.Errorf("%s: %v, %v; want delivered: 1 of 3 slots used", id, out.Result, err)
 		}
-	}
-}
-
-func TestDroppingAnEventThatIsNotJSONRecountsTheCalls(t *testing.T) {
-	e := newEnv(t)
-	if _, err := e.m.Complete(canceledCtx(), complete("c1", t0)); err != nil {
-		t.Fatal(err)
-	}
-	err := e.o.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketEvents).Put(seqKey(1), []byte("\x00garbage"))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.o.Drop(1); err != nil {
-		t.Fatal(err)
-	}
-	out, err := e.m.Link(t.Context(), movidesk.CallLink{ID: "c1", Link: "https://rec.example/c1"})
-	if err != nil || out.Result != callstate.Delivered {
-		t.Errorf("next event of the call: %v, %v; want delivered at once", out.Result, err)
 	}
 }
 

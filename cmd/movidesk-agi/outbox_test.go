@@ -24,13 +24,15 @@ func (refusing) Send(ctx context.Context, r movidesk.Request) error {
 	return &movidesk.APIError{Endpoint: r.Endpoint(), StatusCode: 401, Status: "401 Unauthorized"}
 }
 
-func TestOutboxCommands(t *testing.T) {
+// failedEventStore is a store holding one event Movidesk refused (401),
+// still open, and a configuration file naming it.
+func failedEventStore(t *testing.T) (cfgPath, db string, ob *outbox.Outbox) {
+	t.Helper()
 	t.Setenv("MOVIDESK_TOKEN", "")
 	dir := t.TempDir()
-	db := filepath.Join(dir, "outbox.db")
-	cfgPath := filepath.Join(dir, "config.toml")
+	db = filepath.Join(dir, "outbox.db")
+	cfgPath = filepath.Join(dir, "config.toml")
 	os.WriteFile(cfgPath, []byte("[store]\npath = \""+db+"\"\nspool = \""+filepath.Join(dir, "spool.log")+"\"\n"), 0o600)
-
 	ob, err := outbox.Open(outbox.Options{Path: db, Log: zerolog.Nop()}, refusing{})
 	if err != nil {
 		t.Fatal(err)
@@ -39,6 +41,11 @@ func TestOutboxCommands(t *testing.T) {
 	if _, err := callstate.New(ob, callstate.Options{}).Complete(context.Background(), movidesk.CompletedCall{ID: "call-1", CompletedDate: at}); err == nil {
 		t.Fatal("a 401 was not an error")
 	}
+	return cfgPath, db, ob
+}
+
+func TestOutboxCommands(t *testing.T) {
+	cfgPath, _, ob := failedEventStore(t)
 
 	cmd := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer
@@ -85,19 +92,7 @@ func TestOutboxCommands(t *testing.T) {
 }
 
 func TestOutboxCommandsTolerateUnreadableRecords(t *testing.T) {
-	t.Setenv("MOVIDESK_TOKEN", "")
-	dir := t.TempDir()
-	db := filepath.Join(dir, "outbox.db")
-	cfgPath := filepath.Join(dir, "config.toml")
-	os.WriteFile(cfgPath, []byte("[store]\npath = \""+db+"\"\nspool = \""+filepath.Join(dir, "spool.log")+"\"\n"), 0o600)
-	ob, err := outbox.Open(outbox.Options{Path: db, Log: zerolog.Nop()}, refusing{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	if _, err := callstate.New(ob, callstate.Options{}).Complete(context.Background(), movidesk.CompletedCall{ID: "call-1", CompletedDate: at}); err == nil {
-		t.Fatal("a 401 was not an error")
-	}
+	cfgPath, db, ob := failedEventStore(t)
 	ob.Close()
 	// Two records a bug or a disk could leave: JSON of the wrong types,
 	// and no JSON at all.
