@@ -257,7 +257,8 @@ func endpointOf(ev Event) string {
 }
 
 // decide is the state machine proper: it updates c and returns the
-// requests for ev.
+// requests for ev. Apply validates them: only the request chosen is, with
+// its segment id.
 func decide(c *Call, ev Event) (Decision, error) {
 	queued := func(rs ...movidesk.Request) (Decision, error) { return Decision{Result: Queued, Sent: rs}, nil }
 	switch ev.Kind {
@@ -272,9 +273,6 @@ func decide(c *Call, ev Event) (Decision, error) {
 			// call's spooled events before its live ones, so this is
 			// rare. A new segment would stay open for ever.
 			return Decision{Result: Late}, nil
-		}
-		if err := r.Validate(); err != nil {
-			return Decision{}, err
 		}
 		var reqs []movidesk.Request
 		if c.Open {
@@ -291,28 +289,18 @@ func decide(c *Call, ev Event) (Decision, error) {
 		case c.Ended():
 			return Decision{Result: Duplicate}, nil
 		case c.Open:
-			if err := r.Validate(); err != nil {
-				return Decision{}, err
-			}
 			r.ID = SegmentID(r.ID, c.Segments)
 			c.Open, c.Completed = false, true
 			return queued(r)
 		case ev.Kind == Complete:
 			// Never transferred (or the transfer was missed): as given,
 			// and the bare id is now used.
-			if err := r.Validate(); err != nil {
-				return Decision{}, err
-			}
 			c.Segments = max(c.Segments, 1)
 			c.Completed = true
 			return queued(r)
 		}
-		// A hangup of a call never transferred: abandoned. Only the
-		// request chosen is validated.
+		// A hangup of a call never transferred: abandoned.
 		k := ev.Cancel
-		if err := k.Validate(); err != nil {
-			return Decision{}, err
-		}
 		c.Segments = max(c.Segments, 1)
 		c.Canceled = true
 		return queued(k)
@@ -320,9 +308,6 @@ func decide(c *Call, ev Event) (Decision, error) {
 		r := ev.Link
 		if c.seen(ev.Key) {
 			return Decision{Result: Duplicate}, nil
-		}
-		if err := r.Validate(); err != nil {
-			return Decision{}, err
 		}
 		r.ID = SegmentID(r.ID, c.Segments)
 		c.see(ev.Key)
