@@ -119,23 +119,16 @@ func (o *Outbox) Drop(seq uint64) error {
 		if v == nil {
 			return fmt.Errorf("event %d: %w", seq, ErrNotFound)
 		}
-		var rec record
-		if err := json.Unmarshal(v, &rec); err != nil || rec.Call == "" {
-			// Unreadable: uncount it from its call if that much can be
-			// read, so that the call's later events are not held.
-			var partial struct {
-				Call string `json:"call"`
-			}
-			if json.Unmarshal(v, &partial) == nil && partial.Call != "" {
-				return deleteEvent(tx, seq, &record{Call: partial.Call})
-			}
-			// Its call is unknown: count every call's events again.
-			if err := tx.Bucket(bucketEvents).Delete(seqKey(seq)); err != nil {
-				return err
-			}
-			return recount(tx)
+		// Only its call matters, which a record of the wrong types may
+		// still hold: it is uncounted from it.
+		if call := callOf(v); call != "" {
+			return deleteEvent(tx, seq, &record{Call: call})
 		}
-		return deleteEvent(tx, seq, &rec)
+		// Its call is unknown: count every call's events again.
+		if err := tx.Bucket(bucketEvents).Delete(seqKey(seq)); err != nil {
+			return err
+		}
+		return recount(tx)
 	})
 	if err != nil {
 		return fmt.Errorf("outbox %s: drop: %w", o.path, err)
@@ -209,12 +202,20 @@ func recount(tx *bolt.Tx) error {
 		return fmt.Errorf("recount events: %w", err)
 	}
 	return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-		var partial struct {
-			Call string `json:"call"`
+		if call := callOf(v); call != "" {
+			return addQueued(tx, call, 1)
 		}
-		if json.Unmarshal(v, &partial) != nil || partial.Call == "" {
-			return nil
-		}
-		return addQueued(tx, partial.Call, 1)
+		return nil
 	})
+}
+
+// callOf is the call of a stored event, "" when not even that can be read.
+func callOf(v []byte) string {
+	var partial struct {
+		Call string `json:"call"`
+	}
+	if json.Unmarshal(v, &partial) != nil {
+		return ""
+	}
+	return partial.Call
 }

@@ -163,10 +163,7 @@ func (o *Outbox) deliver(ctx context.Context, c *candidate) {
 		o.settle(c.seq, fmt.Errorf("%w: %w", errUnreadable, err), true)
 		return
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.opts.SendTimeout)
-	sendErr := o.sender.Send(sctx, r)
-	cancel()
-	o.settle(c.seq, sendErr, true)
+	o.send(ctx, c.seq, r, true)
 }
 
 // reserve takes a slot of the limiter for a background attempt and stores

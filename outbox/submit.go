@@ -21,7 +21,8 @@ import (
 // The attempt is never abandoned: when ctx ends first (the caller hung up
 // or ran out of time), Submit returns at once with the events queued, and
 // the attempt goes on, within SendTimeout, and settles them. Movidesk gets
-// an event twice only after a crash.
+// an event twice only after a crash, or when it left a request unanswered
+// for SendTimeout.
 func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) error) (callstate.Delivery, error) {
 	// Claim the call before writing, so that the background sender cannot
 	// start on the new events between the commit and the attempt.
@@ -175,12 +176,8 @@ func (o *Outbox) attempt(queued []queuedEvent) (callstate.Delivery, error) {
 		if i > 0 && !o.reserve(o.now()) {
 			return callstate.Delivery{Err: o.rateLimited()}, nil
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), o.opts.SendTimeout)
-		sendErr := o.sender.Send(ctx, q.req)
-		cancel()
-		// A store error after a delivery is logged by settle: Movidesk
-		// has the event, which will be sent again.
-		switch o.settle(q.seq, sendErr, false) {
+		v, sendErr := o.send(context.Background(), q.seq, q.req, false)
+		switch v {
 		case permanent:
 			return callstate.Delivery{}, fmt.Errorf("outbox: %s of call %q kept as failed event %d: %w", q.req.Endpoint(), q.req.CallID(), q.seq, sendErr)
 		case retry:
@@ -188,6 +185,16 @@ func (o *Outbox) attempt(queued []queuedEvent) (callstate.Delivery, error) {
 		}
 	}
 	return callstate.Delivery{Delivered: true}, nil
+}
+
+// send makes one attempt at event seq, bounded by SendTimeout whatever
+// becomes of ctx, and settles it. A store error after a delivery is logged
+// by settle: Movidesk has the event, which will be sent again.
+func (o *Outbox) send(ctx context.Context, seq uint64, r movidesk.Request, background bool) (verdict, error) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.opts.SendTimeout)
+	sendErr := o.sender.Send(sctx, r)
+	cancel()
+	return o.settle(seq, sendErr, background), sendErr
 }
 
 // ImportTx is the transaction an importer gets from Update: the call state
@@ -232,6 +239,8 @@ func (o *Outbox) Lookup(base string) (callstate.Call, error) {
 // A call record that cannot be decoded is logged and left alone.
 func (o *Outbox) Sweep(fn func(tx callstate.Tx, base string, c callstate.Call, queued int) (bool, error)) error {
 	now := o.now()
+	// Logged after the commit: the function below may run twice.
+	unreadable := map[string]error{}
 	err := o.w.do(func(btx *bolt.Tx) error {
 		type entry struct {
 			base string
@@ -241,7 +250,7 @@ func (o *Outbox) Sweep(fn func(tx callstate.Tx, base string, c callstate.Call, q
 		err := btx.Bucket(bucketCalls).ForEach(func(k, v []byte) error {
 			var c callstate.Call
 			if err := json.Unmarshal(v, &c); err != nil {
-				o.log.Error().Str("call_id", string(k)).Err(err).Msg("outbox: stored call unreadable; skipped")
+				unreadable[string(k)] = err
 				return nil
 			}
 			all = append(all, entry{string(k), c})
@@ -264,6 +273,9 @@ func (o *Outbox) Sweep(fn func(tx callstate.Tx, base string, c callstate.Call, q
 		}
 		return nil
 	})
+	for call, err := range unreadable {
+		o.log.Error().Str("call_id", call).Err(err).Msg("outbox: stored call unreadable; skipped")
+	}
 	if err != nil {
 		return fmt.Errorf("outbox %s: %w", o.path, err)
 	}
