@@ -126,17 +126,26 @@ func checkRegular(path string, st os.FileInfo) error {
 	return nil
 }
 
+// CheckSpoolPath refuses a spool path that exists but is not a regular
+// file, as PrepareSpool does; a missing one is fine (it will be created).
+func CheckSpoolPath(path string) error {
+	st, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("spool %s: %w", path, err)
+	}
+	return checkRegular(path, st)
+}
+
 // PrepareSpool creates the spool file with its header line when it is
 // missing or empty: Asterisk's FILE() appends only to a file that already
 // holds a complete line. mode is applied to a new file. A path that exists
 // but is not a regular file is refused.
 func PrepareSpool(path string, mode os.FileMode) error {
-	if st, err := os.Lstat(path); err == nil {
-		if err := checkRegular(path, st); err != nil {
-			return err
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("spool %s: %w", path, err)
+	if err := CheckSpoolPath(path); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("spool %s: %w", path, err)

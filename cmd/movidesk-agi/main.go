@@ -133,9 +133,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := cfg.CheckToken(); err != nil {
 			return fmt.Errorf("config %s: %w", *path, err)
 		}
-		if st, err := os.Lstat(cfg.Store.Spool); err == nil && !st.Mode().IsRegular() {
-			// What serve would refuse (calls.PrepareSpool).
-			return fmt.Errorf("config %s: store.spool %s is not a regular file (%s); give the real path of a regular file", *path, cfg.Store.Spool, st.Mode().Type())
+		if err := calls.CheckSpoolPath(cfg.Store.Spool); err != nil {
+			return fmt.Errorf("config %s: store.spool: %w", *path, err)
 		}
 		mode := "live"
 		if cfg.Movidesk.DryRun {
