@@ -66,6 +66,12 @@ type Server struct {
 	// Allow lists the client networks served; empty serves everyone. It is
 	// checked on accept, before a byte is read.
 	Allow []netip.Prefix
+	// MaxSessionsPerAddress bounds the sessions one client address may hold
+	// at once (0 = no bound beyond MaxSessions), so that one flooding
+	// address cannot take every session.
+	MaxSessionsPerAddress int
+	// Observer, when set, is told of refused connections.
+	Observer Observer
 	// Log receives the server's logs; the zero value logs nothing.
 	Log zerolog.Logger
 	// TranscriptDir, when set, receives a transcript of every session (the

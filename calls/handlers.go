@@ -31,7 +31,9 @@ type Config struct {
 	// the service; "" for none. A live event first imports its call's
 	// lines still waiting there.
 	Spool string
-	Now   func() time.Time // nil = time.Now
+	// Observer, when set, is told of every call event and spool batch.
+	Observer Observer
+	Now      func() time.Time // nil = time.Now
 }
 
 // Store is where the fallback spool's importer stores its lines, with its

@@ -49,6 +49,7 @@ type Client struct {
 	dryRun    func(method, redactedURL string, body []byte)
 	log       zerolog.Logger
 	now       func() time.Time
+	observer  Observer
 }
 
 // Option configures a Client in NewClient.

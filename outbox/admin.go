@@ -142,6 +142,9 @@ func (o *Outbox) Drop(seq uint64) error {
 // the open calls.
 type Stats struct {
 	Pending, Failed, Unreadable, OpenCalls int
+	// Oldest is when the oldest stored event (pending or failed) was
+	// created; zero when none is stored.
+	Oldest time.Time
 }
 
 // Stats counts what the outbox holds.

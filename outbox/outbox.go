@@ -84,6 +84,9 @@ type Options struct {
 	// the file (0 = 1s).
 	LockTimeout time.Duration
 	Log         zerolog.Logger
+	// Observer, when set, is told of the limiter's decisions and of every
+	// attempt's outcome.
+	Observer Observer
 	// Now is the clock (nil = time.Now). For tests.
 	Now func() time.Time
 }

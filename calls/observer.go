@@ -1,0 +1,25 @@
+package calls
+
+import "time"
+
+// Observer is told of each call event the routes and the spool import
+// handle, for metrics and the status page. Its methods must not block.
+type Observer interface {
+	// Event reports one route run, by AGI or from the spool.
+	Event(r Report)
+	// SpoolLines reports a batch of the fallback spool: lines stored, and
+	// lines skipped (malformed, duplicate, too old or too new).
+	SpoolLines(imported, skipped int)
+}
+
+// Report is one call event as the handlers saw it.
+type Report struct {
+	Route   string // transfer, complete, abandon, link, hangup
+	Source  string // "agi" or "spool"
+	Status  string // OK, QUEUED or ERROR, as set in MOVIDESK_STATUS
+	Reason  string // MOVIDESK_ERROR, empty when OK
+	Result  string // what the call state made of it: delivered, queued, duplicate, late; empty on ERROR
+	CallID  string // the base call id (with calls.id_prefix)
+	Channel string
+	At      time.Time
+}
