@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,6 +107,18 @@ func (l *logBuffer) find(t testing.TB, msg string) map[string]any {
 	return nil
 }
 
+// all returns the entries whose message is msg.
+func (l *logBuffer) all(t testing.TB, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, e := range l.entries(t) {
+		if e["message"] == msg {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -146,7 +159,19 @@ type peer struct {
 
 func dial(t testing.TB, addr string) *peer {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	return dialWith(t, &net.Dialer{}, addr)
+}
+
+// dialFrom connects from ip, a loopback address (127.0.0.0/8 on Linux) that
+// stands for another client host.
+func dialFrom(t testing.TB, ip, addr string) *peer {
+	t.Helper()
+	return dialWith(t, &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}, addr)
+}
+
+func dialWith(t testing.TB, d *net.Dialer, addr string) *peer {
+	t.Helper()
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,4 +239,22 @@ func readFile(t testing.TB, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// refusals is an agi.Observer that records the causes of refusal in order.
+type refusals struct {
+	mu     sync.Mutex
+	causes []string
+}
+
+func (r *refusals) Refused(cause string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.causes = append(r.causes, cause)
+}
+
+func (r *refusals) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.causes)
 }

@@ -66,13 +66,25 @@ type Server struct {
 	// Allow lists the client networks served; empty serves everyone. It is
 	// checked on accept, before a byte is read.
 	Allow []netip.Prefix
-	// MaxSessionsPerAddress bounds the sessions one client address may hold
-	// at once (0 = no bound beyond MaxSessions), so that one flooding
-	// address cannot take every session.
+	// MaxSessionsPerAddress bounds the sessions one client address (its IP;
+	// the port is ignored) may hold at once, so that one flooding address
+	// cannot take every session. A connection beyond it is closed at once,
+	// unread, as one beyond MaxSessions; MaxSessions is checked first. 0
+	// means DefaultMaxSessionsPerAddress(MaxSessions): three quarters of
+	// MaxSessions, rounded down, at least 1, so that one address never
+	// takes the last quarter. Negative means no bound beyond MaxSessions.
+	// A single PBX therefore gets at most that many sessions at once by
+	// default: set a bound, or -1, if one address must be able to take
+	// them all. Connections whose address is not IP count as one address.
 	MaxSessionsPerAddress int
-	// Observer, when set, is told of refused connections.
+	// Observer, when set, is told of every refused connection.
 	Observer Observer
-	// Log receives the server's logs; the zero value logs nothing.
+	// Log receives the server's logs; the zero value logs nothing. Refused
+	// connections are logged as warnings, at most one line a second per
+	// cause: the first at once, and each with the count of refusals since
+	// the previous line of its cause ("refused") and the address of the
+	// latest ("remote"). Refusals not logged yet go into the next line of
+	// their cause, or are logged when the server stops.
 	Log zerolog.Logger
 	// TranscriptDir, when set, receives a transcript of every session (the
 	// agitest format), for debugging against a real Asterisk.
@@ -81,12 +93,23 @@ type Server struct {
 	mu         sync.Mutex
 	listeners  map[*net.Listener]struct{}
 	sessions   map[*Session]struct{}
-	slots      int // sessions counted against MaxSessions; see release
+	slots      int                // sessions counted against MaxSessions; see release
+	perAddress map[netip.Addr]int // sessions counted against MaxSessionsPerAddress, by address
 	closed     bool
 	drained    chan struct{} // closed when sessions is empty after shutdown began
 	base       context.Context
 	cancelBase context.CancelCauseFunc
 	seq        uint64 // transcript file numbering
+
+	refusals refusalLog
+	now      func() time.Time // the refusal log's clock; nil is time.Now
+}
+
+// DefaultMaxSessionsPerAddress is the per-address bound a zero
+// Server.MaxSessionsPerAddress stands for: three quarters of maxSessions
+// (0 = DefaultMaxSessions), rounded down, and at least 1.
+func DefaultMaxSessionsPerAddress(maxSessions int) int {
+	return max(orDefault(maxSessions, DefaultMaxSessions)*3/4, 1)
 }
 
 func (s *Server) maxSessions() int { return orDefault(s.MaxSessions, DefaultMaxSessions) }
@@ -97,6 +120,17 @@ func (s *Server) readTimeout() time.Duration  { return orDefault(s.ReadTimeout, 
 func (s *Server) writeTimeout() time.Duration { return orDefault(s.WriteTimeout, DefaultWriteTimeout) }
 func (s *Server) maxEnvLines() int            { return orDefault(s.MaxEnvLines, DefaultMaxEnvLines) }
 func (s *Server) maxLineBytes() int           { return orDefault(s.MaxLineBytes, DefaultMaxLineBytes) }
+
+// maxSessionsPerAddress returns the per-address bound, or 0 for none.
+func (s *Server) maxSessionsPerAddress() int {
+	switch {
+	case s.MaxSessionsPerAddress < 0:
+		return 0
+	case s.MaxSessionsPerAddress == 0:
+		return DefaultMaxSessionsPerAddress(s.MaxSessions)
+	}
+	return s.MaxSessionsPerAddress
+}
 
 func orDefault[T int | time.Duration](v, def T) T {
 	if v <= 0 {
@@ -161,32 +195,38 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
-// accept applies the allow-list and the session limit, then starts the session.
+// accept applies the allow-list and the session limits, then starts the
+// session.
 func (s *Server) accept(conn net.Conn) {
-	remote := conn.RemoteAddr()
-	if len(s.Allow) > 0 && !s.allowed(remote) {
-		// Logged before closing, so that the log holds it by the time the
-		// peer sees the connection closed.
-		s.Log.Warn().Stringer("remote", remote).Msg("AGI connection refused: address not in the allow-list")
-		conn.Close()
+	ip, isIP := remoteIP(conn.RemoteAddr())
+	if len(s.Allow) > 0 && !(isIP && s.allowed(ip)) {
+		s.refuse(conn, RefusedAllowList)
 		return
 	}
 	now := time.Now()
-	sess := &Session{srv: s, conn: conn, start: now, deadline: now.Add(s.sessionTimeout())}
+	sess := &Session{srv: s, conn: conn, addr: ip, start: now, deadline: now.Add(s.sessionTimeout())}
 	s.mu.Lock()
 	if s.closed {
+		// Accepted just before the listener closed.
 		s.mu.Unlock()
-		conn.Close()
+		s.refuse(conn, RefusedShuttingDown)
 		return
 	}
+	// The global limit first: when the server is full, that is the cause,
+	// whoever connects.
 	if s.slots >= s.maxSessions() {
 		s.mu.Unlock()
-		s.Log.Warn().Stringer("remote", remote).Int("limit", s.maxSessions()).Msg("AGI connection refused: too many sessions")
-		conn.Close()
+		s.refuse(conn, RefusedMaxSessions)
+		return
+	}
+	if limit := s.maxSessionsPerAddress(); limit > 0 && s.perAddress[ip] >= limit {
+		s.mu.Unlock()
+		s.refuse(conn, RefusedPerAddress)
 		return
 	}
 	if s.sessions == nil {
 		s.sessions = make(map[*Session]struct{})
+		s.perAddress = make(map[netip.Addr]int)
 	}
 	// The session is ready to be aborted before it is tracked: closeSessions
 	// may run as soon as the lock is released.
@@ -196,6 +236,7 @@ func (s *Server) accept(conn net.Conn) {
 	sess.cancel = func(cause error) { cancel(cause); stop() }
 	s.sessions[sess] = struct{}{}
 	s.slots++
+	s.perAddress[ip]++
 	s.mu.Unlock()
 	if testHookTracked != nil {
 		testHookTracked()
@@ -207,19 +248,21 @@ func (s *Server) accept(conn net.Conn) {
 // tracked and the server's lock released.
 var testHookTracked func()
 
-func (s *Server) allowed(a net.Addr) bool {
-	var ip netip.Addr
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		ip = a.AddrPort().Addr()
-	default:
-		ap, err := netip.ParseAddrPort(a.String())
-		if err != nil {
-			return false
-		}
-		ip = ap.Addr()
+// remoteIP returns the IP of a client address, without its port; false if
+// the address is not IP, and then the zero Addr, which all such clients
+// share.
+func remoteIP(a net.Addr) (netip.Addr, bool) {
+	if a, ok := a.(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap(), true
 	}
-	ip = ip.Unmap()
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
+func (s *Server) allowed(ip netip.Addr) bool {
 	for _, p := range s.Allow {
 		if p.Contains(ip) {
 			return true
@@ -322,8 +365,8 @@ func (s *Server) Close() error {
 
 func (s *Server) stopAccepting() <-chan struct{} {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.closed {
+	first := !s.closed
+	if first {
 		s.closed = true
 		for l := range s.listeners {
 			(*l).Close()
@@ -333,7 +376,14 @@ func (s *Server) stopAccepting() <-chan struct{} {
 			close(s.drained)
 		}
 	}
-	return s.drained
+	drained := s.drained
+	s.mu.Unlock()
+	if first {
+		// The last refusals of a flood would otherwise wait for a next one
+		// that may never come.
+		s.logPendingRefusals()
+	}
+	return drained
 }
 
 func (s *Server) closeSessions() {
@@ -346,7 +396,8 @@ func (s *Server) closeSessions() {
 	s.mu.Unlock()
 }
 
-// release frees the session's MaxSessions slot, once.
+// release frees the session's MaxSessions and MaxSessionsPerAddress slots,
+// once.
 func (s *Server) release(sess *Session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -357,6 +408,11 @@ func (s *Server) releaseLocked(sess *Session) {
 	if !sess.released {
 		sess.released = true
 		s.slots--
+		if n := s.perAddress[sess.addr] - 1; n > 0 {
+			s.perAddress[sess.addr] = n
+		} else {
+			delete(s.perAddress, sess.addr)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -42,6 +43,7 @@ var (
 type Session struct {
 	srv      *Server
 	conn     net.Conn
+	addr     netip.Addr // the client's IP, its MaxSessionsPerAddress key
 	br       *bufio.Reader
 	env      *Env
 	start    time.Time
@@ -64,7 +66,7 @@ type Session struct {
 	buf []byte
 
 	rec      *recorder
-	released bool // its MaxSessions slot is free (guarded by the server's mu)
+	released bool // its session slots are free (guarded by the server's mu)
 }
 
 // Env returns the environment Asterisk sent.
