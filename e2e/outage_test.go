@@ -398,15 +398,16 @@ func (ta *turnedAway) check(t *testing.T, s *service, spool, reason string) {
 	for _, routes := range ta.spooled {
 		n += len(routes)
 	}
-	var refused []string
+	var refused int
+	var remotes []string
 	waitFor(t, 30*time.Second, fmt.Sprintf("%d connections refused (%s) in the log", n, reason), func() (bool, error) {
-		refused = s.refusals(reason)
-		return len(refused) >= n, nil
+		refused, remotes = s.refusals(reason)
+		return refused >= n, nil
 	})
-	if len(refused) != n {
-		t.Errorf("the service logged %d connections refused (%s), want one per spooled event, %d", len(refused), reason, n)
+	if refused != n {
+		t.Errorf("the service logged %d connections refused (%s), want one per spooled event, %d", refused, reason, n)
 	}
-	for _, r := range refused {
+	for _, r := range remotes {
 		if !strings.HasPrefix(r, "127.0.0.1:") {
 			t.Errorf("connection refused (%s) from %q, want Asterisk's 127.0.0.1", reason, r)
 		}
@@ -423,22 +424,24 @@ func (ta *turnedAway) checkDelivered(t *testing.T, byID map[string][]movidesktes
 	}
 }
 
-// refusals returns the remote address of each AGI connection the service
-// logged refusing for a reason that contains reason.
-func (s *service) refusals(reason string) []string {
+// refusals counts the AGI connections the service logged refusing for a
+// reason that contains reason, and returns the remote addresses its lines
+// name. The lines are throttled: each carries how many it stands for.
+func (s *service) refusals(reason string) (n int, remotes []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []string
 	for _, l := range s.logs {
 		var ev struct {
 			Message string `json:"message"`
 			Remote  string `json:"remote"`
+			Refused int    `json:"refused"`
 		}
 		if json.Unmarshal([]byte(l), &ev) == nil && strings.HasPrefix(ev.Message, "AGI connection refused") && strings.Contains(ev.Message, reason) {
-			out = append(out, ev.Remote)
+			n += ev.Refused
+			remotes = append(remotes, ev.Remote)
 		}
 	}
-	return out
+	return n, remotes
 }
 
 // answers reports whether the agent a call is for answers it.

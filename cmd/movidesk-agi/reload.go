@@ -1,0 +1,153 @@
+package main
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+)
+
+// liveKeys are the configuration keys Reload applies to the running
+// service; a change to any other key needs a restart. A key ending in "."
+// covers its whole table.
+var liveKeys = []string{
+	"queues.", "calls.", "log.level",
+	"movidesk.token", "movidesk.token_file", "movidesk.rate_per_minute",
+}
+
+func isLive(key string) bool {
+	for _, k := range liveKeys {
+		if key == k || strings.HasSuffix(k, ".") && strings.HasPrefix(key, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// Reload reads the configuration file again and applies what can change
+// live: [queues], [calls], log.level, the Movidesk token and
+// movidesk.rate_per_minute. It logs what changed and what needs a restart.
+// A file that fails to load or validate is refused with its error, and the
+// configuration in force is kept.
+func (m *Main) Reload() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.notify.reloading(m.Log)
+	defer m.notify.ready(m.Log)
+	if m.ConfigPath == "" {
+		m.Log.Warn().Msg("reload: running on the built-in defaults (no -config): nothing to read again")
+		return nil
+	}
+	next, err := LoadConfig(m.ConfigPath)
+	if err == nil {
+		err = next.CheckToken()
+	}
+	if err != nil {
+		m.Log.Error().Err(err).Strs("keys", ErrorKeys(err)).Msg("reload refused: the configuration in force is kept")
+		return fmt.Errorf("reload: %w", err)
+	}
+	old := m.cfg
+	changed, restart := diffConfig(old, next)
+	if len(changed) == 0 && len(restart) == 0 {
+		m.Log.Info().Str("config", m.ConfigPath).Msg("reload: nothing changed")
+		return nil
+	}
+	// The keys that need a restart keep their running values, so that
+	// Config says what is in force.
+	eff := old
+	eff.Queues = next.Queues
+	eff.Calls = next.Calls
+	eff.Log.Level = next.Log.Level
+	eff.Movidesk.Token, eff.Movidesk.TokenFile = next.Movidesk.Token, next.Movidesk.TokenFile
+	eff.Movidesk.RatePerMinute = next.Movidesk.RatePerMinute
+	eff.secretFiles = next.secretFiles
+
+	var errs []error
+	if err := m.handlers.Reconfigure(m.callsConfig(eff)); err != nil {
+		errs = append(errs, err)
+	}
+	m.calls.SetMaxCallDuration(time.Duration(eff.Calls.MaxCallDuration))
+	m.level.set(eff.Log.Level)
+	if eff.Movidesk.Token != old.Movidesk.Token && !eff.Movidesk.DryRun {
+		if err := m.client.SetToken(eff.Movidesk.Token); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if eff.Movidesk.RatePerMinute != old.Movidesk.RatePerMinute {
+		if err := m.outbox.SetRate(eff.Movidesk.RatePerMinute, 0); err != nil {
+			errs = append(errs, fmt.Errorf("movidesk.rate_per_minute: %w", err))
+		}
+	}
+	m.cfg = eff
+	for _, w := range eff.SecretWarnings() {
+		m.Log.Warn().Msg(w)
+	}
+	ev := m.Log.Info()
+	if len(errs) > 0 {
+		ev = m.Log.Error().Errs("errors", errs)
+	}
+	ev.Str("config", m.ConfigPath).Strs("changed", changed).Strs("needs_restart", restart).Msg("configuration reloaded")
+	return nil
+}
+
+// diffConfig lists the keys whose values differ, split into those Reload
+// applies and those that need a restart. Values are never returned: some
+// are secrets.
+func diffConfig(a, b Config) (live, restart []string) {
+	fa, fb := flatten(a), flatten(b)
+	keys := map[string]bool{}
+	for k := range fa {
+		keys[k] = true
+	}
+	for k := range fb {
+		keys[k] = true
+	}
+	for k := range keys {
+		va, oka := fa[k]
+		vb, okb := fb[k]
+		if oka == okb && va == vb {
+			continue
+		}
+		if isLive(k) {
+			live = append(live, k)
+		} else {
+			restart = append(restart, k)
+		}
+	}
+	sort.Strings(live)
+	sort.Strings(restart)
+	return live, restart
+}
+
+// flatten maps each key of the configuration, as the file spells it, to
+// its value printed.
+func flatten(c Config) map[string]string {
+	out := map[string]string{}
+	var walk func(prefix string, v reflect.Value)
+	walk = func(prefix string, v reflect.Value) {
+		switch v.Kind() {
+		case reflect.Struct:
+			if _, ok := v.Interface().(fmt.Stringer); ok {
+				break
+			}
+			t := v.Type()
+			for i := 0; i < t.NumField(); i++ {
+				tag := strings.Split(t.Field(i).Tag.Get("toml"), ",")[0]
+				if tag == "" || tag == "-" || !t.Field(i).IsExported() {
+					continue
+				}
+				walk(prefix+tag+".", v.Field(i))
+			}
+			return
+		case reflect.Map:
+			for _, k := range v.MapKeys() {
+				walk(prefix+fmt.Sprint(k.Interface())+".", v.MapIndex(k))
+			}
+			return
+		}
+		out[strings.TrimSuffix(prefix, ".")] = fmt.Sprint(v.Interface())
+	}
+	walk("", reflect.ValueOf(c))
+	return out
+}

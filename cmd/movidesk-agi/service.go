@@ -1,0 +1,380 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/movidesk-agi/movidesk-agi/admin"
+	"github.com/movidesk-agi/movidesk-agi/agi"
+	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/outbox"
+)
+
+// closeGrace bounds the wait for handlers after their sessions were
+// closed: each returns within movidesk.timeout of its session's end (its
+// attempt goes on without it, and the outbox waits for that at Close).
+const closeGrace = 10 * time.Second
+
+// errAborted is Run's error when Abort cut the drain short.
+var errAborted = errors.New("stopped without draining (second signal)")
+
+// Main is the running service: NewMain, Open, Run, then Close. Tests start
+// it on 127.0.0.1:0.
+type Main struct {
+	// ConfigPath is the file Reload reads again; "" for the built-in
+	// defaults, which Reload keeps.
+	ConfigPath string
+	Log        zerolog.Logger
+
+	level *levelHook
+
+	mu  sync.Mutex // Config, during Reload
+	cfg Config
+
+	client   *movidesk.Client
+	outbox   *outbox.Outbox
+	calls    *callstate.Machine
+	handlers *calls.Handlers
+	server   *agi.Server
+	agiLn    net.Listener
+	admin    *admin.Server
+	adminLn  net.Listener // nil when admin.listen is empty
+	adminSrv *http.Server
+	notify   notifier
+
+	serving   atomic.Bool // Run's AGI server is accepting
+	abortCtx  context.Context
+	abort     context.CancelFunc
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func NewMain(cfg Config, logOut io.Writer) *Main {
+	m := &Main{cfg: cfg, level: newLevelHook(cfg.Log.Level)}
+	m.Log = newLogger(cfg.Log, logOut, m.level)
+	m.abortCtx, m.abort = context.WithCancel(context.Background())
+	return m
+}
+
+// Config is the configuration in force.
+func (m *Main) Config() Config {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg
+}
+
+// newLogger logs at every level and lets the hook drop what is below the
+// configured one, so that a reload changes the level of every component's
+// logger at once.
+func newLogger(cfg LogConfig, w io.Writer, level *levelHook) zerolog.Logger {
+	if cfg.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(zerolog.TraceLevel).Hook(level).With().Timestamp().Logger()
+}
+
+// levelHook discards events below its level, which Reload changes.
+type levelHook struct{ level atomic.Int32 }
+
+func newLevelHook(name string) *levelHook {
+	h := &levelHook{}
+	h.set(name)
+	return h
+}
+
+func (h *levelHook) set(name string) {
+	lvl, err := zerolog.ParseLevel(name)
+	if err != nil || name == "" {
+		lvl = zerolog.InfoLevel // validated before
+	}
+	h.level.Store(int32(lvl))
+}
+
+func (h *levelHook) Run(e *zerolog.Event, l zerolog.Level, _ string) {
+	if l < zerolog.Level(h.level.Load()) && l != zerolog.NoLevel {
+		e.Discard()
+	}
+}
+
+// Open opens the store and the listeners, so that errors surface before the
+// service reports itself ready. After an error, Close releases what was
+// opened.
+func (m *Main) Open() error {
+	cfg := m.cfg
+	var err error
+	// The metrics exist before what they observe; the admin server gets
+	// the outbox once it is open.
+	m.admin = admin.New(admin.Options{
+		Token:         cfg.Admin.Token,
+		Ready:         m.Ready,
+		Version:       versionString(),
+		RatePerMinute: func() float64 { return m.Config().Movidesk.RatePerMinute },
+		Log:           m.Log.With().Str("component", "admin").Logger(),
+	})
+	metrics := m.admin.Metrics()
+	token := cfg.Movidesk.Token
+	if cfg.Movidesk.DryRun {
+		token = "" // the client's dry-run
+	}
+	m.client, err = movidesk.NewClient(cfg.Movidesk.BaseURL, token,
+		// movidesk.timeout bounds how long a call waits (the handlers' own
+		// bound); the request itself may go on after the caller has gone,
+		// and its answer settles the event, so it is not cut off as early.
+		movidesk.WithTimeout(outbox.DefaultSendTimeout),
+		movidesk.WithUserAgent("movidesk-agi/"+versionString()),
+		movidesk.WithLogger(m.Log.With().Str("component", "movidesk").Logger()),
+		movidesk.WithObserver(metrics),
+		movidesk.WithDryRun(func(method, u string, body []byte) {
+			ev := m.Log.Info().Str("method", method).Str("url", u)
+			if len(body) > 0 {
+				ev = ev.Str("body", string(body))
+			}
+			ev.Msg("dry-run: not sent")
+		}))
+	if err != nil {
+		return fmt.Errorf("movidesk: %w", err)
+	}
+	m.outbox, err = outbox.Open(outbox.Options{
+		Path:          cfg.Store.Path,
+		RatePerMinute: cfg.Movidesk.RatePerMinute,
+		Log:           m.Log.With().Str("component", "outbox").Logger(),
+		Observer:      metrics,
+	}, m.client)
+	if err != nil {
+		return fmt.Errorf("store.path: %w", err)
+	}
+	m.calls = callstate.New(m.outbox, callstate.Options{MaxCallDuration: time.Duration(cfg.Calls.MaxCallDuration)})
+	reapLog := m.Log.With().Str("component", "reaper").Logger()
+	m.outbox.Housekeep(func() error {
+		reaped, err := m.calls.Reap()
+		for _, r := range reaped {
+			reapLog.Warn().Str("call_id", r.ID).Time("opened", r.Opened).Dur("max_call_duration", time.Duration(m.Config().Calls.MaxCallDuration)).
+				Msg("call still open after the maximum call duration; completion queued")
+		}
+		return err
+	})
+	if err := calls.PrepareSpool(cfg.Store.Spool, 0o664); err != nil {
+		return fmt.Errorf("store.spool: %w", err)
+	}
+	m.admin.SetOutbox(m.outbox)
+	m.handlers = calls.New(m.callsConfig(cfg), m.calls, m.outbox, m.Log)
+	m.server = &agi.Server{
+		Handler:               m.handlers.Mux(),
+		MaxSessions:           cfg.Server.MaxSessions,
+		MaxSessionsPerAddress: cfg.Server.MaxSessionsPerAddress,
+		SessionTimeout:        time.Duration(cfg.Server.SessionTimeout),
+		ReadTimeout:           time.Duration(cfg.Server.ReadTimeout),
+		MaxEnvLines:           cfg.Server.MaxEnvLines,
+		MaxLineBytes:          cfg.Server.MaxLineBytes,
+		Allow:                 cfg.allow(),
+		Log:                   m.Log.With().Str("component", "agi").Logger(),
+		TranscriptDir:         cfg.Server.TranscriptDir,
+		Observer:              metrics,
+	}
+	want := map[string]string{"agi": cfg.Server.Listen}
+	if cfg.Admin.Listen != "" {
+		want["admin"] = cfg.Admin.Listen
+	}
+	lns, err := inheritedListeners(want)
+	if err != nil {
+		return err
+	}
+	if m.agiLn = lns["agi"]; m.agiLn == nil {
+		if m.agiLn, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
+			return fmt.Errorf("server.listen: %w", err)
+		}
+	}
+	if cfg.Admin.Listen != "" {
+		if m.adminLn = lns["admin"]; m.adminLn == nil {
+			if m.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+				return fmt.Errorf("admin.listen: %w", err)
+			}
+		}
+		m.adminSrv = &http.Server{
+			Handler:           m.admin.Handler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          log.New(zerologWriter{m.Log.With().Str("component", "admin").Logger()}, "", 0),
+		}
+	}
+	return nil
+}
+
+// zerologWriter puts net/http's own error lines in the service's log.
+type zerologWriter struct{ log zerolog.Logger }
+
+func (w zerologWriter) Write(p []byte) (int, error) {
+	w.log.Warn().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// AdminAddr is where the admin listener listens; nil when disabled.
+func (m *Main) AdminAddr() net.Addr {
+	if m.adminLn == nil {
+		return nil
+	}
+	return m.adminLn.Addr()
+}
+
+// callsConfig is what the handlers take, reloadable but for the spool.
+func (m *Main) callsConfig(c Config) calls.Config {
+	cc := c.callsConfig()
+	cc.Observer = m.admin.Metrics()
+	return cc
+}
+
+func (c *Config) callsConfig() calls.Config {
+	link, _ := c.recordingLink() // validated
+	return calls.Config{
+		IDPrefix:       c.Calls.IDPrefix,
+		DefaultQueueID: c.Calls.DefaultQueueID,
+		Queues:         c.Queues,
+		RecordingLink:  link,
+		Timeout:        time.Duration(c.Movidesk.Timeout),
+		Spool:          c.Store.Spool,
+	}
+}
+
+// Addr is where the AGI server listens.
+func (m *Main) Addr() net.Addr { return m.agiLn.Addr() }
+
+// Ready says whether the service serves calls: the store open and the AGI
+// server accepting. The error says what is missing.
+func (m *Main) Ready() error {
+	if !m.serving.Load() {
+		return errors.New("the AGI server is not accepting connections")
+	}
+	return nil
+}
+
+// Abort makes a running Run stop at once, without draining the sessions.
+func (m *Main) Abort() { m.abort() }
+
+// Run serves until ctx is cancelled, then drains the AGI sessions for at
+// most one session_timeout (less after Abort) and stops the sender.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.Config()
+	mode := "live"
+	if m.client.DryRun() {
+		mode = "dry-run"
+	}
+	m.Log.Info().Str("listen", m.Addr().String()).Str("movidesk", movidesk.RedactURL(cfg.Movidesk.BaseURL)).
+		Str("mode", mode).Str("store", cfg.Store.Path).Str("spool", cfg.Store.Spool).Str("version", versionString()).Msg("movidesk-agi started")
+	if m.client.DryRun() {
+		m.Log.Warn().Msg("dry-run: every Movidesk request is logged, not sent, and reported OK to the dialplan (movidesk.dry_run, or built-in defaults without -config)")
+	}
+	for _, w := range cfg.SecretWarnings() {
+		m.Log.Warn().Msg(w)
+	}
+
+	// Sessions are served while the fallback spool imports: a live event
+	// first imports its own call's spooled lines, which came before it.
+	senderCtx, stopSender := context.WithCancel(context.Background())
+	senderDone := make(chan error, 1)
+	go func() { senderDone <- m.outbox.Run(senderCtx) }()
+	spoolDone := make(chan struct{})
+	go func() {
+		defer close(spoolDone)
+		m.handlers.WatchSpool(senderCtx, cfg.Store.Spool, time.Duration(cfg.Store.SpoolInterval))
+	}()
+	serveDone := make(chan error, 1)
+	m.serving.Store(true)
+	go func() { serveDone <- m.server.Serve(m.agiLn) }()
+	adminDone := make(chan error, 1)
+	if m.adminSrv != nil {
+		go func() { adminDone <- m.adminSrv.Serve(m.adminLn) }()
+		m.Log.Info().Str("listen", m.AdminAddr().String()).Msg("admin listener: status page, metrics, API")
+	}
+	m.notify.ready(m.Log)
+	stopWatchdog := m.notify.watchdog(m.Log)
+
+	var err error
+	select {
+	case <-ctx.Done():
+		m.serving.Store(false)
+		m.notify.stopping(m.Log)
+		m.Log.Info().Msg("stopping: draining AGI sessions")
+		drain, cancel := context.WithTimeout(m.abortCtx, time.Duration(cfg.Server.SessionTimeout))
+		if serr := m.server.Shutdown(drain); serr != nil {
+			m.Log.Warn().Err(serr).Msg("sessions still running at the drain deadline were closed")
+		}
+		cancel()
+		<-serveDone
+	case err = <-serveDone:
+		m.serving.Store(false)
+		m.notify.stopping(m.Log)
+		err = fmt.Errorf("agi server: %w", err)
+		m.server.Close()
+	}
+	stopWatchdog()
+	if m.adminSrv != nil {
+		// Still answering while the sessions drain: readiness says 503.
+		m.adminSrv.Close()
+		if aerr := <-adminDone; aerr != nil && !errors.Is(aerr, http.ErrServerClosed) {
+			m.Log.Warn().Err(aerr).Msg("admin listener")
+		}
+	}
+	// Handlers closed at the deadline may still be storing their event:
+	// wait for them, bounded, before the store closes.
+	grace, cancel := context.WithTimeout(m.abortCtx, closeGrace)
+	if serr := m.server.Shutdown(grace); serr != nil {
+		m.Log.Error().Err(serr).Msg("AGI handlers still running when the store closes")
+	}
+	cancel()
+	stopSender()
+	<-spoolDone
+	if serr := <-senderDone; serr != nil && !errors.Is(serr, context.Canceled) {
+		m.Log.Warn().Err(serr).Msg("outbox sender")
+	}
+	if cerr := m.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err == nil && m.abortCtx.Err() != nil {
+		err = errAborted
+	}
+	m.Log.Info().Msg("movidesk-agi stopped")
+	return err
+}
+
+// Close releases the listeners and the store (its lock), whether or not
+// Run was called, and only once.
+func (m *Main) Close() error {
+	m.closeOnce.Do(func() {
+		var errs []error
+		if m.server != nil {
+			m.server.Close()
+		}
+		if m.agiLn != nil {
+			if err := m.agiLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, fmt.Errorf("close server.listen: %w", err))
+			}
+		}
+		if m.adminSrv != nil {
+			m.adminSrv.Close()
+		}
+		if m.adminLn != nil {
+			if err := m.adminLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, fmt.Errorf("close admin.listen: %w", err))
+			}
+		}
+		if m.outbox != nil {
+			if err := m.outbox.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close store: %w", err))
+			}
+		}
+		m.closeErr = errors.Join(errs...)
+	})
+	return m.closeErr
+}
