@@ -231,8 +231,9 @@ func rateDefaults(perMinute float64, burst int, prefix string) (float64, int, er
 //
 // The requests already sent keep counting: after a lower limit, no window
 // of the new length holds more than the new burst, those requests
-// included; a higher limit's extra slots are free at once (unless the
-// window had forgotten sends the new one still counts, see window.resize).
+// included; a higher limit's extra slots are free at once, unless a send
+// the old window no longer held still counts in the new one (the window
+// grew longer, or shrank just before): they come free as that send ages.
 // The new window is stored at once, so that a restart goes on from it
 // whatever its size; the error is then the store's, and the new limit
 // applies meanwhile.
