@@ -12,4 +12,8 @@
 // the caller hangs up it returns at once, and the attempt goes on without
 // it. A spool line and an AGI session of the same event are the same event:
 // the second is a duplicate.
+//
+// Reconfigure replaces the configuration while sessions run: each session,
+// and each pass of the spool's import, keeps the configuration it started
+// with.
 package calls

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"text/template"
 	"time"
 
@@ -20,7 +22,9 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
-// Config is what the handlers take from the service's configuration.
+// Config is what the handlers take from the service's configuration. The
+// handlers keep their own copy: changing a Config (its Queues included)
+// after New or Reconfigure changes nothing.
 type Config struct {
 	IDPrefix       string
 	DefaultQueueID int
@@ -57,7 +61,9 @@ const maxReason = 200
 
 // Handlers serves the AGI routes.
 type Handlers struct {
-	cfg    Config
+	// cfg is replaced whole by Reconfigure, never changed in place: a
+	// session or a spool pass reads it once and keeps what it read.
+	cfg    atomic.Pointer[Config]
 	calls  *callstate.Machine
 	store  Store
 	log    zerolog.Logger
@@ -69,13 +75,11 @@ type Handlers struct {
 // import the fallback spool into store (the one m runs on); Mux routes AGI
 // scripts to them.
 func New(cfg Config, m *callstate.Machine, store Store, log zerolog.Logger) *Handlers {
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 3 * time.Second
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handlers{cfg: cfg, calls: m, store: store, log: log}
+	h := &Handlers{calls: m, store: store, log: log}
+	h.cfg.Store(normalize(cfg))
 	h.routes = map[string]routeFunc{
 		"transfer": h.transfer,
 		"complete": h.complete,
@@ -84,6 +88,38 @@ func New(cfg Config, m *callstate.Machine, store Store, log zerolog.Logger) *Han
 		"hangup":   h.hangup,
 	}
 	return h
+}
+
+// normalize is cfg with its defaults, and a map of its own.
+func normalize(cfg Config) *Config {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 3 * time.Second
+	}
+	cfg.Queues = maps.Clone(cfg.Queues)
+	return &cfg
+}
+
+// config is the configuration now, for a session or a spool pass to keep.
+func (h *Handlers) config() *Config { return h.cfg.Load() }
+
+// Reconfigure replaces the handlers' configuration while they serve:
+// IDPrefix, DefaultQueueID, Queues, RecordingLink, Timeout and Observer, as
+// New takes them. The sessions and spool passes that start after it use
+// the new one; a session already running keeps the configuration it
+// started with, from its first channel read to its report. It is safe for
+// concurrent use with running sessions and the spool watcher.
+//
+// Spool cannot change live (the importer's position and open file belong
+// to its path): a different one is refused, with an error naming
+// store.spool, and nothing changes. Now stays New's.
+func (h *Handlers) Reconfigure(cfg Config) error {
+	cur := h.config()
+	if cfg.Spool != cur.Spool {
+		return fmt.Errorf("store.spool: cannot change from %q to %q while the service runs; restart it", cur.Spool, cfg.Spool)
+	}
+	cfg.Now = cur.Now
+	h.cfg.Store(normalize(cfg))
+	return nil
 }
 
 // Mux returns a ServeMux with every route registered.
@@ -109,12 +145,16 @@ type routeFunc func(ctx context.Context, c *channel, ev *event) error
 func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 	return func(s *agi.Session) {
 		start := time.Now()
-		c := newChannel(s, &h.cfg, h.cfg.Now().UTC())
-		c.record, c.isOpen = h.recordLive, h.calls.IsOpen
+		cfg := h.config() // the session's, whatever Reconfigure does meanwhile
+		c := newChannel(s, cfg, cfg.Now().UTC())
+		c.record = func(ctx context.Context, ev callstate.Event) (callstate.Outcome, error) {
+			return h.recordLive(ctx, cfg, ev)
+		}
+		c.isOpen = h.calls.IsOpen
 		// The Movidesk attempt gets its own bound, and ends when the caller
 		// hangs up: the event is stored by then, the background sender
 		// delivers it, and the session must not outlive the call.
-		ctx, cancel := context.WithTimeout(s.HangupContext(), h.cfg.Timeout)
+		ctx, cancel := context.WithTimeout(s.HangupContext(), cfg.Timeout)
 		o := h.run(ctx, route, fn, c)
 		cancel()
 		var still *outbox.StillTryingError
@@ -135,14 +175,31 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 				le.Bool("hungup", true)
 			}
 		})
+		report(cfg, o, "agi")
 	}
+}
+
+// report tells the observer of cfg of one route run, as the dialplan was
+// told of it (source "agi") or as the spool's line was imported ("spool").
+func report(cfg *Config, o outcome, source string) {
+	if cfg.Observer == nil {
+		return
+	}
+	r := Report{
+		Route: o.route, Source: source, Status: o.status, Reason: o.reason,
+		CallID: o.ev.id, Channel: o.c.name, At: o.c.now,
+	}
+	if o.status != "ERROR" && o.ev.out.Result != 0 {
+		r.Result = o.ev.out.Result.String()
+	}
+	cfg.Observer.Event(r)
 }
 
 // recordLive records an event of a live session. The call's lines still
 // waiting in the fallback spool go first: an event the dialplan spooled
 // (the service was full, say) came before this one.
-func (h *Handlers) recordLive(ctx context.Context, ev callstate.Event) (callstate.Outcome, error) {
-	h.importCallFromSpool(ctx, ev.Base())
+func (h *Handlers) recordLive(ctx context.Context, cfg *Config, ev callstate.Event) (callstate.Outcome, error) {
+	h.importCallFromSpool(ctx, cfg, ev.Base())
 	return h.calls.Record(ctx, ev)
 }
 

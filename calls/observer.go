@@ -5,10 +5,13 @@ import "time"
 // Observer is told of each call event the routes and the spool import
 // handle, for metrics and the status page. Its methods must not block.
 type Observer interface {
-	// Event reports one route run, by AGI or from the spool.
+	// Event reports one route run, by AGI (once its status is set) or from
+	// the spool (once its line's batch is stored).
 	Event(r Report)
-	// SpoolLines reports a batch of the fallback spool: lines stored, and
-	// lines skipped (malformed, duplicate, too old or too new).
+	// SpoolLines reports a batch of the fallback spool once stored: lines
+	// whose event was stored, and lines skipped (malformed, too long, too
+	// old or too new, refused, or a duplicate: an event already recorded,
+	// by AGI or by an earlier import). Comments are neither.
 	SpoolLines(imported, skipped int)
 }
 
@@ -21,5 +24,5 @@ type Report struct {
 	Result  string // what the call state made of it: delivered, queued, duplicate, late; empty on ERROR
 	CallID  string // the base call id (with calls.id_prefix)
 	Channel string
-	At      time.Time
+	At      time.Time // when the event happened: the AGI's run, or the spool line's date
 }

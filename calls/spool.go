@@ -271,6 +271,7 @@ func spoolKey(path string) string { return "spool:" + path }
 func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
 	h.spool.pass.Lock()
 	defer h.spool.pass.Unlock()
+	cfg := h.config() // one configuration for the whole pass
 	cur, st, err := openSpool(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -298,7 +299,7 @@ func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
 	curID := idOf(st)
 	n := 0
 	finish := func(old *os.File) error {
-		k, err := h.importFrom(ctx, old.Name(), old, key, &pos, true)
+		k, err := h.importFrom(ctx, cfg, old.Name(), old, key, &pos, true)
 		n += k
 		if old != h.spool.file {
 			old.Close()
@@ -363,12 +364,12 @@ func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
 	if moved {
 		// Stored at once, so that the next pass does not look for the
 		// old file again when this one has no line to read yet.
-		if _, err := h.importBatch(ctx, path, nil, key, pos); err != nil {
+		if _, err := h.importBatch(ctx, cfg, path, nil, 0, key, pos); err != nil {
 			return n, err
 		}
 		h.setPos(pos)
 	}
-	k, err := h.importFrom(ctx, path, cur, key, &pos, false)
+	k, err := h.importFrom(ctx, cfg, path, cur, key, &pos, false)
 	n += k
 	if h.spool.file != nil && h.spool.file != cur {
 		h.spool.file.Close()
@@ -598,15 +599,17 @@ func ignoreEOF(err error) error {
 // importFrom imports f's complete lines from pos.Offset, spoolBatch lines a
 // transaction, each with the position after it. finished says f will not
 // grow (rotated away): an unterminated last line is then skipped.
-func (h *Handlers) importFrom(ctx context.Context, path string, f *os.File, key string, pos *spoolPos, finished bool) (int, error) {
+func (h *Handlers) importFrom(ctx context.Context, cfg *Config, path string, f *os.File, key string, pos *spoolPos, finished bool) (int, error) {
 	lr := &lineReader{r: bufio.NewReaderSize(io.NewSectionReader(f, pos.Offset, 1<<62), maxSpoolLine), off: pos.Offset}
 	total := 0
 	for ctx.Err() == nil {
 		var batch []spoolLine
 		var err error
 		end := pos.Offset
+		overlong := 0
 		for len(batch) < spoolBatch {
 			l, skipped, ok, rerr := lr.next()
+			overlong += len(skipped)
 			for _, s := range skipped {
 				h.log.Error().Str("spool", path).Int64("offset", s.at).Int64("bytes", s.end-s.at).
 					Msg("fallback spool line too long; skipped")
@@ -639,7 +642,7 @@ func (h *Handlers) importFrom(ctx context.Context, path string, f *os.File, key 
 		if st, err := f.Stat(); err == nil {
 			next.MTime = st.ModTime().UnixNano()
 		}
-		n, serr := h.importBatch(ctx, path, batch, key, next)
+		n, serr := h.importBatch(ctx, cfg, path, batch, overlong, key, next)
 		if serr != nil {
 			return total, serr
 		}
@@ -663,8 +666,10 @@ type spooled struct {
 // importBatch stores the events of lines in one transaction, with the
 // position after them (when key is not empty). A line that is not
 // understood, or whose event Movidesk would refuse, is logged and skipped;
-// only a store error fails the batch, which is then read again.
-func (h *Handlers) importBatch(ctx context.Context, path string, lines []spoolLine, key string, next spoolPos) (int, error) {
+// only a store error fails the batch, which is then read again. overlong
+// is how many lines too long to read were skipped on the way, for the
+// observer.
+func (h *Handlers) importBatch(ctx context.Context, cfg *Config, path string, lines []spoolLine, overlong int, key string, next spoolPos) (int, error) {
 	// Parsed, and bad lines logged, once: the transaction below may run
 	// twice (see outbox's committer).
 	type parsed struct {
@@ -673,11 +678,13 @@ func (h *Handlers) importBatch(ctx context.Context, path string, lines []spoolLi
 		at    int64
 	}
 	var good []parsed
+	skipped := overlong
 	for _, l := range lines {
-		route, c, err := h.parseSpoolLine(l.text)
+		route, c, err := h.parseSpoolLine(cfg, l.text)
 		if err != nil {
 			if err != errComment {
 				h.logBadLine(path, l, err)
+				skipped++
 			}
 			continue
 		}
@@ -692,7 +699,7 @@ func (h *Handlers) importBatch(ctx context.Context, path string, lines []spoolLi
 			route, c := p.route, p.c
 			var storeErr error
 			c.record = func(_ context.Context, ev callstate.Event) (callstate.Outcome, error) {
-				d, err := callstate.Apply(tx, ev, h.cfg.Now())
+				d, err := callstate.Apply(tx, ev, cfg.Now())
 				if err != nil && !isPermanent(err) && !isInput(err) {
 					storeErr = err
 				}
@@ -718,12 +725,22 @@ func (h *Handlers) importBatch(ctx context.Context, path string, lines []spoolLi
 	if err != nil {
 		return 0, err
 	}
+	imported := 0
 	for _, s := range done {
 		if s.o.status == "QUEUED" {
 			// An imported event is queued by nature: nothing to warn of.
 			s.o.quiet = true
 		}
 		h.logEvent(s.o, s.start, func(le *zerolog.Event) { le.Str("source", "spool").Str("spool", path).Int64("offset", s.at) })
+		report(cfg, s.o, "spool")
+		if s.o.err == nil && s.o.ev.out.Result == callstate.Queued {
+			imported++
+		} else {
+			skipped++ // a duplicate, a late transfer, or refused
+		}
+	}
+	if cfg.Observer != nil && imported+skipped > 0 {
+		cfg.Observer.SpoolLines(imported, skipped)
 	}
 	return stored, nil
 }
@@ -740,7 +757,7 @@ func (h *Handlers) logBadLine(path string, l spoolLine, err error) {
 
 var errComment = errors.New("comment")
 
-func (h *Handlers) parseSpoolLine(line []byte) (string, *channel, error) {
+func (h *Handlers) parseSpoolLine(cfg *Config, line []byte) (string, *channel, error) {
 	text := string(line)
 	if strings.TrimSpace(text) == "" || strings.HasPrefix(text, "#") {
 		return "", nil, errComment
@@ -760,7 +777,7 @@ func (h *Handlers) parseSpoolLine(line []byte) (string, *channel, error) {
 	if !ok {
 		return "", nil, fmt.Errorf("bad epoch %q", f[2])
 	}
-	now := h.cfg.Now()
+	now := cfg.Now()
 	if when.After(now.Add(maxFuture)) {
 		return "", nil, fmt.Errorf("epoch %s is in the future", f[2])
 	}
@@ -792,7 +809,7 @@ func (h *Handlers) parseSpoolLine(line []byte) (string, *channel, error) {
 		vars[name] = q.Get(k)
 	}
 	c := &channel{
-		cfg:      &h.cfg,
+		cfg:      cfg,
 		args:     args,
 		now:      when,
 		uniqueID: q.Get("uniqueid"),
@@ -811,8 +828,8 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 // call's lines still waiting in the spool: the dialplan wrote them before
 // this event (a transfer spooled while the service was full, say), so they
 // go first. The importer meets them again later as duplicates.
-func (h *Handlers) importCallFromSpool(ctx context.Context, base string) {
-	path := h.cfg.Spool
+func (h *Handlers) importCallFromSpool(ctx context.Context, cfg *Config, base string) {
+	path := cfg.Spool
 	if path == "" {
 		return
 	}
@@ -832,7 +849,7 @@ func (h *Handlers) importCallFromSpool(ctx context.Context, base string) {
 	if !moved && st.Size() <= from {
 		return // nothing waiting: the usual case, one stat
 	}
-	needle := spoolNeedle(strings.TrimPrefix(base, h.cfg.IDPrefix))
+	needle := spoolNeedle(strings.TrimPrefix(base, cfg.IDPrefix))
 	var mine []spoolLine
 	scan := func(f io.ReaderAt, from int64) {
 		lr := &lineReader{r: bufio.NewReaderSize(io.NewSectionReader(f, from, 1<<62), maxSpoolLine), off: from}
@@ -844,7 +861,7 @@ func (h *Handlers) importCallFromSpool(ctx context.Context, base string) {
 			if !bytes.Contains(l.text, needle) {
 				continue
 			}
-			if _, c, err := h.parseSpoolLine(l.text); err == nil {
+			if _, c, err := h.parseSpoolLine(cfg, l.text); err == nil {
 				if id, err := c.baseID(); err == nil && id == base {
 					mine = append(mine, l)
 				}
@@ -872,7 +889,7 @@ func (h *Handlers) importCallFromSpool(ctx context.Context, base string) {
 	if len(mine) == 0 {
 		return
 	}
-	if _, err := h.importBatch(ctx, path, mine, "", spoolPos{}); err != nil {
+	if _, err := h.importBatch(ctx, cfg, path, mine, 0, "", spoolPos{}); err != nil {
 		h.log.Error().Err(err).Str("call_id", base).Msg("fallback spool lines of the call not imported before its live event; the importer takes them")
 	}
 }

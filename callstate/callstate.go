@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
@@ -355,10 +356,13 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Machine records events through a Store.
+// Machine records events through a Store. Its methods are safe for
+// concurrent use.
 type Machine struct {
 	store Store
 	opts  Options
+	// maxCall is opts.MaxCallDuration, changed live by SetMaxCallDuration.
+	maxCall atomic.Int64
 }
 
 // New returns a Machine over s.
@@ -372,8 +376,24 @@ func New(s Store, opts Options) *Machine {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Machine{store: s, opts: opts}
+	m := &Machine{store: s, opts: opts}
+	m.maxCall.Store(int64(opts.MaxCallDuration))
+	return m
 }
+
+// SetMaxCallDuration changes how long a call may stay open before the
+// reaper completes it (d <= 0 = 4h, as in Options); the next Reap uses it.
+// A call already completed by the reaper stays completed.
+func (m *Machine) SetMaxCallDuration(d time.Duration) {
+	if d <= 0 {
+		d = DefaultMaxCallDuration
+	}
+	m.maxCall.Store(int64(d))
+}
+
+// MaxCallDuration is how long a call may stay open before the reaper
+// completes it.
+func (m *Machine) MaxCallDuration() time.Duration { return time.Duration(m.maxCall.Load()) }
 
 // Retention is how long a closed call is remembered.
 func (m *Machine) Retention() time.Duration { return m.opts.Retention }
@@ -394,6 +414,7 @@ type Reaped struct {
 // the closed ones past Retention, in one transaction.
 func (m *Machine) Reap() ([]Reaped, error) {
 	now := m.opts.Now()
+	maxCall := m.MaxCallDuration() // one value for the whole sweep
 	// A map, not a list: the store may run the sweep twice.
 	done := map[string]Reaped{}
 	err := m.store.Sweep(func(tx Tx, base string, c Call, queued int) (bool, error) {
@@ -401,7 +422,7 @@ func (m *Machine) Reap() ([]Reaped, error) {
 			return true, nil
 		}
 		opened := c.Opened
-		r, ok := Expire(base, &c, now, m.opts.MaxCallDuration)
+		r, ok := Expire(base, &c, now, maxCall)
 		if !ok {
 			return false, nil
 		}

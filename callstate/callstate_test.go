@@ -1,7 +1,9 @@
 package callstate_test
 
 import (
+	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,4 +116,97 @@ func TestReaperDecision(t *testing.T) {
 	if !callstate.Forgettable(c, 0, c.Updated.Add(7*24*time.Hour), 7*24*time.Hour) {
 		t.Error("a closed call past retention is not forgettable")
 	}
+}
+
+// memStore is a Store over one memTx, its transactions run one at a time.
+type memStore struct {
+	mu sync.Mutex
+	tx *memTx
+}
+
+var _ callstate.Store = (*memStore)(nil)
+
+func (s *memStore) Submit(_ context.Context, _ string, fn func(callstate.Tx) error) (callstate.Delivery, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return callstate.Delivery{}, fn(s.tx)
+}
+
+func (s *memStore) Lookup(base string) (callstate.Call, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tx.calls[base], nil
+}
+
+func (s *memStore) Sweep(fn func(tx callstate.Tx, base string, c callstate.Call, queued int) (bool, error)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for base, c := range s.tx.calls {
+		forget, err := fn(s.tx, base, c, 0)
+		if err != nil {
+			return err
+		}
+		if forget {
+			delete(s.tx.calls, base)
+		}
+	}
+	return nil
+}
+
+func TestSetMaxCallDurationAppliesToTheNextReap(t *testing.T) {
+	store := &memStore{tx: newTx()}
+	now := t0.Add(2 * time.Hour)
+	m := callstate.New(store, callstate.Options{Now: func() time.Time { return now }})
+	if _, err := m.Record(t.Context(), transfer("leg-a", "5252", 0)); err != nil {
+		t.Fatal(err)
+	}
+	if reaped, err := m.Reap(); err != nil || len(reaped) != 0 {
+		t.Fatalf("Reap after 2h of the default 4h: %v, %v; want nothing", reaped, err)
+	}
+	m.SetMaxCallDuration(time.Hour)
+	if got := m.MaxCallDuration(); got != time.Hour {
+		t.Errorf("MaxCallDuration = %v after setting 1h", got)
+	}
+	reaped, err := m.Reap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]callstate.Reaped{{ID: "1795524751.12", Opened: t0}}, reaped); diff != "" {
+		t.Errorf("reaped after lowering the maximum to 1h (-want +got):\n%s", diff)
+	}
+	// Dated when the new maximum ran out, not when the reaper ran.
+	want := []string{movidesk.EndpointTransferred + " 1795524751.12", movidesk.EndpointCompleted + " 1795524751.12"}
+	if diff := cmp.Diff(want, describe(store.tx.queued)); diff != "" {
+		t.Fatalf("queued (-want +got):\n%s", diff)
+	}
+	if got := store.tx.queued[1].(movidesk.CompletedCall).CompletedDate; !got.Equal(t0.Add(time.Hour)) {
+		t.Errorf("completion dated %v, want %v", got, t0.Add(time.Hour))
+	}
+	m.SetMaxCallDuration(0)
+	if got := m.MaxCallDuration(); got != callstate.DefaultMaxCallDuration {
+		t.Errorf("MaxCallDuration = %v after setting 0, want the default %v", got, callstate.DefaultMaxCallDuration)
+	}
+}
+
+func TestSetMaxCallDurationWhileReaping(t *testing.T) {
+	store := &memStore{tx: newTx()}
+	m := callstate.New(store, callstate.Options{Now: func() time.Time { return t0.Add(3 * time.Hour) }})
+	if _, err := m.Record(t.Context(), transfer("leg-a", "5252", 0)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 100 {
+			m.SetMaxCallDuration(time.Duration(5+i%2) * time.Hour)
+		}
+	})
+	wg.Go(func() {
+		for range 100 {
+			if reaped, err := m.Reap(); err != nil || len(reaped) != 0 {
+				t.Errorf("Reap at 3h with a maximum of 5h or 6h: %v, %v; want nothing", reaped, err)
+				return
+			}
+		}
+	})
+	wg.Wait()
 }

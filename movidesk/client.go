@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -41,8 +42,12 @@ const (
 //
 // The zero value is not usable; build one with NewClient.
 type Client struct {
-	base      string // without trailing slash
-	token     string
+	base string // without trailing slash
+	// token is behind a pointer so that SetToken can change it while
+	// requests are sent, and so that copying a Client (String has a value
+	// receiver) copies no atomic value.
+	token     *atomic.Pointer[string]
+	dry       bool // no token at NewClient: fixed for the client's life
 	hc        *http.Client
 	timeout   time.Duration
 	userAgent string
@@ -70,18 +75,20 @@ func NewClient(baseURL, token string, opts ...Option) (*Client, error) {
 		// URL would leak into every log line.
 		return nil, fmt.Errorf("movidesk base URL %q: must have no query, fragment or user info", RedactURL(baseURL))
 	}
-	if strings.ContainsAny(token, " \t\r\n&#?") {
-		return nil, errors.New("movidesk token: contains characters a Movidesk key never has")
+	if err := checkToken(token); err != nil {
+		return nil, err
 	}
 	c := &Client{
 		base:      strings.TrimRight(u.String(), "/"),
-		token:     token,
+		token:     new(atomic.Pointer[string]),
+		dry:       token == "",
 		hc:        &http.Client{},
 		timeout:   DefaultTimeout,
 		userAgent: DefaultUserAgent,
 		log:       zerolog.Nop(),
 		now:       time.Now,
 	}
+	c.token.Store(&token)
 	for _, opt := range opts {
 		if err := opt(c); err != nil {
 			return nil, err
@@ -141,14 +148,51 @@ func WithLogger(l zerolog.Logger) Option {
 	}
 }
 
-// DryRun reports whether the client has no token: Send then validates and
-// describes each request to the WithDryRun function, and sends nothing.
-func (c *Client) DryRun() bool { return c.token == "" }
+// checkToken refuses a token that could not be a Movidesk key. The error
+// names the token, never shows it.
+func checkToken(token string) error {
+	if strings.ContainsAny(token, " \t\r\n&#?") {
+		return errors.New("movidesk token: contains characters a Movidesk key never has")
+	}
+	return nil
+}
+
+// SetToken replaces the token for the requests that start after it; a
+// request already on its way keeps the token it left with. It is safe to
+// call while Send runs. The token is checked as NewClient checks it, and
+// on error the client keeps its token.
+//
+// Whether a client is a dry-run one is decided by NewClient and never
+// changes: a dry-run client refuses a token (sending for real is a
+// restart's decision), and a client with a token refuses the empty one,
+// which would otherwise report every request as accepted without sending
+// it, and so lose the events queued behind it.
+func (c *Client) SetToken(token string) error {
+	if err := checkToken(token); err != nil {
+		return err
+	}
+	switch {
+	case c.dry && token != "":
+		return errors.New("movidesk token: the client was started in dry-run; restart the service to send with a token")
+	case !c.dry && token == "":
+		return errors.New("movidesk token: empty; a client started with a token cannot turn to dry-run without a restart")
+	}
+	c.token.Store(&token)
+	return nil
+}
+
+// currentToken is the token for a request about to start.
+func (c *Client) currentToken() string { return *c.token.Load() }
+
+// DryRun reports whether the client was built without a token: Send then
+// validates and describes each request to the WithDryRun function, and
+// sends nothing. SetToken does not change it.
+func (c *Client) DryRun() bool { return c.dry }
 
 // String describes the client without its token, so that printing one
 // (%v, %+v) cannot leak it.
 func (c Client) String() string {
-	return fmt.Sprintf("movidesk.Client{base: %s, token: %s, dryRun: %t}", c.base, Redacted, c.token == "")
+	return fmt.Sprintf("movidesk.Client{base: %s, token: %s, dryRun: %t}", c.base, Redacted, c.dry)
 }
 
 // GoString is String for %#v.
@@ -199,7 +243,8 @@ func (c *Client) build(r Request, token string) (method, rawURL string, body []b
 
 // Send validates r and sends it. Any 2xx answer is success. Errors are
 // *ValidationError, *APIError (non-2xx) or *TransportError
-// (no answer); Retryable tells which are worth sending again.
+// (no answer); Retryable tells which are worth sending again. Each request
+// that goes out is reported to the WithObserver observer.
 func (c *Client) Send(ctx context.Context, r Request) error {
 	if err := r.Validate(); err != nil {
 		return err
@@ -210,9 +255,12 @@ func (c *Client) Send(ctx context.Context, r Request) error {
 		}
 		return nil
 	}
+	// One token for the whole request, its redaction included: SetToken
+	// may change the client's meanwhile.
+	token := c.currentToken()
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	method, rawURL, body := c.build(r, c.token)
+	method, rawURL, body := c.build(r, token)
 	var rd io.Reader // a GET carries no body, not even an empty one
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -220,7 +268,7 @@ func (c *Client) Send(ctx context.Context, r Request) error {
 	req, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
 	if err != nil {
 		// Only a malformed base URL gets here, and NewClient checked it.
-		return &TransportError{Endpoint: r.Endpoint(), Err: c.sanitize(err)}
+		return &TransportError{Endpoint: r.Endpoint(), Err: sanitize(err, token)}
 	}
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("Accept", "application/json")
@@ -231,9 +279,11 @@ func (c *Client) Send(ctx context.Context, r Request) error {
 	start := c.now()
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		err = &TransportError{Endpoint: r.Endpoint(), Err: c.sanitize(err)}
+		err = &TransportError{Endpoint: r.Endpoint(), Err: sanitize(err, token)}
+		elapsed := c.now().Sub(start)
 		c.log.Debug().Str("method", method).Str("url", RedactURL(rawURL)).
-			Dur("elapsed", c.now().Sub(start)).Err(err).Msg("movidesk request failed")
+			Dur("elapsed", elapsed).Err(err).Msg("movidesk request failed")
+		c.observe(r.Endpoint(), 0, elapsed, err)
 		return err
 	}
 	defer resp.Body.Close()
@@ -242,23 +292,33 @@ func (c *Client) Send(ctx context.Context, r Request) error {
 
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+		c.observe(r.Endpoint(), resp.StatusCode, c.now().Sub(start), nil)
 		return nil
 	}
-	return &APIError{
+	apiErr := &APIError{
 		Endpoint:   r.Endpoint(),
 		StatusCode: resp.StatusCode,
 		Status:     resp.Status,
-		Body:       c.readErrorBody(resp.Body),
+		Body:       readErrorBody(resp.Body, token),
 		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.now()),
+	}
+	c.observe(r.Endpoint(), resp.StatusCode, c.now().Sub(start), apiErr)
+	return apiErr
+}
+
+// observe reports a request that went out; its error is already redacted.
+func (c *Client) observe(endpoint string, code int, d time.Duration, err error) {
+	if c.observer != nil {
+		c.observer.Request(endpoint, code, d, err)
 	}
 }
 
 // readErrorBody keeps the start of an error body, with the token replaced in
 // case Movidesk echoes the request. It reads a token's length beyond the
 // limit so a token straddling the cut is redacted, not half shown.
-func (c *Client) readErrorBody(r io.Reader) string {
-	b, _ := io.ReadAll(io.LimitReader(r, int64(maxErrorBody+len(c.token)*3)))
-	s := c.redact(string(b))
+func readErrorBody(r io.Reader, token string) string {
+	b, _ := io.ReadAll(io.LimitReader(r, int64(maxErrorBody+len(token)*3)))
+	s := redact(string(b), token)
 	if len(s) > maxErrorBody {
 		s = s[:maxErrorBody]
 	}
@@ -266,31 +326,31 @@ func (c *Client) readErrorBody(r io.Reader) string {
 	return strings.Join(strings.Fields(strings.ToValidUTF8(s, "")), " ")
 }
 
-// redact replaces the token, raw or URL-escaped, in s.
-func (c *Client) redact(s string) string {
-	if c.token == "" {
+// redact replaces token, raw or URL-escaped, in s.
+func redact(s, token string) string {
+	if token == "" {
 		return s
 	}
-	s = strings.ReplaceAll(s, c.token, Redacted)
-	if esc := url.QueryEscape(c.token); esc != c.token {
+	s = strings.ReplaceAll(s, token, Redacted)
+	if esc := url.QueryEscape(token); esc != token {
 		s = strings.ReplaceAll(s, esc, Redacted)
 	}
 	return s
 }
 
-// sanitize removes the token from a transport error. Go's *url.Error prints
+// sanitize removes token from a transport error. Go's *url.Error prints
 // the whole URL, query included.
-func (c *Client) sanitize(err error) error {
+func sanitize(err error, token string) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		inner := ue.Err
-		if inner != nil && c.token != "" && strings.Contains(inner.Error(), c.token) {
-			inner = &redactedError{msg: c.redact(inner.Error()), err: inner}
+		if inner != nil && token != "" && strings.Contains(inner.Error(), token) {
+			inner = &redactedError{msg: redact(inner.Error(), token), err: inner}
 		}
 		return &url.Error{Op: ue.Op, URL: RedactURL(ue.URL), Err: inner}
 	}
-	if c.token != "" && strings.Contains(err.Error(), c.token) {
-		return &redactedError{msg: c.redact(err.Error()), err: err}
+	if token != "" && strings.Contains(err.Error(), token) {
+		return &redactedError{msg: redact(err.Error(), token), err: err}
 	}
 	return err
 }

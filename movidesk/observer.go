@@ -11,7 +11,9 @@ type Observer interface {
 	Request(endpoint string, code int, d time.Duration, err error)
 }
 
-// WithObserver reports every request to o.
+// WithObserver reports to o every request that goes out, once per attempt;
+// a request refused by Validate, or described in dry-run, sends nothing and
+// is not reported.
 func WithObserver(o Observer) Option {
 	return func(c *Client) error {
 		c.observer = o

@@ -38,14 +38,7 @@ func (o *Outbox) List() ([]Event, error) {
 				evs = append(evs, Event{Seq: seqOf(k), State: StateUnreadable, LastError: err.Error()})
 				return nil
 			}
-			ev := Event{
-				Seq: seqOf(k), State: rec.State, Endpoint: rec.Endpoint, Call: rec.Call,
-				Attempts: rec.Attempts, NextAttempt: rec.Next, Created: rec.Created, LastError: rec.LastError,
-			}
-			if r, err := rec.request(); err == nil {
-				ev.Request, ev.CallID = r, r.CallID()
-			}
-			evs = append(evs, ev)
+			evs = append(evs, eventOf(seqOf(k), &rec))
 			return nil
 		})
 	})
@@ -53,6 +46,18 @@ func (o *Outbox) List() ([]Event, error) {
 		return nil, fmt.Errorf("outbox %s: list: %w", o.path, err)
 	}
 	return evs, nil
+}
+
+// eventOf is stored event seq as listed.
+func eventOf(seq uint64, rec *record) Event {
+	ev := Event{
+		Seq: seq, State: rec.State, Endpoint: rec.Endpoint, Call: rec.Call,
+		Attempts: rec.Attempts, NextAttempt: rec.Next, Created: rec.Created, LastError: rec.LastError,
+	}
+	if r, err := rec.request(); err == nil {
+		ev.Request, ev.CallID = r, r.CallID()
+	}
+	return ev
 }
 
 // Retry makes event seq due now, with its backoff reset; a failed event
@@ -133,6 +138,9 @@ func (o *Outbox) Drop(seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("outbox %s: drop: %w", o.path, err)
 	}
+	o.mu.Lock()
+	delete(o.waiting, seq) // it waits no more
+	o.mu.Unlock()
 	o.log.Warn().Uint64("seq", seq).Msg("outbox: event dropped by hand")
 	o.kick()
 	return nil
@@ -156,10 +164,14 @@ func (o *Outbox) Stats() (Stats, error) {
 			switch err := json.Unmarshal(v, &rec); {
 			case err != nil:
 				st.Unreadable++
+				return nil
 			case rec.State == StateFailed:
 				st.Failed++
 			default:
 				st.Pending++
+			}
+			if st.Oldest.IsZero() || rec.Created.Before(st.Oldest) {
+				st.Oldest = rec.Created
 			}
 			return nil
 		})

@@ -26,7 +26,8 @@
 // burst of 10 it allows 19 requests in some 60-second window, so the limiter
 // here remembers the time of the last Burst requests instead, and stores
 // them, taken in the same commit as the events they are for, so that a
-// restart does not allow a second burst.
+// restart does not allow a second burst. SetRate changes the limit while
+// the outbox runs; the requests already sent keep counting.
 //
 // Events refused permanently (4xx other than 408 and 429) stay in the file
 // as failed, block their call's later events, and wait for an administrator

@@ -15,28 +15,57 @@ import (
 // free (zero) or whose time is more than span ago. Unlike a token bucket, a
 // full burst of n never adds to the steady rate within one window. A slot
 // may be given back (an attempt not made after all) or re-dated (the
-// request left later than its slot was taken), so slots are not in order.
+// request left later than its slot was taken), so slots are not in order;
+// a reservation is known by an id rather than by its slot's position,
+// which resize changes.
 type window struct {
-	mu   sync.Mutex
-	span time.Duration
-	sent []time.Time
+	mu     sync.Mutex
+	span   time.Duration
+	sent   []slot
+	lastID uint64
+	// forgot is the latest send the window no longer holds: overwritten
+	// once older than span, or dropped when the window shrank. A window
+	// that grows (more slots or a longer span) must count it.
+	forgot time.Time
+}
+
+type slot struct {
+	at time.Time // zero: free
+	id uint64    // the reservation that holds it; 0 for none
 }
 
 func newWindow(n int, span time.Duration) *window {
-	return &window{span: span, sent: make([]time.Time, n)}
+	return &window{span: span, sent: make([]slot, n)}
 }
 
-// reserve takes a slot at now if one is free, and says which.
-func (w *window) reserve(now time.Time) (pos int, ok bool) {
+// windowSpan is the window in which n requests may go at perMinute: n at
+// exact intervals, widened for network delays.
+func windowSpan(n int, perMinute float64) time.Duration {
+	span := time.Duration(float64(n) / perMinute * float64(time.Minute))
+	return span + span/limiterMargin
+}
+
+// reserve takes a slot at now if one is free, and says which reservation
+// holds it.
+func (w *window) reserve(now time.Time) (id uint64, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for i, t := range w.sent {
-		if t.IsZero() || now.Sub(t) > w.span {
-			w.sent[i] = now
-			return i, true
+	for i, s := range w.sent {
+		if s.at.IsZero() || now.Sub(s.at) > w.span {
+			w.forget(s.at)
+			w.lastID++
+			w.sent[i] = slot{at: now, id: w.lastID}
+			return w.lastID, true
 		}
 	}
 	return 0, false
+}
+
+// forget notes a send the window no longer holds. w.mu is held.
+func (w *window) forget(t time.Time) {
+	if t.After(w.forgot) {
+		w.forgot = t
+	}
 }
 
 // allow takes a slot at now if one is free.
@@ -45,27 +74,43 @@ func (w *window) allow(now time.Time) bool {
 	return ok
 }
 
-// unreserve gives back the slot reserve took at pos at t, unless it was
-// reused meanwhile.
-func (w *window) unreserve(pos int, t time.Time) {
+// find is the slot reservation id holds, nil when it lost it (reused after
+// span, or dropped by resize). w.mu is held.
+func (w *window) find(id uint64) *slot {
+	if id == 0 {
+		return nil
+	}
+	for i := range w.sent {
+		if w.sent[i].id == id {
+			return &w.sent[i]
+		}
+	}
+	return nil
+}
+
+// unreserve gives back the slot of reservation id, unless it was lost
+// meanwhile.
+func (w *window) unreserve(id uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.sent[pos].Equal(t) {
-		w.sent[pos] = time.Time{}
+	if s := w.find(id); s != nil {
+		*s = slot{}
 	}
 }
 
-// redate moves the slot reserve took at pos at t to when the request
-// really leaves. It reports false when the slot was taken by another
-// meanwhile (more than span passed): the request needs a slot again.
-func (w *window) redate(pos int, t, left time.Time) bool {
+// redate moves the slot of reservation id to when the request really
+// leaves. It reports false when the slot was lost meanwhile (taken by
+// another after span, or dropped by resize): the request needs a slot
+// again.
+func (w *window) redate(id uint64, left time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.sent[pos].Equal(t) {
+	s := w.find(id)
+	if s == nil {
 		return false
 	}
-	if left.After(t) {
-		w.sent[pos] = left
+	if left.After(s.at) {
+		s.at = left
 	}
 	return true
 }
@@ -75,62 +120,145 @@ func (w *window) freeAt() time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var oldest time.Time
-	for _, t := range w.sent {
-		if t.IsZero() {
+	for _, s := range w.sent {
+		if s.at.IsZero() {
 			return time.Time{}
 		}
-		if oldest.IsZero() || t.Before(oldest) {
-			oldest = t
+		if oldest.IsZero() || s.at.Before(oldest) {
+			oldest = s.at
 		}
 	}
 	return oldest.Add(w.span + time.Nanosecond)
 }
 
+// limits are the window's size and span.
+func (w *window) limits() (n int, span time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.sent), w.span
+}
+
 // recent are the send times the window still counts at now (within its
 // span), oldest first: older ones constrain nothing, even after a restart.
 func (w *window) recent(now time.Time) []time.Time {
+	ts, _ := w.stored(now)
+	return ts
+}
+
+// stored is what is kept of the window across a restart: the recent send
+// times, and the latest send the stored window does not hold.
+func (w *window) stored(now time.Time) (ts []time.Time, forgot time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var out []time.Time
-	for _, t := range w.sent {
-		if !t.IsZero() && now.Sub(t) <= w.span {
-			out = append(out, t)
+	forgot = w.forgot
+	for _, s := range w.sent {
+		switch {
+		case s.at.IsZero():
+		case now.Sub(s.at) <= w.span:
+			ts = append(ts, s.at)
+		case s.at.After(forgot):
+			forgot = s.at
 		}
 	}
-	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
-	return out
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	return ts, forgot
 }
 
-// restore puts back the send times of a previous run.
-func (w *window) restore(ts []time.Time) {
+// resize gives the window n slots over span, keeping it consistent: at
+// most n requests in any span, the requests sent before included.
+//
+// With fewer slots, the newest sends are kept: only they decide when the
+// next may go. The new slots of a larger window are free at once unless
+// the window forgot a send that the new window may still count (it
+// shrank, or its span grows): every slot older than that send, free ones
+// included, is dated as it, so that it comes free when the new span has
+// passed since.
+func (w *window) resize(n int, span time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(ts) > len(w.sent) {
-		ts = ts[len(ts)-len(w.sent):] // the rate was lowered: keep the newest
-	}
-	clear(w.sent)
-	copy(w.sent, ts)
+	w.resizeLocked(n, span)
 }
 
-// The window is stored as big-endian Unix nanoseconds, 8 bytes each.
+func (w *window) resizeLocked(n int, span time.Duration) {
+	var kept []slot
+	for _, s := range w.sent {
+		if !s.at.IsZero() {
+			kept = append(kept, s)
+		}
+	}
+	slices.SortFunc(kept, func(a, b slot) int { return b.at.Compare(a.at) }) // newest first
+	if len(kept) > n {
+		for _, s := range kept[n:] {
+			w.forget(s.at)
+		}
+		kept = kept[:n]
+	}
+	sent := make([]slot, n)
+	copy(sent, kept)
+	if !w.forgot.IsZero() {
+		for i := range sent {
+			if sent[i].at.Before(w.forgot) {
+				w.lastID++
+				sent[i] = slot{at: w.forgot, id: w.lastID}
+			}
+		}
+	}
+	w.sent, w.span = sent, span
+}
+
+// restore puts back the window of a previous run (see stored), whatever
+// its size was.
+func (w *window) restore(ts []time.Time, forgot time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(w.sent)
+	w.sent = make([]slot, len(ts))
+	for i, t := range ts {
+		w.lastID++
+		w.sent[i] = slot{at: t, id: w.lastID}
+	}
+	w.forgot = forgot
+	w.resizeLocked(n, w.span)
+}
+
+// The window is stored as big-endian Unix nanoseconds, 8 bytes each, oldest
+// first, any number of them (the rate may have changed since); and beside
+// it the latest send it does not hold, so that a restart with a larger
+// window counts it. A file without that key comes from a version whose
+// window never changed size while it ran.
 
 func loadWindow(tx *bolt.Tx, w *window) error {
-	v := tx.Bucket(bucketLimiter).Get(keyWindow)
+	b := tx.Bucket(bucketLimiter)
+	v := b.Get(keyWindow)
 	ts := make([]time.Time, 0, len(v)/8)
 	for ; len(v) >= 8; v = v[8:] {
 		ts = append(ts, time.Unix(0, int64(binary.BigEndian.Uint64(v))))
 	}
-	w.restore(ts)
+	var forgot time.Time
+	if f := b.Get(keyForgot); len(f) == 8 {
+		forgot = time.Unix(0, int64(binary.BigEndian.Uint64(f)))
+	}
+	w.restore(ts, forgot)
 	return nil
 }
 
 func putWindow(tx *bolt.Tx, w *window, now time.Time) error {
-	ts := w.recent(now)
+	ts, forgot := w.stored(now)
 	v := make([]byte, 0, 8*len(ts))
 	for _, t := range ts {
 		v = binary.BigEndian.AppendUint64(v, uint64(t.UnixNano()))
 	}
-	if err := tx.Bucket(bucketLimiter).Put(keyWindow, v); err != nil {
+	b := tx.Bucket(bucketLimiter)
+	if err := b.Put(keyWindow, v); err != nil {
+		return fmt.Errorf("store limiter window: %w", err)
+	}
+	var err error
+	if forgot.IsZero() {
+		err = b.Delete(keyForgot)
+	} else {
+		err = b.Put(keyForgot, binary.BigEndian.AppendUint64(nil, uint64(forgot.UnixNano())))
+	}
+	if err != nil {
 		return fmt.Errorf("store limiter window: %w", err)
 	}
 	return nil

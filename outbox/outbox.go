@@ -116,6 +116,9 @@ type Outbox struct {
 	closing  bool            // Close has begun: no new attempt
 	inflight map[string]bool // base call ids with an attempt in progress
 	paused   time.Time       // no request before this (Retry-After of a 429)
+	// waiting are the events told to the observer as deferred by the
+	// limiter and not yet let go, so that a wait is reported once.
+	waiting map[uint64]bool
 }
 
 // Open opens (or creates) the outbox at opts.Path. s may be nil for an
@@ -142,10 +145,7 @@ func Open(opts Options, s Sender) (*Outbox, error) {
 		db.Close()
 		return nil, fmt.Errorf("outbox %s: %w", opts.Path, err)
 	}
-	n := opts.Burst
-	span := time.Duration(float64(n) / opts.RatePerMinute * float64(time.Minute))
-	span += span / limiterMargin
-	lim := newWindow(n, span)
+	lim := newWindow(opts.Burst, windowSpan(opts.Burst, opts.RatePerMinute))
 	if err := db.View(func(tx *bolt.Tx) error { return loadWindow(tx, lim) }); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("outbox %s: %w", opts.Path, err)
@@ -160,6 +160,7 @@ func Open(opts Options, s Sender) (*Outbox, error) {
 		lim:      lim,
 		wake:     make(chan struct{}, 1),
 		inflight: make(map[string]bool),
+		waiting:  make(map[uint64]bool),
 		w:        newCommitter(db),
 	}
 	o.until = func(t time.Time) (<-chan time.Time, func()) {
@@ -173,8 +174,9 @@ func (opts *Options) setDefaults() error {
 	if opts.Path == "" {
 		return errors.New("outbox: Options.Path is empty")
 	}
-	if opts.RatePerMinute < 0 || math.IsNaN(opts.RatePerMinute) || math.IsInf(opts.RatePerMinute, 0) {
-		return fmt.Errorf("outbox: Options.RatePerMinute %v is not a positive rate", opts.RatePerMinute)
+	var err error
+	if opts.RatePerMinute, opts.Burst, err = rateDefaults(opts.RatePerMinute, opts.Burst, "Options."); err != nil {
+		return err
 	}
 	for name, d := range map[string]time.Duration{
 		"BackoffMin": opts.BackoffMin, "BackoffMax": opts.BackoffMax,
@@ -183,15 +185,6 @@ func (opts *Options) setDefaults() error {
 		if d < 0 {
 			return fmt.Errorf("outbox: Options.%s %v is negative", name, d)
 		}
-	}
-	if opts.Burst < 0 || opts.Burst > MaxBurst {
-		return fmt.Errorf("outbox: Options.Burst %d is not between 0 and %d", opts.Burst, MaxBurst)
-	}
-	if opts.RatePerMinute == 0 {
-		opts.RatePerMinute = DefaultRatePerMinute
-	}
-	if opts.Burst == 0 {
-		opts.Burst = int(max(1, min(opts.RatePerMinute, MaxBurst)))
 	}
 	if opts.BackoffMin == 0 {
 		opts.BackoffMin = DefaultBackoffMin
@@ -210,6 +203,51 @@ func (opts *Options) setDefaults() error {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	return nil
+}
+
+// rateDefaults checks a rate and a burst and applies their defaults, for
+// Open and SetRate alike; the error names the field after prefix.
+func rateDefaults(perMinute float64, burst int, prefix string) (float64, int, error) {
+	if perMinute < 0 || math.IsNaN(perMinute) || math.IsInf(perMinute, 0) {
+		return 0, 0, fmt.Errorf("outbox: %sRatePerMinute %v is not a positive rate", prefix, perMinute)
+	}
+	if burst < 0 || burst > MaxBurst {
+		return 0, 0, fmt.Errorf("outbox: %sBurst %d is not between 0 and %d", prefix, burst, MaxBurst)
+	}
+	if perMinute == 0 {
+		perMinute = DefaultRatePerMinute
+	}
+	if burst == 0 {
+		burst = int(max(1, min(perMinute, MaxBurst)))
+	}
+	return perMinute, burst, nil
+}
+
+// SetRate changes the rate limit while the outbox runs, with the rules and
+// defaults of Options.RatePerMinute and Options.Burst (0 = their
+// defaults); bad values are refused and the limit is left as it was.
+//
+// The requests already sent keep counting: after a lower limit, no window
+// of the new length holds more than the new burst, those requests
+// included; a higher limit's extra slots are free at once, unless a send
+// the old window no longer held still counts in the new one (the window
+// grew longer, or shrank just before): they come free as that send ages.
+// The new window is stored at once, so that a restart goes on from it
+// whatever its size; the error is then the store's, and the new limit
+// applies meanwhile.
+func (o *Outbox) SetRate(perMinute float64, burst int) error {
+	perMinute, burst, err := rateDefaults(perMinute, burst, "SetRate: ")
+	if err != nil {
+		return err
+	}
+	o.lim.resize(burst, windowSpan(burst, perMinute))
+	// Whatever waits for a slot may go sooner.
+	defer o.kick()
+	now := o.now()
+	if err := o.w.do(func(tx *bolt.Tx) error { return putWindow(tx, o.lim, now) }); err != nil {
+		return fmt.Errorf("outbox %s: SetRate: %w", o.path, err)
 	}
 	return nil
 }

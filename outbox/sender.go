@@ -54,7 +54,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 				wakeAt = earliest(wakeAt, now.Add(o.opts.BackoffMin))
 			case c != nil && !o.claim(c.rec.Call):
 				continue // the synchronous path took the call meanwhile
-			case c != nil && !o.reserve(o.now()):
+			case c != nil && !o.reserve(c.seq, o.now()):
 				o.release(c.rec.Call)
 				wakeAt = earliest(wakeAt, o.lim.freeAt())
 			case c != nil:
@@ -166,21 +166,25 @@ func (o *Outbox) deliver(ctx context.Context, c *candidate) {
 	o.send(ctx, c.seq, r, true)
 }
 
-// reserve takes a slot of the limiter for a background attempt and stores
-// the window before the request leaves, so that a crash during the attempt
-// cannot give the next run a fuller budget.
-func (o *Outbox) reserve(now time.Time) bool {
-	pos, ok := o.lim.reserve(now)
+// reserve takes a slot of the limiter for an attempt at event seq made
+// apart from its commit, and stores the window before the request leaves,
+// so that a crash during the attempt cannot give the next run a fuller
+// budget. The limiter's decision is told to the observer; a store failure
+// is not one.
+func (o *Outbox) reserve(seq uint64, now time.Time) bool {
+	id, ok := o.lim.reserve(now)
 	if !ok {
+		o.limited(seq, false)
 		return false
 	}
 	if err := o.w.do(func(tx *bolt.Tx) error { return putWindow(tx, o.lim, now) }); err != nil {
-		o.lim.unreserve(pos, now)
+		o.lim.unreserve(id)
 		o.log.Error().Err(fmt.Errorf("outbox %s: %w", o.path, err)).Msg("outbox: limiter window not stored; attempt postponed")
 		return false
 	}
 	// Dated when the request leaves, after the commit.
-	o.lim.redate(pos, now, o.now())
+	o.lim.redate(id, o.now())
+	o.limited(seq, true)
 	return true
 }
 

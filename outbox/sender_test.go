@@ -569,7 +569,7 @@ func TestEventsThatSendNothingLeaveTheRateBudgetWhole(t *testing.T) {
 
 func TestWindowSlotTakenByAnotherIsNotRedated(t *testing.T) {
 	w := newWindow(1, time.Minute)
-	pos, ok := w.reserve(t0)
+	id, ok := w.reserve(t0)
 	if !ok {
 		t.Fatal("no slot in an empty window")
 	}
@@ -577,10 +577,31 @@ func TestWindowSlotTakenByAnotherIsNotRedated(t *testing.T) {
 	if _, ok := w.reserve(t0.Add(2 * time.Minute)); !ok {
 		t.Fatal("an expired slot was not reusable")
 	}
-	if w.redate(pos, t0, t0.Add(2*time.Minute)) {
+	if w.redate(id, t0.Add(2*time.Minute)) {
 		t.Error("redate of a slot another send took succeeded: two sends on one slot")
 	}
 	if w.allow(t0.Add(2 * time.Minute)) {
 		t.Error("a second send within the window was allowed")
+	}
+}
+
+func TestWindowResizeKeepsOrDropsReservations(t *testing.T) {
+	w := newWindow(2, time.Minute)
+	old, _ := w.reserve(t0)
+	young, _ := w.reserve(t0.Add(time.Second))
+	w.resize(4, time.Minute)
+	if !w.redate(old, t0.Add(2*time.Second)) {
+		t.Error("a reservation lost its slot when the window grew")
+	}
+	// Shrinking keeps the newest: the redated reservation, not the other.
+	w.resize(1, time.Minute)
+	if w.redate(young, t0.Add(3*time.Second)) {
+		t.Error("a reservation dropped by a smaller window kept its slot: its request would go without one")
+	}
+	if !w.redate(old, t0.Add(3*time.Second)) {
+		t.Error("the newest reservation lost its slot when the window shrank")
+	}
+	if w.allow(t0.Add(4 * time.Second)) {
+		t.Error("a second send within the window of one was allowed")
 	}
 }

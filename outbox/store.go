@@ -18,8 +18,9 @@ import (
 //	calls:   base call id -> callstate.Call (JSON).
 //	queued:  base call id -> how many of its events are stored (8 bytes).
 //	marks:   importer's key -> how far it got (see Tx.PutMark).
-//	limiter: "sent" -> the limiter's window (JSON), so that a restart does
-//	         not allow a second burst.
+//	limiter: "sent" -> the limiter's window (8 bytes a send), so that a
+//	         restart does not allow a second burst; "forgot" -> the latest
+//	         send the window no longer holds (8 bytes), see putWindow.
 var (
 	bucketEvents  = []byte("events")
 	bucketCalls   = []byte("calls")
@@ -27,6 +28,7 @@ var (
 	bucketMarks   = []byte("marks")
 	bucketLimiter = []byte("limiter")
 	keyWindow     = []byte("sent")
+	keyForgot     = []byte("forgot")
 )
 
 // Event states.

@@ -45,17 +45,19 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 	// and stored in it, so that a crash after the commit cannot forget it;
 	// it is given back if no attempt is made after all. The function below
 	// may run twice (see committer): it only reads the limiter.
-	slot, haveSlot := -1, false
+	var slot uint64
+	haveSlot := false
 	if claimed && o.sender != nil && ctx.Err() == nil && !now.Before(o.pausedUntil()) {
 		slot, haveSlot = o.lim.reserve(now)
 	}
+	deferred := false // the first request wants to leave but has no slot
 	err := o.w.do(func(btx *bolt.Tx) error {
 		tx := &Tx{tx: btx, now: now}
 		earlier := queuedCount(btx, base)
 		if err := fn(tx); err != nil {
 			return err
 		}
-		queued, why = tx.queued, nil
+		queued, why, deferred = tx.queued, nil, false
 		switch {
 		case len(queued) == 0:
 			return nil
@@ -70,7 +72,7 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		case now.Before(o.pausedUntil()):
 			why = fmt.Errorf("outbox: Movidesk asked to wait until %s", o.pausedUntil().UTC().Format(time.RFC3339))
 		case !haveSlot:
-			why = o.rateLimited()
+			why, deferred = o.rateLimited(), true
 		}
 		if why != nil {
 			return nil
@@ -78,7 +80,10 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		return putWindow(btx, o.lim, now)
 	})
 	if haveSlot && (err != nil || len(queued) == 0 || why != nil) {
-		o.lim.unreserve(slot, now)
+		o.lim.unreserve(slot)
+	}
+	if err == nil && deferred {
+		o.limited(queued[0].seq, false)
 	}
 	var ve *movidesk.ValidationError
 	switch {
@@ -92,7 +97,7 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		return callstate.Delivery{Err: why}, nil
 	}
 	if !o.startAttempt() {
-		o.lim.unreserve(slot, now)
+		o.lim.unreserve(slot)
 		return callstate.Delivery{Err: ErrClosed}, nil
 	}
 
@@ -109,7 +114,14 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		// that the slot went to another, the request needs one again.
 		var d callstate.Delivery
 		var err error
-		if o.lim.redate(slot, now, o.now()) || o.reserve(o.now()) {
+		first := queued[0].seq
+		ok := o.lim.redate(slot, o.now())
+		if ok {
+			o.limited(first, true)
+		} else {
+			ok = o.reserve(first, o.now())
+		}
+		if ok {
 			d, err = o.attempt(queued)
 		} else {
 			d = callstate.Delivery{Err: o.rateLimited()}
@@ -162,7 +174,29 @@ func (o *Outbox) isClosing() bool {
 }
 
 func (o *Outbox) rateLimited() error {
-	return fmt.Errorf("outbox: rate limit of %d requests per %v reached", len(o.lim.sent), o.lim.span)
+	n, span := o.lim.limits()
+	return fmt.Errorf("outbox: rate limit of %d requests per %v reached", n, span)
+}
+
+// limited tells the observer of the limiter's decision for event seq,
+// which asks to leave: once when it must wait, however often it asks
+// again meanwhile (the background sender asks each time it wakes), and
+// once when it goes.
+func (o *Outbox) limited(seq uint64, allowed bool) {
+	if o.opts.Observer == nil {
+		return
+	}
+	o.mu.Lock()
+	waited := o.waiting[seq]
+	if allowed {
+		delete(o.waiting, seq)
+	} else {
+		o.waiting[seq] = true
+	}
+	o.mu.Unlock()
+	if allowed || !waited {
+		o.opts.Observer.Limited(allowed)
+	}
 }
 
 // attempt sends the events just queued, in order, each bounded by
@@ -173,7 +207,7 @@ func (o *Outbox) attempt(queued []queuedEvent) (callstate.Delivery, error) {
 		if i > 0 && o.isClosing() {
 			return callstate.Delivery{Err: ErrClosed}, nil // stored: sent after the restart
 		}
-		if i > 0 && !o.reserve(o.now()) {
+		if i > 0 && !o.reserve(q.seq, o.now()) {
 			return callstate.Delivery{Err: o.rateLimited()}, nil
 		}
 		v, sendErr := o.send(context.Background(), q.seq, q.req, false)
@@ -363,7 +397,17 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool) verdict {
 		o.log.Warn().Str("endpoint", ae.Endpoint).Dur("pause", d).Msg("outbox: Movidesk rate limit hit (429); pausing all requests")
 	}
 	if rec == nil {
-		return v
+		return v // dropped meanwhile, or unreadable: nothing was settled
+	}
+	if o.opts.Observer != nil {
+		// After the commit, so that the observer may read the outbox;
+		// when the commit failed, what the attempt would have left.
+		ev := eventOf(seq, rec)
+		if v == delivered {
+			ev.Attempts++ // a delivered record is not updated
+			ev.NextAttempt, ev.LastError = time.Time{}, ""
+		}
+		o.opts.Observer.Attempted(ev, sendErr)
 	}
 	le := o.log.Debug()
 	msg := ""
