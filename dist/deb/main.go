@@ -37,7 +37,7 @@ const (
 	maintainer = "movidesk-agi maintainers <maintainers@movidesk-agi.invalid>"
 	homepage   = "https://github.com/movidesk-agi/movidesk-agi"
 	docDir     = "/usr/share/doc/" + name
-	unitDir    = "/lib/systemd/system"
+	unitDir    = "/usr/lib/systemd/system"
 	// The first line is the synopsis; the rest, the extended description.
 	description = `FastAGI server that reports Asterisk calls to Movidesk
 movidesk-agi answers the AGI() calls of an Asterisk dialplan and reports
