@@ -133,10 +133,20 @@ format = "json"
 		t.Fatal(err)
 	}
 
-	s.cmd = exec.Command(binaryPath, "serve", "-config", conf)
-	s.cmd.Dir = dir
+	cmd := exec.Command(binaryPath, "serve", "-config", conf)
+	cmd.Dir = dir
 	// Not UTC, like Asterisk: dates must be converted, not assumed.
-	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TZ=" + asteriskTZ}
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TZ=" + asteriskTZ}
+	s.run(t, cmd)
+	return s
+}
+
+// run starts cmd, a movidesk-agi serve whose configuration s describes,
+// and waits until it listens. It registers the cleanups startService
+// describes.
+func (s *service) run(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	s.cmd = cmd
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
@@ -183,7 +193,6 @@ format = "json"
 	proxy.Take()
 	// Registered last, so it runs first: no call may outlive the test.
 	t.Cleanup(func() { pbx.waitIdle(t) })
-	return s
 }
 
 func newToken(t *testing.T) string {

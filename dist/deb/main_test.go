@@ -1,0 +1,309 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/movidesk-agi/movidesk-agi/calls"
+)
+
+func TestVersionFromDescribe(t *testing.T) {
+	for _, c := range []struct{ desc, want string }{
+		{"v1.2.3", "1.2.3"},
+		{"1.2.3", "1.2.3"},
+		{"v1.2.3-4-gabc1234", "1.2.3+4.gabc1234"},
+		{"v1.2.3-rc1", "1.2.3~rc1"},
+		{"v1.2.3-rc1-2-gabc1234", "1.2.3~rc1+2.gabc1234"},
+		{"v2.0.0-beta.1", "2.0.0~beta.1"},
+	} {
+		got, err := versionFromDescribe(c.desc)
+		if err != nil || got != c.want {
+			t.Errorf("versionFromDescribe(%q) = %q, %v; want %q", c.desc, got, err, c.want)
+		}
+	}
+	for _, desc := range []string{"release", "vnext", "v1.2:3", "latest-2-gabc1234"} {
+		if got, err := versionFromDescribe(desc); err == nil {
+			t.Errorf("versionFromDescribe(%q) = %q, want an error: no Debian version in that tag", desc, got)
+		}
+	}
+}
+
+func TestUntaggedVersion(t *testing.T) {
+	rev := revision{Hash: "bc0baf6", Time: time.Date(2025, 3, 4, 23, 30, 0, 0, time.FixedZone("BRT", -3*3600))}
+	// The commit's date in UTC, so the version is the same wherever it is
+	// built.
+	if got, want := untaggedVersion(rev), "0.0~git20250305.bc0baf6"; got != want {
+		t.Errorf("untaggedVersion = %q, want %q", got, want)
+	}
+	if err := checkVersion(untaggedVersion(rev)); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCheckVersionRefusesNonNative(t *testing.T) {
+	for _, v := range []string{"", "1.0-1", "1:1.0", "v1.0", "1.0 beta", "1.0_2"} {
+		if checkVersion(v) == nil {
+			t.Errorf("checkVersion(%q) accepted it", v)
+		}
+	}
+}
+
+func TestCopyrightNamesEachModule(t *testing.T) {
+	dir := t.TempDir()
+	mit := filepath.Join(dir, "mit")
+	bsd := filepath.Join(dir, "bsd")
+	for d, text := range map[string]string{
+		mit: "The MIT License (MIT)\n\nCopyright (c) 2013 Ben Johnson\n\nPermission is hereby granted, free of charge, to any person\nobtaining a copy...\n\nTHE SOFTWARE IS PROVIDED \"AS IS\"... COPYRIGHT\nHOLDERS BE LIABLE\n",
+		bsd: "Copyright 2009 The Go Authors.\n\nRedistribution and use in source and binary forms, with or without\nmodification, are permitted provided that...\n   notice, this list of conditions\n   copyright notice, this list of conditions\n * Neither the name of Google LLC nor...\n",
+	} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		name := "LICENSE"
+		if d == mit {
+			name = "COPYING"
+		}
+		if err := os.WriteFile(filepath.Join(d, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := copyrightFile([]module{{Path: "Go", Version: "go1.26", Dir: bsd}, {Path: "go.etcd.io/bbolt", Version: "v1.5.0", Dir: mit}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(out)
+	for _, want := range []string{
+		"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n",
+		"\nFiles: *\nCopyright: the movidesk-agi authors\nLicense: all-rights-reserved\n",
+		"\nFiles: go/*\nComment: Go go1.26\nCopyright: 2009 The Go Authors.\nLicense: BSD-3-clause\n Copyright 2009 The Go Authors.\n .\n",
+		"\nFiles: go.etcd.io/bbolt/*\nComment: go.etcd.io/bbolt v1.5.0\nCopyright: 2013 Ben Johnson\nLicense: Expat\n The MIT License (MIT)\n .\n",
+		// The notice itself ships, as both licenses require.
+		" Permission is hereby granted, free of charge, to any person\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("copyright file lacks %q:\n%s", want, got)
+		}
+	}
+
+	unknown := filepath.Join(dir, "unknown")
+	if err := os.MkdirAll(unknown, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(unknown, "LICENSE"), []byte("You may do anything but sell it.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := copyrightFile([]module{{Path: "example.com/odd", Dir: unknown}}); err == nil || !strings.Contains(err.Error(), "example.com/odd") {
+		t.Errorf("a license the packager cannot name: err = %v, want one naming the module", err)
+	}
+	if _, err := copyrightFile([]module{{Path: "example.com/none", Dir: t.TempDir()}}); err == nil {
+		t.Error("a module without a license file was packaged")
+	}
+}
+
+// TestPostinstSpoolHeader: the spool the postinst creates must be one
+// Asterisk's FILE() appends to and the service takes as its own, so its
+// header is the service's, byte for byte.
+func TestPostinstSpoolHeader(t *testing.T) {
+	b, err := os.ReadFile("scripts/postinst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^spoolheader='([^']*)'$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("scripts/postinst sets no spoolheader='...'")
+	}
+	if got, want := string(m[1])+"\n", calls.SpoolHeader; got != want {
+		t.Errorf("postinst's spool header %q, the service's %q", got, want)
+	}
+}
+
+func TestMaintainerScriptsParse(t *testing.T) {
+	for _, s := range []string{"postinst", "prerm", "postrm"} {
+		p := filepath.Join("scripts", s)
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode()&0o111 == 0 {
+			t.Errorf("%s is not executable", p)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(b), "#!/bin/sh\n") || !strings.Contains(string(b), "\nset -e\n") {
+			t.Errorf("%s: want a #!/bin/sh script with set -e", p)
+		}
+		if out, err := exec.Command("sh", "-n", p).CombinedOutput(); err != nil {
+			t.Errorf("sh -n %s: %v\n%s", p, err, out)
+		}
+	}
+}
+
+// unitKeys reads the Key=value lines of a systemd unit, by key, in order.
+func unitKeys(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	keys := map[string][]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		if l == "" || l[0] == '#' || l[0] == ';' || l[0] == '[' {
+			continue
+		}
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			t.Fatalf("%s: not Key=value: %q", path, l)
+		}
+		keys[k] = append(keys[k], v)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// TestUnitsMatchPackagedConfig: the units and the packaged configuration
+// name the same places. Under ProtectSystem=strict a store outside the
+// unit's writable paths, or a listen address systemd does not hold, stops
+// the service.
+func TestUnitsMatchPackagedConfig(t *testing.T) {
+	var cfg struct {
+		Server struct {
+			Listen string `toml:"listen"`
+		} `toml:"server"`
+		Movidesk struct {
+			TokenFile string `toml:"token_file"`
+		} `toml:"movidesk"`
+		Store struct {
+			Path  string `toml:"path"`
+			Spool string `toml:"spool"`
+		} `toml:"store"`
+	}
+	const conf = "../config.toml"
+	if _, err := toml.DecodeFile(conf, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	svc := unitKeys(t, "../systemd/movidesk-agi.service")
+	sock := unitKeys(t, "../systemd/movidesk-agi.socket")
+
+	if got, want := svc["ExecStart"], []string{"/usr/bin/movidesk-agi serve -config /etc/movidesk-agi/config.toml"}; !equal(got, want) {
+		t.Errorf("ExecStart = %q, want %q (the packaged binary and conffile)", got, want)
+	}
+	if got := filepath.Dir(cfg.Store.Path); got != "/var/lib/"+first(svc["StateDirectory"]) {
+		t.Errorf("store.path %s is outside StateDirectory=%v", cfg.Store.Path, svc["StateDirectory"])
+	}
+	if got := filepath.Dir(cfg.Store.Spool); !equal(svc["ReadWritePaths"], []string{got}) {
+		t.Errorf("store.spool's directory %s, ReadWritePaths=%v", got, svc["ReadWritePaths"])
+	}
+	if cfg.Movidesk.TokenFile != "/etc/movidesk-agi/token" {
+		t.Errorf("movidesk.token_file = %q, want /etc/movidesk-agi/token, which the postinst protects", cfg.Movidesk.TokenFile)
+	}
+
+	// The admin address is the built-in default, shown commented out.
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^#\[admin\]\n#listen = "([^"]+)"$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("%s shows no commented [admin] listen", conf)
+	}
+	if got, want := sock["ListenStream"], []string{cfg.Server.Listen, string(m[1])}; !equal(got, want) {
+		t.Errorf("socket ListenStream = %q, want server.listen then admin.listen: %q", got, want)
+	}
+	if !equal(svc["Requires"], []string{"movidesk-agi.socket"}) {
+		t.Errorf("service Requires=%v, want its socket", svc["Requires"])
+	}
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestPackagedConfigChecks runs check-config on the packaged file as an
+// administrator meets it: refused, naming the token file, until the token
+// is there; then live; and dry-run as its comment says.
+func TestPackagedConfigChecks(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "movidesk-agi")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/movidesk-agi")
+	build.Dir = "../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	packaged, err := os.ReadFile("../config.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(conf string) (string, error) {
+		path := filepath.Join(dir, "config.toml")
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "check-config", "-config", path)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no MOVIDESK_TOKEN
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	replace := func(s, old, new string) string {
+		t.Helper()
+		if strings.Count(s, old) != 1 {
+			t.Fatalf("the packaged config holds %q %d times, want once", old, strings.Count(s, old))
+		}
+		return strings.Replace(s, old, new, 1)
+	}
+	const tokenLine = `token_file = "/etc/movidesk-agi/token"`
+
+	missing := filepath.Join(dir, "no-token")
+	out, err := check(replace(string(packaged), tokenLine, `token_file = "`+missing+`"`))
+	if err == nil || !strings.Contains(out, "movidesk.token_file") || !strings.Contains(out, missing) {
+		t.Errorf("without its token file: %v\n%s\nwant a refusal naming movidesk.token_file and the file", err, out)
+	}
+
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("0123-4567\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = check(replace(string(packaged), tokenLine, `token_file = "`+token+`"`))
+	if err != nil || !strings.Contains(out, "OK (listen 127.0.0.1:4573, movidesk https://api.movidesk.com/public/v1, live)") {
+		t.Errorf("with its token: %v\n%s\nwant OK, live, on 127.0.0.1:4573", err, out)
+	}
+	if strings.Contains(out, "0123-4567") {
+		t.Error("check-config showed the token")
+	}
+
+	dry := replace(string(packaged), tokenLine, "#"+tokenLine)
+	dry = replace(dry, "\n#dry_run = true\n", "\ndry_run = true\n")
+	out, err = check(dry)
+	if err != nil || !strings.Contains(out, "dry-run)") {
+		t.Errorf("token_file commented out, dry_run = true: %v\n%s\nwant OK, dry-run", err, out)
+	}
+}
