@@ -1,0 +1,148 @@
+package admin
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"html/template"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/outbox"
+)
+
+//go:embed status.html
+var pageSource string
+
+// maxListed bounds the queued events the page lists.
+const maxListed = 50
+
+var pageTemplate = template.Must(template.New("status").Funcs(template.FuncMap{
+	"when": when,
+	"age":  age,
+	"span": func(seconds float64) string { return formatSpan(time.Duration(seconds * float64(time.Second))) },
+	"num":  formatNumber,
+	"rate": formatRate,
+}).Parse(pageSource))
+
+// pageData is what the status page shows.
+type pageData struct {
+	Status
+	Failed     []Event // failed and unreadable, with their buttons
+	Queued     []Event // the first maxListed waiting
+	QueuedMore int
+	Flash      string
+	FlashError bool
+}
+
+func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	st, events := s.status()
+	d := pageData{Status: st}
+	for _, ev := range events {
+		switch ev.State {
+		case outbox.StateFailed, outbox.StateUnreadable:
+			d.Failed = append(d.Failed, apiEvent(ev))
+		default:
+			if len(d.Queued) < maxListed {
+				d.Queued = append(d.Queued, apiEvent(ev))
+			} else {
+				d.QueuedMore++
+			}
+		}
+	}
+	q := r.URL.Query()
+	if m := q.Get("err"); m != "" {
+		d.Flash, d.FlashError = m, true
+	} else {
+		d.Flash = q.Get("msg")
+	}
+	var b bytes.Buffer
+	if err := pageTemplate.Execute(&b, d); err != nil {
+		s.log.Error().Err(err).Msg("admin: render the status page")
+		writeText(w, http.StatusInternalServerError, "status page: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write(b.Bytes())
+}
+
+func (s *Server) formRetry(w http.ResponseWriter, r *http.Request) {
+	seq, err := pathSeq(r)
+	if err != nil {
+		redirect(w, r, "", err)
+		return
+	}
+	res, err := s.retry(r, seq)
+	if err != nil {
+		redirect(w, r, "", err)
+		return
+	}
+	var msg string
+	if seq != 0 {
+		msg = fmt.Sprintf("Event %d is queued again: the sender tries it now.", seq)
+	} else {
+		msg = fmt.Sprintf("%d failed events queued again.", res.Retried)
+		if len(res.Skipped) > 0 {
+			msg += fmt.Sprintf(" Unreadable events skipped (drop them): %v.", res.Skipped)
+		}
+	}
+	redirect(w, r, msg, nil)
+}
+
+func (s *Server) formDrop(w http.ResponseWriter, r *http.Request) {
+	seq, err := pathSeq(r)
+	if err != nil {
+		redirect(w, r, "", err)
+		return
+	}
+	if err := s.drop(r, seq); err != nil {
+		redirect(w, r, "", err)
+		return
+	}
+	redirect(w, r, fmt.Sprintf("Event %d dropped: its call's later events are no longer held behind it.", seq), nil)
+}
+
+// redirect sends the browser back to the page, with the outcome as a
+// flash message (303, so that a reload does not post again).
+func redirect(w http.ResponseWriter, r *http.Request, msg string, err error) {
+	q := url.Values{}
+	if err != nil {
+		q.Set("err", err.Error())
+	} else {
+		q.Set("msg", msg)
+	}
+	http.Redirect(w, r, "/?"+q.Encode(), http.StatusSeeOther)
+}
+
+// when is a time as the page shows it: UTC RFC 3339 and how long ago.
+func when(now, t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format(time.RFC3339) + " (" + age(now, t) + ")"
+}
+
+// age is how long ago t was, or how long until it.
+func age(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "in " + formatSpan(-d)
+	case d < time.Second:
+		return "just now"
+	}
+	return formatSpan(d) + " ago"
+}
+
+// formatNumber shows a rate with the precision it deserves.
+func formatNumber(v float64) string {
+	switch {
+	case math.Abs(v) >= 10 || v == math.Trunc(v):
+		return fmt.Sprintf("%.0f", v)
+	default:
+		return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.1f", v), "0"), ".")
+	}
+}
