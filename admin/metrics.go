@@ -237,6 +237,10 @@ func (m *Metrics) SpoolLines(imported, skipped int) {
 // taken.
 func (m *Metrics) stats() (st outbox.Stats, base, cur sample, err error) {
 	st, err = m.ob.Stats()
+	if err == nil && st.Oldest.IsZero() && st.Pending+st.Failed > 0 {
+		// An outbox that does not date its oldest event: find it.
+		st.Oldest, err = oldest(m.ob)
+	}
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -245,6 +249,21 @@ func (m *Metrics) stats() (st outbox.Stats, base, cur sample, err error) {
 	}
 	base, cur = m.sample(now, st.Pending+st.Failed)
 	return st, base, cur, nil
+}
+
+// oldest is when the oldest stored event was created.
+func oldest(ob Outbox) (time.Time, error) {
+	evs, err := ob.List()
+	if err != nil {
+		return time.Time{}, err
+	}
+	var t time.Time
+	for _, ev := range evs {
+		if !ev.Created.IsZero() && (t.IsZero() || ev.Created.Before(t)) {
+			t = ev.Created
+		}
+	}
+	return t, nil
 }
 
 // movidesk returns the last success and error.
