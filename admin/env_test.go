@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,6 +81,33 @@ type env struct {
 	http     *httptest.Server
 	logs     *syncBuffer
 	opts     admin.Options
+	// observed makes the sender report its requests to the metrics, as
+	// the wired Movidesk client does.
+	observed atomic.Bool
+}
+
+// reportingSender is the outbox's sender: the real client, reporting to
+// the metrics when the env is observed.
+type reportingSender struct {
+	client *movidesk.Client
+	e      *env
+}
+
+func (s reportingSender) Send(ctx context.Context, r movidesk.Request) error {
+	start := time.Now()
+	err := s.client.Send(ctx, r)
+	if s.e.observed.Load() {
+		code := http.StatusOK
+		var ae *movidesk.APIError
+		switch {
+		case errors.As(err, &ae):
+			code = ae.StatusCode
+		case err != nil:
+			code = 0
+		}
+		s.e.server.Metrics().Request(r.Endpoint(), code, time.Since(start), err)
+	}
+	return err
 }
 
 // newEnv starts the admin server with adminToken; tune changes its options
@@ -99,7 +127,7 @@ func newEnv(t *testing.T, tune ...func(*admin.Options)) *env {
 		Now:  e.clock.Now,
 		// Plenty, so that a test's setup is never held by the limiter.
 		RatePerMinute: 1000,
-	}, client)
+	}, reportingSender{client, e})
 	if err != nil {
 		t.Fatal(err)
 	}
