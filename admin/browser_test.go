@@ -73,7 +73,7 @@ func browser(t *testing.T) context.Context {
 
 // scene fills the service with a few calls of a realistic afternoon: two
 // delivered, one abandoned, one whose transfer Movidesk refused (a
-// regenerated token) with its completion waiting behind it, one duplicate
+// regenerated token) with its link and completion waiting behind it, one duplicate
 // from the spool. It returns the failed event.
 func scene(t *testing.T, e *env) outbox.Event {
 	t.Helper()
@@ -106,6 +106,10 @@ func scene(t *testing.T, e *env) outbox.Event {
 			movidesk.CanceledCall{QueueID: 7, ClientNumber: "4733990777", ID: id, CallDate: at.Add(-time.Minute), CanceledDate: at})
 		report("hangup", source, id, out, err)
 	}
+	link := func(id string) {
+		out, err := e.machine.Link(ctx, movidesk.CallLink{ID: id, Link: "https://rec.example.com/" + id + ".wav"})
+		report("link", "agi", id, out, err)
+	}
 	step := func(d time.Duration) { e.clock.Advance(d) }
 
 	transfer("1773500931.101")
@@ -120,8 +124,10 @@ func scene(t *testing.T, e *env) outbox.Event {
 	e.movidesk.SetStatus(401)
 	transfer("1773501705.131")
 	e.movidesk.SetStatus(0)
-	step(3 * time.Minute)
-	hangup("agi", "1773501705.131") // queued behind the failed transfer
+	step(2 * time.Minute)
+	link("1773501705.131") // queued behind the failed transfer
+	step(time.Minute)
+	hangup("agi", "1773501705.131") // queued behind it too
 	step(time.Minute)
 	hangup("agi", "1773501380.123")
 	hangup("spool", "1773500931.101") // the fallback's copy: a duplicate
@@ -172,8 +178,8 @@ func TestBrowserRetry(t *testing.T) {
 	if got := text("#failed"); got != "1" {
 		t.Errorf("failed shows %q, want 1", got)
 	}
-	if got := text("#queued"); got != "1" {
-		t.Errorf("queued shows %q, want 1 (the completion behind the failed transfer)", got)
+	if got := text("#queued"); got != "2" {
+		t.Errorf("queued shows %q, want 2 (the link and the completion behind the failed transfer)", got)
 	}
 	if got := text("#event-" + seq); !strings.Contains(got, failed.CallID) || !strings.Contains(got, "401") {
 		t.Errorf("the failed event's row %q, want its call id and the 401", got)
@@ -208,11 +214,12 @@ func TestBrowserRetry(t *testing.T) {
 		t.Errorf("flash %q, want event %s queued again", got, seq)
 	}
 	if s := e.state(t, failed.Seq); s == outbox.StateFailed {
-		t.Errorf("event %s is still failed after the click", seq)
+		t.Fatalf("event %s is still failed after the click", seq)
 	}
 
-	// The sender delivers it, then the completion that waited behind it.
-	sent, err := e.movidesk.WaitAccepted(tctx, acceptedBefore+2)
+	// The sender delivers it, then the link and the completion that
+	// waited behind it.
+	sent, err := e.movidesk.WaitAccepted(tctx, acceptedBefore+3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +227,11 @@ func TestBrowserRetry(t *testing.T) {
 	for _, r := range sent[acceptedBefore:] {
 		got = append(got, r.Endpoint+" "+r.Query.Get("id"))
 	}
-	want := []string{movidesk.EndpointTransferred + " " + failed.CallID, movidesk.EndpointCompleted + " " + failed.CallID}
+	want := []string{
+		movidesk.EndpointTransferred + " " + failed.CallID,
+		movidesk.EndpointLink + " " + failed.CallID,
+		movidesk.EndpointCompleted + " " + failed.CallID,
+	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("Movidesk received %v, want %v", got, want)
 	}

@@ -126,6 +126,10 @@ func TestBudgetClockGoingBack(t *testing.T) {
 	if b := e.status(t).Budget; b.Measured || b.WindowSeconds != 0 {
 		t.Errorf("budget after the clock went back %+v, want measuring again from now", b)
 	}
+	e.clock.Advance(10 * time.Minute)
+	if b := e.status(t).Budget; !b.Measured || b.WindowSeconds != 600 {
+		t.Errorf("budget 10 minutes after the clock went back %+v, want 600 s measured", b)
+	}
 }
 
 func TestRecentCalls(t *testing.T) {
@@ -244,8 +248,15 @@ func TestRecentCalls(t *testing.T) {
 		if len(st.Calls) != 50 || st.Calls[0].CallID != "bulk-59" || st.Calls[49].CallID != "bulk-10" {
 			t.Errorf("%d calls from %s to %s, want the 50 last, bulk-59 first", len(st.Calls), st.Calls[0].CallID, st.Calls[len(st.Calls)-1].CallID)
 		}
-		if n := len(st.Calls[0].Events); n != 20 {
-			t.Errorf("%d events kept of one call, want 20", n)
+		if evs := st.Calls[0].Events; len(evs) != 20 || evs[0].Route != "link" {
+			t.Errorf("%d events kept of one call, the first %+v; want the 20 last, all links", len(evs), evs[0])
+		}
+		for seq := range uint64(30) {
+			m.Attempted(outbox.Event{Seq: 1000 + seq, Call: "bulk-59", CallID: "bulk-59", Endpoint: movidesk.EndpointLink}, nil)
+		}
+		reqs := e.status(t).Calls[0].Requests
+		if len(reqs) != 20 || reqs[0].Seq != 1010 || reqs[19].Seq != 1029 || reqs[0].State != "sent" {
+			t.Errorf("%d requests kept of one call, from %+v; want the 20 last, sent", len(reqs), reqs[0])
 		}
 	})
 }

@@ -31,23 +31,40 @@ var pageTemplate = template.Must(template.New("status").Funcs(template.FuncMap{
 // pageData is what the status page shows.
 type pageData struct {
 	Status
-	Failed     []Event // failed and unreadable, with their buttons
-	Queued     []Event // the first maxListed waiting
+	Failed     []Event       // failed and unreadable, with their buttons
+	Queued     []queuedEvent // the first maxListed waiting
 	QueuedMore int
 	Flash      string
 	FlashError bool
 }
 
+// queuedEvent is a waiting event, with the earlier event of its call it
+// waits behind (0 when none): a due event that is not sent is often
+// held by a failed one.
+type queuedEvent struct {
+	Event
+	Behind uint64
+}
+
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	st, events := s.status()
 	d := pageData{Status: st}
+	first := map[string]uint64{} // each call's first stored event (List is in sequence order)
 	for _, ev := range events {
+		behind := uint64(0)
+		if ev.Call != "" {
+			if f, ok := first[ev.Call]; ok {
+				behind = f
+			} else {
+				first[ev.Call] = ev.Seq
+			}
+		}
 		switch ev.State {
 		case outbox.StateFailed, outbox.StateUnreadable:
 			d.Failed = append(d.Failed, apiEvent(ev))
 		default:
 			if len(d.Queued) < maxListed {
-				d.Queued = append(d.Queued, apiEvent(ev))
+				d.Queued = append(d.Queued, queuedEvent{apiEvent(ev), behind})
 			} else {
 				d.QueuedMore++
 			}
@@ -75,6 +92,12 @@ func (s *Server) formRetry(w http.ResponseWriter, r *http.Request) {
 		redirect(w, r, "", err)
 		return
 	}
+	s.formRetrySeq(w, r, seq)
+}
+
+func (s *Server) formRetryAll(w http.ResponseWriter, r *http.Request) { s.formRetrySeq(w, r, 0) }
+
+func (s *Server) formRetrySeq(w http.ResponseWriter, r *http.Request, seq uint64) {
 	res, err := s.retry(r, seq)
 	if err != nil {
 		redirect(w, r, "", err)

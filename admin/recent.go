@@ -88,10 +88,8 @@ func (rc *recentCalls) attempted(ev outbox.Event, err error, now time.Time) {
 		Attempts: ev.Attempts, At: now,
 	}
 	if err != nil {
-		req.State, req.LastError, req.NextAttempt = WhereQueued, err.Error(), ev.NextAttempt
-		if ev.State == outbox.StateFailed {
-			req.State, req.NextAttempt = WhereFailed, time.Time{}
-		}
+		// Queued or failed: snapshot reads which from the store.
+		req.State, req.LastError = WhereQueued, err.Error()
 		if ev.LastError != "" {
 			req.LastError = ev.LastError
 		}

@@ -149,12 +149,12 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /{$}", s.page)
 	mux.HandleFunc("POST /events/{seq}/retry", s.formRetry)
-	mux.HandleFunc("POST /events/retry", s.formRetry)
+	mux.HandleFunc("POST /events/retry", s.formRetryAll)
 	mux.HandleFunc("POST /events/{seq}/drop", s.formDrop)
 	mux.HandleFunc("GET /api/status", s.apiStatus)
 	mux.HandleFunc("GET /api/events", s.apiEvents)
 	mux.HandleFunc("POST /api/events/{seq}/retry", s.apiRetry)
-	mux.HandleFunc("POST /api/events/retry", s.apiRetry)
+	mux.HandleFunc("POST /api/events/retry", s.apiRetryAll)
 	mux.HandleFunc("POST /api/events/{seq}/drop", s.apiDrop)
 
 	cop := http.NewCrossOriginProtection()
@@ -296,6 +296,12 @@ func (s *Server) apiRetry(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: err.Error()})
 		return
 	}
+	s.apiRetrySeq(w, r, seq)
+}
+
+func (s *Server) apiRetryAll(w http.ResponseWriter, r *http.Request) { s.apiRetrySeq(w, r, 0) }
+
+func (s *Server) apiRetrySeq(w http.ResponseWriter, r *http.Request, seq uint64) {
 	res, err := s.retry(r, seq)
 	if err != nil {
 		s.apiError(w, err)
@@ -349,12 +355,9 @@ func (s *Server) drop(r *http.Request, seq uint64) error {
 // errBadSeq is a path's event number that is not one.
 var errBadSeq = errors.New("not an event number")
 
-// pathSeq is the {seq} of the path, 0 when the route has none (retry all).
+// pathSeq is the {seq} of the path: never 0, which Retry takes for all.
 func pathSeq(r *http.Request) (uint64, error) {
 	v := r.PathValue("seq")
-	if v == "" && !strings.Contains(r.Pattern, "{seq}") {
-		return 0, nil
-	}
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil || n == 0 {
 		return 0, fmt.Errorf("%q: %w", v, errBadSeq)

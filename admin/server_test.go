@@ -555,3 +555,19 @@ func TestTokenNeverInAnswers(t *testing.T) {
 		t.Errorf("the token is in the status")
 	}
 }
+
+func TestPageQueuedBehindFailed(t *testing.T) {
+	e := newEnv(t)
+	failed := e.failed(t, "1773500966.1")
+	if _, err := e.machine.Complete(t.Context(), movidesk.CompletedCall{ID: "1773500966.1", CompletedDate: t0}); err != nil {
+		t.Fatal(err)
+	}
+	e.queued(t, "1773500966.2")
+	p := e.get(t, "/").body
+	if n := strings.Count(p, "waits behind event "+strconv.FormatUint(failed, 10)); n != 1 {
+		t.Errorf("the page says %d times that an event waits behind the failed one, want once (the completion)", n)
+	}
+	if n := strings.Count(p, "waits behind"); n != 1 {
+		t.Errorf("%d events wait behind another, want 1: the other call's is its own first", n)
+	}
+}
