@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -192,7 +193,7 @@ func (m *Metrics) Request(endpoint string, code int, d time.Duration, err error)
 		text = err.Error()
 	}
 	if len(text) > maxErrorText {
-		text = text[:maxErrorText] + "…"
+		text = strings.ToValidUTF8(text[:maxErrorText], "") + "…"
 	}
 	m.lastErr = &MovideskError{At: now, Endpoint: endpoint, Code: code, Error: text}
 }

@@ -2,7 +2,10 @@ package admin
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/base64"
 	"fmt"
 	"html/template"
 	"math"
@@ -70,12 +73,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	q := r.URL.Query()
-	if m := q.Get("err"); m != "" {
-		d.Flash, d.FlashError = m, true
-	} else {
-		d.Flash = q.Get("msg")
-	}
+	d.Flash, d.FlashError = s.flash(r.URL.Query())
 	var b bytes.Buffer
 	if err := pageTemplate.Execute(&b, d); err != nil {
 		s.log.Error().Err(err).Msg("admin: render the status page")
@@ -89,7 +87,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 func (s *Server) formRetry(w http.ResponseWriter, r *http.Request) {
 	seq, err := pathSeq(r)
 	if err != nil {
-		redirect(w, r, "", err)
+		s.redirect(w, r, "", err)
 		return
 	}
 	s.formRetrySeq(w, r, seq)
@@ -100,7 +98,7 @@ func (s *Server) formRetryAll(w http.ResponseWriter, r *http.Request) { s.formRe
 func (s *Server) formRetrySeq(w http.ResponseWriter, r *http.Request, seq uint64) {
 	res, err := s.retry(r, seq)
 	if err != nil {
-		redirect(w, r, "", err)
+		s.redirect(w, r, "", err)
 		return
 	}
 	var msg string
@@ -112,32 +110,58 @@ func (s *Server) formRetrySeq(w http.ResponseWriter, r *http.Request, seq uint64
 			msg += fmt.Sprintf(" Unreadable events skipped (drop them): %v.", res.Skipped)
 		}
 	}
-	redirect(w, r, msg, nil)
+	s.redirect(w, r, msg, nil)
 }
 
 func (s *Server) formDrop(w http.ResponseWriter, r *http.Request) {
 	seq, err := pathSeq(r)
 	if err != nil {
-		redirect(w, r, "", err)
+		s.redirect(w, r, "", err)
 		return
 	}
 	if err := s.drop(r, seq); err != nil {
-		redirect(w, r, "", err)
+		s.redirect(w, r, "", err)
 		return
 	}
-	redirect(w, r, fmt.Sprintf("Event %d dropped: its call's later events are no longer held behind it.", seq), nil)
+	s.redirect(w, r, fmt.Sprintf("Event %d dropped: its call's later events are no longer held behind it.", seq), nil)
 }
 
 // redirect sends the browser back to the page, with the outcome as a
-// flash message (303, so that a reload does not post again).
-func redirect(w http.ResponseWriter, r *http.Request, msg string, err error) {
-	q := url.Values{}
+// flash message (303, so that a reload does not post again). The message
+// is signed: a link from elsewhere cannot put its own words on the page.
+func (s *Server) redirect(w http.ResponseWriter, r *http.Request, msg string, err error) {
+	kind := "msg"
 	if err != nil {
-		q.Set("err", err.Error())
-	} else {
-		q.Set("msg", msg)
+		kind, msg = "err", err.Error()
 	}
+	q := url.Values{}
+	q.Set(kind, msg)
+	q.Set("sig", s.sign(kind, msg))
 	http.Redirect(w, r, "/?"+q.Encode(), http.StatusSeeOther)
+}
+
+// flash is the page's flash message from its query, if signed by redirect.
+func (s *Server) flash(q url.Values) (msg string, isError bool) {
+	kind := "msg"
+	if q.Has("err") {
+		kind = "err"
+	}
+	msg = q.Get(kind)
+	sig, err := base64.RawURLEncoding.DecodeString(q.Get("sig"))
+	if msg == "" || err != nil {
+		return "", false
+	}
+	want, _ := base64.RawURLEncoding.DecodeString(s.sign(kind, msg))
+	if !hmac.Equal(sig, want) {
+		return "", false
+	}
+	return msg, kind == "err"
+}
+
+func (s *Server) sign(kind, msg string) string {
+	mac := hmac.New(sha256.New, s.flashKey[:])
+	mac.Write([]byte(kind + "\x00" + msg))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
 // when is a time as the page shows it: UTC RFC 3339 and how long ago.

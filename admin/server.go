@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -59,6 +60,9 @@ type Server struct {
 	log     zerolog.Logger
 	metrics *Metrics
 	handler http.Handler
+	// flashKey signs the page's flash messages; a restart forgets it, and
+	// the messages of before.
+	flashKey [32]byte
 }
 
 // New returns the server of opts; serve its Handler on the admin listener.
@@ -72,6 +76,7 @@ func New(opts Options) *Server {
 	}
 	now := func() time.Time { return clock().UTC() }
 	s := &Server{opts: opts, now: now, log: opts.Log}
+	_, _ = rand.Read(s.flashKey[:]) // never fails (crypto/rand)
 	s.metrics = newMetrics(opts.Outbox, opts.Version, s.rate, now, opts.Log)
 	s.handler = s.routes()
 	return s
@@ -196,14 +201,20 @@ func (s *Server) auth(h http.Handler) http.Handler {
 		var got string
 		if _, pass, ok := r.BasicAuth(); ok {
 			got = pass
-		} else if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		} else if scheme, v, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 			got = strings.TrimSpace(v)
 		}
 		// Hashed first, so that the comparison takes the same time
 		// whatever the length of what was sent.
 		sum := sha256.Sum256([]byte(got))
 		if got == "" || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
-			s.log.Info().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Bool("credentials", got != "").
+			// A browser's first request has no credentials: that is not
+			// worth a warning, a wrong token is.
+			lvl := zerolog.DebugLevel
+			if got != "" {
+				lvl = zerolog.WarnLevel
+			}
+			s.log.WithLevel(lvl).Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Bool("credentials", got != "").
 				Msg("admin: request without the token refused")
 			w.Header().Set("WWW-Authenticate", `Basic realm="movidesk-agi"`)
 			s.fail(w, r, http.StatusUnauthorized, "unauthorized: admin.token required (bearer token, or basic auth with it as password)")

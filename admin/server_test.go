@@ -60,6 +60,7 @@ func TestAuth(t *testing.T) {
 		{"APIWithoutToken", "/api/status", nil, http.StatusUnauthorized},
 		{"Bearer", "/api/status", bearer(adminToken), http.StatusOK},
 		{"BearerOnMetrics", "/metrics", bearer(adminToken), http.StatusOK},
+		{"BearerLowerCase", "/", func(r *http.Request) { r.Header.Set("Authorization", "bearer "+adminToken) }, http.StatusOK},
 		{"BasicAnyUser", "/", basic("whoever", adminToken), http.StatusOK},
 		{"BasicEmptyUser", "/metrics", basic("", adminToken), http.StatusOK},
 		{"BearerWrong", "/", bearer("adm-7f3c9e21-token-4b8"), http.StatusUnauthorized},
@@ -505,7 +506,12 @@ func TestPageEscapesHostileValues(t *testing.T) {
 		Route: "hangup", Source: "spool", Status: "ERROR", CallID: id,
 		Reason: `<img src=x onerror=alert(1)>`, Channel: `PJSIP/"><svg onload=alert(2)>`,
 	})
-	p := e.get(t, "/?err="+url.QueryEscape(`<script>alert("flash")</script>`))
+	// A bad event number comes back in the flash message.
+	a := e.do(t, http.MethodPost, "/events/"+url.PathEscape(`<img src=x onerror=alert("flash")>`)+"/retry", withToken)
+	if a.code != http.StatusSeeOther {
+		t.Fatalf("POST of a hostile event number: %d, want 303", a.code)
+	}
+	p := e.get(t, a.header.Get("Location"))
 	if p.code != http.StatusOK {
 		t.Fatalf("GET /: %d", p.code)
 	}
@@ -515,7 +521,7 @@ func TestPageEscapesHostileValues(t *testing.T) {
 			t.Errorf("the page holds %q unescaped", bad)
 		}
 	}
-	for _, want := range []string{"&lt;script&gt;alert(&#34;id&#34;)", "&lt;script&gt;alert(&#34;err&#34;)", "&lt;script&gt;alert(&#34;flash&#34;)", "&lt;img src=x"} {
+	for _, want := range []string{"&lt;script&gt;alert(&#34;id&#34;)", "&lt;script&gt;alert(&#34;err&#34;)", `&lt;img src=x onerror=alert(\&#34;flash\&#34;)&gt;`, "&lt;img src=x onerror=alert(1)"} {
 		if !strings.Contains(p.body, want) {
 			t.Errorf("the page lacks the escaped %q", want)
 		}
@@ -569,5 +575,31 @@ func TestPageQueuedBehindFailed(t *testing.T) {
 	}
 	if n := strings.Count(p, "waits behind"); n != 1 {
 		t.Errorf("%d events wait behind another, want 1: the other call's is its own first", n)
+	}
+}
+
+func TestFlashOnlyFromTheServer(t *testing.T) {
+	e := newEnv(t)
+	seq := e.failed(t, "1773500966.1")
+	a := e.do(t, http.MethodPost, "/events/"+strconv.FormatUint(seq, 10)+"/retry", withToken)
+	loc, err := url.Parse(a.header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := e.get(t, loc.RequestURI()).body; !strings.Contains(p, `id="flash"`) {
+		t.Fatalf("the server's own flash is not shown")
+	}
+	// A link from elsewhere cannot put its words on the page.
+	q := loc.Query()
+	forged := []url.Values{
+		{"err": {"Your token expired: open https://evil.example to renew it"}},
+		{"msg": {"Your token expired"}, "sig": q["sig"]},
+		{"err": q["msg"], "sig": q["sig"]}, // the signature is for a notice, not an error
+		{"msg": q["msg"], "sig": {"AAAA"}},
+	}
+	for _, f := range forged {
+		if p := e.get(t, "/?"+f.Encode()).body; strings.Contains(p, `id="flash"`) {
+			t.Errorf("GET /?%s shows a flash", f.Encode())
+		}
 	}
 }
