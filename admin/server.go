@@ -127,17 +127,20 @@ func CheckListen(listen, token string) error {
 	if err != nil {
 		return fmt.Errorf("admin.listen %q: want HOST:PORT: %w", listen, err)
 	}
-	if token != "" {
-		return nil
-	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+	if token != "" || loopback(host) {
 		return nil
 	}
 	return fmt.Errorf("admin.listen %q is not a loopback address and admin.token is not set: "+
 		"anyone who reaches it could retry and drop events; set admin.token, or listen on 127.0.0.1 or [::1]", listen)
+}
+
+// loopback reports whether host is "localhost" or a loopback IP address.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func (s *Server) routes() http.Handler {
@@ -190,7 +193,22 @@ func headers(h http.Handler) http.Handler {
 // with the token as a bearer token or as basic auth's password.
 func (s *Server) auth(h http.Handler) http.Handler {
 	if s.opts.Token == "" {
-		return h
+		// Only loopback listens without a token (CheckListen); a request
+		// naming another host there is a hostile page whose name was
+		// made to resolve to 127.0.0.1 (DNS rebinding), which the
+		// cross-origin check cannot tell from the page itself.
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			host, _, err := net.SplitHostPort(r.Host)
+			if err != nil {
+				host = r.Host
+			}
+			if !loopback(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")) {
+				s.log.Warn().Str("remote", r.RemoteAddr).Str("host", r.Host).Msg("admin: request for another host refused")
+				s.fail(w, r, http.StatusForbidden, "without admin.token, the admin listener answers only requests for localhost or a loopback address")
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
 	}
 	want := sha256.Sum256([]byte(s.opts.Token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

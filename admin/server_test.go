@@ -97,6 +97,18 @@ func TestAuth(t *testing.T) {
 			}
 		}
 	})
+	t.Run("NoTokenOnlyForLoopbackHosts", func(t *testing.T) {
+		open := newEnv(t, func(o *admin.Options) { o.Token = "" })
+		for host, want := range map[string]int{
+			"evil.example": http.StatusForbidden, "evil.example:80": http.StatusForbidden, "192.0.2.1:9571": http.StatusForbidden,
+			"localhost:9571": http.StatusOK, "127.0.0.1": http.StatusOK, "[::1]:9571": http.StatusOK, "[::1]": http.StatusOK,
+		} {
+			a := open.do(t, http.MethodGet, "/api/status", func(r *http.Request) { r.Host = host })
+			if a.code != want {
+				t.Errorf("GET /api/status for host %q without a token: %d, want %d", host, a.code, want)
+			}
+		}
+	})
 	t.Run("ClientWithWrongToken", func(t *testing.T) {
 		c := &admin.Client{BaseURL: e.http.URL, Token: "not-the-token-0000", HTTP: e.http.Client()}
 		_, err := c.Status(t.Context())
