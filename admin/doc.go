@@ -9,8 +9,10 @@
 //
 // Server serves it all on the admin listener. With a token, every route but
 // /healthz needs it, as a bearer token or as the password of basic auth (any
-// user name), so that a browser can open the page; without one the listener
-// must be a loopback address (CheckListen). The page's forms and the API's
-// POSTs are refused when they come from another site, so that a hostile page
-// cannot make the administrator's browser retry or drop events.
+// user name), so that a browser can open the page. Without one, the listener
+// must be a loopback address (CheckListen) and answers only requests for a
+// loopback host, so that a hostile name made to resolve to 127.0.0.1 gets
+// nothing. The page's forms and the API's POSTs are refused when they come
+// from another site, so that a hostile page cannot make the administrator's
+// browser retry or drop events.
 package admin
