@@ -26,10 +26,11 @@ const envServeArgs = "MOVIDESK_AGI_SERVE_ARGS"
 
 // child is the service running in a child process.
 type child struct {
-	cmd  *exec.Cmd
-	addr net.Addr
-	logs *lockedBuffer
-	done chan error
+	cmd       *exec.Cmd
+	addr      net.Addr
+	logs      *lockedBuffer
+	done      chan error
+	listening chan string
 }
 
 // startChild runs `movidesk-agi serve -config cfgPath` in a child process
@@ -38,6 +39,14 @@ func startChild(t *testing.T, cfgPath string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envServeArgs+"=serve\t-config\t"+cfgPath, "MOVIDESK_TOKEN=")
+	c := runChild(t, cmd)
+	c.waitStarted(t)
+	return c
+}
+
+// runChild starts cmd, a service, and collects its logs.
+func runChild(t *testing.T, cmd *exec.Cmd) *child {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -45,8 +54,7 @@ func startChild(t *testing.T, cfgPath string) *child {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, logs: &lockedBuffer{}, done: make(chan error, 1)}
-	listening := make(chan string, 1)
+	c := &child{cmd: cmd, logs: &lockedBuffer{}, done: make(chan error, 1), listening: make(chan string, 1)}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -55,7 +63,7 @@ func startChild(t *testing.T, cfgPath string) *child {
 			c.logs.Write([]byte(line + "\n"))
 			var ev struct{ Message, Listen string }
 			if json.Unmarshal([]byte(line), &ev) == nil && ev.Message == "movidesk-agi started" {
-				listening <- ev.Listen
+				c.listening <- ev.Listen
 			}
 		}
 		c.done <- cmd.Wait()
@@ -70,19 +78,44 @@ func startChild(t *testing.T, cfgPath string) *child {
 			t.Logf("service logs:\n%s", c.logs.String())
 		}
 	})
+	return c
+}
+
+// waitStarted waits for the service's start line and takes its address.
+func (c *child) waitStarted(t *testing.T) {
+	t.Helper()
 	select {
-	case a := <-listening:
+	case a := <-c.listening:
 		addr, err := net.ResolveTCPAddr("tcp", a)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.addr = addr
 	case err := <-c.done:
+		c.done <- err
 		t.Fatalf("the service exited at start: %v\n%s", err, c.logs.String())
 	case <-time.After(30 * time.Second): // a safety net, not a timing assertion
 		t.Fatalf("the service did not start:\n%s", c.logs.String())
 	}
-	return c
+}
+
+// waitLog waits until the service has logged n lines with message msg.
+func (c *child) waitLog(t *testing.T, msg string, n int) {
+	t.Helper()
+	c.waitOutput(t, `"message":"`+msg+`"`, n)
+}
+
+// waitOutput waits until the child's stderr holds text n times.
+func (c *child) waitOutput(t *testing.T, text string, n int) {
+	t.Helper()
+	deadline := time.After(30 * time.Second) // a safety net, not a timing assertion
+	for strings.Count(c.logs.String(), text) < n {
+		select {
+		case <-deadline:
+			t.Fatalf("%q not %d times in the output:\n%s", text, n, c.logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // stop sends sig and waits for the process to end.
@@ -234,31 +267,78 @@ func TestBinaryKilledDuringTheAttemptThenFallbackOpensNoSecondSegment(t *testing
 	}
 }
 
-func TestBinarySIGHUPLeavesCallsInFlightAlone(t *testing.T) {
+func TestBinarySIGHUPReloadsTheQueueMap(t *testing.T) {
+	// SIGHUP used to end the process, and every call in flight with it;
+	// now it applies a new queue map to the next calls, leaves the calls
+	// in flight alone, and refuses a broken file, keeping the map in force.
 	const calls = 5
 	fake := movidesktest.NewServer(t, secret)
 	fake.SetLatency(300 * time.Millisecond)
-	c := startChild(t, childConfig(t, t.TempDir(), fake, "rate_per_minute = 1000\n"))
+	dir := t.TempDir()
+	cfg := childConfig(t, dir, fake, "rate_per_minute = 1000\n")
+	withQueue := func(id int) {
+		t.Helper()
+		text := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[movidesk]\nbase_url = %q\ntoken = %q\nrate_per_minute = 1000\n[store]\npath = %q\nspool = %q\n[queues]\n\"from-trunk\" = %d\n",
+			fake.URL, secret, filepath.Join(dir, "outbox.db"), filepath.Join(dir, "fallback.log"), id)
+		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	withQueue(3)
+	c := startChild(t, cfg)
+	queueOf := func(n int) string {
+		t.Helper()
+		for _, r := range fake.Requests() {
+			if r.Query.Get("id") == callID(n) {
+				return r.Query.Get("queueId")
+			}
+		}
+		t.Fatalf("call %d: no request", n)
+		return ""
+	}
 	statuses := make([]string, calls)
 	var wg sync.WaitGroup
 	for i := range calls {
-		wg.Go(func() { statuses[i] = callSession(c.addr, "transfer", i, "queue=2", "branch=5252") })
+		wg.Go(func() { statuses[i] = callSession(c.addr, "transfer", i, "branch=5252") })
 	}
 	waitRequests(t, fake, calls)
+	withQueue(7)
 	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
 	for i, st := range statuses {
 		if st != "OK" {
-			t.Errorf("call %d: MOVIDESK_STATUS %q, want OK", i, st)
+			t.Errorf("call %d in flight during the reload: MOVIDESK_STATUS %q, want OK", i, st)
 		}
 	}
-	if st := callSession(c.addr, "transfer", calls, "queue=2", "branch=5252"); st != "OK" {
+	c.waitLog(t, "configuration reloaded", 1)
+	if !strings.Contains(c.logs.String(), `"changed":["queues.from-trunk"]`) {
+		t.Errorf("the reload does not say what changed:\n%s", c.logs.String())
+	}
+	if st := callSession(c.addr, "transfer", calls, "branch=5252"); st != "OK" {
 		t.Errorf("a call after SIGHUP: MOVIDESK_STATUS %q, want OK", st)
 	}
-	if !strings.Contains(c.logs.String(), "SIGHUP ignored") {
-		t.Errorf("SIGHUP not logged:\n%s", c.logs.String())
+	if q := queueOf(calls); q != "7" {
+		t.Errorf("a call after the reload went to queue %s, want the new map's 7", q)
+	}
+
+	// A broken file: refused with its error, the map in force kept.
+	if err := os.WriteFile(cfg, []byte("[queues]\n\"from-trunk\" = -1\n[nosuch]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	c.waitLog(t, "reload refused: the configuration in force is kept", 1)
+	if !strings.Contains(c.logs.String(), "unknown key nosuch") {
+		t.Errorf("the refusal does not give the file's error:\n%s", c.logs.String())
+	}
+	if st := callSession(c.addr, "transfer", calls+1, "branch=5252"); st != "OK" {
+		t.Errorf("a call after a refused reload: MOVIDESK_STATUS %q, want OK", st)
+	}
+	if q := queueOf(calls + 1); q != "7" {
+		t.Errorf("after a refused reload, a call went to queue %s, want 7 (the map in force)", q)
 	}
 }
 

@@ -16,8 +16,12 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/admin"
+	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
 // Config is the service's configuration file. DefaultConfig holds every
@@ -29,17 +33,32 @@ type Config struct {
 	Queues   map[string]int `toml:"queues"`
 	Store    StoreConfig    `toml:"store"`
 	Log      LogConfig      `toml:"log"`
+	Admin    AdminConfig    `toml:"admin"`
+
+	// secretFiles are the files the tokens were read from (the config
+	// file itself when it holds one), for the mode warning.
+	secretFiles []string
+}
+
+// AdminConfig is the admin HTTP listener: metrics, health, the status page
+// and the API the CLI uses against a running service.
+type AdminConfig struct {
+	Listen    string `toml:"listen"` // "" disables it
+	Token     string `toml:"token"`
+	TokenFile string `toml:"token_file"`
 }
 
 type ServerConfig struct {
-	Listen         string   `toml:"listen"`
-	MaxSessions    int      `toml:"max_sessions"`
-	SessionTimeout Duration `toml:"session_timeout"`
-	ReadTimeout    Duration `toml:"read_timeout"`
-	MaxEnvLines    int      `toml:"max_env_lines"`
-	MaxLineBytes   int      `toml:"max_line_bytes"`
-	Allow          []string `toml:"allow"`
-	TranscriptDir  string   `toml:"transcript_dir"`
+	Listen      string `toml:"listen"`
+	MaxSessions int    `toml:"max_sessions"`
+	// MaxSessionsPerAddress: 0 = three quarters of max_sessions, -1 = none.
+	MaxSessionsPerAddress int      `toml:"max_sessions_per_address"`
+	SessionTimeout        Duration `toml:"session_timeout"`
+	ReadTimeout           Duration `toml:"read_timeout"`
+	MaxEnvLines           int      `toml:"max_env_lines"`
+	MaxLineBytes          int      `toml:"max_line_bytes"`
+	Allow                 []string `toml:"allow"`
+	TranscriptDir         string   `toml:"transcript_dir"`
 }
 
 type MovideskConfig struct {
@@ -90,20 +109,20 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 func DefaultConfig() Config {
 	return Config{
 		Server: ServerConfig{
-			Listen:         "127.0.0.1:4573",
-			MaxSessions:    256,
-			SessionTimeout: Duration(30 * time.Second),
-			ReadTimeout:    Duration(5 * time.Second),
-			MaxEnvLines:    256,
-			MaxLineBytes:   16384,
+			Listen:         DefaultListen,
+			MaxSessions:    agi.DefaultMaxSessions,
+			SessionTimeout: Duration(agi.DefaultSessionTimeout),
+			ReadTimeout:    Duration(agi.DefaultReadTimeout),
+			MaxEnvLines:    agi.DefaultMaxEnvLines,
+			MaxLineBytes:   agi.DefaultMaxLineBytes,
 		},
 		Movidesk: MovideskConfig{
 			BaseURL:       movidesk.DefaultBaseURL,
-			Timeout:       Duration(3 * time.Second),
-			RatePerMinute: 10,
+			Timeout:       Duration(movidesk.DefaultTimeout),
+			RatePerMinute: outbox.DefaultRatePerMinute,
 		},
 		Calls: CallsConfig{
-			MaxCallDuration: Duration(4 * time.Hour),
+			MaxCallDuration: Duration(callstate.DefaultMaxCallDuration),
 		},
 		Queues: map[string]int{},
 		Store: StoreConfig{
@@ -111,9 +130,17 @@ func DefaultConfig() Config {
 			Spool:         "movidesk-agi-fallback.log",
 			SpoolInterval: Duration(time.Second),
 		},
-		Log: LogConfig{Level: "info", Format: "json"},
+		Log:   LogConfig{Level: "info", Format: "json"},
+		Admin: AdminConfig{Listen: DefaultAdminListen},
 	}
 }
+
+// Where the service listens without a configuration file: loopback only.
+// agi.DefaultAddr listens on every address, which a first try should not.
+const (
+	DefaultListen      = "127.0.0.1:4573"
+	DefaultAdminListen = "127.0.0.1:4574"
+)
 
 // LoadConfig reads a TOML file over the defaults, then the token from
 // MOVIDESK_TOKEN or token_file, then validates. Every error names the key.
@@ -145,20 +172,22 @@ func LoadConfig(path string) (Config, error) {
 			return cfg, fmt.Errorf("config %s: unknown key %s", path, strings.Join(keys, ", "))
 		}
 	}
+	if cfg.Movidesk.Token != "" || cfg.Admin.Token != "" {
+		cfg.secretFiles = append(cfg.secretFiles, path)
+	}
 	if tok, ok := os.LookupEnv("MOVIDESK_TOKEN"); ok && tok != "" {
 		cfg.Movidesk.Token = tok
 	}
-	if cfg.Movidesk.TokenFile != "" {
-		if cfg.Movidesk.Token != "" {
-			return cfg, fmt.Errorf("config %s: movidesk.token_file is set but so is the token (movidesk.token or MOVIDESK_TOKEN): keep one", path)
-		}
-		b, err := os.ReadFile(cfg.Movidesk.TokenFile)
-		if err != nil {
-			return cfg, fmt.Errorf("config %s: movidesk.token_file: %w", path, err)
-		}
-		cfg.Movidesk.Token = strings.TrimSpace(string(b))
-		if cfg.Movidesk.Token == "" {
-			return cfg, fmt.Errorf("config %s: movidesk.token_file %s is empty", path, cfg.Movidesk.TokenFile)
+	var err error
+	if cfg.Movidesk.Token, err = readSecret("movidesk", cfg.Movidesk.Token, cfg.Movidesk.TokenFile, "movidesk.token or MOVIDESK_TOKEN"); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if cfg.Admin.Token, err = readSecret("admin", cfg.Admin.Token, cfg.Admin.TokenFile, "admin.token"); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	for _, f := range []string{cfg.Movidesk.TokenFile, cfg.Admin.TokenFile} {
+		if f != "" {
+			cfg.secretFiles = append(cfg.secretFiles, f)
 		}
 	}
 	if path == "" && cfg.Movidesk.Token == "" {
@@ -174,6 +203,73 @@ func LoadConfig(path string) (Config, error) {
 	return cfg, nil
 }
 
+// readSecret returns the secret of section, read from file when one is
+// named: a file and an inline value together are refused, so that it is
+// clear which one is in force.
+func readSecret(section, inline, file, inlineName string) (string, error) {
+	if file == "" {
+		return inline, nil
+	}
+	key := section + ".token_file"
+	if inline != "" {
+		return "", &KeyError{key, fmt.Sprintf("is set but so is the token (%s): keep one", inlineName)}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", &KeyError{key, err.Error()}
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", &KeyError{key, fmt.Sprintf("%s is empty", file)}
+	}
+	return tok, nil
+}
+
+// SecretWarnings names each file holding a token that every user of the
+// machine can read.
+func (c *Config) SecretWarnings() []string {
+	var out []string
+	for _, f := range c.secretFiles {
+		fi, err := os.Stat(f)
+		if err != nil || fi.Mode().Perm()&0o004 == 0 {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s holds a token and every user can read it (mode %04o): chmod o-rwx %s", f, fi.Mode().Perm(), f))
+	}
+	return out
+}
+
+// KeyError is a configuration value refused, with its key as data so that
+// callers (reload, check-config, tests) need not read it from the text.
+type KeyError struct {
+	Key string // e.g. "server.listen", "queues.sales"
+	Msg string
+}
+
+func (e *KeyError) Error() string { return e.Key + ": " + e.Msg }
+
+// ErrorKeys lists the keys of every KeyError in err (joined or wrapped).
+func ErrorKeys(err error) []string {
+	var keys []string
+	var walk func(error)
+	walk = func(err error) {
+		var ke *KeyError
+		switch e := err.(type) {
+		case nil:
+		case interface{ Unwrap() []error }:
+			for _, x := range e.Unwrap() {
+				walk(x)
+			}
+		default:
+			if errors.As(err, &ke) {
+				keys = append(keys, ke.Key)
+			}
+		}
+	}
+	walk(err)
+	return keys
+}
+
 // CheckToken refuses to serve without a token unless dry-run is asked
 // for: a forgotten token would otherwise answer OK to every call and send
 // nothing.
@@ -181,21 +277,31 @@ func (c *Config) CheckToken() error {
 	if c.Movidesk.DryRun || c.Movidesk.Token != "" {
 		return nil
 	}
-	return errors.New("movidesk.token: no Movidesk token (set movidesk.token, movidesk.token_file or MOVIDESK_TOKEN); to try the dialplan without sending anything, set movidesk.dry_run = true")
+	return &KeyError{"movidesk.token", "no Movidesk token (set movidesk.token, movidesk.token_file or MOVIDESK_TOKEN); to try the dialplan without sending anything, set movidesk.dry_run = true"}
 }
 
 // Validate refuses impossible values, naming the key.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+		errs = append(errs, &KeyError{key, fmt.Sprintf(format, args...)})
 	}
 	if c.Server.Listen == "" {
 		bad("server.listen", "is empty")
-	} else if _, port, err := net.SplitHostPort(c.Server.Listen); err != nil {
-		bad("server.listen", "want HOST:PORT, got %q", c.Server.Listen)
-	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		bad("server.listen", "port %q is not a TCP port", port)
+	} else if err := checkHostPort(c.Server.Listen); err != nil {
+		bad("server.listen", "%v", err)
+	}
+	if c.Admin.Listen != "" {
+		if err := checkHostPort(c.Admin.Listen); err != nil {
+			bad("admin.listen", "%v", err)
+		} else if err := admin.CheckListen(c.Admin.Listen, c.Admin.Token); err != nil {
+			errs = append(errs, &KeyError{"admin.token", err.Error()})
+		} else if c.Admin.Listen == c.Server.Listen {
+			bad("admin.listen", "is server.listen too (%s): give each its own port", c.Admin.Listen)
+		}
+	}
+	if c.Server.MaxSessionsPerAddress < -1 {
+		bad("server.max_sessions_per_address", "must be a number of sessions, 0 for three quarters of server.max_sessions, or -1 for no bound; got %d", c.Server.MaxSessionsPerAddress)
 	}
 	positive := func(key string, v int) {
 		if v <= 0 {
@@ -222,16 +328,15 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("server.allow[%d]", i), "%v", err)
 		}
 	}
+	// The client's own checks, so that check-config refuses what serve
+	// would: the URL and the token each on its own, for the key.
 	if u, err := url.Parse(c.Movidesk.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("movidesk.base_url", "must be an absolute http(s) URL, got %q", movidesk.RedactURL(c.Movidesk.BaseURL))
-	} else if _, err := movidesk.NewClient(c.Movidesk.BaseURL, c.Movidesk.Token); err != nil {
-		// The client's own checks, so that check-config refuses what
-		// serve would.
-		key := "movidesk.base_url"
-		if strings.Contains(err.Error(), "token") {
-			key = "movidesk.token"
-		}
-		bad(key, "%v", err)
+	} else if _, err := movidesk.NewClient(c.Movidesk.BaseURL, ""); err != nil {
+		bad("movidesk.base_url", "%v", err)
+	}
+	if _, err := movidesk.NewClient(movidesk.DefaultBaseURL, c.Movidesk.Token); err != nil {
+		bad("movidesk.token", "%v", err)
 	}
 	if c.Movidesk.RatePerMinute <= 0 {
 		bad("movidesk.rate_per_minute", "must be positive, got %v", c.Movidesk.RatePerMinute)
@@ -264,6 +369,18 @@ func (c *Config) Validate() error {
 		bad("log.format", "must be json or console, got %q", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+// checkHostPort accepts HOST:PORT (HOST may be empty for every address).
+func checkHostPort(hp string) error {
+	_, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return fmt.Errorf("want HOST:PORT, got %q", hp)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a TCP port", port)
+	}
+	return nil
 }
 
 func parseAllow(s string) (netip.Prefix, error) {

@@ -102,7 +102,7 @@ func fullDiskChild(dir, movideskURL string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- m.Serve(ctx) }()
+	go func() { done <- m.Run(ctx) }()
 
 	play := func(i int, lifted bool) (fullDiskSession, error) {
 		s := fullDiskSession{Route: "transfer", Call: fmt.Sprintf("full-%d", i), Lifted: lifted}

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -60,11 +60,11 @@ func startMain(t *testing.T, cfg Config) (*Main, *lockedBuffer) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- m.Serve(ctx) }()
+	go func() { done <- m.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+			t.Errorf("Run: %v", err)
 		}
 		if strings.Contains(logs.String(), secret) {
 			t.Errorf("the token appears in the logs:\n%s", logs.String())
@@ -200,22 +200,31 @@ func TestSpoolWrittenWhileDownIsImportedAtStart(t *testing.T) {
 	}
 }
 
-func TestSIGHUPIsLoggedAndIgnored(t *testing.T) {
-	// SIGHUP's default is to end the process, and every session with it.
-	m, logs := startMain(t, DefaultConfig())
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
+func TestVersionComesFromTheBuild(t *testing.T) {
+	// `version` printed "dev" whatever was built: an administrator could
+	// not tell which revision runs. The build info has it; a release
+	// build sets its own with -ldflags.
+	rev, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatalf("git rev-parse HEAD (the tests run in a clone): %v", err)
 	}
-	deadline := time.After(10 * time.Second) // a safety net, not a timing assertion
-	for !strings.Contains(logs.String(), "SIGHUP ignored") {
-		select {
-		case <-deadline:
-			t.Fatalf("no log line for SIGHUP:\n%s", logs.String())
-		case <-time.After(10 * time.Millisecond):
+	bin := filepath.Join(t.TempDir(), "movidesk-agi")
+	build := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("go", append([]string{"build", "-buildvcs=true", "-o", bin}, append(args, ".")...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
 		}
+		out, err := exec.Command(bin, "version").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
 	}
-	seen := agiCall(t, m.Addr(), "transfer", []string{"queue=2", "branch=5252"}, channelReplies)
-	if !contains(seen, `SET VARIABLE "MOVIDESK_STATUS" "OK"`) {
-		t.Fatalf("after SIGHUP, commands %q", seen)
+	if got := build(); !strings.HasPrefix(got, "movidesk-agi dev-"+string(rev[:12])) {
+		t.Errorf("version = %q, want the revision %s", got, rev[:12])
+	}
+	if got := build("-ldflags", "-X main.version=1.4.0"); got != "movidesk-agi 1.4.0" {
+		t.Errorf("with -ldflags: version = %q", got)
 	}
 }

@@ -51,9 +51,12 @@ type Main struct {
 	server   *agi.Server
 	agiLn    net.Listener
 	admin    *admin.Server
-	adminLn  net.Listener // nil when admin.listen is empty
-	adminSrv *http.Server
-	notify   notifier
+	// adminOutbox is the outbox as the admin server sees it: the metrics
+	// observe the outbox from its Open on, so they exist before it.
+	adminOutbox openedOutbox
+	adminLn     net.Listener // nil when admin.listen is empty
+	adminSrv    *http.Server
+	notify      notifier
 
 	serving   atomic.Bool // Run's AGI server is accepting
 	abortCtx  context.Context
@@ -118,6 +121,7 @@ func (m *Main) Open() error {
 	// The metrics exist before what they observe; the admin server gets
 	// the outbox once it is open.
 	m.admin = admin.New(admin.Options{
+		Outbox:        &m.adminOutbox,
 		Token:         cfg.Admin.Token,
 		Ready:         m.Ready,
 		Version:       versionString(),
@@ -161,7 +165,7 @@ func (m *Main) Open() error {
 	m.outbox.Housekeep(func() error {
 		reaped, err := m.calls.Reap()
 		for _, r := range reaped {
-			reapLog.Warn().Str("call_id", r.ID).Time("opened", r.Opened).Dur("max_call_duration", time.Duration(m.Config().Calls.MaxCallDuration)).
+			reapLog.Warn().Str("call_id", r.ID).Time("opened", r.Opened).Dur("max_call_duration", m.calls.MaxCallDuration()).
 				Msg("call still open after the maximum call duration; completion queued")
 		}
 		return err
@@ -169,7 +173,7 @@ func (m *Main) Open() error {
 	if err := calls.PrepareSpool(cfg.Store.Spool, 0o664); err != nil {
 		return fmt.Errorf("store.spool: %w", err)
 	}
-	m.admin.SetOutbox(m.outbox)
+	m.adminOutbox.Store(m.outbox)
 	m.handlers = calls.New(m.callsConfig(cfg), m.calls, m.outbox, m.Log)
 	m.server = &agi.Server{
 		Handler:               m.handlers.Mux(),
@@ -210,6 +214,50 @@ func (m *Main) Open() error {
 		}
 	}
 	return nil
+}
+
+// openedOutbox is an outbox that may not be open yet.
+type openedOutbox struct{ atomic.Pointer[outbox.Outbox] }
+
+var errNotOpen = errors.New("the store is not open")
+
+func (o *openedOutbox) get() (*outbox.Outbox, error) {
+	if ob := o.Load(); ob != nil {
+		return ob, nil
+	}
+	return nil, errNotOpen
+}
+
+func (o *openedOutbox) List() ([]outbox.Event, error) {
+	ob, err := o.get()
+	if err != nil {
+		return nil, err
+	}
+	return ob.List()
+}
+
+func (o *openedOutbox) Retry(seq uint64) (int, []uint64, error) {
+	ob, err := o.get()
+	if err != nil {
+		return 0, nil, err
+	}
+	return ob.Retry(seq)
+}
+
+func (o *openedOutbox) Drop(seq uint64) error {
+	ob, err := o.get()
+	if err != nil {
+		return err
+	}
+	return ob.Drop(seq)
+}
+
+func (o *openedOutbox) Stats() (outbox.Stats, error) {
+	ob, err := o.get()
+	if err != nil {
+		return outbox.Stats{}, err
+	}
+	return ob.Stats()
 }
 
 // zerologWriter puts net/http's own error lines in the service's log.
@@ -293,6 +341,8 @@ func (m *Main) Run(ctx context.Context) error {
 	m.serving.Store(true)
 	go func() { serveDone <- m.server.Serve(m.agiLn) }()
 	adminDone := make(chan error, 1)
+	samplerDone := make(chan struct{})
+	go func() { defer close(samplerDone); m.admin.Run(senderCtx) }()
 	if m.adminSrv != nil {
 		go func() { adminDone <- m.adminSrv.Serve(m.adminLn) }()
 		m.Log.Info().Str("listen", m.AdminAddr().String()).Msg("admin listener: status page, metrics, API")
@@ -335,6 +385,7 @@ func (m *Main) Run(ctx context.Context) error {
 	cancel()
 	stopSender()
 	<-spoolDone
+	<-samplerDone
 	if serr := <-senderDone; serr != nil && !errors.Is(serr, context.Canceled) {
 		m.Log.Warn().Err(serr).Msg("outbox sender")
 	}

@@ -106,7 +106,9 @@ func socketActivated(t *testing.T, cfgPath, addr, fdname string, notify *notifyS
 		}
 	}
 	args = append(args, os.Args[0], "-test.run=^$")
-	return runChild(t, exec.Command(bin, args...))
+	c := runChild(t, exec.Command(bin, args...))
+	c.waitOutput(t, "Listening on "+addr, 1) // systemd-socket-activate's
+	return c
 }
 
 func TestSocketActivationServesASessionAndNotifiesSystemd(t *testing.T) {
