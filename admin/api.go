@@ -147,7 +147,8 @@ type ErrorResponse struct {
 	Error string `json:"error"`
 }
 
-func apiEvent(ev outbox.Event) Event {
+// EventOf is ev as the API and the CLI show it.
+func EventOf(ev outbox.Event) Event {
 	return Event{
 		Seq: ev.Seq, State: ev.State, Endpoint: ev.Endpoint, Call: ev.Call, CallID: ev.CallID,
 		Attempts: ev.Attempts, NextAttempt: ev.NextAttempt.UTC(), Created: ev.Created.UTC(), LastError: ev.LastError,

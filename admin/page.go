@@ -64,10 +64,10 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		}
 		switch ev.State {
 		case outbox.StateFailed, outbox.StateUnreadable:
-			d.Failed = append(d.Failed, apiEvent(ev))
+			d.Failed = append(d.Failed, EventOf(ev))
 		default:
 			if len(d.Queued) < maxListed {
-				d.Queued = append(d.Queued, queuedEvent{apiEvent(ev), behind})
+				d.Queued = append(d.Queued, queuedEvent{EventOf(ev), behind})
 			} else {
 				d.QueuedMore++
 			}

@@ -314,7 +314,7 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	out := EventList{Events: make([]Event, 0, len(evs))}
 	for _, ev := range evs {
-		out.Events = append(out.Events, apiEvent(ev))
+		out.Events = append(out.Events, EventOf(ev))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

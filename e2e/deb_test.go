@@ -200,6 +200,8 @@ func TestDebPackageInAsteriskRoot(t *testing.T) {
 	editConfig(t, filepath.Join(root, debConf),
 		`base_url = "https://api.movidesk.com/public/v1"`, fmt.Sprintf("base_url = %q", svc.fake.URL),
 		`listen = "127.0.0.1:4573"`, fmt.Sprintf("listen = %q", listen),
+		// Other suites' services run beside this one.
+		`listen = "127.0.0.1:4574"`, `listen = "127.0.0.1:0"`,
 		"default_queue_id = 0", fmt.Sprintf("default_queue_id = %d", defaultQueueID),
 	)
 	if out, err := checkConfig(); err != nil || !strings.Contains(out, "OK (listen "+listen) || !strings.Contains(out, ", live)") {

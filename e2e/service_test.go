@@ -128,6 +128,9 @@ spool = %q
 [log]
 level = "debug"
 format = "json"
+
+[admin]
+listen = "127.0.0.1:0"
 `, listen, opts.maxSessions, strings.Join(allow, ", "), s.fake.URL, s.token, opts.movideskTimeout, defaultQueue, opts.recordingLink, queues.String(), filepath.Join(dir, "outbox.db"), opts.spool)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)

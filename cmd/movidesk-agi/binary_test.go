@@ -132,7 +132,7 @@ func (c *child) stop(t *testing.T, sig syscall.Signal) {
 func childConfig(t *testing.T, dir string, fake *movidesktest.Server, extra string) string {
 	t.Helper()
 	path := filepath.Join(dir, "config.toml")
-	text := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[movidesk]\nbase_url = %q\ntoken = %q\n%s[store]\npath = %q\nspool = %q\n",
+	text := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[movidesk]\nbase_url = %q\ntoken = %q\n%s[store]\npath = %q\nspool = %q\n[admin]\nlisten = \"127.0.0.1:0\"\n",
 		fake.URL, secret, extra, filepath.Join(dir, "outbox.db"), filepath.Join(dir, "fallback.log"))
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -278,7 +278,7 @@ func TestBinarySIGHUPReloadsTheQueueMap(t *testing.T) {
 	cfg := childConfig(t, dir, fake, "rate_per_minute = 1000\n")
 	withQueue := func(id int) {
 		t.Helper()
-		text := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[movidesk]\nbase_url = %q\ntoken = %q\nrate_per_minute = 1000\n[store]\npath = %q\nspool = %q\n[queues]\n\"from-trunk\" = %d\n",
+		text := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[movidesk]\nbase_url = %q\ntoken = %q\nrate_per_minute = 1000\n[store]\npath = %q\nspool = %q\n[admin]\nlisten = \"127.0.0.1:0\"\n[queues]\n\"from-trunk\" = %d\n",
 			fake.URL, secret, filepath.Join(dir, "outbox.db"), filepath.Join(dir, "fallback.log"), id)
 		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 			t.Fatal(err)

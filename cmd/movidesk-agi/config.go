@@ -296,7 +296,7 @@ func (c *Config) Validate() error {
 			bad("admin.listen", "%v", err)
 		} else if err := admin.CheckListen(c.Admin.Listen, c.Admin.Token); err != nil {
 			errs = append(errs, &KeyError{"admin.token", err.Error()})
-		} else if c.Admin.Listen == c.Server.Listen {
+		} else if c.Admin.Listen == c.Server.Listen && !strings.HasSuffix(c.Admin.Listen, ":0") {
 			bad("admin.listen", "is server.listen too (%s): give each its own port", c.Admin.Listen)
 		}
 	}

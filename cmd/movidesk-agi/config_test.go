@@ -152,7 +152,7 @@ func TestDryRunIsExplicit(t *testing.T) {
 		return out.String() + errOut.String(), err
 	}
 	dir := t.TempDir()
-	store := "[store]\npath = \"" + filepath.Join(dir, "o.db") + "\"\nspool = \"" + filepath.Join(dir, "s.log") + "\"\n[server]\nlisten = \"127.0.0.1:0\"\n"
+	store := "[store]\npath = \"" + filepath.Join(dir, "o.db") + "\"\nspool = \"" + filepath.Join(dir, "s.log") + "\"\n[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"
 	t.Run("FileWithoutTokenRefusesToStart", func(t *testing.T) {
 		// Without a token, every call would be told OK and nothing sent.
 		path := writeConfig(t, store)

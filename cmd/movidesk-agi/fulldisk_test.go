@@ -85,6 +85,7 @@ func fullDiskChild(dir, movideskURL string) error {
 	}
 	cfg := DefaultConfig()
 	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.Admin.Listen = ""
 	cfg.Store.Path = filepath.Join(dir, "outbox.db")
 	cfg.Store.Spool = filepath.Join(dir, "fallback.log")
 	cfg.Movidesk.BaseURL = movideskURL

@@ -27,9 +27,13 @@ commands:
   serve [-config FILE]          run the FastAGI server (without -config: built-in
                                 defaults, 127.0.0.1:4573, dry-run)
   check-config -config FILE     validate a configuration file and exit
+  status [-config FILE]         is the service running and ready, what it holds,
+                                whether Movidesk's rate keeps up
   outbox list [-config FILE]    show queued and failed call events
   outbox retry [-config FILE] SEQ|all   send failed events again
   outbox drop [-config FILE] SEQ        delete one event for good
+                                (status and outbox use the running service's
+                                admin.listen, or the store file when stopped)
   version                       print the version
 `
 
@@ -151,6 +155,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "outbox":
 		return runOutbox(ctx, args[1:], stdout, stderr)
+	case "status":
+		return runStatus(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "movidesk-agi", versionString())
 		return nil

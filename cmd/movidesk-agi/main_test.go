@@ -43,6 +43,9 @@ func (l *lockedBuffer) String() string {
 func startMain(t *testing.T, cfg Config) (*Main, *lockedBuffer) {
 	t.Helper()
 	cfg.Server.Listen = "127.0.0.1:0"
+	if cfg.Admin.Listen == DefaultAdminListen {
+		cfg.Admin.Listen = "127.0.0.1:0" // other tests' services run beside
+	}
 	dir := t.TempDir()
 	if cfg.Store.Path == DefaultConfig().Store.Path {
 		cfg.Store.Path = filepath.Join(dir, "outbox.db")

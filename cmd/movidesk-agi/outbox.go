@@ -6,26 +6,143 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
+// adminTimeout bounds one CLI request to the running service.
+const adminTimeout = 10 * time.Second
+
+// control is what the CLI commands act on: the running service through
+// its admin API, or, when it is stopped, the store file itself.
+type control interface {
+	events(ctx context.Context) ([]admin.Event, error)
+	stats(ctx context.Context) (admin.OutboxStatus, error)
+	retry(ctx context.Context, seq uint64) (admin.RetryResult, error)
+	drop(ctx context.Context, seq uint64) error
+	// where names it for the output: the admin URL or the file.
+	where() string
+	live() bool
+}
+
+// openControl reaches the running service at admin.listen; when nothing
+// listens there, it opens the store file, which works only while the
+// service is stopped (the file is locked while it runs).
+func openControl(ctx context.Context, cfg Config, path string) (control, func(), error) {
+	if cfg.Admin.Listen != "" {
+		c := &apiControl{admin.Client{BaseURL: "http://" + dialable(cfg.Admin.Listen), Token: cfg.Admin.Token}}
+		_, err := c.stats(ctx)
+		switch {
+		case err == nil:
+			return c, func() {}, nil
+		case !errors.Is(err, syscall.ECONNREFUSED):
+			// Something answers there, or the network is in the way: the
+			// file would be locked anyway if it is the service.
+			return nil, nil, fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
+		}
+	}
+	if _, err := os.Stat(cfg.Store.Path); errors.Is(err, os.ErrNotExist) {
+		// Opening would create an empty store and report all is well.
+		hint := ""
+		if path == "" {
+			hint = " (no -config given: the built-in store.path is used)"
+		}
+		return nil, nil, fmt.Errorf("the service does not answer at admin.listen %q, and store.path %s does not exist%s", cfg.Admin.Listen, cfg.Store.Path, hint)
+	}
+	ob, err := outbox.Open(outbox.Options{Path: cfg.Store.Path, Log: zerolog.Nop()}, nil)
+	if errors.Is(err, outbox.ErrInUse) {
+		if cfg.Admin.Listen == "" {
+			return nil, nil, fmt.Errorf("store.path: %w; the service runs with its admin listener disabled: set admin.listen (and reload is not enough: restart), or stop the service", err)
+		}
+		return nil, nil, fmt.Errorf("store.path: %w, but nothing answers at admin.listen %s", err, cfg.Admin.Listen)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("store.path: %w", err)
+	}
+	return fileControl{ob, cfg.Store.Path}, func() { ob.Close() }, nil
+}
+
+// dialable is a listen address a client can connect to: every address
+// (":4574", "0.0.0.0:4574") is reached on loopback.
+func dialable(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+type apiControl struct{ c admin.Client }
+
+func (a *apiControl) events(ctx context.Context) ([]admin.Event, error) { return a.c.Events(ctx) }
+func (a *apiControl) stats(ctx context.Context) (admin.OutboxStatus, error) {
+	st, err := a.c.Status(ctx)
+	return st.Outbox, err
+}
+func (a *apiControl) retry(ctx context.Context, seq uint64) (admin.RetryResult, error) {
+	return a.c.Retry(ctx, seq)
+}
+func (a *apiControl) drop(ctx context.Context, seq uint64) error {
+	_, err := a.c.Drop(ctx, seq)
+	return err
+}
+func (a *apiControl) where() string { return a.c.BaseURL }
+func (a *apiControl) live() bool    { return true }
+
+type fileControl struct {
+	ob   *outbox.Outbox
+	path string
+}
+
+func (f fileControl) events(context.Context) ([]admin.Event, error) {
+	evs, err := f.ob.List()
+	out := make([]admin.Event, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, admin.EventOf(e))
+	}
+	return out, err
+}
+func (f fileControl) stats(context.Context) (admin.OutboxStatus, error) {
+	st, err := f.ob.Stats()
+	out := admin.OutboxStatus{Queued: st.Pending, Failed: st.Failed, Unreadable: st.Unreadable, OpenCalls: st.OpenCalls, Oldest: st.Oldest}
+	if !st.Oldest.IsZero() {
+		out.OldestAgeSeconds = time.Since(st.Oldest).Seconds()
+	}
+	return out, err
+}
+func (f fileControl) retry(_ context.Context, seq uint64) (admin.RetryResult, error) {
+	n, skipped, err := f.ob.Retry(seq)
+	return admin.RetryResult{Retried: n, Skipped: skipped}, err
+}
+func (f fileControl) drop(_ context.Context, seq uint64) error { return f.ob.Drop(seq) }
+func (f fileControl) where() string                            { return f.path }
+func (f fileControl) live() bool                               { return false }
+
 // runOutbox is `movidesk-agi outbox list|retry|drop`: the administrator's
 // view of events not yet accepted by Movidesk.
-func runOutbox(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError{"outbox: want list, retry or drop"}
 	}
 	verb := args[0]
 	fs := flag.NewFlagSet("outbox "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (TOML); its store.path is used")
+	path := fs.String("config", "", "configuration file (TOML); its admin.listen, or its store.path when the service is stopped")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -53,51 +170,49 @@ func runOutbox(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(cfg.Store.Path); errors.Is(err, os.ErrNotExist) {
-		// Opening would create an empty store and report all is well.
-		hint := ""
-		if *path == "" {
-			hint = " (no -config given: the built-in store.path is used)"
-		}
-		return fmt.Errorf("store.path %s does not exist%s", cfg.Store.Path, hint)
-	}
-	ob, err := outbox.Open(outbox.Options{Path: cfg.Store.Path, Log: zerolog.Nop()}, nil)
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	ctl, closeCtl, err := openControl(ctx, cfg, *path)
 	if err != nil {
-		return fmt.Errorf("store.path: %w", err)
+		return err
 	}
-	defer ob.Close()
+	defer closeCtl()
 
 	switch verb {
 	case "retry":
-		n, skipped, err := ob.Retry(seq)
+		res, err := ctl.retry(ctx, seq)
 		if err != nil {
 			return err
 		}
-		for _, s := range skipped {
+		for _, s := range res.Skipped {
 			fmt.Fprintf(stdout, "event %d is unreadable and was skipped; drop it with: movidesk-agi outbox drop %d\n", s, s)
 		}
+		when := "they are sent when the service runs"
+		if ctl.live() {
+			when = "the service sends them now, within the rate limit"
+		}
 		if seq == 0 {
-			fmt.Fprintf(stdout, "%d failed events queued again; they are sent when the service runs\n", n)
+			fmt.Fprintf(stdout, "%d failed events queued again; %s\n", res.Retried, when)
 		} else {
 			fmt.Fprintf(stdout, "event %d is queued again\n", seq)
 		}
 		return nil
 	case "drop":
-		if err := ob.Drop(seq); err != nil {
+		if err := ctl.drop(ctx, seq); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "event %d dropped; its call's later events are no longer held behind it\n", seq)
 		return nil
 	}
-	events, err := ob.List()
+	events, err := ctl.events(ctx)
 	if err != nil {
 		return err
 	}
-	st, err := ob.Stats()
+	st, err := ctl.stats(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: %d pending, %d failed, %d open calls\n", cfg.Store.Path, st.Pending, st.Failed, st.OpenCalls)
+	fmt.Fprintf(stdout, "%s: %d pending, %d failed, %d open calls\n", ctl.where(), st.Queued, st.Failed, st.OpenCalls)
 	if st.Unreadable > 0 {
 		fmt.Fprintf(stdout, "%d unreadable (drop them with: movidesk-agi outbox drop SEQ)\n", st.Unreadable)
 	}
@@ -108,11 +223,85 @@ func runOutbox(_ context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintln(tw, "SEQ\tSTATE\tENDPOINT\tCALL ID\tATTEMPTS\tCREATED\tNEXT ATTEMPT\tLAST ERROR")
 	for _, e := range events {
 		next := "-"
-		if !e.NextAttempt.IsZero() && e.State != "failed" {
+		if !e.NextAttempt.IsZero() && e.State != outbox.StateFailed {
 			next = e.NextAttempt.UTC().Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.Seq, e.State, e.Endpoint, e.CallID, e.Attempts,
 			e.Created.UTC().Format(time.RFC3339), next, e.LastError)
 	}
 	return tw.Flush()
+}
+
+// runStatus is `movidesk-agi status`: whether the service runs and serves,
+// what it holds, and whether Movidesk's rate keeps up.
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (TOML); its admin.listen, or its store.path when the service is stopped")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{"status takes no argument"}
+	}
+	cfg, err := LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	ctl, closeCtl, err := openControl(ctx, cfg, *path)
+	if err != nil {
+		return err
+	}
+	defer closeCtl()
+	api, ok := ctl.(*apiControl)
+	if !ok {
+		st, err := ctl.stats(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "service: not running (nothing answers at admin.listen %q)\n", cfg.Admin.Listen)
+		printOutbox(stdout, ctl.where(), st)
+		return nil
+	}
+	st, err := api.c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	ready := "ready"
+	if !st.Ready {
+		ready = "NOT READY: " + st.Reason
+	}
+	fmt.Fprintf(stdout, "service: running, %s (version %s, %s)\n", ready, st.Version, api.where())
+	printOutbox(stdout, "outbox", st.Outbox)
+	if !st.Movidesk.LastSuccess.IsZero() {
+		fmt.Fprintf(stdout, "movidesk: last success %s\n", st.Movidesk.LastSuccess.UTC().Format(time.RFC3339))
+	} else {
+		fmt.Fprintln(stdout, "movidesk: no request accepted since start")
+	}
+	if e := st.Movidesk.LastError; e != nil {
+		fmt.Fprintf(stdout, "movidesk: last error %s %s (HTTP %d): %s\n", e.At.UTC().Format(time.RFC3339), e.Endpoint, e.Code, e.Error)
+	}
+	b := st.Budget
+	fmt.Fprintf(stdout, "rate: %g requests a minute (%g an hour)", b.RatePerMinute, b.BudgetPerHour)
+	if b.Measured {
+		fmt.Fprintf(stdout, "; offered %.0f an hour, backlog %+.0f an hour", b.OfferedPerHour, b.BacklogGrowthPerHour)
+	}
+	fmt.Fprintln(stdout)
+	if b.Exceeded {
+		fmt.Fprintln(stdout, "WARNING:", b.Advice)
+	}
+	if !st.Ready {
+		return errors.New("the service is not ready: " + st.Reason)
+	}
+	return nil
+}
+
+func printOutbox(w io.Writer, where string, st admin.OutboxStatus) {
+	fmt.Fprintf(w, "%s: %d queued, %d failed, %d unreadable, %d open calls", where, st.Queued, st.Failed, st.Unreadable, st.OpenCalls)
+	if !st.Oldest.IsZero() {
+		fmt.Fprintf(w, "; oldest %s (%s ago)", st.Oldest.UTC().Format(time.RFC3339), time.Duration(st.OldestAgeSeconds*float64(time.Second)).Round(time.Second))
+	}
+	fmt.Fprintln(w)
 }

@@ -43,7 +43,7 @@ func TestReloadFixesAWrongTokenAndRetryDelivers(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	text := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[movidesk]\nbase_url = %q\ntoken_file = %q\n[store]\npath = %q\nspool = %q\n",
+	text := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[movidesk]\nbase_url = %q\ntoken_file = %q\n[store]\npath = %q\nspool = %q\n[admin]\nlisten = \"127.0.0.1:0\"\n",
 		fake.URL, tokenFile, filepath.Join(dir, "o.db"), filepath.Join(dir, "s.log"))
 	m, logs, _ := reloadable(t, text)
 
@@ -80,7 +80,7 @@ func TestReloadFixesAWrongTokenAndRetryDelivers(t *testing.T) {
 func TestReloadAppliesTheLiveKeysAndNamesTheRest(t *testing.T) {
 	fake := movidesktest.NewServer(t, secret)
 	dir := t.TempDir()
-	base := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\nmax_sessions = %%d\n[movidesk]\nbase_url = %q\ntoken = %q\nrate_per_minute = %%d\n[store]\npath = %q\nspool = %q\n[log]\nlevel = %%q\n",
+	base := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\nmax_sessions = %%d\n[movidesk]\nbase_url = %q\ntoken = %q\nrate_per_minute = %%d\n[store]\npath = %q\nspool = %q\n[log]\nlevel = %%q\n[admin]\nlisten = \"127.0.0.1:0\"\n",
 		fake.URL, secret, filepath.Join(dir, "o.db"), filepath.Join(dir, "s.log"))
 	m, logs, write := reloadable(t, fmt.Sprintf(base, 256, 1, "info"))
 
