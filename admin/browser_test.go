@@ -37,7 +37,7 @@ func chromium(t *testing.T) string {
 	start := time.Now()
 	// Another package's tests may be running apt at the same time: wait
 	// for its lock rather than fail.
-	const script = "apt-get -o DPkg::Lock::Timeout=600 update && apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium"
+	const script = "flock /var/lock/movidesk-agi-apt.lock sh -c 'apt-get -o DPkg::Lock::Timeout=600 update && apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium'"
 	cmd := exec.CommandContext(t.Context(), "sh", "-c", script)
 	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 	out, err := cmd.CombinedOutput()

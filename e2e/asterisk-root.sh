@@ -43,8 +43,10 @@ fi
 
 if ! command -v debootstrap >/dev/null 2>&1; then
 	echo "asterisk-root.sh: installing debootstrap" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get update >&2 || die "apt-get update failed"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y debootstrap >&2 || die "apt-get install debootstrap failed"
+	# Other packages' tests may install theirs at the same time: one apt at a time.
+	DEBIAN_FRONTEND=noninteractive flock /var/lock/movidesk-agi-apt.lock sh -c \
+		'apt-get -o DPkg::Lock::Timeout=600 update && apt-get -o DPkg::Lock::Timeout=600 install -y debootstrap' >&2 ||
+		die "apt-get install debootstrap failed"
 fi
 
 mirror=${MOVIDESK_AGI_DEBIAN_MIRROR:-}

@@ -250,24 +250,26 @@ func (e *KeyError) Error() string { return e.Key + ": " + e.Msg }
 
 // ErrorKeys lists the keys of every KeyError in err (joined or wrapped).
 func ErrorKeys(err error) []string {
-	var keys []string
-	var walk func(error)
-	walk = func(err error) {
-		var ke *KeyError
-		switch e := err.(type) {
-		case nil:
-		case interface{ Unwrap() []error }:
-			for _, x := range e.Unwrap() {
-				walk(x)
-			}
-		default:
-			if errors.As(err, &ke) {
-				keys = append(keys, ke.Key)
-			}
+	var ke *KeyError
+	switch e := err.(type) {
+	case nil:
+		return nil
+	case interface{ Unwrap() []error }:
+		var keys []string
+		for _, x := range e.Unwrap() {
+			keys = append(keys, ErrorKeys(x)...)
 		}
+		return keys
+	case interface{ Unwrap() error }:
+		if errors.As(err, &ke) && ke == err {
+			return []string{ke.Key}
+		}
+		return ErrorKeys(e.Unwrap())
 	}
-	walk(err)
-	return keys
+	if errors.As(err, &ke) {
+		return []string{ke.Key}
+	}
+	return nil
 }
 
 // CheckToken refuses to serve without a token unless dry-run is asked

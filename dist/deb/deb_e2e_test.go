@@ -297,10 +297,13 @@ func TestDebPackageLintian(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", "--no-install-recommends", "lintian")
+		// A fresh machine may have no package lists yet; other tests may be
+		// installing theirs at the same time (the dpkg lock).
+		const script = "flock /var/lock/movidesk-agi-apt.lock sh -c 'apt-get -o DPkg::Lock::Timeout=600 update && apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends lintian'"
+		cmd := exec.CommandContext(ctx, "sh", "-c", script)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("apt-get install lintian: %v\n%s", err, out)
+			t.Fatalf("%s: %v\n%s", script, err, out)
 		}
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)

@@ -511,10 +511,23 @@ License: all-rights-reserved
 		if m.Path == "Go" {
 			files = "go/*"
 		}
+		body := indent(text)
+		if f, ok := commonLicenses[short]; ok {
+			// Debian ships these texts; the copyright file points at them
+			// rather than repeating them (lintian's rule).
+			body = indent("On Debian systems, the full text of the license is in\n" + f + ".")
+		}
 		fmt.Fprintf(&b, "\nFiles: %s\nComment: %s %s\nCopyright: %s\nLicense: %s\n%s", files, m.Path, m.Version,
-			strings.Join(holders, "\n "), short, indent(text))
+			strings.Join(holders, "\n "), short, body)
 	}
 	return []byte(b.String()), nil
+}
+
+// commonLicenses are the licenses of /usr/share/common-licenses that the
+// modules use, by their debian/copyright name.
+var commonLicenses = map[string]string{
+	"Apache-2.0": "/usr/share/common-licenses/Apache-2.0",
+	"MPL-2.0":    "/usr/share/common-licenses/MPL-2.0",
 }
 
 // indent makes text a continuation of a control field: each line after a

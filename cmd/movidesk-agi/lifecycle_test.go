@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
+	"github.com/movidesk-agi/movidesk-agi/outbox"
+)
+
+func TestCloseReleasesWhatOpenTook(t *testing.T) {
+	// Reload and socket activation open and close services; a Main that
+	// never ran must still give back the store's lock and its ports.
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Movidesk.DryRun = true
+	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Store.Path = filepath.Join(dir, "o.db")
+	cfg.Store.Spool = filepath.Join(dir, "s.log")
+	reopen := func(t *testing.T) {
+		t.Helper()
+		ob, err := outbox.Open(outbox.Options{Path: cfg.Store.Path, Log: zerolog.Nop()}, nil)
+		if err != nil {
+			t.Fatalf("the store is still locked: %v", err)
+		}
+		ob.Close()
+	}
+
+	t.Run("OpenedNeverRun", func(t *testing.T) {
+		m := NewMain(cfg, &lockedBuffer{})
+		if err := m.Open(); err != nil {
+			t.Fatal(err)
+		}
+		agiAddr, adminAddr := m.Addr().String(), m.AdminAddr().String()
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Close(); err != nil {
+			t.Errorf("a second Close: %v", err)
+		}
+		reopen(t)
+		for _, a := range []string{agiAddr, adminAddr} {
+			l, err := net.Listen("tcp", a)
+			if err != nil {
+				t.Errorf("%s still taken after Close: %v", a, err)
+				continue
+			}
+			l.Close()
+		}
+	})
+	t.Run("OpenFailedOnTheListener", func(t *testing.T) {
+		taken, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer taken.Close()
+		bad := cfg
+		bad.Admin.Listen = taken.Addr().String()
+		m := NewMain(bad, &lockedBuffer{})
+		err = m.Open()
+		if err == nil || !strings.Contains(err.Error(), "admin.listen") {
+			t.Fatalf("Open on a taken admin port: %v", err)
+		}
+		m.Close()
+		reopen(t)
+	})
+}
+
+func TestValidationErrorsCarryTheirKeys(t *testing.T) {
+	path := writeConfig(t, "[server]\nlisten = \"bogus\"\nmax_sessions = 0\n[movidesk]\ndry_run = true\nrate_per_minute = -1\n[queues]\nsales = 0\n")
+	_, err := LoadConfig(path)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	want := []string{"movidesk.rate_per_minute", "queues.sales", "server.listen", "server.max_sessions"}
+	got := ErrorKeys(err)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("keys %q, want %q (error: %v)", got, want, err)
+	}
+	var ke *KeyError
+	if !errors.As(err, &ke) {
+		t.Errorf("%v is no KeyError", err)
+	}
+}
+
+func TestTokenReadableByEveryUserIsWarnedOf(t *testing.T) {
+	fake := movidesktest.NewServer(t, secret)
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inline := fmt.Sprintf("[movidesk]\nbase_url = %q\ntoken = %q\n[store]\npath = %q\nspool = %q\n", fake.URL, secret, filepath.Join(dir, "o.db"), filepath.Join(dir, "s.log"))
+	viaFile := fmt.Sprintf("[movidesk]\nbase_url = %q\ntoken_file = %q\n[store]\npath = %q\nspool = %q\n", fake.URL, tokenFile, filepath.Join(dir, "o.db"), filepath.Join(dir, "s.log"))
+	check := func(text string, mode, tokenMode os.FileMode) string {
+		t.Helper()
+		path := filepath.Join(dir, "config.toml")
+		if err := os.WriteFile(path, []byte(text), mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(path, mode)
+		os.Chmod(tokenFile, tokenMode)
+		var out lockedBuffer
+		if err := run(t.Context(), []string{"check-config", "-config", path}, &out, &out); err != nil {
+			t.Fatalf("check-config: %v\n%s", err, out.String())
+		}
+		if strings.Contains(out.String(), secret) {
+			t.Error("check-config shows the token")
+		}
+		return out.String()
+	}
+	cfgPath := filepath.Join(dir, "config.toml")
+	for _, c := range []struct {
+		name            string
+		text            string
+		mode, tokenMode os.FileMode
+		warned          string // "" = no warning
+	}{
+		{"InlineWorldReadable", inline, 0o644, 0o600, cfgPath},
+		{"InlineGroupOnly", inline, 0o640, 0o600, ""},
+		{"FileWorldReadable", viaFile, 0o600, 0o644, tokenFile},
+		{"FileConfigReadableButNoTokenInIt", viaFile, 0o644, 0o600, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := check(c.text, c.mode, c.tokenMode)
+			if c.warned == "" {
+				if strings.Contains(out, "warning") {
+					t.Errorf("a warning without cause:\n%s", out)
+				}
+				return
+			}
+			if !strings.Contains(out, "warning: "+c.warned+" holds a token and every user can read it") {
+				t.Errorf("no warning naming %s:\n%s", c.warned, out)
+			}
+		})
+	}
+}
+
+func TestSecondSignalStopsWithoutDraining(t *testing.T) {
+	// A session that never ends holds the drain for session_timeout; a
+	// second SIGTERM stops at once, with an error exit.
+	fake := movidesktest.NewServer(t, secret)
+	cfg := childConfig(t, t.TempDir(), fake, "")
+	text, _ := os.ReadFile(cfg)
+	// The handler waits up to read_timeout for each reply.
+	long := strings.Replace(string(text), "[server]\n", "[server]\nsession_timeout = \"2m\"\nread_timeout = \"1m\"\n", 1)
+	if err := os.WriteFile(cfg, []byte(long), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startChild(t, cfg)
+	conn, err := net.Dial("tcp", c.addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A whole environment, then no reply to the handler's first command.
+	conn.Write([]byte("agi_network: yes\nagi_network_script: transfer\nagi_uniqueid: 1.1\nagi_channel: PJSIP/x-1\n\n"))
+	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.HasPrefix(line, "GET") {
+		t.Fatalf("the handler's first command: %q, %v", line, err)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	c.waitLog(t, "stopping: draining AGI sessions", 1)
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-c.done:
+		c.done <- err
+		if err == nil {
+			t.Error("exit status 0 after a second signal; want an error exit")
+		}
+		if !strings.Contains(c.logs.String(), "without draining") {
+			t.Errorf("the exit does not say it did not drain:\n%s", c.logs.String())
+		}
+	case <-time.After(45 * time.Second): // read_timeout is 1m: well before it
+		t.Fatal("the second signal did not stop the service")
+	}
+}
