@@ -1,6 +1,28 @@
 package agi
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
-// SetClock replaces the clock the server throttles its refusal log with.
-func SetClock(s *Server, now func() time.Time) { s.now = now }
+// SetClock replaces the clock the server throttles its refusal log with,
+// and its timer: flush, once called, runs the flushes scheduled so far.
+func SetClock(s *Server, now func() time.Time) (flush func()) {
+	var mu sync.Mutex
+	var due []func()
+	s.now = now
+	s.after = func(_ time.Duration, f func()) {
+		mu.Lock()
+		defer mu.Unlock()
+		due = append(due, f)
+	}
+	return func() {
+		mu.Lock()
+		fs := due
+		due = nil
+		mu.Unlock()
+		for _, f := range fs {
+			f()
+		}
+	}
+}

@@ -217,7 +217,7 @@ func TestRefusalLogIsThrottled(t *testing.T) {
 	srv := holdingServer()
 	srv.MaxSessions, srv.Observer = 1, obs
 	srv.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
-	agi.SetClock(srv, clock.now)
+	flush := agi.SetClock(srv, clock.now)
 	logs := withLog(srv)
 	addr := start(t, srv)
 	holder := held(t, "127.0.0.1", addr)
@@ -277,11 +277,20 @@ func TestRefusalLogIsThrottled(t *testing.T) {
 	check("a second after the first line")
 	refuse(2)
 	check("within the next second")
+	// The timer armed by the first refusal held back: too early, the line
+	// of a second ago is too recent, and it tries again.
+	flush()
+	check("a flush within the second")
+	clock.advance(time.Second)
+	flush()
+	wantFull, wantDenied = append(wantFull, line{2, full}), append(wantDenied, line{2, denied})
+	check("the flush once the second is over")
 
 	// Stopping logs the refusals not logged yet.
+	refuse(1)
 	holder.letGo()
 	srv.Close()
-	wantFull, wantDenied = append(wantFull, line{2, full}), append(wantDenied, line{2, denied})
+	wantFull, wantDenied = append(wantFull, line{1, full}), append(wantDenied, line{1, denied})
 	check("after Close")
 	if diff := cmp.Diff(want, obs.got()); diff != "" {
 		t.Errorf("refusals (-want +got):\n%s", diff)

@@ -102,7 +102,8 @@ type Server struct {
 	seq        uint64 // transcript file numbering
 
 	refusals refusalLog
-	now      func() time.Time // the refusal log's clock; nil is time.Now
+	now      func() time.Time                // the refusal log's clock; nil is time.Now
+	after    func(d time.Duration, f func()) // the refusal log's timer; nil is time.AfterFunc
 }
 
 // DefaultMaxSessionsPerAddress is the per-address bound a zero
