@@ -116,6 +116,10 @@ func (s *Server) rate() float64 {
 	return outbox.DefaultRatePerMinute
 }
 
+// DefaultListen is the admin listener's address unless configured:
+// loopback, where it needs no token.
+const DefaultListen = "127.0.0.1:4574"
+
 // CheckListen refuses an admin listener that anyone on the network could
 // reach without a token: without one, listen must be a loopback IP
 // address or "localhost". An empty listen (no admin listener) is fine.

@@ -136,7 +136,7 @@ func Open(opts Options, s Sender) (*Outbox, error) {
 	}
 	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("outbox %s is in use by a running movidesk-agi; stop it first: %w", opts.Path, ErrInUse)
+		return nil, fmt.Errorf("outbox %s is in use by a running movidesk-agi: %w", opts.Path, ErrInUse)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("outbox %s: %w", opts.Path, err)

@@ -138,8 +138,8 @@ func DefaultConfig() Config {
 // Where the service listens without a configuration file: loopback only.
 // agi.DefaultAddr listens on every address, which a first try should not.
 const (
-	DefaultListen      = "127.0.0.1:4573"
-	DefaultAdminListen = "127.0.0.1:4574"
+	DefaultListen      = "127.0.0.1" + agi.DefaultAddr
+	DefaultAdminListen = admin.DefaultListen
 )
 
 // LoadConfig reads a TOML file over the defaults, then the token from
@@ -151,17 +151,24 @@ func LoadConfig(path string) (Config, error) {
 		if err != nil {
 			var pe toml.ParseError
 			if errors.As(err, &pe) {
-				if pe.LastKey != "" {
-					return cfg, fmt.Errorf("config %s: line %d: %s: %s", path, pe.Position.Line, pe.LastKey, pe.Message)
+				msg := pe.Message
+				if strings.HasSuffix(pe.LastKey, "token") {
+					// The message quotes the value: a token unquoted.
+					msg = "not a valid value (quote it)"
 				}
-				return cfg, fmt.Errorf("config %s: line %d: %s", path, pe.Position.Line, pe.Message)
+				if pe.LastKey != "" {
+					return cfg, fmt.Errorf("config %s: line %d: %w", path, pe.Position.Line, &KeyError{pe.LastKey, msg})
+				}
+				return cfg, fmt.Errorf("config %s: line %d: %s", path, pe.Position.Line, msg)
 			}
 			return cfg, fmt.Errorf("config %s: %w", path, err)
 		}
 		if undec := md.Undecoded(); len(undec) > 0 {
 			data, _ := os.ReadFile(path)
 			keys := make([]string, 0, len(undec))
+			var errs []error
 			for _, k := range undec {
+				errs = append(errs, &KeyError{k.String(), "unknown key"})
 				if line := keyLine(data, k); line > 0 {
 					keys = append(keys, fmt.Sprintf("%s (line %d)", k, line))
 				} else {
@@ -169,7 +176,7 @@ func LoadConfig(path string) (Config, error) {
 				}
 			}
 			sort.Strings(keys)
-			return cfg, fmt.Errorf("config %s: unknown key %s", path, strings.Join(keys, ", "))
+			return cfg, fmt.Errorf("config %s: unknown key %s%w", path, strings.Join(keys, ", "), keysOnly(errs))
 		}
 	}
 	if cfg.Movidesk.Token != "" || cfg.Admin.Token != "" {
@@ -271,6 +278,14 @@ func ErrorKeys(err error) []string {
 	}
 	return nil
 }
+
+// keysOnly carries errs for ErrorKeys without adding to the message.
+func keysOnly(errs []error) error { return silent{errors.Join(errs...)} }
+
+type silent struct{ err error }
+
+func (s silent) Error() string { return "" }
+func (s silent) Unwrap() error { return s.err }
 
 // CheckToken refuses to serve without a token unless dry-run is asked
 // for: a forgotten token would otherwise answer OK to every call and send

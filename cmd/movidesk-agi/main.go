@@ -91,6 +91,9 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 			select {
 			case sig := <-sigs:
 				switch {
+				case sig == syscall.SIGHUP && stopping:
+					// Reloading would tell systemd READY after STOPPING.
+					m.Log.Warn().Msg("SIGHUP ignored: the service is stopping")
 				case sig == syscall.SIGHUP:
 					m.Reload()
 				case stopping:

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -38,17 +37,21 @@ type control interface {
 // listens there, it opens the store file, which works only while the
 // service is stopped (the file is locked while it runs).
 func openControl(ctx context.Context, cfg Config, path string) (control, func(), error) {
+	var apiErr error
 	if cfg.Admin.Listen != "" {
 		c := &apiControl{admin.Client{BaseURL: "http://" + dialable(cfg.Admin.Listen), Token: cfg.Admin.Token}}
 		_, err := c.stats(ctx)
+		var answer *admin.APIError
 		switch {
 		case err == nil:
 			return c, func() {}, nil
-		case !errors.Is(err, syscall.ECONNREFUSED):
-			// Something answers there, or the network is in the way: the
-			// file would be locked anyway if it is the service.
+		case errors.As(err, &answer):
+			// The service answered (a wrong admin.token, say).
 			return nil, nil, fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
 		}
+		// No answer: the service is stopped, or cannot start behind its
+		// socket. The file says which: it is locked while the service runs.
+		apiErr = err
 	}
 	if _, err := os.Stat(cfg.Store.Path); errors.Is(err, os.ErrNotExist) {
 		// Opening would create an empty store and report all is well.
@@ -61,9 +64,13 @@ func openControl(ctx context.Context, cfg Config, path string) (control, func(),
 	ob, err := outbox.Open(outbox.Options{Path: cfg.Store.Path, Log: zerolog.Nop()}, nil)
 	if errors.Is(err, outbox.ErrInUse) {
 		if cfg.Admin.Listen == "" {
-			return nil, nil, fmt.Errorf("store.path: %w; the service runs with its admin listener disabled: set admin.listen (and reload is not enough: restart), or stop the service", err)
+			return nil, nil, fmt.Errorf("store.path: %w; the service runs with its admin listener disabled: set admin.listen and restart it, or stop it", err)
 		}
-		return nil, nil, fmt.Errorf("store.path: %w, but nothing answers at admin.listen %s", err, cfg.Admin.Listen)
+		hint := ""
+		if path == "" {
+			hint = "; give the service's configuration file with -config, for its admin.listen and admin.token"
+		}
+		return nil, nil, fmt.Errorf("store.path: %w, and the service does not answer at admin.listen %s (%v)%s", err, cfg.Admin.Listen, apiErr, hint)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("store.path: %w", err)

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -16,7 +18,16 @@ var liveKeys = []string{
 	"movidesk.token", "movidesk.token_file", "movidesk.rate_per_minute",
 }
 
+// restartKeys are exceptions within liveKeys: a call in progress would
+// end under another id than it began with.
+var restartKeys = []string{"calls.id_prefix"}
+
 func isLive(key string) bool {
+	for _, k := range restartKeys {
+		if key == k {
+			return false
+		}
+	}
 	for _, k := range liveKeys {
 		if key == k || strings.HasSuffix(k, ".") && strings.HasPrefix(key, k) {
 			return true
@@ -49,6 +60,10 @@ func (m *Main) Reload() error {
 	}
 	old := m.cfg
 	changed, restart := diffConfig(old, next)
+	if old.Movidesk.DryRun {
+		// A dry-run client has no token to change: it takes a restart.
+		changed, restart = moveKeys(changed, restart, "movidesk.token", "movidesk.token_file")
+	}
 	if len(changed) == 0 && len(restart) == 0 {
 		m.Log.Info().Str("config", m.ConfigPath).Msg("reload: nothing changed")
 		return nil
@@ -58,8 +73,11 @@ func (m *Main) Reload() error {
 	eff := old
 	eff.Queues = next.Queues
 	eff.Calls = next.Calls
+	eff.Calls.IDPrefix = old.Calls.IDPrefix
 	eff.Log.Level = next.Log.Level
-	eff.Movidesk.Token, eff.Movidesk.TokenFile = next.Movidesk.Token, next.Movidesk.TokenFile
+	if !old.Movidesk.DryRun {
+		eff.Movidesk.Token, eff.Movidesk.TokenFile = next.Movidesk.Token, next.Movidesk.TokenFile
+	}
 	eff.Movidesk.RatePerMinute = next.Movidesk.RatePerMinute
 	eff.secretFiles = next.secretFiles
 
@@ -69,7 +87,7 @@ func (m *Main) Reload() error {
 	}
 	m.calls.SetMaxCallDuration(time.Duration(eff.Calls.MaxCallDuration))
 	m.level.set(eff.Log.Level)
-	if eff.Movidesk.Token != old.Movidesk.Token && !eff.Movidesk.DryRun {
+	if eff.Movidesk.Token != old.Movidesk.Token {
 		if err := m.client.SetToken(eff.Movidesk.Token); err != nil {
 			errs = append(errs, err)
 		}
@@ -88,7 +106,24 @@ func (m *Main) Reload() error {
 		ev = m.Log.Error().Errs("errors", errs)
 	}
 	ev.Str("config", m.ConfigPath).Strs("changed", changed).Strs("needs_restart", restart).Msg("configuration reloaded")
+	if len(errs) > 0 {
+		return fmt.Errorf("reload: %w", errors.Join(errs...))
+	}
 	return nil
+}
+
+// moveKeys moves keys from live to restart.
+func moveKeys(live, restart []string, keys ...string) ([]string, []string) {
+	var kept []string
+	for _, k := range live {
+		if slices.Contains(keys, k) {
+			restart = append(restart, k)
+		} else {
+			kept = append(kept, k)
+		}
+	}
+	sort.Strings(restart)
+	return kept, restart
 }
 
 // diffConfig lists the keys whose values differ, split into those Reload

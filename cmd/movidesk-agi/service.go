@@ -58,11 +58,14 @@ type Main struct {
 	adminSrv    *http.Server
 	notify      notifier
 
-	serving   atomic.Bool // Run's AGI server is accepting
-	abortCtx  context.Context
-	abort     context.CancelFunc
-	closeOnce sync.Once
-	closeErr  error
+	serving atomic.Bool // Run's AGI server is accepting
+	// refusedStopping counts connections refused on an inherited socket
+	// while stopping.
+	refusedStopping atomic.Int64
+	abortCtx        context.Context
+	abort           context.CancelFunc
+	closeOnce       sync.Once
+	closeErr        error
 }
 
 func NewMain(cfg Config, logOut io.Writer) *Main {
@@ -196,10 +199,13 @@ func (m *Main) Open() error {
 	if err != nil {
 		return err
 	}
-	if m.agiLn = lns["agi"]; m.agiLn == nil {
-		if m.agiLn, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
-			return fmt.Errorf("server.listen: %w", err)
-		}
+	if l := lns["agi"]; l != nil {
+		m.agiLn = newInheritedListener(l, func() {
+			metrics.Refused(agi.RefusedShuttingDown)
+			m.refusedStopping.Add(1)
+		})
+	} else if m.agiLn, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
+		return fmt.Errorf("server.listen: %w", err)
 	}
 	if cfg.Admin.Listen != "" {
 		if m.adminLn = lns["admin"]; m.adminLn == nil {
@@ -307,6 +313,18 @@ func (m *Main) Ready() error {
 	return nil
 }
 
+// healthy is what the watchdog checks: serving, and the store answering a
+// read (a stuck store would hold every call's event).
+func (m *Main) healthy() error {
+	if err := m.Ready(); err != nil {
+		return err
+	}
+	if _, err := m.outbox.Mark("watchdog"); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
 // Abort makes a running Run stop at once, without draining the sessions.
 func (m *Main) Abort() { m.abort() }
 
@@ -348,7 +366,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Log.Info().Str("listen", m.AdminAddr().String()).Msg("admin listener: status page, metrics, API")
 	}
 	m.notify.ready(m.Log)
-	stopWatchdog := m.notify.watchdog(m.Log)
+	stopWatchdog := m.notify.watchdog(m.Log, m.healthy)
 
 	var err error
 	select {
@@ -407,7 +425,12 @@ func (m *Main) Close() error {
 		if m.server != nil {
 			m.server.Close()
 		}
-		if m.agiLn != nil {
+		if il, ok := m.agiLn.(*inheritedListener); ok {
+			il.stop()
+			if n := m.refusedStopping.Load(); n > 0 {
+				m.Log.Warn().Int64("refused", n).Str("cause", agi.RefusedShuttingDown).Msg("AGI connections refused while stopping (the fallback spool has them)")
+			}
+		} else if m.agiLn != nil {
 			if err := m.agiLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, fmt.Errorf("close server.listen: %w", err))
 			}
