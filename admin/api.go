@@ -15,6 +15,9 @@ type Status struct {
 	Version string    `json:"version"`
 	Now     time.Time `json:"now"`
 	Ready   bool      `json:"ready"`
+	// DryRun is movidesk.dry_run: nothing reaches Movidesk, and what
+	// shows as sent was only logged.
+	DryRun bool `json:"dry_run"`
 	// Reason is why the service is not ready (empty when ready).
 	Reason   string         `json:"reason,omitempty"`
 	Outbox   OutboxStatus   `json:"outbox"`

@@ -45,6 +45,9 @@ type Options struct {
 	// else its text is the reason /readyz gives. Nil = always ready.
 	Ready   func() error
 	Version string
+	// DryRun says the service sends nothing (movidesk.dry_run): the page
+	// and the API say so.
+	DryRun bool
 	// RatePerMinute is the account's budget, read live (a reload may
 	// change it). Nil = outbox.DefaultRatePerMinute.
 	RatePerMinute func() float64
@@ -273,7 +276,7 @@ func (s *Server) ready() error {
 // status gathers what the page and GET /api/status show, and the stored
 // events.
 func (s *Server) status() (Status, []outbox.Event) {
-	st := Status{Version: s.opts.Version, Now: s.now(), Ready: true}
+	st := Status{Version: s.opts.Version, Now: s.now(), Ready: true, DryRun: s.opts.DryRun}
 	if err := s.ready(); err != nil {
 		st.Ready, st.Reason = false, err.Error()
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
+	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
 // adminGet fetches path from the service's admin listener.
@@ -109,11 +111,8 @@ func TestCLIWorksAgainstTheRunningService(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out lockedBuffer
-		n := 1 // the flag goes after the command's words, before its arguments
-		if args[0] == "outbox" {
-			n = 2
-		}
-		err := run(context.Background(), append(append(args[:n:n], "-config", path), args[n:]...), &out, &out)
+		// After the arguments, as an administrator types it.
+		err := run(context.Background(), append(args, "-config", path), &out, &out)
 		return out.String(), err
 	}
 
@@ -124,7 +123,7 @@ func TestCLIWorksAgainstTheRunningService(t *testing.T) {
 	if err != nil {
 		t.Fatalf("outbox list against the running service: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "0 pending, 1 failed") || !strings.Contains(out, "asterisk_startTransferedCall") {
+	if !strings.Contains(out, "0 queued, 1 failed") || !strings.Contains(out, "asterisk_startTransferedCall") {
 		t.Fatalf("outbox list:\n%s", out)
 	}
 	seq := regexp.MustCompile(`(?m)^(\d+)\s+failed`).FindStringSubmatch(out)
@@ -158,5 +157,30 @@ func TestCLIWorksAgainstTheRunningService(t *testing.T) {
 	var bad lockedBuffer
 	if err := run(context.Background(), []string{"status", "-config", path}, &bad, &bad); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("a wrong admin token: %v\n%s", err, bad.String())
+	}
+}
+
+func TestDryRunIsNotRateLimitedAndSaysSo(t *testing.T) {
+	// A dialplan trial in dry-run got QUEUED after ten calls in a minute,
+	// for a limit that only Movidesk has, and nothing on the page or in
+	// `status` said that nothing was being sent.
+	cfg := DefaultConfig()
+	cfg.Movidesk.DryRun = true
+	m, _ := startMain(t, cfg)
+	for i := range 2 * outbox.DefaultRatePerMinute {
+		seen := agiCall(t, m.Addr(), "abandon", []string{fmt.Sprintf("id=dry-%d", i), "queue=2"}, channelReplies)
+		if !contains(seen, `SET VARIABLE "MOVIDESK_STATUS" "OK"`) {
+			t.Fatalf("dry-run call %d: %q", i, seen)
+		}
+	}
+	_, body := adminGet(t, m, "/api/status", "")
+	var st struct {
+		DryRun bool `json:"dry_run"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil || !st.DryRun {
+		t.Errorf("/api/status does not say dry-run (%v): %s", err, body)
+	}
+	if _, page := adminGet(t, m, "/", ""); !strings.Contains(page, "dry-run: nothing is sent to Movidesk") {
+		t.Error("the status page does not say dry-run")
 	}
 }

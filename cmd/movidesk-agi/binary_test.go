@@ -417,7 +417,7 @@ func TestBinaryCallerHangsUpOnASlowMovideskOneTransfer(t *testing.T) {
 	if err := run(context.Background(), []string{"outbox", "list", "-config", cfg}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "0 pending, 0 failed") {
+	if !strings.Contains(out.String(), "0 queued, 0 failed") {
 		t.Errorf("after the answer, the outbox holds:\n%s", out.String())
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -161,6 +163,11 @@ func LoadConfig(path string) (Config, error) {
 				}
 				return cfg, fmt.Errorf("config %s: line %d: %s", path, pe.Position.Line, msg)
 			}
+			// A value of the wrong type: the decoder's message names the
+			// key in its text only.
+			if m := typeErrorRE.FindStringSubmatch(err.Error()); m != nil {
+				return cfg, fmt.Errorf("config %s: line %s: %w", path, m[1], &KeyError{m[2], m[3]})
+			}
 			return cfg, fmt.Errorf("config %s: %w", path, err)
 		}
 		if undec := md.Undecoded(); len(undec) > 0 {
@@ -186,6 +193,15 @@ func LoadConfig(path string) (Config, error) {
 		cfg.Movidesk.Token = tok
 	}
 	var err error
+	if path != "" {
+		// A relative token_file is beside the configuration file, not
+		// wherever the command was started.
+		for _, f := range []*string{&cfg.Movidesk.TokenFile, &cfg.Admin.TokenFile} {
+			if *f != "" && !filepath.IsAbs(*f) {
+				*f = filepath.Join(filepath.Dir(path), *f)
+			}
+		}
+	}
 	if cfg.Movidesk.Token, err = readSecret("movidesk", cfg.Movidesk.Token, cfg.Movidesk.TokenFile, "movidesk.token or MOVIDESK_TOKEN"); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -278,6 +294,10 @@ func ErrorKeys(err error) []string {
 	}
 	return nil
 }
+
+// typeErrorRE reads the TOML decoder's type errors: line, key, message
+// (which names types, never the value).
+var typeErrorRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]+)"\): (.*)$`)
 
 // keysOnly carries errs for ErrorKeys without adding to the message.
 func keysOnly(errs []error) error { return silent{errors.Join(errs...)} }

@@ -140,6 +140,24 @@ func (f fileControl) drop(_ context.Context, seq uint64) error { return f.ob.Dro
 func (f fileControl) where() string                            { return f.path }
 func (f fileControl) live() bool                               { return false }
 
+// parseInterspersed parses fs's flags wherever they stand among the
+// arguments (`outbox retry all -config FILE` as well as before), which
+// flag.Parse alone stops at; the arguments are left in fs.Args.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return fs.Parse(append([]string{"--"}, rest...))
+}
+
 // runOutbox is `movidesk-agi outbox list|retry|drop`: the administrator's
 // view of events not yet accepted by Movidesk.
 func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -150,7 +168,7 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("outbox "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (TOML); its admin.listen, or its store.path when the service is stopped")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseInterspersed(fs, args[1:]); err != nil {
 		return err
 	}
 	var seq uint64
@@ -219,7 +237,7 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: %d pending, %d failed, %d open calls\n", ctl.where(), st.Queued, st.Failed, st.OpenCalls)
+	fmt.Fprintf(stdout, "%s: %d queued, %d failed, %d open calls\n", ctl.where(), st.Queued, st.Failed, st.OpenCalls)
 	if st.Unreadable > 0 {
 		fmt.Fprintf(stdout, "%d unreadable (drop them with: movidesk-agi outbox drop SEQ)\n", st.Unreadable)
 	}
@@ -245,7 +263,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (TOML); its admin.listen, or its store.path when the service is stopped")
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
@@ -281,6 +299,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		ready = "NOT READY: " + st.Reason
 	}
 	fmt.Fprintf(stdout, "service: running, %s (version %s, %s)\n", ready, st.Version, api.where())
+	if st.DryRun {
+		fmt.Fprintln(stdout, "DRY-RUN: nothing is sent to Movidesk (movidesk.dry_run, or no -config); events shown delivered were only logged")
+	}
 	printOutbox(stdout, "outbox", st.Outbox)
 	if !st.Movidesk.LastSuccess.IsZero() {
 		fmt.Fprintf(stdout, "movidesk: last success %s\n", st.Movidesk.LastSuccess.UTC().Format(time.RFC3339))

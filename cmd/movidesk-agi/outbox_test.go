@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,7 +65,7 @@ func TestOutboxCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"0 pending, 1 failed", "call-1", "asterisk_completedCall", "401"} {
+	for _, w := range []string{"0 queued, 1 failed", "call-1", "asterisk_completedCall", "401"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("list output lacks %q:\n%s", w, out)
 		}
@@ -72,7 +73,7 @@ func TestOutboxCommands(t *testing.T) {
 	if out, err := cmd("outbox", "retry", "-config", cfgPath, "all"); err != nil || !strings.Contains(out, "queued again") {
 		t.Fatalf("retry all: %v %s", err, out)
 	}
-	if out, _ := cmd("outbox", "list", "-config", cfgPath); !strings.Contains(out, "1 pending, 0 failed") {
+	if out, _ := cmd("outbox", "list", "-config", cfgPath); !strings.Contains(out, "1 queued, 0 failed") {
 		t.Errorf("after retry:\n%s", out)
 	}
 	if _, err := cmd("outbox", "drop", "-config", cfgPath, "99"); err == nil {
@@ -81,7 +82,7 @@ func TestOutboxCommands(t *testing.T) {
 	if out, err := cmd("outbox", "drop", "-config", cfgPath, "1"); err != nil || !strings.Contains(out, "dropped") {
 		t.Fatalf("drop 1: %v %s", err, out)
 	}
-	if out, _ := cmd("outbox", "list", "-config", cfgPath); !strings.Contains(out, "0 pending, 0 failed") {
+	if out, _ := cmd("outbox", "list", "-config", cfgPath); !strings.Contains(out, "0 queued, 0 failed") {
 		t.Errorf("after drop:\n%s", out)
 	}
 	for _, bad := range [][]string{{"outbox"}, {"outbox", "send"}, {"outbox", "drop", "-config", cfgPath, "x"}, {"outbox", "drop", "-config", cfgPath, "all"}} {
@@ -120,7 +121,7 @@ func TestOutboxCommandsTolerateUnreadableRecords(t *testing.T) {
 	if err != nil {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
-	for _, w := range []string{"0 pending, 1 failed", "2 unreadable", "7", "8", "call-1"} {
+	for _, w := range []string{"0 queued, 1 failed", "2 unreadable", "7", "8", "call-1"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("list output lacks %q:\n%s", w, out)
 		}
@@ -134,7 +135,20 @@ func TestOutboxCommandsTolerateUnreadableRecords(t *testing.T) {
 			t.Fatalf("drop %s: %v\n%s", seq, err, out)
 		}
 	}
-	if out, _ := cmd("outbox", "list", "-config", cfgPath); !strings.Contains(out, "1 pending, 0 failed") || strings.Contains(out, "unreadable") {
+	if out, _ := cmd("outbox", "list", "-config", cfgPath); !strings.Contains(out, "1 queued, 0 failed") || strings.Contains(out, "unreadable") {
 		t.Errorf("after drops:\n%s", out)
+	}
+}
+
+func TestOutboxFlagsAfterTheArgument(t *testing.T) {
+	// `outbox retry all -config FILE` said "want one event number ... or
+	// all": the flag was taken for a second argument.
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	path := fs.String("config", "", "")
+	if err := parseInterspersed(fs, []string{"all", "-config", "f.toml"}); err != nil {
+		t.Fatal(err)
+	}
+	if *path != "f.toml" || fs.NArg() != 1 || fs.Arg(0) != "all" {
+		t.Errorf("config %q, args %q", *path, fs.Args())
 	}
 }

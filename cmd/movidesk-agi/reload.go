@@ -92,7 +92,7 @@ func (m *Main) Reload() error {
 			errs = append(errs, err)
 		}
 	}
-	if eff.Movidesk.RatePerMinute != old.Movidesk.RatePerMinute {
+	if eff.Movidesk.RatePerMinute != old.Movidesk.RatePerMinute && !eff.Movidesk.DryRun {
 		if err := m.outbox.SetRate(eff.Movidesk.RatePerMinute, 0); err != nil {
 			errs = append(errs, fmt.Errorf("movidesk.rate_per_minute: %w", err))
 		}

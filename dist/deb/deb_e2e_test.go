@@ -115,16 +115,17 @@ func TestDebPackageContents(t *testing.T) {
 
 	// Every file, with its mode and owner; directories are implied.
 	want := map[string]string{
-		"./usr/bin/movidesk-agi":                           "-rwxr-xr-x root/root",
-		"./usr/lib/systemd/system/movidesk-agi.service":    "-rw-r--r-- root/root",
-		"./usr/lib/systemd/system/movidesk-agi.socket":     "-rw-r--r-- root/root",
-		"./etc/movidesk-agi/":                              "drwxr-x--- root/root",
-		"./etc/movidesk-agi/config.toml":                   "-rw-r----- root/root",
-		"./usr/share/doc/movidesk-agi/README.md":           "-rw-r--r-- root/root",
-		"./usr/share/doc/movidesk-agi/config.toml.example": "-rw-r--r-- root/root",
-		"./usr/share/doc/movidesk-agi/copyright":           "-rw-r--r-- root/root",
-		"./usr/share/doc/movidesk-agi/changelog.gz":        "-rw-r--r-- root/root",
-		"./usr/share/lintian/overrides/movidesk-agi":       "-rw-r--r-- root/root",
+		"./usr/bin/movidesk-agi":                             "-rwxr-xr-x root/root",
+		"./usr/lib/systemd/system/movidesk-agi.service":      "-rw-r--r-- root/root",
+		"./usr/lib/systemd/system/movidesk-agi.socket":       "-rw-r--r-- root/root",
+		"./etc/movidesk-agi/":                                "drwxr-x--- root/root",
+		"./etc/movidesk-agi/config.toml":                     "-rw-r----- root/root",
+		"./usr/share/doc/movidesk-agi/README.md":             "-rw-r--r-- root/root",
+		"./usr/share/doc/movidesk-agi/admin/status-page.png": "-rw-r--r-- root/root",
+		"./usr/share/doc/movidesk-agi/config.toml.example":   "-rw-r--r-- root/root",
+		"./usr/share/doc/movidesk-agi/copyright":             "-rw-r--r-- root/root",
+		"./usr/share/doc/movidesk-agi/changelog.gz":          "-rw-r--r-- root/root",
+		"./usr/share/lintian/overrides/movidesk-agi":         "-rw-r--r-- root/root",
 	}
 	examples, err := filepath.Glob("../../dialplan-examples/*")
 	if err != nil || len(examples) == 0 {

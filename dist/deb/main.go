@@ -233,6 +233,8 @@ func packageContents(root, bin, copyright, changelog string) (files.Contents, er
 		{Source: filepath.Join(root, "dist", "config.toml"), Destination: "/etc/" + name + "/config.toml",
 			Type: files.TypeConfigNoReplace, FileInfo: &files.ContentFileInfo{Mode: 0o640}},
 		file(filepath.Join(root, "README.md"), docDir+"/README.md", 0o644),
+		// The README shows it.
+		file(filepath.Join(root, "admin", "status-page.png"), docDir+"/admin/status-page.png", 0o644),
 		file(filepath.Join(root, "config.toml.example"), docDir+"/config.toml.example", 0o644),
 		file(copyright, docDir+"/copyright", 0o644),
 		// The exceptions lintian is told about, each with its reason.
