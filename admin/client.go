@@ -36,7 +36,7 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
-	return fmt.Sprintf("admin API: HTTP %d: %s", e.StatusCode, e.Message)
+	return fmt.Sprintf("HTTP %d: %s", e.StatusCode, e.Message)
 }
 
 // Is makes an unknown event's 404 match outbox.ErrNotFound.

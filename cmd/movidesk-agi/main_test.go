@@ -225,7 +225,7 @@ func TestVersionComesFromTheBuild(t *testing.T) {
 		return strings.TrimSpace(string(out))
 	}
 	if got := build(); !strings.HasPrefix(got, "movidesk-agi dev-"+string(rev[:12])) {
-		t.Errorf("version = %q, want the revision %s", got, rev[:12])
+		t.Errorf("version = %q, want the revision %s (the go command stamps it in a clone; not in a linked worktree)", got, rev[:12])
 	}
 	if got := build("-ldflags", "-X main.version=1.4.0"); got != "movidesk-agi 1.4.0" {
 		t.Errorf("with -ldflags: version = %q", got)
