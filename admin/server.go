@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -171,6 +172,14 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/events/{seq}/retry", s.apiRetry)
 	mux.HandleFunc("POST /api/events/retry", s.apiRetryAll)
 	mux.HandleFunc("POST /api/events/{seq}/drop", s.apiDrop)
+	// Go's profiles, behind the same authentication: where the time and
+	// the memory go under real traffic (BENCHMARKS.md shows how to read
+	// them).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

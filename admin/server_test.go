@@ -58,6 +58,8 @@ func TestAuth(t *testing.T) {
 		{"MetricsWithoutToken", "/metrics", nil, http.StatusUnauthorized},
 		{"ReadyzWithoutToken", "/readyz", nil, http.StatusUnauthorized},
 		{"APIWithoutToken", "/api/status", nil, http.StatusUnauthorized},
+		{"ProfilesWithoutToken", "/debug/pprof/heap", nil, http.StatusUnauthorized},
+		{"ProfilesWithToken", "/debug/pprof/heap", bearer(adminToken), http.StatusOK},
 		{"Bearer", "/api/status", bearer(adminToken), http.StatusOK},
 		{"BearerOnMetrics", "/metrics", bearer(adminToken), http.StatusOK},
 		{"BearerLowerCase", "/", func(r *http.Request) { r.Header.Set("Authorization", "bearer "+adminToken) }, http.StatusOK},
