@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -281,5 +285,33 @@ func TestRefusesAddressesOffLoopback(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"-addr", "10.1.2.3:4573", "-n", "1"}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 		t.Error("a load run against 10.1.2.3 started")
+	}
+}
+
+func TestMetricsAreSampledBeforeAndAfter(t *testing.T) {
+	var scrapes atomic.Int32
+	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		n := scrapes.Add(1)
+		fmt.Fprintf(w, "# HELP go_goroutines x\n# TYPE go_goroutines gauge\ngo_goroutines %d\n"+
+			"go_goroutines_other 99\nprocess_resident_memory_bytes 1.2345e+07\n", 10*n)
+	}))
+	defer metrics.Close()
+	floor := startBoth(t)["floor"].srv
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"-addr", floor.Addr(), "-n", "20", "-json", "-metrics", metrics.URL + "/metrics"}, &out, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	var r report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.ServerBefore == nil || r.ServerAfter == nil || r.ServerBefore.Goroutines == nil || r.ServerAfter.PromRSS == nil {
+		t.Fatalf("samples %+v %+v", r.ServerBefore, r.ServerAfter)
+	}
+	if *r.ServerBefore.Goroutines != 10 || *r.ServerAfter.Goroutines != 20 || *r.ServerAfter.PromRSS != 12345000 {
+		t.Errorf("goroutines %v then %v, rss %v; want 10, 20, 12345000", *r.ServerBefore.Goroutines, *r.ServerAfter.Goroutines, *r.ServerAfter.PromRSS)
+	}
+	if err := checkMetricsURL("http://10.0.0.1:9100/metrics"); err == nil {
+		t.Error("metrics off loopback accepted")
 	}
 }

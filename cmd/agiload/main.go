@@ -250,10 +250,6 @@ func serve(ctx context.Context, o *options, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s listening on %s pid %d\n", o.serve, srv.Addr(), os.Getpid())
-	if f, ok := stdout.(*os.File); ok {
-		// A script reading the address must not wait for a buffer to fill.
-		f.Sync()
-	}
 	if o.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.duration)
