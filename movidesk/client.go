@@ -57,6 +57,17 @@ type Client struct {
 	observer  Observer
 }
 
+// maxIdlePerHost is how many connections to Movidesk stay open between
+// requests. net/http keeps 2: with more calls at once than that, every
+// request beyond them dialled (and did TLS) anew.
+const maxIdlePerHost = 64
+
+func defaultTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = maxIdlePerHost
+	return t
+}
+
 // Option configures a Client in NewClient.
 type Option func(*Client) error
 
@@ -82,7 +93,7 @@ func NewClient(baseURL, token string, opts ...Option) (*Client, error) {
 		base:      strings.TrimRight(u.String(), "/"),
 		token:     new(atomic.Pointer[string]),
 		dry:       token == "",
-		hc:        &http.Client{},
+		hc:        &http.Client{Transport: defaultTransport()},
 		timeout:   DefaultTimeout,
 		userAgent: DefaultUserAgent,
 		log:       zerolog.Nop(),

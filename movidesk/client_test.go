@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -632,5 +633,50 @@ func BenchmarkSend(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestClientKeepsConnectionsForConcurrentCalls(t *testing.T) {
+	// With net/http's 2 idle connections per host, every request beyond
+	// two at once dialled Movidesk (and did TLS) again: a tenth of the
+	// route's CPU at 50 calls at once.
+	const concurrent = 20
+	var dials atomic.Int64
+	release := make(chan struct{})
+	var inflight sync.WaitGroup
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inflight.Done()
+		<-release // every request of a round is in flight at once
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := newClient(t, srv.URL+"/public/v1", token)
+	now := time.Now()
+	round := func() {
+		t.Helper()
+		inflight.Add(concurrent)
+		var wg sync.WaitGroup
+		for i := range concurrent {
+			wg.Go(func() {
+				if err := c.CanceledCall(context.Background(), movidesk.CanceledCall{QueueID: 1, ClientNumber: "47", ID: fmt.Sprint(i), CallDate: now, CanceledDate: now}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		inflight.Wait()
+		for range concurrent {
+			release <- struct{}{}
+		}
+		wg.Wait()
+	}
+	round()
+	round()
+	if n := dials.Load(); n > concurrent {
+		t.Errorf("two rounds of %d requests at once opened %d connections; the second round should reuse the first's", concurrent, n)
 	}
 }

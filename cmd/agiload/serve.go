@@ -149,6 +149,7 @@ type agiLimits struct {
 	maxSessions    int
 	sessionTimeout time.Duration
 	readTimeout    time.Duration
+	latency        time.Duration // -serve movidesk
 }
 
 func startAGI(addr string, lim agiLimits, seen seenFunc) (*agiServer, error) {
@@ -202,6 +203,8 @@ func startServer(kind, addr string, lim agiLimits, seen seenFunc) (testServer, e
 		return startFloor(addr, seen)
 	case "agi":
 		return startAGI(addr, lim, seen)
+	case "movidesk":
+		return startMovidesk(addr, lim.latency)
 	}
-	return nil, fmt.Errorf("-serve %q: want floor or agi", kind)
+	return nil, fmt.Errorf("-serve %q: want floor, agi or movidesk", kind)
 }
