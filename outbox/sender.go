@@ -1,14 +1,13 @@
 package outbox
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
-	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -90,8 +89,13 @@ type candidate struct {
 
 // pick chooses the next event to deliver at now: among the oldest event of
 // each call, skipping calls with an attempt in progress and calls whose
-// oldest event failed (they wait for a human), the first transfer due, else
-// the first event due. When none is due, due is when the next one will be.
+// oldest event failed (they wait for a human), the transfer due longest,
+// else the event due longest (ties in submission order). When none is
+// due, due is when the next one will be.
+//
+// It reads the due index (see index.go), which holds only those oldest
+// events, in that order: the cost is a few entries whatever the backlog,
+// plus one for each call in progress.
 func (o *Outbox) pick(now time.Time) (c *candidate, due time.Time, err error) {
 	o.mu.Lock()
 	busy := make(map[string]bool, len(o.inflight))
@@ -100,43 +104,67 @@ func (o *Outbox) pick(now time.Time) (c *candidate, due time.Time, err error) {
 	}
 	o.mu.Unlock()
 
+	// stale are due entries that lead to no pending event due now:
+	// filed again after the read, so that they are not read again.
+	type entry struct {
+		call string
+		key  []byte
+	}
+	var stale []entry
 	err = o.db.View(func(tx *bolt.Tx) error {
-		seen := make(map[string]bool)
-		var other *candidate
-		cur := tx.Bucket(bucketEvents).Cursor()
-		for k, v := cur.First(); k != nil; k, v = cur.Next() {
-			var rec record
-			if err := json.Unmarshal(v, &rec); err != nil {
-				// One unreadable record must not stop every other call's
-				// delivery; it stays for `outbox list` and `drop`.
-				o.log.Error().Uint64("seq", seqOf(k)).Err(err).Msg("outbox: stored event unreadable; skipped")
-				continue
-			}
-			if seen[rec.Call] {
-				continue // not the call's oldest
-			}
-			seen[rec.Call] = true
-			switch {
-			case busy[rec.Call], rec.State == StateFailed:
-				continue
-			case rec.Next.After(now):
-				due = earliest(due, rec.Next)
-				continue
-			}
-			cand := &candidate{seq: seqOf(k), rec: &rec}
-			if rec.Endpoint == movidesk.EndpointTransferred {
-				c = cand
+		cur := tx.Bucket(bucketDue).Cursor()
+		for _, class := range []byte{classTransfer, classOther} {
+			for k, v := cur.Seek([]byte{class}); len(k) == dueKeyLen && k[0] == class; k, v = cur.Next() {
+				o.probe.pickSteps.Add(1)
+				call := string(v)
+				if busy[call] {
+					continue
+				}
+				if at := timeOf(k[1:]); at.After(now) {
+					due = earliest(due, at)
+					break // the rest of the class is due later still
+				}
+				seq := seqOf(k[1+timeKeyLen:])
+				rec, err := getRecord(tx, seq)
+				if err != nil {
+					// One unreadable record must not stop every other
+					// call's delivery; it stays for `outbox list` and
+					// `drop`, and its call's next event takes its place.
+					o.log.Error().Uint64("seq", seq).Err(err).Msg("outbox: stored event unreadable; skipped")
+				}
+				if err != nil || rec == nil || rec.Call != call || rec.State != StatePending || rec.Next.After(now) {
+					stale = append(stale, entry{call, bytes.Clone(k)})
+					continue
+				}
+				c = &candidate{seq: seq, rec: rec}
 				return nil
 			}
-			if other == nil {
-				other = cand
-			}
 		}
-		c = other
 		return nil
 	})
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("outbox %s: %w", o.path, err)
+	}
+	if len(stale) == 0 {
+		return c, due, nil
+	}
+	err = o.w.do(func(tx *bolt.Tx) error {
+		for _, e := range stale {
+			if err := tx.Bucket(bucketDue).Delete(e.key); err != nil {
+				return err
+			}
+			if err := refreshHead(tx, e.call); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("outbox %s: index again: %w", o.path, err)
+	}
+	if c == nil {
+		// What was filed again may be due now.
+		return o.pick(now)
 	}
 	return c, due, nil
 }
