@@ -97,6 +97,17 @@ type candidate struct {
 // events, in that order: the cost is a few entries whatever the backlog,
 // plus one for each call in progress.
 func (o *Outbox) pick(now time.Time) (c *candidate, due time.Time, err error) {
+	c, due, stale, err := o.pickOnce(now, true)
+	if err == nil && c == nil && stale {
+		// What was filed again may be due now; once, whatever it finds.
+		c, due, _, err = o.pickOnce(now, false)
+	}
+	return c, due, err
+}
+
+// pickOnce is one reading of the due index; with heal, the entries that
+// disagree with their event are filed again, and stale reports it.
+func (o *Outbox) pickOnce(now time.Time, heal bool) (c *candidate, due time.Time, stale bool, err error) {
 	o.mu.Lock()
 	busy := make(map[string]bool, len(o.inflight))
 	for k := range o.inflight {
@@ -104,13 +115,13 @@ func (o *Outbox) pick(now time.Time) (c *candidate, due time.Time, err error) {
 	}
 	o.mu.Unlock()
 
-	// stale are due entries that lead to no pending event due now:
+	// wrong are due entries that lead to no pending event due now:
 	// filed again after the read, so that they are not read again.
 	type entry struct {
 		call string
 		key  []byte
 	}
-	var stale []entry
+	var wrong []entry
 	err = o.db.View(func(tx *bolt.Tx) error {
 		cur := tx.Bucket(bucketDue).Cursor()
 		for _, class := range []byte{classTransfer, classOther} {
@@ -133,7 +144,7 @@ func (o *Outbox) pick(now time.Time) (c *candidate, due time.Time, err error) {
 					o.log.Error().Uint64("seq", seq).Err(err).Msg("outbox: stored event unreadable; skipped")
 				}
 				if err != nil || rec == nil || rec.Call != call || rec.State != StatePending || rec.Next.After(now) {
-					stale = append(stale, entry{call, bytes.Clone(k)})
+					wrong = append(wrong, entry{call, bytes.Clone(k)})
 					continue
 				}
 				c = &candidate{seq: seq, rec: rec}
@@ -143,15 +154,15 @@ func (o *Outbox) pick(now time.Time) (c *candidate, due time.Time, err error) {
 		return nil
 	})
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("outbox %s: %w", o.path, err)
+		return nil, time.Time{}, false, fmt.Errorf("outbox %s: %w", o.path, err)
 	}
-	if len(stale) == 0 {
-		return c, due, nil
+	if len(wrong) == 0 || !heal {
+		return c, due, false, nil
 	}
 	err = o.w.do(func(tx *bolt.Tx) error {
-		for _, e := range stale {
+		for _, e := range wrong {
 			if err := tx.Bucket(bucketDue).Delete(e.key); err != nil {
-				return err
+				return fmt.Errorf("index call %q: %w", e.call, err)
 			}
 			if err := refreshHead(tx, e.call); err != nil {
 				return err
@@ -160,13 +171,11 @@ func (o *Outbox) pick(now time.Time) (c *candidate, due time.Time, err error) {
 		return nil
 	})
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("outbox %s: index again: %w", o.path, err)
+		// The entries stay wrong and are skipped again: nothing is lost.
+		o.log.Error().Err(fmt.Errorf("outbox %s: %w", o.path, err)).Msg("outbox: indexing events again failed")
+		return c, due, false, nil
 	}
-	if c == nil {
-		// What was filed again may be due now.
-		return o.pick(now)
-	}
-	return c, due, nil
+	return c, due, true, nil
 }
 
 // deliver makes one background attempt at c, whose call is claimed.
