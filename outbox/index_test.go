@@ -15,28 +15,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// queueBacklog stores n completions of calls prefix0..prefix(n-1), one a
-// call, due at, in a few transactions and without attempts.
-func queueBacklog(tb testing.TB, o *Outbox, prefix string, n int, at time.Time) {
-	tb.Helper()
-	const batch = 5000
-	for from := 0; from < n; from += batch {
-		err := o.w.do(func(btx *bolt.Tx) error {
-			tx := &Tx{tx: btx, now: at}
-			for i := from; i < min(n, from+batch); i++ {
-				id := fmt.Sprintf("%s%d", prefix, i)
-				if err := tx.Queue(id, complete(id, at)); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			tb.Fatal(err)
-		}
-	}
-}
-
 // queue stores requests of one call, without attempts.
 func queue(t *testing.T, o *Outbox, call string, rs ...movidesk.Request) {
 	t.Helper()
