@@ -161,11 +161,11 @@ func TestPickKeepsEachCallsOrder(t *testing.T) {
 	o.claim("A")
 	next(3) // A is in progress: not its later event, another call's
 	o.release("A")
-	o.settle(1, unauthorized(nil, transfer("A", t0)), true) // failed: A waits for a human
+	o.settle(1, unauthorized(t.Context(), transfer("A", t0)), true) // failed: A waits for a human
 	next(3)
 	o.settle(3, nil, true)
 	next(4)
-	o.settle(4, down(nil, complete("C", t0)), true) // backed off: C's link waits behind it
+	o.settle(4, down(t.Context(), complete("C", t0)), true) // backed off: C's link waits behind it
 	next(0)
 	if _, _, err := o.Retry(0); err != nil {
 		t.Fatal(err)
@@ -271,7 +271,7 @@ func TestOpenIndexesAFileWrittenWithoutIndexes(t *testing.T) {
 	if _, err := e.Transfer(ctx, transfer("open", t0)); err != nil {
 		t.Fatal(err)
 	}
-	e.o.settle(1, unauthorized(nil, transfer("a", t0)), true) // a's transfer failed
+	e.o.settle(1, unauthorized(t.Context(), transfer("a", t0)), true) // a's transfer failed
 	e.o.settle(3, nil, true)                                  // b's delivered
 	before := mustList(t, e.o)
 	if err := e.o.Close(); err != nil {
