@@ -370,3 +370,24 @@ func TestRetentionKeepsTheFileFromGrowing(t *testing.T) {
 		t.Errorf("file grew from %d bytes after round %d to %d after round %d", size[rounds/4], rounds/4, size[rounds-1], rounds)
 	}
 }
+
+func TestBacklogDrainsAtTheRateReadingFewIndexEntries(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.RatePerMinute, o.Burst = 600, 10 })
+	const n = 1000
+	queueBacklog(t, e.o, "c", n, t0)
+	e.run(t)
+	e.clock.drive(t, time.Hour, func() bool { return len(e.sender.delivered()) == n })
+	as := e.sender.all()
+	assertRate(t, as, 10, time.Second)
+	// Each delivery, and each wait for the limiter, is one pick of a
+	// step or two; reading the backlog each time would be n/2 a pick.
+	steps := e.o.probe.pickSteps.Load()
+	t.Logf("%d index entries read", steps)
+	if steps > 2*n {
+		t.Errorf("draining %d events read %d index entries, want at most %d", n, steps, 2*n)
+	}
+	if evs := mustList(t, e.o); len(evs) != 0 {
+		t.Errorf("%d events left", len(evs))
+	}
+	checkIndexes(t, e.o)
+}
