@@ -272,7 +272,7 @@ func TestOpenIndexesAFileWrittenWithoutIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.o.settle(1, unauthorized(t.Context(), transfer("a", t0)), true) // a's transfer failed
-	e.o.settle(3, nil, true)                                  // b's delivered
+	e.o.settle(3, nil, true)                                          // b's delivered
 	before := mustList(t, e.o)
 	if err := e.o.Close(); err != nil {
 		t.Fatal(err)
