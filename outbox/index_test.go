@@ -391,3 +391,21 @@ func TestBacklogDrainsAtTheRateReadingFewIndexEntries(t *testing.T) {
 	}
 	checkIndexes(t, e.o)
 }
+
+func TestADamagedFirstEventHoldsNothingBack(t *testing.T) {
+	e := newEnv(t)
+	queue(t, e.o, "x", complete("x", t0), movidesk.CallLink{ID: "x", Link: "https://rec.example/x"})
+	// The first record is damaged on disk, behind the indexes' back.
+	if err := e.o.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Put(seqKey(1), []byte("{not json")) }); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := e.o.pick(t0)
+	if err != nil || c == nil || c.seq != 2 {
+		t.Fatalf("picked %+v, %v; want the call's next event (2), as before the indexes", c, err)
+	}
+	// Its call unknown, dropping it files every event again.
+	if err := e.o.Drop(1); err != nil {
+		t.Fatal(err)
+	}
+	checkIndexes(t, e.o)
+}
