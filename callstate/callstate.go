@@ -87,10 +87,13 @@ type Store interface {
 	Submit(ctx context.Context, base string, fn func(Tx) error) (Delivery, error)
 	// Lookup reads what is remembered of call base.
 	Lookup(base string) (Call, error)
-	// Sweep visits every call in one transaction, with how many of its
-	// requests are still queued; fn may queue requests and store the
-	// call, or return forget to have the call forgotten.
-	Sweep(fn func(tx Tx, base string, c Call, queued int) (forget bool, err error)) error
+	// Sweep visits in one transaction the calls the reaper may act on:
+	// at least the open calls opened at or before openedBy and the closed
+	// ones updated at or before updatedBy, each with how many of its
+	// requests are still queued. The store only finds them (by an index,
+	// not by reading every call); fn decides: it may queue requests and
+	// store the call, or return forget to have the call forgotten.
+	Sweep(openedBy, updatedBy time.Time, fn func(tx Tx, base string, c Call, queued int) (forget bool, err error)) error
 }
 
 // Delivery is what became of the attempt Submit made.
@@ -417,7 +420,9 @@ func (m *Machine) Reap() ([]Reaped, error) {
 	maxCall := m.MaxCallDuration() // one value for the whole sweep
 	// A map, not a list: the store may run the sweep twice.
 	done := map[string]Reaped{}
-	err := m.store.Sweep(func(tx Tx, base string, c Call, queued int) (bool, error) {
+	// The store finds the calls Expire and Forgettable can act on: open
+	// for maxCall, closed for Retention.
+	err := m.store.Sweep(now.Add(-maxCall), now.Add(-m.opts.Retention), func(tx Tx, base string, c Call, queued int) (bool, error) {
 		if Forgettable(c, queued, now, m.opts.Retention) {
 			return true, nil
 		}

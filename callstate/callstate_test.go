@@ -138,10 +138,13 @@ func (s *memStore) Lookup(base string) (callstate.Call, error) {
 	return s.tx.calls[base], nil
 }
 
-func (s *memStore) Sweep(fn func(tx callstate.Tx, base string, c callstate.Call, queued int) (bool, error)) error {
+func (s *memStore) Sweep(openedBy, updatedBy time.Time, fn func(tx callstate.Tx, base string, c callstate.Call, queued int) (bool, error)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for base, c := range s.tx.calls {
+		if c.Open && c.Opened.After(openedBy) || !c.Open && c.Updated.After(updatedBy) {
+			continue // not due: the Machine must not need it
+		}
 		forget, err := fn(s.tx, base, c, 0)
 		if err != nil {
 			return err

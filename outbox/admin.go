@@ -66,12 +66,20 @@ func eventOf(seq uint64, rec *record) Event {
 // administrator can drop them. retried is how many events were reset.
 func (o *Outbox) Retry(seq uint64) (retried int, skipped []uint64, err error) {
 	now := o.now()
+	var failed []uint64
+	if seq == 0 {
+		// Found in a read transaction, so that the walk of every event
+		// holds up no writer; each is checked again below.
+		if failed, skipped, err = o.failedEvents(); err != nil {
+			return 0, nil, fmt.Errorf("outbox %s: retry: %w", o.path, err)
+		}
+	}
 	err = o.w.do(func(tx *bolt.Tx) error {
-		retried, skipped = 0, nil
+		retried = 0
 		reset := func(seq uint64, rec *record) error {
 			retried++
 			rec.State, rec.Next, rec.Streak = StatePending, now, 0
-			return putRecord(tx, seq, rec)
+			return updateRecord(tx, seq, rec)
 		}
 		if seq != 0 {
 			rec, err := getRecord(tx, seq)
@@ -83,22 +91,11 @@ func (o *Outbox) Retry(seq uint64) (retried int, skipped []uint64, err error) {
 			}
 			return reset(seq, rec)
 		}
-		failed := map[uint64]*record{}
-		err := tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-			var rec record
-			if err := json.Unmarshal(v, &rec); err != nil {
-				skipped = append(skipped, seqOf(k))
-				return nil
+		for _, seq := range failed {
+			rec, err := getRecord(tx, seq)
+			if err != nil || rec == nil || rec.State != StateFailed {
+				continue // changed meanwhile
 			}
-			if rec.State == StateFailed {
-				failed[seqOf(k)] = &rec
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for seq, rec := range failed {
 			if err := reset(seq, rec); err != nil {
 				return err
 			}
@@ -110,6 +107,23 @@ func (o *Outbox) Retry(seq uint64) (retried int, skipped []uint64, err error) {
 	}
 	o.kick()
 	return retried, skipped, nil
+}
+
+// failedEvents lists the failed events, and the records that cannot be
+// decoded.
+func (o *Outbox) failedEvents() (failed, unreadable []uint64, err error) {
+	err = o.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+			var rec record
+			if err := json.Unmarshal(v, &rec); err != nil {
+				unreadable = append(unreadable, seqOf(k))
+			} else if rec.State == StateFailed {
+				failed = append(failed, seqOf(k))
+			}
+			return nil
+		})
+	})
+	return failed, unreadable, err
 }
 
 // Drop deletes event seq, whatever its state and whatever the record holds;
@@ -208,20 +222,14 @@ func (o *Outbox) Mark(key string) ([]byte, error) {
 	return v, nil
 }
 
-// recount rebuilds how many events each call has stored, from the events.
+// recount rebuilds how many events each call has stored, and the sender's
+// index, from the events: a walk of them all, only for a record whose call
+// cannot be read.
 func recount(tx *bolt.Tx) error {
-	if err := tx.DeleteBucket(bucketQueued); err != nil {
+	if err := rebuildEventIndexes(tx); err != nil {
 		return fmt.Errorf("recount events: %w", err)
 	}
-	if _, err := tx.CreateBucket(bucketQueued); err != nil {
-		return fmt.Errorf("recount events: %w", err)
-	}
-	return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-		if call := callOf(v); call != "" {
-			return addQueued(tx, call, 1)
-		}
-		return nil
-	})
+	return nil
 }
 
 // callOf is the call of a stored event, "" when not even that can be read.

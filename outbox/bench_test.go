@@ -12,6 +12,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/rs/zerolog"
+	bolt "go.etcd.io/bbolt"
 )
 
 // BenchmarkTransfer measures what a caller waits for: the write-ahead
@@ -72,4 +73,54 @@ func BenchmarkTransferConcurrent(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkBacklogPick measures the sender's choice of its next event
+// against the size of the backlog: with every event due and none a
+// transfer (the choice must rule out a transfer due), and with none due
+// (Movidesk down, every event backed off).
+func BenchmarkBacklogPick(b *testing.B) {
+	for _, n := range []int{1000, 100000} {
+		o, err := Open(Options{Path: filepath.Join(b.TempDir(), "outbox.db"), Log: zerolog.Nop()}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		queueBacklog(b, o, "c", n, t0)
+		for _, bc := range []struct {
+			name string
+			now  time.Time
+		}{{"Due", t0}, {"Waiting", t0.Add(-time.Second)}} {
+			b.Run(fmt.Sprintf("%s/Backlog=%d", bc.name, n), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, _, err := o.pick(bc.now); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+		o.Close()
+	}
+}
+
+// queueBacklog stores n completions of calls prefix0..prefix(n-1), one a
+// call, due at, in a few transactions and without attempts.
+func queueBacklog(tb testing.TB, o *Outbox, prefix string, n int, at time.Time) {
+	tb.Helper()
+	const batch = 5000
+	for from := 0; from < n; from += batch {
+		err := o.w.do(func(btx *bolt.Tx) error {
+			tx := &Tx{tx: btx, now: at}
+			for i := from; i < min(n, from+batch); i++ {
+				id := fmt.Sprintf("%s%d", prefix, i)
+				if err := tx.Queue(id, complete(id, at)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
 }

@@ -16,8 +16,12 @@
 // settlement sends an event twice.
 //
 // Run is the background sender. It delivers queued events one at a time,
-// transfers first (they open the agent's screen), never letting an event
-// overtake an earlier event of the same call, failed ones included. Each
+// transfers first (they open the agent's screen), then the event due
+// longest, never letting an event overtake an earlier event of the same
+// call, failed ones included. It finds them through an index of each
+// call's first event by class and due time, and the reaper finds calls
+// through an index by deadline, kept in the same commits as what they
+// index: neither reads every record, however large the backlog. Each
 // event backs off exponentially with jitter; a Retry-After is honoured, and
 // a 429 pauses all sending. The synchronous attempts and the sender share
 // one limiter: at most Burst requests in any window of Burst/RatePerMinute

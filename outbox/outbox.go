@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
@@ -111,6 +112,9 @@ type Outbox struct {
 	// caller may have gone: Close waits for them.
 	attempts  sync.WaitGroup
 	housekeep func() error
+	// probe counts the index entries the sender and the reaper read, so
+	// that tests can tell that their cost does not grow with the file.
+	probe struct{ pickSteps, sweepVisits atomic.Int64 }
 
 	mu       sync.Mutex
 	closing  bool            // Close has begun: no new attempt

@@ -1,14 +1,13 @@
 package outbox
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
-	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -90,9 +89,25 @@ type candidate struct {
 
 // pick chooses the next event to deliver at now: among the oldest event of
 // each call, skipping calls with an attempt in progress and calls whose
-// oldest event failed (they wait for a human), the first transfer due, else
-// the first event due. When none is due, due is when the next one will be.
+// oldest event failed (they wait for a human), the transfer due longest,
+// else the event due longest (ties in submission order). When none is
+// due, due is when the next one will be.
+//
+// It reads the due index (see index.go), which holds only those oldest
+// events, in that order: the cost is a few entries whatever the backlog,
+// plus one for each call in progress.
 func (o *Outbox) pick(now time.Time) (c *candidate, due time.Time, err error) {
+	c, due, stale, err := o.pickOnce(now, true)
+	if err == nil && c == nil && stale {
+		// What was filed again may be due now; once, whatever it finds.
+		c, due, _, err = o.pickOnce(now, false)
+	}
+	return c, due, err
+}
+
+// pickOnce is one reading of the due index; with heal, the entries that
+// disagree with their event are filed again, and stale reports it.
+func (o *Outbox) pickOnce(now time.Time, heal bool) (c *candidate, due time.Time, stale bool, err error) {
 	o.mu.Lock()
 	busy := make(map[string]bool, len(o.inflight))
 	for k := range o.inflight {
@@ -100,45 +115,67 @@ func (o *Outbox) pick(now time.Time) (c *candidate, due time.Time, err error) {
 	}
 	o.mu.Unlock()
 
+	// wrong are due entries that lead to no pending event due now:
+	// filed again after the read, so that they are not read again.
+	type entry struct {
+		call string
+		key  []byte
+	}
+	var wrong []entry
 	err = o.db.View(func(tx *bolt.Tx) error {
-		seen := make(map[string]bool)
-		var other *candidate
-		cur := tx.Bucket(bucketEvents).Cursor()
-		for k, v := cur.First(); k != nil; k, v = cur.Next() {
-			var rec record
-			if err := json.Unmarshal(v, &rec); err != nil {
-				// One unreadable record must not stop every other call's
-				// delivery; it stays for `outbox list` and `drop`.
-				o.log.Error().Uint64("seq", seqOf(k)).Err(err).Msg("outbox: stored event unreadable; skipped")
-				continue
-			}
-			if seen[rec.Call] {
-				continue // not the call's oldest
-			}
-			seen[rec.Call] = true
-			switch {
-			case busy[rec.Call], rec.State == StateFailed:
-				continue
-			case rec.Next.After(now):
-				due = earliest(due, rec.Next)
-				continue
-			}
-			cand := &candidate{seq: seqOf(k), rec: &rec}
-			if rec.Endpoint == movidesk.EndpointTransferred {
-				c = cand
+		cur := tx.Bucket(bucketDue).Cursor()
+		for _, class := range []byte{classTransfer, classOther} {
+			for k, v := cur.Seek([]byte{class}); len(k) == dueKeyLen && k[0] == class; k, v = cur.Next() {
+				o.probe.pickSteps.Add(1)
+				call := string(v)
+				if busy[call] {
+					continue
+				}
+				if at := timeOf(k[1:]); at.After(now) {
+					due = earliest(due, at)
+					break // the rest of the class is due later still
+				}
+				seq := seqOf(k[1+timeKeyLen:])
+				rec, err := getRecord(tx, seq)
+				if err != nil {
+					// One unreadable record must not stop every other
+					// call's delivery; it stays for `outbox list` and
+					// `drop`, and its call's next event takes its place.
+					o.log.Error().Uint64("seq", seq).Err(err).Msg("outbox: stored event unreadable; skipped")
+				}
+				if err != nil || rec == nil || rec.Call != call || rec.State != StatePending || rec.Next.After(now) {
+					wrong = append(wrong, entry{call, bytes.Clone(k)})
+					continue
+				}
+				c = &candidate{seq: seq, rec: rec}
 				return nil
 			}
-			if other == nil {
-				other = cand
-			}
 		}
-		c = other
 		return nil
 	})
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("outbox %s: %w", o.path, err)
+		return nil, time.Time{}, false, fmt.Errorf("outbox %s: %w", o.path, err)
 	}
-	return c, due, nil
+	if len(wrong) == 0 || !heal {
+		return c, due, false, nil
+	}
+	err = o.w.do(func(tx *bolt.Tx) error {
+		for _, e := range wrong {
+			if err := tx.Bucket(bucketDue).Delete(e.key); err != nil {
+				return fmt.Errorf("index call %q: %w", e.call, err)
+			}
+			if err := refreshHead(tx, e.call); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// The entries stay wrong and are skipped again: nothing is lost.
+		o.log.Error().Err(fmt.Errorf("outbox %s: %w", o.path, err)).Msg("outbox: indexing events again failed")
+		return c, due, false, nil
+	}
+	return c, due, true, nil
 }
 
 // deliver makes one background attempt at c, whose call is claimed.

@@ -21,6 +21,8 @@ import (
 //	limiter: "sent" -> the limiter's window (8 bytes a send), so that a
 //	         restart does not allow a second burst; "forgot" -> the latest
 //	         send the window no longer holds (8 bytes), see putWindow.
+//
+// The indexes beside them are described in index.go.
 var (
 	bucketEvents  = []byte("events")
 	bucketCalls   = []byte("calls")
@@ -39,8 +41,18 @@ const (
 	StateUnreadable = "unreadable"
 )
 
+// createBuckets prepares a new file, or one written before the indexes,
+// which it builds.
 func createBuckets(tx *bolt.Tx) error {
 	for _, name := range [][]byte{bucketEvents, bucketCalls, bucketQueued, bucketMarks, bucketLimiter} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	if err := ensureIndexes(tx); err != nil {
+		return err
+	}
+	for _, name := range indexBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -91,6 +103,7 @@ func getRecord(tx *bolt.Tx, seq uint64) (*record, error) {
 	return &r, nil
 }
 
+// putRecord stores event seq; updateRecord also keeps the indexes.
 func putRecord(tx *bolt.Tx, seq uint64, r *record) error {
 	v, err := json.Marshal(r)
 	if err != nil {
@@ -100,6 +113,14 @@ func putRecord(tx *bolt.Tx, seq uint64, r *record) error {
 		return fmt.Errorf("store event %d: %w", seq, err)
 	}
 	return nil
+}
+
+// updateRecord stores a changed event of its call and indexes it again.
+func updateRecord(tx *bolt.Tx, seq uint64, r *record) error {
+	if err := putRecord(tx, seq, r); err != nil {
+		return err
+	}
+	return refreshHead(tx, r.Call)
 }
 
 func getCall(tx *bolt.Tx, base string) (callstate.Call, error) {
@@ -122,7 +143,15 @@ func putCall(tx *bolt.Tx, base string, c callstate.Call) error {
 	if err := tx.Bucket(bucketCalls).Put([]byte(base), v); err != nil {
 		return fmt.Errorf("store call %q: %w", base, err)
 	}
-	return nil
+	return indexCall(tx, base, &c)
+}
+
+// deleteCall forgets call base.
+func deleteCall(tx *bolt.Tx, base string) error {
+	if err := tx.Bucket(bucketCalls).Delete([]byte(base)); err != nil {
+		return fmt.Errorf("forget call %q: %w", base, err)
+	}
+	return indexCall(tx, base, nil)
 }
 
 // queuedCount is how many events of call base are stored.
@@ -162,7 +191,10 @@ func appendEvent(tx *bolt.Tx, base string, r movidesk.Request, now time.Time) (u
 	if err := putRecord(tx, seq, rec); err != nil {
 		return 0, err
 	}
-	return seq, addQueued(tx, base, 1)
+	if err := addQueued(tx, base, 1); err != nil {
+		return 0, err
+	}
+	return seq, indexEvent(tx, seq, base)
 }
 
 // deleteEvent removes an event and uncounts it from its call.
@@ -170,7 +202,10 @@ func deleteEvent(tx *bolt.Tx, seq uint64, rec *record) error {
 	if err := tx.Bucket(bucketEvents).Delete(seqKey(seq)); err != nil {
 		return fmt.Errorf("delete event %d: %w", seq, err)
 	}
-	return addQueued(tx, rec.Call, -1)
+	if err := addQueued(tx, rec.Call, -1); err != nil {
+		return err
+	}
+	return unindexEvent(tx, seq, rec.Call)
 }
 
 // Tx is a write transaction of the outbox. It implements callstate.Tx, so

@@ -269,39 +269,38 @@ func (o *Outbox) Lookup(base string) (callstate.Call, error) {
 	return c, nil
 }
 
-// Sweep visits every call in one write transaction (see callstate.Store).
-// A call record that cannot be decoded is logged and left alone.
-func (o *Outbox) Sweep(fn func(tx callstate.Tx, base string, c callstate.Call, queued int) (bool, error)) error {
+// Sweep visits, in one write transaction, the open calls opened at or
+// before openedBy and the closed calls last updated at or before
+// updatedBy (see callstate.Store), found through the deadlines index: the
+// cost is that of the calls due, not of every call remembered. A call
+// record that cannot be decoded is logged and left alone.
+func (o *Outbox) Sweep(openedBy, updatedBy time.Time, fn func(tx callstate.Tx, base string, c callstate.Call, queued int) (bool, error)) error {
 	now := o.now()
 	// Logged after the commit: the function below may run twice.
 	unreadable := map[string]error{}
 	err := o.w.do(func(btx *bolt.Tx) error {
-		type entry struct {
-			base string
-			c    callstate.Call
-		}
-		var all []entry
-		err := btx.Bucket(bucketCalls).ForEach(func(k, v []byte) error {
+		// Listed before any is changed: a call the visit updates moves
+		// within the index.
+		due := append(callsDue(btx, deadlineOpen, openedBy), callsDue(btx, deadlineDone, updatedBy)...)
+		o.probe.sweepVisits.Add(int64(len(due)))
+		tx := &Tx{tx: btx, now: now}
+		for _, base := range due {
+			v := btx.Bucket(bucketCalls).Get([]byte(base))
+			if v == nil {
+				continue // forgotten meanwhile
+			}
 			var c callstate.Call
 			if err := json.Unmarshal(v, &c); err != nil {
-				unreadable[string(k)] = err
-				return nil
+				unreadable[base] = err
+				continue
 			}
-			all = append(all, entry{string(k), c})
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		tx := &Tx{tx: btx, now: now}
-		for _, e := range all {
-			forget, err := fn(tx, e.base, e.c, queuedCount(btx, e.base))
+			forget, err := fn(tx, base, c, queuedCount(btx, base))
 			if err != nil {
 				return err
 			}
 			if forget {
-				if err := btx.Bucket(bucketCalls).Delete([]byte(e.base)); err != nil {
-					return fmt.Errorf("forget call %q: %w", e.base, err)
+				if err := deleteCall(btx, base); err != nil {
+					return err
 				}
 			}
 		}
@@ -378,7 +377,7 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool) verdict {
 		}
 		rec.Attempts++
 		rec.LastError = sendErr.Error()
-		return putRecord(tx, seq, rec)
+		return updateRecord(tx, seq, rec)
 	})
 	if err != nil {
 		msg := "outbox: store failed after an attempt; the event will be attempted again"
