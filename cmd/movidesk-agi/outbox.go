@@ -78,6 +78,16 @@ func openControl(ctx context.Context, cfg Config, path string) (control, func(),
 	return fileControl{ob, cfg.Store.Path}, func() { ob.Close() }, nil
 }
 
+// loadControl reads the configuration at path and opens its control.
+func loadControl(ctx context.Context, path string) (Config, control, func(), error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	ctl, closeCtl, err := openControl(ctx, cfg, path)
+	return cfg, ctl, closeCtl, err
+}
+
 // dialable is a listen address a client can connect to: every address
 // (":4574", "0.0.0.0:4574") is reached on loopback.
 func dialable(listen string) string {
@@ -191,13 +201,9 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	default:
 		return usageError{fmt.Sprintf("outbox: unknown action %q (want list, retry or drop)", verb)}
 	}
-	cfg, err := LoadConfig(*path)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
 	defer cancel()
-	ctl, closeCtl, err := openControl(ctx, cfg, *path)
+	_, ctl, closeCtl, err := loadControl(ctx, *path)
 	if err != nil {
 		return err
 	}
@@ -269,13 +275,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 0 {
 		return usageError{"status takes no argument"}
 	}
-	cfg, err := LoadConfig(*path)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
 	defer cancel()
-	ctl, closeCtl, err := openControl(ctx, cfg, *path)
+	cfg, ctl, closeCtl, err := loadControl(ctx, *path)
 	if err != nil {
 		return err
 	}
