@@ -1,7 +1,8 @@
 // Command agiload plays Asterisk's side of many FastAGI sessions against a
 // server on this machine and reports their rate, hold times and errors. It
 // also serves the floor (the least a FastAGI server can do) and this
-// project's agi.Server with the same handler, and compares the two.
+// project's agi.Server with the same handler, and compares the two, and a
+// stand-in Movidesk for measuring the service end to end (bench.sh).
 //
 //	agiload -addr 127.0.0.1:4573 -c 50 -n 10000 -script transfer -arg queue=2 -arg branch=5252
 //	agiload -addr 127.0.0.1:4573 -rate 500 -d 10s
