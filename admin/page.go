@@ -23,6 +23,11 @@ var pageSource string
 // maxListed bounds the queued events the page lists.
 const maxListed = 50
 
+// maxFailedListed bounds the failed events the page lists, each with its
+// buttons: a token gone wrong fails every event, and a page of thousands of
+// rows helps nobody ("Retry all failed" takes them all).
+const maxFailedListed = 200
+
 var pageTemplate = template.Must(template.New("status").Funcs(template.FuncMap{
 	"when": when,
 	"age":  age,
@@ -37,6 +42,7 @@ type pageData struct {
 	Failed     []Event       // failed and unreadable, with their buttons
 	Queued     []queuedEvent // the first maxListed waiting
 	QueuedMore int
+	FailedMore int // failed events beyond maxFailedListed
 	Flash      string
 	FlashError bool
 }
@@ -64,7 +70,11 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		}
 		switch ev.State {
 		case outbox.StateFailed, outbox.StateUnreadable:
-			d.Failed = append(d.Failed, EventOf(ev))
+			if len(d.Failed) < maxFailedListed {
+				d.Failed = append(d.Failed, EventOf(ev))
+			} else {
+				d.FailedMore++
+			}
 		default:
 			if len(d.Queued) < maxListed {
 				d.Queued = append(d.Queued, queuedEvent{EventOf(ev), behind})

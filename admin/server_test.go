@@ -3,6 +3,7 @@ package admin_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -615,5 +616,26 @@ func TestFlashOnlyFromTheServer(t *testing.T) {
 		if p := e.get(t, "/?"+f.Encode()).body; strings.Contains(p, `id="flash"`) {
 			t.Errorf("GET /?%s shows a flash", f.Encode())
 		}
+	}
+}
+
+func TestPageBoundsTheFailedEventsListed(t *testing.T) {
+	// A wrong token fails every event: the page lists the first ones with
+	// their buttons and says how many more there are, rather than one row
+	// each for a day's calls.
+	e := newEnv(t)
+	const extra = 3
+	for i := range admin.MaxFailedListed + extra {
+		e.transfer(t, fmt.Sprintf("1773500966.%d", i), http.StatusUnauthorized)
+	}
+	p := e.get(t, "/").body
+	if n := strings.Count(p, `class="drop"`); n != admin.MaxFailedListed {
+		t.Errorf("the page lists %d failed events, want %d", n, admin.MaxFailedListed)
+	}
+	if !strings.Contains(p, fmt.Sprintf("and %d more failed events", extra)) {
+		t.Error("the page does not say how many failed events it leaves out")
+	}
+	if !strings.Contains(p, fmt.Sprintf(`id="failed">%d<`, admin.MaxFailedListed+extra)) {
+		t.Error("the failed count is not the whole count")
 	}
 }

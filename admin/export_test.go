@@ -1,0 +1,4 @@
+package admin
+
+// MaxFailedListed is maxFailedListed, for the tests.
+const MaxFailedListed = maxFailedListed
