@@ -150,6 +150,17 @@ type ErrorResponse struct {
 	Error string `json:"error"`
 }
 
+// OutboxStatusOf is st as the API and the CLI show it, its oldest event's
+// age taken at now.
+func OutboxStatusOf(st outbox.Stats, now time.Time) OutboxStatus {
+	out := OutboxStatus{Queued: st.Pending, Failed: st.Failed, Unreadable: st.Unreadable, OpenCalls: st.OpenCalls}
+	if !st.Oldest.IsZero() {
+		out.Oldest = st.Oldest.UTC()
+		out.OldestAgeSeconds = max(0, now.Sub(st.Oldest).Seconds())
+	}
+	return out
+}
+
 // EventOf is ev as the API and the CLI show it.
 func EventOf(ev outbox.Event) Event {
 	return Event{

@@ -293,14 +293,7 @@ func (s *Server) status() (Status, []outbox.Event) {
 	if err != nil {
 		st.Outbox.Error = err.Error()
 	} else {
-		st.Outbox = OutboxStatus{
-			Queued: stats.Pending, Failed: stats.Failed, Unreadable: stats.Unreadable,
-			OpenCalls: stats.OpenCalls,
-		}
-		if !stats.Oldest.IsZero() {
-			st.Outbox.Oldest = stats.Oldest.UTC()
-			st.Outbox.OldestAgeSeconds = max(0, cur.at.Sub(stats.Oldest).Seconds())
-		}
+		st.Outbox = OutboxStatusOf(stats, cur.at)
 		st.Now = cur.at
 	}
 	rate := s.rate()

@@ -136,11 +136,7 @@ func (f fileControl) events(context.Context) ([]admin.Event, error) {
 }
 func (f fileControl) stats(context.Context) (admin.OutboxStatus, error) {
 	st, err := f.ob.Stats()
-	out := admin.OutboxStatus{Queued: st.Pending, Failed: st.Failed, Unreadable: st.Unreadable, OpenCalls: st.OpenCalls, Oldest: st.Oldest}
-	if !st.Oldest.IsZero() {
-		out.OldestAgeSeconds = time.Since(st.Oldest).Seconds()
-	}
-	return out, err
+	return admin.OutboxStatusOf(st, time.Now()), err
 }
 func (f fileControl) retry(_ context.Context, seq uint64) (admin.RetryResult, error) {
 	n, skipped, err := f.ob.Retry(seq)
