@@ -2,6 +2,7 @@ package agi
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -22,9 +23,9 @@ type EnvVar struct {
 // keeps every line in the order received, so that nothing Asterisk said is
 // lost, and the agi_arg_N values as positional arguments.
 type Env struct {
-	raw  []string
-	vars []EnvVar
-	args []string
+	block string // the lines, without their endings, each followed by '\n'
+	vars  []EnvVar
+	args  []string
 }
 
 // Vars returns every variable in the order Asterisk sent it.
@@ -32,7 +33,14 @@ func (e *Env) Vars() []EnvVar { return e.vars }
 
 // Lines returns the environment lines exactly as Asterisk sent them, trailing
 // spaces kept, without their line endings.
-func (e *Env) Lines() []string { return e.raw }
+func (e *Env) Lines() []string {
+	lines := strings.SplitAfter(e.block, "\n")
+	lines = lines[:len(lines)-1] // after the last '\n'
+	for i, l := range lines {
+		lines[i] = l[:len(l)-1]
+	}
+	return lines
+}
 
 // Get returns the raw value of key ("agi_channel"), "" if absent. When a key
 // is repeated the first occurrence wins.
@@ -131,46 +139,74 @@ func known(v string) string {
 // "agi_...: value", naming the offending line, so that a peer which is not
 // Asterisk is turned away quickly.
 func ReadEnv(r *bufio.Reader, maxLines, maxLineBytes int) (*Env, error) {
-	env := &Env{raw: make([]string, 0, 32), vars: make([]EnvVar, 0, 32)}
+	// The block is kept as one string that every key and value points into:
+	// one allocation for the text however many lines it has.
+	var block strings.Builder
+	block.Grow(max(r.Buffered(), 512))
+	lines := 0
 	for n := 1; ; n++ {
-		line, err := readLine(r, maxLineBytes)
+		line, err := readLineBytes(r, maxLineBytes)
 		if err != nil {
-			switch {
-			case errors.Is(err, ErrLineTooLong):
-				return nil, fmt.Errorf("agi: environment line %d longer than %d bytes: %w", n, maxLineBytes, err)
-			case err == io.EOF && n == 1:
-				return nil, fmt.Errorf("agi: connection closed before the environment: %w", err)
-			case err == io.EOF || err == io.ErrUnexpectedEOF:
-				return nil, fmt.Errorf("agi: environment cut at line %d: %w", n, io.ErrUnexpectedEOF)
-			}
-			return nil, fmt.Errorf("agi: reading environment line %d: %w", n, err)
+			return nil, envError(n, maxLineBytes, err)
 		}
-		if line == "" {
+		if len(line) == 0 {
 			break
 		}
 		if n > maxLines {
 			return nil, fmt.Errorf("agi: environment longer than %d lines", maxLines)
 		}
-		key, value, ok := strings.Cut(line, ": ")
-		if !ok {
-			// Tolerate "key:" although Asterisk writes "key: " for an empty value.
-			key, ok = strings.CutSuffix(line, ":")
-		}
-		if !ok || !strings.HasPrefix(key, "agi_") || strings.ContainsAny(key, " \t") {
+		if !validEnvLine(line) {
 			return nil, fmt.Errorf("agi: environment line %d is not \"agi_name: value\": %.40q", n, line)
 		}
-		env.raw = append(env.raw, line)
-		env.vars = append(env.vars, EnvVar{Key: key, Value: value})
-		if i, ok := argIndex(key, maxLines); ok {
+		block.Write(line)
+		block.WriteByte('\n')
+		lines++
+	}
+	env := &Env{block: block.String(), vars: make([]EnvVar, 0, lines)}
+	for rest := env.block; rest != ""; {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
+		// Checked by validEnvLine as it was read.
+		key, value, ok := strings.Cut(line, ": ")
+		if !ok {
+			key = strings.TrimSuffix(line, ":")
+		}
+		v := EnvVar{Key: key, Value: value}
+		env.vars = append(env.vars, v)
+		if i, ok := argIndex(v.Key, maxLines); ok {
 			for len(env.args) < i {
 				env.args = append(env.args, "")
 			}
 			if env.args[i-1] == "" {
-				env.args[i-1] = value
+				env.args[i-1] = v.Value
 			}
 		}
 	}
 	return env, nil
+}
+
+// validEnvLine reports whether line is "agi_name: value": a key without
+// blanks up to its first ": ", or up to a final ':', which is tolerated
+// although Asterisk writes "key: " for an empty value.
+func validEnvLine(line []byte) bool {
+	colon := bytes.Index(line, []byte(": "))
+	if colon < 0 && len(line) > 0 && line[len(line)-1] == ':' {
+		colon = len(line) - 1
+	}
+	return colon >= 0 && bytes.HasPrefix(line, []byte("agi_")) && !bytes.ContainsAny(line[:colon], " \t")
+}
+
+// envError names the environment line that could not be read.
+func envError(n, maxLineBytes int, err error) error {
+	switch {
+	case errors.Is(err, ErrLineTooLong):
+		return fmt.Errorf("agi: environment line %d longer than %d bytes: %w", n, maxLineBytes, err)
+	case err == io.EOF && n == 1:
+		return fmt.Errorf("agi: connection closed before the environment: %w", err)
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return fmt.Errorf("agi: environment cut at line %d: %w", n, io.ErrUnexpectedEOF)
+	}
+	return fmt.Errorf("agi: reading environment line %d: %w", n, err)
 }
 
 // argIndex returns N for "agi_arg_N" with 1 <= N <= max; larger indexes cannot
@@ -191,11 +227,21 @@ func argIndex(key string, max int) (int, bool) {
 // returns it without its LF or CRLF. It never buffers more than max+2 bytes
 // of a line, so a peer sending an endless line cannot exhaust memory.
 func readLine(r *bufio.Reader, max int) (string, error) {
+	b, err := readLineBytes(r, max)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// readLineBytes is readLine returning the line's bytes, valid until the
+// next read from r.
+func readLineBytes(r *bufio.Reader, max int) ([]byte, error) {
 	var buf []byte
 	for {
 		chunk, err := r.ReadSlice('\n')
 		if len(buf)+len(chunk) > max+2 {
-			return "", ErrLineTooLong
+			return nil, ErrLineTooLong
 		}
 		if err == nil && buf == nil {
 			return trimEOL(chunk, max)
@@ -207,20 +253,20 @@ func readLine(r *bufio.Reader, max int) (string, error) {
 		case errors.Is(err, bufio.ErrBufferFull):
 			continue
 		case err == io.EOF && len(buf) > 0:
-			return "", io.ErrUnexpectedEOF
+			return nil, io.ErrUnexpectedEOF
 		default:
-			return "", err
+			return nil, err
 		}
 	}
 }
 
-func trimEOL(b []byte, max int) (string, error) {
+func trimEOL(b []byte, max int) ([]byte, error) {
 	b = b[:len(b)-1]
 	if len(b) > 0 && b[len(b)-1] == '\r' {
 		b = b[:len(b)-1]
 	}
 	if len(b) > max {
-		return "", ErrLineTooLong
+		return nil, ErrLineTooLong
 	}
-	return string(b), nil
+	return b, nil
 }

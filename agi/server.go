@@ -275,19 +275,51 @@ func (s *Server) allowed(ip netip.Addr) bool {
 func (s *Server) serveSession(sess *Session) {
 	defer s.untrack(sess)
 	defer sess.cancel(errSessionDone)
-	// The deadline closes the connection even if the handler is stuck
-	// elsewhere: Asterisk must get its channel back.
-	cut := time.AfterFunc(time.Until(sess.deadline), func() { sess.abort(ErrSessionTimeout) })
-	defer cut.Stop()
+	// The deadline (the context's own timer) closes the connection even if
+	// the handler is stuck elsewhere: Asterisk must get its channel back.
+	stopCut := context.AfterFunc(sess.ctx, func() { sess.conn.Close() })
+	defer stopCut()
 	defer sess.conn.Close()
 
-	log := s.Log.With().Stringer("remote", sess.conn.RemoteAddr()).Logger()
-	sess.log = log
-	if err := sess.conn.SetDeadline(sess.clamp(s.readTimeout())); err != nil {
-		log.Warn().Err(err).Msg("AGI session: setting read deadline")
+	if !s.readEnv(sess) {
 		return
 	}
-	sess.br = bufio.NewReaderSize(sess.conn, 4096)
+	sess.rec = s.newRecorder(sess)
+
+	s.runHandler(sess)
+
+	// Free the slot before Asterisk sees the close: it may run the next
+	// AGI() of the channel at once, and must not be refused as too many.
+	s.release(sess)
+	readerDone := sess.stopWatching()
+	stopCut()
+	sess.abort(errSessionDone)
+	if readerDone != nil {
+		<-readerDone
+	}
+	sess.rec.close()
+	cause := context.Cause(sess.ctx)
+	level := zerolog.DebugLevel
+	if errors.Is(cause, ErrSessionTimeout) {
+		level = zerolog.WarnLevel
+	}
+	// The session's logger is built only for a line that is written.
+	if ev := s.Log.WithLevel(level); ev.Enabled() {
+		ev.Discard()
+		sess.Log().WithLevel(level).Dur("duration", time.Since(sess.start)).Bool("hungup", sess.Hungup()).AnErr("cause", cause).Msg("AGI session ended")
+	}
+}
+
+// readEnv reads the session's environment, and logs why when it cannot.
+func (s *Server) readEnv(sess *Session) bool {
+	if err := sess.conn.SetDeadline(sess.clamp(s.readTimeout())); err != nil {
+		s.Log.Warn().Err(err).Stringer("remote", sess.conn.RemoteAddr()).Msg("AGI session: setting read deadline")
+		return false
+	}
+	// 1 KiB holds a whole environment as Asterisk 22 sends it (about 600
+	// bytes) and every usual reply; longer lines are still read whole. An
+	// idle session keeps this buffer, so it is kept small.
+	sess.br = bufio.NewReaderSize(sess.conn, 1024)
 	env, err := ReadEnv(sess.br, s.maxEnvLines(), s.maxLineBytes())
 	if err != nil {
 		if sess.ctx.Err() != nil {
@@ -295,49 +327,20 @@ func (s *Server) serveSession(sess *Session) {
 		}
 		if errors.Is(err, io.EOF) {
 			// Port probes and health checks connect and leave.
-			log.Debug().Err(err).Msg("AGI connection closed without an environment")
+			s.Log.Debug().Err(err).Stringer("remote", sess.conn.RemoteAddr()).Msg("AGI connection closed without an environment")
 		} else {
-			log.Warn().Err(err).Msg("AGI environment rejected; closing")
+			s.Log.Warn().Err(err).Stringer("remote", sess.conn.RemoteAddr()).Msg("AGI environment rejected; closing")
 		}
-		return
+		return false
 	}
 	sess.env = env
-	sess.log = log.With().Str("script", sess.Script()).Str("channel", env.Channel()).Str("uniqueid", env.UniqueID()).Logger()
-	// From here the reader goroutine waits on the connection for the whole
-	// session; each reply is bounded by a timer instead.
-	if err := sess.conn.SetDeadline(sess.deadline); err != nil {
-		sess.log.Warn().Err(err).Msg("AGI session: setting deadline")
-		return
-	}
-	sess.rec = s.newRecorder(sess)
-	var hcancel context.CancelFunc
-	sess.hctx, hcancel = context.WithCancel(sess.ctx)
-	sess.hcancel = hcancel
-	defer hcancel()
-	sess.lines = make(chan string, 8)
-	sess.readerDone = make(chan struct{})
-	go sess.readLoop()
-
-	s.runHandler(sess)
-
-	// Free the slot before Asterisk sees the close: it may run the next
-	// AGI() of the channel at once, and must not be refused as too many.
-	s.release(sess)
-	sess.abort(errSessionDone)
-	<-sess.readerDone
-	sess.rec.close()
-	cause := context.Cause(sess.ctx)
-	ev := sess.log.Debug()
-	if errors.Is(cause, ErrSessionTimeout) {
-		ev = sess.log.Warn()
-	}
-	ev.Dur("duration", time.Since(sess.start)).Bool("hungup", sess.Hungup()).AnErr("cause", cause).Msg("AGI session ended")
+	return true
 }
 
 func (s *Server) runHandler(sess *Session) {
 	defer func() {
 		if v := recover(); v != nil {
-			sess.log.Error().Str("panic", fmt.Sprint(v)).Str("stack", string(debug.Stack())).Msg("AGI handler panicked")
+			sess.Log().Error().Str("panic", fmt.Sprint(v)).Str("stack", string(debug.Stack())).Msg("AGI handler panicked")
 		}
 	}()
 	s.Handler.ServeAGI(sess)

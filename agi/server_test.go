@@ -347,6 +347,48 @@ func TestPeerGone(t *testing.T) {
 	})
 }
 
+// A handler may ask for HangupContext from another goroutine while a
+// command waits for its reply: the HANGUP that follows the reply must still
+// end that context, and the reply must still reach the command.
+func TestHangupContextAskedDuringCommand(t *testing.T) {
+	t.Parallel()
+	asked := make(chan context.Context, 1)
+	sent, askedDuring := make(chan struct{}), make(chan struct{})
+	type result struct {
+		value  string
+		hungup bool
+		cause  error
+	}
+	results := make(chan result, 1)
+	srv := &agi.Server{Handler: agi.HandlerFunc(func(s *agi.Session) {
+		ctx := make(chan context.Context, 1)
+		go func() {
+			<-sent // GET VARIABLE is outstanding
+			ctx <- s.HangupContext()
+			close(askedDuring)
+		}()
+		v, _, err := s.GetVariable("X")
+		if err != nil {
+			v = err.Error()
+		}
+		hctx := <-ctx
+		asked <- hctx
+		<-hctx.Done()
+		results <- result{v, s.Hungup(), s.Context().Err()}
+	})}
+	p := dial(t, start(t, srv))
+	p.send(envFor("x"))
+	p.expect(`GET VARIABLE "X"`)
+	close(sent)
+	<-askedDuring
+	p.send("200 result=1 (value)\n")
+	<-asked
+	p.send("HANGUP\n")
+	if got, want := <-results, (result{"value", true, nil}); got != want {
+		t.Errorf("got %+v, want %+v: the reply, then HANGUP ending HangupContext of a live session", got, want)
+	}
+}
+
 func TestPanicRecovered(t *testing.T) {
 	t.Parallel()
 	srv := &agi.Server{Handler: agi.HandlerFunc(func(s *agi.Session) {

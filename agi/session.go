@@ -48,16 +48,27 @@ type Session struct {
 	env      *Env
 	start    time.Time
 	deadline time.Time
-	log      zerolog.Logger
 
-	ctx     context.Context // ends with the session
-	cancel  context.CancelCauseFunc
-	hctx    context.Context // ends with the session or at HANGUP
-	hcancel context.CancelFunc
-	hungup  atomic.Bool
+	logOnce sync.Once
+	log     zerolog.Logger // built by Log on first use
 
-	// lines carries every reply line but HANGUP from the reader goroutine,
-	// which alone owns br; readErr is set before lines is closed.
+	ctx    context.Context // ends with the session
+	cancel context.CancelCauseFunc
+	hungup atomic.Bool
+
+	// Until the handler asks for Context or HangupContext, replies are read
+	// on the handler's own goroutine, as they are awaited: a session costs
+	// one goroutine. From then on a reader goroutine owns br, so that
+	// HANGUP and a closed connection are seen while no command is
+	// outstanding, and lines carries every reply line but HANGUP to the
+	// command waiting for it; readErr is set before lines is closed.
+	wmu        sync.Mutex
+	busy       bool            // a command is outstanding: the reader may not start yet
+	watchWant  bool            // Context or HangupContext was asked for
+	watching   bool            // the reader runs (set once, before busy is next set)
+	ended      bool            // the handler returned: no reader starts any more
+	hctx       context.Context // ends with the session or at HANGUP
+	hcancel    context.CancelFunc
 	lines      chan string
 	readErr    error
 	readerDone chan struct{}
@@ -114,11 +125,97 @@ func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 // closed it, Asterisk closed the connection, or the handler returned. It is
 // not cancelled by HANGUP, since a dead channel still answers GET and SET
 // VARIABLE; see HangupContext. context.Cause tells why it ended.
-func (s *Session) Context() context.Context { return s.ctx }
+//
+// The first call of Context or HangupContext starts watching the
+// connection between commands (a goroutine for the rest of the session),
+// so that a closed connection or a HANGUP is seen while the handler is busy
+// elsewhere. A handler that only sends commands needs neither: each command
+// reports a closed connection, and Hungup reports a HANGUP.
+func (s *Session) Context() context.Context {
+	s.watch()
+	return s.ctx
+}
 
 // HangupContext is like Context but is also cancelled as soon as Asterisk
 // reports that the channel hung up, even while no command is outstanding.
-func (s *Session) HangupContext() context.Context { return s.hctx }
+func (s *Session) HangupContext() context.Context {
+	return s.watch()
+}
+
+// watch makes sure the connection is watched from now on, and returns the
+// hangup context. The reader starts at once unless a command is
+// outstanding, in which case that command starts it once its reply is in.
+func (s *Session) watch() context.Context {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.hctx == nil {
+		s.hctx, s.hcancel = context.WithCancel(s.ctx)
+		if s.hungup.Load() {
+			s.hcancel()
+		}
+	}
+	s.watchWant = true
+	if !s.busy {
+		s.startReaderLocked()
+	}
+	return s.hctx
+}
+
+// startReaderLocked starts the reader goroutine, once, unless the handler
+// has returned. Called with wmu held and no command outstanding.
+func (s *Session) startReaderLocked() {
+	if s.watching || s.ended || !s.watchWant {
+		return
+	}
+	s.watching = true
+	s.lines = make(chan string, 8)
+	s.readerDone = make(chan struct{})
+	// The reader waits for lines for the whole session; each reply is
+	// bounded by a timer instead.
+	if err := s.conn.SetReadDeadline(s.deadline); err != nil {
+		s.Log().Warn().Err(err).Msg("AGI session: setting deadline")
+	}
+	go s.readLoop()
+}
+
+// begin marks a command outstanding and says whether the reader owns br.
+func (s *Session) begin() (watching bool) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.busy = true
+	return s.watching
+}
+
+// finish marks the command done, and starts the reader if it was asked for
+// meanwhile.
+func (s *Session) finish() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.busy = false
+	s.startReaderLocked()
+}
+
+// stopWatching is called once the handler has returned: no reader starts
+// from then on. It returns the running reader's done channel, or nil.
+func (s *Session) stopWatching() chan struct{} {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.ended = true
+	if !s.watching {
+		return nil
+	}
+	return s.readerDone
+}
+
+// sawHangup records Asterisk's HANGUP line.
+func (s *Session) sawHangup() {
+	s.hungup.Store(true)
+	s.wmu.Lock()
+	if s.hcancel != nil {
+		s.hcancel()
+	}
+	s.wmu.Unlock()
+}
 
 // Hungup reports whether Asterisk has reported that the channel hung up.
 func (s *Session) Hungup() bool { return s.hungup.Load() }
@@ -128,7 +225,16 @@ func (s *Session) Deadline() time.Time { return s.deadline }
 
 // Log returns the server's logger with the script, channel, uniqueid and
 // remote address attached.
-func (s *Session) Log() *zerolog.Logger { return &s.log }
+func (s *Session) Log() *zerolog.Logger {
+	s.logOnce.Do(func() {
+		c := s.srv.Log.With().Stringer("remote", s.conn.RemoteAddr())
+		if s.env != nil {
+			c = c.Str("script", s.Script()).Str("channel", s.env.Channel()).Str("uniqueid", s.env.UniqueID())
+		}
+		s.log = c.Logger()
+	})
+	return &s.log
+}
 
 // Command sends cmd verbatim ("GET VARIABLE") followed by each argument
 // quoted with Quote, and waits for the reply. 100 Trying lines are skipped and
@@ -136,10 +242,22 @@ func (s *Session) Log() *zerolog.Logger { return &s.log }
 // together with a *CommandError. When no reply comes within the server's
 // ReadTimeout, or the reply is not a reply, the session is closed.
 func (s *Session) Command(cmd string, args ...string) (Reply, error) {
+	// The work is split so that only small frames stay on the stack while
+	// the reply is awaited: an idle session's goroutine keeps a small stack.
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	watching := s.begin()
+	defer s.finish()
+	if err := s.send(cmd, args, watching); err != nil {
+		return Reply{}, err
+	}
+	return s.readReply(cmd, watching)
+}
+
+// send writes the command line.
+func (s *Session) send(cmd string, args []string, watching bool) error {
 	if s.ctx.Err() != nil {
-		return Reply{}, s.endedErr(cmd)
+		return s.endedErr(cmd)
 	}
 	b := append(s.buf[:0], cmd...)
 	for _, a := range args {
@@ -148,111 +266,232 @@ func (s *Session) Command(cmd string, args ...string) (Reply, error) {
 	}
 	s.buf = b
 	if i := bytes.IndexAny(b, "\n\x00"); i >= 0 {
-		return Reply{}, fmt.Errorf("agi: %s: command contains %q, which Asterisk cannot read as part of it", cmd, b[i])
+		return fmt.Errorf("agi: %s: command contains %q, which Asterisk cannot read as part of it", cmd, b[i])
 	}
 	if len(b)+1 > MaxCommandBytes {
-		return Reply{}, fmt.Errorf("agi: %s: command of %d bytes exceeds Asterisk's %d", cmd, len(b)+1, MaxCommandBytes)
+		return fmt.Errorf("agi: %s: command of %d bytes exceeds Asterisk's %d", cmd, len(b)+1, MaxCommandBytes)
 	}
-	if err := s.dropStale(cmd); err != nil {
-		return Reply{}, err
+	if err := s.dropStale(cmd, watching); err != nil {
+		return err
 	}
 	s.rec.sent(b)
 	b = append(b, '\n')
 	s.buf = b
 	if err := s.conn.SetWriteDeadline(s.clamp(s.srv.writeTimeout())); err != nil {
-		return Reply{}, s.fail(fmt.Errorf("agi: %s: setting write deadline: %w", cmd, err))
+		return s.fail(fmt.Errorf("agi: %s: setting write deadline: %w", cmd, err))
 	}
 	if _, err := s.conn.Write(b); err != nil {
 		if s.ctx.Err() != nil {
-			return Reply{}, s.endedErr(cmd)
+			return s.endedErr(cmd)
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(s.deadline) {
 			s.abort(ErrSessionTimeout)
-			return Reply{}, s.endedErr(cmd)
+			return s.endedErr(cmd)
 		}
-		return Reply{}, s.fail(fmt.Errorf("agi: %s: writing command: %w", cmd, err))
+		return s.fail(fmt.Errorf("agi: %s: writing command: %w", cmd, err))
 	}
-	return s.readReply(cmd)
+	return nil
 }
 
 // dropStale discards lines that arrived while no command was outstanding.
 // Asterisk sends none but HANGUP; taking one for the next reply would
-// shift every reply that follows.
-func (s *Session) dropStale(cmd string) error {
+// shift every reply that follows. Without the reader, only the lines
+// already buffered can be told from the reply.
+func (s *Session) dropStale(cmd string, watching bool) error {
+	if !watching {
+		for s.br.Buffered() > 0 {
+			buf, _ := s.br.Peek(s.br.Buffered())
+			if bytes.IndexByte(buf, '\n') < 0 {
+				return nil
+			}
+			line, err := readLine(s.br, s.srv.maxLineBytes())
+			if err != nil {
+				return s.fail(fmt.Errorf("agi: %s: %w", cmd, s.readFailure(err)))
+			}
+			s.rec.received(line)
+			if line == "HANGUP" {
+				s.sawHangup()
+				continue
+			}
+			s.Log().Warn().Str("line", clip(line)).Msg("AGI line received while no command was outstanding; dropped")
+		}
+		return nil
+	}
 	for {
 		select {
 		case line, ok := <-s.lines:
 			if !ok {
 				return fmt.Errorf("agi: %s: %w", cmd, s.readErr)
 			}
-			s.log.Warn().Str("line", clip(line)).Msg("AGI line received while no command was outstanding; dropped")
+			s.Log().Warn().Str("line", clip(line)).Msg("AGI line received while no command was outstanding; dropped")
 		default:
 			return nil
 		}
 	}
 }
 
-func (s *Session) readReply(cmd string) (Reply, error) {
-	timeout := s.srv.readTimeout()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	var (
-		multi bool
-		first Reply
-		usage []string
-		raw   []string
-	)
+func (s *Session) readReply(cmd string, watching bool) (Reply, error) {
+	st := &replyState{cmd: cmd, timeout: s.srv.readTimeout()}
+	if watching {
+		st.timer = time.NewTimer(st.timeout)
+		defer st.timer.Stop()
+	}
 	for {
-		var line string
+		var (
+			line string
+			err  error
+		)
+		if watching {
+			line, err = s.watchedLine(cmd, st.timer, st.timeout)
+		} else {
+			line, err = s.readLineNow(cmd, st.timeout)
+		}
+		if err != nil {
+			return Reply{}, err
+		}
+		if done, err := s.take(st, line); done {
+			return st.reply, err
+		}
+	}
+}
+
+// replyState is a reply being read: a 100 Trying or a multi-line reply
+// takes more than one line.
+type replyState struct {
+	cmd     string
+	timeout time.Duration
+	timer   *time.Timer // nil when the lines are read as they are awaited
+	multi   bool
+	reply   Reply
+	usage   []string
+	raw     []string
+}
+
+// take adds a reply line to st, and says whether the reply is complete.
+func (s *Session) take(st *replyState, line string) (done bool, err error) {
+	if st.multi {
+		st.raw = append(st.raw, line)
+		if len(line) >= 4 && line[:3] == st.reply.Raw[:3] && line[3] == ' ' {
+			st.reply.Raw = strings.Join(st.raw, "\n")
+			return true, &CommandError{Code: st.reply.Code, Message: st.reply.Message, Usage: st.usage, Command: st.cmd}
+		}
+		st.usage = append(st.usage, line)
+		return false, nil
+	}
+	r, err := ParseReply(line)
+	if err != nil {
+		s.Log().Warn().Str("command", st.cmd).Str("line", clip(line)).Msg("AGI reply not understood; closing session")
+		return true, s.fail(fmt.Errorf("agi: %s: %w", st.cmd, err))
+	}
+	switch {
+	case r.Code == 100:
+		// GOSUB and the like: the real reply follows when the work ends.
+		resetTimer(st.timer, st.timeout)
+		return false, nil
+	case len(line) > 3 && line[3] == '-':
+		st.multi, st.reply, st.raw = true, r, []string{line}
+		resetTimer(st.timer, st.timeout)
+		return false, nil
+	case r.Code == 200:
+		st.reply = r
+		return true, nil
+	}
+	st.reply = r
+	return true, &CommandError{Code: r.Code, Message: r.Message, Command: st.cmd}
+}
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	if t != nil {
+		t.Reset(d)
+	}
+}
+
+// watchedLine waits for the reader's next line, at most until timer fires.
+func (s *Session) watchedLine(cmd string, timer *time.Timer, timeout time.Duration) (string, error) {
+	select {
+	case l, ok := <-s.lines:
+		if !ok {
+			return "", fmt.Errorf("agi: %s: %w", cmd, s.readErr)
+		}
+		return l, nil
+	case <-timer.C:
+		return "", s.replyTimeout(cmd, timeout)
+	case <-s.ctx.Done():
+		// A reply queued before the session ended is still the reply.
 		select {
 		case l, ok := <-s.lines:
 			if !ok {
-				return Reply{}, fmt.Errorf("agi: %s: %w", cmd, s.readErr)
+				return "", fmt.Errorf("agi: %s: %w", cmd, s.readErr)
 			}
-			line = l
-		case <-timer.C:
-			err := fmt.Errorf("agi: %s: %w within %s", cmd, ErrReplyTimeout, timeout)
-			s.log.Warn().Str("command", cmd).Dur("timeout", timeout).Msg("no AGI reply in time; closing session")
-			return Reply{}, s.fail(err)
-		case <-s.ctx.Done():
-			// A reply queued before the session ended is still the reply.
-			select {
-			case l, ok := <-s.lines:
-				if !ok {
-					return Reply{}, fmt.Errorf("agi: %s: %w", cmd, s.readErr)
-				}
-				line = l
-			default:
-				return Reply{}, s.endedErr(cmd)
-			}
-		}
-		if multi {
-			raw = append(raw, line)
-			if len(line) >= 4 && line[:3] == first.Raw[:3] && line[3] == ' ' {
-				first.Raw = strings.Join(raw, "\n")
-				return first, &CommandError{Code: first.Code, Message: first.Message, Usage: usage, Command: cmd}
-			}
-			usage = append(usage, line)
-			continue
-		}
-		r, err := ParseReply(line)
-		if err != nil {
-			s.log.Warn().Str("command", cmd).Str("line", clip(line)).Msg("AGI reply not understood; closing session")
-			return Reply{}, s.fail(fmt.Errorf("agi: %s: %w", cmd, err))
-		}
-		switch {
-		case r.Code == 100:
-			// GOSUB and the like: the real reply follows when the work ends.
-			timer.Reset(timeout)
-		case len(line) > 3 && line[3] == '-':
-			multi, first, raw = true, r, []string{line}
-			timer.Reset(timeout)
-		case r.Code == 200:
-			return r, nil
+			return l, nil
 		default:
-			return r, &CommandError{Code: r.Code, Message: r.Message, Command: cmd}
+			return "", s.endedErr(cmd)
 		}
 	}
+}
+
+// readLineNow reads the next reply line on the caller's goroutine, within
+// timeout (and the session's deadline). HANGUP lines are absorbed.
+func (s *Session) readLineNow(cmd string, timeout time.Duration) (string, error) {
+	for {
+		if err := s.conn.SetReadDeadline(s.clamp(timeout)); err != nil {
+			if s.ctx.Err() != nil {
+				return "", s.endedErr(cmd)
+			}
+			return "", s.fail(fmt.Errorf("agi: %s: setting read deadline: %w", cmd, err))
+		}
+		line, err := readLine(s.br, s.srv.maxLineBytes())
+		if err != nil {
+			return "", s.readLineFailed(cmd, timeout, err)
+		}
+		s.rec.received(line)
+		if line == "HANGUP" {
+			s.sawHangup()
+			continue
+		}
+		return line, nil
+	}
+}
+
+// readLineFailed ends the session on a failed read of a reply line, and
+// says why.
+func (s *Session) readLineFailed(cmd string, timeout time.Duration, err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) && s.ctx.Err() == nil && time.Now().Before(s.deadline) {
+		return s.replyTimeout(cmd, timeout)
+	}
+	if s.ctx.Err() != nil {
+		return s.endedErr(cmd)
+	}
+	err = s.readFailure(err)
+	s.abort(err)
+	if errors.Is(err, ErrSessionTimeout) {
+		return s.endedErr(cmd)
+	}
+	return fmt.Errorf("agi: %s: %w", cmd, err)
+}
+
+func (s *Session) replyTimeout(cmd string, timeout time.Duration) error {
+	s.Log().Warn().Str("command", cmd).Dur("timeout", timeout).Msg("no AGI reply in time; closing session")
+	return s.fail(fmt.Errorf("agi: %s: %w within %s", cmd, ErrReplyTimeout, timeout))
+}
+
+// readFailure says why reading from Asterisk failed, in the terms of the
+// session's end.
+func (s *Session) readFailure(err error) error {
+	max := s.srv.maxLineBytes()
+	switch {
+	case s.ctx.Err() != nil:
+		return context.Cause(s.ctx)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// Past a reply's own bound, the only read deadline is the session's.
+		return ErrSessionTimeout
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return ErrPeerClosed
+	case errors.Is(err, ErrLineTooLong):
+		s.Log().Warn().Int("limit", max).Msg("AGI reply line too long; closing session")
+		return fmt.Errorf("agi: reply line longer than %d bytes: %w", max, err)
+	}
+	return fmt.Errorf("agi: reading from Asterisk: %w", err)
 }
 
 // GetVariable returns the value of a channel variable or function;
@@ -277,7 +516,11 @@ func (s *Session) getVar(cmd, arg string) (string, bool, error) {
 	case "0":
 		return "", false, nil
 	}
-	return "", false, fmt.Errorf("agi: %s %s: unexpected reply %.60q", cmd, arg, r.Raw)
+	return "", false, unexpectedReply(cmd, arg, r.Raw)
+}
+
+func unexpectedReply(cmd, arg, raw string) error {
+	return fmt.Errorf("agi: %s %s: unexpected reply %.60q", cmd, arg, raw)
 }
 
 // SetVariable sets a channel variable.
@@ -318,7 +561,7 @@ func (s *Session) endedErr(cmd string) error {
 	return fmt.Errorf("agi: %s: session ended: %w", cmd, context.Cause(s.ctx))
 }
 
-// readLoop owns the buffered reader for the rest of the connection's life.
+// readLoop owns the buffered reader once the connection is watched.
 // HANGUP is handled here, so that it is seen even while the handler is busy
 // elsewhere, and never reaches a command waiting for its reply.
 func (s *Session) readLoop() {
@@ -327,20 +570,7 @@ func (s *Session) readLoop() {
 	for {
 		line, err := readLine(s.br, max)
 		if err != nil {
-			switch {
-			case s.ctx.Err() != nil:
-				err = context.Cause(s.ctx)
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				// The only read deadline while the session runs is its end.
-				err = ErrSessionTimeout
-			case err == io.EOF || err == io.ErrUnexpectedEOF:
-				err = ErrPeerClosed
-			case errors.Is(err, ErrLineTooLong):
-				err = fmt.Errorf("agi: reply line longer than %d bytes: %w", max, err)
-				s.log.Warn().Int("limit", max).Msg("AGI reply line too long; closing session")
-			default:
-				err = fmt.Errorf("agi: reading from Asterisk: %w", err)
-			}
+			err = s.readFailure(err)
 			s.readErr = err
 			close(s.lines)
 			s.abort(err)
@@ -348,8 +578,7 @@ func (s *Session) readLoop() {
 		}
 		s.rec.received(line)
 		if line == "HANGUP" {
-			s.hungup.Store(true)
-			s.hcancel()
+			s.sawHangup()
 			continue
 		}
 		select {

@@ -34,7 +34,7 @@ func (s *Server) newRecorder(sess *Session) *recorder {
 	path := filepath.Join(s.TranscriptDir, name)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
-		sess.log.Warn().Err(err).Msg("AGI transcript not recorded")
+		sess.Log().Warn().Err(err).Msg("AGI transcript not recorded")
 		return nil
 	}
 	r := &recorder{f: f, w: bufio.NewWriter(f), srv: s, path: path}
