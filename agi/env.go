@@ -24,12 +24,29 @@ type EnvVar struct {
 // lost, and the agi_arg_N values as positional arguments.
 type Env struct {
 	block string // the lines, without their endings, each followed by '\n'
-	vars  []EnvVar
 	args  []string
 }
 
 // Vars returns every variable in the order Asterisk sent it.
-func (e *Env) Vars() []EnvVar { return e.vars }
+func (e *Env) Vars() []EnvVar {
+	var vars []EnvVar
+	for rest := e.block; rest != ""; {
+		var v EnvVar
+		v, rest = nextEnvVar(rest)
+		vars = append(vars, v)
+	}
+	return vars
+}
+
+// nextEnvVar splits the first line off block, which ReadEnv checked.
+func nextEnvVar(block string) (v EnvVar, rest string) {
+	line, rest, _ := strings.Cut(block, "\n")
+	key, value, ok := strings.Cut(line, ": ")
+	if !ok {
+		key = strings.TrimSuffix(line, ":")
+	}
+	return EnvVar{Key: key, Value: value}, rest
+}
 
 // Lines returns the environment lines exactly as Asterisk sent them, trailing
 // spaces kept, without their line endings.
@@ -51,7 +68,12 @@ func (e *Env) Get(key string) string {
 
 // Lookup is like Get but also says whether key was present.
 func (e *Env) Lookup(key string) (string, bool) {
-	for _, v := range e.vars {
+	// The block is scanned each time: an environment is a few hundred
+	// bytes, read a few times a session, and an index would cost every
+	// session (idle ones included) its memory.
+	for rest := e.block; rest != ""; {
+		var v EnvVar
+		v, rest = nextEnvVar(rest)
 		if v.Key == key {
 			return v.Value, true
 		}
@@ -143,7 +165,6 @@ func ReadEnv(r *bufio.Reader, maxLines, maxLineBytes int) (*Env, error) {
 	// one allocation for the text however many lines it has.
 	var block strings.Builder
 	block.Grow(max(r.Buffered(), 512))
-	lines := 0
 	for n := 1; ; n++ {
 		line, err := readLineBytes(r, maxLineBytes)
 		if err != nil {
@@ -160,19 +181,11 @@ func ReadEnv(r *bufio.Reader, maxLines, maxLineBytes int) (*Env, error) {
 		}
 		block.Write(line)
 		block.WriteByte('\n')
-		lines++
 	}
-	env := &Env{block: block.String(), vars: make([]EnvVar, 0, lines)}
+	env := &Env{block: block.String()}
 	for rest := env.block; rest != ""; {
-		var line string
-		line, rest, _ = strings.Cut(rest, "\n")
-		// Checked by validEnvLine as it was read.
-		key, value, ok := strings.Cut(line, ": ")
-		if !ok {
-			key = strings.TrimSuffix(line, ":")
-		}
-		v := EnvVar{Key: key, Value: value}
-		env.vars = append(env.vars, v)
+		var v EnvVar
+		v, rest = nextEnvVar(rest)
 		if i, ok := argIndex(v.Key, maxLines); ok {
 			for len(env.args) < i {
 				env.args = append(env.args, "")

@@ -232,9 +232,7 @@ func (s *Server) accept(conn net.Conn) {
 	// The session is ready to be aborted before it is tracked: closeSessions
 	// may run as soon as the lock is released.
 	ctx, cancel := context.WithCancelCause(s.baseLocked())
-	var stop context.CancelFunc
-	sess.ctx, stop = context.WithDeadlineCause(ctx, sess.deadline, ErrSessionTimeout)
-	sess.cancel = func(cause error) { cancel(cause); stop() }
+	sess.ctx, sess.cancel = sessionContext{ctx, sess.deadline}, cancel
 	s.sessions[sess] = struct{}{}
 	s.slots++
 	s.perAddress[ip]++
@@ -244,6 +242,17 @@ func (s *Server) accept(conn net.Conn) {
 	}
 	go s.serveSession(sess)
 }
+
+// sessionContext is a session's context: it reports the session's
+// deadline, which the session's own timer enforces (cancelling with
+// ErrSessionTimeout), without the second timer and context that
+// context.WithDeadline would cost every session.
+type sessionContext struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c sessionContext) Deadline() (time.Time, bool) { return c.deadline, true }
 
 // testHookTracked, when set by a test, runs in accept once the session is
 // tracked and the server's lock released.
@@ -275,10 +284,10 @@ func (s *Server) allowed(ip netip.Addr) bool {
 func (s *Server) serveSession(sess *Session) {
 	defer s.untrack(sess)
 	defer sess.cancel(errSessionDone)
-	// The deadline (the context's own timer) closes the connection even if
-	// the handler is stuck elsewhere: Asterisk must get its channel back.
-	stopCut := context.AfterFunc(sess.ctx, func() { sess.conn.Close() })
-	defer stopCut()
+	// The deadline closes the connection even if the handler is stuck
+	// elsewhere: Asterisk must get its channel back.
+	cut := time.AfterFunc(time.Until(sess.deadline), func() { sess.abort(ErrSessionTimeout) })
+	defer cut.Stop()
 	defer sess.conn.Close()
 
 	if !s.readEnv(sess) {
@@ -292,7 +301,6 @@ func (s *Server) serveSession(sess *Session) {
 	// AGI() of the channel at once, and must not be refused as too many.
 	s.release(sess)
 	readerDone := sess.stopWatching()
-	stopCut()
 	sess.abort(errSessionDone)
 	if readerDone != nil {
 		<-readerDone
