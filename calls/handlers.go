@@ -151,10 +151,12 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 			return h.recordLive(ctx, cfg, ev)
 		}
 		c.isOpen = h.calls.IsOpen
-		// The Movidesk attempt gets its own bound, and ends when the caller
-		// hangs up: the event is stored by then, the background sender
-		// delivers it, and the session must not outlive the call.
-		ctx, cancel := context.WithTimeout(s.HangupContext(), cfg.Timeout)
+		// The Movidesk attempt ends movidesk.timeout after the session
+		// began, reading the channel included, so that the call waits no
+		// longer than that; and it ends when the caller hangs up: the event
+		// is stored by then, the background sender delivers it, and the
+		// session must not outlive the call.
+		ctx, cancel := context.WithDeadline(s.HangupContext(), start.Add(cfg.Timeout))
 		o := h.run(ctx, route, fn, c)
 		cancel()
 		var still *outbox.StillTryingError
