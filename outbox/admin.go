@@ -29,6 +29,7 @@ type Event struct {
 // List returns the stored events in delivery order per call (sequence
 // order).
 func (o *Outbox) List() ([]Event, error) {
+	o.awaitSettles()
 	var evs []Event
 	err := o.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
@@ -65,6 +66,7 @@ func eventOf(seq uint64, rec *record) Event {
 // cannot be decoded are skipped, and their numbers returned, so that an
 // administrator can drop them. retried is how many events were reset.
 func (o *Outbox) Retry(seq uint64) (retried int, skipped []uint64, err error) {
+	o.awaitSettles()
 	now := o.now()
 	var failed []uint64
 	if seq == 0 {
@@ -133,6 +135,7 @@ func (o *Outbox) failedEvents() (failed, unreadable []uint64, err error) {
 // completion does not reopen the call, and the ids already used are never
 // used again.
 func (o *Outbox) Drop(seq uint64) error {
+	o.awaitSettles()
 	err := o.w.do(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketEvents).Get(seqKey(seq))
 		if v == nil {
@@ -171,6 +174,7 @@ type Stats struct {
 
 // Stats counts what the outbox holds.
 func (o *Outbox) Stats() (Stats, error) {
+	o.awaitSettles()
 	var st Stats
 	err := o.db.View(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
@@ -209,6 +213,7 @@ func (o *Outbox) Stats() (Stats, error) {
 // Mark returns the value last stored under key (see Tx.PutMark), nil if
 // none.
 func (o *Outbox) Mark(key string) ([]byte, error) {
+	o.awaitSettles()
 	var v []byte
 	err := o.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketMarks).Get([]byte(key)); b != nil {

@@ -119,7 +119,10 @@ type Outbox struct {
 	mu       sync.Mutex
 	closing  bool            // Close has begun: no new attempt
 	inflight map[string]bool // base call ids with an attempt in progress
-	paused   time.Time       // no request before this (Retry-After of a 429)
+	// settling holds, by base call id, a channel closed once an attempt
+	// that answered its caller before its settle has settled.
+	settling map[string]chan struct{}
+	paused   time.Time // no request before this (Retry-After of a 429)
 	// waiting are the events told to the observer as deferred by the
 	// limiter and not yet let go, so that a wait is reported once.
 	waiting map[uint64]bool

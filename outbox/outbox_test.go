@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestSubmit(t *testing.T) {
@@ -453,5 +454,58 @@ func TestMarkIsStoredWithTheEventsAndOnlyWithThem(t *testing.T) {
 	}
 	if none, _ := o.Mark("other"); none != nil {
 		t.Fatalf("unknown mark = %q", none)
+	}
+}
+
+// The caller is answered once Movidesk has answered, without waiting for
+// the commit that removes the delivered event: the call holds one fsync
+// less. Whatever reads the outbox meanwhile waits for that commit, so that
+// it shows what the caller was told, and the call's next event is attempted
+// at once, not queued behind a settle.
+func TestAnsweredBeforeTheSettle(t *testing.T) {
+	e := newEnv(t)
+	hold, held := make(chan struct{}), make(chan struct{})
+	e.sender.set(func(ctx context.Context, r movidesk.Request) error {
+		if _, ok := r.(movidesk.TransferredCall); ok {
+			// Movidesk answers while another write holds the store: the
+			// settle's commit has to wait for it.
+			go e.o.w.do(func(*bolt.Tx) error {
+				close(held)
+				<-hold
+				return nil
+			})
+			<-held
+		}
+		return nil
+	})
+	out, err := e.Transfer(t.Context(), transfer("c1", t0))
+	if err != nil || out.Result != callstate.Delivered {
+		t.Fatalf("transfer: %v, %v; want delivered while the settle waits", out.Result, err)
+	}
+	listed := make(chan []Event, 1)
+	go func() {
+		evs, err := e.o.List()
+		if err != nil {
+			t.Error(err)
+		}
+		listed <- evs
+	}()
+	completed := make(chan callstate.Outcome, 1)
+	go func() {
+		out, err := e.m.Complete(t.Context(), complete("c1", t0.Add(time.Minute)))
+		if err != nil {
+			t.Error(err)
+		}
+		completed <- out
+	}()
+	close(hold)
+	// The completion may be listed already; the delivered transfer may not.
+	for _, ev := range <-listed {
+		if ev.Endpoint == movidesk.EndpointTransferred {
+			t.Errorf("listed %+v after the settle; want the delivered transfer gone", ev)
+		}
+	}
+	if out := <-completed; out.Result != callstate.Delivered {
+		t.Errorf("completion right after the transfer: %v; want delivered at once, not queued behind the settle", out.Result)
 	}
 }

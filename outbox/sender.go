@@ -197,7 +197,7 @@ func (o *Outbox) deliver(ctx context.Context, c *candidate) {
 	}
 	r, err := rec.request()
 	if err != nil {
-		o.settle(c.seq, fmt.Errorf("%w: %w", errUnreadable, err), true)
+		o.settle(c.seq, fmt.Errorf("%w: %w", errUnreadable, err), true, nil)
 		return
 	}
 	o.send(ctx, c.seq, r, true)

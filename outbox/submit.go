@@ -24,6 +24,7 @@ import (
 // an event twice only after a crash, or when it left a request unanswered
 // for SendTimeout.
 func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) error) (callstate.Delivery, error) {
+	o.awaitSettle(base)
 	// Claim the call before writing, so that the background sender cannot
 	// start on the new events between the commit and the attempt.
 	claimed := o.claim(base)
@@ -121,14 +122,36 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		} else {
 			ok = o.reserve(first, o.now())
 		}
+		// The caller is answered as soon as Movidesk has answered the last
+		// request: the settle's commit only records what is already
+		// decided, and a crash before it sends the event again, as a crash
+		// just after it would have. Until that commit, whatever reads the
+		// call (or lists the outbox) waits for it (see awaitSettle).
+		// The call is released as soon as that commit is done, before the
+		// observer hears of it: the observer may read the outbox.
+		answered, released := false, false
+		answer := func(d callstate.Delivery, err error) {
+			o.settleBegun(base)
+			answered = true
+			done <- result{d, err}
+		}
+		settled := func() {
+			o.release(base)
+			released = true
+			o.settleDone(base)
+		}
 		if ok {
-			d, err = o.attempt(queued)
+			d, err = o.attempt(queued, answer, settled)
 		} else {
 			d = callstate.Delivery{Err: o.rateLimited()}
 		}
-		o.release(base)
+		if !released {
+			o.release(base)
+		}
 		o.kick()
-		done <- result{d, err}
+		if !answered {
+			done <- result{d, err}
+		}
 	}()
 	select {
 	case r := <-done:
@@ -201,8 +224,11 @@ func (o *Outbox) limited(seq uint64, allowed bool) {
 
 // attempt sends the events just queued, in order, each bounded by
 // SendTimeout, and settles each. The first has its limiter slot; each
-// later one takes its own when it leaves.
-func (o *Outbox) attempt(queued []queuedEvent) (callstate.Delivery, error) {
+// later one takes its own when it leaves. answer is told the outcome as
+// soon as it is known, before the last settle, and settled once that
+// settle is committed; neither is called when the attempt stops before
+// sending.
+func (o *Outbox) attempt(queued []queuedEvent, answer func(callstate.Delivery, error), settled func()) (callstate.Delivery, error) {
 	for i, q := range queued {
 		if i > 0 && o.isClosing() {
 			return callstate.Delivery{Err: ErrClosed}, nil // stored: sent after the restart
@@ -210,13 +236,21 @@ func (o *Outbox) attempt(queued []queuedEvent) (callstate.Delivery, error) {
 		if i > 0 && !o.reserve(q.seq, o.now()) {
 			return callstate.Delivery{Err: o.rateLimited()}, nil
 		}
-		v, sendErr := o.send(context.Background(), q.seq, q.req, false)
+		sendErr := o.sendOnce(context.Background(), q.req)
+		v := verdictOf(sendErr)
+		d, err := callstate.Delivery{Delivered: true}, error(nil)
 		switch v {
 		case permanent:
-			return callstate.Delivery{}, fmt.Errorf("outbox: %s of call %q kept as failed event %d: %w", q.req.Endpoint(), q.req.CallID(), q.seq, sendErr)
+			d, err = callstate.Delivery{}, fmt.Errorf("outbox: %s of call %q kept as failed event %d: %w", q.req.Endpoint(), q.req.CallID(), q.seq, sendErr)
 		case retry:
-			return callstate.Delivery{Err: sendErr}, nil
+			d = callstate.Delivery{Err: sendErr}
 		}
+		if v != delivered || i == len(queued)-1 {
+			answer(d, err)
+			o.settle(q.seq, sendErr, false, settled)
+			return d, err
+		}
+		o.settle(q.seq, sendErr, false, nil)
 	}
 	return callstate.Delivery{Delivered: true}, nil
 }
@@ -225,10 +259,64 @@ func (o *Outbox) attempt(queued []queuedEvent) (callstate.Delivery, error) {
 // becomes of ctx, and settles it. A store error after a delivery is logged
 // by settle: Movidesk has the event, which will be sent again.
 func (o *Outbox) send(ctx context.Context, seq uint64, r movidesk.Request, background bool) (verdict, error) {
+	sendErr := o.sendOnce(ctx, r)
+	return o.settle(seq, sendErr, background, nil), sendErr
+}
+
+// sendOnce makes one attempt at r, bounded by SendTimeout whatever becomes
+// of ctx.
+func (o *Outbox) sendOnce(ctx context.Context, r movidesk.Request) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.opts.SendTimeout)
-	sendErr := o.sender.Send(sctx, r)
-	cancel()
-	return o.settle(seq, sendErr, background), sendErr
+	defer cancel()
+	return o.sender.Send(sctx, r)
+}
+
+// settleBegun records that an attempt at call answered its caller before
+// settling: readers of the call wait for settleDone.
+func (o *Outbox) settleBegun(call string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.settling == nil {
+		o.settling = make(map[string]chan struct{})
+	}
+	o.settling[call] = make(chan struct{})
+}
+
+// settleDone records that the attempt at call has settled.
+func (o *Outbox) settleDone(call string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if ch, ok := o.settling[call]; ok {
+		close(ch)
+		delete(o.settling, call)
+	}
+}
+
+// awaitSettle waits until an attempt at call that answered its caller
+// early has settled, so that the call reads as that caller was told. A
+// settle is one commit. Never call it inside a transaction.
+func (o *Outbox) awaitSettle(call string) {
+	o.mu.Lock()
+	ch := o.settling[call]
+	o.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+}
+
+// awaitSettles waits for the settles under way now (not for those that
+// begin meanwhile), so that a listing shows what every answered caller
+// was told.
+func (o *Outbox) awaitSettles() {
+	o.mu.Lock()
+	chs := make([]chan struct{}, 0, len(o.settling))
+	for _, ch := range o.settling {
+		chs = append(chs, ch)
+	}
+	o.mu.Unlock()
+	for _, ch := range chs {
+		<-ch
+	}
 }
 
 // ImportTx is the transaction an importer gets from Update: the call state
@@ -246,6 +334,7 @@ var _ ImportTx = (*Tx)(nil)
 // queued. The fallback spool's importer stores its lines and its position
 // with it, many lines a transaction.
 func (o *Outbox) Update(fn func(ImportTx) error) error {
+	o.awaitSettles()
 	now := o.now()
 	err := o.w.do(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, now: now}) })
 	if err != nil {
@@ -257,6 +346,7 @@ func (o *Outbox) Update(fn func(ImportTx) error) error {
 
 // Lookup reads what is remembered of call base.
 func (o *Outbox) Lookup(base string) (callstate.Call, error) {
+	o.awaitSettle(base)
 	var c callstate.Call
 	err := o.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -275,6 +365,7 @@ func (o *Outbox) Lookup(base string) (callstate.Call, error) {
 // cost is that of the calls due, not of every call remembered. A call
 // record that cannot be decoded is logged and left alone.
 func (o *Outbox) Sweep(openedBy, updatedBy time.Time, fn func(tx callstate.Tx, base string, c callstate.Call, queued int) (bool, error)) error {
+	o.awaitSettles()
 	now := o.now()
 	// Logged after the commit: the function below may run twice.
 	unreadable := map[string]error{}
@@ -347,18 +438,23 @@ const (
 // can succeed, so it fails at once.
 var errUnreadable = errors.New("stored event unreadable")
 
-// settle records the result of an attempt at event seq: removed when
-// delivered, failed when refused for good, rescheduled otherwise.
-func (o *Outbox) settle(seq uint64, sendErr error, background bool) verdict {
-	now := o.now()
-	v := delivered
+// verdictOf says what an attempt's error makes of its event.
+func verdictOf(sendErr error) verdict {
 	switch {
 	case sendErr == nil:
+		return delivered
 	case permanentError(sendErr), errors.Is(sendErr, errUnreadable):
-		v = permanent
-	default:
-		v = retry
+		return permanent
 	}
+	return retry
+}
+
+// settle records the result of an attempt at event seq: removed when
+// delivered, failed when refused for good, rescheduled otherwise.
+// committed, when not nil, runs once the commit is done (or failed).
+func (o *Outbox) settle(seq uint64, sendErr error, background bool, committed func()) verdict {
+	now := o.now()
+	v := verdictOf(sendErr)
 	var rec *record
 	err := o.w.do(func(tx *bolt.Tx) error {
 		var err error
@@ -379,6 +475,9 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool) verdict {
 		rec.LastError = sendErr.Error()
 		return updateRecord(tx, seq, rec)
 	})
+	if committed != nil {
+		committed()
+	}
 	if err != nil {
 		msg := "outbox: store failed after an attempt; the event will be attempted again"
 		if v == delivered {
