@@ -306,7 +306,8 @@ func parseEpoch(s string) (time.Time, bool) {
 	return time.Unix(int64(f), 0).UTC(), true
 }
 
-// link is the recording link: link= argument, else the configured template.
+// link is the recording link: link= argument, else the configured template,
+// which sees the recording= argument as .Recording.
 func (c *channel) link(id string) (string, error) {
 	if v, ok := c.args["link"]; ok {
 		return v, nil
@@ -319,7 +320,7 @@ func (c *channel) link(id string) (string, error) {
 		return "", err
 	}
 	var b strings.Builder
-	data := LinkData{ID: id, LinkedID: linked, UniqueID: c.uniqueID, Date: c.now}
+	data := LinkData{ID: id, LinkedID: linked, UniqueID: c.uniqueID, Date: c.now, Recording: c.args["recording"]}
 	if err := c.cfg.RecordingLink.Execute(&b, data); err != nil {
 		return "", badInput("calls.recording_link template: %v", err)
 	}
@@ -332,6 +333,10 @@ type LinkData struct {
 	LinkedID string    // ${CHANNEL(linkedid)}
 	UniqueID string    // this channel's ${UNIQUEID}
 	Date     time.Time // when the AGI ran, UTC
+	// Recording is the recording= argument: the recording's file as the PBX
+	// named it (FreePBX: YYYY/MM/DD/<CDR(recordingfile)>), "" when the call
+	// was not recorded, so a template can write {{with .Recording}}...{{end}}.
+	Recording string
 }
 
 // isInput tells bad input (ERROR, never retried) from a session failure.
