@@ -235,10 +235,14 @@ func (c *channel) branchLine() (string, error) {
 
 // extension takes the agent's extension out of an interface, a dialled peer
 // or a channel name: "PJSIP/5252", "5252@agents", "PJSIP/5252-0000002a",
-// "Local/5252@agents-00000001;1" and "SIP/5252/n" all give "5252".
+// "Local/5252@agents-00000001;1", "SIP/5252/n" and "5252@from-queue/n" (the
+// dialled peer of a Local queue member, as FreePBX makes them) all give
+// "5252".
 func extension(s string) string {
 	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '/'); i >= 0 {
+	// A technology comes before the first '/'; a '/' after an '@' only
+	// starts the Local channel's options.
+	if i := strings.IndexAny(s, "/@"); i >= 0 && s[i] == '/' {
 		s = s[i+1:]
 	}
 	if i := strings.IndexAny(s, "@/;&"); i >= 0 {
