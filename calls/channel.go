@@ -235,10 +235,14 @@ func (c *channel) branchLine() (string, error) {
 
 // extension takes the agent's extension out of an interface, a dialled peer
 // or a channel name: "PJSIP/5252", "5252@agents", "PJSIP/5252-0000002a",
-// "Local/5252@agents-00000001;1" and "SIP/5252/n" all give "5252".
+// "Local/5252@agents-00000001;1", "SIP/5252/n" and "5252@from-queue/n" (the
+// dialled peer of a Local queue member, as FreePBX makes them) all give
+// "5252".
 func extension(s string) string {
 	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '/'); i >= 0 {
+	// A technology comes before the first '/'; a '/' after an '@' only
+	// starts the Local channel's options.
+	if i := strings.IndexAny(s, "/@"); i >= 0 && s[i] == '/' {
 		s = s[i+1:]
 	}
 	if i := strings.IndexAny(s, "@/;&"); i >= 0 {
@@ -306,7 +310,8 @@ func parseEpoch(s string) (time.Time, bool) {
 	return time.Unix(int64(f), 0).UTC(), true
 }
 
-// link is the recording link: link= argument, else the configured template.
+// link is the recording link: link= argument, else the configured template,
+// which sees the recording= argument as .Recording.
 func (c *channel) link(id string) (string, error) {
 	if v, ok := c.args["link"]; ok {
 		return v, nil
@@ -319,7 +324,7 @@ func (c *channel) link(id string) (string, error) {
 		return "", err
 	}
 	var b strings.Builder
-	data := LinkData{ID: id, LinkedID: linked, UniqueID: c.uniqueID, Date: c.now}
+	data := LinkData{ID: id, LinkedID: linked, UniqueID: c.uniqueID, Date: c.now, Recording: c.args["recording"]}
 	if err := c.cfg.RecordingLink.Execute(&b, data); err != nil {
 		return "", badInput("calls.recording_link template: %v", err)
 	}
@@ -332,6 +337,10 @@ type LinkData struct {
 	LinkedID string    // ${CHANNEL(linkedid)}
 	UniqueID string    // this channel's ${UNIQUEID}
 	Date     time.Time // when the AGI ran, UTC
+	// Recording is the recording= argument: the recording's file as the PBX
+	// named it (FreePBX: YYYY/MM/DD/<CDR(recordingfile)>), "" when the call
+	// was not recorded, so a template can write {{with .Recording}}...{{end}}.
+	Recording string
 }
 
 // isInput tells bad input (ERROR, never retried) from a session failure.

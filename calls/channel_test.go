@@ -13,6 +13,7 @@ func TestExtensionFromAsteriskNames(t *testing.T) {
 		"5252":                         "5252",
 		"Local/5252@agents-00000001;1": "5252",
 		"Local/5252@agents/n":          "5252",
+		"5252@from-queue/n":            "5252", // DIALEDPEERNUMBER of a Local/5252@from-queue/n queue member
 		"SIP/5252/n":                   "5252",
 		"SIP/agent-ana-0000000f":       "agent-ana",
 		"PJSIP/agent-12":               "agent-12", // no channel suffix: the name is kept whole

@@ -259,6 +259,36 @@ func TestHangupAfterTransferCompletesTheCall(t *testing.T) {
 		"GET asterisk_completedCall?"+q("completedDate", nowDate, "id", linked, "link", "https://rec.example.com/"+linked+".wav"))
 }
 
+func TestRecordingArgumentFillsTheLinkTemplate(t *testing.T) {
+	// FreePBX names its recordings itself; the dialplan passes the file as
+	// recording= and the template builds the link only when there is one.
+	r := newRig(t, func(c *calls.Config) {
+		c.RecordingLink = template.Must(template.New("").Parse("{{with .Recording}}https://pbx.example.com/monitor/{{.}}{{end}}"))
+	})
+	transfer := func(id string) string {
+		return env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "branch=5252", "queue=2", "id="+id) +
+			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+			status("OK", "")
+	}
+	hangup := func(id, recording string) string {
+		return env("hangup", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "id="+id, "recording="+recording) +
+			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+			status("OK", "")
+	}
+	file := "2026/11/24/in-5252-4733990777-20261124-095231-" + linked + ".wav"
+	r.replay(transfer("a"))
+	r.replay(hangup("a", file))
+	r.replay(transfer("b"))
+	r.replay(hangup("b", ""))
+	tr := func(id string) string {
+		return "GET asterisk_startTransferedCall?" + q("branchLine", "5252", "callDate", callDate, "clientNumber", "4733990777",
+			"id", id, "queueId", "2", "transferDate", nowDate)
+	}
+	r.wantAccepted(
+		tr("a"), "GET asterisk_completedCall?"+q("completedDate", nowDate, "id", "a", "link", "https://pbx.example.com/monitor/"+file),
+		tr("b"), "GET asterisk_completedCall?"+q("completedDate", nowDate, "id", "b", "link", ""))
+}
+
 func TestHangupWithoutTransferAbandons(t *testing.T) {
 	r := newRig(t, nil)
 	r.replay(env("hangup", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk") +

@@ -63,6 +63,10 @@ var modules = []string{
 	"func_db.so",
 	"func_env.so", // FILE(), the examples' fallback spool
 	"func_uri.so", // URIENCODE(), idem
+	// What FreePBX's dialplan and its snippets use besides.
+	"func_strings.so", // REGEX, STRREPLACE, FIELDQTY, STRFTIME
+	"func_logic.so",   // IF
+	"app_exec.so",     // ExecIf
 }
 
 // asterisk is a running Asterisk in the chroot.
@@ -148,7 +152,7 @@ func (a *asterisk) checkConfig() error {
 	if m := configComplaint.FindAllString(string(log), -1); len(m) > 0 {
 		return fmt.Errorf("asterisk complained about the configuration:\n%s", strings.Join(m, "\n"))
 	}
-	for _, ctx := range []string{"movidesk-transfer", "movidesk-fallback", "movidesk-dial", "movidesk-hangup", "movidesk-queue", "movidesk-recording", "movidesk-recording-later"} {
+	for _, ctx := range append([]string{"movidesk-transfer", "movidesk-fallback", "movidesk-dial", "movidesk-hangup", "movidesk-queue", "movidesk-recording", "movidesk-recording-later"}, freepbxContexts...) {
 		out, err := a.cli("dialplan show " + ctx)
 		if err != nil || !strings.Contains(out, "'"+ctx+"'") || strings.Contains(out, "There is no existence") {
 			return fmt.Errorf("asterisk: the examples' context %s is not loaded: %v %s", ctx, err, out)
@@ -341,12 +345,23 @@ func (a *asterisk) writeConfig(agiURL string) error {
 	if err != nil || len(examples) == 0 {
 		return fmt.Errorf("asterisk: no dialplan examples in ../dialplan-examples (%v)", err)
 	}
-	for _, e := range examples {
+	freepbx, err := filepath.Glob("../dialplan-examples/freepbx/*.conf")
+	if err != nil || len(freepbx) == 0 {
+		return fmt.Errorf("asterisk: no FreePBX snippets in ../dialplan-examples/freepbx (%v)", err)
+	}
+	if err := os.MkdirAll(a.host(a.dir+"/etc/examples/freepbx"), 0o755); err != nil {
+		return fmt.Errorf("asterisk: %w", err)
+	}
+	for _, e := range append(examples, freepbx...) {
 		b, err := os.ReadFile(e)
 		if err != nil {
 			return fmt.Errorf("asterisk: %w", err)
 		}
-		if err := os.WriteFile(a.host(a.dir+"/etc/examples/"+filepath.Base(e)), b, 0o644); err != nil {
+		dst := "/etc/examples/" + filepath.Base(e)
+		if filepath.Base(filepath.Dir(e)) == "freepbx" {
+			dst = "/etc/examples/freepbx/" + filepath.Base(e)
+		}
+		if err := os.WriteFile(a.host(a.dir+dst), b, 0o644); err != nil {
 			return fmt.Errorf("asterisk: %w", err)
 		}
 	}
@@ -378,7 +393,10 @@ messages.log => notice,warning,error,verbose
 		"cdr.conf":        "[general]\nenable = yes\n",
 		"pjsip.conf":      pjsipConf(a.sipPort),
 		"extensions.conf": extensionsConf(agiURL, a.spoolPath()),
-		"queues.conf":     "#include \"examples/queues.conf\"\n",
+		"queues.conf":     "#include \"examples/queues.conf\"\n#include \"freepbx-queues.conf\"\n",
+		// Shaped like what FreePBX generates (freepbx_test.go).
+		"freepbx-generated.conf": freepbxGenerated,
+		"freepbx-queues.conf":    freepbxQueues,
 	}
 	for name, body := range files {
 		if err := os.WriteFile(a.host(d+"/etc/"+name), []byte(body), 0o644); err != nil {
@@ -483,6 +501,10 @@ func extensionsConf(agiURL, spoolPath string) string {
 #include "examples/extensions-hangup.conf"
 #include "examples/extensions-queue.conf"
 #include "examples/extensions-recording.conf"
+; A dialplan shaped like FreePBX 17's, with the FreePBX snippets, verbatim,
+; where an administrator puts them (globals_custom.conf is included by it).
+#include "freepbx-generated.conf"
+#include "examples/freepbx/extensions_custom.conf"
 
 ; After the examples' [globals], so this run's values win.
 [globals]
