@@ -63,13 +63,33 @@ var modules = []string{
 	"func_db.so",
 	"func_env.so", // FILE(), the examples' fallback spool
 	"func_uri.so", // URIENCODE(), idem
+	// ARI, for click-to-call: Asterisk's HTTP server (http.conf) is built in.
+	"res_http_websocket.so",
+	"res_websocket_client.so", // res_ari needs it loaded, though no websocket is used
+	"res_stasis.so",
+	"res_stasis_answer.so",
+	"res_stasis_playback.so",
+	"res_stasis_recording.so",
+	"res_stasis_snoop.so",
+	"res_ari.so",
+	"res_ari_model.so",
+	"res_ari_asterisk.so",
+	"res_ari_channels.so",
 }
+
+// The ARI user of the test Asterisk (ari.conf).
+const (
+	ariUser     = "movidesk"
+	ariPassword = "e2e-ari-secret"
+)
 
 // asterisk is a running Asterisk in the chroot.
 type asterisk struct {
 	root    string // the chroot
 	dir     string // this run's directory, as Asterisk sees it
 	sipPort int
+	// httpPort is Asterisk's HTTP server, where ARI answers on 127.0.0.1.
+	httpPort int
 	cmd     *exec.Cmd
 	exited  chan struct{}
 }
@@ -92,6 +112,9 @@ func startAsterisk(root, agiURL string) (*asterisk, error) {
 		}
 	}
 	if a.sipPort, err = freeUDPPort(); err != nil {
+		return nil, err
+	}
+	if a.httpPort, err = freeLoopbackTCPPort(); err != nil {
 		return nil, err
 	}
 	if err := a.writeConfig(agiURL); err != nil {
@@ -324,6 +347,18 @@ func (a *asterisk) dbGet(family, key string) (string, bool, error) {
 	return v, ok, nil
 }
 
+// ariURL is the ARI of this Asterisk.
+func (a *asterisk) ariURL() string { return fmt.Sprintf("http://127.0.0.1:%d/ari", a.httpPort) }
+
+func freeLoopbackTCPPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free TCP port on 127.0.0.1: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
 func freeUDPPort() (int, error) {
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -379,6 +414,8 @@ messages.log => notice,warning,error,verbose
 		"pjsip.conf":      pjsipConf(a.sipPort),
 		"extensions.conf": extensionsConf(agiURL, a.spoolPath()),
 		"queues.conf":     "#include \"examples/queues.conf\"\n",
+		"http.conf":       fmt.Sprintf("[general]\nenabled = yes\nbindaddr = 127.0.0.1\nbindport = %d\n", a.httpPort),
+		"ari.conf":        "[general]\nenabled = yes\n\n[" + ariUser + "]\ntype = user\nread_only = no\npassword = " + ariPassword + "\n",
 	}
 	for name, body := range files {
 		if err := os.WriteFile(a.host(d+"/etc/"+name), []byte(body), 0o644); err != nil {
