@@ -90,8 +90,8 @@ type asterisk struct {
 	sipPort int
 	// httpPort is Asterisk's HTTP server, where ARI answers on 127.0.0.1.
 	httpPort int
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	cmd      *exec.Cmd
+	exited   chan struct{}
 }
 
 // host turns a path inside the chroot into one outside.
@@ -171,7 +171,7 @@ func (a *asterisk) checkConfig() error {
 	if m := configComplaint.FindAllString(string(log), -1); len(m) > 0 {
 		return fmt.Errorf("asterisk complained about the configuration:\n%s", strings.Join(m, "\n"))
 	}
-	for _, ctx := range []string{"movidesk-transfer", "movidesk-fallback", "movidesk-dial", "movidesk-hangup", "movidesk-queue", "movidesk-recording", "movidesk-recording-later"} {
+	for _, ctx := range []string{"movidesk-transfer", "movidesk-fallback", "movidesk-dial", "movidesk-hangup", "movidesk-queue", "movidesk-recording", "movidesk-recording-later", "movidesk-click-to-call", "movidesk-click-to-call-end"} {
 		out, err := a.cli("dialplan show " + ctx)
 		if err != nil || !strings.Contains(out, "'"+ctx+"'") || strings.Contains(out, "There is no existence") {
 			return fmt.Errorf("asterisk: the examples' context %s is not loaded: %v %s", ctx, err, out)
@@ -520,6 +520,7 @@ func extensionsConf(agiURL, spoolPath string) string {
 #include "examples/extensions-hangup.conf"
 #include "examples/extensions-queue.conf"
 #include "examples/extensions-recording.conf"
+#include "examples/extensions-click-to-call.conf"
 
 ; After the examples' [globals], so this run's values win.
 [globals]
@@ -549,6 +550,17 @@ exten => _` + viaRecordingLater + `XXXX,1,Gosub(e2e-remember,s,1)
  same => n,Goto(movidesk-recording-later,${EXTEN:1},1)
 exten => _` + viaCapture + `XXX,1,Gosub(e2e-remember,s,1)
  same => n,Goto(e2e-capture,${EXTEN:1},1)
+; A customer called from a ticket (click-to-call), over the trunk.
+exten => _ZZ9XXXXXXXX,1,Goto(e2e-customer,${EXTEN},1)
+
+; A customer's phone: notes the call for the test, then answers, or is busy
+; when the test put "busy" in the database for the number.
+[e2e-customer]
+exten => _X.,1,Set(DB(e2e-customer/${EXTEN})=${CHANNEL} ${CALLERID(num)})
+ same => n,GotoIf($["${DB(e2e-customer-busy/${EXTEN})}" = "busy"]?busy)
+ same => n,Answer()
+ same => n,Milliwatt()
+ same => n(busy),Busy(10)
 
 [e2e-remember]
 exten => s,1,Set(DB(e2e-call/${CALLERID(num)})=${CHANNEL(linkedid)} ${UNIQUEID} ${CDR(start,u)} ${CHANNEL})
