@@ -452,6 +452,13 @@ func (s *Server) waitAnswer(ctx context.Context, id, source string) error {
 	gone := func() error {
 		return refuse(http.StatusConflict, "agent_no_answer", "extension %s did not answer (busy, declined, unreachable, or no answer in %s)", source, s.cfg.AnswerTimeout)
 	}
+	// A failing read is logged once, with the count when the wait ends.
+	failed := 0
+	defer func() {
+		if failed > 1 {
+			s.cfg.Log.Warn().Int("failed", failed).Str("channel_id", id).Msg("click-to-call: reading the agent's channel kept failing")
+		}
+	}()
 	for {
 		ch, err := s.pbx.Channel(ctx, id)
 		switch {
@@ -460,7 +467,9 @@ func (s *Server) waitAnswer(ctx context.Context, id, source string) error {
 		case ari.IsNotFound(err):
 			return gone()
 		case err != nil && ctx.Err() == nil:
-			s.cfg.Log.Warn().Err(err).Str("channel_id", id).Msg("click-to-call: reading the agent's channel")
+			if failed++; failed == 1 {
+				s.cfg.Log.Warn().Err(err).Str("channel_id", id).Msg("click-to-call: reading the agent's channel")
+			}
 		}
 		select {
 		case <-ctx.Done():
