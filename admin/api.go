@@ -23,6 +23,8 @@ type Status struct {
 	Outbox   OutboxStatus   `json:"outbox"`
 	Movidesk MovideskStatus `json:"movidesk"`
 	Budget   Budget         `json:"budget"`
+	// MadeCalls counts the calls placed from Movidesk (click-to-call).
+	MadeCalls MadeCalls `json:"made_calls"`
 	// Calls are the last calls seen since start, the most recently
 	// updated first (at most 50).
 	Calls []Call `json:"calls"`
@@ -53,6 +55,23 @@ type MovideskError struct {
 	Endpoint string    `json:"endpoint"`
 	Code     int       `json:"code"` // HTTP status; 0 when no answer came
 	Error    string    `json:"error"`
+}
+
+// MadeCalls are the requests to place a call from Movidesk since start.
+type MadeCalls struct {
+	Placed      uint64           `json:"placed"`
+	Refused     uint64           `json:"refused"`
+	LastPlaced  time.Time        `json:"last_placed,omitzero"`
+	LastRefused *MadeCallRefusal `json:"last_refused,omitempty"`
+}
+
+// MadeCallRefusal is a request to place a call that was turned away.
+type MadeCallRefusal struct {
+	At          time.Time `json:"at"`
+	Result      string    `json:"result"`
+	Status      int       `json:"status"`
+	Source      string    `json:"source"`
+	Destination string    `json:"destination"`
 }
 
 // Budget compares the requests the call volume needs with the account's

@@ -15,6 +15,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/clicktocall"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -24,6 +25,8 @@ var (
 	_ movidesk.Observer = (*Metrics)(nil)
 	_ outbox.Observer   = (*Metrics)(nil)
 	_ calls.Observer    = (*Metrics)(nil)
+
+	_ clicktocall.Observer = (*Metrics)(nil)
 )
 
 // The bounded sets of label values. Anything else is counted as "other",
@@ -33,6 +36,8 @@ var (
 	endpoints     = []string{movidesk.EndpointTransferred, movidesk.EndpointCompleted, movidesk.EndpointCanceled, movidesk.EndpointLink}
 	routes        = []string{"transfer", "complete", "abandon", "hangup", "link"}
 	statuses      = []string{"OK", "QUEUED", "ERROR"}
+	c2cResults    = []string{"placed", "refused_auth", "refused_network", "refused_source", "refused_destination",
+		"refused_limit", "bad_request", "agent_no_answer", "pbx_error", "canceled", "error"}
 )
 
 const other = "other"
@@ -75,8 +80,10 @@ type Metrics struct {
 	limiter  *prometheus.CounterVec
 	sessions *prometheus.CounterVec
 	spool    *prometheus.CounterVec
+	c2c      *prometheus.CounterVec
 
 	mu       sync.Mutex
+	made     MadeCalls
 	accepted uint64 // requests Movidesk answered 2xx since start
 	lastOK   time.Time
 	lastErr  *MovideskError
@@ -116,6 +123,13 @@ func newMetrics(ob Outbox, version string, rate func() float64, now func() time.
 			Name: "movidesk_agi_spool_lines_total",
 			Help: "Fallback spool lines read: imported, or skipped (malformed, duplicate, too old or too new).",
 		}, []string{"result"}),
+		c2c: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "movidesk_agi_click_to_call_requests_total",
+			Help: "Requests to place a call from Movidesk (click-to-call), by result: placed, or why not.",
+		}, []string{"result"}),
+	}
+	for _, r := range c2cResults {
+		m.c2c.WithLabelValues(r)
 	}
 	// Series known in advance start at zero, so that rate() and alerts see
 	// them before the first event.
@@ -139,7 +153,7 @@ func newMetrics(ob Outbox, version string, rate func() float64, now func() time.
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.refused, m.requests, m.duration, m.limiter, m.sessions, m.spool,
+		m.refused, m.requests, m.duration, m.limiter, m.sessions, m.spool, m.c2c,
 		outboxCollector{m},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "movidesk_agi_rate_per_minute",
@@ -322,4 +336,29 @@ func (c outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age)
 	ch <- prometheus.MustNewConstMetric(descOpen, prometheus.GaugeValue, float64(st.OpenCalls))
+}
+
+// ClickToCall counts a request to place a call from Movidesk.
+func (m *Metrics) ClickToCall(r clicktocall.Report) {
+	m.c2c.WithLabelValues(bounded(r.Result, c2cResults)).Inc()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r.Result == "placed" {
+		m.made.Placed++
+		m.made.LastPlaced = r.At
+	} else {
+		m.made.Refused++
+		m.made.LastRefused = &MadeCallRefusal{At: r.At, Result: r.Result, Status: r.Status, Source: r.Source, Destination: r.Destination}
+	}
+}
+
+func (m *Metrics) madeCalls() MadeCalls {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mc := m.made
+	if mc.LastRefused != nil {
+		r := *mc.LastRefused
+		mc.LastRefused = &r
+	}
+	return mc
 }

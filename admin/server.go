@@ -302,6 +302,7 @@ func (s *Server) status() (Status, []outbox.Event) {
 		st.Budget = budget(rate, base, cur)
 	}
 	st.Movidesk = s.metrics.movidesk()
+	st.MadeCalls = s.metrics.madeCalls()
 	events, lerr := s.opts.Outbox.List()
 	if lerr != nil && st.Outbox.Error == "" {
 		st.Outbox.Error = lerr.Error()

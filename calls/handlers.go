@@ -265,6 +265,8 @@ func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event
 		le = le.Bool("duplicate", true)
 	case callstate.Late:
 		le = le.Bool("late", true)
+	case callstate.MadeCall:
+		le = le.Bool("made_call", true)
 	}
 	if o.err != nil {
 		le = le.Str("error", o.err.Error())
@@ -451,10 +453,16 @@ func (h *Handlers) hangup(ctx context.Context, c *channel, ev *event) error {
 		ev.decided = "duplicate"
 	case ev.out.Result == callstate.Late:
 		ev.decided = "late"
+	case ev.out.Result == callstate.MadeCall:
+		ev.decided = "made call"
 	case len(ev.out.Sent) > 0:
-		if _, ok := ev.out.Sent[len(ev.out.Sent)-1].(movidesk.CanceledCall); ok {
+		switch ev.out.Sent[len(ev.out.Sent)-1].(type) {
+		case movidesk.CanceledCall:
 			ev.decided = "abandon"
-		} else {
+		case movidesk.CallLink:
+			// A call placed from Movidesk: its end sends only its link.
+			ev.decided = "made call link"
+		default:
 			ev.decided = "complete"
 		}
 	}

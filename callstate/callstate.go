@@ -32,6 +32,10 @@ type Call struct {
 	Opened    time.Time `json:"opened,omitzero"` // transfer date of the open segment
 	Completed bool      `json:"completed,omitempty"`
 	Canceled  bool      `json:"canceled,omitempty"`
+	// Made is a call placed from Movidesk (click-to-call): Movidesk knows
+	// it by its id already and takes only its recording link, so its
+	// transfers and its end send nothing.
+	Made bool `json:"made,omitempty"`
 	// Seen are the identities of the transfers and links already recorded
 	// (see Event.Key), so that a second arrival of one sends nothing.
 	Seen    []string  `json:"seen,omitempty"`
@@ -118,6 +122,9 @@ const (
 	// Late: a transfer that arrived after its call had ended; Movidesk has
 	// the call's end, so nothing was stored or sent.
 	Late
+	// MadeCall: a transfer or the end of a call placed from Movidesk,
+	// which takes none; nothing was sent.
+	MadeCall
 )
 
 func (r Result) String() string {
@@ -130,6 +137,8 @@ func (r Result) String() string {
 		return "duplicate"
 	case Late:
 		return "late"
+	case MadeCall:
+		return "made call"
 	}
 	return fmt.Sprintf("Result(%d)", int(r))
 }
@@ -230,6 +239,12 @@ func Apply(tx Tx, ev Event, now time.Time) (Decision, error) {
 		return Decision{}, err
 	}
 	d, err := decide(&c, ev)
+	if err == nil && d.Result == MadeCall {
+		// Nothing to send, but the end is remembered: the call is then
+		// forgotten after the retention like any other.
+		c.Updated = now
+		return d, tx.PutCall(base, c)
+	}
 	if err != nil || d.Result != Queued {
 		return d, err
 	}
@@ -265,6 +280,24 @@ func endpointOf(ev Event) string {
 // its segment id.
 func decide(c *Call, ev Event) (Decision, error) {
 	queued := func(rs ...movidesk.Request) (Decision, error) { return Decision{Result: Queued, Sent: rs}, nil }
+	if c.Made {
+		switch ev.Kind {
+		case Transfer:
+			return Decision{Result: MadeCall}, nil
+		case Complete, Hangup:
+			// Its end sends the recording's link, when the route has one
+			// (link= or calls.recording_link): the only event Movidesk
+			// takes of a made call.
+			r := movidesk.CallLink{ID: ev.Complete.ID, Link: ev.Complete.Link}
+			key := LinkKey(r.Link)
+			c.Completed = true
+			if r.Link == "" || c.seen(key) {
+				return Decision{Result: MadeCall}, nil
+			}
+			c.see(key)
+			return queued(r)
+		}
+	}
 	switch ev.Kind {
 	case Transfer:
 		r := ev.Transfer
@@ -472,6 +505,32 @@ func (m *Machine) Record(ctx context.Context, ev Event) (Outcome, error) {
 		out.Err = del.Err
 	}
 	return out, nil
+}
+
+// Made records that call base is placed from Movidesk (click-to-call),
+// before its first channel exists: from then on its transfers and its end
+// send nothing, and its recording goes out with setMadeCallLink under base.
+// A call already known is refused: its events have been sent.
+func (m *Machine) Made(ctx context.Context, base string) error {
+	if base == "" {
+		return fmt.Errorf("callstate: made call without an id")
+	}
+	now := m.opts.Now()
+	_, err := m.store.Submit(ctx, base, func(tx Tx) error {
+		c, err := tx.Call(base)
+		if err != nil {
+			return err
+		}
+		if c.Made {
+			return nil
+		}
+		if c.Segments > 0 || len(c.Seen) > 0 || c.Ended() {
+			return fmt.Errorf("callstate: call %q is already known; a made call needs a new id", base)
+		}
+		c.Made, c.Updated = true, now
+		return tx.PutCall(base, c)
+	})
+	return err
 }
 
 // Transfer records that the call reached the agent of leg (see TransferKey).

@@ -213,3 +213,61 @@ func TestSetMaxCallDurationWhileReaping(t *testing.T) {
 	})
 	wg.Wait()
 }
+
+// A call placed from Movidesk: Movidesk takes its recording link, under the
+// id it was given, and nothing else, however the dialplan reports the call.
+func TestMadeCallSendsOnlyItsLink(t *testing.T) {
+	const id = "1795524751.12"
+	withLink := func(ev callstate.Event, link string) callstate.Event {
+		ev.Complete.Link = link
+		return ev
+	}
+	for _, tc := range []struct {
+		name   string
+		events []callstate.Event
+		want   []string
+	}{
+		{"TransferAndHangupSendNothing", []callstate.Event{transfer("leg-a", "5252", 1), hangup(5)}, nil},
+		{"HangupWithALinkSendsTheLink", []callstate.Event{transfer("leg-a", "5252", 1), withLink(hangup(5), "https://r/1.wav"), withLink(hangup(6), "https://r/1.wav")},
+			[]string{movidesk.EndpointLink + " " + id}},
+		{"LinkRouteAfterTheEnd", []callstate.Event{hangup(5), {Kind: callstate.Link, Key: callstate.LinkKey("https://r/1.wav"), Link: movidesk.CallLink{ID: id, Link: "https://r/1.wav"}}},
+			[]string{movidesk.EndpointLink + " " + id}},
+		{"TheSameLinkByRouteAndHangupOnce", []callstate.Event{
+			{Kind: callstate.Link, Key: callstate.LinkKey("https://r/1.wav"), Link: movidesk.CallLink{ID: id, Link: "https://r/1.wav"}},
+			withLink(hangup(5), "https://r/1.wav")},
+			[]string{movidesk.EndpointLink + " " + id}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := &memStore{tx: newTx()}
+			m := callstate.New(store, callstate.Options{Now: func() time.Time { return t0 }})
+			if err := m.Made(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range tc.events {
+				out, err := m.Record(context.Background(), ev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ev.Kind != callstate.Link && len(out.Sent) == 0 && out.Result != callstate.MadeCall && out.Result != callstate.Duplicate {
+					t.Errorf("%v: result %v", ev.Kind, out.Result)
+				}
+			}
+			if diff := cmp.Diff(tc.want, describe(store.tx.queued)); diff != "" {
+				t.Errorf("queued (-want +got):\n%s", diff)
+			}
+			if c := store.tx.calls[id]; !c.Made || !c.Ended() && len(tc.events) > 1 {
+				t.Errorf("call %+v: want made, and ended after its hangup", c)
+			}
+		})
+	}
+	t.Run("AKnownCallCannotBecomeMade", func(t *testing.T) {
+		store := &memStore{tx: newTx()}
+		m := callstate.New(store, callstate.Options{})
+		if _, err := m.Record(context.Background(), hangup(1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Made(context.Background(), id); err == nil {
+			t.Error("a call already ended was marked made")
+		}
+	})
+}

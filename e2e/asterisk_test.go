@@ -67,15 +67,35 @@ var modules = []string{
 	"func_strings.so", // REGEX, STRREPLACE, FIELDQTY, STRFTIME
 	"func_logic.so",   // IF
 	"app_exec.so",     // ExecIf
+	// ARI, for click-to-call: Asterisk's HTTP server (http.conf) is built in.
+	"res_http_websocket.so",
+	"res_websocket_client.so", // res_ari needs it loaded, though no websocket is used
+	"res_stasis.so",
+	"res_stasis_answer.so",
+	"res_stasis_playback.so",
+	"res_stasis_recording.so",
+	"res_stasis_snoop.so",
+	"res_ari.so",
+	"res_ari_model.so",
+	"res_ari_asterisk.so",
+	"res_ari_channels.so",
 }
+
+// The ARI user of the test Asterisk (ari.conf).
+const (
+	ariUser     = "movidesk"
+	ariPassword = "e2e-ari-secret"
+)
 
 // asterisk is a running Asterisk in the chroot.
 type asterisk struct {
 	root    string // the chroot
 	dir     string // this run's directory, as Asterisk sees it
 	sipPort int
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	// httpPort is Asterisk's HTTP server, where ARI answers on 127.0.0.1.
+	httpPort int
+	cmd      *exec.Cmd
+	exited   chan struct{}
 }
 
 // host turns a path inside the chroot into one outside.
@@ -96,6 +116,9 @@ func startAsterisk(root, agiURL string) (*asterisk, error) {
 		}
 	}
 	if a.sipPort, err = freeUDPPort(); err != nil {
+		return nil, err
+	}
+	if a.httpPort, err = freeLoopbackTCPPort(); err != nil {
 		return nil, err
 	}
 	if err := a.writeConfig(agiURL); err != nil {
@@ -152,7 +175,7 @@ func (a *asterisk) checkConfig() error {
 	if m := configComplaint.FindAllString(string(log), -1); len(m) > 0 {
 		return fmt.Errorf("asterisk complained about the configuration:\n%s", strings.Join(m, "\n"))
 	}
-	for _, ctx := range append([]string{"movidesk-transfer", "movidesk-fallback", "movidesk-dial", "movidesk-hangup", "movidesk-queue", "movidesk-recording", "movidesk-recording-later"}, freepbxContexts...) {
+	for _, ctx := range append([]string{"movidesk-transfer", "movidesk-fallback", "movidesk-dial", "movidesk-hangup", "movidesk-queue", "movidesk-recording", "movidesk-recording-later", "movidesk-click-to-call", "movidesk-click-to-call-end"}, freepbxContexts...) {
 		out, err := a.cli("dialplan show " + ctx)
 		if err != nil || !strings.Contains(out, "'"+ctx+"'") || strings.Contains(out, "There is no existence") {
 			return fmt.Errorf("asterisk: the examples' context %s is not loaded: %v %s", ctx, err, out)
@@ -328,6 +351,18 @@ func (a *asterisk) dbGet(family, key string) (string, bool, error) {
 	return v, ok, nil
 }
 
+// ariURL is the ARI of this Asterisk.
+func (a *asterisk) ariURL() string { return fmt.Sprintf("http://127.0.0.1:%d/ari", a.httpPort) }
+
+func freeLoopbackTCPPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free TCP port on 127.0.0.1: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
 func freeUDPPort() (int, error) {
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -397,6 +432,8 @@ messages.log => notice,warning,error,verbose
 		// Shaped like what FreePBX generates (freepbx_test.go).
 		"freepbx-generated.conf": freepbxGenerated,
 		"freepbx-queues.conf":    freepbxQueues,
+		"http.conf":              fmt.Sprintf("[general]\nenabled = yes\nbindaddr = 127.0.0.1\nbindport = %d\n", a.httpPort),
+		"ari.conf":               "[general]\nenabled = yes\n\n[" + ariUser + "]\ntype = user\nread_only = no\npassword = " + ariPassword + "\n",
 	}
 	for name, body := range files {
 		if err := os.WriteFile(a.host(d+"/etc/"+name), []byte(body), 0o644); err != nil {
@@ -505,6 +542,7 @@ func extensionsConf(agiURL, spoolPath string) string {
 ; where an administrator puts them (globals_custom.conf is included by it).
 #include "freepbx-generated.conf"
 #include "examples/freepbx/extensions_custom.conf"
+#include "examples/extensions-click-to-call.conf"
 
 ; After the examples' [globals], so this run's values win.
 [globals]
@@ -534,6 +572,17 @@ exten => _` + viaRecordingLater + `XXXX,1,Gosub(e2e-remember,s,1)
  same => n,Goto(movidesk-recording-later,${EXTEN:1},1)
 exten => _` + viaCapture + `XXX,1,Gosub(e2e-remember,s,1)
  same => n,Goto(e2e-capture,${EXTEN:1},1)
+; A customer called from a ticket (click-to-call), over the trunk.
+exten => _ZZ9XXXXXXXX,1,Goto(e2e-customer,${EXTEN},1)
+
+; A customer's phone: notes the call for the test, then answers, or is busy
+; when the test put "busy" in the database for the number.
+[e2e-customer]
+exten => _X.,1,Set(DB(e2e-customer/${EXTEN})=${CHANNEL} ${CALLERID(num)})
+ same => n,GotoIf($["${DB(e2e-customer-busy/${EXTEN})}" = "busy"]?busy)
+ same => n,Answer()
+ same => n,Milliwatt()
+ same => n(busy),Busy(10)
 
 [e2e-remember]
 exten => s,1,Set(DB(e2e-call/${CALLERID(num)})=${CHANNEL(linkedid)} ${UNIQUEID} ${CDR(start,u)} ${CHANNEL})

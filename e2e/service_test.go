@@ -37,6 +37,7 @@ type serviceOptions struct {
 	allow           []string       // server.allow; default empty, anyone
 	queues          map[string]int // [queues] entries besides support
 	noDefaultQueue  bool           // calls.default_queue_id = 0: a call no entry maps is refused
+	extra           string         // more TOML, at the end of the file (a table of its own)
 
 	// restart, a service that was stopped or killed, makes this one the
 	// same service started again: its fake Movidesk, its directory (so its
@@ -131,7 +132,7 @@ format = "json"
 
 [admin]
 listen = "127.0.0.1:0"
-`, listen, opts.maxSessions, strings.Join(allow, ", "), s.fake.URL, s.token, opts.movideskTimeout, defaultQueue, opts.recordingLink, queues.String(), filepath.Join(dir, "outbox.db"), opts.spool)
+%s`, listen, opts.maxSessions, strings.Join(allow, ", "), s.fake.URL, s.token, opts.movideskTimeout, defaultQueue, opts.recordingLink, queues.String(), filepath.Join(dir, "outbox.db"), opts.spool, opts.extra)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,8 +21,10 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/agi"
+	"github.com/movidesk-agi/movidesk-agi/ari"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/clicktocall"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -36,6 +39,8 @@ type Config struct {
 	Store    StoreConfig    `toml:"store"`
 	Log      LogConfig      `toml:"log"`
 	Admin    AdminConfig    `toml:"admin"`
+	// ClickToCall is the endpoint Movidesk calls to place a call.
+	ClickToCall ClickToCallConfig `toml:"click_to_call"`
 
 	// secretFiles are the files the tokens were read from (the config
 	// file itself when it holds one), for the mode warning.
@@ -48,6 +53,43 @@ type AdminConfig struct {
 	Listen    string `toml:"listen"` // "" disables it
 	Token     string `toml:"token"`
 	TokenFile string `toml:"token_file"`
+}
+
+// ClickToCallConfig is the click-to-call endpoint: its own listener
+// (Movidesk's cloud reaches it, unlike the admin listener), who may use
+// it, how it reaches Asterisk (ARI), and its toll-fraud guards.
+type ClickToCallConfig struct {
+	Listen      string `toml:"listen"`     // "" disables it
+	PublicURL   string `toml:"public_url"` // how Movidesk reaches it, for check-config
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
+
+	Auth         string   `toml:"auth"` // basic, token or none
+	Username     string   `toml:"username"`
+	Password     string   `toml:"password"`
+	PasswordFile string   `toml:"password_file"`
+	Token        string   `toml:"token"`
+	TokenFile    string   `toml:"token_file"`
+	TokenHeader  string   `toml:"token_header"`
+	TokenQuery   string   `toml:"token_query"`
+	Allow        []string `toml:"allow"`
+
+	ARIURL          string `toml:"ari_url"`
+	ARIUsername     string `toml:"ari_username"`
+	ARIPassword     string `toml:"ari_password"`
+	ARIPasswordFile string `toml:"ari_password_file"`
+
+	Dial          string   `toml:"dial"`
+	Context       string   `toml:"context"`
+	CallerID      string   `toml:"caller_id"`
+	AnswerTimeout Duration `toml:"answer_timeout"`
+
+	Sources      []string `toml:"sources"`
+	Destinations []string `toml:"destinations"`
+	CountryCode  string   `toml:"country_code"`
+	SourceRate   int      `toml:"source_rate"`
+	Rate         int      `toml:"rate"`
+	MaxCalls     int      `toml:"max_calls"`
 }
 
 type ServerConfig struct {
@@ -134,6 +176,20 @@ func DefaultConfig() Config {
 		},
 		Log:   LogConfig{Level: "info", Format: "json"},
 		Admin: AdminConfig{Listen: DefaultAdminListen},
+		ClickToCall: ClickToCallConfig{
+			Auth:          clicktocall.AuthBasic,
+			ARIURL:        "http://127.0.0.1:8088/ari",
+			Dial:          clicktocall.DefaultDial,
+			Context:       clicktocall.DefaultContext,
+			CallerID:      clicktocall.DefaultCallerID,
+			AnswerTimeout: Duration(clicktocall.DefaultAnswerTimeout),
+			Sources:       slices.Clone(clicktocall.DefaultSources),
+			Destinations:  slices.Clone(clicktocall.DefaultDestinations),
+			CountryCode:   clicktocall.DefaultCountryCode,
+			SourceRate:    clicktocall.DefaultSourceRate,
+			Rate:          clicktocall.DefaultRate,
+			MaxCalls:      clicktocall.DefaultMaxCalls,
+		},
 	}
 }
 
@@ -186,7 +242,8 @@ func LoadConfig(path string) (Config, error) {
 			return cfg, fmt.Errorf("config %s: unknown key %s%w", path, strings.Join(keys, ", "), keysOnly(errs))
 		}
 	}
-	if cfg.Movidesk.Token != "" || cfg.Admin.Token != "" {
+	c2c := &cfg.ClickToCall
+	if cfg.Movidesk.Token != "" || cfg.Admin.Token != "" || c2c.Password != "" || c2c.Token != "" || c2c.ARIPassword != "" {
 		cfg.secretFiles = append(cfg.secretFiles, path)
 	}
 	if tok, ok := os.LookupEnv("MOVIDESK_TOKEN"); ok && tok != "" {
@@ -196,7 +253,7 @@ func LoadConfig(path string) (Config, error) {
 	if path != "" {
 		// A relative token_file is beside the configuration file, not
 		// wherever the command was started.
-		for _, f := range []*string{&cfg.Movidesk.TokenFile, &cfg.Admin.TokenFile} {
+		for _, f := range []*string{&cfg.Movidesk.TokenFile, &cfg.Admin.TokenFile, &c2c.PasswordFile, &c2c.TokenFile, &c2c.ARIPasswordFile, &c2c.TLSCertFile, &c2c.TLSKeyFile} {
 			if *f != "" && !filepath.IsAbs(*f) {
 				*f = filepath.Join(filepath.Dir(path), *f)
 			}
@@ -208,7 +265,20 @@ func LoadConfig(path string) (Config, error) {
 	if cfg.Admin.Token, err = readSecret("admin", cfg.Admin.Token, cfg.Admin.TokenFile, "admin.token"); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
 	}
-	for _, f := range []string{cfg.Movidesk.TokenFile, cfg.Admin.TokenFile} {
+	for _, s := range []struct {
+		value     *string
+		file, key string
+		inline    string
+	}{
+		{&c2c.Password, c2c.PasswordFile, "click_to_call.password_file", "click_to_call.password"},
+		{&c2c.Token, c2c.TokenFile, "click_to_call.token_file", "click_to_call.token"},
+		{&c2c.ARIPassword, c2c.ARIPasswordFile, "click_to_call.ari_password_file", "click_to_call.ari_password"},
+	} {
+		if *s.value, err = readSecretFile(s.key, *s.value, s.file, s.inline); err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	for _, f := range []string{cfg.Movidesk.TokenFile, cfg.Admin.TokenFile, c2c.PasswordFile, c2c.TokenFile, c2c.ARIPasswordFile} {
 		if f != "" {
 			cfg.secretFiles = append(cfg.secretFiles, f)
 		}
@@ -230,10 +300,14 @@ func LoadConfig(path string) (Config, error) {
 // named: a file and an inline value together are refused, so that it is
 // clear which one is in force.
 func readSecret(section, inline, file, inlineName string) (string, error) {
+	return readSecretFile(section+".token_file", inline, file, inlineName)
+}
+
+// readSecretFile is readSecret for the file of key.
+func readSecretFile(key, inline, file, inlineName string) (string, error) {
 	if file == "" {
 		return inline, nil
 	}
-	key := section + ".token_file"
 	if inline != "" {
 		return "", &KeyError{key, fmt.Sprintf("is set but so is the token (%s): keep one", inlineName)}
 	}
@@ -405,7 +479,178 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "json" && c.Log.Format != "console" {
 		bad("log.format", "must be json or console, got %q", c.Log.Format)
 	}
+	errs = append(errs, c.validateClickToCall()...)
 	return errors.Join(errs...)
+}
+
+// validateClickToCall checks [click_to_call] when it is enabled.
+func (c *Config) validateClickToCall() []error {
+	cc := c.ClickToCall
+	if cc.Listen == "" {
+		return nil
+	}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &KeyError{"click_to_call." + key, fmt.Sprintf(format, args...)})
+	}
+	if err := checkHostPort(cc.Listen); err != nil {
+		bad("listen", "%v", err)
+	} else if (cc.Listen == c.Server.Listen || cc.Listen == c.Admin.Listen) && !strings.HasSuffix(cc.Listen, ":0") {
+		bad("listen", "is server.listen or admin.listen too (%s): give it its own port", cc.Listen)
+	}
+	if (cc.TLSCertFile == "") != (cc.TLSKeyFile == "") {
+		bad("tls_cert_file", "and click_to_call.tls_key_file go together: set both or neither")
+	}
+	if cc.PublicURL != "" {
+		if u, err := url.Parse(cc.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.User != nil {
+			bad("public_url", "must be an absolute http(s) URL without query or user info, such as https://pbx.example.com:8443, got %q", cc.PublicURL)
+		}
+	}
+	if _, err := c.clickToCallAuth(); err != nil {
+		key := "auth"
+		switch {
+		case cc.Auth == clicktocall.AuthBasic && cc.Username == "":
+			key = "username"
+		case cc.Auth == clicktocall.AuthBasic:
+			key = "password"
+		case cc.Auth == clicktocall.AuthToken && cc.Token == "":
+			key = "token"
+		case cc.Auth == clicktocall.AuthToken:
+			key = "token_header"
+		case cc.Auth == clicktocall.AuthNone:
+			key = "allow"
+		}
+		bad(key, "%v", err)
+	}
+	for i, a := range cc.Allow {
+		if _, err := parseAllow(a); err != nil {
+			bad(fmt.Sprintf("allow[%d]", i), "%v", err)
+		}
+	}
+	if cc.TokenHeader != "" && !validHeaderName(cc.TokenHeader) {
+		bad("token_header", "%q is not an HTTP header name", cc.TokenHeader)
+	}
+	if _, err := ari.NewClient(cc.ARIURL, cc.ARIUsername, cc.ARIPassword); err != nil {
+		key := "ari_url"
+		if cc.ARIUsername == "" {
+			key = "ari_username"
+		}
+		bad(key, "%v", err)
+	}
+	if cc.ARIPassword == "" {
+		bad("ari_password", "is empty (ari.conf's password of click_to_call.ari_username; or ari_password_file)")
+	}
+	for key, v := range map[string]string{"dial": cc.Dial, "caller_id": cc.CallerID} {
+		if _, err := c2cTemplate(key, v); err != nil {
+			bad(key, "%v", err)
+		}
+	}
+	if cc.Context == "" {
+		bad("context", "is empty")
+	}
+	for _, p := range []struct {
+		key  string
+		list []string
+	}{{"sources", cc.Sources}, {"destinations", cc.Destinations}} {
+		if len(p.list) == 0 {
+			bad(p.key, "is empty: nothing could be called")
+		}
+		for i, s := range p.list {
+			if _, err := clicktocall.ParsePattern(s); err != nil {
+				bad(fmt.Sprintf("%s[%d]", p.key, i), "%v", err)
+			}
+		}
+	}
+	for key, v := range map[string]int{"source_rate": cc.SourceRate, "rate": cc.Rate, "max_calls": cc.MaxCalls} {
+		if v <= 0 {
+			bad(key, "must be positive, got %d", v)
+		}
+	}
+	if cc.AnswerTimeout < Duration(time.Second) {
+		bad("answer_timeout", "must be at least 1s, got %s", time.Duration(cc.AnswerTimeout))
+	}
+	return errs
+}
+
+func validHeaderName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// c2cTemplate parses a click_to_call template and tries it on sample data.
+func c2cTemplate(key, text string) (*template.Template, error) {
+	t, err := template.New(key).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, clicktocall.Data{Source: "5252", Destination: "11987654321"}); err != nil {
+		return nil, err
+	}
+	if b.Len() == 0 {
+		return nil, errors.New("is empty")
+	}
+	return t, nil
+}
+
+func (c *Config) clickToCallAuth() (clicktocall.Auth, error) {
+	cc := c.ClickToCall
+	a := clicktocall.Auth{Mode: cc.Auth, Username: cc.Username, Password: cc.Password, Token: cc.Token,
+		TokenHeader: cc.TokenHeader, TokenQuery: cc.TokenQuery}
+	for _, s := range cc.Allow {
+		if p, err := parseAllow(s); err == nil {
+			a.Allow = append(a.Allow, p)
+		}
+	}
+	return a, a.Check()
+}
+
+// clickToCallConfig is what the endpoint takes (the configuration is
+// validated).
+func (c *Config) clickToCallConfig() clicktocall.Config {
+	cc := c.ClickToCall
+	auth, _ := c.clickToCallAuth()
+	dial, _ := c2cTemplate("dial", cc.Dial)
+	cid, _ := c2cTemplate("caller_id", cc.CallerID)
+	src, _ := clicktocall.ParsePatterns(cc.Sources)
+	dst, _ := clicktocall.ParsePatterns(cc.Destinations)
+	return clicktocall.Config{
+		Auth: auth, Dial: dial, Context: cc.Context, CallerID: cid,
+		Sources: src, Destinations: dst, CountryCode: cc.CountryCode,
+		SourceRate: cc.SourceRate, Rate: cc.Rate, MaxCalls: cc.MaxCalls,
+		AnswerTimeout: time.Duration(cc.AnswerTimeout), IDPrefix: c.Calls.IDPrefix,
+	}
+}
+
+// ClickToCallURL is the URL an administrator pastes into Movidesk's
+// telephony parameters ("Allow calls from Movidesk"); "" when disabled.
+// A token in the query is shown as a placeholder, never itself.
+func (c *Config) ClickToCallURL() string {
+	cc := c.ClickToCall
+	if cc.Listen == "" {
+		return ""
+	}
+	base := strings.TrimRight(cc.PublicURL, "/")
+	if base == "" {
+		scheme := "http"
+		if cc.TLSCertFile != "" {
+			scheme = "https"
+		}
+		host, port, _ := net.SplitHostPort(cc.Listen)
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "PBX-ADDRESS"
+		}
+		base = scheme + "://" + net.JoinHostPort(host, port)
+	}
+	u := base + clicktocall.Path + "?source={call.source.number}&destination={call.destination.number}"
+	if cc.Auth == clicktocall.AuthToken && cc.TokenQuery != "" {
+		u += "&" + url.QueryEscape(cc.TokenQuery) + "=YOUR-TOKEN"
+	}
+	return u
 }
 
 // checkHostPort accepts HOST:PORT (HOST may be empty for every address).

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,8 +19,10 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/agi"
+	"github.com/movidesk-agi/movidesk-agi/ari"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/clicktocall"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -60,6 +64,9 @@ type Main struct {
 	adminLn     net.Listener // nil when admin.listen is empty
 	adminSrv    *http.Server
 	notify      notifier
+	// The click-to-call endpoint; nil when click_to_call.listen is empty.
+	c2cLn  net.Listener
+	c2cSrv *http.Server
 
 	serving atomic.Bool // Run's AGI server is accepting
 	// refusedStopping counts connections refused on an inherited socket
@@ -201,6 +208,11 @@ func (m *Main) Open() error {
 		TranscriptDir:         cfg.Server.TranscriptDir,
 		Observer:              metrics,
 	}
+	if cfg.ClickToCall.Listen != "" {
+		if err := m.openClickToCall(cfg); err != nil {
+			return err
+		}
+	}
 	want := map[string]string{"agi": cfg.Server.Listen}
 	if cfg.Admin.Listen != "" {
 		want["admin"] = cfg.Admin.Listen
@@ -230,6 +242,97 @@ func (m *Main) Open() error {
 		}
 	}
 	return nil
+}
+
+// openClickToCall opens the click-to-call listener, with TLS when a
+// certificate is configured.
+func (m *Main) openClickToCall(cfg Config) error {
+	cc := cfg.ClickToCall
+	client, err := ari.NewClient(cc.ARIURL, cc.ARIUsername, cc.ARIPassword)
+	if err != nil {
+		return fmt.Errorf("click_to_call.ari_url: %w", err)
+	}
+	c2c := cfg.clickToCallConfig()
+	c2c.Observer = m.admin.Metrics()
+	c2c.Log = m.Log.With().Str("component", "click-to-call").Logger()
+	h, err := clicktocall.New(c2c, client, m.calls)
+	if err != nil {
+		return fmt.Errorf("click_to_call: %w", err)
+	}
+	var tlsCfg *tls.Config
+	if cc.TLSCertFile != "" {
+		// Read again at each handshake when the files changed, so that a
+		// renewed certificate needs no restart.
+		cert, err := newCertReloader(cc.TLSCertFile, cc.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("click_to_call.tls_cert_file: %w", err)
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cert.get}
+	}
+	if m.c2cLn, err = net.Listen("tcp", cc.Listen); err != nil {
+		return fmt.Errorf("click_to_call.listen: %w", err)
+	}
+	if tlsCfg != nil {
+		m.c2cLn = tls.NewListener(m.c2cLn, tlsCfg)
+	}
+	m.c2cSrv = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		// A request waits for the agent to answer.
+		WriteTimeout: time.Duration(cc.AnswerTimeout) + 30*time.Second,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     log.New(zerologWriter{c2c.Log}, "", 0),
+	}
+	return nil
+}
+
+// ClickToCallAddr is where the click-to-call endpoint listens; nil when
+// disabled.
+func (m *Main) ClickToCallAddr() net.Addr {
+	if m.c2cLn == nil {
+		return nil
+	}
+	return m.c2cLn.Addr()
+}
+
+// certReloader serves a certificate and key, read again when either file
+// changes.
+type certReloader struct {
+	certFile, keyFile string
+	mu                sync.Mutex
+	cert              *tls.Certificate
+	stamp             string
+}
+
+func newCertReloader(certFile, keyFile string) (*certReloader, error) {
+	c := &certReloader{certFile: certFile, keyFile: keyFile}
+	if _, err := c.get(nil); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	stamp := ""
+	for _, f := range []string{c.certFile, c.keyFile} {
+		if fi, err := os.Stat(f); err == nil {
+			stamp += fmt.Sprintf("%d.%d;", fi.ModTime().UnixNano(), fi.Size())
+		}
+	}
+	if c.cert != nil && stamp == c.stamp {
+		return c.cert, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if err != nil {
+		if c.cert != nil {
+			return c.cert, nil // a renewal half written: keep the one in force
+		}
+		return nil, err
+	}
+	c.cert, c.stamp = &cert, stamp
+	return c.cert, nil
 }
 
 // openedOutbox is an outbox that may not be open yet.
@@ -375,6 +478,11 @@ func (m *Main) Run(ctx context.Context) error {
 		go func() { adminDone <- m.adminSrv.Serve(m.adminLn) }()
 		m.Log.Info().Str("listen", m.AdminAddr().String()).Msg("admin listener: status page, metrics, API")
 	}
+	c2cDone := make(chan error, 1)
+	if m.c2cSrv != nil {
+		go func() { c2cDone <- m.c2cSrv.Serve(m.c2cLn) }()
+		m.Log.Info().Str("listen", m.ClickToCallAddr().String()).Str("url", cfg.ClickToCallURL()).Msg("click-to-call listener")
+	}
 	m.notify.ready(m.Log)
 	stopWatchdog := m.notify.watchdog(m.Log, m.healthy)
 
@@ -397,6 +505,14 @@ func (m *Main) Run(ctx context.Context) error {
 		m.server.Close()
 	}
 	stopWatchdog()
+	if m.c2cSrv != nil {
+		// A request waiting for an agent to answer ends with the call
+		// hung up: no call Movidesk was not told of.
+		m.c2cSrv.Close()
+		if cerr := <-c2cDone; cerr != nil && !errors.Is(cerr, http.ErrServerClosed) {
+			m.Log.Warn().Err(cerr).Msg("click-to-call listener")
+		}
+	}
 	if m.adminSrv != nil {
 		// Still answering while the sessions drain: readiness says 503.
 		m.adminSrv.Close()
@@ -447,6 +563,14 @@ func (m *Main) Close() error {
 		}
 		if m.adminSrv != nil {
 			m.adminSrv.Close()
+		}
+		if m.c2cSrv != nil {
+			m.c2cSrv.Close()
+		}
+		if m.c2cLn != nil {
+			if err := m.c2cLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, fmt.Errorf("close click_to_call.listen: %w", err))
+			}
 		}
 		if m.adminLn != nil {
 			if err := m.adminLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
