@@ -12,6 +12,7 @@ import (
 	"context"
 	"debug/elf"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -127,12 +128,18 @@ func TestDebPackageContents(t *testing.T) {
 		"./usr/share/doc/movidesk-agi/changelog.gz":          "-rw-r--r-- root/root",
 		"./usr/share/lintian/overrides/movidesk-agi":         "-rw-r--r-- root/root",
 	}
-	examples, err := filepath.Glob("../../dialplan-examples/*")
-	if err != nil || len(examples) == 0 {
-		t.Fatalf("dialplan examples: %v", err)
-	}
-	for _, e := range examples {
-		want["./usr/share/doc/movidesk-agi/dialplan-examples/"+filepath.Base(e)] = "-rw-r--r-- root/root"
+	examples := 0
+	err := filepath.WalkDir("../../dialplan-examples", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel("../../dialplan-examples", path)
+		want["./usr/share/doc/movidesk-agi/dialplan-examples/"+filepath.ToSlash(rel)] = "-rw-r--r-- root/root"
+		examples++
+		return nil
+	})
+	if err != nil || examples == 0 {
+		t.Fatalf("dialplan examples: %d, %v", examples, err)
 	}
 	got := map[string]string{}
 	for _, l := range strings.Split(strings.TrimSpace(run(t, "dpkg-deb", "-c", deb)), "\n") {

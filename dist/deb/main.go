@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,17 +242,23 @@ func packageContents(root, bin, copyright, changelog string) (files.Contents, er
 		file(filepath.Join(root, "dist", "deb", "lintian-overrides"), "/usr/share/lintian/overrides/"+name, 0o644),
 		file(changelog, docDir+"/changelog.gz", 0o644),
 	}
-	examples, err := os.ReadDir(filepath.Join(root, "dialplan-examples"))
-	if err != nil {
-		return nil, err
-	}
+	// Every example, the FreePBX folder's included, as laid out in the tree.
 	n := 0
-	for _, e := range examples {
-		if !e.Type().IsRegular() {
-			continue
+	examples := filepath.Join(root, "dialplan-examples")
+	err := filepath.WalkDir(examples, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
 		}
-		c = append(c, file(filepath.Join(root, "dialplan-examples", e.Name()), docDir+"/dialplan-examples/"+e.Name(), 0o644))
+		rel, err := filepath.Rel(examples, path)
+		if err != nil {
+			return err
+		}
+		c = append(c, file(path, docDir+"/dialplan-examples/"+filepath.ToSlash(rel), 0o644))
 		n++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dialplan examples: %w", err)
 	}
 	if n == 0 {
 		return nil, errors.New("no dialplan examples in dialplan-examples/")
