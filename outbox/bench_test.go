@@ -3,8 +3,10 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -123,4 +125,82 @@ func queueBacklog(tb testing.TB, o *Outbox, prefix string, n int, at time.Time) 
 			tb.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkBacklogDrain measures the background sender emptying a backlog
+// of MOVIDESK_AGI_DRAIN_EVENTS (default 100,000) events, one a call, at
+// MOVIDESK_AGI_DRAIN_RATE requests a second (default 500), Movidesk
+// answering at once. It reports the rate achieved against the one
+// configured, and the heap and the file at the start and the end, so that
+// memory is seen to stay flat. Run it once: -bench BacklogDrain -benchtime 1x.
+func BenchmarkBacklogDrain(b *testing.B) {
+	n, perSecond := envInt(b, "MOVIDESK_AGI_DRAIN_EVENTS", 100000), envInt(b, "MOVIDESK_AGI_DRAIN_RATE", 500)
+	path := filepath.Join(b.TempDir(), "outbox.db")
+	var sent atomic.Int64
+	o, err := Open(Options{Path: path, RatePerMinute: float64(perSecond * 60), Burst: 1, Log: zerolog.Nop()},
+		senderFunc(func(context.Context, movidesk.Request) error { sent.Add(1); return nil }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer o.Close()
+	queueBacklog(b, o, "d", n, time.Now().Add(-time.Minute))
+	heap := func() float64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return float64(m.HeapInuse) / (1 << 20)
+	}
+	size := func() float64 {
+		st, err := os.Stat(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return float64(st.Size()) / (1 << 20)
+	}
+	heapStart, fileStart := heap(), size()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	b.ResetTimer()
+	start := time.Now()
+	go func() { done <- o.Run(ctx) }()
+	// The rate is measured between the first 1% and the last event, so
+	// that the burst the window allows at the start does not count.
+	var tFirst time.Time
+	var heapMid float64
+	for sent.Load() < int64(n) {
+		time.Sleep(50 * time.Millisecond)
+		if tFirst.IsZero() && sent.Load() >= int64(n/100) {
+			tFirst = time.Now()
+		}
+		if heapMid == 0 && sent.Load() >= int64(n/2) {
+			heapMid = heap()
+		}
+	}
+	elapsed := time.Since(tFirst)
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	rate := float64(n-n/100) / elapsed.Seconds()
+	b.ReportMetric(rate, "events/s")
+	b.ReportMetric(rate/float64(perSecond), "of-configured")
+	b.ReportMetric(heapStart, "heap-start-MiB")
+	b.ReportMetric(heapMid, "heap-half-MiB")
+	b.ReportMetric(heap(), "heap-end-MiB")
+	b.ReportMetric(fileStart, "file-start-MiB")
+	b.ReportMetric(size(), "file-end-MiB")
+	b.Logf("%d events in %s at %d/s configured", n, time.Since(start).Round(time.Second), perSecond)
+}
+
+func envInt(tb testing.TB, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
 }

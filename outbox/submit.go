@@ -268,7 +268,18 @@ func (o *Outbox) send(ctx context.Context, seq uint64, r movidesk.Request, backg
 func (o *Outbox) sendOnce(ctx context.Context, r movidesk.Request) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.opts.SendTimeout)
 	defer cancel()
-	return o.sender.Send(sctx, r)
+	err := o.sender.Send(sctx, r)
+	// Before anyone hears of the answer: every later attempt must wait.
+	var ae *movidesk.APIError
+	if errors.As(err, &ae) && ae.StatusCode == 429 {
+		d := ae.RetryAfter
+		if d <= 0 {
+			d = pauseOn429
+		}
+		o.pause(o.now().Add(d))
+		o.log.Warn().Str("endpoint", ae.Endpoint).Dur("pause", d).Msg("outbox: Movidesk rate limit hit (429); pausing all requests")
+	}
+	return err
 }
 
 // settleBegun records that an attempt at call answered its caller before
@@ -475,9 +486,6 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool, committed fu
 		rec.LastError = sendErr.Error()
 		return updateRecord(tx, seq, rec)
 	})
-	if committed != nil {
-		committed()
-	}
 	if err != nil {
 		msg := "outbox: store failed after an attempt; the event will be attempted again"
 		if v == delivered {
@@ -485,27 +493,11 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool, committed fu
 		}
 		o.log.Error().Err(fmt.Errorf("outbox %s: record attempt at event %d: %w", o.path, seq, err)).Msg(msg)
 	}
-	var ae *movidesk.APIError
-	if errors.As(sendErr, &ae) && ae.StatusCode == 429 {
-		d := ae.RetryAfter
-		if d <= 0 {
-			d = pauseOn429
-		}
-		o.pause(now.Add(d))
-		o.log.Warn().Str("endpoint", ae.Endpoint).Dur("pause", d).Msg("outbox: Movidesk rate limit hit (429); pausing all requests")
-	}
 	if rec == nil {
-		return v // dropped meanwhile, or unreadable: nothing was settled
-	}
-	if o.opts.Observer != nil {
-		// After the commit, so that the observer may read the outbox;
-		// when the commit failed, what the attempt would have left.
-		ev := eventOf(seq, rec)
-		if v == delivered {
-			ev.Attempts++ // a delivered record is not updated
-			ev.NextAttempt, ev.LastError = time.Time{}, ""
+		if committed != nil {
+			committed()
 		}
-		o.opts.Observer.Attempted(ev, sendErr)
+		return v // dropped meanwhile, or unreadable: nothing was settled
 	}
 	le := o.log.Debug()
 	msg := ""
@@ -527,6 +519,21 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool, committed fu
 	}
 	le.Uint64("seq", seq).Str("endpoint", rec.Endpoint).Str("call_id", rec.Call).Int("attempts", attempts).
 		AnErr("error", sendErr).Msg(msg)
+	// Settled as far as readers go: they then see the commit, the pause
+	// and the log line.
+	if committed != nil {
+		committed()
+	}
+	if o.opts.Observer != nil {
+		// After the commit, so that the observer may read the outbox;
+		// when the commit failed, what the attempt would have left.
+		ev := eventOf(seq, rec)
+		if v == delivered {
+			ev.Attempts++ // a delivered record is not updated
+			ev.NextAttempt, ev.LastError = time.Time{}, ""
+		}
+		o.opts.Observer.Attempted(ev, sendErr)
+	}
 	return v
 }
 
