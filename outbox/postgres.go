@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,7 +75,7 @@ func openPostgres(opts Options, pr *probe) (*pgStore, error) {
 		if errors.As(err, &pe) && pe.Unwrap() != nil {
 			err = pe.Unwrap()
 		}
-		return nil, fmt.Errorf("the DSN cannot be read: %w", scrubbed(err, ""))
+		return nil, fmt.Errorf("the DSN cannot be read: %w", scrubbed(err, dsnPassword(opts.DSN)))
 	}
 	s := &pgStore{timeout: opts.StoreTimeout, log: opts.Log, probe: pr, password: cfg.ConnConfig.Password}
 	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > opts.StoreTimeout {
@@ -745,4 +746,35 @@ func RedactDSN(dsn string) string {
 		return "postgres (DSN unreadable)"
 	}
 	return fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
+}
+
+// CheckDSN reports whether dsn can be read as a PostgreSQL connection
+// string, with an error that does not show it.
+func CheckDSN(dsn string) error {
+	_, err := pgconn.ParseConfig(dsn)
+	if err == nil {
+		return nil
+	}
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) && pe.Unwrap() != nil {
+		return fmt.Errorf("cannot be read: %w", scrubbed(pe.Unwrap(), dsnPassword(dsn)))
+	}
+	return errors.New("cannot be read as a PostgreSQL connection string")
+}
+
+var (
+	urlPassword = regexp.MustCompile(`^[a-z]+://[^:/@]*:([^@]*)@`)
+	kvPassword  = regexp.MustCompile(`(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
+)
+
+// dsnPassword is the password a connection string holds, as written, for
+// scrubbing an error about a string that could not be parsed.
+func dsnPassword(dsn string) string {
+	if m := urlPassword.FindStringSubmatch(dsn); m != nil {
+		return m[1]
+	}
+	if m := kvPassword.FindStringSubmatch(dsn); m != nil {
+		return strings.Trim(m[1], "'")
+	}
+	return ""
 }
