@@ -1,13 +1,10 @@
 package outbox
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
-	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Event is a stored event, as listed for an administrator.
@@ -31,20 +28,19 @@ type Event struct {
 func (o *Outbox) List() ([]Event, error) {
 	o.awaitSettles()
 	var evs []Event
-	err := o.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-			var rec record
-			if err := json.Unmarshal(v, &rec); err != nil {
+	err := o.st.view(func(tx storeTx) error {
+		return tx.forEachEvent(func(seq uint64, rec *record, decodeErr error) error {
+			if decodeErr != nil {
 				// Listed, so that it can be dropped.
-				evs = append(evs, Event{Seq: seqOf(k), State: StateUnreadable, LastError: err.Error()})
+				evs = append(evs, Event{Seq: seq, State: StateUnreadable, LastError: decodeErr.Error()})
 				return nil
 			}
-			evs = append(evs, eventOf(seqOf(k), &rec))
+			evs = append(evs, eventOf(seq, rec))
 			return nil
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("outbox %s: list: %w", o.path, err)
+		return nil, fmt.Errorf("outbox %s: list: %w", o.name, err)
 	}
 	return evs, nil
 }
@@ -73,18 +69,18 @@ func (o *Outbox) Retry(seq uint64) (retried int, skipped []uint64, err error) {
 		// Found in a read transaction, so that the walk of every event
 		// holds up no writer; each is checked again below.
 		if failed, skipped, err = o.failedEvents(); err != nil {
-			return 0, nil, fmt.Errorf("outbox %s: retry: %w", o.path, err)
+			return 0, nil, fmt.Errorf("outbox %s: retry: %w", o.name, err)
 		}
 	}
-	err = o.w.do(func(tx *bolt.Tx) error {
+	err = o.st.update(func(tx storeTx) error {
 		retried = 0
 		reset := func(seq uint64, rec *record) error {
 			retried++
 			rec.State, rec.Next, rec.Streak = StatePending, now, 0
-			return updateRecord(tx, seq, rec)
+			return tx.updateRecord(seq, rec)
 		}
 		if seq != 0 {
-			rec, err := getRecord(tx, seq)
+			rec, err := tx.getRecord(seq)
 			if err != nil {
 				return fmt.Errorf("%w; drop it with: outbox drop %d", err, seq)
 			}
@@ -94,7 +90,7 @@ func (o *Outbox) Retry(seq uint64) (retried int, skipped []uint64, err error) {
 			return reset(seq, rec)
 		}
 		for _, seq := range failed {
-			rec, err := getRecord(tx, seq)
+			rec, err := tx.getRecord(seq)
 			if err != nil || rec == nil || rec.State != StateFailed {
 				continue // changed meanwhile
 			}
@@ -105,7 +101,7 @@ func (o *Outbox) Retry(seq uint64) (retried int, skipped []uint64, err error) {
 		return nil
 	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("outbox %s: retry: %w", o.path, err)
+		return 0, nil, fmt.Errorf("outbox %s: retry: %w", o.name, err)
 	}
 	o.kick()
 	return retried, skipped, nil
@@ -114,13 +110,12 @@ func (o *Outbox) Retry(seq uint64) (retried int, skipped []uint64, err error) {
 // failedEvents lists the failed events, and the records that cannot be
 // decoded.
 func (o *Outbox) failedEvents() (failed, unreadable []uint64, err error) {
-	err = o.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-			var rec record
-			if err := json.Unmarshal(v, &rec); err != nil {
-				unreadable = append(unreadable, seqOf(k))
+	err = o.st.view(func(tx storeTx) error {
+		return tx.forEachEvent(func(seq uint64, rec *record, decodeErr error) error {
+			if decodeErr != nil {
+				unreadable = append(unreadable, seq)
 			} else if rec.State == StateFailed {
-				failed = append(failed, seqOf(k))
+				failed = append(failed, seq)
 			}
 			return nil
 		})
@@ -136,24 +131,9 @@ func (o *Outbox) failedEvents() (failed, unreadable []uint64, err error) {
 // used again.
 func (o *Outbox) Drop(seq uint64) error {
 	o.awaitSettles()
-	err := o.w.do(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketEvents).Get(seqKey(seq))
-		if v == nil {
-			return fmt.Errorf("event %d: %w", seq, ErrNotFound)
-		}
-		// Only its call matters, which a record of the wrong types may
-		// still hold: it is uncounted from it.
-		if call := callOf(v); call != "" {
-			return deleteEvent(tx, seq, &record{Call: call})
-		}
-		// Its call is unknown: count every call's events again.
-		if err := tx.Bucket(bucketEvents).Delete(seqKey(seq)); err != nil {
-			return err
-		}
-		return recount(tx)
-	})
+	err := o.st.update(func(tx storeTx) error { return tx.dropEvent(seq) })
 	if err != nil {
-		return fmt.Errorf("outbox %s: drop: %w", o.path, err)
+		return fmt.Errorf("outbox %s: drop: %w", o.name, err)
 	}
 	o.mu.Lock()
 	delete(o.waiting, seq) // it waits no more
@@ -176,36 +156,13 @@ type Stats struct {
 func (o *Outbox) Stats() (Stats, error) {
 	o.awaitSettles()
 	var st Stats
-	err := o.db.View(func(tx *bolt.Tx) error {
-		err := tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-			var rec record
-			switch err := json.Unmarshal(v, &rec); {
-			case err != nil:
-				st.Unreadable++
-				return nil
-			case rec.State == StateFailed:
-				st.Failed++
-			default:
-				st.Pending++
-			}
-			if st.Oldest.IsZero() || rec.Created.Before(st.Oldest) {
-				st.Oldest = rec.Created
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return tx.Bucket(bucketCalls).ForEach(func(k, v []byte) error {
-			var c callstate.Call
-			if json.Unmarshal(v, &c) == nil && c.Open {
-				st.OpenCalls++
-			}
-			return nil
-		})
+	err := o.st.view(func(tx storeTx) error {
+		var err error
+		st, err = tx.stats()
+		return err
 	})
 	if err != nil {
-		return Stats{}, fmt.Errorf("outbox %s: stats: %w", o.path, err)
+		return Stats{}, fmt.Errorf("outbox %s: stats: %w", o.name, err)
 	}
 	return st, nil
 }
@@ -215,35 +172,13 @@ func (o *Outbox) Stats() (Stats, error) {
 func (o *Outbox) Mark(key string) ([]byte, error) {
 	o.awaitSettles()
 	var v []byte
-	err := o.db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketMarks).Get([]byte(key)); b != nil {
-			v = append([]byte(nil), b...)
-		}
-		return nil
+	err := o.st.view(func(tx storeTx) error {
+		var err error
+		v, err = tx.mark(key)
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("outbox %s: read mark %q: %w", o.path, key, err)
+		return nil, fmt.Errorf("outbox %s: read mark %q: %w", o.name, key, err)
 	}
 	return v, nil
-}
-
-// recount rebuilds how many events each call has stored, and the sender's
-// index, from the events: a walk of them all, only for a record whose call
-// cannot be read.
-func recount(tx *bolt.Tx) error {
-	if err := rebuildEventIndexes(tx); err != nil {
-		return fmt.Errorf("recount events: %w", err)
-	}
-	return nil
-}
-
-// callOf is the call of a stored event, "" when not even that can be read.
-func callOf(v []byte) string {
-	var partial struct {
-		Call string `json:"call"`
-	}
-	if json.Unmarshal(v, &partial) != nil {
-		return ""
-	}
-	return partial.Call
 }

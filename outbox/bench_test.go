@@ -14,7 +14,6 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/rs/zerolog"
-	bolt "go.etcd.io/bbolt"
 )
 
 // BenchmarkTransfer measures what a caller waits for: the write-ahead
@@ -95,7 +94,7 @@ func BenchmarkBacklogPick(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/Backlog=%d", bc.name, n), func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
-					if _, _, err := o.pick(bc.now); err != nil {
+					if _, _, err := pickOne(o, bc.now); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -111,8 +110,8 @@ func queueBacklog(tb testing.TB, o *Outbox, prefix string, n int, at time.Time) 
 	tb.Helper()
 	const batch = 5000
 	for from := 0; from < n; from += batch {
-		err := o.w.do(func(btx *bolt.Tx) error {
-			tx := &Tx{tx: btx, now: at}
+		err := o.st.update(func(stx storeTx) error {
+			tx := &Tx{tx: stx, now: at}
 			for i := from; i < min(n, from+batch); i++ {
 				id := fmt.Sprintf("%s%d", prefix, i)
 				if err := tx.Queue(id, complete(id, at)); err != nil {

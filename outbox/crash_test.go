@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/movidesk-agi/movidesk-agi/internal/pgtest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,7 +36,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	pgtest.StopShared()
+	os.Exit(code)
 }
 
 // crashChild submits events and prints a line for each one acknowledged,

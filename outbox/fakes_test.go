@@ -2,8 +2,10 @@ package outbox
 
 import (
 	"context"
+	"github.com/movidesk-agi/movidesk-agi/internal/pgtest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -222,9 +224,35 @@ func newEnv(t *testing.T, tune ...func(*Options)) *testEnv {
 	for _, f := range tune {
 		f(&opts)
 	}
+	usePostgres(t, &opts)
 	e := &testEnv{clock: clk, sender: &fakeSender{now: clk.Now}, path: opts.Path, opts: opts}
 	e.reopen(t)
 	return e
+}
+
+// usePostgres puts the outbox of a test named TestPostgres... (a test, or
+// a test run by one: see TestPostgresConformance) in a new database of the
+// package's PostgreSQL.
+func usePostgres(t *testing.T, opts *Options) {
+	t.Helper()
+	if !strings.HasPrefix(t.Name(), "TestPostgres") {
+		return
+	}
+	opts.Driver, opts.DSN = DriverPostgres, newDatabase(t)
+}
+
+// newDatabase is a new database of the package's PostgreSQL.
+func newDatabase(t testing.TB) string {
+	t.Helper()
+	srv, err := pgtest.Shared()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn, err := srv.NewDatabase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn
 }
 
 // newEnvMachine is newEnv with the call state machine's options.
@@ -235,6 +263,7 @@ func newEnvMachine(t *testing.T, mopts callstate.Options, tune ...func(*Options)
 	for _, f := range tune {
 		f(&opts)
 	}
+	usePostgres(t, &opts)
 	e := &testEnv{clock: clk, sender: &fakeSender{now: clk.Now}, path: opts.Path, opts: opts, mopts: mopts}
 	e.reopen(t)
 	return e
@@ -304,4 +333,16 @@ func canceledCtx() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	return ctx
+}
+
+// boltOf is the bbolt backend of o, for the tests of the file itself.
+func boltOf(o *Outbox) *boltStore { return o.st.(*boltStore) }
+
+// pickOne is the first event o.pick chooses, nil when none.
+func pickOne(o *Outbox, now time.Time) (*candidate, time.Time, error) {
+	cs, due, err := o.pick(now)
+	if len(cs) == 0 {
+		return nil, due, err
+	}
+	return &cs[0], due, err
 }

@@ -1,13 +1,9 @@
 package outbox
 
 import (
-	"encoding/binary"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // window allows at most n requests in any span of time. It keeps the send
@@ -18,6 +14,8 @@ import (
 // request left later than its slot was taken), so slots are not in order;
 // a reservation is known by an id rather than by its slot's position,
 // which resize changes.
+var _ limiter = (*window)(nil)
+
 type window struct {
 	mu     sync.Mutex
 	span   time.Duration
@@ -67,6 +65,10 @@ func (w *window) forget(t time.Time) {
 		w.forgot = t
 	}
 }
+
+// selfStored is false: the window is stored by the bbolt transactions
+// that take its slots (see putWindow).
+func (w *window) selfStored() bool { return false }
 
 // allow takes a slot at now if one is free.
 func (w *window) allow(now time.Time) bool {
@@ -219,47 +221,4 @@ func (w *window) restore(ts []time.Time, forgot time.Time) {
 	}
 	w.forgot = forgot
 	w.resizeLocked(n, w.span)
-}
-
-// The window is stored as big-endian Unix nanoseconds, 8 bytes each, oldest
-// first, any number of them (the rate may have changed since); and beside
-// it the latest send it does not hold, so that a restart with a larger
-// window counts it. A file without that key comes from a version whose
-// window never changed size while it ran.
-
-func loadWindow(tx *bolt.Tx, w *window) error {
-	b := tx.Bucket(bucketLimiter)
-	v := b.Get(keyWindow)
-	ts := make([]time.Time, 0, len(v)/8)
-	for ; len(v) >= 8; v = v[8:] {
-		ts = append(ts, time.Unix(0, int64(binary.BigEndian.Uint64(v))))
-	}
-	var forgot time.Time
-	if f := b.Get(keyForgot); len(f) == 8 {
-		forgot = time.Unix(0, int64(binary.BigEndian.Uint64(f)))
-	}
-	w.restore(ts, forgot)
-	return nil
-}
-
-func putWindow(tx *bolt.Tx, w *window, now time.Time) error {
-	ts, forgot := w.stored(now)
-	v := make([]byte, 0, 8*len(ts))
-	for _, t := range ts {
-		v = binary.BigEndian.AppendUint64(v, uint64(t.UnixNano()))
-	}
-	b := tx.Bucket(bucketLimiter)
-	if err := b.Put(keyWindow, v); err != nil {
-		return fmt.Errorf("store limiter window: %w", err)
-	}
-	var err error
-	if forgot.IsZero() {
-		err = b.Delete(keyForgot)
-	} else {
-		err = b.Put(keyForgot, binary.BigEndian.AppendUint64(nil, uint64(forgot.UnixNano())))
-	}
-	if err != nil {
-		return fmt.Errorf("store limiter window: %w", err)
-	}
-	return nil
 }

@@ -5,16 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/rs/zerolog"
-	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 )
@@ -26,6 +22,7 @@ const (
 	DefaultBackoffMax    = 5 * time.Minute
 	DefaultSendTimeout   = 30 * time.Second
 	DefaultLockTimeout   = time.Second
+	DefaultStoreTimeout  = 2 * time.Second
 	// MaxBurst bounds Burst: the limiter remembers that many send times.
 	MaxBurst = 1000
 )
@@ -41,6 +38,16 @@ const (
 	// pauseOn429 is the global pause after a 429 without Retry-After: our
 	// count and Movidesk's disagree, so let a whole window pass.
 	pauseOn429 = time.Minute
+)
+
+// Drivers: where Open keeps the outbox.
+const (
+	// DriverBbolt keeps it in one file (Options.Path) that one process
+	// opens: nothing to install.
+	DriverBbolt = "bbolt"
+	// DriverPostgres keeps it in a PostgreSQL database (Options.DSN) that
+	// several instances share as one service.
+	DriverPostgres = "postgres"
 )
 
 // ErrInUse is returned by Open when another process holds the file: bbolt
@@ -64,8 +71,20 @@ var _ callstate.Store = (*Outbox)(nil)
 
 // Options configure Open. Zero fields take the documented defaults.
 type Options struct {
+	// Driver is DriverBbolt (the default) or DriverPostgres.
+	Driver string
 	// Path is the bbolt file; its parent directory is created 0750.
 	Path string
+	// DSN is the PostgreSQL database (DriverPostgres), as a URL or
+	// key=value string; its password never appears in an error.
+	DSN string
+	// Account names the rate limiter's budget in PostgreSQL: the instances
+	// sharing a database and an account share one window (default
+	// "default").
+	Account string
+	// StoreTimeout bounds each PostgreSQL operation (0 = 2s), so that a
+	// database gone does not hold a call; bbolt has no use for it.
+	StoreTimeout time.Duration
 	// RatePerMinute is the steady request rate (0 = 10, Movidesk's limit).
 	RatePerMinute float64
 	// Burst is how many requests may go back to back (0 = RatePerMinute,
@@ -82,7 +101,7 @@ type Options struct {
 	// settles the event, so that Movidesk does not get it twice.
 	SendTimeout time.Duration
 	// LockTimeout is how long Open waits for another process to release
-	// the file (0 = 1s).
+	// the bbolt file (0 = 1s).
 	LockTimeout time.Duration
 	Log         zerolog.Logger
 	// Observer, when set, is told of the limiter's decisions and of every
@@ -96,8 +115,10 @@ type Options struct {
 // it within the rate limit, and the store of the call state beside it
 // (callstate.Store). Its methods are safe for concurrent use.
 type Outbox struct {
-	db     *bolt.DB
-	path   string
+	st backend
+	// name is the store in errors: the file's path, or the database
+	// without its password.
+	name   string
 	sender Sender
 	opts   Options
 	log    zerolog.Logger
@@ -105,20 +126,21 @@ type Outbox struct {
 	// until returns a channel that fires once the clock reaches t; tests
 	// replace it together with now.
 	until func(t time.Time) (<-chan time.Time, func())
-	lim   *window
+	lim   limiter
 	wake  chan struct{}
-	w     *committer
 	// attempts counts the attempts running on behalf of a Submit whose
 	// caller may have gone: Close waits for them.
 	attempts  sync.WaitGroup
 	housekeep func() error
 	// probe counts the index entries the sender and the reaper read, so
 	// that tests can tell that their cost does not grow with the file.
-	probe struct{ pickSteps, sweepVisits atomic.Int64 }
+	probe probe
 
-	mu       sync.Mutex
-	closing  bool            // Close has begun: no new attempt
-	inflight map[string]bool // base call ids with an attempt in progress
+	mu      sync.Mutex
+	closing bool // Close has begun: no new attempt
+	// inflight are the base call ids with an attempt in progress, each
+	// with what ends its claim in the store.
+	inflight map[string]func()
 	// settling holds, by base call id, a channel closed once an attempt
 	// that answered its caller before its settle has settled.
 	settling map[string]chan struct{}
@@ -128,48 +150,43 @@ type Outbox struct {
 	waiting map[uint64]bool
 }
 
-// Open opens (or creates) the outbox at opts.Path. s may be nil for an
-// outbox that is only listed or edited by hand; Run needs it.
+// probe counts the index entries the sender and the reaper read.
+type probe struct{ pickSteps, sweepVisits atomic.Int64 }
+
+// Open opens (or creates) the outbox: the bbolt file at opts.Path, or the
+// PostgreSQL database at opts.DSN, whose schema it brings up to date. s may
+// be nil for an outbox that is only listed or edited by hand; Run needs
+// it.
 //
-// Only one process may have the file open. When another does, Open fails
-// after opts.LockTimeout with an error wrapping ErrInUse that names the
-// file: the service must be stopped before the file is edited by hand.
+// Only one process may have a bbolt file open. When another does, Open
+// fails after opts.LockTimeout with an error wrapping ErrInUse that names
+// the file: the service must be stopped before the file is edited by hand.
 func Open(opts Options, s Sender) (*Outbox, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o750); err != nil {
-		return nil, fmt.Errorf("outbox %s: create directory: %w", opts.Path, err)
-	}
-	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("outbox %s is in use by a running movidesk-agi: %w", opts.Path, ErrInUse)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("outbox %s: %w", opts.Path, err)
-	}
-	if err := db.Update(createBuckets); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("outbox %s: %w", opts.Path, err)
-	}
-	lim := newWindow(opts.Burst, windowSpan(opts.Burst, opts.RatePerMinute))
-	if err := db.View(func(tx *bolt.Tx) error { return loadWindow(tx, lim) }); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("outbox %s: %w", opts.Path, err)
-	}
 	o := &Outbox{
-		db:       db,
-		path:     opts.Path,
 		sender:   s,
 		opts:     opts,
 		log:      opts.Log,
 		now:      opts.Now,
-		lim:      lim,
 		wake:     make(chan struct{}, 1),
-		inflight: make(map[string]bool),
+		inflight: make(map[string]func()),
 		waiting:  make(map[uint64]bool),
-		w:        newCommitter(db),
 	}
+	var err error
+	switch opts.Driver {
+	case DriverBbolt:
+		o.name = opts.Path
+		o.st, err = openBolt(opts, &o.probe)
+	case DriverPostgres:
+		o.name = RedactDSN(opts.DSN)
+		o.st, err = openPostgres(opts, &o.probe)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("outbox %s: %w", o.name, err)
+	}
+	o.lim = o.st.limiter()
 	o.until = func(t time.Time) (<-chan time.Time, func()) {
 		tm := time.NewTimer(max(t.Sub(o.now()), 0))
 		return tm.C, func() { tm.Stop() }
@@ -178,8 +195,21 @@ func Open(opts Options, s Sender) (*Outbox, error) {
 }
 
 func (opts *Options) setDefaults() error {
-	if opts.Path == "" {
-		return errors.New("outbox: Options.Path is empty")
+	switch opts.Driver {
+	case "", DriverBbolt:
+		opts.Driver = DriverBbolt
+		if opts.Path == "" {
+			return errors.New("outbox: Options.Path is empty")
+		}
+	case DriverPostgres:
+		if opts.DSN == "" {
+			return errors.New("outbox: Options.DSN is empty")
+		}
+	default:
+		return fmt.Errorf("outbox: Options.Driver %q is neither %q nor %q", opts.Driver, DriverBbolt, DriverPostgres)
+	}
+	if opts.Account == "" {
+		opts.Account = "default"
 	}
 	var err error
 	if opts.RatePerMinute, opts.Burst, err = rateDefaults(opts.RatePerMinute, opts.Burst, "Options."); err != nil {
@@ -188,6 +218,7 @@ func (opts *Options) setDefaults() error {
 	for name, d := range map[string]time.Duration{
 		"BackoffMin": opts.BackoffMin, "BackoffMax": opts.BackoffMax,
 		"SendTimeout": opts.SendTimeout, "LockTimeout": opts.LockTimeout,
+		"StoreTimeout": opts.StoreTimeout,
 	} {
 		if d < 0 {
 			return fmt.Errorf("outbox: Options.%s %v is negative", name, d)
@@ -207,6 +238,9 @@ func (opts *Options) setDefaults() error {
 	}
 	if opts.LockTimeout == 0 {
 		opts.LockTimeout = DefaultLockTimeout
+	}
+	if opts.StoreTimeout == 0 {
+		opts.StoreTimeout = DefaultStoreTimeout
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -252,27 +286,33 @@ func (o *Outbox) SetRate(perMinute float64, burst int) error {
 	o.lim.resize(burst, windowSpan(burst, perMinute))
 	// Whatever waits for a slot may go sooner.
 	defer o.kick()
+	if o.lim.selfStored() {
+		return nil
+	}
 	now := o.now()
-	if err := o.w.do(func(tx *bolt.Tx) error { return putWindow(tx, o.lim, now) }); err != nil {
-		return fmt.Errorf("outbox %s: SetRate: %w", o.path, err)
+	if err := o.st.update(func(tx storeTx) error { return tx.saveWindow(now) }); err != nil {
+		return fmt.Errorf("outbox %s: SetRate: %w", o.name, err)
 	}
 	return nil
 }
 
 // Close waits for the attempts still running on behalf of callers that
-// have gone (each bounded by SendTimeout), then closes the file. Stop Run
+// have gone (each bounded by SendTimeout), then closes the store. Stop Run
 // (cancel its context and wait for it) first.
 func (o *Outbox) Close() error {
 	o.mu.Lock()
 	o.closing = true
 	o.mu.Unlock()
 	o.attempts.Wait()
-	o.w.close()
-	if err := o.db.Close(); err != nil {
-		return fmt.Errorf("outbox %s: close: %w", o.path, err)
+	if err := o.st.close(); err != nil {
+		return fmt.Errorf("outbox %s: close: %w", o.name, err)
 	}
 	return nil
 }
+
+// Store names the store: the bbolt file, or the PostgreSQL database
+// without its password.
+func (o *Outbox) Store() string { return o.name }
 
 // kick wakes Run to look at the store again.
 func (o *Outbox) kick() {
@@ -284,18 +324,36 @@ func (o *Outbox) kick() {
 
 // claim marks a call as having an attempt in progress, so that no other
 // attempt of the same call runs at the same time (its events stay in
-// order). It reports false when the call is already claimed.
+// order), here or in another instance sharing the store. It reports false
+// when the call is already claimed.
 func (o *Outbox) claim(call string) bool {
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.inflight[call] {
+	if _, ok := o.inflight[call]; ok {
+		o.mu.Unlock()
 		return false
 	}
-	o.inflight[call] = true
+	o.inflight[call] = func() {}
+	o.mu.Unlock()
+	unlock, ok := o.st.lockCall(call)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !ok {
+		delete(o.inflight, call)
+		return false
+	}
+	o.inflight[call] = unlock
 	return true
 }
 
 func (o *Outbox) release(call string) {
+	o.mu.Lock()
+	unlock := o.inflight[call]
+	o.mu.Unlock()
+	// The store's claim ends first: a claim of the call made here as soon
+	// as it is free must find it free in the store too.
+	if unlock != nil {
+		unlock()
+	}
 	o.mu.Lock()
 	delete(o.inflight, call)
 	o.mu.Unlock()

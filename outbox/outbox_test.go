@@ -12,7 +12,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
-	bolt "go.etcd.io/bbolt"
 )
 
 func TestSubmit(t *testing.T) {
@@ -129,8 +128,8 @@ func TestSubmit(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := e.Transfer(t.Context(), transfer("c1", t0))
-		if err == nil || !strings.Contains(err.Error(), e.path) {
-			t.Fatalf("error %v, want a store error naming %s", err, e.path)
+		if err == nil || !strings.Contains(err.Error(), e.o.Store()) {
+			t.Fatalf("error %v, want a store error naming %s", err, e.o.Store())
 		}
 		if n := len(e.sender.all()); n != 0 {
 			t.Errorf("%d requests sent for an event that was not stored", n)
@@ -469,7 +468,12 @@ func TestAnsweredBeforeTheSettle(t *testing.T) {
 		if _, ok := r.(movidesk.TransferredCall); ok {
 			// Movidesk answers while another write holds the store: the
 			// settle's commit has to wait for it.
-			go e.o.w.do(func(*bolt.Tx) error {
+			go e.o.st.update(func(tx storeTx) error {
+				// The event itself: PostgreSQL's settle waits for its
+				// row, bbolt's for the one writer.
+				if _, err := tx.getRecord(1); err != nil {
+					return err
+				}
 				close(held)
 				<-hold
 				return nil

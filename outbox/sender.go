@@ -1,14 +1,11 @@
 package outbox
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 func jitter(d time.Duration) time.Duration {
@@ -26,7 +23,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 	if o.sender == nil {
 		return errors.New("outbox: Run needs a sender")
 	}
-	o.log.Info().Str("path", o.path).Msg("outbox: sender started")
+	o.log.Info().Str("path", o.name).Msg("outbox: sender started")
 	var nextReap time.Time
 	for {
 		if ctx.Err() != nil {
@@ -46,13 +43,19 @@ func (o *Outbox) Run(ctx context.Context) error {
 		if p := o.pausedUntil(); now.Before(p) {
 			wakeAt = earliest(wakeAt, p)
 		} else {
-			c, due, err := o.pick(now)
+			cs, due, err := o.pick(now)
+			c := o.claimOne(cs)
 			switch {
 			case err != nil:
 				o.log.Error().Err(err).Msg("outbox: reading queued events failed")
 				wakeAt = earliest(wakeAt, now.Add(o.opts.BackoffMin))
-			case c != nil && !o.claim(c.rec.Call):
+			case c == nil && len(cs) > 0 && !o.st.shared():
 				continue // the synchronous path took the call meanwhile
+			case c == nil && len(cs) > 0:
+				// Each call is another instance's, or being submitted
+				// here: that one kicks when it is done, another does
+				// not.
+				wakeAt = earliest(wakeAt, now.Add(pollEvery))
 			case c != nil && !o.reserve(c.seq, o.now()):
 				o.release(c.rec.Call)
 				wakeAt = earliest(wakeAt, o.lim.freeAt())
@@ -62,6 +65,10 @@ func (o *Outbox) Run(ctx context.Context) error {
 				continue
 			default:
 				wakeAt = earliest(wakeAt, due)
+			}
+			if o.st.shared() {
+				// Another instance may queue or leave events unseen.
+				wakeAt = earliest(wakeAt, now.Add(pollEvery))
 			}
 		}
 		fire, stop := o.until(wakeAt)
@@ -87,95 +94,37 @@ type candidate struct {
 	rec *record
 }
 
-// pick chooses the next event to deliver at now: among the oldest event of
-// each call, skipping calls with an attempt in progress and calls whose
+// pickMax is how many candidates pick asks a shared store for: those of
+// calls another instance is sending are skipped.
+const pickMax = 8
+
+// pick chooses the next events to deliver at now: among the oldest event
+// of each call, skipping calls with an attempt in progress and calls whose
 // oldest event failed (they wait for a human), the transfer due longest,
 // else the event due longest (ties in submission order). When none is
 // due, due is when the next one will be.
-//
-// It reads the due index (see index.go), which holds only those oldest
-// events, in that order: the cost is a few entries whatever the backlog,
-// plus one for each call in progress.
-func (o *Outbox) pick(now time.Time) (c *candidate, due time.Time, err error) {
-	c, due, stale, err := o.pickOnce(now, true)
-	if err == nil && c == nil && stale {
-		// What was filed again may be due now; once, whatever it finds.
-		c, due, _, err = o.pickOnce(now, false)
-	}
-	return c, due, err
-}
-
-// pickOnce is one reading of the due index; with heal, the entries that
-// disagree with their event are filed again, and stale reports it.
-func (o *Outbox) pickOnce(now time.Time, heal bool) (c *candidate, due time.Time, stale bool, err error) {
+func (o *Outbox) pick(now time.Time) ([]candidate, time.Time, error) {
 	o.mu.Lock()
 	busy := make(map[string]bool, len(o.inflight))
 	for k := range o.inflight {
 		busy[k] = true
 	}
 	o.mu.Unlock()
+	cs, due, err := o.st.pick(now, busy, pickMax)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("outbox %s: %w", o.name, err)
+	}
+	return cs, due, nil
+}
 
-	// wrong are due entries that lead to no pending event due now:
-	// filed again after the read, so that they are not read again.
-	type entry struct {
-		call string
-		key  []byte
-	}
-	var wrong []entry
-	err = o.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucketDue).Cursor()
-		for _, class := range []byte{classTransfer, classOther} {
-			for k, v := cur.Seek([]byte{class}); len(k) == dueKeyLen && k[0] == class; k, v = cur.Next() {
-				o.probe.pickSteps.Add(1)
-				call := string(v)
-				if busy[call] {
-					continue
-				}
-				if at := timeOf(k[1:]); at.After(now) {
-					due = earliest(due, at)
-					break // the rest of the class is due later still
-				}
-				seq := seqOf(k[1+timeKeyLen:])
-				rec, err := getRecord(tx, seq)
-				if err != nil {
-					// One unreadable record must not stop every other
-					// call's delivery; it stays for `outbox list` and
-					// `drop`, and its call's next event takes its place.
-					o.log.Error().Uint64("seq", seq).Err(err).Msg("outbox: stored event unreadable; skipped")
-				}
-				if err != nil || rec == nil || rec.Call != call || rec.State != StatePending || rec.Next.After(now) {
-					wrong = append(wrong, entry{call, bytes.Clone(k)})
-					continue
-				}
-				c = &candidate{seq: seq, rec: rec}
-				return nil
-			}
+// claimOne claims the call of the first candidate whose call is free.
+func (o *Outbox) claimOne(cs []candidate) *candidate {
+	for i := range cs {
+		if o.claim(cs[i].rec.Call) {
+			return &cs[i]
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, time.Time{}, false, fmt.Errorf("outbox %s: %w", o.path, err)
 	}
-	if len(wrong) == 0 || !heal {
-		return c, due, false, nil
-	}
-	err = o.w.do(func(tx *bolt.Tx) error {
-		for _, e := range wrong {
-			if err := tx.Bucket(bucketDue).Delete(e.key); err != nil {
-				return fmt.Errorf("index call %q: %w", e.call, err)
-			}
-			if err := refreshHead(tx, e.call); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		// The entries stay wrong and are skipped again: nothing is lost.
-		o.log.Error().Err(fmt.Errorf("outbox %s: %w", o.path, err)).Msg("outbox: indexing events again failed")
-		return c, due, false, nil
-	}
-	return c, due, true, nil
+	return nil
 }
 
 // deliver makes one background attempt at c, whose call is claimed.
@@ -183,9 +132,9 @@ func (o *Outbox) deliver(ctx context.Context, c *candidate) {
 	// Read again under the claim: a synchronous attempt may have delivered
 	// it between pick and claim.
 	var rec *record
-	err := o.db.View(func(tx *bolt.Tx) error {
+	err := o.st.view(func(tx storeTx) error {
 		var err error
-		rec, err = getRecord(tx, c.seq)
+		rec, err = tx.getRecord(c.seq)
 		return err
 	})
 	if err != nil {
@@ -214,10 +163,12 @@ func (o *Outbox) reserve(seq uint64, now time.Time) bool {
 		o.limited(seq, false)
 		return false
 	}
-	if err := o.w.do(func(tx *bolt.Tx) error { return putWindow(tx, o.lim, now) }); err != nil {
-		o.lim.unreserve(id)
-		o.log.Error().Err(fmt.Errorf("outbox %s: %w", o.path, err)).Msg("outbox: limiter window not stored; attempt postponed")
-		return false
+	if !o.lim.selfStored() {
+		if err := o.st.update(func(tx storeTx) error { return tx.saveWindow(now) }); err != nil {
+			o.lim.unreserve(id)
+			o.log.Error().Err(fmt.Errorf("outbox %s: %w", o.name, err)).Msg("outbox: limiter window not stored; attempt postponed")
+			return false
+		}
 	}
 	// Dated when the request leaves, after the commit.
 	o.lim.redate(id, o.now())

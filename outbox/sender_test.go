@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"runtime"
 	"strings"
 	"sync"
@@ -400,8 +401,15 @@ func states(evs []Event) []string {
 func (e *testEnv) calls(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	err := e.o.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketCalls).ForEach(func(k, _ []byte) error {
+	err := e.o.st.view(func(stx storeTx) error {
+		if pt, ok := stx.(*pgTx); ok {
+			return pt.query(func(rows pgx.Rows) error {
+				var base string
+				out = append(out, base)
+				return rows.Scan(&out[len(out)-1])
+			}, `SELECT base FROM calls ORDER BY base`)
+		}
+		return stx.(*boltTx).tx.Bucket(bucketCalls).ForEach(func(k, _ []byte) error {
 			out = append(out, string(k))
 			return nil
 		})
@@ -450,7 +458,7 @@ func TestUnreadableEventBlocksNoOtherCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first record is damaged on disk.
-	if err := e.o.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Put(seqKey(1), []byte("{not json")) }); err != nil {
+	if err := boltOf(e.o).db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Put(seqKey(1), []byte("{not json")) }); err != nil {
 		t.Fatal(err)
 	}
 	e.run(t)
@@ -530,7 +538,7 @@ func TestDroppingAnUnreadableEventUnblocksItsCall(t *testing.T) {
 			if _, err := e.m.Complete(canceledCtx(), complete("c1", t0)); err != nil {
 				t.Fatal(err)
 			}
-			err := e.o.db.Update(func(tx *bolt.Tx) error {
+			err := boltOf(e.o).db.Update(func(tx *bolt.Tx) error {
 				return tx.Bucket(bucketEvents).Put(seqKey(1), []byte(stored))
 			})
 			if err != nil {

@@ -2,14 +2,12 @@ package outbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Submit runs fn in one write transaction for call base (the call state
@@ -52,9 +50,12 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		slot, haveSlot = o.lim.reserve(now)
 	}
 	deferred := false // the first request wants to leave but has no slot
-	err := o.w.do(func(btx *bolt.Tx) error {
-		tx := &Tx{tx: btx, now: now}
-		earlier := queuedCount(btx, base)
+	err := o.st.update(func(stx storeTx) error {
+		tx := &Tx{tx: stx, now: now}
+		earlier, err := stx.queuedCount(base)
+		if err != nil {
+			return err
+		}
 		if err := fn(tx); err != nil {
 			return err
 		}
@@ -75,10 +76,10 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		case !haveSlot:
 			why, deferred = o.rateLimited(), true
 		}
-		if why != nil {
+		if why != nil || o.lim.selfStored() {
 			return nil
 		}
-		return putWindow(btx, o.lim, now)
+		return stx.saveWindow(now)
 	})
 	if haveSlot && (err != nil || len(queued) == 0 || why != nil) {
 		o.lim.unreserve(slot)
@@ -91,7 +92,7 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 	case errors.As(err, &ve):
 		return callstate.Delivery{}, err
 	case err != nil:
-		return callstate.Delivery{}, fmt.Errorf("outbox %s: store event of call %q: %w", o.path, base, err)
+		return callstate.Delivery{}, fmt.Errorf("outbox %s: store event of call %q: %w", o.name, base, err)
 	case len(queued) == 0:
 		return callstate.Delivery{}, nil
 	case why != nil:
@@ -269,14 +270,11 @@ func (o *Outbox) sendOnce(ctx context.Context, r movidesk.Request) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.opts.SendTimeout)
 	defer cancel()
 	err := o.sender.Send(sctx, r)
-	// Before anyone hears of the answer: every later attempt must wait.
-	var ae *movidesk.APIError
-	if errors.As(err, &ae) && ae.StatusCode == 429 {
-		d := ae.RetryAfter
-		if d <= 0 {
-			d = pauseOn429
-		}
-		o.pause(o.now().Add(d))
+	// Before anyone hears of the answer, so that every later attempt, the
+	// caller's next event's included, waits.
+	if d, ok := o.pauseOn429(err, o.now()); ok {
+		var ae *movidesk.APIError
+		errors.As(err, &ae)
 		o.log.Warn().Str("endpoint", ae.Endpoint).Dur("pause", d).Msg("outbox: Movidesk rate limit hit (429); pausing all requests")
 	}
 	return err
@@ -347,9 +345,9 @@ var _ ImportTx = (*Tx)(nil)
 func (o *Outbox) Update(fn func(ImportTx) error) error {
 	o.awaitSettles()
 	now := o.now()
-	err := o.w.do(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, now: now}) })
+	err := o.st.update(func(stx storeTx) error { return fn(&Tx{tx: stx, now: now}) })
 	if err != nil {
-		return fmt.Errorf("outbox %s: %w", o.path, err)
+		return fmt.Errorf("outbox %s: %w", o.name, err)
 	}
 	o.kick()
 	return nil
@@ -359,13 +357,13 @@ func (o *Outbox) Update(fn func(ImportTx) error) error {
 func (o *Outbox) Lookup(base string) (callstate.Call, error) {
 	o.awaitSettle(base)
 	var c callstate.Call
-	err := o.db.View(func(tx *bolt.Tx) error {
+	err := o.st.view(func(tx storeTx) error {
 		var err error
-		c, err = getCall(tx, base)
+		c, _, err = tx.call(base)
 		return err
 	})
 	if err != nil {
-		return c, fmt.Errorf("outbox %s: %w", o.path, err)
+		return c, fmt.Errorf("outbox %s: %w", o.name, err)
 	}
 	return c, nil
 }
@@ -380,28 +378,37 @@ func (o *Outbox) Sweep(openedBy, updatedBy time.Time, fn func(tx callstate.Tx, b
 	now := o.now()
 	// Logged after the commit: the function below may run twice.
 	unreadable := map[string]error{}
-	err := o.w.do(func(btx *bolt.Tx) error {
+	err := o.st.update(func(stx storeTx) error {
 		// Listed before any is changed: a call the visit updates moves
 		// within the index.
-		due := append(callsDue(btx, deadlineOpen, openedBy), callsDue(btx, deadlineDone, updatedBy)...)
+		due, err := stx.callsDue(openedBy, updatedBy)
+		if err != nil {
+			return err
+		}
 		o.probe.sweepVisits.Add(int64(len(due)))
-		tx := &Tx{tx: btx, now: now}
+		tx := &Tx{tx: stx, now: now}
 		for _, base := range due {
-			v := btx.Bucket(bucketCalls).Get([]byte(base))
-			if v == nil {
-				continue // forgotten meanwhile
-			}
-			var c callstate.Call
-			if err := json.Unmarshal(v, &c); err != nil {
+			c, found, err := stx.call(base)
+			var de decodeError
+			switch {
+			case errors.As(err, &de):
 				unreadable[base] = err
 				continue
+			case err != nil:
+				return err
+			case !found:
+				continue // forgotten meanwhile
 			}
-			forget, err := fn(tx, base, c, queuedCount(btx, base))
+			queued, err := stx.queuedCount(base)
+			if err != nil {
+				return err
+			}
+			forget, err := fn(tx, base, c, queued)
 			if err != nil {
 				return err
 			}
 			if forget {
-				if err := deleteCall(btx, base); err != nil {
+				if err := stx.deleteCall(base); err != nil {
 					return err
 				}
 			}
@@ -412,7 +419,7 @@ func (o *Outbox) Sweep(openedBy, updatedBy time.Time, fn func(tx callstate.Tx, b
 		o.log.Error().Str("call_id", call).Err(err).Msg("outbox: stored call unreadable; skipped")
 	}
 	if err != nil {
-		return fmt.Errorf("outbox %s: %w", o.path, err)
+		return fmt.Errorf("outbox %s: %w", o.name, err)
 	}
 	o.kick()
 	return nil
@@ -467,14 +474,14 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool, committed fu
 	now := o.now()
 	v := verdictOf(sendErr)
 	var rec *record
-	err := o.w.do(func(tx *bolt.Tx) error {
+	err := o.st.update(func(tx storeTx) error {
 		var err error
-		if rec, err = getRecord(tx, seq); err != nil || rec == nil {
+		if rec, err = tx.getRecord(seq); err != nil || rec == nil {
 			return err // dropped meanwhile
 		}
 		switch v {
 		case delivered:
-			return deleteEvent(tx, seq, rec)
+			return tx.deleteEvent(seq, rec)
 		case permanent:
 			rec.State = StateFailed
 			rec.Next = time.Time{}
@@ -484,14 +491,14 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool, committed fu
 		}
 		rec.Attempts++
 		rec.LastError = sendErr.Error()
-		return updateRecord(tx, seq, rec)
+		return tx.updateRecord(seq, rec)
 	})
 	if err != nil {
 		msg := "outbox: store failed after an attempt; the event will be attempted again"
 		if v == delivered {
 			msg = "outbox: delivered event could not be removed; it will be sent again"
 		}
-		o.log.Error().Err(fmt.Errorf("outbox %s: record attempt at event %d: %w", o.path, seq, err)).Msg(msg)
+		o.log.Error().Err(fmt.Errorf("outbox %s: record attempt at event %d: %w", o.name, seq, err)).Msg(msg)
 	}
 	if rec == nil {
 		if committed != nil {
@@ -535,6 +542,21 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool, committed fu
 		o.opts.Observer.Attempted(ev, sendErr)
 	}
 	return v
+}
+
+// pauseOn429 pauses all requests after a 429, for its Retry-After or a
+// window; it reports the pause. Taken again, it changes nothing.
+func (o *Outbox) pauseOn429(sendErr error, now time.Time) (time.Duration, bool) {
+	var ae *movidesk.APIError
+	if !errors.As(sendErr, &ae) || ae.StatusCode != 429 {
+		return 0, false
+	}
+	d := ae.RetryAfter
+	if d <= 0 {
+		d = pauseOn429
+	}
+	o.pause(now.Add(d))
+	return d, true
 }
 
 // backoff is the delay before attempt streak+1: doubling from BackoffMin,

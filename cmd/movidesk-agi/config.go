@@ -124,6 +124,13 @@ type CallsConfig struct {
 }
 
 type StoreConfig struct {
+	// Driver is "bbolt" (the file at Path) or "postgres" (the database at
+	// DSN, which several instances share).
+	Driver string `toml:"driver"`
+	// DSN is PostgreSQL's connection string, or DSNFile a file holding it;
+	// its password appears in no log line or error.
+	DSN           string   `toml:"dsn"`
+	DSNFile       string   `toml:"dsn_file"`
 	Path          string   `toml:"path"`
 	Spool         string   `toml:"spool"`
 	SpoolInterval Duration `toml:"spool_interval"`
@@ -170,6 +177,7 @@ func DefaultConfig() Config {
 		},
 		Queues: map[string]int{},
 		Store: StoreConfig{
+			Driver:        outbox.DriverBbolt,
 			Path:          "movidesk-agi.db",
 			Spool:         "movidesk-agi-fallback.log",
 			SpoolInterval: Duration(time.Second),
@@ -243,7 +251,7 @@ func LoadConfig(path string) (Config, error) {
 		}
 	}
 	c2c := &cfg.ClickToCall
-	if cfg.Movidesk.Token != "" || cfg.Admin.Token != "" || c2c.Password != "" || c2c.Token != "" || c2c.ARIPassword != "" {
+	if cfg.Movidesk.Token != "" || cfg.Admin.Token != "" || c2c.Password != "" || c2c.Token != "" || c2c.ARIPassword != "" || cfg.Store.DSN != "" {
 		cfg.secretFiles = append(cfg.secretFiles, path)
 	}
 	if tok, ok := os.LookupEnv("MOVIDESK_TOKEN"); ok && tok != "" {
@@ -253,7 +261,7 @@ func LoadConfig(path string) (Config, error) {
 	if path != "" {
 		// A relative token_file is beside the configuration file, not
 		// wherever the command was started.
-		for _, f := range []*string{&cfg.Movidesk.TokenFile, &cfg.Admin.TokenFile, &c2c.PasswordFile, &c2c.TokenFile, &c2c.ARIPasswordFile, &c2c.TLSCertFile, &c2c.TLSKeyFile} {
+		for _, f := range []*string{&cfg.Movidesk.TokenFile, &cfg.Admin.TokenFile, &c2c.PasswordFile, &c2c.TokenFile, &c2c.ARIPasswordFile, &c2c.TLSCertFile, &c2c.TLSKeyFile, &cfg.Store.DSNFile} {
 			if *f != "" && !filepath.IsAbs(*f) {
 				*f = filepath.Join(filepath.Dir(path), *f)
 			}
@@ -278,7 +286,19 @@ func LoadConfig(path string) (Config, error) {
 			return cfg, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
-	for _, f := range []string{cfg.Movidesk.TokenFile, cfg.Admin.TokenFile, c2c.PasswordFile, c2c.TokenFile, c2c.ARIPasswordFile} {
+	if cfg.Store.DSNFile != "" {
+		if cfg.Store.DSN != "" {
+			return cfg, fmt.Errorf("config %s: %w", path, &KeyError{"store.dsn_file", "is set but so is store.dsn: keep one"})
+		}
+		b, err := os.ReadFile(cfg.Store.DSNFile)
+		if err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, &KeyError{"store.dsn_file", err.Error()})
+		}
+		if cfg.Store.DSN = strings.TrimSpace(string(b)); cfg.Store.DSN == "" {
+			return cfg, fmt.Errorf("config %s: %w", path, &KeyError{"store.dsn_file", fmt.Sprintf("%s is empty", cfg.Store.DSNFile)})
+		}
+	}
+	for _, f := range []string{cfg.Movidesk.TokenFile, cfg.Admin.TokenFile, c2c.PasswordFile, c2c.TokenFile, c2c.ARIPasswordFile, cfg.Store.DSNFile} {
 		if f != "" {
 			cfg.secretFiles = append(cfg.secretFiles, f)
 		}
@@ -466,8 +486,19 @@ func (c *Config) Validate() error {
 			bad("queues."+name, "must be a Movidesk queue id (1 to %d), got %d", movidesk.MaxQueueID, id)
 		}
 	}
-	if c.Store.Path == "" {
-		bad("store.path", "is empty")
+	switch c.Store.Driver {
+	case outbox.DriverBbolt, "":
+		if c.Store.Path == "" {
+			bad("store.path", "is empty")
+		}
+	case outbox.DriverPostgres:
+		if c.Store.DSN == "" {
+			bad("store.dsn", "is required with driver = %q (or store.dsn_file)", outbox.DriverPostgres)
+		} else if err := outbox.CheckDSN(c.Store.DSN); err != nil {
+			bad("store.dsn", "%v", err)
+		}
+	default:
+		bad("store.driver", "must be %q or %q, got %q", outbox.DriverBbolt, outbox.DriverPostgres, c.Store.Driver)
 	}
 	if c.Store.Spool == "" {
 		bad("store.spool", "is empty")
@@ -729,4 +760,29 @@ func keyLine(data []byte, key toml.Key) int {
 		}
 	}
 	return 0
+}
+
+// StoreName is the store as logs show it: the bbolt file, or the
+// PostgreSQL database without its password.
+func (s StoreConfig) StoreName() string {
+	if s.Driver == outbox.DriverPostgres {
+		return outbox.RedactDSN(s.DSN)
+	}
+	return s.Path
+}
+
+// outboxOptions are the outbox's options for this store.
+func (s StoreConfig) outboxOptions() outbox.Options {
+	if s.Driver == outbox.DriverPostgres {
+		return outbox.Options{Driver: outbox.DriverPostgres, DSN: s.DSN}
+	}
+	return outbox.Options{Driver: outbox.DriverBbolt, Path: s.Path}
+}
+
+// storeKey is the key errors of the store name.
+func (s StoreConfig) storeKey() string {
+	if s.Driver == outbox.DriverPostgres {
+		return "store.dsn"
+	}
+	return "store.path"
 }

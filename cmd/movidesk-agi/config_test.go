@@ -75,6 +75,11 @@ func TestConfigRefusesBadValuesNamingTheKey(t *testing.T) {
 		{"SyntaxError", "[server\nlisten = 1\n", []string{"line 2", "table name"}},
 		{"ListenWithoutPort", "[server]\nlisten = \"bogus\"\n", []string{"server.listen", "HOST:PORT"}},
 		{"ListenPortOutOfRange", "[server]\nlisten = \"127.0.0.1:99999\"\n", []string{"server.listen", "99999"}},
+		{"BadDriver", "[store]\ndriver = \"sqlite\"\n", []string{"store.driver", "sqlite"}},
+		{"PostgresWithoutDSN", "[store]\ndriver = \"postgres\"\n", []string{"store.dsn", "required"}},
+		{"BadDSN", "[store]\ndriver = \"postgres\"\ndsn = \"postgres://agi:pw@db:99999999/agi\"\n", []string{"store.dsn", "cannot be read"}},
+		{"DSNAndDSNFile", "[store]\ndriver = \"postgres\"\ndsn = \"postgres://db/agi\"\ndsn_file = \"dsn\"\n", []string{"store.dsn_file", "store.dsn"}},
+		{"MissingDSNFile", "[store]\ndriver = \"postgres\"\ndsn_file = \"no-such-dsn\"\n", []string{"store.dsn_file", "no-such-dsn"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -89,6 +94,32 @@ func TestConfigRefusesBadValuesNamingTheKey(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestConfigDSNFileIsReadAndItsPasswordNeverShown(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte("postgres://agi:s3cret@db.example:5433/agi\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(path, []byte("[movidesk]\ndry_run = true\n[store]\ndriver = \"postgres\"\ndsn_file = \"dsn\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store.DSN != "postgres://agi:s3cret@db.example:5433/agi" {
+		t.Errorf("store.dsn read from the file as %q", cfg.Store.DSN)
+	}
+	if name := cfg.Store.StoreName(); name != "postgres://agi@db.example:5433/agi" {
+		t.Errorf("the store is named %q, want the DSN without its password", name)
+	}
+	// The password in an invalid DSN is not repeated in the error.
+	bad := writeConfig(t, "[store]\ndriver = \"postgres\"\ndsn = \"postgres://agi:s3cret@db:99999999/agi\"\n")
+	if _, err := LoadConfig(bad); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("LoadConfig: %v; want an error without the password", err)
 	}
 }
 

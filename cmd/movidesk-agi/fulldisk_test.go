@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/movidesk-agi/movidesk-agi/internal/pgtest"
 	"net"
 	"os"
 	"os/exec"
@@ -59,7 +60,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	pgtest.StopShared()
+	os.Exit(code)
 }
 
 // fullDiskSession is one AGI session of the child, as it prints it.

@@ -53,6 +53,17 @@ func openControl(ctx context.Context, cfg Config, path string) (control, func(),
 		// socket. The file says which: it is locked while the service runs.
 		apiErr = err
 	}
+	if cfg.Store.Driver == outbox.DriverPostgres {
+		// The database is shared: editing it beside running instances
+		// is safe.
+		opts := cfg.Store.outboxOptions()
+		opts.Log = zerolog.Nop()
+		ob, err := outbox.Open(opts, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("store.dsn: %w", err)
+		}
+		return fileControl{ob, cfg.Store.StoreName()}, func() { ob.Close() }, nil
+	}
 	if _, err := os.Stat(cfg.Store.Path); errors.Is(err, os.ErrNotExist) {
 		// Opening would create an empty store and report all is well.
 		hint := ""

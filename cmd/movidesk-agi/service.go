@@ -171,14 +171,13 @@ func (m *Main) Open() error {
 		// trial see QUEUED where the live service says OK.
 		rate = dryRunRate
 	}
-	m.outbox, err = outbox.Open(outbox.Options{
-		Path:          cfg.Store.Path,
-		RatePerMinute: rate,
-		Log:           m.Log.With().Str("component", "outbox").Logger(),
-		Observer:      metrics,
-	}, m.client)
+	oopts := cfg.Store.outboxOptions()
+	oopts.RatePerMinute = rate
+	oopts.Log = m.Log.With().Str("component", "outbox").Logger()
+	oopts.Observer = metrics
+	m.outbox, err = outbox.Open(oopts, m.client)
 	if err != nil {
-		return fmt.Errorf("store.path: %w", err)
+		return fmt.Errorf("%s: %w", cfg.Store.storeKey(), err)
 	}
 	m.calls = callstate.New(m.outbox, callstate.Options{MaxCallDuration: time.Duration(cfg.Calls.MaxCallDuration)})
 	reapLog := m.Log.With().Str("component", "reaper").Logger()
@@ -450,7 +449,7 @@ func (m *Main) Run(ctx context.Context) error {
 		mode = "dry-run"
 	}
 	m.Log.Info().Str("listen", m.Addr().String()).Str("movidesk", movidesk.RedactURL(cfg.Movidesk.BaseURL)).
-		Str("mode", mode).Str("store", cfg.Store.Path).Str("spool", cfg.Store.Spool).Str("version", versionString()).Msg("movidesk-agi started")
+		Str("mode", mode).Str("store", cfg.Store.StoreName()).Str("spool", cfg.Store.Spool).Str("version", versionString()).Msg("movidesk-agi started")
 	if m.client.DryRun() {
 		m.Log.Warn().Msg("dry-run: every Movidesk request is logged, not sent, and reported OK to the dialplan (movidesk.dry_run, or built-in defaults without -config)")
 	}
