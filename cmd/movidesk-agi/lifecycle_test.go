@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -190,4 +192,63 @@ func TestSecondSignalStopsWithoutDraining(t *testing.T) {
 	case <-time.After(45 * time.Second): // read_timeout is 1m: well before it
 		t.Fatal("the second signal did not stop the service")
 	}
+}
+
+// While the sessions drain after SIGTERM, the click-to-call endpoint takes
+// no new request: the call it would place could not report its events to
+// a service that is going away.
+func TestNoCallIsPlacedWhileDraining(t *testing.T) {
+	fake := movidesktest.NewServer(t, secret)
+	cfg := childConfig(t, t.TempDir(), fake, "")
+	text, _ := os.ReadFile(cfg)
+	long := strings.Replace(string(text), "[server]\n", "[server]\nsession_timeout = \"2m\"\nread_timeout = \"1m\"\n", 1) +
+		"[click_to_call]\nlisten = \"127.0.0.1:0\"\nusername = \"m\"\npassword = \"p\"\nari_username = \"movidesk\"\nari_password = \"ari-secret\"\n"
+	if err := os.WriteFile(cfg, []byte(long), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startChild(t, cfg)
+	c.waitLog(t, "click-to-call listener", 1)
+	var addr string
+	for _, l := range strings.Split(c.logs.String(), "\n") {
+		var e struct{ Message, Listen string }
+		if json.Unmarshal([]byte(l), &e) == nil && e.Message == "click-to-call listener" {
+			addr = e.Listen
+		}
+	}
+	url := "http://" + addr + "/call?source=5252&destination=4733990777"
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("click-to-call before the stop: %v", err)
+	}
+	resp.Body.Close()
+
+	// A session that holds the drain: no reply to its first command.
+	conn, err := net.Dial("tcp", c.addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("agi_network: yes\nagi_network_script: transfer\nagi_uniqueid: 1.1\nagi_channel: PJSIP/x-1\n\n"))
+	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.HasPrefix(line, "GET") {
+		t.Fatalf("the handler's first command: %q, %v", line, err)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	c.waitLog(t, "stopping: draining AGI sessions", 1)
+	// The drain lasts up to session_timeout (2m); the endpoint must be
+	// closed long before.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err != nil {
+			break
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("click-to-call still answers (%s) while the sessions drain", resp.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM) // no need to wait for the drain
 }

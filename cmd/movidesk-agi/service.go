@@ -492,6 +492,12 @@ func (m *Main) Run(ctx context.Context) error {
 		m.notify.stopping(m.Log)
 		m.Log.Info().Msg("stopping: draining AGI sessions")
 		drain, cancel := context.WithTimeout(m.abortCtx, time.Duration(cfg.Server.SessionTimeout))
+		if m.c2cSrv != nil {
+			// No new call is placed while the sessions drain: its events
+			// would find the service gone. Requests already waiting for
+			// their agent go on meanwhile.
+			go m.c2cSrv.Shutdown(drain)
+		}
 		if serr := m.server.Shutdown(drain); serr != nil {
 			m.Log.Warn().Err(serr).Msg("sessions still running at the drain deadline were closed")
 		}
