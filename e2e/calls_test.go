@@ -404,26 +404,7 @@ func TestCalls(t *testing.T) {
 	})
 
 	t.Run("AgentPassesCallToSecondAgent", func(t *testing.T) {
-		svc := startService(t, serviceOptions{})
-		setAgent(t, "5252", "answer")
-		setAgent(t, "5253", "answer")
-		c := placeCall(t, viaDial+"5252").arrived(t)
-		svc.waitAccepted(t, 1, 30*time.Second)
-		c.waitConnected(t)
-		passed := time.Now()
-		c.agentTransfers(t, "5252", "5253")
-		svc.waitAccepted(t, 3, 30*time.Second)
-		c.waitConnected(t)
-		secondAnswered := time.Now()
-		c.agentHangsUp(t, "5253")
-		got := svc.waitAccepted(t, 4, 30*time.Second)
-		id := c.LinkedID
-		checkRequests(t, got, []wantReq{
-			transferred(c, id, defaultQueueID, "5252", c.Start, passed),
-			completed(id, "", passed, secondAnswered),
-			transferred(c, id+"-2", defaultQueueID, "5253", passed, secondAnswered),
-			completed(id+"-2", "", secondAnswered, time.Now()),
-		})
+		passCallToColleague(t, startService(t, serviceOptions{}), viaDial+"5252")
 		finishSessions(t, "dial-second-agent", "transfer", "transfer", "complete")
 	})
 
@@ -603,6 +584,32 @@ func TestCalls(t *testing.T) {
 		if len(svc.fake.Requests()) != n+answeredN {
 			t.Errorf("Movidesk got %d requests, want %d", len(svc.fake.Requests()), n+answeredN)
 		}
+	})
+}
+
+// passCallToColleague places a call to dest, which 5252 answers and passes
+// (SIP REFER) to 5253, who answers and later hangs up: Movidesk must see two
+// segments, each transferred and completed.
+func passCallToColleague(t *testing.T, svc *service, dest string) {
+	t.Helper()
+	setAgent(t, "5252", "answer")
+	setAgent(t, "5253", "answer")
+	c := placeCall(t, dest).arrived(t)
+	svc.waitAccepted(t, 1, 30*time.Second)
+	c.waitConnected(t)
+	passed := time.Now()
+	c.agentTransfers(t, "5252", "5253")
+	svc.waitAccepted(t, 3, 30*time.Second)
+	c.waitConnected(t)
+	secondAnswered := time.Now()
+	c.agentHangsUp(t, "5253")
+	got := svc.waitAccepted(t, 4, 30*time.Second)
+	id := c.LinkedID
+	checkRequests(t, got, []wantReq{
+		transferred(c, id, defaultQueueID, "5252", c.Start, passed),
+		completed(id, "", passed, secondAnswered),
+		transferred(c, id+"-2", defaultQueueID, "5253", passed, secondAnswered),
+		completed(id+"-2", "", secondAnswered, time.Now()),
 	})
 }
 

@@ -412,26 +412,7 @@ func TestFreePBXQueueLocalMember(t *testing.T) {
 func TestFreePBXAgentPassesCallToColleague(t *testing.T) {
 	// 5252 answers a call to its extension and transfers it (SIP REFER,
 	// into from-internal) to 5253, who answers and later hangs up.
-	svc := startFreePBXService(t)
-	setAgent(t, "5252", "answer")
-	setAgent(t, "5253", "answer")
-	c := placeCall(t, viaFreePBX+"5252").arrived(t)
-	svc.waitAccepted(t, 1, 30*time.Second)
-	c.waitConnected(t)
-	passed := time.Now()
-	c.agentTransfers(t, "5252", "5253")
-	svc.waitAccepted(t, 3, 30*time.Second)
-	c.waitConnected(t)
-	secondAnswered := time.Now()
-	c.agentHangsUp(t, "5253")
-	got := svc.waitAccepted(t, 4, 30*time.Second)
-	id := c.LinkedID
-	checkRequests(t, got, []wantReq{
-		transferred(c, id, defaultQueueID, "5252", c.Start, passed),
-		completed(id, "", passed, secondAnswered),
-		transferred(c, id+"-2", defaultQueueID, "5253", passed, secondAnswered),
-		completed(id+"-2", "", secondAnswered, time.Now()),
-	})
+	passCallToColleague(t, startFreePBXService(t), viaFreePBX+"5252")
 	finishSessions(t, "", "transfer", "transfer", "hangup")
 }
 
