@@ -111,6 +111,9 @@ type MovideskConfig struct {
 	TokenFile     string   `toml:"token_file"`
 	Timeout       Duration `toml:"timeout"`
 	RatePerMinute float64  `toml:"rate_per_minute"`
+	// Burst is how many requests may go back to back, at most Burst in
+	// any Burst/RatePerMinute minutes (0 = RatePerMinute: a minute's).
+	Burst int `toml:"burst"`
 	// DryRun logs every request instead of sending it. A configuration
 	// file without a token must say so; without a file it is the default.
 	DryRun bool `toml:"dry_run"`
@@ -471,6 +474,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Movidesk.RatePerMinute <= 0 {
 		bad("movidesk.rate_per_minute", "must be positive, got %v", c.Movidesk.RatePerMinute)
+	}
+	if c.Movidesk.Burst < 0 || c.Movidesk.Burst > outbox.MaxBurst {
+		bad("movidesk.burst", "must be between 0 (a minute's worth) and %d, got %d", outbox.MaxBurst, c.Movidesk.Burst)
 	}
 	if c.Calls.DefaultQueueID < 0 || c.Calls.DefaultQueueID > movidesk.MaxQueueID {
 		bad("calls.default_queue_id", "must be a Movidesk queue id (1 to %d) or 0 for none, got %d", movidesk.MaxQueueID, c.Calls.DefaultQueueID)

@@ -61,6 +61,7 @@ func TestConfigRefusesBadValuesNamingTheKey(t *testing.T) {
 		{"UnknownTable", "[servr]\nlisten = \"x\"\n", []string{"unknown key servr", "line 1"}},
 		{"WrongType", "[server]\nmax_sessions = \"many\"\n", []string{"line 2", "max_sessions"}},
 		{"BadDuration", "[movidesk]\ntimeout = \"3 seconds\"\n", []string{"timeout", "not a duration", "line 2"}},
+		{"BurstTooBig", "[movidesk]\nburst = 5000\n", []string{"movidesk.burst", "1000"}},
 		{"NegativeDuration", "[movidesk]\ntimeout = \"-1s\"\n", []string{"movidesk.timeout", "positive"}},
 		{"TimeoutLongerThanSession", "[server]\nsession_timeout = \"2s\"\n[movidesk]\ntimeout = \"3s\"\n", []string{"movidesk.timeout", "server.session_timeout"}},
 		{"BadAllow", "[server]\nallow = [\"10.0.0.0/33\"]\n", []string{"server.allow[0]", "10.0.0.0/33"}},

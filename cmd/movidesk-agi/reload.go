@@ -15,7 +15,7 @@ import (
 // covers its whole table.
 var liveKeys = []string{
 	"queues.", "calls.", "log.level",
-	"movidesk.token", "movidesk.token_file", "movidesk.rate_per_minute",
+	"movidesk.token", "movidesk.token_file", "movidesk.rate_per_minute", "movidesk.burst",
 }
 
 // restartKeys are exceptions within liveKeys: a call in progress would
@@ -78,7 +78,7 @@ func (m *Main) Reload() error {
 	if !old.Movidesk.DryRun {
 		eff.Movidesk.Token, eff.Movidesk.TokenFile = next.Movidesk.Token, next.Movidesk.TokenFile
 	}
-	eff.Movidesk.RatePerMinute = next.Movidesk.RatePerMinute
+	eff.Movidesk.RatePerMinute, eff.Movidesk.Burst = next.Movidesk.RatePerMinute, next.Movidesk.Burst
 	eff.secretFiles = next.secretFiles
 
 	var errs []error
@@ -92,8 +92,8 @@ func (m *Main) Reload() error {
 			errs = append(errs, err)
 		}
 	}
-	if eff.Movidesk.RatePerMinute != old.Movidesk.RatePerMinute && !eff.Movidesk.DryRun {
-		if err := m.outbox.SetRate(eff.Movidesk.RatePerMinute, 0); err != nil {
+	if (eff.Movidesk.RatePerMinute != old.Movidesk.RatePerMinute || eff.Movidesk.Burst != old.Movidesk.Burst) && !eff.Movidesk.DryRun {
+		if err := m.outbox.SetRate(eff.Movidesk.RatePerMinute, eff.Movidesk.Burst); err != nil {
 			errs = append(errs, fmt.Errorf("movidesk.rate_per_minute: %w", err))
 		}
 	}

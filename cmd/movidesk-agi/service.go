@@ -173,6 +173,9 @@ func (m *Main) Open() error {
 	}
 	oopts := cfg.Store.outboxOptions()
 	oopts.RatePerMinute = rate
+	if !cfg.Movidesk.DryRun {
+		oopts.Burst = cfg.Movidesk.Burst
+	}
 	oopts.Log = m.Log.With().Str("component", "outbox").Logger()
 	oopts.Observer = metrics
 	m.outbox, err = outbox.Open(oopts, m.client)
