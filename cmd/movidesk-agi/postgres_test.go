@@ -2,9 +2,19 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/movidesk-agi/movidesk-agi/internal/pgtest"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
@@ -52,5 +62,183 @@ func TestHAPostgresTransferOnOneInstanceHangupOnTheOther(t *testing.T) {
 	}
 	if strings.Contains(logsA.String(), "s3cret") || !strings.Contains(logsA.String(), `"store":"postgres://postgres@127.0.0.1`) {
 		t.Errorf("the start line does not name the database without its password:\n%s", logsA.String())
+	}
+}
+
+// pgChildConfig writes the configuration of a service in dir on the
+// database dsn, against fake, with movidesk keys extra.
+func pgChildConfig(t *testing.T, dir, dsn string, fake *movidesktest.Server, extra string) string {
+	t.Helper()
+	path := filepath.Join(dir, "config.toml")
+	text := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[movidesk]\nbase_url = %q\ntoken = %q\n%s[store]\ndriver = \"postgres\"\ndsn = %q\npath = %q\nspool = %q\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+		fake.URL, secret, extra, dsn, filepath.Join(dir, "outbox.db"), filepath.Join(dir, "fallback.log"))
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// pendingEvents counts the events of the database not yet settled.
+func pendingEvents(t *testing.T, dsn string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestHAPostgresKillOneInTheMiddleOfABurst(t *testing.T) {
+	// 40 calls, a transfer and a hangup each, spread over two instances
+	// (a call's hangup on the other instance than its transfer); the
+	// first is killed once Movidesk has seen a third of the requests.
+	// 600 a minute, 10 back to back: at most 10 requests in any second,
+	// whichever instance sends them, so the 80 requests take some 8 s.
+	const (
+		calls = 40
+		burst = 10
+		rate  = 600
+	)
+	window := time.Duration(float64(burst) / rate * float64(time.Minute))
+	srv, err := pgtest.Shared()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn, err := srv.NewDatabase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := movidesktest.NewServer(t, secret)
+	extra := fmt.Sprintf("rate_per_minute = %d\nburst = %d\n", rate, burst)
+	a := startChild(t, pgChildConfig(t, t.TempDir(), dsn, fake, extra))
+	b := startChild(t, pgChildConfig(t, t.TempDir(), dsn, fake, extra))
+
+	var killed atomic.Bool
+	var killedAt time.Time
+	// on is the instance a session goes to: Asterisk's hagi:// takes the
+	// survivor once the first no longer accepts.
+	on := func(first bool) net.Addr {
+		if first && !killed.Load() {
+			return a.addr
+		}
+		return b.addr
+	}
+	type session struct{ transfer, hangup string }
+	got := make([]session, calls)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for n := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			got[n].transfer = callSession(on(n%2 == 0), "transfer", n, "queue=2", "branch=5252")
+			got[n].hangup = callSession(on(n%2 == 1), "hangup", n, "queue=2")
+		}()
+	}
+	waitRequests(t, fake, 2*calls/3)
+	killedAt = time.Now()
+	killedReqs := len(fake.Requests())
+	killed.Store(true)
+	a.stop(t, syscall.SIGKILL)
+	wg.Wait()
+
+	acked := func(st string) bool { return st == "OK" || st == "QUEUED" }
+	delivered := func() bool {
+		seen := map[string]bool{}
+		for _, r := range fake.Accepted() {
+			seen[r.Endpoint+" "+r.Query.Get("id")] = true
+		}
+		for n, s := range got {
+			if acked(s.transfer) && !seen["asterisk_startTransferedCall "+callID(n)] {
+				return false
+			}
+			if acked(s.hangup) && !seen["asterisk_completedCall "+callID(n)] && !seen["asterisk_startCanceledCall "+callID(n)] {
+				return false
+			}
+		}
+		return pendingEvents(t, dsn) == 0
+	}
+	deadline := time.After(30 * time.Second) // a safety net, not a timing assertion
+	for !delivered() {
+		select {
+		case <-deadline:
+			t.Fatalf("the survivor did not deliver every acknowledged event: sessions %+v, Movidesk accepted %d, %d events pending",
+				got, len(fake.Accepted()), pendingEvents(t, dsn))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	ackedN := 0
+	perKey := map[string][]time.Time{}
+	for _, r := range fake.Accepted() {
+		k := r.Endpoint + " " + r.Query.Get("id")
+		perKey[k] = append(perKey[k], r.At)
+	}
+	for n, s := range got {
+		id := callID(n)
+		if acked(s.transfer) {
+			ackedN++
+			if acked(s.hangup) && len(perKey["asterisk_completedCall "+id]) == 0 {
+				t.Errorf("call %d: transfer and hangup acknowledged (%s, %s), but Movidesk got no completion: %v",
+					n, s.transfer, s.hangup, perKey["asterisk_startCanceledCall "+id])
+			}
+		}
+		if acked(s.hangup) {
+			ackedN++
+		}
+	}
+	t.Logf("%d of %d sessions acknowledged; Movidesk got %d requests, %d accepted; the kill at request %d",
+		ackedN, 2*calls, len(fake.Requests()), len(fake.Accepted()), killedReqs)
+	if ackedN < calls {
+		t.Errorf("only %d of %d sessions acknowledged: the burst did not reach the survivor", ackedN, 2*calls)
+	}
+	// A request the killed instance had sent when it died, answered by
+	// Movidesk but not yet settled in the database, is sent again by the
+	// survivor: the one duplicate an outbox cannot rule out. Such a
+	// duplicate's first copy reached Movidesk before the kill, and there
+	// are no more of them than the requests one instance can have in
+	// flight, at most a burst's worth (the limiter's).
+	dups := 0
+	for k, at := range perKey {
+		if len(at) < 2 {
+			continue
+		}
+		dups += len(at) - 1
+		t.Logf("duplicate: %s reached Movidesk %d times, at %v (the kill at %v)", k, len(at), at, killedAt)
+		if len(at) > 2 || at[0].After(killedAt) {
+			t.Errorf("%s reached Movidesk %d times at %v, not explained by the kill at %v", k, len(at), at, killedAt)
+		}
+	}
+	if dups > burst {
+		t.Errorf("%d duplicates, more than the %d requests the killed instance could have had in flight", dups, burst)
+	}
+
+	// The fake's receive times: never more than burst in any window.
+	var at []time.Time
+	for _, r := range fake.Requests() {
+		at = append(at, r.At)
+	}
+	slices.SortFunc(at, func(x, y time.Time) int { return x.Compare(y) })
+	for i := range at {
+		j := i
+		for j < len(at) && at[j].Sub(at[i]) < window {
+			j++
+		}
+		if j-i > burst {
+			t.Fatalf("%d requests within %v from %v, limit %d in any %v: the instances do not share the budget",
+				j-i, at[j-1].Sub(at[i]), at[i], burst, window)
+		}
+	}
+	if len(at) <= burst {
+		t.Errorf("Movidesk got %d requests: the burst never reached the limit", len(at))
 	}
 }
