@@ -144,9 +144,20 @@ func childConfig(t *testing.T, dir string, fake *movidesktest.Server, extra stri
 // caller's channel, and returns MOVIDESK_STATUS ("" when the session ended
 // without one).
 func callSession(addr net.Addr, script string, n int, args ...string) string {
+	status := ""
+	for _, cmd := range sessionCommands(addr, script, n, args...) {
+		if v, ok := strings.CutPrefix(cmd, `SET VARIABLE "MOVIDESK_STATUS" `); ok {
+			status = unquoteAGI(v)
+		}
+	}
+	return status
+}
+
+// sessionCommands is callSession returning every command the service sent.
+func sessionCommands(addr net.Addr, script string, n int, args ...string) []string {
 	conn, err := net.Dial("tcp", addr.String())
 	if err != nil {
-		return ""
+		return nil
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
@@ -159,16 +170,14 @@ func callSession(addr net.Addr, script string, n int, args ...string) string {
 	env.WriteString("\n")
 	conn.Write([]byte(env.String()))
 	r := bufio.NewReader(conn)
-	status := ""
+	var seen []string
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
-			return status
+			return seen
 		}
 		cmd := strings.TrimSuffix(line, "\n")
-		if v, ok := strings.CutPrefix(cmd, `SET VARIABLE "MOVIDESK_STATUS" `); ok {
-			status = unquoteAGI(v)
-		}
+		seen = append(seen, cmd)
 		reply := "200 result=1"
 		switch {
 		case strings.Contains(cmd, "CHANNEL(linkedid)"):

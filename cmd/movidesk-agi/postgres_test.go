@@ -242,3 +242,82 @@ func TestHAPostgresKillOneInTheMiddleOfABurst(t *testing.T) {
 		t.Errorf("Movidesk got %d requests: the burst never reached the limit", len(at))
 	}
 }
+
+// agiVar is the value a session set variable name to, "" when none.
+func agiVar(seen []string, name string) string {
+	for _, cmd := range seen {
+		if v, ok := strings.CutPrefix(cmd, `SET VARIABLE "`+name+`" `); ok {
+			return unquoteAGI(v)
+		}
+	}
+	return ""
+}
+
+func TestHAPostgresDatabaseDown(t *testing.T) {
+	// A database of its own: this one is stopped.
+	srv, err := pgtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	dsn, err := srv.NewDatabase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := movidesktest.NewServer(t, secret)
+	cfg := DefaultConfig()
+	cfg.Movidesk.BaseURL = fake.URL
+	cfg.Movidesk.Token = secret
+	cfg.Store.Driver, cfg.Store.DSN = "postgres", dsn
+	m, logs := startMain(t, cfg)
+	transfer := func(n int) (status, reason string, took time.Duration) {
+		start := time.Now()
+		seen := sessionCommands(m.Addr(), "transfer", n, "queue=2", "branch=5252")
+		return agiVar(seen, "MOVIDESK_STATUS"), agiVar(seen, "MOVIDESK_ERROR"), time.Since(start)
+	}
+
+	// Acknowledged while Movidesk is down: in the database only.
+	fake.SetDown(true)
+	if st, reason, _ := transfer(1); st != "QUEUED" {
+		t.Fatalf("before the outage: MOVIDESK_STATUS %q (%s), want QUEUED", st, reason)
+	}
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// Each session is refused at once, naming the store (the dialplan's
+	// fallback spools it), rather than waiting for the database.
+	for _, n := range []int{2, 4} {
+		st, reason, took := transfer(n)
+		t.Logf("with the database down: MOVIDESK_STATUS %s, MOVIDESK_ERROR %q, in %v", st, reason, took)
+		if st != "ERROR" || !strings.Contains(reason, "store") {
+			t.Errorf("with the database down: MOVIDESK_STATUS %q, MOVIDESK_ERROR %q; want ERROR naming the store", st, reason)
+		}
+		if limit := time.Duration(cfg.Movidesk.Timeout); took > limit {
+			t.Errorf("with the database down the session took %v, longer than movidesk.timeout %v", took, limit)
+		}
+	}
+
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	fake.SetDown(false)
+	if st, reason, _ := transfer(3); st != "OK" && st != "QUEUED" {
+		t.Errorf("after the outage: MOVIDESK_STATUS %q (%s), want OK", st, reason)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := fake.WaitAccepted(ctx, 2); err != nil {
+		t.Fatalf("Movidesk accepted %+v: %v", fake.Accepted(), err)
+	}
+	var ids []string
+	for _, r := range fake.Accepted() {
+		ids = append(ids, r.Query.Get("id"))
+	}
+	slices.Sort(ids)
+	if strings.Join(ids, " ") != callID(1)+" "+callID(3) {
+		t.Errorf("Movidesk got the transfers of %v, want the one acknowledged before the outage and the one after", ids)
+	}
+	if pendingEvents(t, dsn) != 0 {
+		t.Errorf("events left in the database:\n%s", logs.String())
+	}
+}
