@@ -51,7 +51,7 @@ func TestPostgresOpenAppliesTheSchemaOnce(t *testing.T) {
 func TestPostgresPasswordAppearsInNoError(t *testing.T) {
 	const secret = "s3cr3t-pw"
 	for _, dsn := range []string{
-		"postgres://agi:" + secret + "@127.0.0.1:1/agi?sslmode=disable",   // nothing listens on port 1
+		"postgres://agi:" + secret + "@127.0.0.1:1/agi?sslmode=disable",     // nothing listens on port 1
 		"host=127.0.0.1 port=1 user=agi password=" + secret + " dbname=agi", // the same, key=value
 		"postgres://agi:" + secret + "@127.0.0.1:99999999/agi",              // cannot be parsed
 		"postgres://agi:" + secret + "@[::1/agi",                            // nor this
