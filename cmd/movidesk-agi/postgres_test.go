@@ -23,11 +23,10 @@ import (
 // TestHAPostgresTransferOnOneInstanceHangupOnTheOther runs two services on
 // one database: the transfer reaches one, the hangup the other, and the
 // call is completed (not abandoned), as one service would have done.
-func TestHAPostgresTransferOnOneInstanceHangupOnTheOther(t *testing.T) {
-	srv, err := pgtest.Shared()
-	if err != nil {
-		t.Fatal(err)
-	}
+// pgServiceConfig is the default configuration on a new database of srv,
+// against a fake Movidesk.
+func pgServiceConfig(t *testing.T, srv *pgtest.Server) (Config, *movidesktest.Server, string) {
+	t.Helper()
 	dsn, err := srv.NewDatabase()
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +36,15 @@ func TestHAPostgresTransferOnOneInstanceHangupOnTheOther(t *testing.T) {
 	cfg.Movidesk.BaseURL = fake.URL
 	cfg.Movidesk.Token = secret
 	cfg.Store.Driver, cfg.Store.DSN = "postgres", dsn
+	return cfg, fake, dsn
+}
+
+func TestHAPostgresTransferOnOneInstanceHangupOnTheOther(t *testing.T) {
+	srv, err := pgtest.Shared()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, fake, _ := pgServiceConfig(t, srv)
 	a, logsA := startMain(t, cfg)
 	b, _ := startMain(t, cfg)
 
@@ -263,15 +271,7 @@ func TestHAPostgresDatabaseDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Stop() })
-	dsn, err := srv.NewDatabase()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fake := movidesktest.NewServer(t, secret)
-	cfg := DefaultConfig()
-	cfg.Movidesk.BaseURL = fake.URL
-	cfg.Movidesk.Token = secret
-	cfg.Store.Driver, cfg.Store.DSN = "postgres", dsn
+	cfg, fake, dsn := pgServiceConfig(t, srv)
 	m, logs := startMain(t, cfg)
 	transfer := func(n int) (status, reason string, took time.Duration) {
 		start := time.Now()
