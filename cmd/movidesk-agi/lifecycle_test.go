@@ -151,6 +151,22 @@ func TestTokenReadableByEveryUserIsWarnedOf(t *testing.T) {
 	}
 }
 
+// holdSession opens a session on c that holds its drain: a whole
+// environment, then no reply to the handler's first command. It is closed
+// when the test ends.
+func holdSession(t *testing.T, c *child) {
+	t.Helper()
+	conn, err := net.Dial("tcp", c.addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.Write([]byte("agi_network: yes\nagi_network_script: transfer\nagi_uniqueid: 1.1\nagi_channel: PJSIP/x-1\n\n"))
+	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.HasPrefix(line, "GET") {
+		t.Fatalf("the handler's first command: %q, %v", line, err)
+	}
+}
+
 func TestSecondSignalStopsWithoutDraining(t *testing.T) {
 	// A session that never ends holds the drain for session_timeout; a
 	// second SIGTERM stops at once, with an error exit.
@@ -163,16 +179,7 @@ func TestSecondSignalStopsWithoutDraining(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := startChild(t, cfg)
-	conn, err := net.Dial("tcp", c.addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// A whole environment, then no reply to the handler's first command.
-	conn.Write([]byte("agi_network: yes\nagi_network_script: transfer\nagi_uniqueid: 1.1\nagi_channel: PJSIP/x-1\n\n"))
-	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.HasPrefix(line, "GET") {
-		t.Fatalf("the handler's first command: %q, %v", line, err)
-	}
+	holdSession(t, c)
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -222,16 +229,7 @@ func TestNoCallIsPlacedWhileDraining(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	// A session that holds the drain: no reply to its first command.
-	conn, err := net.Dial("tcp", c.addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.Write([]byte("agi_network: yes\nagi_network_script: transfer\nagi_uniqueid: 1.1\nagi_channel: PJSIP/x-1\n\n"))
-	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.HasPrefix(line, "GET") {
-		t.Fatalf("the handler's first command: %q, %v", line, err)
-	}
+	holdSession(t, c)
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
