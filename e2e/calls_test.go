@@ -231,14 +231,7 @@ func TestCalls(t *testing.T) {
 
 	t.Run("CallerGivesUpWhileAgentRings", func(t *testing.T) {
 		svc := startService(t, serviceOptions{})
-		setAgent(t, "5252", "ring")
-		c := placeCall(t, viaDial+"5252").arrived(t)
-		c.agentPhone(t, "5252")
-		c.waitPastArrivalSecond()
-		gaveUp := time.Now()
-		c.hangUp(t)
-		got := svc.waitAccepted(t, 1, 30*time.Second)
-		checkRequests(t, got, []wantReq{canceled(c, defaultQueueID, gaveUp, time.Now())})
+		callerGivesUp(t, svc, viaDial+"5252", defaultQueueID)
 		finishSessions(t, "dial-caller-gave-up", "abandon")
 		if n := len(svc.fake.Requests()); n != 1 {
 			t.Errorf("Movidesk got %d requests, want only the canceled call:\n%s", n, describe(svc.fake.Requests()))
@@ -318,14 +311,7 @@ func TestCalls(t *testing.T) {
 
 	t.Run("HangupRouteAbandons", func(t *testing.T) {
 		svc := startService(t, serviceOptions{})
-		setAgent(t, "5252", "ring")
-		c := placeCall(t, viaHangup+"5252").arrived(t)
-		c.agentPhone(t, "5252")
-		c.waitPastArrivalSecond()
-		gaveUp := time.Now()
-		c.hangUp(t)
-		got := svc.waitAccepted(t, 1, 30*time.Second)
-		checkRequests(t, got, []wantReq{canceled(c, defaultQueueID, gaveUp, time.Now())})
+		callerGivesUp(t, svc, viaHangup+"5252", defaultQueueID)
 		finishSessions(t, "hangup-route-abandoned", "hangup")
 	})
 
@@ -347,14 +333,7 @@ func TestCalls(t *testing.T) {
 
 	t.Run("QueueAbandoned", func(t *testing.T) {
 		svc := startService(t, serviceOptions{})
-		setAgent(t, "5252", "ring")
-		c := placeCall(t, viaQueue+"4000").arrived(t)
-		c.agentPhone(t, "5252")
-		c.waitPastArrivalSecond()
-		gaveUp := time.Now()
-		c.hangUp(t)
-		got := svc.waitAccepted(t, 1, 30*time.Second)
-		checkRequests(t, got, []wantReq{canceled(c, supportQueueID, gaveUp, time.Now())})
+		callerGivesUp(t, svc, viaQueue+"4000", supportQueueID)
 		finishSessions(t, "queue-abandoned", "abandon")
 		if n := len(svc.fake.Requests()); n != 1 {
 			t.Errorf("Movidesk got %d requests, want only the canceled call:\n%s", n, describe(svc.fake.Requests()))
@@ -585,6 +564,20 @@ func TestCalls(t *testing.T) {
 			t.Errorf("Movidesk got %d requests, want %d", len(svc.fake.Requests()), n+answeredN)
 		}
 	})
+}
+
+// callerGivesUp places a call to dest, which rings 5252, and hangs it up
+// before 5252 answers: Movidesk must see only its cancellation, in queue.
+func callerGivesUp(t *testing.T, svc *service, dest string, queue int) {
+	t.Helper()
+	setAgent(t, "5252", "ring")
+	c := placeCall(t, dest).arrived(t)
+	c.agentPhone(t, "5252")
+	c.waitPastArrivalSecond()
+	gaveUp := time.Now()
+	c.hangUp(t)
+	got := svc.waitAccepted(t, 1, 30*time.Second)
+	checkRequests(t, got, []wantReq{canceled(c, queue, gaveUp, time.Now())})
 }
 
 // passCallToColleague places a call to dest, which 5252 answers and passes

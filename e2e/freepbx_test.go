@@ -288,14 +288,7 @@ func TestFreePBXQueueAnswered(t *testing.T) {
 
 func TestFreePBXQueueAbandoned(t *testing.T) {
 	svc := startFreePBXService(t)
-	setAgent(t, "5252", "ring")
-	c := placeCall(t, viaFreePBX+"4000").arrived(t)
-	c.agentPhone(t, "5252")
-	c.waitPastArrivalSecond()
-	gaveUp := time.Now()
-	c.hangUp(t)
-	got := svc.waitAccepted(t, 1, 30*time.Second)
-	checkRequests(t, got, []wantReq{canceled(c, fpbxQueueID, gaveUp, time.Now())})
+	callerGivesUp(t, svc, viaFreePBX+"4000", fpbxQueueID)
 	finishSessions(t, "", "hangup")
 	if n := len(svc.fake.Requests()); n != 1 {
 		t.Errorf("Movidesk got %d requests, want only the canceled call:\n%s", n, describe(svc.fake.Requests()))
@@ -340,14 +333,7 @@ func TestFreePBXExtensionAnsweredAndRecorded(t *testing.T) {
 
 func TestFreePBXExtensionNotAnswered(t *testing.T) {
 	svc := startFreePBXService(t)
-	setAgent(t, "5252", "ring")
-	c := placeCall(t, viaFreePBX+"5252").arrived(t)
-	c.agentPhone(t, "5252")
-	c.waitPastArrivalSecond()
-	gaveUp := time.Now()
-	c.hangUp(t)
-	got := svc.waitAccepted(t, 1, 30*time.Second)
-	checkRequests(t, got, []wantReq{canceled(c, defaultQueueID, gaveUp, time.Now())})
+	callerGivesUp(t, svc, viaFreePBX+"5252", defaultQueueID)
 	finishSessions(t, "", "hangup")
 }
 
