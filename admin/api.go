@@ -19,10 +19,13 @@ type Status struct {
 	// shows as sent was only logged.
 	DryRun bool `json:"dry_run"`
 	// Reason is why the service is not ready (empty when ready).
-	Reason   string         `json:"reason,omitempty"`
-	Outbox   OutboxStatus   `json:"outbox"`
-	Movidesk MovideskStatus `json:"movidesk"`
-	Budget   Budget         `json:"budget"`
+	Reason string       `json:"reason,omitempty"`
+	Outbox OutboxStatus `json:"outbox"`
+	// Accounts are the Movidesk accounts, the default first, each with
+	// its budget and what of it the outbox holds.
+	Accounts []AccountStatus `json:"accounts"`
+	Movidesk MovideskStatus  `json:"movidesk"`
+	Budget   Budget          `json:"budget"`
 	// MadeCalls counts the calls placed from Movidesk (click-to-call).
 	MadeCalls MadeCalls `json:"made_calls"`
 	// Calls are the last calls seen since start, the most recently
@@ -43,6 +46,14 @@ type OutboxStatus struct {
 	Error string `json:"error,omitempty"`
 }
 
+// AccountStatus is one Movidesk account.
+type AccountStatus struct {
+	Name          string  `json:"name"`
+	RatePerMinute float64 `json:"rate_per_minute"`
+	Queued        int     `json:"queued"`
+	Failed        int     `json:"failed"`
+}
+
 // MovideskStatus is what the service last heard from Movidesk since start.
 type MovideskStatus struct {
 	LastSuccess time.Time      `json:"last_success,omitzero"`
@@ -52,6 +63,7 @@ type MovideskStatus struct {
 // MovideskError is one failed request to Movidesk.
 type MovideskError struct {
 	At       time.Time `json:"at"`
+	Account  string    `json:"account"`
 	Endpoint string    `json:"endpoint"`
 	Code     int       `json:"code"` // HTTP status; 0 when no answer came
 	Error    string    `json:"error"`
@@ -97,7 +109,9 @@ type Budget struct {
 
 // Call is one recent call, under its base id.
 type Call struct {
-	CallID  string    `json:"call_id"`
+	CallID string `json:"call_id"`
+	// Account is the Movidesk account of the call's events.
+	Account string    `json:"account,omitempty"`
 	Updated time.Time `json:"updated"`
 	// State sums it up: failed, queued, error or done.
 	State    string        `json:"state"`
@@ -141,6 +155,7 @@ type Event struct {
 	// sees.
 	Call        string    `json:"call,omitempty"`
 	CallID      string    `json:"call_id,omitempty"`
+	Account     string    `json:"account,omitempty"`
 	Attempts    int       `json:"attempts"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	Created     time.Time `json:"created,omitzero"`
@@ -183,7 +198,7 @@ func OutboxStatusOf(st outbox.Stats, now time.Time) OutboxStatus {
 // EventOf is ev as the API and the CLI show it.
 func EventOf(ev outbox.Event) Event {
 	return Event{
-		Seq: ev.Seq, State: ev.State, Endpoint: ev.Endpoint, Call: ev.Call, CallID: ev.CallID,
+		Seq: ev.Seq, State: ev.State, Endpoint: ev.Endpoint, Call: ev.Call, CallID: ev.CallID, Account: ev.Account,
 		Attempts: ev.Attempts, NextAttempt: ev.NextAttempt.UTC(), Created: ev.Created.UTC(), LastError: ev.LastError,
 	}
 }

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -73,6 +74,8 @@ type Metrics struct {
 	now func() time.Time
 	log zerolog.Logger
 	ob  Outbox
+	// accounts are the Movidesk accounts, the default first.
+	accounts func() []AccountRate
 
 	refused  *prometheus.CounterVec
 	requests *prometheus.CounterVec
@@ -91,20 +94,21 @@ type Metrics struct {
 	samples  []sample
 }
 
-func newMetrics(ob Outbox, version string, rate func() float64, now func() time.Time, log zerolog.Logger) *Metrics {
+func newMetrics(ob Outbox, version string, accounts func() []AccountRate, now func() time.Time, log zerolog.Logger) *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
-		now: now,
-		log: log,
-		ob:  ob,
+		reg:      prometheus.NewRegistry(),
+		now:      now,
+		log:      log,
+		ob:       ob,
+		accounts: accounts,
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "movidesk_agi_sessions_refused_total",
 			Help: "AGI connections closed unread, by cause.",
 		}, []string{"cause"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "movidesk_agi_movidesk_requests_total",
-			Help: `Requests to Movidesk, by endpoint and HTTP status ("error": no answer).`,
-		}, []string{"endpoint", "code"}),
+			Help: `Requests to Movidesk, by account, endpoint and HTTP status ("error": no answer).`,
+		}, []string{"account", "endpoint", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "movidesk_agi_movidesk_request_duration_seconds",
 			Help: "How long Movidesk took to answer, or to fail, by endpoint.",
@@ -113,8 +117,8 @@ func newMetrics(ob Outbox, version string, rate func() float64, now func() time.
 		}, []string{"endpoint"}),
 		limiter: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "movidesk_agi_limiter_requests_total",
-			Help: "Requests that asked the rate limiter to leave: allowed at once, or deferred to a later slot.",
-		}, []string{"decision"}),
+			Help: "Requests that asked their account's rate limiter to leave: allowed at once, or deferred to a later slot.",
+		}, []string{"account", "decision"}),
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "movidesk_agi_sessions_total",
 			Help: "AGI sessions run, by route and the MOVIDESK_STATUS they set.",
@@ -139,8 +143,10 @@ func newMetrics(ob Outbox, version string, rate func() float64, now func() time.
 	for _, e := range endpoints {
 		m.duration.WithLabelValues(e)
 	}
-	for _, d := range []string{"allowed", "deferred"} {
-		m.limiter.WithLabelValues(d)
+	for _, a := range accounts() {
+		for _, d := range []string{"allowed", "deferred"} {
+			m.limiter.WithLabelValues(a.Name, d)
+		}
 	}
 	for _, r := range routes {
 		for _, s := range statuses {
@@ -155,10 +161,6 @@ func newMetrics(ob Outbox, version string, rate func() float64, now func() time.
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.refused, m.requests, m.duration, m.limiter, m.sessions, m.spool, m.c2c,
 		outboxCollector{m},
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "movidesk_agi_rate_per_minute",
-			Help: "The account's request budget per minute (movidesk.rate_per_minute).",
-		}, rate),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "movidesk_agi_movidesk_last_success_timestamp_seconds",
 			Help: "When Movidesk last accepted a request (Unix time; 0 = not since start).",
@@ -188,11 +190,29 @@ func (m *Metrics) Refused(cause string) {
 	m.refused.WithLabelValues(bounded(cause, refusedCauses)).Inc()
 }
 
-// Request counts one request to Movidesk and remembers the last success
-// and the last error for the status page.
+// Request counts one request of the default account to Movidesk and
+// remembers the last success and the last error for the status page.
 func (m *Metrics) Request(endpoint string, code int, d time.Duration, err error) {
+	m.request(m.accounts()[0].Name, endpoint, code, d, err)
+}
+
+// ForAccount is the observer of the Movidesk client of account.
+func (m *Metrics) ForAccount(account string) movidesk.Observer {
+	return accountObserver{m, account}
+}
+
+type accountObserver struct {
+	m       *Metrics
+	account string
+}
+
+func (o accountObserver) Request(endpoint string, code int, d time.Duration, err error) {
+	o.m.request(o.account, endpoint, code, d, err)
+}
+
+func (m *Metrics) request(account, endpoint string, code int, d time.Duration, err error) {
 	ep := bounded(endpoint, endpoints)
-	m.requests.WithLabelValues(ep, codeLabel(code)).Inc()
+	m.requests.WithLabelValues(account, ep, codeLabel(code)).Inc()
 	m.duration.WithLabelValues(ep).Observe(d.Seconds())
 	now := m.now()
 	m.mu.Lock()
@@ -209,16 +229,16 @@ func (m *Metrics) Request(endpoint string, code int, d time.Duration, err error)
 	if len(text) > maxErrorText {
 		text = strings.ToValidUTF8(text[:maxErrorText], "") + "…"
 	}
-	m.lastErr = &MovideskError{At: now, Endpoint: endpoint, Code: code, Error: text}
+	m.lastErr = &MovideskError{At: now, Account: account, Endpoint: endpoint, Code: code, Error: text}
 }
 
-// Limited counts one decision of the rate limiter.
-func (m *Metrics) Limited(allowed bool) {
+// Limited counts one decision of an account's rate limiter.
+func (m *Metrics) Limited(account string, allowed bool) {
 	d := "deferred"
 	if allowed {
 		d = "allowed"
 	}
-	m.limiter.WithLabelValues(d).Inc()
+	m.limiter.WithLabelValues(account, d).Inc()
 }
 
 // Attempted records where an attempt left an event, for the recent calls.
@@ -312,15 +332,26 @@ var (
 		"Age of the oldest stored event (0 when none).", nil, nil)
 	descOpen = prometheus.NewDesc("movidesk_agi_open_calls",
 		"Calls transferred to an agent and not completed yet.", nil, nil)
+	descAccountEvents = prometheus.NewDesc("movidesk_agi_account_events",
+		"Events stored in the outbox by Movidesk account: queued or failed.",
+		[]string{"account", "state"}, nil)
+	descRate = prometheus.NewDesc("movidesk_agi_rate_per_minute",
+		"The account's request budget per minute (rate_per_minute).", []string{"account"}, nil)
 )
 
 func (c outboxCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descEvents
+	ch <- descAccountEvents
+	ch <- descRate
 	ch <- descOldest
 	ch <- descOpen
 }
 
 func (c outboxCollector) Collect(ch chan<- prometheus.Metric) {
+	accounts := c.m.accounts()
+	for _, a := range accounts {
+		ch <- prometheus.MustNewConstMetric(descRate, prometheus.GaugeValue, a.RatePerMinute, a.Name)
+	}
 	st, _, cur, err := c.m.stats()
 	if err != nil {
 		c.m.log.Error().Err(err).Msg("admin: metrics: outbox counts")
@@ -330,6 +361,20 @@ func (c outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descEvents, prometheus.GaugeValue, float64(st.Pending), "queued")
 	ch <- prometheus.MustNewConstMetric(descEvents, prometheus.GaugeValue, float64(st.Failed), "failed")
 	ch <- prometheus.MustNewConstMetric(descEvents, prometheus.GaugeValue, float64(st.Unreadable), "unreadable")
+	// Every configured account, and any other the outbox holds events of.
+	held := maps.Clone(st.Accounts)
+	if held == nil {
+		held = map[string]outbox.AccountStats{}
+	}
+	for _, a := range accounts {
+		if _, ok := held[a.Name]; !ok {
+			held[a.Name] = outbox.AccountStats{}
+		}
+	}
+	for name, n := range held {
+		ch <- prometheus.MustNewConstMetric(descAccountEvents, prometheus.GaugeValue, float64(n.Pending), name, "queued")
+		ch <- prometheus.MustNewConstMetric(descAccountEvents, prometheus.GaugeValue, float64(n.Failed), name, "failed")
+	}
 	age := 0.0
 	if !st.Oldest.IsZero() {
 		age = math.Max(0, cur.at.Sub(st.Oldest).Seconds())

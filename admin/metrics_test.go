@@ -32,10 +32,10 @@ func TestMetrics(t *testing.T) {
 		`movidesk_agi_outbox_oldest_age_seconds`:                                                  90,
 		`movidesk_agi_open_calls`:                                                                 3,
 		`movidesk_agi_sessions_refused_total{cause="max_sessions"}`:                               0,
-		`movidesk_agi_limiter_requests_total{decision="deferred"}`:                                0,
+		`movidesk_agi_limiter_requests_total{account="default",decision="deferred"}`:              0,
 		`movidesk_agi_sessions_total{route="transfer",status="OK"}`:                               0,
 		`movidesk_agi_spool_lines_total{result="imported"}`:                                       0,
-		`movidesk_agi_rate_per_minute`:                                                            10,
+		`movidesk_agi_rate_per_minute{account="default"}`:                                         10,
 		`movidesk_agi_build_info{version="1.4.2"}`:                                                1,
 		`movidesk_agi_movidesk_last_success_timestamp_seconds`:                                    0,
 		`movidesk_agi_movidesk_request_duration_seconds_count{endpoint="asterisk_completedCall"}`: 0,
@@ -57,9 +57,9 @@ func TestMetrics(t *testing.T) {
 	m.Request(movidesk.EndpointCompleted, 0, 3*time.Second, errors.New("dial tcp: connection refused"))
 	m.Request(movidesk.EndpointCompleted, 429, 40*time.Millisecond, errors.New("HTTP 429"))
 	m.Request("/some/path?id="+hostileID, 500, time.Millisecond, nil)
-	m.Limited(true)
-	m.Limited(false)
-	m.Limited(false)
+	m.Limited("default", true)
+	m.Limited("default", false)
+	m.Limited("default", false)
 	m.Event(calls.Report{Route: "transfer", Source: "agi", Status: "OK", Result: "delivered", CallID: hostileID})
 	m.Event(calls.Report{Route: "hangup", Source: "agi", Status: "QUEUED", Result: "queued", CallID: hostileID})
 	m.Event(calls.Report{Route: "hangup", Source: "spool", Status: "OK", Result: "duplicate", CallID: hostileID})
@@ -76,18 +76,18 @@ func TestMetrics(t *testing.T) {
 
 	after := e.get(t, "/metrics")
 	for series, want := range map[string]float64{
-		`movidesk_agi_sessions_refused_total{cause="max_sessions"}`:                                          1,
-		`movidesk_agi_sessions_refused_total{cause="other"}`:                                                 1,
-		`movidesk_agi_movidesk_requests_total{code="200",endpoint="asterisk_startTransferedCall"}`:           1,
-		`movidesk_agi_movidesk_requests_total{code="error",endpoint="asterisk_completedCall"}`:               1,
-		`movidesk_agi_movidesk_requests_total{code="429",endpoint="asterisk_completedCall"}`:                 1,
-		`movidesk_agi_movidesk_requests_total{code="500",endpoint="other"}`:                                  1,
-		`movidesk_agi_movidesk_request_duration_seconds_count{endpoint="asterisk_completedCall"}`:            2,
-		`movidesk_agi_movidesk_request_duration_seconds_bucket{endpoint="asterisk_completedCall",le="0.05"}`: 1,
-		`movidesk_agi_movidesk_last_success_timestamp_seconds`:                                               float64(t0.Add(90 * time.Second).Unix()),
-		`movidesk_agi_limiter_requests_total{decision="allowed"}`:                                            1,
-		`movidesk_agi_limiter_requests_total{decision="deferred"}`:                                           2,
-		`movidesk_agi_sessions_total{route="transfer",status="OK"}`:                                          1,
+		`movidesk_agi_sessions_refused_total{cause="max_sessions"}`:                                                  1,
+		`movidesk_agi_sessions_refused_total{cause="other"}`:                                                         1,
+		`movidesk_agi_movidesk_requests_total{account="default",code="200",endpoint="asterisk_startTransferedCall"}`: 1,
+		`movidesk_agi_movidesk_requests_total{account="default",code="error",endpoint="asterisk_completedCall"}`:     1,
+		`movidesk_agi_movidesk_requests_total{account="default",code="429",endpoint="asterisk_completedCall"}`:       1,
+		`movidesk_agi_movidesk_requests_total{account="default",code="500",endpoint="other"}`:                        1,
+		`movidesk_agi_movidesk_request_duration_seconds_count{endpoint="asterisk_completedCall"}`:                    2,
+		`movidesk_agi_movidesk_request_duration_seconds_bucket{endpoint="asterisk_completedCall",le="0.05"}`:         1,
+		`movidesk_agi_movidesk_last_success_timestamp_seconds`:                                                       float64(t0.Add(90 * time.Second).Unix()),
+		`movidesk_agi_limiter_requests_total{account="default",decision="allowed"}`:                                  1,
+		`movidesk_agi_limiter_requests_total{account="default",decision="deferred"}`:                                 2,
+		`movidesk_agi_sessions_total{route="transfer",status="OK"}`:                                                  1,
 		// The spool's event is not a session.
 		`movidesk_agi_sessions_total{route="hangup",status="QUEUED"}`: 1,
 		`movidesk_agi_sessions_total{route="hangup",status="OK"}`:     0,

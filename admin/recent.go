@@ -29,6 +29,7 @@ const (
 // recentCall is what is kept of one call, under its base id.
 type recentCall struct {
 	id       string
+	account  string
 	updated  time.Time
 	events   []CallEvent
 	requests []CallRequest // by the outbox's sequence, as attempted
@@ -61,6 +62,9 @@ func (rc *recentCalls) event(r calls.Report, now time.Time) {
 		return // nothing to file it under
 	}
 	c := rc.get(r.CallID, now)
+	if r.Account != "" {
+		c.account = r.Account
+	}
 	at := r.At
 	if at.IsZero() {
 		at = now
@@ -83,6 +87,9 @@ func (rc *recentCalls) attempted(ev outbox.Event, err error, now time.Time) {
 		return
 	}
 	c := rc.get(id, now)
+	if ev.Account != "" {
+		c.account = ev.Account
+	}
 	req := CallRequest{
 		Seq: ev.Seq, Endpoint: ev.Endpoint, CallID: ev.CallID, State: WhereSent,
 		Attempts: ev.Attempts, At: now,
@@ -118,6 +125,7 @@ func (rc *recentCalls) snapshot(stored []outbox.Event) []Call {
 	for _, c := range rc.calls {
 		call := Call{
 			CallID:   c.id,
+			Account:  c.account,
 			Updated:  c.updated,
 			Events:   slices.Clone(c.events),
 			Requests: make([]CallRequest, 0, len(c.requests)),

@@ -52,9 +52,19 @@ type Options struct {
 	// RatePerMinute is the account's budget, read live (a reload may
 	// change it). Nil = outbox.DefaultRatePerMinute.
 	RatePerMinute func() float64
+	// Accounts are the Movidesk accounts with their budgets, the default
+	// first, read live; they override RatePerMinute. Nil = one account,
+	// outbox.DefaultAccount, at RatePerMinute.
+	Accounts func() []AccountRate
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
 	Log zerolog.Logger
+}
+
+// AccountRate is one Movidesk account's budget.
+type AccountRate struct {
+	Name          string
+	RatePerMinute float64
 }
 
 // Server is the admin HTTP server. Its methods are safe for concurrent use.
@@ -81,7 +91,7 @@ func New(opts Options) *Server {
 	now := func() time.Time { return clock().UTC() }
 	s := &Server{opts: opts, now: now, log: opts.Log}
 	_, _ = rand.Read(s.flashKey[:]) // never fails (crypto/rand)
-	s.metrics = newMetrics(opts.Outbox, opts.Version, s.rate, now, opts.Log)
+	s.metrics = newMetrics(opts.Outbox, opts.Version, s.accounts, now, opts.Log)
 	s.handler = s.routes()
 	return s
 }
@@ -112,12 +122,30 @@ func (s *Server) Run(ctx context.Context) {
 }
 
 func (s *Server) rate() float64 {
+	if s.opts.Accounts != nil {
+		total := 0.0
+		for _, a := range s.accounts() {
+			total += a.RatePerMinute
+		}
+		return total
+	}
 	if s.opts.RatePerMinute != nil {
 		if r := s.opts.RatePerMinute(); r > 0 {
 			return r
 		}
 	}
 	return outbox.DefaultRatePerMinute
+}
+
+// accounts are the Movidesk accounts with their budgets, the default
+// first.
+func (s *Server) accounts() []AccountRate {
+	if s.opts.Accounts != nil {
+		if as := s.opts.Accounts(); len(as) > 0 {
+			return as
+		}
+	}
+	return []AccountRate{{Name: outbox.DefaultAccount, RatePerMinute: s.rate()}}
 }
 
 // DefaultListen is the admin listener's address unless configured:
@@ -295,6 +323,10 @@ func (s *Server) status() (Status, []outbox.Event) {
 	} else {
 		st.Outbox = OutboxStatusOf(stats, cur.at)
 		st.Now = cur.at
+	}
+	for _, a := range s.accounts() {
+		held := stats.Accounts[a.Name]
+		st.Accounts = append(st.Accounts, AccountStatus{Name: a.Name, RatePerMinute: a.RatePerMinute, Queued: held.Pending, Failed: held.Failed})
 	}
 	rate := s.rate()
 	st.Budget = Budget{RatePerMinute: rate, BudgetPerHour: rate * 60}

@@ -186,7 +186,7 @@ func TestAPI(t *testing.T) {
 		var want []admin.Event
 		for _, ev := range stored {
 			want = append(want, admin.Event{
-				Seq: ev.Seq, State: ev.State, Endpoint: ev.Endpoint, Call: ev.Call, CallID: ev.CallID,
+				Seq: ev.Seq, State: ev.State, Endpoint: ev.Endpoint, Call: ev.Call, CallID: ev.CallID, Account: ev.Account,
 				Attempts: ev.Attempts, NextAttempt: ev.NextAttempt, Created: ev.Created, LastError: ev.LastError,
 			})
 		}
@@ -213,7 +213,7 @@ func TestAPI(t *testing.T) {
 			slices.Sort(k)
 			return k
 		}
-		want := []string{"attempts", "call", "call_id", "created", "endpoint", "last_error", "next_attempt", "seq", "state"}
+		want := []string{"account", "attempts", "call", "call_id", "created", "endpoint", "last_error", "next_attempt", "seq", "state"}
 		if got := keys(raw.Events[2]); !cmp.Equal(got, want) {
 			t.Errorf("a pending event's fields %v, want %v", got, want)
 		}
@@ -364,10 +364,11 @@ func TestStatus(t *testing.T) {
 		Outbox: admin.OutboxStatus{
 			Queued: 1, Failed: 1, OpenCalls: 2, Oldest: t0, OldestAgeSeconds: 140,
 		},
+		Accounts: []admin.AccountStatus{{Name: "default", RatePerMinute: 10, Queued: 1, Failed: 1}},
 		Movidesk: admin.MovideskStatus{
 			LastSuccess: t0.Add(2 * time.Minute),
 			LastError: &admin.MovideskError{
-				At: t0.Add(2*time.Minute + 10*time.Second), Endpoint: movidesk.EndpointCompleted,
+				At: t0.Add(2*time.Minute + 10*time.Second), Account: "default", Endpoint: movidesk.EndpointCompleted,
 				Error: "movidesk asterisk_completedCall: context deadline exceeded",
 			},
 		},

@@ -36,7 +36,8 @@ type channel struct {
 	name     string // agi_channel
 	read     func(name string) (string, error)
 	vars     map[string]string
-	linked   string // CHANNEL(linkedid), read on first use
+	linked   string   // CHANNEL(linkedid), read on first use
+	acct     *Account // the events' account, chosen on first use
 	// record stores the event the route built; isOpen tells whether a
 	// call is open. Live sessions go through the call state machine, the
 	// spool importer through its batch's transaction.
@@ -116,9 +117,12 @@ func (c *channel) agentLeg() (bool, error) {
 // baseID is the Movidesk call id: id_prefix plus the id= argument or the
 // linkedid, which is the same on every leg and in the h extension.
 func (c *channel) baseID() (string, error) {
+	a, err := c.account()
+	if err != nil {
+		return "", err
+	}
 	id := c.args["id"]
 	if id == "" {
-		var err error
 		if id, err = c.linkedID(); err != nil {
 			return "", err
 		}
@@ -126,7 +130,7 @@ func (c *channel) baseID() (string, error) {
 	if id == "" {
 		return "", badInput("no call id: the channel has no linkedid and no id= argument was given")
 	}
-	return c.cfg.IDPrefix + id, nil
+	return a.IDPrefix + id, nil
 }
 
 func (c *channel) clientNumber() (string, error) {
@@ -154,6 +158,10 @@ func (c *channel) clientNumber() (string, error) {
 }
 
 func (c *channel) queueID() (int, error) {
+	a, err := c.account()
+	if err != nil {
+		return 0, err
+	}
 	if v, ok := c.args["queue"]; ok {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n <= 0 {
@@ -164,12 +172,11 @@ func (c *channel) queueID() (int, error) {
 	// Each name is a round trip to Asterisk: read only with [queues] set,
 	// and the caller's context only on the agent's leg.
 	var name, caller string
-	if len(c.cfg.Queues) > 0 {
-		var err error
+	if len(a.Queues) > 0 {
 		if name, err = c.get("QUEUENAME"); err != nil {
 			return 0, err
 		}
-		if id, ok := c.cfg.Queues[name]; ok && name != "" {
+		if id, ok := a.Queues[name]; ok && name != "" {
 			return id, nil
 		}
 		agent, err := c.agentLeg()
@@ -183,16 +190,16 @@ func (c *channel) queueID() (int, error) {
 			if caller, err = c.get("MASTER_CHANNEL(CONTEXT)"); err != nil {
 				return 0, err
 			}
-			if id, ok := c.cfg.Queues[caller]; ok && caller != "" {
+			if id, ok := a.Queues[caller]; ok && caller != "" {
 				return id, nil
 			}
 		}
 	}
-	if id, ok := c.cfg.Queues[c.context]; ok {
+	if id, ok := a.Queues[c.context]; ok {
 		return id, nil
 	}
-	if c.cfg.DefaultQueueID > 0 {
-		return c.cfg.DefaultQueueID, nil
+	if a.DefaultQueueID > 0 {
+		return a.DefaultQueueID, nil
 	}
 	var tried []string
 	if name != "" {
@@ -316,7 +323,11 @@ func (c *channel) link(id string) (string, error) {
 	if v, ok := c.args["link"]; ok {
 		return v, nil
 	}
-	if c.cfg.RecordingLink == nil {
+	a, err := c.account()
+	if err != nil {
+		return "", err
+	}
+	if a.RecordingLink == nil {
 		return "", nil
 	}
 	linked, err := c.linkedID()
@@ -325,7 +336,7 @@ func (c *channel) link(id string) (string, error) {
 	}
 	var b strings.Builder
 	data := LinkData{ID: id, LinkedID: linked, UniqueID: c.uniqueID, Date: c.now, Recording: c.args["recording"]}
-	if err := c.cfg.RecordingLink.Execute(&b, data); err != nil {
+	if err := a.RecordingLink.Execute(&b, data); err != nil {
 		return "", badInput("calls.recording_link template: %v", err)
 	}
 	return b.String(), nil
@@ -341,6 +352,17 @@ type LinkData struct {
 	// named it (FreePBX: YYYY/MM/DD/<CDR(recordingfile)>), "" when the call
 	// was not recorded, so a template can write {{with .Recording}}...{{end}}.
 	Recording string
+}
+
+// recordEvent has the event the route built recorded for the channel's
+// account.
+func (c *channel) recordEvent(ctx context.Context, ev callstate.Event) (callstate.Outcome, error) {
+	a, err := c.account()
+	if err != nil {
+		return callstate.Outcome{}, err
+	}
+	ev.Account = a.Name
+	return c.record(ctx, ev)
 }
 
 // isInput tells bad input (ERROR, never retried) from a session failure.

@@ -26,11 +26,18 @@ import (
 // handlers keep their own copy: changing a Config (its Queues included)
 // after New or Reconfigure changes nothing.
 type Config struct {
+	// The default Movidesk account's settings.
 	IDPrefix       string
 	DefaultQueueID int
 	Queues         map[string]int     // Asterisk queue name or dialplan context -> Movidesk queueId
 	RecordingLink  *template.Template // over LinkData; nil = no link unless link= is given
-	Timeout        time.Duration      // bound on the synchronous Movidesk attempt
+	// Account names the default account ("" = DefaultAccount).
+	Account string
+	// Accounts are the other Movidesk accounts. An event goes to the one
+	// its account= argument names, else to the first whose Contexts match
+	// its dialplan context, else to the default.
+	Accounts []Account
+	Timeout  time.Duration // bound on the synchronous Movidesk attempt
 	// Spool is the fallback spool the dialplan writes when it cannot reach
 	// the service; "" for none. A live event first imports its call's
 	// lines still waiting there.
@@ -38,7 +45,14 @@ type Config struct {
 	// Observer, when set, is told of every call event and spool batch.
 	Observer Observer
 	Now      func() time.Time // nil = time.Now
+
+	// accounts are the default account then Accounts (see withAccounts).
+	accounts []Account
 }
+
+// DefaultAccount is the default account's name when Config.Account gives
+// none, as the outbox's.
+const DefaultAccount = outbox.DefaultAccount
 
 // Store is where the fallback spool's importer stores its lines, with its
 // position, many a transaction; *outbox.Outbox in the service.
@@ -96,6 +110,7 @@ func normalize(cfg Config) *Config {
 		cfg.Timeout = 3 * time.Second
 	}
 	cfg.Queues = maps.Clone(cfg.Queues)
+	cfg.withAccounts()
 	return &cfg
 }
 
@@ -191,6 +206,9 @@ func report(cfg *Config, o outcome, source string) {
 		Route: o.route, Source: source, Status: o.status, Reason: o.reason,
 		CallID: o.ev.id, Channel: o.c.name, At: o.c.now,
 	}
+	if o.c.acct != nil {
+		r.Account = o.c.acct.Name
+	}
 	if o.status != "ERROR" && o.ev.out.Result != 0 {
 		r.Result = o.ev.out.Result.String()
 	}
@@ -201,7 +219,11 @@ func report(cfg *Config, o outcome, source string) {
 // waiting in the fallback spool go first: an event the dialplan spooled
 // (the service was full, say) came before this one.
 func (h *Handlers) recordLive(ctx context.Context, cfg *Config, ev callstate.Event) (callstate.Outcome, error) {
-	h.importCallFromSpool(ctx, cfg, ev.Base())
+	prefix := cfg.defaultAccount().IDPrefix
+	if a := cfg.accountNamed(ev.Account); a != nil {
+		prefix = a.IDPrefix
+	}
+	h.importCallFromSpool(ctx, cfg, ev.Base(), prefix)
 	return h.calls.Record(ctx, ev)
 }
 
@@ -243,11 +265,11 @@ func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event
 	default:
 		le = h.log.Info()
 	}
-	le = le.Str("route", o.route).
-		Str("call_id", o.ev.id).
-		Str("channel", o.c.name).
-		Str("uniqueid", o.c.uniqueID).
-		Str("status", o.status)
+	le = le.Str("route", o.route).Str("call_id", o.ev.id).Str("channel", o.c.name).
+		Str("uniqueid", o.c.uniqueID).Str("status", o.status)
+	if o.c.acct != nil {
+		le = le.Str("account", o.c.acct.Name)
+	}
 	if o.ev.decided != "" {
 		le = le.Str("decided", o.ev.decided)
 	}
@@ -346,7 +368,7 @@ func (h *Handlers) transfer(ctx context.Context, c *channel, ev *event) error {
 	ev.fields = func(e *zerolog.Event) {
 		e.Int("queue_id", r.QueueID).Str("client", r.ClientNumber).Str("branch", r.BranchLine)
 	}
-	ev.out, err = c.record(ctx, callstate.Event{Kind: callstate.Transfer, Key: callstate.TransferKey(c.uniqueID, r.BranchLine), Transfer: r})
+	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Transfer, Key: callstate.TransferKey(c.uniqueID, r.BranchLine), Transfer: r})
 	return err
 }
 
@@ -382,7 +404,7 @@ func (h *Handlers) complete(ctx context.Context, c *channel, ev *event) error {
 	if err != nil {
 		return err
 	}
-	ev.out, err = c.record(ctx, callstate.Event{Kind: callstate.Complete, Complete: r})
+	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Complete, Complete: r})
 	return err
 }
 
@@ -412,7 +434,7 @@ func (h *Handlers) link(ctx context.Context, c *channel, ev *event) error {
 	if r.Link == "" {
 		return badInput("no recording link: pass link= or set calls.recording_link")
 	}
-	ev.out, err = c.record(ctx, callstate.Event{Kind: callstate.Link, Key: callstate.LinkKey(r.Link), Link: r})
+	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Link, Key: callstate.LinkKey(r.Link), Link: r})
 	return err
 }
 
@@ -429,7 +451,7 @@ func (h *Handlers) hangup(ctx context.Context, c *channel, ev *event) error {
 		return err
 	}
 	if open {
-		ev.out, err = c.record(ctx, callstate.Event{Kind: callstate.Complete, Complete: comp})
+		ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Complete, Complete: comp})
 	} else {
 		// The cancellation's fields matter only for a call never
 		// transferred: a call already completed is a duplicate whatever
@@ -442,7 +464,7 @@ func (h *Handlers) hangup(ctx context.Context, c *channel, ev *event) error {
 			ev.fields = func(e *zerolog.Event) { e.Int("queue_id", canc.QueueID).Str("client", canc.ClientNumber) }
 		}
 		canc.ID = comp.ID // as the hangup of a call: one id for both
-		ev.out, err = c.record(ctx, callstate.Event{Kind: callstate.Hangup, Complete: comp, Cancel: canc})
+		ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Hangup, Complete: comp, Cancel: canc})
 		var ve *movidesk.ValidationError
 		if cerr != nil && errors.As(err, &ve) {
 			err = cerr // it says what to fix in the dialplan

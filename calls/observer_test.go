@@ -74,14 +74,14 @@ func TestObserverIsToldOfEveryAGIRun(t *testing.T) {
 	events, lines := obs.all()
 	at := now.UTC()
 	want := []calls.Report{
-		{Route: "transfer", Source: "agi", Status: "OK", Result: "delivered", CallID: linked, Channel: loop, At: at},
-		{Route: "transfer", Source: "agi", Status: "OK", Result: "duplicate", CallID: linked, Channel: loop, At: at},
-		{Route: "hangup", Source: "agi", Status: "OK", Result: "delivered", CallID: linked, Channel: loop, At: at},
-		{Route: "transfer", Source: "agi", Status: "OK", Result: "late", CallID: linked, Channel: loop, At: at},
+		{Route: "transfer", Source: "agi", Status: "OK", Result: "delivered", CallID: linked, Account: "default", Channel: loop, At: at},
+		{Route: "transfer", Source: "agi", Status: "OK", Result: "duplicate", CallID: linked, Account: "default", Channel: loop, At: at},
+		{Route: "hangup", Source: "agi", Status: "OK", Result: "delivered", CallID: linked, Account: "default", Channel: loop, At: at},
+		{Route: "transfer", Source: "agi", Status: "OK", Result: "late", CallID: linked, Account: "default", Channel: loop, At: at},
 		{Route: "transfer", Source: "agi", Status: "ERROR", Reason: `queue="abc" is not a Movidesk queue id (a positive integer)`,
-			CallID: linked, Channel: loop, At: at},
+			CallID: linked, Account: "default", Channel: loop, At: at},
 		{Route: "abandon", Source: "agi", Status: "QUEUED", Reason: "movidesk asterisk_startCanceledCall: connection closed without an answer",
-			Result: "queued", CallID: "2", Channel: loop, At: at},
+			Result: "queued", CallID: "2", Account: "default", Channel: loop, At: at},
 	}
 	if diff := cmp.Diff(want, events); diff != "" {
 		t.Errorf("reports (-want +got):\n%s", diff)
@@ -110,11 +110,11 @@ func TestObserverIsToldOfEverySpoolLine(t *testing.T) {
 	}
 	events, lines := obs.all()
 	want := []calls.Report{
-		{Route: "transfer", Source: "spool", Status: "QUEUED", Result: "queued", CallID: linked, Channel: loop,
+		{Route: "transfer", Source: "spool", Status: "QUEUED", Result: "queued", CallID: linked, Account: "default", Channel: loop,
 			At: time.Unix(1795525240, 0).UTC()},
-		{Route: "transfer", Source: "spool", Status: "OK", Result: "duplicate", CallID: linked, Channel: loop,
+		{Route: "transfer", Source: "spool", Status: "OK", Result: "duplicate", CallID: linked, Account: "default", Channel: loop,
 			At: time.Unix(1795525240, 0).UTC()},
-		{Route: "hangup", Source: "spool", Status: "QUEUED", Result: "queued", CallID: linked, Channel: loop,
+		{Route: "hangup", Source: "spool", Status: "QUEUED", Result: "queued", CallID: linked, Account: "default", Channel: loop,
 			At: time.Unix(1795525500, 0).UTC()},
 	}
 	if diff := cmp.Diff(want, events); diff != "" {

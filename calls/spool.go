@@ -828,7 +828,7 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 // call's lines still waiting in the spool: the dialplan wrote them before
 // this event (a transfer spooled while the service was full, say), so they
 // go first. The importer meets them again later as duplicates.
-func (h *Handlers) importCallFromSpool(ctx context.Context, cfg *Config, base string) {
+func (h *Handlers) importCallFromSpool(ctx context.Context, cfg *Config, base, prefix string) {
 	path := cfg.Spool
 	if path == "" {
 		return
@@ -849,7 +849,7 @@ func (h *Handlers) importCallFromSpool(ctx context.Context, cfg *Config, base st
 	if !moved && st.Size() <= from {
 		return // nothing waiting: the usual case, one stat
 	}
-	needle := spoolNeedle(strings.TrimPrefix(base, cfg.IDPrefix))
+	needle := spoolNeedle(strings.TrimPrefix(base, prefix))
 	var mine []spoolLine
 	scan := func(f io.ReaderAt, from int64) {
 		lr := &lineReader{r: bufio.NewReaderSize(io.NewSectionReader(f, from, 1<<62), maxSpoolLine), off: from}

@@ -36,6 +36,10 @@ type Call struct {
 	// it by its id already and takes only its recording link, so its
 	// transfers and its end send nothing.
 	Made bool `json:"made,omitempty"`
+	// Account is the Movidesk account the call belongs to, taken from its
+	// first event: all its requests, the reaper's included, go to it.
+	// Empty is the default account.
+	Account string `json:"account,omitempty"`
 	// Seen are the identities of the transfers and links already recorded
 	// (see Event.Key), so that a second arrival of one sends nothing.
 	Seen    []string  `json:"seen,omitempty"`
@@ -76,19 +80,20 @@ type Tx interface {
 	// nothing is.
 	Call(base string) (Call, error)
 	PutCall(base string, c Call) error
-	// Queue stores r for delivery after every request of call base queued
-	// before it.
-	Queue(base string, r movidesk.Request) error
+	// Queue stores r for delivery to Movidesk account (empty: the
+	// default) after every request of call base queued before it.
+	Queue(account, base string, r movidesk.Request) error
 }
 
 // Store runs transactions. Package outbox implements it.
 type Store interface {
-	// Submit runs fn in one transaction for call base and commits it:
+	// Submit runs fn in one transaction for call base of Movidesk account
+	// (empty: the default) and commits it:
 	// nothing fn queued is acknowledged before it is durable. It then makes
 	// one attempt, within ctx, at what fn queued. An error is either the
 	// store's (nothing was stored) or a permanent refusal by Movidesk (the
 	// event is kept as failed).
-	Submit(ctx context.Context, base string, fn func(Tx) error) (Delivery, error)
+	Submit(ctx context.Context, account, base string, fn func(Tx) error) (Delivery, error)
 	// Lookup reads what is remembered of call base.
 	Lookup(base string) (Call, error)
 	// Sweep visits in one transaction the calls the reaper may act on:
@@ -182,6 +187,9 @@ const (
 // Event is one event of a call, with what each request would carry.
 type Event struct {
 	Kind Kind
+	// Account is the Movidesk account the event is for (empty: the
+	// default). A call keeps the account of its first event.
+	Account string
 	// Key identifies the event within its call, the same whichever way it
 	// arrives: for a transfer the agent's leg and extension (see
 	// TransferKey), for a link the link. The end of a call needs none: a
@@ -238,6 +246,9 @@ func Apply(tx Tx, ev Event, now time.Time) (Decision, error) {
 	if err != nil {
 		return Decision{}, err
 	}
+	if c.Account == "" {
+		c.Account = ev.Account
+	}
 	d, err := decide(&c, ev)
 	if err == nil && d.Result == MadeCall {
 		// Nothing to send, but the end is remembered: the call is then
@@ -254,7 +265,7 @@ func Apply(tx Tx, ev Event, now time.Time) (Decision, error) {
 		}
 	}
 	for _, r := range d.Sent {
-		if err := tx.Queue(base, r); err != nil {
+		if err := tx.Queue(c.Account, base, r); err != nil {
 			return Decision{}, err
 		}
 	}
@@ -464,7 +475,7 @@ func (m *Machine) Reap() ([]Reaped, error) {
 		if !ok {
 			return false, nil
 		}
-		if err := tx.Queue(base, r); err != nil {
+		if err := tx.Queue(c.Account, base, r); err != nil {
 			return false, err
 		}
 		if err := tx.PutCall(base, c); err != nil {
@@ -489,7 +500,7 @@ func (m *Machine) Reap() ([]Reaped, error) {
 func (m *Machine) Record(ctx context.Context, ev Event) (Outcome, error) {
 	var d Decision
 	now := m.opts.Now()
-	del, err := m.store.Submit(ctx, ev.Base(), func(tx Tx) error {
+	del, err := m.store.Submit(ctx, ev.Account, ev.Base(), func(tx Tx) error {
 		var err error
 		d, err = Apply(tx, ev, now)
 		return err
@@ -507,16 +518,17 @@ func (m *Machine) Record(ctx context.Context, ev Event) (Outcome, error) {
 	return out, nil
 }
 
-// Made records that call base is placed from Movidesk (click-to-call),
+// Made records that call base of Movidesk account (empty: the default) is
+// placed from Movidesk (click-to-call),
 // before its first channel exists: from then on its transfers and its end
 // send nothing, and its recording goes out with setMadeCallLink under base.
 // A call already known is refused: its events have been sent.
-func (m *Machine) Made(ctx context.Context, base string) error {
+func (m *Machine) Made(ctx context.Context, account, base string) error {
 	if base == "" {
 		return fmt.Errorf("callstate: made call without an id")
 	}
 	now := m.opts.Now()
-	_, err := m.store.Submit(ctx, base, func(tx Tx) error {
+	_, err := m.store.Submit(ctx, account, base, func(tx Tx) error {
 		c, err := tx.Call(base)
 		if err != nil {
 			return err
@@ -527,7 +539,7 @@ func (m *Machine) Made(ctx context.Context, base string) error {
 		if c.Segments > 0 || len(c.Seen) > 0 || c.Ended() {
 			return fmt.Errorf("callstate: call %q is already known; a made call needs a new id", base)
 		}
-		c.Made, c.Updated = true, now
+		c.Made, c.Account, c.Updated = true, account, now
 		return tx.PutCall(base, c)
 	})
 	return err

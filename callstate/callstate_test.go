@@ -17,14 +17,19 @@ import (
 type memTx struct {
 	calls  map[string]callstate.Call
 	queued []movidesk.Request
+	// accounts are the accounts the queued requests are for, in order.
+	accounts []string
 }
 
 var _ callstate.Tx = (*memTx)(nil)
 
 func (m *memTx) Call(base string) (callstate.Call, error)    { return m.calls[base], nil }
 func (m *memTx) PutCall(base string, c callstate.Call) error { m.calls[base] = c; return nil }
-func (m *memTx) Queue(_ string, r movidesk.Request) error    { m.queued = append(m.queued, r); return nil }
-func newTx() *memTx                                          { return &memTx{calls: map[string]callstate.Call{}} }
+func (m *memTx) Queue(account, _ string, r movidesk.Request) error {
+	m.queued, m.accounts = append(m.queued, r), append(m.accounts, account)
+	return nil
+}
+func newTx() *memTx { return &memTx{calls: map[string]callstate.Call{}} }
 
 var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 
@@ -118,6 +123,34 @@ func TestReaperDecision(t *testing.T) {
 	}
 }
 
+// A call's requests, the reaper's included, all go to the account of its
+// first event: a later event that names another account (a dialplan that
+// sets account= on one route only) cannot split a call between two
+// Movidesk accounts.
+func TestACallKeepsTheAccountOfItsFirstEvent(t *testing.T) {
+	store := &memStore{tx: newTx()}
+	now := t0
+	m := callstate.New(store, callstate.Options{Now: func() time.Time { return now }})
+	ev := transfer("leg-a", "5252", 0)
+	ev.Account = "acme"
+	if _, err := m.Record(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	ev = transfer("leg-b", "5353", 1)
+	ev.Account = "other"
+	if _, err := m.Record(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	now = t0.Add(5 * time.Hour)
+	if _, err := m.Reap(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"acme", "acme", "acme", "acme"} // transfer, completion of segment 1, transfer, the reaper's completion
+	if diff := cmp.Diff(want, store.tx.accounts); diff != "" {
+		t.Errorf("accounts of the queued requests (-want +got):\n%s\nqueued: %v", diff, describe(store.tx.queued))
+	}
+}
+
 // memStore is a Store over one memTx, its transactions run one at a time.
 type memStore struct {
 	mu sync.Mutex
@@ -126,7 +159,7 @@ type memStore struct {
 
 var _ callstate.Store = (*memStore)(nil)
 
-func (s *memStore) Submit(_ context.Context, _ string, fn func(callstate.Tx) error) (callstate.Delivery, error) {
+func (s *memStore) Submit(_ context.Context, _, _ string, fn func(callstate.Tx) error) (callstate.Delivery, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return callstate.Delivery{}, fn(s.tx)
@@ -240,7 +273,7 @@ func TestMadeCallSendsOnlyItsLink(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			store := &memStore{tx: newTx()}
 			m := callstate.New(store, callstate.Options{Now: func() time.Time { return t0 }})
-			if err := m.Made(context.Background(), id); err != nil {
+			if err := m.Made(context.Background(), "", id); err != nil {
 				t.Fatal(err)
 			}
 			for _, ev := range tc.events {
@@ -266,7 +299,7 @@ func TestMadeCallSendsOnlyItsLink(t *testing.T) {
 		if _, err := m.Record(context.Background(), hangup(1)); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.Made(context.Background(), id); err == nil {
+		if err := m.Made(context.Background(), "", id); err == nil {
 			t.Error("a call already ended was marked made")
 		}
 	})

@@ -88,7 +88,7 @@ type fakeCalls struct {
 	made []string
 }
 
-func (f *fakeCalls) Made(_ context.Context, base string) error {
+func (f *fakeCalls) Made(_ context.Context, _, base string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.made = append(f.made, base)

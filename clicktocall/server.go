@@ -51,9 +51,11 @@ type PBX interface {
 
 var _ PBX = (*ari.Client)(nil)
 
-// Calls records a call as made before it rings; *callstate.Machine.
+// Calls records a call as made before it rings; *callstate.Machine. The
+// call is the default Movidesk account's (account ""): Movidesk's
+// click-to-call endpoint is configured in one account.
 type Calls interface {
-	Made(ctx context.Context, base string) error
+	Made(ctx context.Context, account, base string) error
 }
 
 // Data is what the dial and caller id templates see.
@@ -394,7 +396,7 @@ func (s *Server) place(ctx context.Context, source, dest string) (string, error)
 	}
 	// Recorded first: the call's first event may come from the dialplan
 	// before the originate returns.
-	if err := s.calls.Made(ctx, callID); err != nil {
+	if err := s.calls.Made(ctx, "", callID); err != nil {
 		return "", fmt.Errorf("recording the call: %w", err)
 	}
 	_, err = s.pbx.Originate(ctx, ari.Originate{

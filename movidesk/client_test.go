@@ -105,6 +105,7 @@ func TestClientSendsExactRequests(t *testing.T) {
 			if err := tt.send(t.Context(), c); err != nil {
 				t.Fatalf("send: %v", err)
 			}
+			tt.want.Account = movidesktest.DefaultAccount
 			if diff := cmp.Diff([]movidesktest.Request{tt.want}, s.Accepted(), ignoreAt); diff != "" {
 				t.Errorf("accepted requests (-want +got):\n%s", diff)
 			}

@@ -15,6 +15,8 @@ type Event struct {
 	// Call is the base id the event is ordered by; CallID is the id
 	// Movidesk sees (with the segment suffix).
 	Call, CallID string
+	// Account is the Movidesk account the event goes to.
+	Account string
 	// Request is nil when the stored request cannot be decoded.
 	Request     movidesk.Request
 	Attempts    int
@@ -48,7 +50,7 @@ func (o *Outbox) List() ([]Event, error) {
 // eventOf is stored event seq as listed.
 func eventOf(seq uint64, rec *record) Event {
 	ev := Event{
-		Seq: seq, State: rec.State, Endpoint: rec.Endpoint, Call: rec.Call,
+		Seq: seq, State: rec.State, Endpoint: rec.Endpoint, Call: rec.Call, Account: rec.account(),
 		Attempts: rec.Attempts, NextAttempt: rec.Next, Created: rec.Created, LastError: rec.LastError,
 	}
 	if r, err := rec.request(); err == nil {
@@ -150,6 +152,28 @@ type Stats struct {
 	// Oldest is when the oldest stored event (pending or failed) was
 	// created; zero when none is stored.
 	Oldest time.Time
+	// Accounts counts the readable events by account, for the accounts
+	// that have any.
+	Accounts map[string]AccountStats
+}
+
+// AccountStats counts one account's stored events.
+type AccountStats struct{ Pending, Failed int }
+
+// count adds one readable event to st.
+func (st *Stats) count(account, state string, n int) {
+	if st.Accounts == nil {
+		st.Accounts = map[string]AccountStats{}
+	}
+	a := st.Accounts[account]
+	if state == StateFailed {
+		st.Failed += n
+		a.Failed += n
+	} else {
+		st.Pending += n
+		a.Pending += n
+	}
+	st.Accounts[account] = a
 }
 
 // Stats counts what the outbox holds.

@@ -18,19 +18,21 @@ type backend interface {
 	update(fn func(storeTx) error) error
 	// view runs fn in a read-only transaction.
 	view(fn func(storeTx) error) error
-	// pick lists, at most max, the events the sender may deliver at now:
+	// pick lists, at most max, the events of account the sender may
+	// deliver at now:
 	// the first event of each call not in busy, when pending and due,
 	// transfers first, then the event due longest (ties in submission
 	// order). When none is due, due is when the first will be (zero: none
 	// is pending).
-	pick(now time.Time, busy map[string]bool, max int) (cs []candidate, due time.Time, err error)
+	pick(account string, now time.Time, busy map[string]bool, max int) (cs []candidate, due time.Time, err error)
 	// lockCall claims call against the other instances sharing the store,
 	// for one attempt; false when another holds it. unlock ends the claim;
 	// an instance that dies loses its claims.
 	lockCall(call string) (unlock func(), ok bool)
-	// limiter is the rate limiter's window, shared by whatever shares the
-	// store.
-	limiter() limiter
+	// limiter is the rate limiter's window of account, at most n
+	// requests in any span, as stored (shared by whatever shares the
+	// store); one a name.
+	limiter(account string, n int, span time.Duration) (limiter, error)
 	// shared reports whether other instances change the store: the sender
 	// then looks at it again every pollEvery, unwoken.
 	shared() bool
@@ -74,9 +76,10 @@ type storeTx interface {
 
 	putMark(key string, value []byte) error
 	mark(key string) ([]byte, error)
-	// saveWindow stores the limiter's window with this transaction, for a
-	// limiter that does not store its reservations itself.
-	saveWindow(now time.Time) error
+	// saveWindow stores the limiter's window of account with this
+	// transaction, for a limiter that does not store its reservations
+	// itself.
+	saveWindow(account string, now time.Time) error
 }
 
 // limiter allows at most n requests in any span of time (see window, and

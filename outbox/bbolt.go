@@ -28,6 +28,8 @@ import (
 //	limiter: "sent" -> the limiter's window (8 bytes a send), so that a
 //	         restart does not allow a second burst; "forgot" -> the latest
 //	         send the window no longer holds (8 bytes), see putWindow.
+//	         Those of the default account; another account's are
+//	         "sent:NAME" and "forgot:NAME".
 //
 // The indexes beside them are described in bbolt_index.go.
 var (
@@ -42,9 +44,10 @@ var (
 
 // boltStore is the backend on a bbolt file.
 type boltStore struct {
-	db    *bolt.DB
-	w     *committer
-	lim   *window
+	db *bolt.DB
+	w  *committer
+	// lims are the accounts' windows, made at Open and read-only after.
+	lims  map[string]*window
 	log   zerolog.Logger
 	probe *probe
 }
@@ -64,12 +67,7 @@ func openBolt(opts Options, pr *probe) (*boltStore, error) {
 		db.Close()
 		return nil, err
 	}
-	lim := newWindow(opts.Burst, windowSpan(opts.Burst, opts.RatePerMinute))
-	if err := db.View(func(tx *bolt.Tx) error { return loadWindow(tx, lim) }); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return &boltStore{db: db, w: newCommitter(db), lim: lim, log: opts.Log, probe: pr}, nil
+	return &boltStore{db: db, w: newCommitter(db), lims: map[string]*window{}, log: opts.Log, probe: pr}, nil
 }
 
 func (s *boltStore) update(fn func(storeTx) error) error {
@@ -83,7 +81,25 @@ func (s *boltStore) view(fn func(storeTx) error) error {
 // lockCall claims nothing: the file is the process's alone.
 func (s *boltStore) lockCall(string) (func(), bool) { return func() {}, true }
 
-func (s *boltStore) limiter() limiter { return s.lim }
+func (s *boltStore) limiter(account string, n int, span time.Duration) (limiter, error) {
+	if w := s.lims[account]; w != nil {
+		return w, nil
+	}
+	w := newWindow(n, span)
+	if err := s.db.View(func(tx *bolt.Tx) error { return loadWindow(tx, account, w) }); err != nil {
+		return nil, err
+	}
+	s.lims[account] = w
+	return w, nil
+}
+
+// windowKeys are the limiter bucket's keys of account's window.
+func windowKeys(account string) (sent, forgot []byte) {
+	if account == DefaultAccount {
+		return keyWindow, keyForgot
+	}
+	return []byte(string(keyWindow) + ":" + account), []byte(string(keyForgot) + ":" + account)
+}
 
 func (s *boltStore) shared() bool { return false }
 
@@ -263,9 +279,10 @@ func callOf(v []byte) string {
 // window counts it. A file without that key comes from a version whose
 // window never changed size while it ran.
 
-func loadWindow(tx *bolt.Tx, w *window) error {
+func loadWindow(tx *bolt.Tx, account string, w *window) error {
 	b := tx.Bucket(bucketLimiter)
-	v := b.Get(keyWindow)
+	keySent, keyForgot := windowKeys(account)
+	v := b.Get(keySent)
 	ts := make([]time.Time, 0, len(v)/8)
 	for ; len(v) >= 8; v = v[8:] {
 		ts = append(ts, time.Unix(0, int64(binary.BigEndian.Uint64(v))))
@@ -278,14 +295,15 @@ func loadWindow(tx *bolt.Tx, w *window) error {
 	return nil
 }
 
-func putWindow(tx *bolt.Tx, w *window, now time.Time) error {
+func putWindow(tx *bolt.Tx, account string, w *window, now time.Time) error {
+	keySent, keyForgot := windowKeys(account)
 	ts, forgot := w.stored(now)
 	v := make([]byte, 0, 8*len(ts))
 	for _, t := range ts {
 		v = binary.BigEndian.AppendUint64(v, uint64(t.UnixNano()))
 	}
 	b := tx.Bucket(bucketLimiter)
-	if err := b.Put(keyWindow, v); err != nil {
+	if err := b.Put(keySent, v); err != nil {
 		return fmt.Errorf("store limiter window: %w", err)
 	}
 	var err error
@@ -360,11 +378,8 @@ func (t *boltTx) stats() (Stats, error) {
 		case decodeErr != nil:
 			st.Unreadable++
 			return nil
-		case rec.State == StateFailed:
-			st.Failed++
-		default:
-			st.Pending++
 		}
+		st.count(rec.account(), rec.State, 1)
 		if st.Oldest.IsZero() || rec.Created.Before(st.Oldest) {
 			st.Oldest = rec.Created
 		}
@@ -397,17 +412,23 @@ func (t *boltTx) mark(key string) ([]byte, error) {
 	return nil, nil
 }
 
-func (t *boltTx) saveWindow(now time.Time) error { return putWindow(t.tx, t.s.lim, now) }
+func (t *boltTx) saveWindow(account string, now time.Time) error {
+	w := t.s.lims[account]
+	if w == nil {
+		return fmt.Errorf("no limiter of account %q", account)
+	}
+	return putWindow(t.tx, account, w, now)
+}
 
 // pick reads the due index (see bbolt_index.go), which holds only the
 // first event of each call, in the sender's order: the cost is a few
 // entries whatever the backlog, plus one for each call in progress. It
 // returns one candidate at most.
-func (s *boltStore) pick(now time.Time, busy map[string]bool, _ int) ([]candidate, time.Time, error) {
-	c, due, stale, err := s.pickOnce(now, busy, true)
+func (s *boltStore) pick(account string, now time.Time, busy map[string]bool, _ int) ([]candidate, time.Time, error) {
+	c, due, stale, err := s.pickOnce(account, now, busy, true)
 	if err == nil && c == nil && stale {
 		// What was filed again may be due now; once, whatever it finds.
-		c, due, _, err = s.pickOnce(now, busy, false)
+		c, due, _, err = s.pickOnce(account, now, busy, false)
 	}
 	if c == nil || err != nil {
 		return nil, due, err
@@ -417,7 +438,7 @@ func (s *boltStore) pick(now time.Time, busy map[string]bool, _ int) ([]candidat
 
 // pickOnce is one reading of the due index; with heal, the entries that
 // disagree with their event are filed again, and stale reports it.
-func (s *boltStore) pickOnce(now time.Time, busy map[string]bool, heal bool) (c *candidate, due time.Time, stale bool, err error) {
+func (s *boltStore) pickOnce(account string, now time.Time, busy map[string]bool, heal bool) (c *candidate, due time.Time, stale bool, err error) {
 	// wrong are due entries that lead to no pending event due now:
 	// filed again after the read, so that they are not read again.
 	type entry struct {
@@ -426,7 +447,11 @@ func (s *boltStore) pickOnce(now time.Time, busy map[string]bool, heal bool) (c 
 	}
 	var wrong []entry
 	err = s.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucketDue).Cursor()
+		b := tx.Bucket(dueBucket(account))
+		if b == nil {
+			return nil // nothing of the account was ever queued
+		}
+		cur := b.Cursor()
 		for _, class := range []byte{classTransfer, classOther} {
 			for k, v := cur.Seek([]byte{class}); len(k) == dueKeyLen && k[0] == class; k, v = cur.Next() {
 				s.probe.pickSteps.Add(1)
@@ -464,7 +489,7 @@ func (s *boltStore) pickOnce(now time.Time, busy map[string]bool, heal bool) (c 
 	}
 	err = s.w.do(func(tx *bolt.Tx) error {
 		for _, e := range wrong {
-			if err := tx.Bucket(bucketDue).Delete(e.key); err != nil {
+			if err := tx.Bucket(dueBucket(account)).Delete(e.key); err != nil {
 				return fmt.Errorf("index call %q: %w", e.call, err)
 			}
 			if err := refreshHead(tx, e.call); err != nil {

@@ -18,9 +18,12 @@ import (
 //	bycall:    len(call) (2 bytes) + call + seq -> empty; every event of a
 //	           call, in its delivery order.
 //	heads:     call -> the due key of its first readable event when that
-//	           one is pending, "f" when it failed (it holds the call back).
+//	           one is pending, followed by the event's stored account (see
+//	           storedAccount); "f" when it failed (it holds the call back).
 //	due:       class (0 transfer, 1 other) + next attempt + seq -> call;
-//	           one entry a call: its head, when pending.
+//	           one entry a call: its head, when pending. The default
+//	           account's; another account's is "due:NAME", so that each
+//	           account's sender reads only its own.
 //	deadlines: 'o' + opened + call for an open call, 'c' + updated + call
 //	           for a closed one -> empty.
 //	calldl:    call -> its deadlines key, to move it when the call changes.
@@ -69,6 +72,19 @@ func dueKey(seq uint64, rec *record) []byte {
 	return binary.BigEndian.AppendUint64(k, seq)
 }
 
+// dueBucket is the name of account's due index.
+func dueBucket(account string) []byte {
+	if account == DefaultAccount {
+		return bucketDue
+	}
+	return []byte(string(bucketDue) + ":" + account)
+}
+
+// isDueBucket reports whether name is an account's due index.
+func isDueBucket(name []byte) bool {
+	return bytes.Equal(name, bucketDue) || bytes.HasPrefix(name, []byte(string(bucketDue)+":"))
+}
+
 func callPrefix(call string) []byte {
 	return append(binary.BigEndian.AppendUint16(nil, uint16(len(call))), call...)
 }
@@ -103,10 +119,13 @@ func unindexEvent(tx *bolt.Tx, seq uint64, call string) error {
 // nothing back). It only reads the call's first events, and gives the same
 // result however often it runs.
 func refreshHead(tx *bolt.Tx, call string) error {
-	heads, due := tx.Bucket(bucketHeads), tx.Bucket(bucketDue)
-	if old := heads.Get([]byte(call)); len(old) == dueKeyLen {
-		if err := due.Delete(old); err != nil {
-			return fmt.Errorf("index call %q: %w", call, err)
+	heads := tx.Bucket(bucketHeads)
+	if old := heads.Get([]byte(call)); len(old) >= dueKeyLen {
+		due := tx.Bucket(dueBucket(accountName(string(old[dueKeyLen:]))))
+		if due != nil {
+			if err := due.Delete(old[:dueKeyLen]); err != nil {
+				return fmt.Errorf("index call %q: %w", call, err)
+			}
 		}
 	}
 	prefix := callPrefix(call)
@@ -119,10 +138,15 @@ func refreshHead(tx *bolt.Tx, call string) error {
 		}
 		head := headFailed
 		if rec.State == StatePending {
-			head = dueKey(seq, rec)
-			if err := due.Put(head, []byte(call)); err != nil {
+			key := dueKey(seq, rec)
+			due, err := tx.CreateBucketIfNotExists(dueBucket(rec.account()))
+			if err != nil {
 				return fmt.Errorf("index call %q: %w", call, err)
 			}
+			if err := due.Put(key, []byte(call)); err != nil {
+				return fmt.Errorf("index call %q: %w", call, err)
+			}
+			head = append(key, rec.Account...)
 		}
 		if err := heads.Put([]byte(call), head); err != nil {
 			return fmt.Errorf("index call %q: %w", call, err)
@@ -217,8 +241,23 @@ func rebuildEventIndexes(tx *bolt.Tx) error {
 	if err := resetBuckets(tx, bucketQueued, bucketByCall, bucketHeads, bucketDue); err != nil {
 		return err
 	}
+	var others [][]byte
+	err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		if isDueBucket(name) && !bytes.Equal(name, bucketDue) {
+			others = append(others, bytes.Clone(name))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, name := range others {
+		if err := tx.DeleteBucket(name); err != nil {
+			return fmt.Errorf("reset bucket %s: %w", name, err)
+		}
+	}
 	calls := map[string]bool{}
-	err := tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+	err = tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
 		call := callOf(v)
 		if call == "" {
 			return nil

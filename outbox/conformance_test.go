@@ -25,6 +25,7 @@ func TestPostgresConformance(t *testing.T) {
 		"SetRate":                 TestSetRate,
 		"PickOrder":               TestPickKeepsEachCallsOrder,
 		"WithMovideskClient":      TestWithMovideskClient,
+		"Accounts":                TestAccountsKeepSeparateBudgets,
 	} {
 		t.Run(name, test)
 	}

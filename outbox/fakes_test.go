@@ -340,7 +340,7 @@ func boltOf(o *Outbox) *boltStore { return o.st.(*boltStore) }
 
 // pickOne is the first event o.pick chooses, nil when none.
 func pickOne(o *Outbox, now time.Time) (*candidate, time.Time, error) {
-	cs, due, err := o.pick(now)
+	cs, due, err := o.pick(o.def, now)
 	if len(cs) == 0 {
 		return nil, due, err
 	}

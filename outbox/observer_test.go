@@ -29,7 +29,7 @@ type observedAttempt struct {
 	listed []Event // List, as the observer reads it then
 }
 
-func (r *recorder) Limited(allowed bool) {
+func (r *recorder) Limited(_ string, allowed bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if allowed {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,10 +79,15 @@ type Options struct {
 	// DSN is the PostgreSQL database (DriverPostgres), as a URL or
 	// key=value string; its password never appears in an error.
 	DSN string
-	// Account names the rate limiter's budget in PostgreSQL: the instances
-	// sharing a database and an account share one window (default
-	// "default").
+	// Account names the default Movidesk account (default
+	// DefaultAccount): Open's sender delivers its events, within
+	// RatePerMinute and Burst. Each account has its own rate limiter, kept
+	// in the store under its name, so that the instances sharing a
+	// PostgreSQL database share each account's budget.
 	Account string
+	// Accounts are the other Movidesk accounts, each with its own sender,
+	// rate limit, pause after a 429, and loop in Run.
+	Accounts []Account
 	// StoreTimeout bounds each PostgreSQL operation (0 = 2s), so that a
 	// database gone does not hold a call; bbolt has no use for it.
 	StoreTimeout time.Duration
@@ -111,6 +117,33 @@ type Options struct {
 	Now func() time.Time
 }
 
+// DefaultAccount is the name of the default account when Options.Account
+// gives none: that of a service configured with one Movidesk account.
+const DefaultAccount = "default"
+
+// Account is one Movidesk account of an outbox besides the default one
+// (see Options.Accounts).
+type Account struct {
+	Name string
+	// Sender delivers the account's events (its token); nil for an outbox
+	// that is only listed or edited by hand.
+	Sender Sender
+	// RatePerMinute and Burst are the account's limit, with the rules and
+	// defaults of Options.RatePerMinute and Options.Burst.
+	RatePerMinute float64
+	Burst         int
+}
+
+// account is what the outbox keeps for one Movidesk account.
+type account struct {
+	name   string
+	sender Sender
+	lim    limiter
+	wake   chan struct{}
+	// paused is guarded by Outbox.mu: no request before it (a 429).
+	paused time.Time
+}
+
 // Outbox is the durable queue of Movidesk requests, the sender that empties
 // it within the rate limit, and the store of the call state beside it
 // (callstate.Store). Its methods are safe for concurrent use.
@@ -118,16 +151,18 @@ type Outbox struct {
 	st backend
 	// name is the store in errors: the file's path, or the database
 	// without its password.
-	name   string
-	sender Sender
-	opts   Options
-	log    zerolog.Logger
-	now    func() time.Time
+	name string
+	opts Options
+	log  zerolog.Logger
+	now  func() time.Time
 	// until returns a channel that fires once the clock reaches t; tests
 	// replace it together with now.
 	until func(t time.Time) (<-chan time.Time, func())
-	lim   limiter
-	wake  chan struct{}
+	// def is the default account; accounts has it and every other, by
+	// name, and names them in order.
+	def      *account
+	accounts map[string]*account
+	names    []string
 	// attempts counts the attempts running on behalf of a Submit whose
 	// caller may have gone: Close waits for them.
 	attempts  sync.WaitGroup
@@ -144,7 +179,6 @@ type Outbox struct {
 	// settling holds, by base call id, a channel closed once an attempt
 	// that answered its caller before its settle has settled.
 	settling map[string]chan struct{}
-	paused   time.Time // no request before this (Retry-After of a 429)
 	// waiting are the events told to the observer as deferred by the
 	// limiter and not yet let go, so that a wait is reported once.
 	waiting map[uint64]bool
@@ -166,14 +200,33 @@ func Open(opts Options, s Sender) (*Outbox, error) {
 		return nil, err
 	}
 	o := &Outbox{
-		sender:   s,
 		opts:     opts,
 		log:      opts.Log,
 		now:      opts.Now,
-		wake:     make(chan struct{}, 1),
+		accounts: make(map[string]*account),
 		inflight: make(map[string]func()),
 		waiting:  make(map[uint64]bool),
 	}
+	accounts := append([]Account{{Name: opts.Account, Sender: s, RatePerMinute: opts.RatePerMinute, Burst: opts.Burst}}, opts.Accounts...)
+	for i, a := range accounts {
+		field := fmt.Sprintf("Options.Accounts[%d].", i-1)
+		if i == 0 {
+			field = "Options."
+		}
+		var err error
+		if accounts[i].RatePerMinute, accounts[i].Burst, err = rateDefaults(a.RatePerMinute, a.Burst, field); err != nil {
+			return nil, err
+		}
+		switch {
+		case a.Name == "":
+			return nil, fmt.Errorf("outbox: %sName is empty", field)
+		case o.accounts[a.Name] != nil:
+			return nil, fmt.Errorf("outbox: account %q is given twice", a.Name)
+		}
+		o.accounts[a.Name] = &account{name: a.Name, sender: a.Sender, wake: make(chan struct{}, 1)}
+		o.names = append(o.names, a.Name)
+	}
+	o.def = o.accounts[opts.Account]
 	var err error
 	switch opts.Driver {
 	case DriverBbolt:
@@ -186,7 +239,13 @@ func Open(opts Options, s Sender) (*Outbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox %s: %w", o.name, err)
 	}
-	o.lim = o.st.limiter()
+	for _, a := range accounts {
+		n, span := a.Burst, windowSpan(a.Burst, a.RatePerMinute)
+		if o.accounts[a.Name].lim, err = o.st.limiter(a.Name, n, span); err != nil {
+			o.st.close()
+			return nil, fmt.Errorf("outbox %s: limiter of account %q: %w", o.name, a.Name, err)
+		}
+	}
 	o.until = func(t time.Time) (<-chan time.Time, func()) {
 		tm := time.NewTimer(max(t.Sub(o.now()), 0))
 		return tm.C, func() { tm.Stop() }
@@ -209,7 +268,7 @@ func (opts *Options) setDefaults() error {
 		return fmt.Errorf("outbox: Options.Driver %q is neither %q nor %q", opts.Driver, DriverBbolt, DriverPostgres)
 	}
 	if opts.Account == "" {
-		opts.Account = "default"
+		opts.Account = DefaultAccount
 	}
 	var err error
 	if opts.RatePerMinute, opts.Burst, err = rateDefaults(opts.RatePerMinute, opts.Burst, "Options."); err != nil {
@@ -279,22 +338,37 @@ func rateDefaults(perMinute float64, burst int, prefix string) (float64, int, er
 // whatever its size; the error is then the store's, and the new limit
 // applies meanwhile.
 func (o *Outbox) SetRate(perMinute float64, burst int) error {
+	return o.SetAccountRate(o.def.name, perMinute, burst)
+}
+
+// SetAccountRate is SetRate for account name.
+func (o *Outbox) SetAccountRate(name string, perMinute float64, burst int) error {
+	a := o.accounts[name]
+	if a == nil {
+		return fmt.Errorf("outbox: SetRate: no account %q", name)
+	}
 	perMinute, burst, err := rateDefaults(perMinute, burst, "SetRate: ")
 	if err != nil {
 		return err
 	}
-	o.lim.resize(burst, windowSpan(burst, perMinute))
+	a.lim.resize(burst, windowSpan(burst, perMinute))
 	// Whatever waits for a slot may go sooner.
-	defer o.kick()
-	if o.lim.selfStored() {
+	defer a.kick()
+	if a.lim.selfStored() {
 		return nil
 	}
 	now := o.now()
-	if err := o.st.update(func(tx storeTx) error { return tx.saveWindow(now) }); err != nil {
+	if err := o.st.update(func(tx storeTx) error { return tx.saveWindow(a.name, now) }); err != nil {
 		return fmt.Errorf("outbox %s: SetRate: %w", o.name, err)
 	}
 	return nil
 }
+
+// Accounts names the outbox's accounts, the default first.
+func (o *Outbox) Accounts() []string { return slices.Clone(o.names) }
+
+// DefaultAccount names the default account.
+func (o *Outbox) DefaultAccount() string { return o.def.name }
 
 // Close waits for the attempts still running on behalf of callers that
 // have gone (each bounded by SendTimeout), then closes the store. Stop Run
@@ -314,10 +388,17 @@ func (o *Outbox) Close() error {
 // without its password.
 func (o *Outbox) Store() string { return o.name }
 
-// kick wakes Run to look at the store again.
+// kick wakes every account's sender to look at the store again.
 func (o *Outbox) kick() {
+	for _, a := range o.accounts {
+		a.kick()
+	}
+}
+
+// kick wakes the account's sender.
+func (a *account) kick() {
 	select {
-	case o.wake <- struct{}{}:
+	case a.wake <- struct{}{}:
 	default:
 	}
 }
@@ -359,16 +440,16 @@ func (o *Outbox) release(call string) {
 	o.mu.Unlock()
 }
 
-func (o *Outbox) pausedUntil() time.Time {
+func (o *Outbox) pausedUntil(a *account) time.Time {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.paused
+	return a.paused
 }
 
-func (o *Outbox) pause(until time.Time) {
+func (o *Outbox) pause(a *account, until time.Time) {
 	o.mu.Lock()
-	if until.After(o.paused) {
-		o.paused = until
+	if until.After(a.paused) {
+		a.paused = until
 	}
 	o.mu.Unlock()
 }

@@ -62,7 +62,6 @@ type pgStore struct {
 	claims *pgxpool.Pool // connections holding the claims of attempts
 	// timeout bounds each statement.
 	timeout  time.Duration
-	lim      *pgLimiter
 	log      zerolog.Logger
 	probe    *probe
 	password string // scrubbed from every error
@@ -99,7 +98,6 @@ func openPostgres(opts Options, pr *probe) (*pgStore, error) {
 		s.close()
 		return nil, err
 	}
-	s.lim = &pgLimiter{s: s, account: opts.Account, n: opts.Burst, span: windowSpan(opts.Burst, opts.RatePerMinute)}
 	return s, nil
 }
 
@@ -234,7 +232,9 @@ func (s *pgStore) lockCall(call string) (func(), bool) {
 	}, true
 }
 
-func (s *pgStore) limiter() limiter { return s.lim }
+func (s *pgStore) limiter(account string, n int, span time.Duration) (limiter, error) {
+	return &pgLimiter{s: s, account: account, n: n, span: span}, nil
+}
 
 func (s *pgStore) shared() bool { return true }
 
@@ -246,7 +246,7 @@ func (s *pgStore) close() error {
 
 // pick reads the pending events that are first of their call, through
 // the index in the sender's order.
-func (s *pgStore) pick(now time.Time, busy map[string]bool, limit int) ([]candidate, time.Time, error) {
+func (s *pgStore) pick(account string, now time.Time, busy map[string]bool, limit int) ([]candidate, time.Time, error) {
 	skip := make([]string, 0, len(busy))
 	for c := range busy {
 		skip = append(skip, c)
@@ -270,16 +270,16 @@ func (s *pgStore) pick(now time.Time, busy map[string]bool, limit int) ([]candid
 			cs = append(cs, candidate{seq: uint64(seq), rec: &rec})
 			return nil
 		}, `SELECT e.seq, e.record FROM events e
-			WHERE e.state = 'pending' AND e.next_ns <= $1 AND NOT (e.call = ANY($2))
+			WHERE e.account = $4 AND e.state = 'pending' AND e.next_ns <= $1 AND NOT (e.call = ANY($2))
 			AND NOT EXISTS (SELECT 1 FROM events p WHERE p.call = e.call AND p.seq < e.seq)
-			ORDER BY e.class, e.next_ns, e.seq LIMIT $3`, now.UnixNano(), skip, limit)
+			ORDER BY e.class, e.next_ns, e.seq LIMIT $3`, now.UnixNano(), skip, limit, account)
 		if err != nil || len(cs) > 0 {
 			return err
 		}
 		var next *int64
 		err = t.queryRow([]any{&next}, `SELECT min(e.next_ns) FROM events e
-			WHERE e.state = 'pending' AND NOT (e.call = ANY($1))
-			AND NOT EXISTS (SELECT 1 FROM events p WHERE p.call = e.call AND p.seq < e.seq)`, skip)
+			WHERE e.account = $2 AND e.state = 'pending' AND NOT (e.call = ANY($1))
+			AND NOT EXISTS (SELECT 1 FROM events p WHERE p.call = e.call AND p.seq < e.seq)`, skip, account)
 		if err == nil && next != nil {
 			due = time.Unix(0, *next)
 		}
@@ -441,9 +441,9 @@ func (t *pgTx) appendEvent(rec *record) (uint64, error) {
 		return 0, fmt.Errorf("encode event: %w", err)
 	}
 	var seq int64
-	err = t.queryRow([]any{&seq}, `INSERT INTO events (call, class, state, next_ns, created_ns, record)
-		VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq`,
-		rec.Call, eventClass(rec), rec.State, unixNano(rec.Next), unixNano(rec.Created), data)
+	err = t.queryRow([]any{&seq}, `INSERT INTO events (call, class, state, next_ns, created_ns, record, account)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`,
+		rec.Call, eventClass(rec), rec.State, unixNano(rec.Next), unixNano(rec.Created), data, rec.account())
 	if err != nil {
 		return 0, fmt.Errorf("store event of call %q: %w", rec.Call, err)
 	}
@@ -517,8 +517,15 @@ func (t *pgTx) forEachEvent(fn func(seq uint64, rec *record, decodeErr error) er
 
 func (t *pgTx) stats() (Stats, error) {
 	var st Stats
-	err := t.queryRow([]any{&st.Pending, &st.Failed},
-		`SELECT count(*) FILTER (WHERE state <> 'failed'), count(*) FILTER (WHERE state = 'failed') FROM events`)
+	err := t.query(func(rows pgx.Rows) error {
+		var account, state string
+		var n int
+		if err := rows.Scan(&account, &state, &n); err != nil {
+			return err
+		}
+		st.count(account, state, n)
+		return nil
+	}, `SELECT account, state, count(*) FROM events GROUP BY account, state`)
 	if err != nil {
 		return st, err
 	}
@@ -561,7 +568,7 @@ func (t *pgTx) mark(key string) ([]byte, error) {
 }
 
 // saveWindow stores nothing: every slot of pgLimiter is a row already.
-func (t *pgTx) saveWindow(time.Time) error { return nil }
+func (t *pgTx) saveWindow(string, time.Time) error { return nil }
 
 // pgLimiter is the limiter's window in the database: a row a send in
 // limiter_sends, counted and added under the account's lock, so that the

@@ -2,9 +2,9 @@ package outbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 )
 
@@ -15,23 +15,39 @@ func jitter(d time.Duration) time.Duration {
 	return rand.N(d + 1)
 }
 
-// Run delivers queued events, and calls the housekeeping function (see
-// Housekeep) every minute, until ctx is done; it then returns nil. An attempt in progress when ctx ends is
-// finished (within SendTimeout), so that an event Movidesk accepted is not
-// sent twice needlessly. Run once per Outbox.
+// Run delivers queued events, one loop a Movidesk account, and calls the
+// housekeeping function (see Housekeep) every minute, until ctx is done;
+// it then returns nil. An attempt in progress when ctx ends is finished
+// (within SendTimeout), so that an event Movidesk accepted is not sent
+// twice needlessly. Run once per Outbox.
 func (o *Outbox) Run(ctx context.Context) error {
-	if o.sender == nil {
-		return errors.New("outbox: Run needs a sender")
+	for _, name := range o.names {
+		if o.accounts[name].sender == nil {
+			return fmt.Errorf("outbox: Run needs a sender for account %q", name)
+		}
 	}
-	o.log.Info().Str("path", o.name).Msg("outbox: sender started")
+	o.log.Info().Str("path", o.name).Strs("accounts", o.names).Msg("outbox: sender started")
+	var wg sync.WaitGroup
+	for _, name := range o.names {
+		a := o.accounts[name]
+		wg.Go(func() { o.run(ctx, a, a == o.def) })
+	}
+	wg.Wait()
+	o.log.Info().Msg("outbox: sender stopped")
+	return nil
+}
+
+// run is the sender of account a, and the housekeeper when housekeep.
+func (o *Outbox) run(ctx context.Context, a *account, housekeep bool) {
 	var nextReap time.Time
 	for {
 		if ctx.Err() != nil {
-			o.log.Info().Msg("outbox: sender stopped")
-			return nil
+			return
 		}
 		now := o.now()
-		if !now.Before(nextReap) {
+		if !housekeep {
+			nextReap = now.Add(housekeepEvery) // a look a minute, at least
+		} else if !now.Before(nextReap) {
 			if o.housekeep != nil {
 				if err := o.housekeep(); err != nil {
 					o.log.Error().Err(err).Msg("outbox: housekeeping failed")
@@ -40,14 +56,14 @@ func (o *Outbox) Run(ctx context.Context) error {
 			nextReap = now.Add(housekeepEvery)
 		}
 		wakeAt := nextReap
-		if p := o.pausedUntil(); now.Before(p) {
+		if p := o.pausedUntil(a); now.Before(p) {
 			wakeAt = earliest(wakeAt, p)
 		} else {
-			cs, due, err := o.pick(now)
+			cs, due, err := o.pick(a, now)
 			c := o.claimOne(cs)
 			switch {
 			case err != nil:
-				o.log.Error().Err(err).Msg("outbox: reading queued events failed")
+				o.log.Error().Err(err).Str("account", a.name).Msg("outbox: reading queued events failed")
 				wakeAt = earliest(wakeAt, now.Add(o.opts.BackoffMin))
 			case c == nil && len(cs) > 0 && !o.st.shared():
 				continue // the synchronous path took the call meanwhile
@@ -56,11 +72,11 @@ func (o *Outbox) Run(ctx context.Context) error {
 				// here: that one kicks when it is done, another does
 				// not.
 				wakeAt = earliest(wakeAt, now.Add(pollEvery))
-			case c != nil && !o.reserve(c.seq, o.now()):
+			case c != nil && !o.reserve(a, c.seq, o.now()):
 				o.release(c.rec.Call)
-				wakeAt = earliest(wakeAt, o.lim.freeAt())
+				wakeAt = earliest(wakeAt, a.lim.freeAt())
 			case c != nil:
-				o.deliver(ctx, c)
+				o.deliver(ctx, a, c)
 				o.release(c.rec.Call)
 				continue
 			default:
@@ -74,7 +90,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		fire, stop := o.until(wakeAt)
 		select {
 		case <-ctx.Done():
-		case <-o.wake:
+		case <-a.wake:
 		case <-fire:
 		}
 		stop()
@@ -98,19 +114,19 @@ type candidate struct {
 // calls another instance is sending are skipped.
 const pickMax = 8
 
-// pick chooses the next events to deliver at now: among the oldest event
+// pick chooses the next events of account a to deliver at now: among the oldest event
 // of each call, skipping calls with an attempt in progress and calls whose
 // oldest event failed (they wait for a human), the transfer due longest,
 // else the event due longest (ties in submission order). When none is
 // due, due is when the next one will be.
-func (o *Outbox) pick(now time.Time) ([]candidate, time.Time, error) {
+func (o *Outbox) pick(a *account, now time.Time) ([]candidate, time.Time, error) {
 	o.mu.Lock()
 	busy := make(map[string]bool, len(o.inflight))
 	for k := range o.inflight {
 		busy[k] = true
 	}
 	o.mu.Unlock()
-	cs, due, err := o.st.pick(now, busy, pickMax)
+	cs, due, err := o.st.pick(a.name, now, busy, pickMax)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("outbox %s: %w", o.name, err)
 	}
@@ -128,7 +144,7 @@ func (o *Outbox) claimOne(cs []candidate) *candidate {
 }
 
 // deliver makes one background attempt at c, whose call is claimed.
-func (o *Outbox) deliver(ctx context.Context, c *candidate) {
+func (o *Outbox) deliver(ctx context.Context, a *account, c *candidate) {
 	// Read again under the claim: a synchronous attempt may have delivered
 	// it between pick and claim.
 	var rec *record
@@ -141,7 +157,7 @@ func (o *Outbox) deliver(ctx context.Context, c *candidate) {
 		o.log.Error().Err(err).Uint64("seq", c.seq).Msg("outbox: reading event failed")
 		return
 	}
-	if rec == nil || rec.State != StatePending {
+	if rec == nil || rec.State != StatePending || rec.account() != a.name {
 		return
 	}
 	r, err := rec.request()
@@ -149,30 +165,30 @@ func (o *Outbox) deliver(ctx context.Context, c *candidate) {
 		o.settle(c.seq, fmt.Errorf("%w: %w", errUnreadable, err), true, nil)
 		return
 	}
-	o.send(ctx, c.seq, r, true)
+	o.send(ctx, a, c.seq, r, true)
 }
 
-// reserve takes a slot of the limiter for an attempt at event seq made
-// apart from its commit, and stores the window before the request leaves,
-// so that a crash during the attempt cannot give the next run a fuller
-// budget. The limiter's decision is told to the observer; a store failure
-// is not one.
-func (o *Outbox) reserve(seq uint64, now time.Time) bool {
-	id, ok := o.lim.reserve(now)
+// reserve takes a slot of account a's limiter for an attempt at event seq
+// made apart from its commit, and stores the window before the request
+// leaves, so that a crash during the attempt cannot give the next run a
+// fuller budget. The limiter's decision is told to the observer; a store
+// failure is not one.
+func (o *Outbox) reserve(a *account, seq uint64, now time.Time) bool {
+	id, ok := a.lim.reserve(now)
 	if !ok {
-		o.limited(seq, false)
+		o.limited(a, seq, false)
 		return false
 	}
-	if !o.lim.selfStored() {
-		if err := o.st.update(func(tx storeTx) error { return tx.saveWindow(now) }); err != nil {
-			o.lim.unreserve(id)
+	if !a.lim.selfStored() {
+		if err := o.st.update(func(tx storeTx) error { return tx.saveWindow(a.name, now) }); err != nil {
+			a.lim.unreserve(id)
 			o.log.Error().Err(fmt.Errorf("outbox %s: %w", o.name, err)).Msg("outbox: limiter window not stored; attempt postponed")
 			return false
 		}
 	}
 	// Dated when the request leaves, after the commit.
-	o.lim.redate(id, o.now())
-	o.limited(seq, true)
+	a.lim.redate(id, o.now())
+	o.limited(a, seq, true)
 	return true
 }
 

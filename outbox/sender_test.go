@@ -521,7 +521,7 @@ func TestEachRequestsSlotIsDatedWhenItLeaves(t *testing.T) {
 	if len(left) != 3 {
 		t.Fatalf("%d requests left, want 3", len(left))
 	}
-	if diff := cmp.Diff(left, e.o.lim.recent(e.clock.Now())); diff != "" {
+	if diff := cmp.Diff(left, e.o.def.lim.recent(e.clock.Now())); diff != "" {
 		t.Errorf("the limiter's slots (+) are not when the requests left (-):\n%s", diff)
 	}
 }

@@ -18,28 +18,53 @@ const (
 
 // record is a stored event, stored as JSON by both backends.
 type record struct {
-	Endpoint  string          `json:"endpoint"`
-	Request   json.RawMessage `json:"request"`
-	Call      string          `json:"call"` // base id: the key of per-call order
-	State     string          `json:"state"`
-	Attempts  int             `json:"attempts"`
-	Streak    int             `json:"streak,omitempty"` // failures since the last success or manual retry
-	Next      time.Time       `json:"next"`
-	Created   time.Time       `json:"created"`
-	LastError string          `json:"lastError,omitempty"`
+	Endpoint string          `json:"endpoint"`
+	Request  json.RawMessage `json:"request"`
+	Call     string          `json:"call"` // base id: the key of per-call order
+	// Account is the Movidesk account the event goes to; empty is
+	// DefaultAccount, as in the files written before accounts.
+	Account   string    `json:"account,omitempty"`
+	State     string    `json:"state"`
+	Attempts  int       `json:"attempts"`
+	Streak    int       `json:"streak,omitempty"` // failures since the last success or manual retry
+	Next      time.Time `json:"next"`
+	Created   time.Time `json:"created"`
+	LastError string    `json:"lastError,omitempty"`
 }
 
 func (r *record) request() (movidesk.Request, error) {
 	return movidesk.UnmarshalRequest(r.Endpoint, r.Request)
 }
 
-// newRecord is r as the newest event of call base, pending and due now.
-func newRecord(base string, r movidesk.Request, now time.Time) (*record, error) {
+// account is the name of the event's account.
+func (r *record) account() string { return accountName(r.Account) }
+
+// accountName is the name of a stored account: empty is DefaultAccount.
+func accountName(stored string) string {
+	if stored == "" {
+		return DefaultAccount
+	}
+	return stored
+}
+
+// storedAccount is how account is stored in a record: DefaultAccount is
+// left out, so that the records of a service with one account read the
+// same to every version.
+func storedAccount(account string) string {
+	if account == DefaultAccount {
+		return ""
+	}
+	return account
+}
+
+// newRecord is r as the newest event of call base, for account, pending
+// and due now.
+func newRecord(account, base string, r movidesk.Request, now time.Time) (*record, error) {
 	endpoint, data, err := movidesk.MarshalRequest(r)
 	if err != nil {
 		return nil, err
 	}
-	return &record{Endpoint: endpoint, Request: data, Call: base, State: StatePending, Next: now, Created: now}, nil
+	return &record{Endpoint: endpoint, Request: data, Call: base, Account: storedAccount(account), State: StatePending, Next: now, Created: now}, nil
 }
 
 // Tx is a write transaction of the outbox. It implements callstate.Tx, so
@@ -48,13 +73,16 @@ func newRecord(base string, r movidesk.Request, now time.Time) (*record, error) 
 type Tx struct {
 	tx  storeTx
 	now time.Time
+	// def is the account of an event queued for account "".
+	def string
 	// queued are the events this transaction added, in order.
 	queued []queuedEvent
 }
 
 type queuedEvent struct {
-	seq uint64
-	req movidesk.Request
+	seq     uint64
+	account string
+	req     movidesk.Request
 }
 
 var _ callstate.Tx = (*Tx)(nil)
@@ -66,10 +94,15 @@ func (t *Tx) Call(base string) (callstate.Call, error) {
 
 func (t *Tx) PutCall(base string, c callstate.Call) error { return t.tx.putCall(base, c) }
 
-// Queue stores r, pending and due now, after the events of call base
-// stored before it.
-func (t *Tx) Queue(base string, r movidesk.Request) error {
-	rec, err := newRecord(base, r, t.now)
+// Queue stores r for account (empty: the outbox's default account),
+// pending and due now, after the events of call base stored before it.
+// An account the outbox does not serve is stored all the same: its events
+// wait, listed, until a service with that account sends them.
+func (t *Tx) Queue(account, base string, r movidesk.Request) error {
+	if account == "" {
+		account = t.def
+	}
+	rec, err := newRecord(account, base, r, t.now)
 	if err != nil {
 		return err
 	}
@@ -77,7 +110,7 @@ func (t *Tx) Queue(base string, r movidesk.Request) error {
 	if err != nil {
 		return err
 	}
-	t.queued = append(t.queued, queuedEvent{seq, r})
+	t.queued = append(t.queued, queuedEvent{seq, account, r})
 	return nil
 }
 

@@ -21,7 +21,13 @@ import (
 // the attempt goes on, within SendTimeout, and settles them. Movidesk gets
 // an event twice only after a crash, or when it left a request unanswered
 // for SendTimeout.
-func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) error) (callstate.Delivery, error) {
+func (o *Outbox) Submit(ctx context.Context, acct, base string, fn func(callstate.Tx) error) (callstate.Delivery, error) {
+	if acct == "" {
+		acct = o.def.name
+	}
+	// nil for an account this outbox does not serve: the events are
+	// stored, and wait.
+	a := o.accounts[acct]
 	o.awaitSettle(base)
 	// Claim the call before writing, so that the background sender cannot
 	// start on the new events between the commit and the attempt.
@@ -33,7 +39,9 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		}
 		// Whatever is left is the background sender's; wake it after the
 		// release, or it would skip the call as busy.
-		o.kick()
+		if a != nil {
+			a.kick()
+		}
 	}()
 	var (
 		queued []queuedEvent
@@ -46,12 +54,12 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 	// may run twice (see committer): it only reads the limiter.
 	var slot uint64
 	haveSlot := false
-	if claimed && o.sender != nil && ctx.Err() == nil && !now.Before(o.pausedUntil()) {
-		slot, haveSlot = o.lim.reserve(now)
+	if claimed && a != nil && a.sender != nil && ctx.Err() == nil && !now.Before(o.pausedUntil(a)) {
+		slot, haveSlot = a.lim.reserve(now)
 	}
 	deferred := false // the first request wants to leave but has no slot
 	err := o.st.update(func(stx storeTx) error {
-		tx := &Tx{tx: stx, now: now}
+		tx := &Tx{tx: stx, now: now, def: acct}
 		earlier, err := stx.queuedCount(base)
 		if err != nil {
 			return err
@@ -63,29 +71,35 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		switch {
 		case len(queued) == 0:
 			return nil
-		case o.sender == nil:
+		case a == nil:
+			why = fmt.Errorf("outbox: no Movidesk account %q here", acct)
+		case a.sender == nil:
 			why = errors.New("outbox: no sender")
+		case queued[0].account != a.name:
+			// The call belongs to another account (that of its first
+			// event): that account's sender delivers it.
+			why = errNotHead
 		case !claimed || earlier > 0:
 			// Being sent, or waiting: the same to the dialplan, which
 			// cannot tell which it will meet.
 			why = errNotHead
 		case ctx.Err() != nil:
 			why = fmt.Errorf("outbox: no time left to send: %w", context.Cause(ctx))
-		case now.Before(o.pausedUntil()):
-			why = fmt.Errorf("outbox: Movidesk asked to wait until %s", o.pausedUntil().UTC().Format(time.RFC3339))
+		case now.Before(o.pausedUntil(a)):
+			why = fmt.Errorf("outbox: Movidesk asked to wait until %s", o.pausedUntil(a).UTC().Format(time.RFC3339))
 		case !haveSlot:
-			why, deferred = o.rateLimited(), true
+			why, deferred = o.rateLimited(a), true
 		}
-		if why != nil || o.lim.selfStored() {
+		if why != nil || a.lim.selfStored() {
 			return nil
 		}
-		return stx.saveWindow(now)
+		return stx.saveWindow(a.name, now)
 	})
 	if haveSlot && (err != nil || len(queued) == 0 || why != nil) {
-		o.lim.unreserve(slot)
+		a.lim.unreserve(slot)
 	}
 	if err == nil && deferred {
-		o.limited(queued[0].seq, false)
+		o.limited(a, queued[0].seq, false)
 	}
 	var ve *movidesk.ValidationError
 	switch {
@@ -99,7 +113,7 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		return callstate.Delivery{Err: why}, nil
 	}
 	if !o.startAttempt() {
-		o.lim.unreserve(slot)
+		a.lim.unreserve(slot)
 		return callstate.Delivery{Err: ErrClosed}, nil
 	}
 
@@ -117,11 +131,11 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 		var d callstate.Delivery
 		var err error
 		first := queued[0].seq
-		ok := o.lim.redate(slot, o.now())
+		ok := a.lim.redate(slot, o.now())
 		if ok {
-			o.limited(first, true)
+			o.limited(a, first, true)
 		} else {
-			ok = o.reserve(first, o.now())
+			ok = o.reserve(a, first, o.now())
 		}
 		// The caller is answered as soon as Movidesk has answered the last
 		// request: the settle's commit only records what is already
@@ -142,14 +156,14 @@ func (o *Outbox) Submit(ctx context.Context, base string, fn func(callstate.Tx) 
 			o.settleDone(base)
 		}
 		if ok {
-			d, err = o.attempt(queued, answer, settled)
+			d, err = o.attempt(a, queued, answer, settled)
 		} else {
-			d = callstate.Delivery{Err: o.rateLimited()}
+			d = callstate.Delivery{Err: o.rateLimited(a)}
 		}
 		if !released {
 			o.release(base)
 		}
-		o.kick()
+		a.kick()
 		if !answered {
 			done <- result{d, err}
 		}
@@ -197,8 +211,11 @@ func (o *Outbox) isClosing() bool {
 	return o.closing
 }
 
-func (o *Outbox) rateLimited() error {
-	n, span := o.lim.limits()
+func (o *Outbox) rateLimited(a *account) error {
+	n, span := a.lim.limits()
+	if len(o.accounts) > 1 {
+		return fmt.Errorf("outbox: rate limit of account %q, %d requests per %v, reached", a.name, n, span)
+	}
 	return fmt.Errorf("outbox: rate limit of %d requests per %v reached", n, span)
 }
 
@@ -206,7 +223,7 @@ func (o *Outbox) rateLimited() error {
 // which asks to leave: once when it must wait, however often it asks
 // again meanwhile (the background sender asks each time it wakes), and
 // once when it goes.
-func (o *Outbox) limited(seq uint64, allowed bool) {
+func (o *Outbox) limited(a *account, seq uint64, allowed bool) {
 	if o.opts.Observer == nil {
 		return
 	}
@@ -219,7 +236,7 @@ func (o *Outbox) limited(seq uint64, allowed bool) {
 	}
 	o.mu.Unlock()
 	if allowed || !waited {
-		o.opts.Observer.Limited(allowed)
+		o.opts.Observer.Limited(a.name, allowed)
 	}
 }
 
@@ -229,15 +246,15 @@ func (o *Outbox) limited(seq uint64, allowed bool) {
 // soon as it is known, before the last settle, and settled once that
 // settle is committed; neither is called when the attempt stops before
 // sending.
-func (o *Outbox) attempt(queued []queuedEvent, answer func(callstate.Delivery, error), settled func()) (callstate.Delivery, error) {
+func (o *Outbox) attempt(a *account, queued []queuedEvent, answer func(callstate.Delivery, error), settled func()) (callstate.Delivery, error) {
 	for i, q := range queued {
 		if i > 0 && o.isClosing() {
 			return callstate.Delivery{Err: ErrClosed}, nil // stored: sent after the restart
 		}
-		if i > 0 && !o.reserve(q.seq, o.now()) {
-			return callstate.Delivery{Err: o.rateLimited()}, nil
+		if i > 0 && !o.reserve(a, q.seq, o.now()) {
+			return callstate.Delivery{Err: o.rateLimited(a)}, nil
 		}
-		sendErr := o.sendOnce(context.Background(), q.req)
+		sendErr := o.sendOnce(a, context.Background(), q.req)
 		v := verdictOf(sendErr)
 		d, err := callstate.Delivery{Delivered: true}, error(nil)
 		switch v {
@@ -259,23 +276,23 @@ func (o *Outbox) attempt(queued []queuedEvent, answer func(callstate.Delivery, e
 // send makes one attempt at event seq, bounded by SendTimeout whatever
 // becomes of ctx, and settles it. A store error after a delivery is logged
 // by settle: Movidesk has the event, which will be sent again.
-func (o *Outbox) send(ctx context.Context, seq uint64, r movidesk.Request, background bool) (verdict, error) {
-	sendErr := o.sendOnce(ctx, r)
+func (o *Outbox) send(ctx context.Context, a *account, seq uint64, r movidesk.Request, background bool) (verdict, error) {
+	sendErr := o.sendOnce(a, ctx, r)
 	return o.settle(seq, sendErr, background, nil), sendErr
 }
 
 // sendOnce makes one attempt at r, bounded by SendTimeout whatever becomes
 // of ctx.
-func (o *Outbox) sendOnce(ctx context.Context, r movidesk.Request) error {
+func (o *Outbox) sendOnce(a *account, ctx context.Context, r movidesk.Request) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.opts.SendTimeout)
 	defer cancel()
-	err := o.sender.Send(sctx, r)
+	err := a.sender.Send(sctx, r)
 	// Before anyone hears of the answer, so that every later attempt, the
 	// caller's next event's included, waits.
-	if d, ok := o.pauseOn429(err, o.now()); ok {
+	if d, ok := o.pauseOn429(a, err, o.now()); ok {
 		var ae *movidesk.APIError
 		errors.As(err, &ae)
-		o.log.Warn().Str("endpoint", ae.Endpoint).Dur("pause", d).Msg("outbox: Movidesk rate limit hit (429); pausing all requests")
+		o.log.Warn().Str("account", a.name).Str("endpoint", ae.Endpoint).Dur("pause", d).Msg("outbox: Movidesk rate limit hit (429); pausing the account's requests")
 	}
 	return err
 }
@@ -345,7 +362,7 @@ var _ ImportTx = (*Tx)(nil)
 func (o *Outbox) Update(fn func(ImportTx) error) error {
 	o.awaitSettles()
 	now := o.now()
-	err := o.st.update(func(stx storeTx) error { return fn(&Tx{tx: stx, now: now}) })
+	err := o.st.update(func(stx storeTx) error { return fn(&Tx{tx: stx, now: now, def: o.def.name}) })
 	if err != nil {
 		return fmt.Errorf("outbox %s: %w", o.name, err)
 	}
@@ -386,7 +403,7 @@ func (o *Outbox) Sweep(openedBy, updatedBy time.Time, fn func(tx callstate.Tx, b
 			return err
 		}
 		o.probe.sweepVisits.Add(int64(len(due)))
-		tx := &Tx{tx: stx, now: now}
+		tx := &Tx{tx: stx, now: now, def: o.def.name}
 		for _, base := range due {
 			c, found, err := stx.call(base)
 			var de decodeError
@@ -544,9 +561,10 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool, committed fu
 	return v
 }
 
-// pauseOn429 pauses all requests after a 429, for its Retry-After or a
-// window; it reports the pause. Taken again, it changes nothing.
-func (o *Outbox) pauseOn429(sendErr error, now time.Time) (time.Duration, bool) {
+// pauseOn429 pauses the requests of account a after a 429 (Movidesk
+// counts by account), for its Retry-After or a window; it reports the
+// pause. Taken again, it changes nothing.
+func (o *Outbox) pauseOn429(a *account, sendErr error, now time.Time) (time.Duration, bool) {
 	var ae *movidesk.APIError
 	if !errors.As(sendErr, &ae) || ae.StatusCode != 429 {
 		return 0, false
@@ -555,7 +573,7 @@ func (o *Outbox) pauseOn429(sendErr error, now time.Time) (time.Duration, bool) 
 	if d <= 0 {
 		d = pauseOn429
 	}
-	o.pause(now.Add(d))
+	o.pause(a, now.Add(d))
 	return d, true
 }
 

@@ -66,12 +66,12 @@ func TestMetricsMoveWithRealTraffic(t *testing.T) {
 	agiCall(t, m.Addr(), "abandon", []string{"id=metrics-2", "queue=2"}, channelReplies)
 	_, body := adminGet(t, m, "/metrics", "")
 	for series, want := range map[string]string{
-		`movidesk_agi_sessions_total{route="transfer",status="OK"}`:                                "1",
-		`movidesk_agi_sessions_total{route="abandon",status="QUEUED"}`:                             "1",
-		`movidesk_agi_movidesk_requests_total{code="200",endpoint="asterisk_startTransferedCall"}`: "1",
-		`movidesk_agi_outbox_events{state="queued"}`:                                               "1",
-		`movidesk_agi_limiter_requests_total{decision="allowed"}`:                                  "1",
-		`movidesk_agi_limiter_requests_total{decision="deferred"}`:                                 "1",
+		`movidesk_agi_sessions_total{route="transfer",status="OK"}`:                                                  "1",
+		`movidesk_agi_sessions_total{route="abandon",status="QUEUED"}`:                                               "1",
+		`movidesk_agi_movidesk_requests_total{account="default",code="200",endpoint="asterisk_startTransferedCall"}`: "1",
+		`movidesk_agi_outbox_events{state="queued"}`:                                                                 "1",
+		`movidesk_agi_limiter_requests_total{account="default",decision="allowed"}`:                                  "1",
+		`movidesk_agi_limiter_requests_total{account="default",decision="deferred"}`:                                 "1",
 	} {
 		if got := metric(body, series); got != want {
 			t.Errorf("%s = %q, want %s", series, got, want)

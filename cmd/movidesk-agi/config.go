@@ -22,7 +22,6 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/ari"
-	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/clicktocall"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
@@ -41,6 +40,9 @@ type Config struct {
 	Admin    AdminConfig    `toml:"admin"`
 	// ClickToCall is the endpoint Movidesk calls to place a call.
 	ClickToCall ClickToCallConfig `toml:"click_to_call"`
+	// Accounts are the Movidesk accounts besides that of [movidesk],
+	// by name.
+	Accounts map[string]AccountConfig `toml:"accounts"`
 
 	// secretFiles are the files the tokens were read from (the config
 	// file itself when it holds one), for the mode warning.
@@ -117,6 +119,9 @@ type MovideskConfig struct {
 	// DryRun logs every request instead of sending it. A configuration
 	// file without a token must say so; without a file it is the default.
 	DryRun bool `toml:"dry_run"`
+	// DefaultAccount names the [accounts] table of the events no account=
+	// argument and no context pattern places; "" = this section's own.
+	DefaultAccount string `toml:"default_account"`
 }
 
 type CallsConfig struct {
@@ -254,7 +259,11 @@ func LoadConfig(path string) (Config, error) {
 		}
 	}
 	c2c := &cfg.ClickToCall
-	if cfg.Movidesk.Token != "" || cfg.Admin.Token != "" || c2c.Password != "" || c2c.Token != "" || c2c.ARIPassword != "" || cfg.Store.DSN != "" {
+	inlineSecret := false
+	for _, a := range cfg.Accounts {
+		inlineSecret = inlineSecret || a.Token != ""
+	}
+	if inlineSecret || cfg.Movidesk.Token != "" || cfg.Admin.Token != "" || c2c.Password != "" || c2c.Token != "" || c2c.ARIPassword != "" || cfg.Store.DSN != "" {
 		cfg.secretFiles = append(cfg.secretFiles, path)
 	}
 	if tok, ok := os.LookupEnv("MOVIDESK_TOKEN"); ok && tok != "" {
@@ -269,6 +278,21 @@ func LoadConfig(path string) (Config, error) {
 				*f = filepath.Join(filepath.Dir(path), *f)
 			}
 		}
+		for name, a := range cfg.Accounts {
+			if a.TokenFile != "" && !filepath.IsAbs(a.TokenFile) {
+				a.TokenFile = filepath.Join(filepath.Dir(path), a.TokenFile)
+				cfg.Accounts[name] = a
+			}
+		}
+	}
+	for name, a := range cfg.Accounts {
+		if a.Token, err = readSecret("accounts."+name, a.Token, a.TokenFile, "accounts."+name+".token"); err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+		if a.TokenFile != "" {
+			cfg.secretFiles = append(cfg.secretFiles, a.TokenFile)
+		}
+		cfg.Accounts[name] = a
 	}
 	if cfg.Movidesk.Token, err = readSecret("movidesk", cfg.Movidesk.Token, cfg.Movidesk.TokenFile, "movidesk.token or MOVIDESK_TOKEN"); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
@@ -408,7 +432,13 @@ func (s silent) Unwrap() error { return s.err }
 // for: a forgotten token would otherwise answer OK to every call and send
 // nothing.
 func (c *Config) CheckToken() error {
-	if c.Movidesk.DryRun || c.Movidesk.Token != "" {
+	if c.Movidesk.DryRun {
+		return nil
+	}
+	if err := c.checkAccountTokens(); err != nil {
+		return err
+	}
+	if c.Movidesk.Token != "" || c.Movidesk.DefaultAccount != "" {
 		return nil
 	}
 	return &KeyError{"movidesk.token", "no Movidesk token (set movidesk.token, movidesk.token_file or MOVIDESK_TOKEN); to try the dialplan without sending anything, set movidesk.dry_run = true"}
@@ -517,6 +547,7 @@ func (c *Config) Validate() error {
 		bad("log.format", "must be json or console, got %q", c.Log.Format)
 	}
 	errs = append(errs, c.validateClickToCall()...)
+	errs = append(errs, c.validateAccounts()...)
 	return errors.Join(errs...)
 }
 
@@ -723,19 +754,7 @@ func (c *Config) allow() []netip.Prefix {
 }
 
 func (c *Config) recordingLink() (*template.Template, error) {
-	if c.Calls.RecordingLink == "" {
-		return nil, nil
-	}
-	t, err := template.New("recording_link").Option("missingkey=error").Parse(c.Calls.RecordingLink)
-	if err != nil {
-		return nil, err
-	}
-	// Execute once on sample data so a field that does not exist fails now,
-	// not on a live call.
-	if err := t.Execute(new(strings.Builder), calls.LinkData{ID: "1", LinkedID: "1", UniqueID: "1"}); err != nil {
-		return nil, err
-	}
-	return t, nil
+	return parseRecordingLink(c.Calls.RecordingLink)
 }
 
 // keyLine finds the line that sets key, for the unknown-key error: the TOML

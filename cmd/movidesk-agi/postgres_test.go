@@ -20,9 +20,6 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 )
 
-// TestHAPostgresTransferOnOneInstanceHangupOnTheOther runs two services on
-// one database: the transfer reaches one, the hangup the other, and the
-// call is completed (not abandoned), as one service would have done.
 // pgServiceConfig is the default configuration on a new database of srv,
 // against a fake Movidesk.
 func pgServiceConfig(t *testing.T, srv *pgtest.Server) (Config, *movidesktest.Server, string) {
@@ -39,6 +36,9 @@ func pgServiceConfig(t *testing.T, srv *pgtest.Server) (Config, *movidesktest.Se
 	return cfg, fake, dsn
 }
 
+// TestHAPostgresTransferOnOneInstanceHangupOnTheOther runs two services on
+// one database: the transfer reaches one, the hangup the other, and the
+// call is completed (not abandoned), as one service would have done.
 func TestHAPostgresTransferOnOneInstanceHangupOnTheOther(t *testing.T) {
 	srv, err := pgtest.Shared()
 	if err != nil {

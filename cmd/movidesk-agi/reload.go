@@ -22,7 +22,16 @@ var liveKeys = []string{
 // end under another id than it began with.
 var restartKeys = []string{"calls.id_prefix"}
 
+// liveAccountKeys are the keys of an [accounts.NAME] table that Reload
+// applies, as their [movidesk], [calls] and [queues] counterparts.
+var liveAccountKeys = []string{"token", "token_file", "rate_per_minute", "burst", "default_queue_id", "queues", "recording_link", "contexts"}
+
 func isLive(key string) bool {
+	if rest, ok := strings.CutPrefix(key, "accounts."); ok {
+		_, field, _ := strings.Cut(rest, ".")
+		field, _, _ = strings.Cut(field, ".")
+		return slices.Contains(liveAccountKeys, field)
+	}
 	for _, k := range restartKeys {
 		if key == k {
 			return false
@@ -63,6 +72,14 @@ func (m *Main) Reload() error {
 	if old.Movidesk.DryRun {
 		// A dry-run client has no token to change: it takes a restart.
 		changed, restart = moveKeys(changed, restart, "movidesk.token", "movidesk.token_file")
+		changed, restart = moveKeys(changed, restart, accountKeys(changed, "token", "token_file")...)
+	}
+	sameAccounts := slices.Equal(accountNames(old), accountNames(next))
+	if !sameAccounts {
+		// An account added or removed: its client, its sender and its
+		// limiter are made at start.
+		changed, restart = moveKeys(changed, restart, accountKeys(changed)...)
+		changed, restart = moveKeys(changed, restart, "movidesk.token", "movidesk.token_file")
 	}
 	if len(changed) == 0 && len(restart) == 0 {
 		m.Log.Info().Str("config", m.ConfigPath).Msg("reload: nothing changed")
@@ -79,6 +96,18 @@ func (m *Main) Reload() error {
 		eff.Movidesk.Token, eff.Movidesk.TokenFile = next.Movidesk.Token, next.Movidesk.TokenFile
 	}
 	eff.Movidesk.RatePerMinute, eff.Movidesk.Burst = next.Movidesk.RatePerMinute, next.Movidesk.Burst
+	if sameAccounts {
+		eff.Accounts = map[string]AccountConfig{}
+		for name, a := range next.Accounts {
+			a.IDPrefix = old.Accounts[name].IDPrefix
+			if old.Movidesk.DryRun {
+				a.Token, a.TokenFile = old.Accounts[name].Token, old.Accounts[name].TokenFile
+			}
+			eff.Accounts[name] = a
+		}
+	} else {
+		eff.Movidesk.Token, eff.Movidesk.TokenFile = old.Movidesk.Token, old.Movidesk.TokenFile
+	}
 	eff.secretFiles = next.secretFiles
 
 	var errs []error
@@ -87,14 +116,24 @@ func (m *Main) Reload() error {
 	}
 	m.calls.SetMaxCallDuration(time.Duration(eff.Calls.MaxCallDuration))
 	m.level.set(eff.Log.Level)
-	if eff.Movidesk.Token != old.Movidesk.Token {
-		if err := m.client.SetToken(eff.Movidesk.Token); err != nil {
-			errs = append(errs, err)
-		}
+	was := map[string]account{}
+	for _, a := range old.accounts() {
+		was[a.name] = a
 	}
-	if (eff.Movidesk.RatePerMinute != old.Movidesk.RatePerMinute || eff.Movidesk.Burst != old.Movidesk.Burst) && !eff.Movidesk.DryRun {
-		if err := m.outbox.SetRate(eff.Movidesk.RatePerMinute, eff.Movidesk.Burst); err != nil {
-			errs = append(errs, fmt.Errorf("movidesk.rate_per_minute: %w", err))
+	for _, a := range eff.accounts() {
+		before, ok := was[a.name]
+		if !ok {
+			continue // not running: needs the restart logged below
+		}
+		if a.token != before.token {
+			if err := m.clients[a.name].SetToken(a.token); err != nil {
+				errs = append(errs, fmt.Errorf("%s.token: %w", a.key, err))
+			}
+		}
+		if (a.ratePerMinute != before.ratePerMinute || a.burst != before.burst) && !eff.Movidesk.DryRun {
+			if err := m.outbox.SetAccountRate(a.name, a.ratePerMinute, a.burst); err != nil {
+				errs = append(errs, fmt.Errorf("%s.rate_per_minute: %w", a.key, err))
+			}
 		}
 	}
 	m.cfg = eff
@@ -110,6 +149,32 @@ func (m *Main) Reload() error {
 		return fmt.Errorf("reload: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// accountNames are the names of c's accounts, the default first.
+func accountNames(c Config) []string {
+	var out []string
+	for _, a := range c.accounts() {
+		out = append(out, a.name)
+	}
+	return out
+}
+
+// accountKeys are the keys among keys of an [accounts] table; with
+// fields, only those of these fields.
+func accountKeys(keys []string, fields ...string) []string {
+	var out []string
+	for _, k := range keys {
+		rest, ok := strings.CutPrefix(k, "accounts.")
+		if !ok {
+			continue
+		}
+		_, field, _ := strings.Cut(rest, ".")
+		if len(fields) == 0 || slices.Contains(fields, field) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // moveKeys moves keys from live to restart.

@@ -51,7 +51,10 @@ type Main struct {
 	mu  sync.Mutex // Config, during Reload
 	cfg Config
 
+	// client is the default account's Movidesk client; clients has every
+	// account's, by name.
 	client   *movidesk.Client
+	clients  map[string]*movidesk.Client
 	outbox   *outbox.Outbox
 	calls    *callstate.Machine
 	handlers *calls.Handlers
@@ -134,48 +137,44 @@ func (m *Main) Open() error {
 	// The metrics exist before what they observe; the admin server gets
 	// the outbox once it is open.
 	m.admin = admin.New(admin.Options{
-		Outbox:        &m.adminOutbox,
-		Token:         cfg.Admin.Token,
-		Ready:         m.Ready,
-		Version:       versionString(),
-		DryRun:        cfg.Movidesk.DryRun,
-		RatePerMinute: func() float64 { return m.Config().Movidesk.RatePerMinute },
-		Log:           m.Log.With().Str("component", "admin").Logger(),
+		Outbox:  &m.adminOutbox,
+		Token:   cfg.Admin.Token,
+		Ready:   m.Ready,
+		Version: versionString(),
+		DryRun:  cfg.Movidesk.DryRun,
+		Accounts: func() []admin.AccountRate {
+			var out []admin.AccountRate
+			cfg := m.Config()
+			for _, a := range cfg.accounts() {
+				out = append(out, admin.AccountRate{Name: a.name, RatePerMinute: a.ratePerMinute})
+			}
+			return out
+		},
+		Log: m.Log.With().Str("component", "admin").Logger(),
 	})
 	metrics := m.admin.Metrics()
-	token := cfg.Movidesk.Token
-	if cfg.Movidesk.DryRun {
-		token = "" // the client's dry-run
-	}
-	m.client, err = movidesk.NewClient(cfg.Movidesk.BaseURL, token,
-		// movidesk.timeout bounds how long a call waits (the handlers' own
-		// bound); the request itself may go on after the caller has gone,
-		// and its answer settles the event, so it is not cut off as early.
-		movidesk.WithTimeout(outbox.DefaultSendTimeout),
-		movidesk.WithUserAgent("movidesk-agi/"+versionString()),
-		movidesk.WithLogger(m.Log.With().Str("component", "movidesk").Logger()),
-		movidesk.WithObserver(metrics),
-		movidesk.WithDryRun(func(method, u string, body []byte) {
-			ev := m.Log.Info().Str("method", method).Str("url", u)
-			if len(body) > 0 {
-				ev = ev.Str("body", string(body))
-			}
-			ev.Msg("dry-run: not sent")
-		}))
-	if err != nil {
-		return fmt.Errorf("movidesk: %w", err)
-	}
-	rate := cfg.Movidesk.RatePerMinute
-	if cfg.Movidesk.DryRun {
-		// Nothing reaches Movidesk: its limit would only make a dialplan
-		// trial see QUEUED where the live service says OK.
-		rate = dryRunRate
+	m.clients = map[string]*movidesk.Client{}
+	var oaccounts []outbox.Account
+	for i, a := range cfg.accounts() {
+		client, err := m.newClient(cfg, a)
+		if err != nil {
+			return err
+		}
+		m.clients[a.name] = client
+		oa := outbox.Account{Name: a.name, Sender: client, RatePerMinute: a.ratePerMinute, Burst: a.burst}
+		if cfg.Movidesk.DryRun {
+			// Nothing reaches Movidesk: its limit would only make a
+			// dialplan trial see QUEUED where the live service says OK.
+			oa.RatePerMinute, oa.Burst = dryRunRate, 0
+		}
+		if i == 0 {
+			m.client = client
+		}
+		oaccounts = append(oaccounts, oa)
 	}
 	oopts := cfg.Store.outboxOptions()
-	oopts.RatePerMinute = rate
-	if !cfg.Movidesk.DryRun {
-		oopts.Burst = cfg.Movidesk.Burst
-	}
+	oopts.Account, oopts.RatePerMinute, oopts.Burst = oaccounts[0].Name, oaccounts[0].RatePerMinute, oaccounts[0].Burst
+	oopts.Accounts = oaccounts[1:]
 	oopts.Log = m.Log.With().Str("component", "outbox").Logger()
 	oopts.Observer = metrics
 	m.outbox, err = outbox.Open(oopts, m.client)
@@ -398,6 +397,33 @@ func (m *Main) AdminAddr() net.Addr {
 }
 
 // callsConfig is what the handlers take, reloadable but for the spool.
+// newClient is the Movidesk client of account a.
+func (m *Main) newClient(cfg Config, a account) (*movidesk.Client, error) {
+	token := a.token
+	if cfg.Movidesk.DryRun {
+		token = "" // the client's dry-run
+	}
+	client, err := movidesk.NewClient(cfg.Movidesk.BaseURL, token,
+		// movidesk.timeout bounds how long a call waits (the handlers' own
+		// bound); the request itself may go on after the caller has gone,
+		// and its answer settles the event, so it is not cut off as early.
+		movidesk.WithTimeout(outbox.DefaultSendTimeout),
+		movidesk.WithUserAgent("movidesk-agi/"+versionString()),
+		movidesk.WithLogger(m.Log.With().Str("component", "movidesk").Str("account", a.name).Logger()),
+		movidesk.WithObserver(m.admin.Metrics().ForAccount(a.name)),
+		movidesk.WithDryRun(func(method, u string, body []byte) {
+			ev := m.Log.Info().Str("account", a.name).Str("method", method).Str("url", u)
+			if len(body) > 0 {
+				ev = ev.Str("body", string(body))
+			}
+			ev.Msg("dry-run: not sent")
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", a.key, err)
+	}
+	return client, nil
+}
+
 func (m *Main) callsConfig(c Config) calls.Config {
 	cc := c.callsConfig()
 	cc.Observer = m.admin.Metrics()
@@ -405,15 +431,21 @@ func (m *Main) callsConfig(c Config) calls.Config {
 }
 
 func (c *Config) callsConfig() calls.Config {
-	link, _ := c.recordingLink() // validated
-	return calls.Config{
-		IDPrefix:       c.Calls.IDPrefix,
-		DefaultQueueID: c.Calls.DefaultQueueID,
-		Queues:         c.Queues,
-		RecordingLink:  link,
+	accts := c.accounts() // validated
+	def := accts[0].callsAccount()
+	cc := calls.Config{
+		Account:        def.Name,
+		IDPrefix:       def.IDPrefix,
+		DefaultQueueID: def.DefaultQueueID,
+		Queues:         def.Queues,
+		RecordingLink:  def.RecordingLink,
 		Timeout:        time.Duration(c.Movidesk.Timeout),
 		Spool:          c.Store.Spool,
 	}
+	for _, a := range accts[1:] {
+		cc.Accounts = append(cc.Accounts, a.callsAccount())
+	}
+	return cc
 }
 
 // Addr is where the AGI server listens.

@@ -35,16 +35,24 @@ type Request struct {
 	Query    url.Values // token removed
 	Body     []byte
 	At       time.Time
+	// Account is the account whose token the request carried ("" for a
+	// wrong or missing token): the one of NewServer is DefaultAccount.
+	Account string
 }
+
+// DefaultAccount names the account of NewServer's token.
+const DefaultAccount = "default"
 
 // Server is a fake Movidesk. Its methods are safe for concurrent use.
 type Server struct {
 	// URL is the API base URL to give the client, Prefix included.
 	URL string
 
-	token string
-	srv   *httptest.Server
-	done  chan struct{} // closed at cleanup, ends pending delayed answers
+	// tokens are the accounts, by token: Movidesk tells its customers
+	// apart by the token alone.
+	tokens map[string]string
+	srv    *httptest.Server
+	done   chan struct{} // closed at cleanup, ends pending delayed answers
 
 	mu         sync.Mutex
 	requests   []Request
@@ -57,7 +65,7 @@ type Server struct {
 	failAfter  time.Duration
 	status     int
 	perMinute  int
-	admitted   []time.Time // sliding window of requests let through the rate limit
+	admitted   map[string][]time.Time // by account: the sliding window of requests let through the rate limit
 	now        func() time.Time
 }
 
@@ -69,7 +77,7 @@ func NewServer(t testing.TB, token string) *Server {
 		t.Fatal("movidesktest: NewServer needs a token")
 	}
 	s := &Server{
-		token:   token,
+		tokens:  map[string]string{token: DefaultAccount},
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 		now:     time.Now,
@@ -81,6 +89,14 @@ func NewServer(t testing.TB, token string) *Server {
 		s.srv.Close()
 	})
 	return s
+}
+
+// AddAccount accepts token too, as another account's: its requests carry
+// that account's name, and count against a rate limit of their own.
+func (s *Server) AddAccount(name, token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens[token] = name
 }
 
 // Requests returns every request that reached the server, in arrival order,
@@ -149,8 +165,9 @@ func (s *Server) SetStatus(status int) {
 }
 
 // SetRateLimit answers 429, with Retry-After, to a request that would make
-// more than perMinute requests in a sliding minute, as the real account
-// limit does (10). Refused requests do not count. 0 turns it off.
+// more than perMinute requests of its account in a sliding minute, as the
+// real account limit does (10). Refused requests do not count. 0 turns it
+// off.
 func (s *Server) SetRateLimit(perMinute int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -182,6 +199,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		Query:    q,
 		Body:     body,
 		At:       s.now(),
+		Account:  s.tokens[token],
 	}
 	s.requests = append(s.requests, req)
 	down, latency := s.down, s.latency
@@ -207,7 +225,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
 	}
-	if token != s.token {
+	if req.Account == "" {
 		// The token must not be echoed: real error bodies are not
 		// documented, and a client must not rely on them being clean.
 		http.Error(w, "invalid token", http.StatusUnauthorized)
@@ -215,7 +233,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
-	status, retryAfter := s.injected()
+	status, retryAfter := s.injected(req.Account)
 	s.mu.Unlock()
 	if status != 0 {
 		if retryAfter > 0 {
@@ -238,7 +256,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 // injected returns the status the test asked for, if any, consuming a
 // FailNext and a rate-limit slot. s.mu is held.
-func (s *Server) injected() (int, time.Duration) {
+func (s *Server) injected(account string) (int, time.Duration) {
 	if s.failN > 0 {
 		s.failN--
 		return s.failStatus, s.failAfter
@@ -248,15 +266,20 @@ func (s *Server) injected() (int, time.Duration) {
 	}
 	if s.perMinute > 0 {
 		now := s.now()
+		if s.admitted == nil {
+			s.admitted = map[string][]time.Time{}
+		}
+		admitted := s.admitted[account]
 		cut := 0
-		for cut < len(s.admitted) && !s.admitted[cut].After(now.Add(-time.Minute)) {
+		for cut < len(admitted) && !admitted[cut].After(now.Add(-time.Minute)) {
 			cut++
 		}
-		s.admitted = s.admitted[cut:]
-		if len(s.admitted) >= s.perMinute {
-			return http.StatusTooManyRequests, s.admitted[0].Add(time.Minute).Sub(now)
+		admitted = admitted[cut:]
+		if len(admitted) >= s.perMinute {
+			s.admitted[account] = admitted
+			return http.StatusTooManyRequests, admitted[0].Add(time.Minute).Sub(now)
 		}
-		s.admitted = append(s.admitted, now)
+		s.admitted[account] = append(admitted, now)
 	}
 	return 0, 0
 }

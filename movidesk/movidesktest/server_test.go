@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -276,6 +277,35 @@ func TestServerInjectedFailures(t *testing.T) {
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("answers (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("RateLimitIsPerAccount", func(t *testing.T) {
+		t.Parallel()
+		const acme = "9a8b7c6d-acme-4bb8-86e1-aa4cb8781f3e"
+		s := movidesktest.NewServer(t, token)
+		s.AddAccount("acme", acme)
+		s.SetRateLimit(1)
+		send := func(tok string) int {
+			q := completed()
+			q.Set("token", tok)
+			resp, err := http.Get(s.URL + "/asterisk_completedCall?" + q.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		got := []int{send(token), send(token), send(acme), send(acme)}
+		if want := []int{200, 429, 200, 429}; !slices.Equal(got, want) {
+			t.Errorf("answers %v, want %v: each account has its own minute", got, want)
+		}
+		var accounts []string
+		for _, r := range s.Accepted() {
+			accounts = append(accounts, r.Account)
+		}
+		if want := []string{movidesktest.DefaultAccount, "acme"}; !slices.Equal(accounts, want) {
+			t.Errorf("accepted requests of accounts %v, want %v", accounts, want)
 		}
 	})
 }
