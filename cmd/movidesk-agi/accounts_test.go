@@ -87,6 +87,13 @@ func TestAccountsConfig(t *testing.T) {
 		if a := cfg.accounts()[1]; a.token != acmeSecret || a.ratePerMinute != 10 {
 			t.Errorf("acme's token read from the file beside the config, rate 10: got rate %v, token read: %v", a.ratePerMinute, a.token == acmeSecret)
 		}
+		var out, errOut strings.Builder
+		if err := run(context.Background(), []string{"check-config", "-config", filepath.Join(dir, "config.toml")}, &out, &errOut); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), "  acme: 10 requests a minute, id prefix \"acme-\"") || strings.Contains(out.String(), acmeSecret) {
+			t.Errorf("check-config printed:\n%s\nwant acme's line, without its token", out.String())
+		}
 	})
 	t.Run("DefaultAccountWithoutAMovideskToken", func(t *testing.T) {
 		cfg := load("[movidesk]\ndefault_account = \"acme\"\n[accounts.acme]\ntoken_file = \"acme.token\"\nid_prefix = \"acme-\"\n")

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/movidesk-agi/movidesk-agi/calls"
@@ -155,6 +156,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, "warning:", w)
 		}
 		fmt.Fprintf(stdout, "%s: OK (listen %s, movidesk %s, %s)\n", *path, cfg.Server.Listen, movidesk.RedactURL(cfg.Movidesk.BaseURL), mode)
+		if accts := cfg.accounts(); len(accts) > 1 {
+			fmt.Fprintln(stdout, "Movidesk accounts (the default first):")
+			for _, a := range accts {
+				fmt.Fprintf(stdout, "  %s: %v requests a minute, id prefix %q", a.name, a.ratePerMinute, a.idPrefix)
+				if len(a.contexts) > 0 {
+					fmt.Fprintf(stdout, ", contexts %s", strings.Join(a.contexts, " "))
+				}
+				fmt.Fprintln(stdout)
+			}
+		}
 		if u := cfg.ClickToCallURL(); u != "" {
 			fmt.Fprintf(stdout, "click-to-call: in Movidesk, Settings > Telephony > Telephony Parameters, provider Others, \"Allow calls from Movidesk\" (GET or POST, authentication %s):\n  %s\n", cfg.ClickToCall.Auth, u)
 		}
