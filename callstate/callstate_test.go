@@ -149,6 +149,22 @@ func TestACallKeepsTheAccountOfItsFirstEvent(t *testing.T) {
 	if diff := cmp.Diff(want, store.tx.accounts); diff != "" {
 		t.Errorf("accounts of the queued requests (-want +got):\n%s\nqueued: %v", diff, describe(store.tx.queued))
 	}
+
+	// A call placed from Movidesk is the account that placed it, whatever
+	// context its hangup runs in.
+	made := &memStore{tx: newTx()}
+	m = callstate.New(made, callstate.Options{Now: func() time.Time { return t0 }})
+	if err := m.Made(context.Background(), "acme", "1795524751.12"); err != nil {
+		t.Fatal(err)
+	}
+	ev = hangup(5)
+	ev.Complete.Link, ev.Account = "https://r/1.wav", "other"
+	if _, err := m.Record(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"acme"}, made.tx.accounts); diff != "" {
+		t.Errorf("account of the made call's link (-want +got):\n%s", diff)
+	}
 }
 
 // memStore is a Store over one memTx, its transactions run one at a time.

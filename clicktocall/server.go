@@ -51,9 +51,8 @@ type PBX interface {
 
 var _ PBX = (*ari.Client)(nil)
 
-// Calls records a call as made before it rings; *callstate.Machine. The
-// call is the default Movidesk account's (account ""): Movidesk's
-// click-to-call endpoint is configured in one account.
+// Calls records a call as made before it rings, for a Movidesk account;
+// *callstate.Machine.
 type Calls interface {
 	Made(ctx context.Context, account, base string) error
 }
@@ -88,8 +87,11 @@ type Config struct {
 	// AnswerTimeout is how long the agent's phone rings; the request waits
 	// that long at most for the agent to answer.
 	AnswerTimeout time.Duration
-	// IDPrefix is calls.id_prefix.
+	// IDPrefix is calls.id_prefix, and Account the Movidesk account the
+	// calls are placed for ("" = the default): its calls keep it whatever
+	// context their hangup runs in.
 	IDPrefix string
+	Account  string
 	Observer Observer
 	Log      zerolog.Logger
 	Now      func() time.Time
@@ -396,7 +398,7 @@ func (s *Server) place(ctx context.Context, source, dest string) (string, error)
 	}
 	// Recorded first: the call's first event may come from the dialplan
 	// before the originate returns.
-	if err := s.calls.Made(ctx, "", callID); err != nil {
+	if err := s.calls.Made(ctx, s.cfg.Account, callID); err != nil {
 		return "", fmt.Errorf("recording the call: %w", err)
 	}
 	_, err = s.pbx.Originate(ctx, ari.Originate{

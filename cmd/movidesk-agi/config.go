@@ -690,7 +690,9 @@ func (c *Config) clickToCallConfig() clicktocall.Config {
 		Auth: auth, Dial: dial, Context: cc.Context, CallerID: cid,
 		Sources: src, Destinations: dst, CountryCode: cc.CountryCode,
 		SourceRate: cc.SourceRate, Rate: cc.Rate, MaxCalls: cc.MaxCalls,
-		AnswerTimeout: time.Duration(cc.AnswerTimeout), IDPrefix: c.Calls.IDPrefix,
+		AnswerTimeout: time.Duration(cc.AnswerTimeout),
+		// Movidesk's click-to-call is set up in one account: the default.
+		IDPrefix: c.accounts()[0].idPrefix, Account: c.accounts()[0].name,
 	}
 }
 
