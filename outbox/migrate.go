@@ -119,7 +119,7 @@ func copyOutbox(src *bolt.Tx, dst *pgTx, mo MigrateOptions, m *Migrated) error {
 		return fmt.Errorf("count what the database holds: %w", err)
 	}
 	if events+calls+marks > 0 {
-		return fmt.Errorf("%w (%d events, %d calls, %d marks): migrate into a new, empty database", ErrTargetNotEmpty, events, calls, marks)
+		return fmt.Errorf("%w (events: %d, calls: %d, marks: %d): migrate into a new, empty database", ErrTargetNotEmpty, events, calls, marks)
 	}
 	from := &boltTx{tx: src}
 	// In sequence order, so that the database numbers them in the same

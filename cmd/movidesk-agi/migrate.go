@@ -66,10 +66,10 @@ func runMigrate(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	db := cfg.Store.StoreName()
 	fmt.Fprintf(stdout, "copied %s into %s:\n", file, db)
-	fmt.Fprintf(stdout, "  %d events (%d pending, %d failed)\n", m.Events, m.Pending(), m.Failed)
-	fmt.Fprintf(stdout, "  %d calls (%d open)\n", m.Calls, m.OpenCalls)
-	fmt.Fprintf(stdout, "  %d marks (the fallback spool's position)\n", m.Marks)
-	fmt.Fprintf(stdout, "  %d limiter sends (the rate budget goes on from them)\n", m.Sends)
+	fmt.Fprintf(stdout, "  %s (%d pending, %d failed)\n", counted(m.Events, "event"), m.Pending(), m.Failed)
+	fmt.Fprintf(stdout, "  %s (%d open)\n", counted(m.Calls, "call"), m.OpenCalls)
+	fmt.Fprintf(stdout, "  %s (the fallback spool's position)\n", counted(m.Marks, "mark"))
+	fmt.Fprintf(stdout, "  %s (the rate budget goes on from them)\n", counted(m.Sends, "limiter send"))
 	if len(m.UnreadableEvents) > 0 {
 		seqs := make([]string, len(m.UnreadableEvents))
 		for i, s := range m.UnreadableEvents {
@@ -85,4 +85,12 @@ func runMigrate(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintln(stdout, "  The events have new numbers: see movidesk-agi outbox list -config "+*path+".")
 	fmt.Fprintln(stdout, "  Do not run a service on the file again: its events would be sent a second time. Keep it as a backup until they are delivered.")
 	return nil
+}
+
+// counted is "1 event", "2 events".
+func counted(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
