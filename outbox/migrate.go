@@ -59,6 +59,10 @@ func (m Migrated) Pending() int { return m.Events - m.Failed }
 // hold no events, calls nor marks (ErrTargetNotEmpty), and no instance may
 // be writing to it. Events get new numbers in the database; their order,
 // each call's and across calls, is the file's.
+//
+// A record of the file that cannot be decoded refuses the copy with an
+// error wrapping ErrUnreadable, the Migrated listing such records; with
+// mo.SkipUnreadable it is left in the file and the rest is copied.
 func Migrate(from, to Options, mo MigrateOptions) (Migrated, error) {
 	if from.Driver != "" && from.Driver != DriverBbolt {
 		return Migrated{}, fmt.Errorf("outbox: Migrate copies from a bbolt file, not from driver %q", from.Driver)
@@ -86,11 +90,7 @@ func Migrate(from, to Options, mo MigrateOptions) (Migrated, error) {
 
 	var m Migrated
 	err = src.View(func(btx *bolt.Tx) error {
-		return dst.load(func(stx storeTx) error {
-			// load may run fn again: nothing of a run is kept.
-			m = Migrated{}
-			return copyOutbox(btx, stx.(*pgTx), mo, &m)
-		})
+		return dst.load(func(stx storeTx) error { return copyOutbox(btx, stx.(*pgTx), mo, &m) })
 	})
 	var unreadable *unreadableError
 	switch {

@@ -41,7 +41,7 @@ func TestPostgresMigrateCommand(t *testing.T) {
 	// A service on its bbolt file queues three events while Movidesk
 	// answers 503; it is stopped, its configuration switched to a
 	// database, `migrate` copies the file, and the service started again
-	// delivers them, once each.
+	// delivers them, once each, and completes a call transferred before.
 	srv, err := pgtest.Shared()
 	if err != nil {
 		t.Fatal(err)
@@ -107,9 +107,14 @@ func TestPostgresMigrateCommand(t *testing.T) {
 
 	fake.SetStatus(0)
 	c = startChild(t, cfg)
+	// Call 1, transferred before the move, hangs up after it: completed
+	// (its state came along), not cancelled.
+	if st := callSession(c.addr, "hangup", 1, "queue=2"); st != "OK" && st != "QUEUED" {
+		t.Errorf("hangup of call 1 after the move: MOVIDESK_STATUS %q", st)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if _, err := fake.WaitAccepted(ctx, 3); err != nil {
+	if _, err := fake.WaitAccepted(ctx, 4); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); pendingEvents(t, plain) != 0; time.Sleep(20 * time.Millisecond) {
@@ -125,15 +130,15 @@ func TestPostgresMigrateCommand(t *testing.T) {
 		perCall[r.Query.Get("id")] = append(perCall[r.Query.Get("id")], r.Endpoint)
 	}
 	for n, want := range map[int][]string{
-		1: {movidesk.EndpointTransferred},
+		1: {movidesk.EndpointTransferred, movidesk.EndpointCompleted},
 		2: {movidesk.EndpointTransferred, movidesk.EndpointCompleted},
 	} {
 		if got := perCall[callID(n)]; strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("call %d: Movidesk accepted %v, want %v", n, got, want)
 		}
 	}
-	if n := len(fake.Requests()) - sentBefore; n != 3 {
-		t.Errorf("the service on the database sent %d requests, want the 3 events once each", n)
+	if n := len(fake.Requests()) - sentBefore; n != 4 {
+		t.Errorf("the service on the database sent %d requests, want the 3 events copied and the hangup's, once each", n)
 	}
 
 	// Again, into the database that holds the outbox now: refused.
