@@ -37,9 +37,12 @@ func senderEnv(t *testing.T, opts Options, clk *fakeClock, s Sender) *testEnv {
 type outboxView struct {
 	Events []Event // numbers left out: the database numbers them anew
 	Stats  Stats
-	Calls  map[string]callstate.Call
+	Calls  map[string]callstate.Call // as Lookup finds them
 	Mark   string
-	Sends  []time.Time // the limiter's window at the time of the view
+	// Stored are every call record and every mark, as the store walks them.
+	StoredCalls map[string]callstate.Call
+	StoredMarks map[string]string
+	Sends       []time.Time // the limiter's window at the time of the view
 }
 
 const spoolMark = "spool /var/spool/asterisk/movidesk-agi-fallback.log"
@@ -69,6 +72,26 @@ func viewOf(t *testing.T, o *Outbox, now time.Time, calls ...string) outboxView 
 	}
 	v.Mark = string(mark)
 	v.Sends = o.lim.recent(now)
+	v.StoredCalls, v.StoredMarks = map[string]callstate.Call{}, map[string]string{}
+	err = o.st.view(func(tx storeTx) error {
+		err := tx.forEachCall(func(base string, c callstate.Call, decodeErr error) error {
+			if decodeErr != nil {
+				return decodeErr
+			}
+			v.StoredCalls[base] = c
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.forEachMark(func(key string, value []byte) error {
+			v.StoredMarks[key] = string(value)
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return v
 }
 
@@ -128,8 +151,10 @@ func TestPostgresMigrate(t *testing.T) {
 	}
 	calls := []string{"c1", "c2", "c3", "c4", "c5"}
 	before := viewOf(t, file.o, clk.Now(), calls...)
-	if st := before.Stats; st.Pending != 4 || st.Failed != 1 || st.OpenCalls != 2 || len(before.Sends) != rate {
-		t.Fatalf("the file holds %+v and %d sends; the test wants 4 pending, 1 failed, 4 open calls, %d sends", st, len(before.Sends), rate)
+	if st := before.Stats; st.Pending != 4 || st.Failed != 1 || st.OpenCalls != 2 || len(before.Sends) != rate ||
+		len(before.StoredCalls) != 5 || len(before.StoredMarks) != 1 {
+		t.Fatalf("the file holds %+v, %d sends, %d calls, %d marks; the test wants 4 pending, 1 failed, 2 open calls (c1, c5), %d sends, 5 calls, 1 mark",
+			st, len(before.Sends), len(before.StoredCalls), len(before.StoredMarks), rate)
 	}
 	sentBefore := len(fake.Requests())
 	if err := file.o.Close(); err != nil {
