@@ -72,10 +72,15 @@ type storeTx interface {
 	// forEachEvent visits every event in sequence order; decodeErr is
 	// why a record cannot be read (rec is then nil).
 	forEachEvent(fn func(seq uint64, rec *record, decodeErr error) error) error
+	// forEachCall visits every call record; decodeErr is why one cannot
+	// be read (c is then zero).
+	forEachCall(fn func(base string, c callstate.Call, decodeErr error) error) error
 	stats() (Stats, error)
 
 	putMark(key string, value []byte) error
 	mark(key string) ([]byte, error)
+	// forEachMark visits every importer's mark.
+	forEachMark(fn func(key string, value []byte) error) error
 	// saveWindow stores the limiter's window of account with this
 	// transaction, for a limiter that does not store its reservations
 	// itself.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
@@ -76,6 +77,33 @@ func (s *boltStore) update(fn func(storeTx) error) error {
 
 func (s *boltStore) view(fn func(storeTx) error) error {
 	return s.db.View(func(tx *bolt.Tx) error { return fn(&boltTx{tx: tx, s: s}) })
+}
+
+// openBoltReadOnly opens the bbolt file at path for reading only, without
+// creating it or anything in it: for copying it elsewhere (see Migrate).
+// The running service holds the file locked; another reader may share it.
+func openBoltReadOnly(path string, lockTimeout time.Duration) (*bolt.DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: lockTimeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("in use by a running movidesk-agi (stop the service first): %w", ErrInUse)
+	}
+	if err != nil {
+		return nil, err
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketEvents) == nil {
+			return errors.New("not a movidesk-agi outbox file (it has no events bucket)")
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 // lockCall claims nothing: the file is the process's alone.
@@ -280,19 +308,46 @@ func callOf(v []byte) string {
 // window never changed size while it ran.
 
 func loadWindow(tx *bolt.Tx, account string, w *window) error {
+	w.restore(readWindow(tx, account))
+	return nil
+}
+
+// windowAccounts are the accounts with a window stored in the file.
+func windowAccounts(tx *bolt.Tx) []string {
 	b := tx.Bucket(bucketLimiter)
+	if b == nil {
+		return nil
+	}
+	var out []string
+	b.ForEach(func(k, _ []byte) error {
+		if string(k) == string(keyWindow) {
+			out = append(out, DefaultAccount)
+		} else if name, ok := strings.CutPrefix(string(k), string(keyWindow)+":"); ok {
+			out = append(out, name)
+		}
+		return nil
+	})
+	return out
+}
+
+// readWindow is the stored window of account: its send times, and the
+// latest send it no longer holds (zero: none). A file without a limiter
+// bucket has none.
+func readWindow(tx *bolt.Tx, account string) (ts []time.Time, forgot time.Time) {
+	b := tx.Bucket(bucketLimiter)
+	if b == nil {
+		return nil, time.Time{}
+	}
 	keySent, keyForgot := windowKeys(account)
 	v := b.Get(keySent)
-	ts := make([]time.Time, 0, len(v)/8)
+	ts = make([]time.Time, 0, len(v)/8)
 	for ; len(v) >= 8; v = v[8:] {
 		ts = append(ts, time.Unix(0, int64(binary.BigEndian.Uint64(v))))
 	}
-	var forgot time.Time
 	if f := b.Get(keyForgot); len(f) == 8 {
 		forgot = time.Unix(0, int64(binary.BigEndian.Uint64(f)))
 	}
-	w.restore(ts, forgot)
-	return nil
+	return ts, forgot
 }
 
 func putWindow(tx *bolt.Tx, account string, w *window, now time.Time) error {
@@ -369,6 +424,28 @@ func (t *boltTx) forEachEvent(fn func(seq uint64, rec *record, decodeErr error) 
 		}
 		return fn(seqOf(k), &rec, nil)
 	})
+}
+
+func (t *boltTx) forEachCall(fn func(base string, c callstate.Call, decodeErr error) error) error {
+	b := t.tx.Bucket(bucketCalls)
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error {
+		var c callstate.Call
+		if err := json.Unmarshal(v, &c); err != nil {
+			return fn(string(k), callstate.Call{}, err)
+		}
+		return fn(string(k), c, nil)
+	})
+}
+
+func (t *boltTx) forEachMark(fn func(key string, value []byte) error) error {
+	b := t.tx.Bucket(bucketMarks)
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error { return fn(string(k), bytes.Clone(v)) })
 }
 
 func (t *boltTx) stats() (Stats, error) {

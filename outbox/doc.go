@@ -37,4 +37,8 @@
 // as failed, block their call's later events, and wait for an administrator
 // to Retry or Drop them. A record that cannot be decoded blocks nothing, is
 // listed as unreadable and can be dropped.
+//
+// The outbox lives in a bbolt file or in PostgreSQL (Options.Driver);
+// Migrate copies a file's outbox into a new database, for an installation
+// that moves.
 package outbox

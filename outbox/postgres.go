@@ -204,6 +204,27 @@ func (s *pgStore) run(opts pgx.TxOptions, write bool, fn func(storeTx) error) er
 	return s.scrub(tx.Commit(ctx))
 }
 
+// load runs fn in one write transaction that holds the tables against
+// every other writer until its commit, for filling the database at once
+// (see Migrate): it takes no call's lock, as thousands of them in one
+// transaction would exhaust PostgreSQL's lock table. An instance busy
+// with the database makes it fail at once rather than wait.
+func (s *pgStore) load(fn func(storeTx) error) error {
+	return s.run(pgx.TxOptions{}, true, func(stx storeTx) error {
+		t := stx.(*pgTx)
+		_, err := t.exec(`LOCK TABLE events, calls, marks, limiter_sends IN EXCLUSIVE MODE NOWAIT`)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "55P03" {
+			return errors.New("the database is in use by a running movidesk-agi: stop its instances first")
+		}
+		if err != nil {
+			return fmt.Errorf("lock the tables: %w", err)
+		}
+		t.whole = true
+		return fn(t)
+	})
+}
+
 func (s *pgStore) lockCall(call string) (func(), bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), claimWait)
 	defer cancel()
@@ -295,6 +316,9 @@ type pgTx struct {
 	tx     pgx.Tx
 	write  bool
 	locked map[string]bool
+	// whole is set in a transaction that holds the tables (see load): it
+	// locks no call.
+	whole bool
 }
 
 func (t *pgTx) exec(sql string, args ...any) (pgconn.CommandTag, error) {
@@ -327,7 +351,7 @@ func (t *pgTx) query(each func(pgx.Rows) error, sql string, args ...any) error {
 
 // lock takes call base's transaction lock, once a transaction.
 func (t *pgTx) lock(base string) error {
-	if !t.write || t.locked[base] {
+	if !t.write || t.whole || t.locked[base] {
 		return nil
 	}
 	if _, err := t.exec(`SELECT pg_advisory_xact_lock(1, hashtext($1))`, base); err != nil {
@@ -515,6 +539,21 @@ func (t *pgTx) forEachEvent(fn func(seq uint64, rec *record, decodeErr error) er
 	}, `SELECT seq, record FROM events ORDER BY seq`)
 }
 
+func (t *pgTx) forEachCall(fn func(base string, c callstate.Call, decodeErr error) error) error {
+	return t.query(func(rows pgx.Rows) error {
+		var base string
+		var data []byte
+		if err := rows.Scan(&base, &data); err != nil {
+			return err
+		}
+		var c callstate.Call
+		if err := json.Unmarshal(data, &c); err != nil {
+			return fn(base, callstate.Call{}, err)
+		}
+		return fn(base, c, nil)
+	}, `SELECT base, record FROM calls ORDER BY base`)
+}
+
 func (t *pgTx) stats() (Stats, error) {
 	var st Stats
 	err := t.query(func(rows pgx.Rows) error {
@@ -565,6 +604,17 @@ func (t *pgTx) mark(key string) ([]byte, error) {
 		return nil, nil
 	}
 	return v, err
+}
+
+func (t *pgTx) forEachMark(fn func(key string, value []byte) error) error {
+	return t.query(func(rows pgx.Rows) error {
+		var key string
+		var value []byte
+		if err := rows.Scan(&key, &value); err != nil {
+			return err
+		}
+		return fn(key, value)
+	}, `SELECT key, value FROM marks ORDER BY key`)
 }
 
 // saveWindow stores nothing: every slot of pgLimiter is a row already.
@@ -720,6 +770,19 @@ func (l *pgLimiter) recent(now time.Time) []time.Time {
 }
 
 func (l *pgLimiter) selfStored() bool { return true }
+
+// addSends counts sends made elsewhere (the bbolt file a database was
+// filled from) as sends of account, with transaction t.
+func addSends(t *pgTx, account string, ts []time.Time) error {
+	at := make([]int64, len(ts))
+	for i, s := range ts {
+		at[i] = s.UnixNano()
+	}
+	if _, err := t.exec(`INSERT INTO limiter_sends (account, at_ns) SELECT $1, unnest($2::bigint[])`, account, at); err != nil {
+		return fmt.Errorf("store the limiter's sends: %w", err)
+	}
+	return nil
+}
 
 // scrub takes the password out of err's text.
 func (s *pgStore) scrub(err error) error { return scrubbed(err, s.password) }

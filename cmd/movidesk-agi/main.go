@@ -35,6 +35,9 @@ commands:
   outbox drop [-config FILE] SEQ        delete one event for good
                                 (status and outbox use the running service's
                                 admin.listen, or the store file when stopped)
+  migrate -config FILE [-from PATH] [-skip-unreadable]
+                                copy the bbolt file (default: store.path) into the
+                                PostgreSQL database of FILE; the service stopped
   version                       print the version
 `
 
@@ -174,6 +177,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runOutbox(ctx, args[1:], stdout, stderr)
 	case "status":
 		return runStatus(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "movidesk-agi", versionString())
 		return nil
