@@ -587,6 +587,7 @@ func (a *asterisk) spoolPath() string { return a.dir + "/spool/movidesk-agi/fall
 func extensionsConf(agiURL, spoolPath string) string {
 	return `; The dialplan examples, verbatim.
 #include "examples/extensions-movidesk.conf"
+#include "examples/extensions-ha.conf"
 #include "examples/extensions-dial.conf"
 #include "examples/extensions-hangup.conf"
 #include "examples/extensions-queue.conf"
