@@ -94,8 +94,12 @@ type asterisk struct {
 	sipPort int
 	// httpPort is Asterisk's HTTP server, where ARI answers on 127.0.0.1.
 	httpPort int
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	// resolvConf is, outside the chroot, the file Asterisk reads as its
+	// /etc/resolv.conf: this run's own (see startAsterisk). Empty when the
+	// machine gives no mount namespace: Asterisk then reads the chroot's.
+	resolvConf string
+	cmd        *exec.Cmd
+	exited     chan struct{}
 }
 
 // host turns a path inside the chroot into one outside.
@@ -132,7 +136,19 @@ func startAsterisk(root, agiURL string) (*asterisk, error) {
 	defer console.Close()
 	// Without -U: as root with -U root, Asterisk drops capabilities and
 	// cannot open the chroot's /var/lib/asterisk.
-	a.cmd = exec.Command("chroot", root, "/usr/sbin/asterisk", "-C", a.conf(), "-f", "-n")
+	asteriskArgs := []string{"/usr/sbin/asterisk", "-C", a.conf(), "-f", "-n"}
+	a.cmd = exec.Command("chroot", append([]string{root}, asteriskArgs...)...)
+	if a.resolvConf, err = a.ownResolvConf(); err != nil {
+		return nil, err
+	}
+	if a.resolvConf != "" {
+		// Asterisk's resolver reads the chroot's /etc/resolv.conf, which
+		// every run shares. In a mount namespace of its own, this run's
+		// file is bound over it, so that a test can point Asterisk at a DNS
+		// server of its own (ha_test.go) and no other run sees it.
+		a.cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "--",
+			"sh", "-c", `mount --bind "$0" "$1/etc/resolv.conf" && exec chroot "$@"`, a.resolvConf, root}, asteriskArgs...)...)
+	}
 	a.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TZ=" + asteriskTZ, "HOME=/root"}
 	a.cmd.Stdout, a.cmd.Stderr = console, console
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -158,6 +174,43 @@ func startAsterisk(root, agiURL string) (*asterisk, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// ownResolvConf copies the chroot's /etc/resolv.conf into the run
+// directory, for startAsterisk to bind over it, and returns the copy's
+// path; "" when this machine cannot make a mount namespace, where
+// Asterisk reads the chroot's file itself.
+func (a *asterisk) ownResolvConf() (string, error) {
+	if err := exec.Command("unshare", "--mount", "--propagation", "private", "true").Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: no mount namespace (unshare --mount: %v): Asterisk reads the chroot's own /etc/resolv.conf, and the tests that serve it DNS records fail\n", err)
+		return "", nil
+	}
+	shared := a.host("/etc/resolv.conf")
+	st, err := os.Lstat(shared)
+	if os.IsNotExist(err) {
+		// A file to bind over; empty, as a missing one reads.
+		f, cerr := os.OpenFile(shared, os.O_WRONLY|os.O_CREATE, 0o644)
+		if cerr != nil {
+			return "", fmt.Errorf("asterisk: %w", cerr)
+		}
+		f.Close()
+		st, err = os.Lstat(shared)
+	}
+	if err != nil {
+		return "", fmt.Errorf("asterisk: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("asterisk: %s is not a regular file (%s): this run cannot bind its own over it", shared, st.Mode().Type())
+	}
+	b, err := os.ReadFile(shared)
+	if err != nil {
+		return "", fmt.Errorf("asterisk: %w", err)
+	}
+	own := a.host(a.dir + "/etc/resolv.conf")
+	if err := os.WriteFile(own, b, 0o644); err != nil {
+		return "", fmt.Errorf("asterisk: %w", err)
+	}
+	return own, nil
 }
 
 // configComplaint is how Asterisk logs a line of the dialplan or of
@@ -534,6 +587,7 @@ func (a *asterisk) spoolPath() string { return a.dir + "/spool/movidesk-agi/fall
 func extensionsConf(agiURL, spoolPath string) string {
 	return `; The dialplan examples, verbatim.
 #include "examples/extensions-movidesk.conf"
+#include "examples/extensions-ha.conf"
 #include "examples/extensions-dial.conf"
 #include "examples/extensions-hangup.conf"
 #include "examples/extensions-queue.conf"

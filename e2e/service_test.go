@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -38,6 +39,12 @@ type serviceOptions struct {
 	queues          map[string]int // [queues] entries besides support
 	noDefaultQueue  bool           // calls.default_queue_id = 0: a call no entry maps is refused
 	extra           string         // more TOML, at the end of the file (a table of its own)
+	dsn             string         // a PostgreSQL store (store.driver "postgres") instead of the bbolt file
+	movideskURL     string         // movidesk.base_url; default the fake Movidesk's
+
+	// sameAccount, another service, gives this one the same Movidesk
+	// account: its fake Movidesk and its token.
+	sameAccount *service
 
 	// restart, a service that was stopped or killed, makes this one the
 	// same service started again: its fake Movidesk, its directory (so its
@@ -57,8 +64,10 @@ type service struct {
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	stopOnce sync.Once
-	mu       sync.Mutex
-	logs     []string
+	// signalled says SIGTERM was sent: a second one would cut the drain.
+	signalled atomic.Bool
+	mu        sync.Mutex
+	logs      []string
 }
 
 // startService starts the built movidesk-agi and points the dialplan at it
@@ -72,10 +81,20 @@ func startService(t *testing.T, opts serviceOptions) *service {
 	if prev := opts.restart; prev != nil {
 		s.token, s.fake, s.dir, listen = prev.token, prev.fake, prev.dir, prev.addr
 		opts.spool = prev.spool
+	} else if other := opts.sameAccount; other != nil {
+		s.token, s.fake = other.token, other.fake
+		s.dir = t.TempDir()
 	} else {
 		s.token = newToken(t)
 		s.fake = movidesktest.NewServer(t, s.token)
 		s.dir = t.TempDir()
+	}
+	if opts.movideskURL == "" {
+		opts.movideskURL = s.fake.URL
+	}
+	var store string
+	if opts.dsn != "" {
+		store = fmt.Sprintf("driver = \"postgres\"\ndsn = %q\n", opts.dsn)
 	}
 	if opts.movideskTimeout == "" {
 		opts.movideskTimeout = "3s"
@@ -123,7 +142,7 @@ recording_link = %q
 [queues]
 %s
 [store]
-path = %q
+%spath = %q
 spool = %q
 
 [log]
@@ -132,7 +151,7 @@ format = "json"
 
 [admin]
 listen = "127.0.0.1:0"
-%s`, listen, opts.maxSessions, strings.Join(allow, ", "), s.fake.URL, s.token, opts.movideskTimeout, defaultQueue, opts.recordingLink, queues.String(), filepath.Join(dir, "outbox.db"), opts.spool, opts.extra)
+%s`, listen, opts.maxSessions, strings.Join(allow, ", "), opts.movideskURL, s.token, opts.movideskTimeout, defaultQueue, opts.recordingLink, queues.String(), store, filepath.Join(dir, "outbox.db"), opts.spool, opts.extra)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -221,9 +240,22 @@ func (s *service) stop(t *testing.T) {
 	s.stopOnce.Do(func() { s.doStop(t) })
 }
 
+// sigterm is the start of stop: the service drains while the test goes
+// on. stop, later, waits for it to exit, without a second signal.
+func (s *service) sigterm(t *testing.T) {
+	t.Helper()
+	if !s.signalled.Swap(true) {
+		if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatalf("SIGTERM movidesk-agi: %v", err)
+		}
+	}
+}
+
 func (s *service) doStop(t *testing.T) {
 	t.Helper()
-	s.cmd.Process.Signal(syscall.SIGTERM)
+	if !s.signalled.Swap(true) {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+	}
 	select {
 	case <-s.exited:
 	case <-time.After(45 * time.Second):
