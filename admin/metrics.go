@@ -36,7 +36,7 @@ var (
 	refusedCauses = []string{agi.RefusedAllowList, agi.RefusedMaxSessions, agi.RefusedPerAddress, agi.RefusedShuttingDown}
 	endpoints     = []string{movidesk.EndpointTransferred, movidesk.EndpointCompleted, movidesk.EndpointCanceled, movidesk.EndpointLink}
 	routes        = []string{"transfer", "complete", "abandon", "hangup", "link"}
-	statuses      = []string{"OK", "QUEUED", "ERROR"}
+	statuses      = []string{"OK", "QUEUED", "ERROR", calls.StatusUnavailable}
 	c2cResults    = []string{"placed", "refused_auth", "refused_network", "refused_source", "refused_destination",
 		"refused_limit", "bad_request", "agent_no_answer", "pbx_error", "canceled", "error"}
 )

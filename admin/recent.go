@@ -195,7 +195,7 @@ func callState(c *Call) string {
 	if queued {
 		return WhereQueued
 	}
-	if n := len(c.Events); n > 0 && c.Events[n-1].Status == "ERROR" {
+	if n := len(c.Events); n > 0 && (c.Events[n-1].Status == "ERROR" || c.Events[n-1].Status == calls.StatusUnavailable) {
 		return WhereError
 	}
 	return "done"
@@ -205,7 +205,7 @@ func callState(c *Call) string {
 // queued one, where its call's requests are now.
 func eventWhere(e CallEvent, c *Call) string {
 	switch {
-	case e.Status == "ERROR":
+	case e.Status == "ERROR", e.Status == calls.StatusUnavailable:
 		return WhereError
 	case e.Result == "duplicate":
 		return WhereDuplicate

@@ -362,7 +362,8 @@ func (c *channel) recordEvent(ctx context.Context, ev callstate.Event) (callstat
 		return callstate.Outcome{}, err
 	}
 	ev.Account = a.Name
-	return c.record(ctx, ev)
+	out, err := c.record(ctx, ev)
+	return out, fromStore(err)
 }
 
 // isInput tells bad input (ERROR, never retried) from a session failure.

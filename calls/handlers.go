@@ -65,9 +65,34 @@ var _ Store = (*outbox.Outbox)(nil)
 
 // Channel variables the handlers set for the dialplan.
 const (
-	StatusVar = "MOVIDESK_STATUS" // OK, QUEUED or ERROR
+	StatusVar = "MOVIDESK_STATUS" // OK, QUEUED or ERROR; empty when not stored
 	ErrorVar  = "MOVIDESK_ERROR"  // a short reason; empty when OK
 )
+
+// StatusUnavailable is the outcome of an event the store could not take
+// (a database down, a disk full): nothing was acknowledged, and the
+// dialplan is told so by an empty MOVIDESK_STATUS, as when the service
+// cannot be reached, so that its fallback spools the event; MOVIDESK_ERROR
+// says why. Logs and metrics name it.
+const StatusUnavailable = "UNAVAILABLE"
+
+// storeError is the store failing to take an event: not the event's fault,
+// and nothing was stored.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return e.err.Error() }
+
+func (e *storeError) Unwrap() error { return e.err }
+
+// fromStore marks err, from recording an event or reading a call, as the
+// store's unless it is the event's own (bad input, or refused by
+// Movidesk for good).
+func fromStore(err error) error {
+	if err == nil || isInput(err) || isPermanent(err) {
+		return err
+	}
+	return &storeError{err}
+}
 
 // maxReason bounds MOVIDESK_ERROR: it is for a human reading the dialplan's
 // log, and a long Movidesk body has no place on a channel.
@@ -180,7 +205,11 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 		}
 		// Setting the variables may fail on a vanished peer; the event is
 		// already stored, so that only goes to the log.
-		setErr := s.SetVariable(StatusVar, o.status)
+		status := o.status
+		if status == StatusUnavailable {
+			status = "" // the dialplan's fallback spools it
+		}
+		setErr := s.SetVariable(StatusVar, status)
 		if setErr == nil {
 			setErr = s.SetVariable(ErrorVar, o.reason)
 		}
@@ -233,7 +262,7 @@ type outcome struct {
 	c      *channel
 	ev     *event
 	err    error
-	status string // OK, QUEUED or ERROR
+	status string // OK, QUEUED, ERROR or StatusUnavailable
 	reason string // short, for MOVIDESK_ERROR
 	quiet  bool   // QUEUED is the expected outcome (an imported event): info, not warn
 }
@@ -241,7 +270,10 @@ type outcome struct {
 func (h *Handlers) run(ctx context.Context, route string, fn routeFunc, c *channel) outcome {
 	o := outcome{route: route, c: c, ev: &event{}, status: "OK"}
 	o.err = fn(ctx, c, o.ev)
+	var se *storeError
 	switch {
+	case errors.As(o.err, &se):
+		o.status, o.reason = StatusUnavailable, shortReason(o.err)
 	case o.err != nil:
 		o.status, o.reason = "ERROR", shortReason(o.err)
 	case o.ev.out.Result == callstate.Queued:
@@ -258,7 +290,7 @@ func (h *Handlers) run(ctx context.Context, route string, fn routeFunc, c *chann
 func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event)) {
 	var le *zerolog.Event
 	switch {
-	case o.status == "ERROR" && !isInput(o.err) && !isPermanent(o.err):
+	case o.status == StatusUnavailable, o.status == "ERROR" && !isInput(o.err) && !isPermanent(o.err):
 		le = h.log.Error()
 	case o.status == "ERROR", o.status == "QUEUED" && !o.quiet, o.ev.out.Result == callstate.Late, o.ev.warning != "":
 		le = h.log.Warn()
@@ -448,7 +480,7 @@ func (h *Handlers) hangup(ctx context.Context, c *channel, ev *event) error {
 	}
 	open, err := c.isOpen(comp.ID)
 	if err != nil {
-		return err
+		return fromStore(err)
 	}
 	if open {
 		ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Complete, Complete: comp})
