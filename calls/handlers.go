@@ -42,6 +42,10 @@ type Config struct {
 	// the service; "" for none. A live event first imports its call's
 	// lines still waiting there.
 	Spool string
+	// SpoolHost is this machine's name, for a store that machines share
+	// (PostgreSQL): the position in each machine's spool is its own, and
+	// the instances of one machine share theirs. "" keys it by path alone.
+	SpoolHost string
 	// Observer, when set, is told of every call event and spool batch.
 	Observer Observer
 	Now      func() time.Time // nil = time.Now
@@ -151,12 +155,13 @@ func (h *Handlers) config() *Config { return h.cfg.Load() }
 //
 // Spool cannot change live (the importer's position and open file belong
 // to its path): a different one is refused, with an error naming
-// store.spool, and nothing changes. Now stays New's.
+// store.spool, and nothing changes. Now and SpoolHost stay New's.
 func (h *Handlers) Reconfigure(cfg Config) error {
 	cur := h.config()
 	if cfg.Spool != cur.Spool {
 		return fmt.Errorf("store.spool: cannot change from %q to %q while the service runs; restart it", cur.Spool, cfg.Spool)
 	}
+	cfg.SpoolHost = cur.SpoolHost
 	cfg.Now = cur.Now
 	h.cfg.Store(normalize(cfg))
 	return nil

@@ -264,7 +264,15 @@ func (h *Handlers) closeSpool() {
 	}
 }
 
-func spoolKey(path string) string { return "spool:" + path }
+// spoolKey is the key of the spool's position in the store: its path, and
+// on a store several machines share, this machine's name too, since each
+// PBX host has a spool of its own at the same path.
+func (h *Handlers) spoolKey(path string) string {
+	if host := h.config().SpoolHost; host != "" {
+		return "spool:" + host + ":" + path
+	}
+	return "spool:" + path
+}
 
 // ImportSpool imports the lines added to the spool since the last import
 // and returns how many events it stored.
@@ -285,7 +293,7 @@ func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
 			cur.Close()
 		}
 	}()
-	key := spoolKey(path)
+	key := h.spoolKey(path)
 	var pos spoolPos
 	if b, err := h.store.Mark(key); err != nil {
 		return 0, err
@@ -509,7 +517,7 @@ func (h *Handlers) livePos(path string) spoolPos {
 	if loaded {
 		return pos
 	}
-	if b, err := h.store.Mark(spoolKey(path)); err == nil && b != nil {
+	if b, err := h.store.Mark(h.spoolKey(path)); err == nil && b != nil {
 		if json.Unmarshal(b, &pos) != nil {
 			pos = spoolPos{}
 		}

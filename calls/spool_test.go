@@ -854,3 +854,38 @@ func TestSpoolCopytruncatedThenAppendedFinishesTheCopy(t *testing.T) {
 	r.outboxDelivers(2)
 	r.wantAccepted(canceledAt1300("copied", "after")...)
 }
+
+// On a store that several machines share, each machine's spool keeps its
+// own position, although every PBX writes its spool at the same path.
+func TestSpoolPositionIsEachHostsOnASharedStore(t *testing.T) {
+	r := newSpoolRig(t, func(c *calls.Config) { c.SpoolHost = "pbx1" })
+	path := newSpool(t)
+	mine, _ := os.ReadFile(path)
+	// pbx1's spool: two events, imported.
+	appendSpool(t, path, abandonLine("pbx1-a")+abandonLine("pbx1-b"))
+	if n := r.importSpool(path); n != 2 {
+		t.Fatalf("pbx1 imported %d, want 2", n)
+	}
+	pbx1, _ := os.ReadFile(path)
+	// pbx2's instance imports pbx2's own spool, at the same path on its
+	// machine (here: the same file, with pbx2's lines).
+	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }, SpoolHost: "pbx2"}
+	other := calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), r.outbox, zerolog.New(r.logs))
+	if err := os.WriteFile(path, append(mine, abandonLine("pbx2-a")...), 0o664); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := other.ImportSpool(context.Background(), path); err != nil || n != 1 {
+		t.Fatalf("pbx2 imported %d (%v), want 1", n, err)
+	}
+	// pbx1 again, one line more: only that line is read.
+	if err := os.WriteFile(path, append(pbx1, abandonLine("pbx1-c")...), 0o664); err != nil {
+		t.Fatal(err)
+	}
+	before := r.spoolEvents()
+	if n := r.importSpool(path); n != 1 {
+		t.Fatalf("pbx1 imported %d, want its one new line", n)
+	}
+	if read := r.spoolEvents() - before; read != 1 {
+		t.Errorf("pbx1 read %d lines again, want only its new one: its position was taken for pbx2's", read)
+	}
+}

@@ -445,6 +445,10 @@ func (c *Config) callsConfig() calls.Config {
 	for _, a := range accts[1:] {
 		cc.Accounts = append(cc.Accounts, a.callsAccount())
 	}
+	if c.Store.Driver == outbox.DriverPostgres {
+		// Several machines share the database, each with its own spool.
+		cc.SpoolHost, _ = os.Hostname()
+	}
 	return cc
 }
 
