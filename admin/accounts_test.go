@@ -31,6 +31,12 @@ func TestAccountsOnTheMetricsTheAPIAndThePage(t *testing.T) {
 		Cancel:   movidesk.CanceledCall{ID: "acme-1", QueueID: 3, ClientNumber: "4733990777", CallDate: at.Add(-time.Minute), CanceledDate: at}}); err != nil {
 		t.Fatal(err)
 	}
+	// And one of an account no longer configured.
+	if _, err := e.machine.Record(ctx, callstate.Event{Kind: callstate.Hangup, Account: "gone",
+		Complete: movidesk.CompletedCall{ID: "gone-1", CompletedDate: at},
+		Cancel:   movidesk.CanceledCall{ID: "gone-1", QueueID: 3, ClientNumber: "4733990777", CallDate: at.Add(-time.Minute), CanceledDate: at}}); err != nil {
+		t.Fatal(err)
+	}
 	m := e.server.Metrics()
 	m.ForAccount("acme").Request(movidesk.EndpointCompleted, 401, time.Millisecond, nil)
 	m.Limited("acme", false)
@@ -54,6 +60,7 @@ func TestAccountsOnTheMetricsTheAPIAndThePage(t *testing.T) {
 	if diff := cmp.Diff([]admin.AccountStatus{
 		{Name: "default", RatePerMinute: 10},
 		{Name: "acme", RatePerMinute: 5, Queued: 1},
+		{Name: "gone", Queued: 1, Unconfigured: true},
 	}, st.Accounts); diff != "" {
 		t.Errorf("/api/status accounts (-want +got):\n%s", diff)
 	}
@@ -65,7 +72,8 @@ func TestAccountsOnTheMetricsTheAPIAndThePage(t *testing.T) {
 	}
 
 	page := e.get(t, "/").body
-	for _, want := range []string{`<tr id="account-acme"><td>acme</td><td class="num">5</td><td class="num">1</td>`, "account acme"} {
+	for _, want := range []string{`<tr id="account-acme"><td>acme</td><td class="num">5</td><td class="num">1</td>`, "account acme",
+		`<tr id="account-gone"><td>gone</td><td class="err">not configured: its events wait for it</td>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page does not show %q", want)
 		}

@@ -52,6 +52,9 @@ type AccountStatus struct {
 	RatePerMinute float64 `json:"rate_per_minute"`
 	Queued        int     `json:"queued"`
 	Failed        int     `json:"failed"`
+	// Unconfigured is an account the outbox holds events of but the
+	// service does not send to (removed, or renamed): they wait for it.
+	Unconfigured bool `json:"unconfigured,omitempty"`
 }
 
 // MovideskStatus is what the service last heard from Movidesk since start.

@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -324,10 +325,20 @@ func (s *Server) status() (Status, []outbox.Event) {
 		st.Outbox = OutboxStatusOf(stats, cur.at)
 		st.Now = cur.at
 	}
+	configured := map[string]bool{}
 	for _, a := range s.accounts() {
+		configured[a.Name] = true
 		held := stats.Accounts[a.Name]
 		st.Accounts = append(st.Accounts, AccountStatus{Name: a.Name, RatePerMinute: a.RatePerMinute, Queued: held.Pending, Failed: held.Failed})
 	}
+	var others []AccountStatus
+	for name, held := range stats.Accounts {
+		if !configured[name] && held.Pending+held.Failed > 0 {
+			others = append(others, AccountStatus{Name: name, Queued: held.Pending, Failed: held.Failed, Unconfigured: true})
+		}
+	}
+	slices.SortFunc(others, func(a, b AccountStatus) int { return strings.Compare(a.Name, b.Name) })
+	st.Accounts = append(st.Accounts, others...)
 	rate := s.rate()
 	st.Budget = Budget{RatePerMinute: rate, BudgetPerHour: rate * 60}
 	if err == nil {

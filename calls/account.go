@@ -92,7 +92,9 @@ func (cfg *Config) withAccounts() {
 // account is the Movidesk account of the channel's events, chosen once:
 // the one account= names, else the first whose contexts match the
 // channel's context (on the agent's leg, the caller's context too, as
-// [queues] does), else the default.
+// [queues] does), else the account under whose id prefix the store knows
+// the call (its first event named it: a transfer with account=, say, and
+// a hangup without), else the default.
 func (c *channel) account() (*Account, error) {
 	if c.acct != nil {
 		return c.acct, nil
@@ -120,9 +122,42 @@ func (c *channel) account() (*Account, error) {
 			}
 			if m := cfg.accountFor(caller); m != nil {
 				a = m
+				break
 			}
+		}
+		if m, err := c.knownAccount(); err != nil {
+			return nil, err
+		} else if m != nil {
+			a = m
 		}
 	}
 	c.acct = a
 	return a, nil
+}
+
+// knownAccount is the account other than the default under whose id
+// prefix the store knows the call, nil when none does: one read an
+// account.
+func (c *channel) knownAccount() (*Account, error) {
+	if c.lookup == nil {
+		return nil, nil
+	}
+	id := c.args["id"]
+	if id == "" {
+		var err error
+		if id, err = c.linkedID(); err != nil || id == "" {
+			return nil, err
+		}
+	}
+	for i := range c.cfg.accounts[1:] {
+		a := &c.cfg.accounts[1+i]
+		call, err := c.lookup(a.IDPrefix + id)
+		if err != nil {
+			return nil, fromStore(err)
+		}
+		if call.Known() {
+			return a, nil
+		}
+	}
+	return nil, nil
 }

@@ -165,3 +165,27 @@ func TestAccountsOfSpooledLines(t *testing.T) {
 		t.Errorf("the default Movidesk got %v, want only call 1795524751.60 in queue 7", r.accepted())
 	}
 }
+
+// A call keeps the account of its first event: the transfer names acme
+// (account=), the hangup runs in the caller's context, which no account
+// claims, and names none. It completes acme's call, with acme's token.
+func TestAccountsACallKeepsTheAccountItBeganWith(t *testing.T) {
+	r, acme := newAccountsRig(t, func() time.Time { return now })
+	r.replay(env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "account=acme", "branch=5252") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("QUEUENAME", "200 result=1 (support)") +
+		status("OK", ""))
+	r.replay(env("hangup", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		status("OK", ""))
+	if diff := cmp.Diff([]string{
+		"GET asterisk_startTransferedCall?" + q("branchLine", "5252", "callDate", callDate, "clientNumber", "4733990777",
+			"id", "acme-"+linked, "queueId", "41", "transferDate", nowDate),
+		"GET asterisk_completedCall?" + q("completedDate", nowDate, "id", "acme-"+linked, "link", "https://rec.acme.example/"+linked+".wav"),
+	}, acceptedBy(acme)); diff != "" {
+		t.Errorf("acme's Movidesk (-want +got):\n%s", diff)
+	}
+	if got := r.accepted(); len(got) != 0 {
+		t.Errorf("the default account got %v for acme's call", got)
+	}
+}

@@ -43,6 +43,9 @@ type channel struct {
 	// spool importer through its batch's transaction.
 	record func(context.Context, callstate.Event) (callstate.Outcome, error)
 	isOpen func(base string) (bool, error)
+	// lookup reads what is remembered of a call, for the account of a
+	// call already known.
+	lookup func(base string) (callstate.Call, error)
 }
 
 func newChannel(s *agi.Session, cfg *Config, now time.Time) *channel {

@@ -89,10 +89,10 @@ func (e *storeError) Error() string { return e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
 
 // fromStore marks err, from recording an event or reading a call, as the
-// store's unless it is the event's own (bad input, or refused by
-// Movidesk for good).
+// store's unless it is the event's own (bad input, refused by Movidesk
+// for good, or its call's record damaged: retrying cannot help).
 func fromStore(err error) error {
-	if err == nil || isInput(err) || isPermanent(err) {
+	if err == nil || isInput(err) || isPermanent(err) || errors.Is(err, outbox.ErrUndecodable) {
 		return err
 	}
 	return &storeError{err}
@@ -196,6 +196,7 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 			return h.recordLive(ctx, cfg, ev)
 		}
 		c.isOpen = h.calls.IsOpen
+		c.lookup = h.calls.Lookup
 		// The Movidesk attempt ends movidesk.timeout after the session
 		// began, reading the channel included, so that the call waits no
 		// longer than that; and it ends when the caller hangs up: the event

@@ -274,6 +274,17 @@ func (h *Handlers) spoolKey(path string) string {
 	return "spool:" + path
 }
 
+// spoolMark is the stored position of the spool at path. On a shared
+// store without one under the host name yet, the one under the path alone
+// (a file's, copied by migrate) is where to go on from.
+func (h *Handlers) spoolMark(path string) ([]byte, error) {
+	b, err := h.store.Mark(h.spoolKey(path))
+	if err != nil || b != nil || h.config().SpoolHost == "" {
+		return b, err
+	}
+	return h.store.Mark("spool:" + path)
+}
+
 // ImportSpool imports the lines added to the spool since the last import
 // and returns how many events it stored.
 func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
@@ -295,7 +306,7 @@ func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
 	}()
 	key := h.spoolKey(path)
 	var pos spoolPos
-	if b, err := h.store.Mark(key); err != nil {
+	if b, err := h.spoolMark(path); err != nil {
 		return 0, err
 	} else if b != nil {
 		if err := json.Unmarshal(b, &pos); err != nil {
@@ -517,7 +528,7 @@ func (h *Handlers) livePos(path string) spoolPos {
 	if loaded {
 		return pos
 	}
-	if b, err := h.store.Mark(h.spoolKey(path)); err == nil && b != nil {
+	if b, err := h.spoolMark(path); err == nil && b != nil {
 		if json.Unmarshal(b, &pos) != nil {
 			pos = spoolPos{}
 		}
@@ -708,11 +719,12 @@ func (h *Handlers) importBatch(ctx context.Context, cfg *Config, path string, li
 			var storeErr error
 			c.record = func(_ context.Context, ev callstate.Event) (callstate.Outcome, error) {
 				d, err := callstate.Apply(tx, ev, cfg.Now())
-				if err != nil && !isPermanent(err) && !isInput(err) {
-					storeErr = err
+				if err != nil && !isPermanent(err) && !isInput(err) && !errors.Is(err, outbox.ErrUndecodable) {
+					storeErr = err // the store's: the batch waits for it
 				}
 				return callstate.Outcome{Result: d.Result, Sent: d.Sent}, err
 			}
+			c.lookup = tx.Call
 			c.isOpen = func(base string) (bool, error) {
 				cs, err := tx.Call(base)
 				return cs.Open, err

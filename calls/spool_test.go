@@ -12,9 +12,12 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
@@ -887,5 +890,75 @@ func TestSpoolPositionIsEachHostsOnASharedStore(t *testing.T) {
 	}
 	if read := r.spoolEvents() - before; read != 1 {
 		t.Errorf("pbx1 read %d lines again, want only its new one: its position was taken for pbx2's", read)
+	}
+}
+
+// The position stored under the path alone (a bbolt file's, copied into
+// PostgreSQL by migrate) is where an instance on a shared store goes on
+// from: nothing is read twice after the move.
+func TestSpoolPositionOfTheFileIsKeptAfterTheMoveToASharedStore(t *testing.T) {
+	r := newSpoolRig(t, nil)
+	path := newSpool(t)
+	appendSpool(t, path, abandonLine("before-a")+abandonLine("before-b"))
+	if n := r.importSpool(path); n != 2 {
+		t.Fatalf("imported %d, want 2", n)
+	}
+	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }, SpoolHost: "pbx1"}
+	moved := calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), r.outbox, zerolog.New(r.logs))
+	appendSpool(t, path, abandonLine("after"))
+	before := r.spoolEvents()
+	if n, err := moved.ImportSpool(context.Background(), path); err != nil || n != 1 {
+		t.Fatalf("after the move: imported %d (%v), want the one new line", n, err)
+	}
+	if read := r.spoolEvents() - before; read != 1 {
+		t.Errorf("after the move %d lines were read, want only the new one", read)
+	}
+}
+
+// A damaged call record is that call's problem, not the store's: its
+// event gets ERROR (retrying cannot help), and its spooled line holds up no
+// line after it.
+func TestADamagedCallRecordHoldsUpNothingElse(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "outbox.db")
+	db, err := bolt.Open(dbPath, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte("calls"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(linked), []byte("{damaged"))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := movidesktest.NewServer(t, token)
+	client, err := movidesk.NewClient(fake.URL, token, movidesk.WithTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	ob, err := outbox.Open(outbox.Options{Path: dbPath, RatePerMinute: 1000, Log: zerolog.New(logs)}, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ob.Close() })
+	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }}
+	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, callstate.New(ob, callstate.Options{Now: cfg.Now}), ob, zerolog.New(logs)), logs: logs}
+
+	reason := fmt.Sprintf("outbox %s: decode call %q: invalid character 'd' looking for beginning of object key string", dbPath, linked)
+	if len(reason) > 200 {
+		reason = reason[:197] + "..." // MOVIDESK_ERROR's bound
+	}
+	r.replay(env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "queue=3") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		status("ERROR", reason))
+	path := newSpool(t)
+	appendSpool(t, path, abandonLine(linked)+abandonLine("other"))
+	if n := r.importSpool(path); n != 1 {
+		t.Fatalf("imported %d events, want the one of the call whose record is whole", n)
 	}
 }

@@ -49,6 +49,9 @@ type Call struct {
 // Ended reports whether Movidesk has been told that the call ended.
 func (c *Call) Ended() bool { return c.Completed || c.Canceled }
 
+// Known reports whether anything of the call is remembered.
+func (c *Call) Known() bool { return c.Segments > 0 || c.Made || len(c.Seen) > 0 || c.Ended() }
+
 // maxSeen bounds Call.Seen: a call has a handful of transfers and links; a
 // runaway dialplan must not grow one record without end.
 const maxSeen = 64
@@ -450,6 +453,9 @@ func (m *Machine) IsOpen(base string) (bool, error) {
 	c, err := m.store.Lookup(base)
 	return c.Open, err
 }
+
+// Lookup reads what is remembered of call base.
+func (m *Machine) Lookup(base string) (Call, error) { return m.store.Lookup(base) }
 
 // Reaped is a call the reaper completed.
 type Reaped struct {

@@ -27,6 +27,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		}
 	}
 	o.log.Info().Str("path", o.name).Strs("accounts", o.names).Msg("outbox: sender started")
+	o.warnUnserved()
 	var wg sync.WaitGroup
 	for _, name := range o.names {
 		a := o.accounts[name]
@@ -35,6 +36,22 @@ func (o *Outbox) Run(ctx context.Context) error {
 	wg.Wait()
 	o.log.Info().Msg("outbox: sender stopped")
 	return nil
+}
+
+// warnUnserved logs the accounts whose events are stored but that no
+// sender here serves (an account removed, or the default renamed): they
+// wait until one does.
+func (o *Outbox) warnUnserved() {
+	st, err := o.Stats()
+	if err != nil {
+		return // the sender's own reads report the store
+	}
+	for name, n := range st.Accounts {
+		if o.accounts[name] == nil && n.Pending+n.Failed > 0 {
+			o.log.Error().Str("account", name).Int("pending", n.Pending).Int("failed", n.Failed).
+				Msg("outbox: events are stored for a Movidesk account that is not configured; they wait until it is")
+		}
+	}
 }
 
 // run is the sender of account a, and the housekeeper when housekeep.

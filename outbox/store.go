@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
@@ -125,3 +126,9 @@ type decodeError struct{ err error }
 func (e decodeError) Error() string { return e.err.Error() }
 
 func (e decodeError) Unwrap() error { return e.err }
+
+func (e decodeError) Is(target error) bool { return target == ErrUndecodable }
+
+// ErrUndecodable is in the error of a read that met a stored record that
+// cannot be decoded: the store works, that record is damaged.
+var ErrUndecodable = errors.New("a stored record cannot be decoded")

@@ -33,14 +33,17 @@ func (o *Outbox) Submit(ctx context.Context, acct, base string, fn func(callstat
 	// start on the new events between the commit and the attempt.
 	claimed := o.claim(base)
 	handedOver := false
+	// woken is the sender left with the events: that of their account,
+	// which is the call's.
+	woken := a
 	defer func() {
 		if claimed && !handedOver {
 			o.release(base)
 		}
 		// Whatever is left is the background sender's; wake it after the
 		// release, or it would skip the call as busy.
-		if a != nil {
-			a.kick()
+		if woken != nil {
+			woken.kick()
 		}
 	}()
 	var (
@@ -97,6 +100,9 @@ func (o *Outbox) Submit(ctx context.Context, acct, base string, fn func(callstat
 	})
 	if haveSlot && (err != nil || len(queued) == 0 || why != nil) {
 		a.lim.unreserve(slot)
+	}
+	if err == nil && len(queued) > 0 {
+		woken = o.accounts[queued[0].account]
 	}
 	if err == nil && deferred {
 		o.limited(a, queued[0].seq, false)
