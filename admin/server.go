@@ -12,8 +12,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
