@@ -187,6 +187,26 @@ func TestAccountsKeepSeparateBudgetsAcrossTwoInstancesOnPostgres(t *testing.T) {
 	if n, _ := mostWithin(all, window); n <= burst {
 		t.Errorf("at most %d requests of both accounts within %v: the accounts share one budget", n, window)
 	}
+
+	// What the administrator sees of them.
+	cli := filepath.Join(t.TempDir(), "cli.toml")
+	text := fmt.Sprintf("[movidesk]\ndry_run = true\n[admin]\nlisten = %q\n", a.AdminAddr().String())
+	if err := os.WriteFile(cli, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := run(context.Background(), []string{"status", "-config", cli}, &out, &out); err != nil {
+		t.Fatalf("status: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"account default: 60 requests a minute, 0 queued, 0 failed", "account acme: 60 requests a minute, 0 queued, 0 failed"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status printed:\n%s\nwant %q", out.String(), want)
+		}
+	}
+	_, body := adminGet(t, a, "/metrics", "")
+	if got := metric(body, `movidesk_agi_movidesk_requests_total{account="acme",code="200",endpoint="asterisk_startCanceledCall"}`); got == "" || got == "0" {
+		t.Errorf("no accepted request of acme's in /metrics:\n%s", body)
+	}
 }
 
 // mostWithin is the most times of at within one span, and when that span

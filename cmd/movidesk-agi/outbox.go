@@ -312,13 +312,26 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stdout, "DRY-RUN: nothing is sent to Movidesk (movidesk.dry_run, or no -config); events shown delivered were only logged")
 	}
 	printOutbox(stdout, "outbox", st.Outbox)
+	if len(st.Accounts) > 1 {
+		for _, a := range st.Accounts {
+			if a.Unconfigured {
+				fmt.Fprintf(stdout, "account %s: NOT CONFIGURED, %d queued and %d failed events wait for it\n", a.Name, a.Queued, a.Failed)
+			} else {
+				fmt.Fprintf(stdout, "account %s: %g requests a minute, %d queued, %d failed\n", a.Name, a.RatePerMinute, a.Queued, a.Failed)
+			}
+		}
+	}
 	if !st.Movidesk.LastSuccess.IsZero() {
 		fmt.Fprintf(stdout, "movidesk: last success %s\n", st.Movidesk.LastSuccess.UTC().Format(time.RFC3339))
 	} else {
 		fmt.Fprintln(stdout, "movidesk: no request accepted since start")
 	}
 	if e := st.Movidesk.LastError; e != nil {
-		fmt.Fprintf(stdout, "movidesk: last error %s %s (HTTP %d): %s\n", e.At.UTC().Format(time.RFC3339), e.Endpoint, e.Code, e.Error)
+		account := ""
+		if len(st.Accounts) > 1 {
+			account = " account " + e.Account
+		}
+		fmt.Fprintf(stdout, "movidesk: last error %s%s %s (HTTP %d): %s\n", e.At.UTC().Format(time.RFC3339), account, e.Endpoint, e.Code, e.Error)
 	}
 	b := st.Budget
 	fmt.Fprintf(stdout, "rate: %g requests a minute (%g an hour)", b.RatePerMinute, b.BudgetPerHour)
