@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
 // liveKeys are the configuration keys Reload applies to the running
@@ -27,10 +29,8 @@ var restartKeys = []string{"calls.id_prefix"}
 var liveAccountKeys = []string{"token", "token_file", "rate_per_minute", "burst", "default_queue_id", "queues", "recording_link", "contexts"}
 
 func isLive(key string) bool {
-	if rest, ok := strings.CutPrefix(key, "accounts."); ok {
-		_, field, _ := strings.Cut(rest, ".")
-		field, _, _ = strings.Cut(field, ".")
-		return slices.Contains(liveAccountKeys, field)
+	if strings.HasPrefix(key, "accounts.") {
+		return slices.Contains(liveAccountKeys, accountField(key))
 	}
 	for _, k := range restartKeys {
 		if key == k {
@@ -72,13 +72,33 @@ func (m *Main) Reload() error {
 	if old.Movidesk.DryRun {
 		// A dry-run client has no token to change: it takes a restart.
 		changed, restart = moveKeys(changed, restart, "movidesk.token", "movidesk.token_file")
-		changed, restart = moveKeys(changed, restart, accountKeys(changed, "token", "token_file")...)
+		for _, k := range accountKeys(changed, "") {
+			if f := accountField(k); f == "token" || f == "token_file" {
+				changed, restart = moveKeys(changed, restart, k)
+			}
+		}
 	}
-	sameAccounts := slices.Equal(accountNames(old), accountNames(next))
-	if !sameAccounts {
-		// An account added or removed: its client, its sender and its
-		// limiter are made at start.
-		changed, restart = moveKeys(changed, restart, accountKeys(changed)...)
+	// An account added or removed: its client, its sender and its
+	// limiter are made at start. The others' keys apply.
+	running := map[string]bool{}
+	for _, name := range accountNames(old) {
+		running[name] = true
+	}
+	both := map[string]bool{}
+	for _, name := range accountNames(next) {
+		both[name] = running[name]
+	}
+	for name := range running {
+		if _, ok := both[name]; !ok {
+			both[name] = false
+		}
+	}
+	for name, kept := range both {
+		if !kept {
+			changed, restart = moveKeys(changed, restart, accountKeys(changed, name)...)
+		}
+	}
+	if !both[outbox.DefaultAccount] {
 		changed, restart = moveKeys(changed, restart, "movidesk.token", "movidesk.token_file")
 	}
 	if len(changed) == 0 && len(restart) == 0 {
@@ -96,16 +116,18 @@ func (m *Main) Reload() error {
 		eff.Movidesk.Token, eff.Movidesk.TokenFile = next.Movidesk.Token, next.Movidesk.TokenFile
 	}
 	eff.Movidesk.RatePerMinute, eff.Movidesk.Burst = next.Movidesk.RatePerMinute, next.Movidesk.Burst
-	if sameAccounts {
-		eff.Accounts = map[string]AccountConfig{}
-		for name, a := range next.Accounts {
-			a.IDPrefix = old.Accounts[name].IDPrefix
+	eff.Accounts = map[string]AccountConfig{}
+	for name, a := range old.Accounts {
+		if n, ok := next.Accounts[name]; ok && both[name] {
+			n.IDPrefix = a.IDPrefix
 			if old.Movidesk.DryRun {
-				a.Token, a.TokenFile = old.Accounts[name].Token, old.Accounts[name].TokenFile
+				n.Token, n.TokenFile = a.Token, a.TokenFile
 			}
-			eff.Accounts[name] = a
+			a = n
 		}
-	} else {
+		eff.Accounts[name] = a
+	}
+	if !both[outbox.DefaultAccount] {
 		eff.Movidesk.Token, eff.Movidesk.TokenFile = old.Movidesk.Token, old.Movidesk.TokenFile
 	}
 	eff.secretFiles = next.secretFiles
@@ -160,21 +182,29 @@ func accountNames(c Config) []string {
 	return out
 }
 
-// accountKeys are the keys among keys of an [accounts] table; with
-// fields, only those of these fields.
-func accountKeys(keys []string, fields ...string) []string {
+// accountKeys are the keys among keys of the [accounts.NAME] table, of
+// every [accounts] table when name is "".
+func accountKeys(keys []string, name string) []string {
 	var out []string
 	for _, k := range keys {
 		rest, ok := strings.CutPrefix(k, "accounts.")
 		if !ok {
 			continue
 		}
-		_, field, _ := strings.Cut(rest, ".")
-		if len(fields) == 0 || slices.Contains(fields, field) {
+		if n, _, _ := strings.Cut(rest, "."); name == "" || n == name {
 			out = append(out, k)
 		}
 	}
 	return out
+}
+
+// accountField is the key of an [accounts.NAME] table without the table:
+// "token", "queues", ...
+func accountField(key string) string {
+	rest, _ := strings.CutPrefix(key, "accounts.")
+	_, field, _ := strings.Cut(rest, ".")
+	field, _, _ = strings.Cut(field, ".")
+	return field
 }
 
 // moveKeys moves keys from live to restart.

@@ -135,3 +135,62 @@ func TestReloadAppliesTheLiveKeysAndNamesTheRest(t *testing.T) {
 		t.Errorf("after a refused reload, a call: %s, want OK (the rate in force kept)", st)
 	}
 }
+
+// A reload applies an account's budget and queues to that account only,
+// and leaves adding an account, or changing its id prefix, to a restart.
+func TestReloadAppliesAnAccountsKeysToThatAccount(t *testing.T) {
+	const acmeToken = "3c4d5e6f-acme-4718-9a0b-secrettoken55"
+	fake := movidesktest.NewServer(t, secret)
+	fake.AddAccount("acme", acmeToken)
+	dir := t.TempDir()
+	base := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[movidesk]\nbase_url = %q\ntoken = %q\nrate_per_minute = 1\n[store]\npath = %q\nspool = %q\n[admin]\nlisten = \"127.0.0.1:0\"\n"+
+		"[accounts.acme]\ntoken = %q\nid_prefix = %%q\nrate_per_minute = %%d\nqueues = { sales = %%d }\n%%s",
+		fake.URL, secret, filepath.Join(dir, "o.db"), filepath.Join(dir, "s.log"), acmeToken)
+	m, logs, write := reloadable(t, fmt.Sprintf(base, "acme-", 1, 4, ""))
+	call := func(n int) (string, string) {
+		seen := agiCall(t, m.Addr(), "abandon", []string{fmt.Sprintf("id=reload-%d", n), "account=acme"}, func(cmd string) string {
+			if strings.Contains(cmd, "QUEUENAME") {
+				return "200 result=1 (sales)"
+			}
+			return channelReplies(cmd)
+		})
+		return agiVar(seen, "MOVIDESK_STATUS"), agiVar(seen, "MOVIDESK_ERROR")
+	}
+	if st, why := call(1); st != "OK" {
+		t.Fatalf("acme's first call: %s %s", st, why)
+	}
+	if st, _ := call(2); st != "QUEUED" {
+		t.Fatalf("acme's second call within the minute at 1 a minute: %s, want QUEUED", st)
+	}
+	write(fmt.Sprintf(base, "acme2-", 1000, 6, "[accounts.beta]\ntoken = \"4d5e6f70-beta-4718-9a0b-secrettoken66\"\nid_prefix = \"beta-\"\n"))
+	if err := m.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	// Every key of beta, the new account, waits for the restart.
+	for _, want := range []string{
+		`"changed":["accounts.acme.queues.sales","accounts.acme.rate_per_minute"]`,
+		`"needs_restart":["accounts.acme.id_prefix","accounts.beta.burst",`,
+		`"accounts.beta.token","accounts.beta.token_file"]`,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the reload line lacks %s:\n%s", want, logs.String())
+		}
+	}
+	if st, why := call(3); st != "OK" {
+		t.Errorf("after raising acme's rate, acme's call: %s %s, want OK", st, why)
+	}
+	got := fake.Accepted()
+	last := got[len(got)-1]
+	if last.Account != "acme" || last.Query.Get("id") != "acme-reload-3" || last.Query.Get("queueId") != "6" {
+		t.Errorf("acme's call after the reload reached Movidesk as %+v, want account acme, id acme-reload-3 (the prefix in force), queue 6", last)
+	}
+	// The default account's budget is its own, untouched: one a minute,
+	// spent by nobody yet.
+	seen := agiCall(t, m.Addr(), "abandon", []string{"id=reload-d", "queue=2"}, channelReplies)
+	if st := agiVar(seen, "MOVIDESK_STATUS"); st != "OK" {
+		t.Errorf("the default account's first call: %s, want OK", st)
+	}
+	if strings.Contains(logs.String(), acmeToken) {
+		t.Error("acme's token appears in the logs")
+	}
+}
