@@ -23,6 +23,16 @@ type Account struct {
 	RecordingLink  *template.Template // over LinkData; nil = no link unless link= is given
 }
 
+// keys names, for an administrator, where the account's queues, default
+// queue and recording link are configured.
+func (a *Account) keys() (queues, defaultQueue, link string) {
+	if a.Name == DefaultAccount {
+		return "[queues]", "calls.default_queue_id", "calls.recording_link"
+	}
+	t := "accounts." + a.Name + "."
+	return t + "queues", t + "default_queue_id", t + "recording_link"
+}
+
 // CheckContextPattern reports a context pattern that cannot match.
 func CheckContextPattern(p string) error {
 	if p == "" {
@@ -90,55 +100,86 @@ func (cfg *Config) withAccounts() {
 }
 
 // account is the Movidesk account of the channel's events, chosen once:
-// the one account= names, else the first whose contexts match the
-// channel's context (on the agent's leg, the caller's context too, as
-// [queues] does), else the account under whose id prefix the store knows
-// the call (its first event named it: a transfer with account=, say, and
-// a hangup without), else the default.
+//
+//   - the one account= names;
+//   - else the first whose contexts match the channel's context (on the
+//     agent's leg, the caller's context too, as [queues] does), unless the
+//     call began in the default account (before that account was
+//     configured) and the matching account does not know it;
+//   - else the account under whose id prefix the store knows the call (its
+//     transfer named account=, its hangup names none);
+//   - else the default.
 func (c *channel) account() (*Account, error) {
 	if c.acct != nil {
 		return c.acct, nil
 	}
-	cfg := c.cfg
-	a := cfg.defaultAccount()
-	switch name, given := c.args["account"]; {
-	case given:
-		if a = cfg.accountNamed(strings.TrimSpace(name)); a == nil {
-			return nil, badInput("account=%q: no such Movidesk account (configured: %s)", name, cfg.names())
-		}
-	case len(cfg.accounts) > 1:
-		if m := cfg.accountFor(c.context); m != nil {
-			a = m
-			break
-		}
-		agent, err := c.agentLeg()
-		if err != nil {
-			return nil, err
-		}
-		if agent {
-			caller, err := c.get("MASTER_CHANNEL(CONTEXT)")
-			if err != nil {
-				return nil, err
-			}
-			if m := cfg.accountFor(caller); m != nil {
-				a = m
-				break
-			}
-		}
-		if m, err := c.knownAccount(); err != nil {
-			return nil, err
-		} else if m != nil {
-			a = m
-		}
+	a, err := c.chooseAccount()
+	if err != nil {
+		return nil, err
 	}
 	c.acct = a
 	return a, nil
 }
 
-// knownAccount is the account other than the default under whose id
-// prefix the store knows the call, nil when none does: one read an
-// account.
-func (c *channel) knownAccount() (*Account, error) {
+func (c *channel) chooseAccount() (*Account, error) {
+	cfg := c.cfg
+	if name, given := c.args["account"]; given {
+		a := cfg.accountNamed(strings.TrimSpace(name))
+		if a == nil {
+			return nil, badInput("account=%q: no such Movidesk account (configured: %s)", name, cfg.names())
+		}
+		return a, nil
+	}
+	def := cfg.defaultAccount()
+	if len(cfg.accounts) == 1 {
+		return def, nil
+	}
+	claimed, err := c.accountByContext()
+	if err != nil {
+		return nil, err
+	}
+	if claimed == nil {
+		others := make([]*Account, 0, len(cfg.accounts)-1)
+		for i := range cfg.accounts[1:] {
+			others = append(others, &cfg.accounts[1+i])
+		}
+		known, err := c.knownAccount(others)
+		if err != nil || known != nil {
+			return known, err
+		}
+		return def, nil
+	}
+	known, err := c.knownAccount([]*Account{claimed, def})
+	if err != nil {
+		return nil, err
+	}
+	if known == def {
+		return def, nil
+	}
+	return claimed, nil
+}
+
+// accountByContext is the first account other than the default whose
+// contexts match the channel's context, or on the agent's leg the
+// caller's; nil when none does.
+func (c *channel) accountByContext() (*Account, error) {
+	if a := c.cfg.accountFor(c.context); a != nil {
+		return a, nil
+	}
+	agent, err := c.agentLeg()
+	if err != nil || !agent {
+		return nil, err
+	}
+	caller, err := c.get("MASTER_CHANNEL(CONTEXT)")
+	if err != nil {
+		return nil, err
+	}
+	return c.cfg.accountFor(caller), nil
+}
+
+// knownAccount is the first of accounts under whose id prefix the store
+// knows the call, nil when none does: one read an account.
+func (c *channel) knownAccount(accounts []*Account) (*Account, error) {
 	if c.lookup == nil {
 		return nil, nil
 	}
@@ -149,8 +190,7 @@ func (c *channel) knownAccount() (*Account, error) {
 			return nil, err
 		}
 	}
-	for i := range c.cfg.accounts[1:] {
-		a := &c.cfg.accounts[1+i]
+	for _, a := range accounts {
 		call, err := c.lookup(a.IDPrefix + id)
 		if err != nil {
 			return nil, fromStore(err)

@@ -23,7 +23,7 @@ const acmeToken = "0a1b2c3d-acme-4e5f-8a9b-tokensecret02"
 // newAccountsRig is a rig with a second Movidesk account, acme, with a
 // Movidesk of its own: its calls come from contexts acme-*, carry the id
 // prefix acme- and its own queues and recording link.
-func newAccountsRig(t *testing.T, now func() time.Time) (*rig, *movidesktest.Server) {
+func newAccountsRig(t *testing.T, now func() time.Time, mod ...func(*calls.Config)) (*rig, *movidesktest.Server) {
 	t.Helper()
 	fake := movidesktest.NewServer(t, token)
 	acme := movidesktest.NewServer(t, acmeToken)
@@ -55,6 +55,9 @@ func newAccountsRig(t *testing.T, now func() time.Time) (*rig, *movidesktest.Ser
 			Queues:        map[string]int{"support": 41},
 			RecordingLink: template.Must(template.New("").Parse("https://rec.acme.example/{{.LinkedID}}.wav")),
 		}},
+	}
+	for _, f := range mod {
+		f(&cfg)
 	}
 	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, callstate.New(ob, callstate.Options{Now: cfg.Now}), ob, log), logs: logs}
 	t.Cleanup(func() {
@@ -188,4 +191,36 @@ func TestAccountsACallKeepsTheAccountItBeganWith(t *testing.T) {
 	if got := r.accepted(); len(got) != 0 {
 		t.Errorf("the default account got %v for acme's call", got)
 	}
+}
+
+// A call that began before its context's account was configured (the
+// default's, then) ends in the default account: its hangup, in a context
+// the new account claims, completes it there rather than opening a call
+// the new account never saw.
+func TestAccountsACallBegunInTheDefaultAccountEndsThere(t *testing.T) {
+	r, acme := newAccountsRig(t, func() time.Time { return now })
+	r.replay(env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "acme-inbound", "account=default", "branch=5252") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("QUEUENAME", "200 result=1 (support)") +
+		status("OK", ""))
+	r.replay(env("hangup", "PJSIP/loop-00000001", linked, "4733990777", "acme-inbound") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		status("OK", ""))
+	r.wantAccepted(
+		"GET asterisk_startTransferedCall?"+q("branchLine", "5252", "callDate", callDate, "clientNumber", "4733990777",
+			"id", linked, "queueId", "7", "transferDate", nowDate),
+		"GET asterisk_completedCall?"+q("completedDate", nowDate, "id", linked, "link", ""))
+	if got := acceptedBy(acme); len(got) != 0 {
+		t.Errorf("acme got %v for a call of the default account", got)
+	}
+}
+
+// What an administrator must fix for an account is named by that
+// account's keys.
+func TestAccountsErrorsNameTheAccountsKeys(t *testing.T) {
+	r, _ := newAccountsRig(t, func() time.Time { return now }, func(c *calls.Config) { c.Accounts[0].DefaultQueueID = 0 })
+	r.replay(env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "acme-inbound") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("QUEUENAME", "200 result=1 (billing)") +
+		status("ERROR", `no Movidesk queue id for queue "billing" or context "acme-inbound": pass queue=, map it under accounts.acme.queues or set accounts.acme.default_queue_id`))
 }

@@ -215,7 +215,8 @@ func (c *channel) queueID() (int, error) {
 	if len(tried) > 0 {
 		where = strings.Join(tried, ", ") + " or " + where
 	}
-	return 0, badInput("no Movidesk queue id for %s: pass queue=, map it under [queues] or set calls.default_queue_id", where)
+	queues, defaultQueue, _ := a.keys()
+	return 0, badInput("no Movidesk queue id for %s: pass queue=, map it under %s or set %s", where, queues, defaultQueue)
 }
 
 func (c *channel) branchLine() (string, error) {
@@ -340,7 +341,8 @@ func (c *channel) link(id string) (string, error) {
 	var b strings.Builder
 	data := LinkData{ID: id, LinkedID: linked, UniqueID: c.uniqueID, Date: c.now, Recording: c.args["recording"]}
 	if err := a.RecordingLink.Execute(&b, data); err != nil {
-		return "", badInput("calls.recording_link template: %v", err)
+		_, _, key := a.keys()
+		return "", badInput("%s template: %v", key, err)
 	}
 	return b.String(), nil
 }

@@ -470,7 +470,12 @@ func (h *Handlers) link(ctx context.Context, c *channel, ev *event) error {
 		return err
 	}
 	if r.Link == "" {
-		return badInput("no recording link: pass link= or set calls.recording_link")
+		a, err := c.account()
+		if err != nil {
+			return err
+		}
+		_, _, key := a.keys()
+		return badInput("no recording link: pass link= or set %s", key)
 	}
 	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Link, Key: callstate.LinkKey(r.Link), Link: r})
 	return err

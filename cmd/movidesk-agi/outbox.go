@@ -331,10 +331,18 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if len(st.Accounts) > 1 {
 			account = " account " + e.Account
 		}
-		fmt.Fprintf(stdout, "movidesk: last error %s%s %s (HTTP %d): %s\n", e.At.UTC().Format(time.RFC3339), account, e.Endpoint, e.Code, e.Error)
+		answer := "no answer"
+		if e.Code != 0 {
+			answer = fmt.Sprintf("HTTP %d", e.Code)
+		}
+		fmt.Fprintf(stdout, "movidesk: last error %s%s %s (%s): %s\n", e.At.UTC().Format(time.RFC3339), account, e.Endpoint, answer, e.Error)
 	}
 	b := st.Budget
-	fmt.Fprintf(stdout, "rate: %g requests a minute (%g an hour)", b.RatePerMinute, b.BudgetPerHour)
+	scope := ""
+	if len(st.Accounts) > 1 {
+		scope = ", all accounts"
+	}
+	fmt.Fprintf(stdout, "rate: %g requests a minute (%g an hour%s)", b.RatePerMinute, b.BudgetPerHour, scope)
 	if b.Measured {
 		fmt.Fprintf(stdout, "; offered %.0f an hour, backlog %+.0f an hour", b.OfferedPerHour, b.BacklogGrowthPerHour)
 	}
