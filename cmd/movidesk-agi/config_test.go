@@ -117,6 +117,13 @@ func TestConfigDSNFileIsReadAndItsPasswordNeverShown(t *testing.T) {
 	if name := cfg.Store.StoreName(); name != "postgres://agi@db.example:5433/agi" {
 		t.Errorf("the store is named %q, want the DSN without its password", name)
 	}
+	var out, errOut strings.Builder
+	if err := run(context.Background(), []string{"check-config", "-config", path}, &out, &errOut); err != nil {
+		t.Fatalf("check-config: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "store: postgres postgres://agi@db.example:5433/agi\n") || strings.Contains(out.String(), "s3cret") {
+		t.Errorf("check-config printed:\n%s\nwant the store without its password", out.String())
+	}
 	// The password in an invalid DSN is not repeated in the error.
 	bad := writeConfig(t, "[store]\ndriver = \"postgres\"\ndsn = \"postgres://agi:s3cret@db:99999999/agi\"\n")
 	if _, err := LoadConfig(bad); err == nil || strings.Contains(err.Error(), "s3cret") {

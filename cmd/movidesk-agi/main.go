@@ -159,6 +159,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, "warning:", w)
 		}
 		fmt.Fprintf(stdout, "%s: OK (listen %s, movidesk %s, %s)\n", *path, cfg.Server.Listen, movidesk.RedactURL(cfg.Movidesk.BaseURL), mode)
+		// The database is not tried: check-config runs where it may not
+		// be reachable, before it is created.
+		fmt.Fprintf(stdout, "store: %s %s\n", cfg.Store.Driver, cfg.Store.StoreName())
 		if accts := cfg.accounts(); len(accts) > 1 {
 			fmt.Fprintln(stdout, "Movidesk accounts (the default first):")
 			for _, a := range accts {
