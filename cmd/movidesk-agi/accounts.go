@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -68,30 +69,21 @@ func (c *Config) accounts() []account {
 	if c.Movidesk.DefaultAccount == "" || c.Movidesk.Token != "" {
 		out = append(out, c.mainAccount())
 	}
-	names := make([]string, 0, len(c.Accounts))
-	for name := range c.Accounts {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	if i := slices.Index(names, c.Movidesk.DefaultAccount); i > 0 {
-		names = slices.Insert(slices.Delete(names, i, i+1), 0, c.Movidesk.DefaultAccount)
-	}
-	for i, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(c.Accounts)) {
 		a := c.Accounts[name]
 		rate := a.RatePerMinute
 		if rate == 0 {
 			rate = outbox.DefaultRatePerMinute
 		}
-		acct := account{
+		out = append(out, account{
 			name: name, key: "accounts." + name, token: a.Token, ratePerMinute: rate, burst: a.Burst,
 			idPrefix: a.IDPrefix, defaultQueueID: a.DefaultQueueID, queues: a.Queues,
 			recordingLink: a.RecordingLink, contexts: a.Contexts,
-		}
-		if i == 0 && name == c.Movidesk.DefaultAccount {
-			out = slices.Insert(out, 0, acct)
-		} else {
-			out = append(out, acct)
-		}
+		})
+	}
+	if i := slices.IndexFunc(out, func(a account) bool { return a.name == c.Movidesk.DefaultAccount }); i > 0 {
+		d := out[i]
+		out = slices.Insert(slices.Delete(out, i, i+1), 0, d)
 	}
 	return out
 }

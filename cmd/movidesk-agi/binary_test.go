@@ -204,6 +204,20 @@ func fallbackLine(script string, n int, args ...string) string {
 	return fmt.Sprintf("movidesk-agi/1 %s %d %s\n", script, time.Now().Unix(), strings.ReplaceAll(q.Encode(), "+", "%20"))
 }
 
+// appendFile appends text to the file at path, as the dialplan's FILE()
+// appends to the fallback spool.
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // waitRequests waits until the fake has seen at least n requests.
 func waitRequests(t *testing.T, fake *movidesktest.Server, n int) {
 	t.Helper()
@@ -235,17 +249,12 @@ func TestBinaryKilledDuringTheAttemptThenFallbackOpensNoSecondSegment(t *testing
 	waitRequests(t, fake, calls)
 	c.stop(t, syscall.SIGKILL)
 	wg.Wait()
-	f, err := os.OpenFile(filepath.Join(dir, "fallback.log"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for i, st := range statuses {
 		if st != "" {
 			t.Fatalf("session %d got MOVIDESK_STATUS %q before the kill", i, st)
 		}
-		f.WriteString(fallbackLine("transfer", i, "queue=2", "branch=5252"))
+		appendFile(t, filepath.Join(dir, "fallback.log"), fallbackLine("transfer", i, "queue=2", "branch=5252"))
 	}
-	f.Close()
 
 	fake.SetLatency(0)
 	c = startChild(t, cfg)

@@ -685,6 +685,7 @@ func (c *Config) clickToCallConfig() clicktocall.Config {
 	dial, _ := c2cTemplate("dial", cc.Dial)
 	cid, _ := c2cTemplate("caller_id", cc.CallerID)
 	src, _ := clicktocall.ParsePatterns(cc.Sources)
+	def := c.accounts()[0]
 	dst, _ := clicktocall.ParsePatterns(cc.Destinations)
 	return clicktocall.Config{
 		Auth: auth, Dial: dial, Context: cc.Context, CallerID: cid,
@@ -692,7 +693,7 @@ func (c *Config) clickToCallConfig() clicktocall.Config {
 		SourceRate: cc.SourceRate, Rate: cc.Rate, MaxCalls: cc.MaxCalls,
 		AnswerTimeout: time.Duration(cc.AnswerTimeout),
 		// Movidesk's click-to-call is set up in one account: the default.
-		IDPrefix: c.accounts()[0].idPrefix, Account: c.accounts()[0].name,
+		IDPrefix: def.idPrefix, Account: def.name,
 	}
 }
 

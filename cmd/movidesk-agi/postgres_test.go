@@ -322,17 +322,3 @@ func TestHAPostgresDatabaseDown(t *testing.T) {
 		}
 	}
 }
-
-// appendFile appends text to the file at path, as the dialplan's FILE()
-// appends to the fallback spool.
-func appendFile(t *testing.T, path, text string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString(text); err != nil {
-		t.Fatal(err)
-	}
-}

@@ -80,25 +80,14 @@ func (m *Main) Reload() error {
 	}
 	// An account added or removed: its client, its sender and its
 	// limiter are made at start. The others' keys apply.
-	running := map[string]bool{}
-	for _, name := range accountNames(old) {
-		running[name] = true
-	}
-	both := map[string]bool{}
-	for _, name := range accountNames(next) {
-		both[name] = running[name]
-	}
-	for name := range running {
-		if _, ok := both[name]; !ok {
-			both[name] = false
-		}
-	}
-	for name, kept := range both {
-		if !kept {
+	running, wanted := accountNames(old), accountNames(next)
+	kept := func(name string) bool { return slices.Contains(running, name) && slices.Contains(wanted, name) }
+	for _, name := range append(slices.Clone(running), wanted...) {
+		if !kept(name) {
 			changed, restart = moveKeys(changed, restart, accountKeys(changed, name)...)
 		}
 	}
-	if !both[outbox.DefaultAccount] {
+	if !kept(outbox.DefaultAccount) {
 		changed, restart = moveKeys(changed, restart, "movidesk.token", "movidesk.token_file")
 	}
 	if len(changed) == 0 && len(restart) == 0 {
@@ -118,7 +107,7 @@ func (m *Main) Reload() error {
 	eff.Movidesk.RatePerMinute, eff.Movidesk.Burst = next.Movidesk.RatePerMinute, next.Movidesk.Burst
 	eff.Accounts = map[string]AccountConfig{}
 	for name, a := range old.Accounts {
-		if n, ok := next.Accounts[name]; ok && both[name] {
+		if n, ok := next.Accounts[name]; ok && kept(name) {
 			n.IDPrefix = a.IDPrefix
 			if old.Movidesk.DryRun {
 				n.Token, n.TokenFile = a.Token, a.TokenFile
@@ -127,7 +116,7 @@ func (m *Main) Reload() error {
 		}
 		eff.Accounts[name] = a
 	}
-	if !both[outbox.DefaultAccount] {
+	if !kept(outbox.DefaultAccount) {
 		eff.Movidesk.Token, eff.Movidesk.TokenFile = old.Movidesk.Token, old.Movidesk.TokenFile
 	}
 	eff.secretFiles = next.secretFiles
