@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -33,7 +34,16 @@ type Auth struct {
 	// Allow, when not empty, are the only networks requests may come from,
 	// whatever the mode.
 	Allow []netip.Prefix
+	// TrustedProxies are the reverse proxies in front of the endpoint: a
+	// request from one of them comes from the address its
+	// X-Forwarded-For names (the right-most one not itself a trusted
+	// proxy), for Allow, the failed-login backoff and the log.
+	TrustedProxies []netip.Prefix
 }
+
+// MinSecretLength is the shortest password or token taken: the endpoint
+// faces the internet, and a short secret is guessed.
+const MinSecretLength = 16
 
 // Check refuses an Auth that would let anyone in or that cannot work.
 func (a Auth) Check() error {
@@ -42,9 +52,15 @@ func (a Auth) Check() error {
 		if a.Username == "" || a.Password == "" {
 			return errors.New("basic authentication needs a username and a password")
 		}
+		if len(a.Password) < MinSecretLength {
+			return &SecretError{Which: "password", Length: len(a.Password)}
+		}
 	case AuthToken:
 		if a.Token == "" {
 			return errors.New("token authentication needs a token")
+		}
+		if len(a.Token) < MinSecretLength {
+			return &SecretError{Which: "token", Length: len(a.Token)}
 		}
 		if (a.TokenHeader == "") == (a.TokenQuery == "") {
 			return errors.New("token authentication needs the token's place: a header or a query parameter, one of the two")
@@ -53,10 +69,59 @@ func (a Auth) Check() error {
 		if len(a.Allow) == 0 {
 			return errors.New(`"none" needs an allow-list of networks: the endpoint places calls`)
 		}
+		if all := coversEverything(a.Allow); all != "" {
+			return fmt.Errorf(`"none" with an allow-list that lets every %s address in: anyone could place calls; list Movidesk's addresses, or use basic or token`, all)
+		}
 	default:
 		return fmt.Errorf("unknown authentication %q (basic, token or none)", a.Mode)
 	}
 	return nil
+}
+
+// SecretError is a password or token too short to face the internet.
+type SecretError struct {
+	Which  string // password or token
+	Length int
+}
+
+func (e *SecretError) Error() string {
+	return fmt.Sprintf("the %s has %d characters, fewer than %d: make a long random one, e.g. openssl rand -hex 16", e.Which, e.Length, MinSecretLength)
+}
+
+// coversEverything says which address family ("IPv4", "IPv6") the
+// prefixes cover whole, if one: 0.0.0.0/0, or halves that add up to it.
+func coversEverything(ps []netip.Prefix) string {
+	for _, fam := range []struct {
+		name string
+		bits int
+		is4  bool
+	}{{"IPv4", 32, true}, {"IPv6", 128, false}} {
+		var list []netip.Prefix
+		for _, p := range ps {
+			if p.Addr().Is4() == fam.is4 {
+				list = append(list, p.Masked())
+			}
+		}
+		// Prefixes are nested or disjoint: the size of the union is the
+		// sum of those no other one contains.
+		sum := new(big.Int)
+		for i, p := range list {
+			inner := false
+			for j, q := range list {
+				if i != j && q.Bits() <= p.Bits() && q.Contains(p.Addr()) && (q.Bits() < p.Bits() || j < i) {
+					inner = true
+					break
+				}
+			}
+			if !inner {
+				sum.Add(sum, new(big.Int).Lsh(big.NewInt(1), uint(fam.bits-p.Bits())))
+			}
+		}
+		if sum.Cmp(new(big.Int).Lsh(big.NewInt(1), uint(fam.bits))) >= 0 {
+			return fam.name
+		}
+	}
+	return ""
 }
 
 // refusal is why a request is turned away: its HTTP status and the text
@@ -66,6 +131,7 @@ type refusal struct {
 	result string
 	msg    string
 	after  time.Duration // for a limit: when to try again
+	detail string        // for the log alone: what Movidesk must not see
 }
 
 func (r *refusal) Error() string { return r.msg }
@@ -74,8 +140,8 @@ func refuse(status int, result, format string, args ...any) *refusal {
 	return &refusal{status: status, result: result, msg: fmt.Sprintf(format, args...)}
 }
 
-// clientAddr is the request's peer address.
-func clientAddr(r *http.Request) netip.Addr {
+// peerAddr is the request's peer address.
+func peerAddr(r *http.Request) netip.Addr {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -84,22 +150,61 @@ func clientAddr(r *http.Request) netip.Addr {
 	return a.Unmap()
 }
 
+// client is who sent the request: its peer, or behind a trusted proxy
+// the right-most X-Forwarded-For address that is not a trusted proxy
+// (what a client writes there itself is left of what its proxy appends).
+func (a Auth) client(r *http.Request) (addr, proxy netip.Addr) {
+	peer := peerAddr(r)
+	if !contains(a.TrustedProxies, peer) {
+		return peer, netip.Addr{}
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	addr = peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		h, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // a proxy writes addresses: what is left of this is no hop
+		}
+		addr = h.Unmap()
+		if !contains(a.TrustedProxies, addr) {
+			break
+		}
+	}
+	return addr, peer
+}
+
+func contains(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// unmapped are ps with IPv4-mapped IPv6 prefixes (::ffff:10.0.0.0/104)
+// written as IPv4 ones: addresses are compared unmapped, so the mapped
+// form would never match.
+func unmapped(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, len(ps))
+	for i, p := range ps {
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out[i] = p.Masked()
+	}
+	return out
+}
+
 // authenticate returns who asks (a username, "token" or "none"), or why
 // not. Secrets are compared in constant time, through their digests so
 // that their length does not show either.
-func (a Auth) authenticate(r *http.Request) (string, *refusal) {
-	if len(a.Allow) > 0 {
-		addr := clientAddr(r)
-		ok := false
-		for _, p := range a.Allow {
-			if p.Contains(addr) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return "", refuse(http.StatusForbidden, "refused_network", "address %s may not place calls", addr)
-		}
+func (a Auth) authenticate(r *http.Request, addr netip.Addr) (string, *refusal) {
+	if len(a.Allow) > 0 && !contains(a.Allow, addr) {
+		return "", refuse(http.StatusForbidden, "refused_network", "address %s may not place calls", addr)
 	}
 	switch a.Mode {
 	case AuthNone:

@@ -22,6 +22,12 @@ import (
 // fakeARI is Asterisk's REST interface as this package uses it: channels
 // that answer, ring until hung up, or end at once (busy).
 type fakeARI struct {
+	// beforeGet, when set, runs before a channel is read, unlocked: a
+	// test holds the read there.
+	beforeGet func()
+	// originated, when set, gets each originated channel's id.
+	originated chan string
+
 	mu        sync.Mutex
 	behaviour string // answer, ring, busy, fail
 	chans     map[string]string
@@ -33,6 +39,9 @@ type fakeARI struct {
 }
 
 func (f *fakeARI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.beforeGet != nil && r.Method == "GET" && strings.HasPrefix(r.URL.Path, "/ari/channels/") {
+		f.beforeGet()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if u, p, _ := r.BasicAuth(); u != "ari" || p != "ari-secret" {
@@ -54,6 +63,9 @@ func (f *fakeARI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.madeFirst = f.made.has(body.Variables["__MOVIDESK_CALL_ID"])
 		f.chans[q.Get("channelId")] = "Down"
 		json.NewEncoder(w).Encode(ari.Channel{ID: q.Get("channelId"), State: "Down"})
+		if f.originated != nil {
+			f.originated <- q.Get("channelId")
+		}
 	case r.Method == "GET" && r.URL.Path == "/ari/channels":
 		var out []ari.Channel
 		for id, st := range f.chans {
@@ -110,7 +122,32 @@ type rig struct {
 	t    *testing.T
 	ari  *fakeARI
 	srv  *Server
-	logs *bytes.Buffer
+	logs *syncBuffer
+}
+
+// syncBuffer is the log: requests and the refusal log's timer write to
+// it at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func (b *syncBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Len()
 }
 
 func newRig(t *testing.T, mod func(*Config)) *rig {
@@ -125,9 +162,9 @@ func newRig(t *testing.T, mod func(*Config)) *rig {
 	}
 	src, _ := ParsePatterns(DefaultSources)
 	dst, _ := ParsePatterns(DefaultDestinations)
-	logs := &bytes.Buffer{}
+	logs := &syncBuffer{}
 	cfg := Config{
-		Auth:     Auth{Mode: AuthBasic, Username: "movidesk", Password: "pw-secret"},
+		Auth:     Auth{Mode: AuthBasic, Username: "movidesk", Password: "pw-secret-4f9c2a7d"},
 		Dial:     template.Must(template.New("").Parse(DefaultDial)),
 		CallerID: template.Must(template.New("").Parse("Movidesk <{{.Source}}>")),
 		Context:  "out", Sources: src, Destinations: dst, CountryCode: DefaultCountryCode,
@@ -143,7 +180,7 @@ func newRig(t *testing.T, mod func(*Config)) *rig {
 	}
 	s.poll = 10 * time.Millisecond
 	t.Cleanup(func() {
-		for _, secret := range []string{"pw-secret", "tok-secret", "ari-secret"} {
+		for _, secret := range []string{"pw-secret-4f9c2a7d", "tok-secret-8b3e5a9c", "ari-secret"} {
 			if strings.Contains(logs.String(), secret) {
 				t.Errorf("a secret is in the log: %s", logs)
 			}
@@ -160,7 +197,7 @@ func (r *rig) do(req *http.Request) *httptest.ResponseRecorder {
 
 func get(query string) *http.Request {
 	req := httptest.NewRequest("GET", "/call?"+query, nil)
-	req.SetBasicAuth("movidesk", "pw-secret")
+	req.SetBasicAuth("movidesk", "pw-secret-4f9c2a7d")
 	return req
 }
 
@@ -210,7 +247,7 @@ func TestPOSTAnswersJSON(t *testing.T) {
 		if tc.contentType != "" {
 			req.Header.Set("Content-Type", tc.contentType)
 		}
-		req.SetBasicAuth("movidesk", "pw-secret")
+		req.SetBasicAuth("movidesk", "pw-secret-4f9c2a7d")
 		w := r.do(req)
 		var got struct {
 			CallID string `json:"call_id"`
@@ -219,8 +256,8 @@ func TestPOSTAnswersJSON(t *testing.T) {
 			t.Errorf("POST %q %q: %d %s", tc.query, tc.body, w.Code, w.Body)
 		}
 	}
-	req := httptest.NewRequest("POST", "/call?source=9&destination=11987654321", nil)
-	req.SetBasicAuth("movidesk", "pw-secret")
+	req := httptest.NewRequest("POST", "/call?source=52&destination=11987654321", nil)
+	req.SetBasicAuth("movidesk", "pw-secret-4f9c2a7d")
 	w := r.do(req)
 	var refused struct{ Error string }
 	if w.Code != 403 || json.Unmarshal(w.Body.Bytes(), &refused) != nil || !strings.Contains(refused.Error, "not a known extension") {
@@ -236,40 +273,40 @@ func TestAuthentication(t *testing.T) {
 		req  func() *http.Request
 		want int
 	}{
-		{"BasicWrongPassword", Auth{Mode: AuthBasic, Username: "movidesk", Password: "pw-secret"}, func() *http.Request {
+		{"BasicWrongPassword", Auth{Mode: AuthBasic, Username: "movidesk", Password: "pw-secret-4f9c2a7d"}, func() *http.Request {
 			req := get("source=5252&destination=11987654321")
-			req.SetBasicAuth("movidesk", "pw-secreT")
+			req.SetBasicAuth("movidesk", "pw-secret-4f9c2a7D")
 			return req
 		}, 401},
-		{"BasicWrongUser", Auth{Mode: AuthBasic, Username: "movidesk", Password: "pw-secret"}, func() *http.Request {
+		{"BasicWrongUser", Auth{Mode: AuthBasic, Username: "movidesk", Password: "pw-secret-4f9c2a7d"}, func() *http.Request {
 			req := get("source=5252&destination=11987654321")
-			req.SetBasicAuth("admin", "pw-secret")
+			req.SetBasicAuth("admin", "pw-secret-4f9c2a7d")
 			return req
 		}, 401},
-		{"BasicNone", Auth{Mode: AuthBasic, Username: "movidesk", Password: "pw-secret"}, func() *http.Request {
+		{"BasicNone", Auth{Mode: AuthBasic, Username: "movidesk", Password: "pw-secret-4f9c2a7d"}, func() *http.Request {
 			return httptest.NewRequest("GET", "/call?source=5252&destination=11987654321", nil)
 		}, 401},
-		{"TokenHeaderBearer", Auth{Mode: AuthToken, Token: "tok-secret", TokenHeader: "Authorization"}, func() *http.Request {
+		{"TokenHeaderBearer", Auth{Mode: AuthToken, Token: "tok-secret-8b3e5a9c", TokenHeader: "Authorization"}, func() *http.Request {
 			req := httptest.NewRequest("GET", "/call?source=5252&destination=11987654321", nil)
-			req.Header.Set("Authorization", "Bearer tok-secret")
+			req.Header.Set("Authorization", "Bearer tok-secret-8b3e5a9c")
 			return req
 		}, 200},
-		{"TokenHeaderRaw", Auth{Mode: AuthToken, Token: "tok-secret", TokenHeader: "X-Movidesk-Token"}, func() *http.Request {
+		{"TokenHeaderRaw", Auth{Mode: AuthToken, Token: "tok-secret-8b3e5a9c", TokenHeader: "X-Movidesk-Token"}, func() *http.Request {
 			req := httptest.NewRequest("GET", "/call?source=5252&destination=11987654321", nil)
-			req.Header.Set("X-Movidesk-Token", "tok-secret")
+			req.Header.Set("X-Movidesk-Token", "tok-secret-8b3e5a9c")
 			return req
 		}, 200},
-		{"TokenHeaderWrong", Auth{Mode: AuthToken, Token: "tok-secret", TokenHeader: "X-Movidesk-Token"}, func() *http.Request {
+		{"TokenHeaderWrong", Auth{Mode: AuthToken, Token: "tok-secret-8b3e5a9c", TokenHeader: "X-Movidesk-Token"}, func() *http.Request {
 			req := httptest.NewRequest("GET", "/call?source=5252&destination=11987654321", nil)
-			req.Header.Set("X-Movidesk-Token", "tok-secre")
+			req.Header.Set("X-Movidesk-Token", "tok-secret-8b3e5a9")
 			return req
 		}, 401},
-		{"TokenQuery", Auth{Mode: AuthToken, Token: "tok-secret", TokenQuery: "token"}, func() *http.Request {
-			return httptest.NewRequest("GET", "/call?source=5252&destination=11987654321&token=tok-secret", nil)
+		{"TokenQuery", Auth{Mode: AuthToken, Token: "tok-secret-8b3e5a9c", TokenQuery: "token"}, func() *http.Request {
+			return httptest.NewRequest("GET", "/call?source=5252&destination=11987654321&token=tok-secret-8b3e5a9c", nil)
 		}, 200},
-		{"TokenQueryInTheHeaderInstead", Auth{Mode: AuthToken, Token: "tok-secret", TokenQuery: "token"}, func() *http.Request {
+		{"TokenQueryInTheHeaderInstead", Auth{Mode: AuthToken, Token: "tok-secret-8b3e5a9c", TokenQuery: "token"}, func() *http.Request {
 			req := httptest.NewRequest("GET", "/call?source=5252&destination=11987654321", nil)
-			req.Header.Set("Authorization", "Bearer tok-secret")
+			req.Header.Set("Authorization", "Bearer tok-secret-8b3e5a9c")
 			return req
 		}, 401},
 		{"NoneFromAllowedNetwork", Auth{Mode: AuthNone, Allow: allow}, func() *http.Request {
@@ -282,8 +319,8 @@ func TestAuthentication(t *testing.T) {
 			req.RemoteAddr = "203.0.113.7:40000"
 			return req
 		}, 403},
-		{"TokenRightButFromElsewhere", Auth{Mode: AuthToken, Token: "tok-secret", TokenQuery: "token", Allow: allow}, func() *http.Request {
-			req := httptest.NewRequest("GET", "/call?source=5252&destination=11987654321&token=tok-secret", nil)
+		{"TokenRightButFromElsewhere", Auth{Mode: AuthToken, Token: "tok-secret-8b3e5a9c", TokenQuery: "token", Allow: allow}, func() *http.Request {
+			req := httptest.NewRequest("GET", "/call?source=5252&destination=11987654321&token=tok-secret-8b3e5a9c", nil)
 			req.RemoteAddr = "[2001:db8::1]:40000"
 			return req
 		}, 403},
@@ -324,8 +361,9 @@ func TestGuards(t *testing.T) {
 		status int
 		body   string
 	}{
-		{"source=9&destination=11987654321", 403, `source "9" is not a known extension`},
-		{"source=5252*&destination=11987654321", 403, "not a known extension"},
+		{"source=52&destination=11987654321", 403, `source "52" is not a known extension`},
+		{"source=9&destination=11987654321", 403, `source "9" is not an extension`},
+		{"source=5252*&destination=11987654321", 403, "not an extension"},
 		{"source=5252&destination=%2B14155550100", 403, "destination +14155550100 may not be called"},
 		{"source=5252&destination=0014155550100", 403, "may not be called"},
 		{"source=5252&destination=09001234567", 403, "may not be called"},
@@ -437,6 +475,13 @@ func TestAgentDoesNotAnswer(t *testing.T) {
 		w := r.do(get("source=5252&destination=11987654321"))
 		if w.Code != 502 || !strings.Contains(w.Body.String(), "does not answer") {
 			t.Errorf("%d %s", w.Code, w.Body)
+		}
+		// Where ARI is and what it said are the log's, not the caller's.
+		if strings.Contains(w.Body.String(), "127.0.0.1:1") || strings.Contains(w.Body.String(), "refused") {
+			t.Errorf("the answer tells ARI's address or error: %s", w.Body)
+		}
+		if !strings.Contains(r.logs.String(), "127.0.0.1:1") {
+			t.Errorf("the log does not say what failed: %s", r.logs)
 		}
 	})
 }

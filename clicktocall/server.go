@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/movidesk-agi/movidesk-agi/ari"
+	"github.com/movidesk-agi/movidesk-agi/internal/throttle"
 )
 
 // Path is where the endpoint answers.
@@ -92,9 +94,15 @@ type Config struct {
 	// context their hangup runs in.
 	IDPrefix string
 	Account  string
-	Observer Observer
-	Log      zerolog.Logger
-	Now      func() time.Time
+	// MaxTracked bounds the addresses whose failed logins are remembered
+	// (0: DefaultMaxTracked).
+	MaxTracked int
+	Observer   Observer
+	// Log gets a line per request; the requests refused before they
+	// authenticated (a flood, a password guesser) at most a line a
+	// second per result, with their count ("refused").
+	Log zerolog.Logger
+	Now func() time.Time
 }
 
 // Observer is told of every request, for metrics and the status page. Its
@@ -105,7 +113,7 @@ type Observer interface {
 
 // Report is one request as the endpoint answered it.
 type Report struct {
-	Result      string // placed, or why not (refused_auth, agent_no_answer...)
+	Result      string // placed, or why not (refused_auth, agent_no_answer, stopping...)
 	Status      int    // the HTTP status answered
 	Source      string
 	Destination string
@@ -119,10 +127,21 @@ type Server struct {
 	pbx   PBX
 	calls Calls
 	rates *rates
+	guard *guard
 	poll  time.Duration
+	// refusals holds back the log lines of unauthenticated refusals.
+	refusals throttle.Counter[netip.Addr]
+	after    func(d time.Duration, f func()) // the refusal log's timer; nil is time.AfterFunc
 
 	mu       sync.Mutex // counting the calls in progress and reserving one
 	inFlight map[string]bool
+
+	// Shutdown: stopping is closed when it begins; active counts the
+	// requests being served, which it waits for.
+	stopMu   sync.Mutex
+	stopped  bool
+	stopping chan struct{}
+	active   sync.WaitGroup
 }
 
 // New returns the endpoint, placing calls through pbx and recording them
@@ -137,6 +156,11 @@ func New(cfg Config, pbx PBX, calls Calls) (*Server, error) {
 	if len(cfg.Sources) == 0 || len(cfg.Destinations) == 0 {
 		return nil, errors.New("clicktocall: no source or destination patterns")
 	}
+	if err := CheckSourcePatterns(cfg.Sources); err != nil {
+		return nil, fmt.Errorf("clicktocall: sources: %w", err)
+	}
+	cfg.Auth.Allow = unmapped(cfg.Auth.Allow)
+	cfg.Auth.TrustedProxies = unmapped(cfg.Auth.TrustedProxies)
 	if cfg.AnswerTimeout <= 0 {
 		cfg.AnswerTimeout = DefaultAnswerTimeout
 	}
@@ -144,7 +168,55 @@ func New(cfg Config, pbx PBX, calls Calls) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	return &Server{cfg: cfg, pbx: pbx, calls: calls, rates: newRates(cfg.SourceRate, cfg.Rate),
-		poll: 200 * time.Millisecond, inFlight: map[string]bool{}}, nil
+		guard: newGuard(cfg.MaxTracked), poll: 200 * time.Millisecond, inFlight: map[string]bool{},
+		refusals: throttle.Counter[netip.Addr]{Interval: time.Second}, stopping: make(chan struct{})}, nil
+}
+
+// Shutdown answers the requests waiting for their agent with 503, each
+// after hanging its agent's channel up, and then every new one, and waits
+// for them until ctx ends: a call Movidesk never got the id of must not
+// go on ringing, nor be answered and dial the customer. It logs the
+// refusals held back.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopMu.Lock()
+	if !s.stopped {
+		s.stopped = true
+		close(s.stopping)
+	}
+	s.stopMu.Unlock()
+	done := make(chan struct{})
+	go func() { s.active.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("click-to-call requests still running: %w", ctx.Err())
+	}
+	for _, result := range s.refusals.Kinds() {
+		if n, addr := s.refusals.Take(result, s.cfg.Now()); n > 0 {
+			s.logRefusals(result, n, addr)
+		}
+	}
+	return err
+}
+
+// begin counts a request in, unless the endpoint is stopping.
+func (s *Server) begin() bool {
+	s.stopMu.Lock()
+	defer s.stopMu.Unlock()
+	if s.stopped {
+		return false
+	}
+	s.active.Add(1)
+	return true
+}
+
+// stoppingRefusal is the answer to a request the stop ended.
+func stoppingRefusal(source string, hungUp bool) *refusal {
+	if hungUp {
+		return refuse(http.StatusServiceUnavailable, "stopping", "the service is stopping: extension %s's call was hung up; place it again in a moment", source)
+	}
+	return refuse(http.StatusServiceUnavailable, "stopping", "the service is stopping: place the call again in a moment")
 }
 
 // maxBody bounds a POST's body: two numbers.
@@ -155,12 +227,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rep := Report{At: s.cfg.Now().UTC()}
 	who := ""
 	var err error
-	rep.CallID, who, rep.Source, rep.Destination, err = s.serve(r)
-	var ref *refusal
-	if err != nil && !errors.As(err, &ref) {
-		ref = refuse(http.StatusInternalServerError, "error", "the call could not be placed: %v", err)
+	addr, proxy := s.cfg.Auth.client(r)
+	if s.begin() {
+		rep.CallID, who, rep.Source, rep.Destination, err = s.serve(r, addr)
+		defer s.active.Done()
+	} else {
+		err = stoppingRefusal("", false)
 	}
+	var ref *refusal
 	le := s.cfg.Log.Info()
+	if err != nil && !errors.As(err, &ref) {
+		ref = refuse(http.StatusInternalServerError, "error", "the call could not be placed; the service's log has the details")
+		ref.detail = err.Error()
+	}
 	if ref != nil {
 		rep.Result, rep.Status = ref.result, ref.status
 		if ref.status >= 500 {
@@ -179,16 +258,66 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rep.Result, rep.Status = "placed", http.StatusOK
 		s.answer(w, r, http.StatusOK, rep.CallID, "")
 	}
-	le = le.Str("remote", clientAddr(r).String()).Str("method", r.Method)
-	if who != "" {
-		le = le.Str("user", who)
-	}
-	le.Str("source", rep.Source).Str("destination", rep.Destination).Str("call_id", rep.CallID).
-		Str("result", rep.Result).Int("status", rep.Status).
-		Float64("took_ms", float64(time.Since(start).Microseconds())/1000).Msg("click-to-call")
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.ClickToCall(rep)
 	}
+	if ref != nil && who == "" && ref.result != "stopping" {
+		// Not authenticated: whoever floods the endpoint gets a line a
+		// second, not a line a request.
+		n, log, flushIn := s.refusals.Add(ref.result, addr, s.cfg.Now())
+		if flushIn > 0 {
+			s.scheduleFlush(ref.result, flushIn)
+		}
+		if !log {
+			return
+		}
+		le = le.Int("refused", n)
+	}
+	le = le.Str("remote", addr.String())
+	if proxy.IsValid() {
+		le = le.Str("proxy", proxy.String())
+	}
+	le = le.Str("method", r.Method)
+	if who != "" {
+		le = le.Str("user", who)
+	}
+	if ref != nil && ref.detail != "" {
+		le = le.Str("error", ref.detail)
+	}
+	le.Str("source", clip(rep.Source)).Str("destination", clip(rep.Destination)).Str("call_id", rep.CallID).
+		Str("result", rep.Result).Int("status", rep.Status).
+		Float64("took_ms", float64(time.Since(start).Microseconds())/1000).Msg("click-to-call")
+}
+
+// clip bounds what a request sent, for the log.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+// scheduleFlush logs the refusals of result held back, in d, or later if
+// a line of that result was written meanwhile.
+func (s *Server) scheduleFlush(result string, d time.Duration) {
+	after := s.after
+	if after == nil {
+		after = func(d time.Duration, f func()) { time.AfterFunc(d, f) }
+	}
+	after(d, func() {
+		n, addr, again := s.refusals.Due(result, s.cfg.Now())
+		if n > 0 {
+			s.logRefusals(result, n, addr)
+		}
+		if again > 0 {
+			s.scheduleFlush(result, again)
+		}
+	})
+}
+
+func (s *Server) logRefusals(result string, n int, addr netip.Addr) {
+	s.cfg.Log.Warn().Int("refused", n).Str("remote", addr.String()).Str("result", result).
+		Msg("click-to-call: requests refused before they authenticated (count since the previous line; remote: the latest)")
 }
 
 func retryAfter(ref *refusal) (string, bool) {
@@ -220,20 +349,31 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, status int, id, 
 	}
 }
 
-func (s *Server) serve(r *http.Request) (id, who, source, dest string, err error) {
+func (s *Server) serve(r *http.Request, addr netip.Addr) (id, who, source, dest string, err error) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		return "", "", "", "", refuse(http.StatusMethodNotAllowed, "bad_request", "use GET or POST")
 	}
 	if r.URL.Path != Path {
 		return "", "", "", "", refuse(http.StatusNotFound, "bad_request", "no such endpoint: the URL is %s?source=...&destination=...", Path)
 	}
-	who, ref := s.cfg.Auth.authenticate(r)
+	if wait := s.guard.lockedOut(addr, s.cfg.Now()); wait > 0 {
+		ref := refuse(http.StatusTooManyRequests, "refused_backoff", "too many failed logins from this address")
+		return "", "", "", "", limitedRefusal(ref, wait)
+	}
+	who, ref := s.cfg.Auth.authenticate(r, addr)
 	if ref != nil {
+		if ref.result == "refused_auth" {
+			s.guard.failed(addr, s.cfg.Now())
+		}
 		return "", "", "", "", ref
 	}
+	s.guard.succeeded(addr)
 	source, rawDest, ref := params(r)
 	if ref != nil {
 		return "", who, source, rawDest, ref
+	}
+	if err := CheckSource(source); err != nil {
+		return "", who, source, rawDest, refuse(http.StatusForbidden, "refused_source", "source %q is not an extension: %v", clip(source), err)
 	}
 	if !s.cfg.Sources.Match(source) {
 		return "", who, source, rawDest, refuse(http.StatusForbidden, "refused_source", "source %q is not a known extension", source)
@@ -365,22 +505,32 @@ func (s *Server) release(id string) {
 	s.mu.Unlock()
 }
 
-// pbxRefusal is an ARI failure as Movidesk shows it.
+// pbxRefusal is an ARI failure as Movidesk shows it: what went wrong, in
+// words; ARI's address and its error are for the log alone.
 func pbxRefusal(err error) *refusal {
 	var ae *ari.Error
-	if errors.As(err, &ae) {
-		if ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden {
-			return refuse(http.StatusBadGateway, "pbx_error", "Asterisk refused the service's ARI credentials (click_to_call.ari_username, ari_password)")
-		}
-		return refuse(http.StatusBadGateway, "pbx_error", "Asterisk could not place the call: %v", err)
+	var ref *refusal
+	switch {
+	case errors.As(err, &ae) && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden):
+		ref = refuse(http.StatusBadGateway, "pbx_error", "Asterisk refused the service's ARI credentials; the service's log has the details")
+	case errors.As(err, &ae):
+		ref = refuse(http.StatusBadGateway, "pbx_error", "Asterisk could not place the call; the service's log has the details")
+	default:
+		ref = refuse(http.StatusBadGateway, "pbx_error", "Asterisk's REST interface (ARI) does not answer; the service's log has the details")
 	}
-	return refuse(http.StatusBadGateway, "pbx_error", "Asterisk's REST interface (ARI) does not answer: %v", err)
+	ref.detail = err.Error()
+	return ref
 }
 
 // place rings the agent and waits, at most AnswerTimeout, for the answer.
 // Whatever fails, the agent's channel is hung up: no call is left that
 // Movidesk was not told of.
 func (s *Server) place(ctx context.Context, source, dest string) (string, error) {
+	select {
+	case <-s.stopping:
+		return "", stoppingRefusal(source, false)
+	default:
+	}
 	chID := newChannelID(s.cfg.Now())
 	callID := s.cfg.IDPrefix + chID
 	if err := s.reserve(ctx, chID); err != nil {
@@ -424,7 +574,18 @@ func (s *Server) place(ctx context.Context, source, dest string) (string, error)
 		}
 		return "", pbxRefusal(err)
 	}
-	return callID, s.waitAnswer(ctx, chID, source)
+	if err := s.waitAnswer(ctx, chID, source); err != nil {
+		return "", err
+	}
+	select {
+	case <-s.stopping:
+		// Answered as the service stops: its answer would not reach
+		// Movidesk, so the customer is not dialled for it.
+		s.hangup(chID)
+		return "", stoppingRefusal(source, true)
+	default:
+	}
+	return callID, nil
 }
 
 func execute(t *template.Template, d Data) (string, error) {
@@ -476,6 +637,9 @@ func (s *Server) waitAnswer(ctx context.Context, id, source string) error {
 			}
 		}
 		select {
+		case <-s.stopping:
+			s.hangup(id)
+			return stoppingRefusal(source, true)
 		case <-ctx.Done():
 			s.hangup(id)
 			return refuse(499, "canceled", "the request was canceled before extension %s answered; the call was hung up", source)

@@ -22,8 +22,8 @@ type clickToCall struct {
 
 // c2cPassword and c2cToken are the endpoint's secrets in these tests.
 const (
-	c2cPassword = "c2c-pw-8d1f0b"
-	c2cToken    = "c2c-tok-57a9e3"
+	c2cPassword = "c2c-pw-8d1f0b5e2a"
+	c2cToken    = "c2c-tok-57a9e3c4d1"
 )
 
 // startClickToCall starts the service with [click_to_call] made of the

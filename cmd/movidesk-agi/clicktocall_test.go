@@ -5,9 +5,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/movidesk-agi/movidesk-agi/clicktocall"
 )
 
 const c2cBase = `
@@ -23,7 +26,11 @@ func TestClickToCallConfigNamesTheKey(t *testing.T) {
 	for _, tc := range []struct{ extra, key string }{
 		{`username = "m"`, "click_to_call.password"},
 		{`password = "p"`, "click_to_call.username"},
-		{"auth = \"token\"\ntoken = \"t\"", "click_to_call.token_header"},
+		{"auth = \"token\"\ntoken = \"tok-secret-5e2d8c1a\"", "click_to_call.token_header"},
+		{"auth = \"token\"\ntoken = \"t\"\ntoken_query = \"token\"", "click_to_call.token"},
+		{"auth = \"none\"\nallow = [\"198.51.100.0/24\", \"0.0.0.0/0\"]", "click_to_call.allow"},
+		{"username = \"m\"\npassword = \"pw-secret-4f9c2a7d\"\nsources = [\"_52.\"]", "click_to_call.sources[0]"},
+		{"username = \"m\"\npassword = \"pw-secret-4f9c2a7d\"\ntrusted_proxies = [\"proxy\"]", "click_to_call.trusted_proxies[0]"},
 		{`auth = "token"`, "click_to_call.token"},
 		{`auth = "none"`, "click_to_call.allow"},
 		{"auth = \"none\"\nallow = [\"10.0.0.0/33\"]", "click_to_call.allow[0]"},
@@ -47,7 +54,7 @@ func TestClickToCallConfigNamesTheKey(t *testing.T) {
 
 func TestCheckConfigPrintsTheURLForMovidesk(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "c2c-token"), []byte("tok-secret\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "c2c-token"), []byte("tok-secret-5e2d8c1a\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "config.toml")
@@ -71,7 +78,63 @@ token_query = "token"
 		t.Error("check-config printed the token")
 	}
 	cfg, err := LoadConfig(path)
-	if err != nil || cfg.ClickToCall.Token != "tok-secret" {
+	if err != nil || cfg.ClickToCall.Token != "tok-secret-5e2d8c1a" {
 		t.Errorf("token from token_file beside the file: %q %v", cfg.ClickToCall.Token, err)
+	}
+}
+
+// TestCheckConfigSaysWhatASourceDials: what a dial template makes of a
+// source is shown before Movidesk sends one, and what is wider than an
+// extension plan or a safe destination list is named.
+func TestCheckConfigSaysWhatASourceDials(t *testing.T) {
+	path := writeConfig(t, strings.Replace(c2cBase, `listen = "127.0.0.1:8443"`, `listen = "0.0.0.0:8443"`, 1)+`username = "m"
+password = "pw-secret-4f9c2a7d"
+dial = "Local/{{.Source}}@from-internal"
+destinations = ["_ZZ9XXXXXXXX", "_+1NXXNXXXXXX"]
+`)
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"check-config", "-config", path}, &out, &errOut); err != nil {
+		t.Fatalf("%v: %s", err, errOut.String())
+	}
+	for _, want := range []string{
+		`source 555 to 11987654321 rings Local/555@from-internal with caller id "555"`,
+		`warning: click_to_call.dial "Local/{{.Source}}@from-internal" goes through the dialplan`,
+		`warning: click_to_call.sources[0] "_XXX" admits emergency and service numbers (100, 112, 128, 180, 188, 190`,
+		`warning: click_to_call.destinations[1] "_+1NXXNXXXXXX" admits premium-rate, Caribbean or satellite numbers (+19005550100, +18765550100`,
+		`warning: click_to_call.listen "0.0.0.0:8443" takes plain HTTP from the network`,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check-config printed:\n%s\nwant %s", out.String(), want)
+		}
+	}
+	if strings.Contains(out.String(), "destinations[0]") {
+		t.Errorf("a safe destination pattern is warned about:\n%s", out.String())
+	}
+}
+
+// TestTheDocumentedDestinationsAreSafe: the international patterns the
+// README and the example configuration suggest admit no premium-rate,
+// Caribbean or satellite number.
+func TestTheDocumentedDestinationsAreSafe(t *testing.T) {
+	found := 0
+	for _, f := range []string{"../../README.md", "../../config.toml.example", "../../dist/config.toml"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`"(_\+[^"]+)"`).FindAllStringSubmatch(string(b), -1) {
+			found++
+			p, err := clicktocall.ParsePattern(m[1])
+			if err != nil {
+				t.Errorf("%s: %s: %v", f, m[1], err)
+				continue
+			}
+			if got := p.TollFraudAdmitted(); len(got) > 0 {
+				t.Errorf("%s suggests %s, which admits %v", f, m[1], got)
+			}
+		}
+	}
+	if found == 0 {
+		t.Error("no international destination pattern found in the docs")
 	}
 }

@@ -75,6 +75,9 @@ type ClickToCallConfig struct {
 	TokenHeader  string   `toml:"token_header"`
 	TokenQuery   string   `toml:"token_query"`
 	Allow        []string `toml:"allow"`
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client.
+	TrustedProxies []string `toml:"trusted_proxies"`
 
 	ARIURL          string `toml:"ari_url"`
 	ARIUsername     string `toml:"ari_username"`
@@ -576,7 +579,10 @@ func (c *Config) validateClickToCall() []error {
 	}
 	if _, err := c.clickToCallAuth(); err != nil {
 		key := "auth"
+		var se *clicktocall.SecretError
 		switch {
+		case errors.As(err, &se):
+			key = se.Which
 		case cc.Auth == clicktocall.AuthBasic && cc.Username == "":
 			key = "username"
 		case cc.Auth == clicktocall.AuthBasic:
@@ -593,6 +599,11 @@ func (c *Config) validateClickToCall() []error {
 	for i, a := range cc.Allow {
 		if _, err := parseAllow(a); err != nil {
 			bad(fmt.Sprintf("allow[%d]", i), "%v", err)
+		}
+	}
+	for i, a := range cc.TrustedProxies {
+		if _, err := parseAllow(a); err != nil {
+			bad(fmt.Sprintf("trusted_proxies[%d]", i), "%v", err)
 		}
 	}
 	if cc.TokenHeader != "" && !validHeaderName(cc.TokenHeader) {
@@ -624,7 +635,11 @@ func (c *Config) validateClickToCall() []error {
 			bad(p.key, "is empty: nothing could be called")
 		}
 		for i, s := range p.list {
-			if _, err := clicktocall.ParsePattern(s); err != nil {
+			pat, err := clicktocall.ParsePattern(s)
+			if err == nil && p.key == "sources" {
+				err = clicktocall.CheckSourcePatterns(clicktocall.Patterns{pat})
+			}
+			if err != nil {
 				bad(fmt.Sprintf("%s[%d]", p.key, i), "%v", err)
 			}
 		}
@@ -672,6 +687,11 @@ func (c *Config) clickToCallAuth() (clicktocall.Auth, error) {
 	for _, s := range cc.Allow {
 		if p, err := parseAllow(s); err == nil {
 			a.Allow = append(a.Allow, p)
+		}
+	}
+	for _, s := range cc.TrustedProxies {
+		if p, err := parseAllow(s); err == nil {
+			a.TrustedProxies = append(a.TrustedProxies, p)
 		}
 	}
 	return a, a.Check()
@@ -736,15 +756,25 @@ func checkHostPort(hp string) error {
 	return nil
 }
 
+// parseAllow reads a CIDR or an address. An IPv4-mapped IPv6 one
+// (::ffff:10.0.0.0/104) is taken as the IPv4 one it maps: peers are
+// compared unmapped, so it would otherwise never match.
 func parseAllow(s string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
+	p, err := netip.ParsePrefix(s)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("not a CIDR or address: %q", s)
+		a, aerr := netip.ParseAddr(s)
+		if aerr != nil {
+			return netip.Prefix{}, fmt.Errorf("not a CIDR or address: %q", s)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
 	}
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	if p.Addr().Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("%q: an IPv4-mapped prefix must be /96 or longer", s)
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
 }
 
 func (c *Config) allow() []netip.Prefix {

@@ -209,7 +209,7 @@ func TestNoCallIsPlacedWhileDraining(t *testing.T) {
 	cfg := childConfig(t, t.TempDir(), fake, "")
 	text, _ := os.ReadFile(cfg)
 	long := strings.Replace(string(text), "[server]\n", "[server]\nsession_timeout = \"2m\"\nread_timeout = \"1m\"\n", 1) +
-		"[click_to_call]\nlisten = \"127.0.0.1:0\"\nusername = \"m\"\npassword = \"p\"\nari_username = \"movidesk\"\nari_password = \"ari-secret\"\n"
+		"[click_to_call]\nlisten = \"127.0.0.1:0\"\nusername = \"m\"\npassword = \"pw-secret-4f9c2a7d\"\nari_username = \"movidesk\"\nari_password = \"ari-secret\"\n"
 	if err := os.WriteFile(cfg, []byte(long), 0o600); err != nil {
 		t.Fatal(err)
 	}

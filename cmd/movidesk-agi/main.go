@@ -174,6 +174,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		if u := cfg.ClickToCallURL(); u != "" {
 			fmt.Fprintf(stdout, "click-to-call: in Movidesk, Settings > Telephony > Telephony Parameters, provider Others, \"Allow calls from Movidesk\" (GET or POST, authentication %s):\n  %s\n", cfg.ClickToCall.Auth, u)
+			fmt.Fprintln(stdout, cfg.ClickToCallSample())
+			for _, w := range cfg.ClickToCallWarnings() {
+				fmt.Fprintln(stdout, "warning:", w)
+			}
 		}
 		return nil
 	case "outbox":

@@ -70,6 +70,7 @@ type Main struct {
 	// The click-to-call endpoint; nil when click_to_call.listen is empty.
 	c2cLn  net.Listener
 	c2cSrv *http.Server
+	c2c    *clicktocall.Server
 
 	serving atomic.Bool // Run's AGI server is accepting
 	// refusedStopping counts connections refused on an inherited socket
@@ -260,6 +261,7 @@ func (m *Main) openClickToCall(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("click_to_call: %w", err)
 	}
+	m.c2c = h
 	var tlsCfg *tls.Config
 	if cc.TLSCertFile != "" {
 		// Read again at each handshake when the files changed, so that a
@@ -285,6 +287,12 @@ func (m *Main) openClickToCall(cfg Config) error {
 		ErrorLog:     log.New(zerologWriter{c2c.Log}, "", 0),
 	}
 	return nil
+}
+
+// stopClickToCall answers the click-to-call requests, hanging up the
+// calls still waiting for their agent, then closes the listener.
+func (m *Main) stopClickToCall(ctx context.Context) error {
+	return errors.Join(m.c2c.Shutdown(ctx), m.c2cSrv.Shutdown(ctx))
 }
 
 // ClickToCallAddr is where the click-to-call endpoint listens; nil when
@@ -492,7 +500,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.client.DryRun() {
 		m.Log.Warn().Msg("dry-run: every Movidesk request is logged, not sent, and reported OK to the dialplan (movidesk.dry_run, or built-in defaults without -config)")
 	}
-	for _, w := range cfg.SecretWarnings() {
+	for _, w := range append(cfg.SecretWarnings(), cfg.ClickToCallWarnings()...) {
 		m.Log.Warn().Msg(w)
 	}
 
@@ -531,14 +539,21 @@ func (m *Main) Run(ctx context.Context) error {
 		m.notify.stopping(m.Log)
 		m.Log.Info().Msg("stopping: draining AGI sessions")
 		drain, cancel := context.WithTimeout(m.abortCtx, time.Duration(cfg.Server.SessionTimeout))
+		c2cStopped := make(chan error, 1)
 		if m.c2cSrv != nil {
 			// No new call is placed while the sessions drain: its events
-			// would find the service gone. Requests already waiting for
-			// their agent go on meanwhile.
-			go m.c2cSrv.Shutdown(drain)
+			// would find the service gone. A request waiting for its
+			// agent is answered 503, and its call hung up, before the
+			// process exits: Movidesk never gets that call's id.
+			go func() { c2cStopped <- m.stopClickToCall(drain) }()
 		}
 		if serr := m.server.Shutdown(drain); serr != nil {
 			m.Log.Warn().Err(serr).Msg("sessions still running at the drain deadline were closed")
+		}
+		if m.c2cSrv != nil {
+			if cerr := <-c2cStopped; cerr != nil {
+				m.Log.Warn().Err(cerr).Msg("click-to-call requests still running at the drain deadline were closed")
+			}
 		}
 		cancel()
 		<-serveDone
@@ -550,8 +565,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	stopWatchdog()
 	if m.c2cSrv != nil {
-		// A request waiting for an agent to answer ends with the call
-		// hung up: no call Movidesk was not told of.
+		// After a failed AGI server, the click-to-call requests end
+		// here, with their calls hung up.
+		grace, cancel := context.WithTimeout(m.abortCtx, closeGrace)
+		if cerr := m.stopClickToCall(grace); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			m.Log.Warn().Err(cerr).Msg("click-to-call requests still running were closed")
+		}
+		cancel()
 		m.c2cSrv.Close()
 		if cerr := <-c2cDone; cerr != nil && !errors.Is(cerr, http.ErrServerClosed) {
 			m.Log.Warn().Err(cerr).Msg("click-to-call listener")

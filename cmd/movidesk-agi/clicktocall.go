@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/movidesk-agi/movidesk-agi/clicktocall"
+)
+
+// ClickToCallSample says what the endpoint would ask Asterisk for a
+// sample source of click_to_call.sources, so that an administrator sees
+// the dial string and caller id before Movidesk sends a real one; "" when
+// the endpoint is off (the configuration is validated).
+func (c *Config) ClickToCallSample() string {
+	cc := c.ClickToCall
+	if cc.Listen == "" {
+		return ""
+	}
+	source := ""
+	for _, s := range cc.Sources {
+		p, err := clicktocall.ParsePattern(s)
+		if err != nil {
+			continue
+		}
+		if ex := p.Example(); ex != "" && clicktocall.CheckSource(ex) == nil {
+			source = ex
+			break
+		}
+	}
+	if source == "" {
+		return "click-to-call: no source of click_to_call.sources can be placed (each is an emergency or service number)"
+	}
+	data := clicktocall.Data{Source: source, Destination: "11987654321"}
+	dial, _ := c2cTemplate("dial", cc.Dial)
+	cid, _ := c2cTemplate("caller_id", cc.CallerID)
+	var d, id strings.Builder
+	dial.Execute(&d, data)
+	cid.Execute(&id, data)
+	return fmt.Sprintf("click-to-call: source %s to %s rings %s with caller id %q; once answered, the call runs extension %s of context %s",
+		source, data.Destination, d.String(), id.String(), data.Destination, cc.Context)
+}
+
+// ClickToCallWarnings names what in [click_to_call] is wider than it
+// should be, for check-config and the start's log.
+func (c *Config) ClickToCallWarnings() []string {
+	cc := c.ClickToCall
+	if cc.Listen == "" {
+		return nil
+	}
+	var out []string
+	if strings.HasPrefix(strings.ToLower(strings.TrimSpace(cc.Dial)), "local/") {
+		out = append(out, fmt.Sprintf("click_to_call.dial %q goes through the dialplan: a source that is no extension there reaches the outbound routes and dials out as the agent; keep click_to_call.sources to your extensions (e.g. [\"_52XX\"])", cc.Dial))
+	}
+	for i, s := range cc.Sources {
+		if p, err := clicktocall.ParsePattern(s); err == nil {
+			if got := p.ServiceNumbersAdmitted(); len(got) > 0 {
+				out = append(out, fmt.Sprintf("click_to_call.sources[%d] %q admits emergency and service numbers (%s): they are refused whatever the pattern, but narrow it to your extensions", i, s, strings.Join(got, ", ")))
+			}
+		}
+	}
+	for i, s := range cc.Destinations {
+		if p, err := clicktocall.ParsePattern(s); err == nil {
+			if got := p.TollFraudAdmitted(); len(got) > 0 {
+				out = append(out, fmt.Sprintf("click_to_call.destinations[%d] %q admits premium-rate, Caribbean or satellite numbers (%s), what toll fraud calls: list the area codes your agents call instead", i, s, strings.Join(got, ", ")))
+			}
+		}
+	}
+	if host, _, err := net.SplitHostPort(cc.Listen); err == nil && cc.TLSCertFile == "" {
+		if a, err := netip.ParseAddr(host); host == "" || (err == nil && !a.IsLoopback()) {
+			out = append(out, fmt.Sprintf("click_to_call.listen %q takes plain HTTP from the network: the password or token crosses it in clear; set tls_cert_file and tls_key_file, or listen on 127.0.0.1 behind a TLS reverse proxy", cc.Listen))
+		}
+	}
+	return out
+}
