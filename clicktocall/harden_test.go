@@ -206,12 +206,17 @@ func TestFailedLoginsBackOff(t *testing.T) {
 	if w := r.do(from(get("source=5252&destination=11987654321"), "198.51.100.9:40000")); w.Code != 200 {
 		t.Errorf("another address: %d %s", w.Code, w.Body)
 	}
+	// Once the lockout is over, the right password is served again.
+	clock.add(maxLockout)
+	if w := r.do(from(get("source=5253&destination=11987654321"), "203.0.113.7:40002")); w.Code != 200 {
+		t.Errorf("right password after the lockout: %d %s", w.Code, w.Body)
+	}
 	if err := r.srv.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	lines, refused := 0, 0
 	for _, l := range strings.Split(strings.TrimSpace(r.logs.String()), "\n") {
-		if strings.Contains(l, "203.0.113.7") {
+		if strings.Contains(l, "203.0.113.7") && strings.Contains(l, `"refused"`) {
 			lines++
 			var n int
 			if _, err := fmt.Sscanf(l[strings.Index(l, `"refused":`):], `"refused":%d`, &n); err != nil {
