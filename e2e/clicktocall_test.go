@@ -30,16 +30,23 @@ const (
 // suite's ARI settings and auth (TOML lines), and waits for its listener.
 func startClickToCall(t *testing.T, auth string) *clickToCall {
 	t.Helper()
+	return startClickToCallRinging(t, auth, 3*time.Second)
+}
+
+// startClickToCallRinging is startClickToCall with the agent's phone
+// ringing for answer at most.
+func startClickToCallRinging(t *testing.T, auth string, answer time.Duration) *clickToCall {
+	t.Helper()
 	svc := startService(t, serviceOptions{extra: fmt.Sprintf(`
 [click_to_call]
 listen = "127.0.0.1:0"
 ari_url = %q
 ari_username = %q
 ari_password = %q
-answer_timeout = "3s"
+answer_timeout = %q
 source_rate = 2
 %s
-`, pbx.ariURL(), ariUser, ariPassword, auth)})
+`, pbx.ariURL(), ariUser, ariPassword, answer.String(), auth)})
 	var addr string
 	waitFor(t, 10*time.Second, "the click-to-call listener", func() (bool, error) {
 		for _, l := range strings.Split(svc.logText(), "\n") {
@@ -266,4 +273,62 @@ func TestClickToCall(t *testing.T) {
 			t.Errorf("Movidesk got %d requests", len(got))
 		}
 	})
+}
+
+// TestClickToCallStopWhileTheAgentsPhoneRings: a stop (SIGTERM, as
+// systemd sends on a restart) while the agent's phone rings answers the
+// waiting request 503, logs it, and hangs the agent's channel up through
+// ARI before the process exits, long before Asterisk's own ring timeout
+// (a minute here) would. Each of 20 rounds must hold.
+func TestClickToCallStopWhileTheAgentsPhoneRings(t *testing.T) {
+	setAgent(t, "5252", "ring")
+	for round := 1; round <= 20; round++ {
+		c2c := startClickToCallRinging(t, fmt.Sprintf("auth = \"basic\"\nusername = \"movidesk\"\npassword = %q\n", c2cPassword), time.Minute)
+		_, dialled := newCustomer()
+		req, _ := http.NewRequest("GET", c2c.movideskURL("5252", dialled), nil)
+		req.SetBasicAuth("movidesk", c2cPassword)
+		type answer struct {
+			status int
+			body   string
+			err    error
+		}
+		answered := make(chan answer, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answered <- answer{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			answered <- answer{status: resp.StatusCode, body: string(b)}
+		}()
+		waitFor(t, 10*time.Second, "the agent's phone to ring", func() (bool, error) {
+			_, ok, err := pbx.dbGet("e2e-phone", dialled+"-5252")
+			return ok, err
+		})
+		c2c.svc.sigterm(t)
+		var a answer
+		select {
+		case a = <-answered:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: the request got no answer 30 s after SIGTERM", round)
+		}
+		if a.err != nil || a.status != 503 || !strings.Contains(a.body, "stopping") {
+			t.Errorf("round %d: HTTP %d %q (%v), want 503 and why", round, a.status, a.body, a.err)
+		}
+		c2c.svc.stop(t)
+		// Hung up before the exit: gone in the time Asterisk takes to
+		// tear a channel down, not at its ring timeout.
+		waitFor(t, 5*time.Second, fmt.Sprintf("round %d: no channel left after the service stopped", round), func() (bool, error) {
+			n, err := pbx.channelCount()
+			return err == nil && n == 0, err
+		})
+		if logs := c2c.svc.logText(); !strings.Contains(logs, `"result":"stopping","status":503`) {
+			t.Errorf("round %d: the request is not in the log:\n%s", round, logs)
+		}
+		if _, ok, _ := pbx.dbGet("e2e-customer", dialled); ok {
+			t.Errorf("round %d: the customer was called", round)
+		}
+	}
 }
