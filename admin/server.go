@@ -206,9 +206,9 @@ func (s *Server) routes() http.Handler {
 	// them).
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/profile", boundedProfile(pprof.Profile))
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /debug/pprof/trace", boundedProfile(pprof.Trace))
 
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -216,7 +216,41 @@ func (s *Server) routes() http.Handler {
 			Msg("admin: cross-origin request refused")
 		s.fail(w, r, http.StatusForbidden, "cross-origin request refused: use the status page itself or the API without a browser")
 	}))
-	return headers(s.auth(cop.Handler(mux)))
+	return headers(deadline(s.auth(cop.Handler(mux))))
+}
+
+// writeTimeout bounds the writing of an answer, so that a client that
+// stops reading holds no connection; a profile or trace gets its
+// duration on top.
+const writeTimeout = 30 * time.Second
+
+// maxProfile bounds a CPU profile's or trace's seconds.
+const maxProfile = 60
+
+func deadline(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Not every writer has a deadline (a test's recorder): then none.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeTimeout))
+		h.ServeHTTP(w, r)
+	})
+}
+
+// boundedProfile refuses a profile or trace longer than maxProfile
+// seconds, and lets the answer be written for that long.
+func boundedProfile(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sec := 30 // pprof's default
+		if v := r.FormValue("seconds"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 || n > maxProfile {
+				http.Error(w, fmt.Sprintf("seconds: 1 to %d", maxProfile), http.StatusBadRequest)
+				return
+			}
+			sec = n
+		}
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Duration(sec)*time.Second + writeTimeout))
+		h(w, r)
+	}
 }
 
 // headers sets what every answer needs: never cached (it shows live state

@@ -640,3 +640,19 @@ func TestPageBoundsTheFailedEventsListed(t *testing.T) {
 		t.Error("the failed count is not the whole count")
 	}
 }
+
+// TestProfilesAreBounded: a profile or trace runs a minute at most, so
+// that it cannot hold the admin listener's connection for longer.
+func TestProfilesAreBounded(t *testing.T) {
+	e := newEnv(t)
+	for path, want := range map[string]int{
+		"/debug/pprof/profile?seconds=3600": http.StatusBadRequest,
+		"/debug/pprof/trace?seconds=61":     http.StatusBadRequest,
+		"/debug/pprof/trace?seconds=x":      http.StatusBadRequest,
+		"/debug/pprof/trace?seconds=1":      http.StatusOK,
+	} {
+		if a := e.do(t, http.MethodGet, path, bearer(adminToken)); a.code != want {
+			t.Errorf("GET %s: %d %s, want %d", path, a.code, a.body, want)
+		}
+	}
+}
