@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/movidesk-agi/movidesk-agi/internal/throttle"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close, and is the
@@ -101,7 +103,9 @@ type Server struct {
 	cancelBase context.CancelCauseFunc
 	seq        uint64 // transcript file numbering
 
-	refusals refusalLog
+	// refusals holds back refusal log lines: a flooding client would
+	// otherwise have every one of its connections logged.
+	refusals throttle.Counter[net.Addr]
 	now      func() time.Time                // the refusal log's clock; nil is time.Now
 	after    func(d time.Duration, f func()) // the refusal log's timer; nil is time.AfterFunc
 }

@@ -13,7 +13,8 @@ import (
 // Counter counts events by kind between two log lines of that kind, and
 // keeps the latest event's detail (an address, say) of type T.
 type Counter[T any] struct {
-	// Interval is the least time between two lines of one kind.
+	// Interval is the least time between two lines of one kind; 0 is a
+	// second.
 	Interval time.Duration
 
 	mu     sync.Mutex
@@ -44,16 +45,23 @@ func (c *Counter[T]) Add(kind string, latest T, now time.Time) (n int, log bool,
 	}
 	k.pending++
 	k.latest = latest
-	if since := now.Sub(k.logged); !k.logged.IsZero() && since < c.Interval {
+	if since := now.Sub(k.logged); !k.logged.IsZero() && since < c.interval() {
 		if k.armed {
 			return 0, false, 0
 		}
 		k.armed = true
-		return 0, false, c.Interval - since
+		return 0, false, c.interval() - since
 	}
 	n = k.pending
 	k.pending, k.logged = 0, now
 	return n, true, 0
+}
+
+func (c *Counter[T]) interval() time.Duration {
+	if c.Interval <= 0 {
+		return time.Second
+	}
+	return c.Interval
 }
 
 // Due is Take for the flush timer: when a line of kind was written less
@@ -62,9 +70,9 @@ func (c *Counter[T]) Due(kind string, now time.Time) (n int, latest T, again tim
 	c.mu.Lock()
 	k := c.byKind[kind]
 	if k != nil && k.pending > 0 {
-		if since := now.Sub(k.logged); since < c.Interval {
+		if since := now.Sub(k.logged); since < c.interval() {
 			c.mu.Unlock()
-			return 0, latest, c.Interval - since
+			return 0, latest, c.interval() - since
 		}
 	}
 	c.mu.Unlock()
