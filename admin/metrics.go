@@ -38,7 +38,7 @@ var (
 	routes        = []string{"transfer", "complete", "abandon", "hangup", "link"}
 	statuses      = []string{"OK", "QUEUED", "ERROR", calls.StatusUnavailable}
 	c2cResults    = []string{"placed", "refused_auth", "refused_network", "refused_source", "refused_destination",
-		"refused_limit", "bad_request", "agent_no_answer", "pbx_error", "canceled", "error"}
+		"refused_limit", "refused_backoff", "bad_request", "agent_no_answer", "pbx_error", "canceled", "stopping", "error"}
 )
 
 const other = "other"

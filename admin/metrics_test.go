@@ -9,6 +9,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/clicktocall"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -134,5 +135,25 @@ func TestMetricsWithoutReadableOutbox(t *testing.T) {
 	}
 	if p := e.get(t, "/"); p.code != http.StatusOK || !strings.Contains(p.body, "The outbox cannot be read") {
 		t.Errorf("page: %d, want 200 saying the outbox cannot be read", p.code)
+	}
+}
+
+// TestClickToCallResultsAreCountedByName: the results of a stop and of
+// the failed-login backoff have series of their own, for alerts.
+func TestClickToCallResultsAreCountedByName(t *testing.T) {
+	e := newEnv(t)
+	m := e.server.Metrics()
+	for _, r := range []string{"stopping", "refused_backoff", "refused_backoff", "a result nobody declared"} {
+		m.ClickToCall(clicktocall.Report{Result: r, At: t0})
+	}
+	body := e.get(t, "/metrics").body
+	for series, want := range map[string]float64{
+		`movidesk_agi_click_to_call_requests_total{result="stopping"}`:        1,
+		`movidesk_agi_click_to_call_requests_total{result="refused_backoff"}`: 2,
+		`movidesk_agi_click_to_call_requests_total{result="other"}`:           1,
+	} {
+		if got := metric(t, body, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
 	}
 }

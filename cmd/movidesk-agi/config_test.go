@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -258,5 +259,22 @@ func TestOutboxCommandsWithoutAStoreSayItIsMissing(t *testing.T) {
 	}
 	if _, err := os.Stat("movidesk-agi.db"); err == nil {
 		t.Error("an empty store was created")
+	}
+}
+
+// TestAnIPv4MappedAllowEntryMatchesIPv4Peers: peers are compared
+// unmapped, so ::ffff:127.0.0.0/104 must mean 127.0.0.0/8, not a prefix
+// that never matches.
+func TestAnIPv4MappedAllowEntryMatchesIPv4Peers(t *testing.T) {
+	cfg, err := LoadConfig(writeConfig(t, "[movidesk]\ndry_run = true\n[server]\nallow = [\"::ffff:127.0.0.0/104\", \"::ffff:10.1.2.3\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(cfg.allow())
+	if got != "[127.0.0.0/8 10.1.2.3/32]" {
+		t.Errorf("server.allow read as %s", got)
+	}
+	if _, err := LoadConfig(writeConfig(t, "[movidesk]\ndry_run = true\n[server]\nallow = [\"::ffff:0.0.0.0/80\"]\n")); err == nil || !strings.Contains(err.Error(), "server.allow[0]") {
+		t.Errorf("a mapped prefix shorter than /96: %v", err)
 	}
 }
