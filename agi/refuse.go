@@ -5,7 +5,6 @@ import (
 	"time"
 )
 
-
 // refusalMessages are the log messages of the causes of refusal.
 var refusalMessages = map[string]string{
 	RefusedAllowList:    "AGI connection refused: address not in the allow-list",
