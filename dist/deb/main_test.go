@@ -240,6 +240,13 @@ func TestUnitsMatchPackagedConfig(t *testing.T) {
 		}
 	}
 
+	// The service faces the network: none of Asterisk's groups (they read
+	// /etc/asterisk and the recordings); the spool is shared by its
+	// directory's group instead.
+	if g := svc["SupplementaryGroups"]; len(g) > 0 {
+		t.Errorf("SupplementaryGroups=%q: the service must run in its own group only", g)
+	}
+
 	if !equal(svc["Requires"], []string{"movidesk-agi.socket"}) {
 		t.Errorf("service Requires=%v, want its socket", svc["Requires"])
 	}
