@@ -48,6 +48,10 @@ import (
 const (
 	spoolMagic  = "movidesk-agi/1 "
 	SpoolHeader = "# movidesk-agi fallback spool: one line per call event written by the dialplan while the service was unreachable\n"
+	// SpoolMode is the mode of a spool file the service creates: its
+	// group (Asterisk's, from the spool's setgid directory) writes to it,
+	// whatever the service's umask; others get nothing (call data).
+	SpoolMode os.FileMode = 0o660
 	// maxSpoolLine bounds a line; a longer one is skipped up to its
 	// newline, and the line the dialplan appended to it, if any, is kept.
 	maxSpoolLine = 16 << 10
@@ -141,8 +145,9 @@ func CheckSpoolPath(path string) error {
 
 // PrepareSpool creates the spool file with its header line when it is
 // missing or empty: Asterisk's FILE() appends only to a file that already
-// holds a complete line. mode is applied to a new file. A path that exists
-// but is not a regular file is refused.
+// holds a complete line. mode is applied to a new file with fchmod, so the
+// umask does not take the group's write bit away. A path that exists but is
+// not a regular file is refused.
 func PrepareSpool(path string, mode os.FileMode) error {
 	if err := CheckSpoolPath(path); err != nil {
 		return err
@@ -209,14 +214,14 @@ func (h *Handlers) WatchSpool(ctx context.Context, path string, interval time.Du
 		// create makes one): it gets its header.
 		switch st, err := os.Lstat(path); {
 		case errors.Is(err, os.ErrNotExist):
-			if err := PrepareSpool(path, 0o664); err != nil {
+			if err := PrepareSpool(path, SpoolMode); err != nil {
 				h.log.Error().Err(err).Msg("fallback spool missing and could not be recreated")
 			} else {
 				h.keepOwner(path)
 				h.log.Warn().Str("spool", path).Msg("fallback spool was missing; recreated with its header")
 			}
 		case err == nil && st.Mode().IsRegular() && st.Size() == 0:
-			if err := PrepareSpool(path, 0o664); err != nil {
+			if err := PrepareSpool(path, SpoolMode); err != nil {
 				h.log.Error().Err(err).Msg("fallback spool empty and its header could not be written")
 			} else {
 				h.log.Warn().Str("spool", path).Msg("fallback spool was empty; header written")
@@ -237,7 +242,8 @@ func (h *Handlers) WatchSpool(ctx context.Context, path string, interval time.Du
 
 // keepOwner gives a recreated spool the owner and group of the file it
 // replaces, so that Asterisk can still append to it (as root; otherwise the
-// service's own group, as its unit sets it, must do).
+// group comes from the spool's setgid directory, and SpoolMode lets it
+// write).
 func (h *Handlers) keepOwner(path string) {
 	old := h.lastFile()
 	if old == nil {

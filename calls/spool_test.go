@@ -433,7 +433,12 @@ func TestSpoolCopiedAndTruncatedFinishesTheCopyFirst(t *testing.T) {
 	r.wantAccepted(canceledAt1300("before", "late", "new")...)
 }
 
+// TestWatchSpoolRecreatesADeletedSpool also runs under the packaged unit's
+// UMask=0027: the file it makes must stay writable by its group, Asterisk's,
+// or every FILE() append fails from then on.
 func TestWatchSpoolRecreatesADeletedSpool(t *testing.T) {
+	// Process-wide: this test runs alone (no t.Parallel in it or before it).
+	defer syscall.Umask(syscall.Umask(0o027))
 	for _, c := range []struct {
 		name string
 		do   func(path string) error
@@ -478,6 +483,13 @@ func TestWatchSpoolRecreatesADeletedSpool(t *testing.T) {
 			<-done
 			if !strings.Contains(r.logs.String(), c.log) {
 				t.Errorf("no log line says %q:\n%s", c.log, r.logs.String())
+			}
+			st, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode() != calls.SpoolMode {
+				t.Errorf("spool mode %v, want %v: readable and writable by its group, Asterisk's, despite the umask", st.Mode(), calls.SpoolMode)
 			}
 		})
 	}

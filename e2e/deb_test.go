@@ -75,7 +75,7 @@ func TestDebPackageInAsteriskRoot(t *testing.T) {
 		}
 	}
 
-	// The system user, in Asterisk's group.
+	// The system user, in its own group only.
 	pw, err := inRoot(root, "getent", "passwd", "movidesk-agi")
 	if err != nil {
 		t.Fatalf("no movidesk-agi user: %v", err)
@@ -93,8 +93,13 @@ func TestDebPackageInAsteriskRoot(t *testing.T) {
 	if g := groupID(t, root, "movidesk-agi"); g != gid {
 		t.Errorf("movidesk-agi's primary group is %d, the movidesk-agi group %d", gid, g)
 	}
-	if out, err := inRoot(root, "id", "-nG", "movidesk-agi"); err != nil || !strings.Contains(" "+strings.TrimSpace(out)+" ", " asterisk ") {
-		t.Errorf("movidesk-agi is not in group asterisk: %q %v", out, err)
+	// The service faces the network: it gets none of Asterisk's groups,
+	// and Asterisk none of the service's (which reads the token).
+	if out, err := inRoot(root, "id", "-nG", "movidesk-agi"); err != nil || strings.TrimSpace(out) != "movidesk-agi" {
+		t.Errorf("movidesk-agi's groups: %q %v, want movidesk-agi alone (not asterisk)", out, err)
+	}
+	if out, err := inRoot(root, "id", "-nG", "asterisk"); err != nil || strings.Contains(" "+strings.TrimSpace(out)+" ", " movidesk-agi ") {
+		t.Errorf("asterisk's groups: %q %v, want no movidesk-agi", out, err)
 	}
 
 	type meta struct {
@@ -104,7 +109,7 @@ func TestDebPackageInAsteriskRoot(t *testing.T) {
 	for path, want := range map[string]meta{
 		debState:            {os.ModeDir | 0o750, uid, gid},
 		debSpoolDir:         {os.ModeDir | os.ModeSetgid | 0o770, uid, astGid},
-		debSpool:            {0o664, uid, astGid},
+		debSpool:            {0o660, uid, astGid},
 		"/etc/movidesk-agi": {os.ModeDir | 0o750, 0, gid},
 		debConf:             {0o640, 0, gid},
 	} {
@@ -140,15 +145,17 @@ func TestDebPackageInAsteriskRoot(t *testing.T) {
 		t.Errorf("installed movidesk-agi version: %q %v, want the package's %s", out, err, version)
 	}
 
-	// Who may touch what: Asterisk appends to the spool; nobody else
-	// reads it, nor the token.
+	// Who may touch what: Asterisk, with the groups it already has (no
+	// restart), appends to the spool; nobody else reads it, nor the token.
 	asUser := func(uid, gid int, groups string, args ...string) error {
 		_, err := inRoot(root, append([]string{"setpriv", "--reuid=" + strconv.Itoa(uid), "--regid=" + strconv.Itoa(gid), "--groups=" + groups}, args...)...)
 		return err
 	}
-	astUID, _ := strconv.Atoi(strings.Split(mustInRoot(t, root, "getent", "passwd", "asterisk"), ":")[2])
-	if err := asUser(astUID, astGid, strconv.Itoa(astGid), "test", "-w", debSpool); err != nil {
-		t.Errorf("Asterisk's user cannot write the spool %s", debSpool)
+	asAsterisk := func(args ...string) (string, error) {
+		return inRoot(root, append([]string{"setpriv", "--reuid=asterisk", "--regid=asterisk", "--init-groups"}, args...)...)
+	}
+	if out, err := asAsterisk("sh", "-c", "test -r "+debSpool+" && : >>"+debSpool); err != nil {
+		t.Errorf("Asterisk's user cannot read and append to the spool %s: %v\n%s", debSpool, err, out)
 	}
 	if err := asUser(65534, 65534, "65534", "test", "-r", debSpool); err == nil {
 		t.Errorf("nobody can read the spool %s", debSpool)
@@ -197,6 +204,9 @@ func TestDebPackageInAsteriskRoot(t *testing.T) {
 	if err := asUser(65534, 65534, "65534", "test", "-r", debToken); err == nil {
 		t.Errorf("nobody can read the token %s", debToken)
 	}
+	if _, err := asAsterisk("test", "-r", debToken); err == nil {
+		t.Errorf("Asterisk's user can read the token %s", debToken)
+	}
 	editConfig(t, filepath.Join(root, debConf),
 		`base_url = "https://api.movidesk.com/public/v1"`, fmt.Sprintf("base_url = %q", svc.fake.URL),
 		`listen = "127.0.0.1:4573"`, fmt.Sprintf("listen = %q", listen),
@@ -209,8 +219,10 @@ func TestDebPackageInAsteriskRoot(t *testing.T) {
 	}
 
 	// The installed binary, as systemd would run it: the package's user,
-	// its groups (Asterisk's among them), the packaged configuration.
-	cmd := exec.Command("chroot", root, "setpriv", "--reuid=movidesk-agi", "--regid=movidesk-agi", "--init-groups",
+	// its groups (its own alone), the unit's umask, the packaged
+	// configuration.
+	cmd := exec.Command("chroot", root, "sh", "-c", `umask 0027 && exec "$@"`, "sh",
+		"setpriv", "--reuid=movidesk-agi", "--regid=movidesk-agi", "--init-groups",
 		"--pdeathsig=KILL", "/usr/bin/movidesk-agi", "serve", "-config", debConf)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TZ=" + asteriskTZ}
 	svc.run(t, cmd)
@@ -237,6 +249,25 @@ func TestDebPackageInAsteriskRoot(t *testing.T) {
 	})
 	waitCallEvents(t, svc, []callEvent{{"transfer", live.LinkedID, "OK"}, {"complete", live.LinkedID, "OK"}})
 	pbx.waitIdle(t)
+
+	// A spool deleted (say by hand) is made again by the service, which is
+	// not in Asterisk's group: the setgid directory gives the file that
+	// group, and the service its write bit despite the umask.
+	if err := os.Remove(filepath.Join(root, debSpool)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the service to recreate the spool", func() (bool, error) {
+		b, err := os.ReadFile(filepath.Join(root, debSpool))
+		return err == nil && string(b) == calls.SpoolHeader, err
+	})
+	if st, err := os.Stat(filepath.Join(root, debSpool)); err != nil {
+		t.Error(err)
+	} else if sys := st.Sys().(*syscall.Stat_t); st.Mode() != 0o660 || int(sys.Uid) != uid || int(sys.Gid) != astGid {
+		t.Errorf("recreated spool: mode %v owner %d:%d, want mode %v owner %d:%d", st.Mode(), sys.Uid, sys.Gid, os.FileMode(0o660), uid, astGid)
+	}
+	if out, err := asAsterisk("sh", "-c", "test -r "+debSpool+" && : >>"+debSpool); err != nil {
+		t.Errorf("Asterisk's user cannot append to the recreated spool: %v\n%s", err, out)
+	}
 	svc.stop(t)
 
 	// The outbox is where the package said, the service's own.
@@ -255,9 +286,21 @@ func TestDebPackageInAsteriskRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Earlier versions put the service's user in Asterisk's group, and
+	// left the spool world-readable: the upgrade undoes both.
+	mustInRoot(t, root, "adduser", "--quiet", "movidesk-agi", "asterisk")
+	mustInRoot(t, root, "chmod", "0664", debSpool)
 	out, err = inRoot(root, "dpkg", "-i", inside)
 	if err != nil {
 		t.Fatalf("dpkg -i again: %v\n%s", err, out)
+	}
+	if out, err := inRoot(root, "id", "-nG", "movidesk-agi"); err != nil || strings.TrimSpace(out) != "movidesk-agi" {
+		t.Errorf("after the upgrade, movidesk-agi's groups: %q %v, want movidesk-agi alone", out, err)
+	}
+	if st, err := os.Stat(filepath.Join(root, debSpool)); err != nil {
+		t.Error(err)
+	} else if st.Mode() != 0o660 {
+		t.Errorf("after the upgrade, the spool's mode is %v, want %v", st.Mode(), os.FileMode(0o660))
 	}
 	if strings.Contains(out, "not started") {
 		t.Errorf("dpkg -i again, with the token set, says:\n%s", out)

@@ -273,6 +273,9 @@ func LoadConfig(path string) (Config, error) {
 		cfg.Movidesk.Token = tok
 	}
 	var err error
+	if err := expandCredentialFiles(&cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
 	if path != "" {
 		// A relative token_file is beside the configuration file, not
 		// wherever the command was started.
@@ -344,6 +347,74 @@ func LoadConfig(path string) (Config, error) {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// credentialsVar is the variable systemd sets, for a unit with
+// LoadCredential=, to the directory holding the credentials it copied.
+const credentialsVar = "CREDENTIALS_DIRECTORY"
+
+// credentialsRE is $CREDENTIALS_DIRECTORY or ${CREDENTIALS_DIRECTORY}, not
+// the start of a longer name.
+var credentialsRE = regexp.MustCompile(`\$(?:\{` + credentialsVar + `\}|` + credentialsVar + `(?:[^A-Za-z0-9_]|$))`)
+
+// expandCredentialFiles replaces $CREDENTIALS_DIRECTORY in every *_file key
+// by its value, so that a secret may come from systemd's LoadCredential=
+// and its file on disk be root's alone. No other variable is expanded.
+func expandCredentialFiles(cfg *Config) error {
+	c2c := &cfg.ClickToCall
+	files := []struct {
+		key  string
+		file *string
+	}{
+		{"movidesk.token_file", &cfg.Movidesk.TokenFile},
+		{"admin.token_file", &cfg.Admin.TokenFile},
+		{"click_to_call.password_file", &c2c.PasswordFile},
+		{"click_to_call.token_file", &c2c.TokenFile},
+		{"click_to_call.ari_password_file", &c2c.ARIPasswordFile},
+		{"click_to_call.tls_cert_file", &c2c.TLSCertFile},
+		{"click_to_call.tls_key_file", &c2c.TLSKeyFile},
+		{"store.dsn_file", &cfg.Store.DSNFile},
+	}
+	var errs []error
+	for _, f := range files {
+		var err error
+		if *f.file, err = expandCredentials(f.key, *f.file); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	names := make([]string, 0, len(cfg.Accounts))
+	for name := range cfg.Accounts {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		a := cfg.Accounts[name]
+		var err error
+		if a.TokenFile, err = expandCredentials("accounts."+name+".token_file", a.TokenFile); err != nil {
+			errs = append(errs, err)
+		}
+		cfg.Accounts[name] = a
+	}
+	return errors.Join(errs...)
+}
+
+// expandCredentials is file with $CREDENTIALS_DIRECTORY replaced; a file
+// naming it while the variable is unset (outside the unit) is refused.
+func expandCredentials(key, file string) (string, error) {
+	if !credentialsRE.MatchString(file) {
+		return file, nil
+	}
+	dir := os.Getenv(credentialsVar)
+	if dir == "" {
+		return file, &KeyError{key, fmt.Sprintf("names $%s, set by systemd's LoadCredential= for the service; not set here", credentialsVar)}
+	}
+	return credentialsRE.ReplaceAllStringFunc(file, func(m string) string {
+		// The character after the bare name is part of the match: kept.
+		if rest, ok := strings.CutPrefix(m, "$"+credentialsVar); ok {
+			return dir + rest
+		}
+		return dir
+	}), nil
 }
 
 // readSecret returns the secret of section, read from file when one is

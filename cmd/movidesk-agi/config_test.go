@@ -278,3 +278,76 @@ func TestAnIPv4MappedAllowEntryMatchesIPv4Peers(t *testing.T) {
 		t.Errorf("a mapped prefix shorter than /96: %v", err)
 	}
 }
+
+// TestConfigSecretsFromSystemdCredentials: with LoadCredential= in the
+// unit, a *_file key names the copy systemd makes, and the file on disk
+// can be root's alone.
+func TestConfigSecretsFromSystemdCredentials(t *testing.T) {
+	const (
+		token = "9f1c2d3e-aaaa-bbbb-cccc-000000000002"
+		acme  = "9f1c2d3e-aaaa-bbbb-cccc-000000000003"
+		dsn   = "postgres://agi:s3cret@db.example:5432/agi"
+	)
+	creds := t.TempDir()
+	for name, secret := range map[string]string{"token": token, "acme.token": acme, "dsn": dsn} {
+		if err := os.WriteFile(filepath.Join(creds, name), []byte(secret+"\n"), 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both spellings of the variable.
+	conf := writeConfig(t, `[movidesk]
+token_file = "${CREDENTIALS_DIRECTORY}/token"
+[store]
+driver = "postgres"
+dsn_file = "$CREDENTIALS_DIRECTORY/dsn"
+[accounts.acme]
+id_prefix = "acme-"
+token_file = "${CREDENTIALS_DIRECTORY}/acme.token"
+`)
+	t.Setenv("MOVIDESK_TOKEN", "")
+
+	t.Run("Expanded", func(t *testing.T) {
+		t.Setenv("CREDENTIALS_DIRECTORY", creds)
+		cfg, err := LoadConfig(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Movidesk.Token != token || cfg.Accounts["acme"].Token != acme || cfg.Store.DSN != dsn {
+			t.Errorf("secrets not read from %s: movidesk.token_file %s, accounts.acme.token_file %s, store.dsn_file %s",
+				creds, cfg.Movidesk.TokenFile, cfg.Accounts["acme"].TokenFile, cfg.Store.DSNFile)
+		}
+		if got, want := cfg.Movidesk.TokenFile, filepath.Join(creds, "token"); got != want {
+			t.Errorf("movidesk.token_file = %s, want %s", got, want)
+		}
+	})
+
+	t.Run("UnsetIsRefusedNamingEachKey", func(t *testing.T) {
+		t.Setenv("CREDENTIALS_DIRECTORY", "")
+		_, err := LoadConfig(conf)
+		if err == nil {
+			t.Fatal("loaded outside the unit, without $CREDENTIALS_DIRECTORY")
+		}
+		if got, want := ErrorKeys(err), []string{"movidesk.token_file", "store.dsn_file", "accounts.acme.token_file"}; !cmp.Equal(got, want) {
+			t.Errorf("error keys %q, want %q; error: %v", got, want, err)
+		}
+		if !strings.Contains(err.Error(), "LoadCredential=") || !strings.Contains(err.Error(), "not set here") {
+			t.Errorf("error %q does not say where $CREDENTIALS_DIRECTORY comes from", err)
+		}
+		for _, s := range []string{token, acme, "s3cret"} {
+			if strings.Contains(err.Error(), s) {
+				t.Errorf("the error shows a secret: %v", err)
+			}
+		}
+	})
+
+	t.Run("OnlyThatVariable", func(t *testing.T) {
+		t.Setenv("CREDENTIALS_DIRECTORY", creds)
+		t.Setenv("CREDENTIALS_DIRECTORY_X", creds)
+		// A longer name is another variable, and no variable but
+		// $CREDENTIALS_DIRECTORY is expanded: the path stays as written.
+		_, err := LoadConfig(writeConfig(t, "[movidesk]\ntoken_file = \"/x/$CREDENTIALS_DIRECTORY_X/token\"\n"))
+		if err == nil || !strings.Contains(err.Error(), "movidesk.token_file") || !strings.Contains(err.Error(), "/x/$CREDENTIALS_DIRECTORY_X/token") {
+			t.Errorf("err = %v, want movidesk.token_file's path as written", err)
+		}
+	})
+}

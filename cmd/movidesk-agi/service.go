@@ -192,7 +192,7 @@ func (m *Main) Open() error {
 		}
 		return err
 	})
-	if err := calls.PrepareSpool(cfg.Store.Spool, 0o664); err != nil {
+	if err := calls.PrepareSpool(cfg.Store.Spool, calls.SpoolMode); err != nil {
 		return fmt.Errorf("store.spool: %w", err)
 	}
 	m.adminOutbox.Store(m.outbox)

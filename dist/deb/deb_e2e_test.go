@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -295,25 +296,81 @@ func TestDebPackageUnits(t *testing.T) {
 	}
 }
 
+// aptInstall installs Debian's package pkg unless command is already on
+// PATH. It fails the test when it cannot: CI runs as root on Debian, and a
+// check that is skipped checks nothing.
+func aptInstall(t *testing.T, command, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(command); err == nil {
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Fatalf("%s is not installed, and installing it (package %s) needs root", command, pkg)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	// A fresh machine may have no package lists yet; other tests may be
+	// installing theirs at the same time (the dpkg lock).
+	script := "flock /var/lock/movidesk-agi-apt.lock sh -c 'apt-get -o DPkg::Lock::Timeout=600 update && apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends " + pkg + "'"
+	cmd := exec.CommandContext(ctx, "sh", "-c", script)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, out)
+	}
+	if _, err := exec.LookPath(command); err != nil {
+		t.Fatalf("package %s installed, but no %s on PATH: %v", pkg, command, err)
+	}
+}
+
+// maxExposure is the highest overall exposure systemd-analyze security may
+// give the packaged service. The service faces the network (Movidesk,
+// click-to-call) and shares a host with Asterisk and its secrets.
+const maxExposure = 1.5
+
+var exposureRE = regexp.MustCompile(`(?m)^→ Overall exposure level for movidesk-agi\.service: ([0-9]+\.[0-9]+) `)
+
+// TestDebPackageUnitExposure rates the service unit as installed with
+// systemd-analyze security, offline (no running systemd needed).
+func TestDebPackageUnitExposure(t *testing.T) {
+	deb, _ := buildOnce(t)
+	aptInstall(t, "systemd-analyze", "systemd")
+	tree := t.TempDir()
+	run(t, "dpkg-deb", "-x", deb, tree)
+	unit := filepath.Join(tree, "usr/lib/systemd/system/movidesk-agi.service")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	// --threshold makes systemd-analyze itself fail above it (in tenths).
+	cmd := exec.CommandContext(ctx, "systemd-analyze", "security", "--offline=true", "--no-pager",
+		"--threshold="+strconv.Itoa(int(maxExposure*10)), unit)
+	out, err := cmd.CombinedOutput()
+	m := exposureRE.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("systemd-analyze security %s: %v; no overall exposure in:\n%s", unit, err, out)
+	}
+	score, perr := strconv.ParseFloat(string(m[1]), 64)
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	t.Logf("systemd-analyze security: overall exposure %.1f (at most %.1f)", score, maxExposure)
+	if score > maxExposure || err != nil {
+		// What is still exposed, to see which directive went missing.
+		var open []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, "✗") {
+				open = append(open, strings.Join(strings.Fields(l), " "))
+			}
+		}
+		t.Errorf("systemd-analyze security rates movidesk-agi.service %.1f (exit: %v), want at most %.1f; exposed:\n%s",
+			score, err, maxExposure, strings.Join(open, "\n"))
+	}
+}
+
 // TestDebPackageLintian fails on any lintian error; its warnings are
 // logged.
 func TestDebPackageLintian(t *testing.T) {
 	deb, _ := buildOnce(t)
-	if _, err := exec.LookPath("lintian"); err != nil {
-		if os.Geteuid() != 0 {
-			t.Fatal("lintian is not installed, and installing it needs root")
-		}
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
-		defer cancel()
-		// A fresh machine may have no package lists yet; other tests may be
-		// installing theirs at the same time (the dpkg lock).
-		const script = "flock /var/lock/movidesk-agi-apt.lock sh -c 'apt-get -o DPkg::Lock::Timeout=600 update && apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends lintian'"
-		cmd := exec.CommandContext(ctx, "sh", "-c", script)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", script, err, out)
-		}
-	}
+	aptInstall(t, "lintian", "lintian")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "lintian", "--pedantic", "--display-info", "--fail-on", "none", deb)

@@ -175,8 +175,8 @@ func build(o options) (string, error) {
 		MTime:           mtime,
 		DisableGlobbing: true,
 		Overridables: nfpm.Overridables{
-			// adduser creates the system user; asterisk's group is
-			// shared when Asterisk runs on this host.
+			// adduser creates the system user; the spool's directory is
+			// Asterisk's group's when Asterisk runs on this host.
 			Depends:    []string{"adduser"},
 			Recommends: []string{"asterisk"},
 			Contents:   contents,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,7 +183,8 @@ func unitKeys(t *testing.T, path string) map[string][]string {
 func TestUnitsMatchPackagedConfig(t *testing.T) {
 	var cfg struct {
 		Server struct {
-			Listen string `toml:"listen"`
+			Listen string   `toml:"listen"`
+			Allow  []string `toml:"allow"`
 		} `toml:"server"`
 		Admin struct {
 			Listen string `toml:"listen"`
@@ -218,6 +220,33 @@ func TestUnitsMatchPackagedConfig(t *testing.T) {
 	if got, want := sock["ListenStream"], []string{cfg.Server.Listen, cfg.Admin.Listen}; !equal(got, want) {
 		t.Errorf("socket ListenStream = %q, want server.listen then admin.listen: %q", got, want)
 	}
+	// Only the PBX itself: another loopback address (127.0.0.2) filling the
+	// session slots would refuse Asterisk's own calls.
+	allowed := func(addr string) bool {
+		for _, a := range cfg.Server.Allow {
+			p, err := netip.ParsePrefix(a)
+			if err != nil {
+				t.Fatalf("server.allow %q: %v", a, err)
+			}
+			if p.Contains(netip.MustParseAddr(addr)) {
+				return true
+			}
+		}
+		return false
+	}
+	for addr, want := range map[string]bool{"127.0.0.1": true, "::1": true, "127.0.0.2": false, "127.0.0.3": false, "10.0.0.5": false} {
+		if allowed(addr) != want {
+			t.Errorf("server.allow %q lets %s connect: %v, want %v", cfg.Server.Allow, addr, !want, want)
+		}
+	}
+
+	// The service faces the network: none of Asterisk's groups (they read
+	// /etc/asterisk and the recordings); the spool is shared by its
+	// directory's group instead.
+	if g := svc["SupplementaryGroups"]; len(g) > 0 {
+		t.Errorf("SupplementaryGroups=%q: the service must run in its own group only", g)
+	}
+
 	if !equal(svc["Requires"], []string{"movidesk-agi.socket"}) {
 		t.Errorf("service Requires=%v, want its socket", svc["Requires"])
 	}
