@@ -32,7 +32,8 @@ func (s *Server) newRecorder(sess *Session) *recorder {
 	s.mu.Unlock()
 	name := fmt.Sprintf("%s-%06d-%s.agi", sess.start.UTC().Format("20060102T150405.000000"), seq, fileSafe(sess.env.UniqueID()))
 	path := filepath.Join(s.TranscriptDir, name)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	// Callers' numbers and channel data: not for every user.
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
 		sess.Log().Warn().Err(err).Msg("AGI transcript not recorded")
 		return nil

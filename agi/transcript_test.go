@@ -298,6 +298,10 @@ func TestTranscriptDir(t *testing.T) {
 	if err != nil || len(files) != 1 {
 		t.Fatalf("transcripts in %s: %v, %v; want one", dir, files, err)
 	}
+	// A transcript holds callers' numbers: not for every user to read.
+	if fi, err := os.Stat(files[0]); err != nil || fi.Mode().Perm()&0o007 != 0 {
+		t.Errorf("transcript mode %v (%v): want nothing for others", fi.Mode().Perm(), err)
+	}
 	rec := readFile(t, files[0])
 	want, _ := agitest.ParseTranscript(orig)
 	got, err := agitest.ParseTranscript(rec)
