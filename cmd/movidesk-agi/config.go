@@ -225,13 +225,15 @@ func LoadConfig(path string) (Config, error) {
 		if err != nil {
 			var pe toml.ParseError
 			if errors.As(err, &pe) {
-				msg := pe.Message
-				if strings.HasSuffix(pe.LastKey, "token") {
-					// The message quotes the value: a token unquoted.
-					msg = "not a valid value (quote it)"
+				msg, key := pe.Message, pe.LastKey
+				data, _ := os.ReadFile(path)
+				if k, ok := secretLine(data, pe.Position.Line, pe.LastKey); ok {
+					// The decoder's message quotes part of the value
+					// ("found \"hunt\""): on a secret's line, none of it.
+					msg, key = secretSyntax, k
 				}
-				if pe.LastKey != "" {
-					return cfg, fmt.Errorf("config %s: line %d: %w", path, pe.Position.Line, &KeyError{pe.LastKey, msg})
+				if key != "" {
+					return cfg, fmt.Errorf("config %s: line %d: %w", path, pe.Position.Line, &KeyError{key, msg})
 				}
 				return cfg, fmt.Errorf("config %s: line %d: %s", path, pe.Position.Line, msg)
 			}
@@ -414,6 +416,52 @@ func ErrorKeys(err error) []string {
 		return []string{ke.Key}
 	}
 	return nil
+}
+
+// secretKeys are the keys whose values are secrets, in any table.
+var secretKeys = []string{"token", "password", "ari_password", "dsn"}
+
+// secretSyntax replaces the decoder's message on a secret's line.
+const secretSyntax = "not a valid value (not shown: it is a secret); write it as a string in double quotes, on one line"
+
+// secretAssign finds a secret key set on a line, inline tables included.
+var secretAssign = regexp.MustCompile(`(?:^|[\s{,.])["']?(token|password|ari_password|dsn)["']?\s*=`)
+
+// secretLine reports whether the syntax error at line (1-based) of data,
+// whose decoder's last key is lastKey, is on a secret's value, and the
+// secret's key for the error.
+func secretLine(data []byte, line int, lastKey string) (string, bool) {
+	last := lastKey[strings.LastIndexByte(lastKey, '.')+1:]
+	if slices.Contains(secretKeys, last) {
+		return lastKey, true
+	}
+	lines := strings.Split(string(data), "\n")
+	if line < 1 || line > len(lines) {
+		return "", false
+	}
+	m := secretAssign.FindStringSubmatch(lines[line-1])
+	if m == nil {
+		return "", false
+	}
+	// The key as the file spells it: the table in force, then the key.
+	table := ""
+	for _, l := range lines[:line-1] {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "[") {
+			table, _, _ = strings.Cut(l, "#")
+			table = strings.Trim(strings.TrimSpace(table), "[] \t")
+		}
+	}
+	if k, _, ok := strings.Cut(lines[line-1], "="); ok && !strings.Contains(k, "{") {
+		k = strings.Trim(strings.TrimSpace(k), `"'`)
+		if table != "" {
+			k = table + "." + k
+		}
+		return k, true
+	}
+	if lastKey != "" {
+		return lastKey + "." + m[1], true
+	}
+	return m[1], true
 }
 
 // typeErrorRE reads the TOML decoder's type errors: line, key, message
