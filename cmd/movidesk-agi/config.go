@@ -44,10 +44,13 @@ type Config struct {
 	// by name.
 	Accounts map[string]AccountConfig `toml:"accounts"`
 
-	// secretFiles are the files the tokens were read from (the config
-	// file itself when it holds one), for the mode warning.
-	secretFiles []string
+	// secretFiles are the files holding a secret (the config file itself
+	// when it holds one), for the mode warning.
+	secretFiles []secretFile
 }
+
+// secretFile is a file holding a secret, and the key (or keys) it is for.
+type secretFile struct{ path, key string }
 
 // AdminConfig is the admin HTTP listener: metrics, health, the status page
 // and the API the CLI uses against a running service.
@@ -261,12 +264,21 @@ func LoadConfig(path string) (Config, error) {
 		}
 	}
 	c2c := &cfg.ClickToCall
-	inlineSecret := false
-	for _, a := range cfg.Accounts {
-		inlineSecret = inlineSecret || a.Token != ""
+	var inline []string
+	for key, v := range map[string]string{"movidesk.token": cfg.Movidesk.Token, "admin.token": cfg.Admin.Token,
+		"click_to_call.password": c2c.Password, "click_to_call.token": c2c.Token, "click_to_call.ari_password": c2c.ARIPassword, "store.dsn": cfg.Store.DSN} {
+		if v != "" {
+			inline = append(inline, key)
+		}
 	}
-	if inlineSecret || cfg.Movidesk.Token != "" || cfg.Admin.Token != "" || c2c.Password != "" || c2c.Token != "" || c2c.ARIPassword != "" || cfg.Store.DSN != "" {
-		cfg.secretFiles = append(cfg.secretFiles, path)
+	for name, a := range cfg.Accounts {
+		if a.Token != "" {
+			inline = append(inline, "accounts."+name+".token")
+		}
+	}
+	if len(inline) > 0 {
+		sort.Strings(inline)
+		cfg.secretFiles = append(cfg.secretFiles, secretFile{path, strings.Join(inline, ", ")})
 	}
 	if tok, ok := os.LookupEnv("MOVIDESK_TOKEN"); ok && tok != "" {
 		cfg.Movidesk.Token = tok
@@ -292,7 +304,7 @@ func LoadConfig(path string) (Config, error) {
 			return cfg, fmt.Errorf("config %s: %w", path, err)
 		}
 		if a.TokenFile != "" {
-			cfg.secretFiles = append(cfg.secretFiles, a.TokenFile)
+			cfg.secretFiles = append(cfg.secretFiles, secretFile{a.TokenFile, "accounts." + name + ".token_file"})
 		}
 		cfg.Accounts[name] = a
 	}
@@ -327,8 +339,13 @@ func LoadConfig(path string) (Config, error) {
 			return cfg, fmt.Errorf("config %s: %w", path, &KeyError{"store.dsn_file", fmt.Sprintf("%s is empty", cfg.Store.DSNFile)})
 		}
 	}
-	for _, f := range []string{cfg.Movidesk.TokenFile, cfg.Admin.TokenFile, c2c.PasswordFile, c2c.TokenFile, c2c.ARIPasswordFile, cfg.Store.DSNFile} {
-		if f != "" {
+	for _, f := range []secretFile{
+		{cfg.Movidesk.TokenFile, "movidesk.token_file"}, {cfg.Admin.TokenFile, "admin.token_file"},
+		{c2c.PasswordFile, "click_to_call.password_file"}, {c2c.TokenFile, "click_to_call.token_file"},
+		{c2c.ARIPasswordFile, "click_to_call.ari_password_file"}, {c2c.TLSKeyFile, "click_to_call.tls_key_file"},
+		{cfg.Store.DSNFile, "store.dsn_file"},
+	} {
+		if f.path != "" {
 			cfg.secretFiles = append(cfg.secretFiles, f)
 		}
 	}
@@ -371,16 +388,17 @@ func readSecretFile(key, inline, file, inlineName string) (string, error) {
 	return tok, nil
 }
 
-// SecretWarnings names each file holding a token that every user of the
-// machine can read.
+// SecretWarnings names each file holding a secret (a token, a password,
+// the DSN, the click-to-call TLS key) that every user of the machine can
+// read.
 func (c *Config) SecretWarnings() []string {
 	var out []string
 	for _, f := range c.secretFiles {
-		fi, err := os.Stat(f)
+		fi, err := os.Stat(f.path)
 		if err != nil || fi.Mode().Perm()&0o004 == 0 {
 			continue
 		}
-		out = append(out, fmt.Sprintf("%s holds a token and every user can read it (mode %04o): chmod o-rwx %s", f, fi.Mode().Perm(), f))
+		out = append(out, fmt.Sprintf("%s holds a secret (%s) and every user can read it (mode %04o): chmod o-rwx %s", f.path, f.key, fi.Mode().Perm(), f.path))
 	}
 	return out
 }

@@ -144,7 +144,7 @@ func TestTokenReadableByEveryUserIsWarnedOf(t *testing.T) {
 				}
 				return
 			}
-			if !strings.Contains(out, "warning: "+c.warned+" holds a token and every user can read it") {
+			if !strings.Contains(out, "warning: "+c.warned+" holds a secret (") {
 				t.Errorf("no warning naming %s:\n%s", c.warned, out)
 			}
 		})
@@ -249,4 +249,42 @@ func TestNoCallIsPlacedWhileDraining(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	c.cmd.Process.Signal(syscall.SIGTERM) // no need to wait for the drain
+}
+
+// Every file holding a secret is warned of when every user can read it,
+// naming the key that points at it: the click-to-call TLS key as much as
+// the password and DSN files.
+func TestSecretFilesReadableByEveryUserAreWarnedOf(t *testing.T) {
+	for _, c := range []struct{ key, text string }{
+		{"click_to_call.tls_key_file", c2cBase + "username = \"m\"\npassword = \"p\"\ntls_cert_file = \"cert.pem\"\ntls_key_file = \"secret\"\n"},
+		{"click_to_call.password_file", "[movidesk]\ndry_run = true\n[click_to_call]\nlisten = \"127.0.0.1:8443\"\nari_username = \"m\"\nari_password_file = \"ari\"\nusername = \"m\"\npassword_file = \"secret\"\n"},
+		{"click_to_call.ari_password_file", "[movidesk]\ndry_run = true\n[click_to_call]\nlisten = \"127.0.0.1:8443\"\nari_username = \"m\"\nari_password_file = \"secret\"\nusername = \"m\"\npassword_file = \"ari\"\n"},
+		{"store.dsn_file", "[movidesk]\ndry_run = true\n[store]\ndriver = \"postgres\"\ndsn_file = \"secret\"\n"},
+		{"accounts.acme.token_file", "[movidesk]\ndry_run = true\n[accounts.acme]\nid_prefix = \"acme-\"\ntoken_file = \"secret\"\n"},
+	} {
+		t.Run(c.key, func(t *testing.T) {
+			dir := t.TempDir()
+			secretFile := filepath.Join(dir, "secret")
+			for name, mode := range map[string]os.FileMode{"secret": 0o644, "ari": 0o600, "cert.pem": 0o644} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte("postgres://agi:pw@db/agi\n"), mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			path := filepath.Join(dir, "config.toml")
+			if err := os.WriteFile(path, []byte(c.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out lockedBuffer
+			if err := run(t.Context(), []string{"check-config", "-config", path}, &out, &out); err != nil {
+				t.Fatalf("check-config: %v\n%s", err, out.String())
+			}
+			want := "warning: " + secretFile + " holds a secret (" + c.key + ") and every user can read it (mode 0644): chmod o-rwx " + secretFile
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("check-config printed:\n%s\nwant %q", out.String(), want)
+			}
+			if strings.Count(out.String(), "warning:") != 1 {
+				t.Errorf("want the one warning, for %s alone:\n%s", c.key, out.String())
+			}
+		})
+	}
 }
