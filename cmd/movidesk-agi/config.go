@@ -400,7 +400,28 @@ func (c *Config) SecretWarnings() []string {
 		}
 		out = append(out, fmt.Sprintf("%s holds a secret (%s) and every user can read it (mode %04o): chmod o-rwx %s", f.path, f.key, fi.Mode().Perm(), f.path))
 	}
+	if cleartext(c.Movidesk.BaseURL) {
+		out = append(out, fmt.Sprintf("movidesk.base_url is http:// (%s): every request carries the token in clear across the network; use https://", movidesk.RedactURL(c.Movidesk.BaseURL)))
+	}
+	if c.ClickToCall.Listen != "" && cleartext(c.ClickToCall.ARIURL) {
+		out = append(out, fmt.Sprintf("click_to_call.ari_url is http:// (%s) to another machine: every call placed carries click_to_call.ari_password in clear; use https:// or Asterisk on this machine", movidesk.RedactURL(c.ClickToCall.ARIURL)))
+	}
 	return out
+}
+
+// cleartext reports an http:// URL to another machine: one on this
+// machine (a local proxy, a test's fake) does not cross the network.
+func cleartext(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	return err != nil || !a.IsLoopback()
 }
 
 // KeyError is a configuration value refused, with its key as data so that

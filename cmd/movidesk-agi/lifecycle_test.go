@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -284,6 +285,52 @@ func TestSecretFilesReadableByEveryUserAreWarnedOf(t *testing.T) {
 			}
 			if strings.Count(out.String(), "warning:") != 1 {
 				t.Errorf("want the one warning, for %s alone:\n%s", c.key, out.String())
+			}
+		})
+	}
+}
+
+// An http:// base URL sends the token in clear over the network: warned
+// of at start and by check-config, naming the key, unless Movidesk is on
+// this machine (a proxy, or a test's fake).
+func TestCleartextMovideskURLIsWarnedOf(t *testing.T) {
+	for _, c := range []struct {
+		name, url string
+		warned    bool
+	}{
+		{"HTTPRemote", "http://api.movidesk.example/public/v1", true},
+		{"HTTPS", "https://api.movidesk.com/public/v1", false},
+		{"HTTPLoopback", "http://127.0.0.1:8080/public/v1", false},
+		{"HTTPLocalhost", "http://localhost:8080/public/v1", false},
+		{"HTTPLoopbackV6", "http://[::1]:8080/public/v1", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "config.toml")
+			text := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[movidesk]\nbase_url = %q\ntoken = %q\n[store]\npath = %q\nspool = %q\n", c.url, secret, filepath.Join(dir, "o.db"), filepath.Join(dir, "s.log"))
+			if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out lockedBuffer
+			if err := run(t.Context(), []string{"check-config", "-config", path}, &out, &out); err != nil {
+				t.Fatalf("check-config: %v\n%s", err, out.String())
+			}
+			const warning = "movidesk.base_url is http://"
+			if got := strings.Contains(out.String(), warning); got != c.warned {
+				t.Errorf("check-config printed:\n%s\nwarned of cleartext: %v, want %v", out.String(), got, c.warned)
+			}
+			// serve, stopped as soon as it started.
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			var logs lockedBuffer
+			if err := run(ctx, []string{"serve", "-config", path}, &logs, &logs); err != nil {
+				t.Fatalf("serve: %v\n%s", err, logs.String())
+			}
+			if got := strings.Contains(logs.String(), warning); got != c.warned {
+				t.Errorf("at start, logged:\n%s\nwarned of cleartext: %v, want %v", logs.String(), got, c.warned)
+			}
+			if strings.Contains(logs.String()+out.String(), secret) {
+				t.Error("the token is shown")
 			}
 		})
 	}
