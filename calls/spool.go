@@ -20,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -820,8 +821,10 @@ func (h *Handlers) parseSpoolLine(cfg *Config, line []byte) (string, *channel, e
 	}
 	args := map[string]string{}
 	for _, a := range q["arg"] {
+		// An arg is the AGI's argument as the dialplan gave it: its value
+		// is decoded as AGI decodes it.
 		if k, v, ok := strings.Cut(a, "="); ok && k != "" {
-			args[k] = v
+			args[k] = agi.Unescape(v)
 		}
 	}
 	vars := map[string]string{}

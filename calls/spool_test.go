@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"text/template"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -506,6 +507,26 @@ func TestSpoolLineTooLongIsSkippedAndTheLineGluedToItKept(t *testing.T) {
 	}
 	r.outboxDelivers(1)
 	r.wantAccepted(canceledAt1300("after")...)
+}
+
+// The fallback subroutine spools ${ARG3}, the AGI's argument as the
+// dialplan gave it: a recording name ${URIENCODE()}d for AGI() reads as it
+// would have by AGI.
+func TestSpoolArgumentsAreDecodedAsAGIArguments(t *testing.T) {
+	r := newSpoolRig(t, func(c *calls.Config) {
+		c.RecordingLink = template.Must(template.New("").Parse("{{with .Recording}}https://pbx.example.com/monitor/{{.}}{{end}}"))
+	})
+	path := newSpool(t)
+	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "arg", "id=enc", "arg", "branch=5252")...))
+	appendSpool(t, path, spoolLine("hangup", spoolEpoch, append(callerSide, "arg", "id=enc", "arg", "recording=2026%2F11%2F24%2Fin-5252-1%2Caccount%3Dx.wav")...))
+	if n := r.importSpool(path); n != 2 {
+		t.Fatalf("imported %d events, want 2", n)
+	}
+	r.outboxDelivers(2)
+	got := r.movidesk.Accepted()
+	if link := got[len(got)-1].Query.Get("link"); link != "https://pbx.example.com/monitor/2026/11/24/in-5252-1%2Caccount=x.wav" {
+		t.Errorf("link %q, want the recording's path decoded, then escaped into the link", link)
+	}
 }
 
 func TestSpoolLineWithoutItsNewlineWaits(t *testing.T) {

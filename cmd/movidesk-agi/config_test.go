@@ -71,6 +71,8 @@ func TestConfigRefusesBadValuesNamingTheKey(t *testing.T) {
 		{"QueueNotANumber", "[queues]\nsupport = \"abc\"\n", []string{"line 2", "support"}},
 		{"BadBaseURL", "[movidesk]\nbase_url = \"api.movidesk.com\"\n", []string{"movidesk.base_url"}},
 		{"BadTemplate", "[calls]\nrecording_link = \"https://x/{{.Nope}}.wav\"\n", []string{"calls.recording_link", "Nope"}},
+		{"RecordingLinkNotWeb", "[calls]\nrecording_link = \"ftp://x/{{.LinkedID}}.wav\"\n", []string{"calls.recording_link", "http or https"}},
+		{"RecordingLinkOfTheRecordingAlone", "[calls]\nrecording_link = \"{{.Recording}}\"\n", []string{"calls.recording_link", "http or https"}},
 		{"BadLevel", "[log]\nlevel = \"loud\"\n", []string{"log.level", "loud"}},
 		{"BadFormat", "[log]\nformat = \"xml\"\n", []string{"log.format", "xml"}},
 		{"SyntaxError", "[server\nlisten = 1\n", []string{"line 2", "table name"}},
