@@ -75,3 +75,21 @@ token_query = "token"
 		t.Errorf("token from token_file beside the file: %q %v", cfg.ClickToCall.Token, err)
 	}
 }
+
+// Every call placed sends the ARI password: over http:// to another
+// machine, in clear; warned of, naming the key, never showing the password.
+func TestCheckConfigWarnsOfCleartextARI(t *testing.T) {
+	for url, warned := range map[string]bool{"http://pbx2.example:8088/ari": true, "https://pbx2.example:8089/ari": false, "http://127.0.0.1:8088/ari": false} {
+		path := writeConfig(t, c2cBase+"username = \"m\"\npassword = \"p\"\nari_url = \""+url+"\"\n")
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"check-config", "-config", path}, &out, &out); err != nil {
+			t.Fatalf("check-config: %v\n%s", err, out.String())
+		}
+		if got := strings.Contains(out.String(), "warning: click_to_call.ari_url is http://"); got != warned {
+			t.Errorf("ari_url %s: check-config printed:\n%s\nwarned: %v, want %v", url, out.String(), got, warned)
+		}
+		if strings.Contains(out.String(), "ari-secret") {
+			t.Error("check-config shows the ARI password")
+		}
+	}
+}
