@@ -97,6 +97,26 @@ func TestRouting(t *testing.T) {
 		}
 	})
 
+	t.Run("ArgumentValuesArePercentDecoded", func(t *testing.T) {
+		// AGI() splits its argument on commas: a value that may hold one
+		// (a recording named after the caller's number) comes through
+		// ${URIENCODE()}, which writes / as %2F and , as %2C. Only valid
+		// escapes are decoded; a + stays a plus (a phone number's).
+		t.Parallel()
+		params := make(chan map[string][]string, 1)
+		mux := agi.NewServeMux()
+		mux.HandleFunc("hangup", func(s *agi.Session) { params <- s.Params() })
+		p := dial(t, start(t, &agi.Server{Handler: mux}))
+		p.send(envFor("hangup?q=a%2Cb", "recording=2026%2F12%2F07%2Fexternal-5252-1%2Caccount%3Dx-1795524751.12.wav",
+			"client=+5511987654321", "x=100%", "y=%zz%4", "z=%41%3d", "k%2Cey=v"))
+		p.expectClosed()
+		want := map[string][]string{"q": {"a,b"}, "recording": {"2026/12/07/external-5252-1,account=x-1795524751.12.wav"},
+			"client": {"+5511987654321"}, "x": {"100%"}, "y": {"%zz%4"}, "z": {"A="}, "k%2Cey": {"v"}}
+		if diff := cmp.Diff(want, <-params); diff != "" {
+			t.Errorf("Params (-want +got):\n%s", diff)
+		}
+	})
+
 	t.Run("UnknownScriptClosedAndLogged", func(t *testing.T) {
 		t.Parallel()
 		mux := agi.NewServeMux()

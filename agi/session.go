@@ -91,8 +91,9 @@ func (s *Session) Script() string {
 
 // Params returns the parameters of the session: those of the script's query
 // string first, then every key=value argument (split on the first '=', the
-// key trimmed of spaces), added in order. Arguments without '=' are only in
-// Args. The returned map is the caller's.
+// key trimmed of spaces, the value percent-decoded by Unescape), added in
+// order. Arguments without '=' are only in Args. The returned map is the
+// caller's.
 func (s *Session) Params() url.Values {
 	v := url.Values{}
 	if _, query, ok := strings.Cut(s.env.NetworkScript(), "?"); ok {
@@ -105,7 +106,7 @@ func (s *Session) Params() url.Values {
 	for _, a := range s.env.Args() {
 		if k, val, ok := strings.Cut(a, "="); ok {
 			if k = strings.TrimSpace(k); k != "" {
-				v.Add(k, val)
+				v.Add(k, Unescape(val))
 			}
 		}
 	}
@@ -595,4 +596,40 @@ func clip(s string) string {
 		return s[:120] + "..."
 	}
 	return s
+}
+
+// Unescape decodes the %XX escapes of an argument's value, leaving
+// anything else as it is: a '%' not followed by two hex digits, and '+'
+// (a phone number's, not a space). AGI() splits its argument on commas,
+// so a dialplan passes a value that may hold one through Asterisk's
+// ${URIENCODE()}; a value without escapes reads as it always did.
+func Unescape(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }

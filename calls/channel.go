@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -322,9 +323,13 @@ func parseEpoch(s string) (time.Time, bool) {
 }
 
 // link is the recording link: link= argument, else the configured template,
-// which sees the recording= argument as .Recording.
+// which sees the recording= argument as .Recording. Movidesk writes it into
+// the ticket, where an agent clicks it: only a web address is sent.
 func (c *channel) link(id string) (string, error) {
 	if v, ok := c.args["link"]; ok {
+		if v != "" && !WebURL(v) {
+			return "", badInput("link= must be an absolute http or https URL, such as https://host/file.wav")
+		}
 		return v, nil
 	}
 	a, err := c.account()
@@ -338,13 +343,53 @@ func (c *channel) link(id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	rec, err := recordingPath(c.args["recording"])
+	if err != nil {
+		return "", err
+	}
 	var b strings.Builder
-	data := LinkData{ID: id, LinkedID: linked, UniqueID: c.uniqueID, Date: c.now, Recording: c.args["recording"]}
+	data := LinkData{ID: id, LinkedID: linked, UniqueID: c.uniqueID, Date: c.now, Recording: rec}
+	_, _, key := a.keys()
 	if err := a.RecordingLink.Execute(&b, data); err != nil {
-		_, _, key := a.keys()
 		return "", badInput("%s template: %v", key, err)
 	}
+	if b.Len() > 0 && !WebURL(b.String()) {
+		return "", badInput("%s made a link that is not an absolute http or https URL", key)
+	}
 	return b.String(), nil
+}
+
+// WebURL reports an absolute http or https URL with a host: what a
+// recording link may be.
+func WebURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && !strings.ContainsFunc(s, isControl)
+}
+
+// recordingPath checks a recording= argument, a file under the
+// recordings' folder ("2026/12/07/external-...wav" or the name alone), and
+// escapes each of its segments for a URL's path, '/' kept between them.
+func recordingPath(rec string) (string, error) {
+	if rec == "" {
+		return "", nil
+	}
+	bad := func(why string) error {
+		return badInput("recording=%q must be a file under the recordings' folder: %s", rec, why)
+	}
+	switch {
+	case strings.ContainsFunc(rec, isControl):
+		return "", bad("it holds a control character")
+	case strings.HasPrefix(rec, "/"):
+		return "", bad("it is an absolute path")
+	}
+	segs := strings.Split(rec, "/")
+	for i, s := range segs {
+		if s == ".." {
+			return "", bad(`it has a ".." element`)
+		}
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/"), nil
 }
 
 // LinkData is what the recording_link template sees.
@@ -356,6 +401,7 @@ type LinkData struct {
 	// Recording is the recording= argument: the recording's file as the PBX
 	// named it (FreePBX: YYYY/MM/DD/<CDR(recordingfile)>), "" when the call
 	// was not recorded, so a template can write {{with .Recording}}...{{end}}.
+	// It is a relative path without "..", each segment URL-escaped.
 	Recording string
 }
 

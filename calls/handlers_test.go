@@ -289,6 +289,62 @@ func TestRecordingArgumentFillsTheLinkTemplate(t *testing.T) {
 		tr("b"), "GET asterisk_completedCall?"+q("completedDate", nowDate, "id", "b", "link", ""))
 }
 
+// recording= is a file under the recordings' folder, as FreePBX names it:
+// it goes into the link escaped, one path segment at a time, and never
+// climbs out of the folder the link points at.
+func TestRecordingArgumentIsARelativePathEscapedIntoTheLink(t *testing.T) {
+	hangup := func(recording string) string {
+		return env("hangup", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "id=r", "queue=2", "recording="+recording) +
+			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")")
+	}
+	const base = "https://pbx.example.com/monitor/"
+	for _, c := range []struct {
+		name, arg, link, err string
+	}{
+		{"FreePBX", "2026/12/07/external-5252-11987654321-20261207-101010-" + linked + ".wav", base + "2026/12/07/external-5252-11987654321-20261207-101010-" + linked + ".wav", ""},
+		{"FileNameAlone", "in-5252-+5511987654321-20261207-101010-" + linked + ".wav", base + "in-5252-+5511987654321-20261207-101010-" + linked + ".wav", ""},
+		// As ${URIENCODE()} passes a name with a comma from the caller's number.
+		{"Encoded", "2026%2F12%2F07%2Fexternal-5252-1%2Caccount%3Dx%20y%23z%3F-" + linked + ".wav", base + "2026/12/07/external-5252-1%2Caccount=x%20y%23z%3F-" + linked + ".wav", ""},
+		{"ParentFolder", "../../../etc/passwd", "", `recording="../../../etc/passwd" must be a file under the recordings' folder: it has a ".." element`},
+		{"ParentFolderInside", "2026/12/../../../x.wav", "", `recording="2026/12/../../../x.wav" must be a file under the recordings' folder: it has a ".." element`},
+		{"EncodedParentFolder", "..%2F..%2Fetc%2Fpasswd", "", `recording="../../etc/passwd" must be a file under the recordings' folder: it has a ".." element`},
+		{"Absolute", "/var/spool/asterisk/monitor/x.wav", "", `recording="/var/spool/asterisk/monitor/x.wav" must be a file under the recordings' folder: it is an absolute path`},
+		{"ControlCharacter", "a%0Ab.wav", "", `recording="a\nb.wav" must be a file under the recordings' folder: it holds a control character`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRig(t, func(cfg *calls.Config) {
+				cfg.RecordingLink = template.Must(template.New("").Parse("{{with .Recording}}" + base + "{{.}}{{end}}"))
+			})
+			if c.err != "" {
+				r.replay(hangup(c.arg) + status("ERROR", c.err))
+				if got := r.movidesk.Requests(); len(got) != 0 {
+					t.Errorf("sent %d requests for a bad recording=", len(got))
+				}
+				return
+			}
+			r.replay(env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "id=r", "queue=2", "branch=5252") +
+				get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") + status("OK", ""))
+			r.replay(hangup(c.arg) + status("OK", ""))
+			r.wantAccepted(
+				"GET asterisk_startTransferedCall?"+q("branchLine", "5252", "callDate", callDate, "clientNumber", "4733990777",
+					"id", "r", "queueId", "2", "transferDate", nowDate),
+				"GET asterisk_completedCall?"+q("completedDate", nowDate, "id", "r", "link", c.link))
+		})
+	}
+}
+
+func TestRecordingLinkTemplateMakesOnlyWebLinks(t *testing.T) {
+	r := newRig(t, func(cfg *calls.Config) {
+		cfg.RecordingLink = template.Must(template.New("").Parse("{{.Recording}}"))
+	})
+	r.replay(env("link", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "recording=javascript:alert(1)") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		status("ERROR", "calls.recording_link made a link that is not an absolute http or https URL"))
+	if got := r.movidesk.Requests(); len(got) != 0 {
+		t.Errorf("sent %d requests", len(got))
+	}
+}
+
 func TestHangupWithoutTransferAbandons(t *testing.T) {
 	r := newRig(t, nil)
 	r.replay(env("hangup", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk") +
@@ -374,6 +430,17 @@ func TestBadInputIsReportedAndNothingIsSent(t *testing.T) {
 		{"IDNotUTF8OnHangup", env("hangup", "PJSIP/loop-00000001", "1795524751.\xff", "4733990777", "from-trunk", "queue=1") +
 			get("CHANNEL(linkedid)", "200 result=1 (1795524751.\xff)") +
 			status("ERROR", "movidesk asterisk_startCanceledCall: id is not valid UTF-8")},
+		// Movidesk writes the link into the ticket, where an agent clicks
+		// it: nothing but a web address.
+		{"LinkJavascript", env("link", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "link=javascript:alert(document.cookie)") +
+			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+			status("ERROR", "link= must be an absolute http or https URL, such as https://host/file.wav")},
+		{"LinkFileOnHangup", env("hangup", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "link=file:///etc/passwd") +
+			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+			status("ERROR", "link= must be an absolute http or https URL, such as https://host/file.wav")},
+		{"LinkWithoutHost", env("complete", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "link=https:/rec/a.wav") +
+			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+			status("ERROR", "link= must be an absolute http or https URL, such as https://host/file.wav")},
 		{"LinkWithoutLink", env("link", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk") +
 			get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
 			status("ERROR", "no recording link: pass link= or set calls.recording_link")},

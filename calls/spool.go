@@ -20,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -100,6 +101,9 @@ type spoolTracker struct {
 	pos    spoolPos // as last committed, for the live path
 	loaded bool     // pos was set by the importer
 	last   *os.File // file, for the live path
+	// partial is the line the last pass ended in, not finished yet: the
+	// next pass (and the live path) reads on from where that one stopped.
+	partial partialLine
 }
 
 type fileID struct{ dev, inode uint64 }
@@ -561,8 +565,34 @@ type spoolLine struct {
 // is skipped up to its newline and reported; if the dialplan appended a
 // line to an unfinished one, that line is kept.
 type lineReader struct {
-	r   *bufio.Reader
-	off int64
+	r    *bufio.Reader
+	off  int64 // offset of the next byte r gives
+	line partialLine
+}
+
+// partialLine is the line a lineReader is in: what it read of it, so that
+// a line still being written is read on, not again from its start.
+type partialLine struct {
+	id    fileID // the file, for the next pass
+	start int64  // its first byte
+	read  int64  // how far it was read
+	// text is what was read of it; of an overlong line, only its last
+	// maxSpoolLine bytes, where a line the dialplan appended would be.
+	text   []byte
+	long   bool // longer than maxSpoolLine
+	warned bool // its length was logged
+}
+
+// newLineReader reads f from offset from, on from where resume stopped
+// when resume is the line that starts there.
+func newLineReader(f io.ReaderAt, from int64, resume partialLine) *lineReader {
+	lr := &lineReader{off: from, line: partialLine{start: from}}
+	if resume.start == from && resume.read > from {
+		lr.off, lr.line = resume.read, resume
+		lr.line.text = bytes.Clone(resume.text)
+	}
+	lr.r = bufio.NewReaderSize(io.NewSectionReader(f, lr.off, 1<<62), maxSpoolLine)
+	return lr
 }
 
 // next returns the next complete line; ok is false at the end of what has
@@ -570,47 +600,37 @@ type lineReader struct {
 // and length) passed over on the way.
 func (lr *lineReader) next() (l spoolLine, skipped []spoolLine, ok bool, err error) {
 	for {
-		start := lr.off
-		line, rerr := lr.r.ReadSlice('\n')
+		chunk, rerr := lr.r.ReadSlice('\n')
+		lr.off += int64(len(chunk))
+		p := &lr.line
+		p.read = lr.off
+		p.text = append(p.text, chunk...)
+		if len(p.text) > maxSpoolLine {
+			p.long = true
+			p.text = p.text[:copy(p.text, p.text[len(p.text)-maxSpoolLine:])]
+		}
 		if errors.Is(rerr, bufio.ErrBufferFull) {
-			// Overlong: pass over it, keeping only its last bytes, where a
-			// line the dialplan appended would be.
-			var tail []byte
-			n := int64(len(line))
-			tail = append(tail, line...)
-			for errors.Is(rerr, bufio.ErrBufferFull) {
-				line, rerr = lr.r.ReadSlice('\n')
-				n += int64(len(line))
-				tail = append(tail, line...)
-				if len(tail) > maxSpoolLine {
-					tail = append(tail[:0], tail[len(tail)-maxSpoolLine:]...)
-				}
-			}
-			if rerr != nil {
-				return l, skipped, false, ignoreEOF(rerr) // wait for its newline
-			}
-			lr.off += n
-			if i := bytes.LastIndex(tail, []byte(spoolMagic)); i > 0 || (i == 0 && n > int64(len(tail))) {
-				kept := int64(len(tail) - i)
-				skipped = append(skipped, spoolLine{at: start, end: lr.off - kept})
-				return spoolLine{at: lr.off - kept, end: lr.off, text: bytes.TrimRight(tail[i:], "\r\n")}, skipped, true, nil
-			}
-			skipped = append(skipped, spoolLine{at: start, end: lr.off})
 			continue
 		}
 		if rerr != nil {
-			// The end, possibly in a line Asterisk has not finished: it is
-			// read again, whole, next time.
+			// The end, possibly in a line Asterisk has not finished: kept
+			// for the next call.
 			return l, skipped, false, ignoreEOF(rerr)
 		}
-		lr.off += int64(len(line))
-		if len(line) > maxSpoolLine {
-			skipped = append(skipped, spoolLine{at: start, end: lr.off})
-			continue
+		start, text, long := p.start, p.text, p.long
+		lr.line = partialLine{id: p.id, start: lr.off, read: lr.off}
+		if !long {
+			// text is the line's own: a batch holds many.
+			return spoolLine{at: start, end: lr.off, text: bytes.TrimRight(text, "\r\n")}, skipped, true, nil
 		}
-		// ReadSlice's line is the reader's buffer, overwritten by the next
-		// read: the line is kept beyond it (a batch holds many).
-		return spoolLine{at: start, end: lr.off, text: bytes.Clone(bytes.TrimRight(line, "\r\n"))}, skipped, true, nil
+		// Overlong: passed over, but for a line the dialplan appended to
+		// it, at its end.
+		if i := bytes.LastIndex(text, []byte(spoolMagic)); i > 0 || (i == 0 && lr.off-start > int64(len(text))) {
+			kept := int64(len(text) - i)
+			skipped = append(skipped, spoolLine{at: start, end: lr.off - kept})
+			return spoolLine{at: lr.off - kept, end: lr.off, text: bytes.TrimRight(text[i:], "\r\n")}, skipped, true, nil
+		}
+		skipped = append(skipped, spoolLine{at: start, end: lr.off})
 	}
 }
 
@@ -621,11 +641,36 @@ func ignoreEOF(err error) error {
 	return err
 }
 
+// partialOf is the line the last pass ended in when it is f's, and f's
+// identity.
+func (h *Handlers) partialOf(f *os.File) (partialLine, fileID) {
+	st, err := f.Stat()
+	if err != nil {
+		return partialLine{}, fileID{}
+	}
+	h.spool.mu.Lock()
+	p := h.spool.partial
+	h.spool.mu.Unlock()
+	if p.id != idOf(st) || p.read > st.Size() {
+		return partialLine{}, idOf(st) // another file, or this one shrank
+	}
+	return p, idOf(st)
+}
+
 // importFrom imports f's complete lines from pos.Offset, spoolBatch lines a
 // transaction, each with the position after it. finished says f will not
 // grow (rotated away): an unterminated last line is then skipped.
 func (h *Handlers) importFrom(ctx context.Context, cfg *Config, path string, f *os.File, key string, pos *spoolPos, finished bool) (int, error) {
-	lr := &lineReader{r: bufio.NewReaderSize(io.NewSectionReader(f, pos.Offset, 1<<62), maxSpoolLine), off: pos.Offset}
+	resume, id := h.partialOf(f)
+	lr := newLineReader(f, pos.Offset, resume)
+	lr.line.id = id
+	defer func() {
+		// What the pass read of the line it ended in. A batch not stored
+		// left pos before that line: the next pass starts afresh.
+		h.spool.mu.Lock()
+		h.spool.partial = lr.line
+		h.spool.mu.Unlock()
+	}()
 	total := 0
 	for ctx.Err() == nil {
 		var batch []spoolLine
@@ -644,6 +689,12 @@ func (h *Handlers) importFrom(ctx context.Context, cfg *Config, path string, f *
 				err = fmt.Errorf("spool %s: %w", path, rerr)
 			}
 			if !ok {
+				if p := &lr.line; p.long && !p.warned && !finished {
+					// Once per line: it is read on, not again, every pass.
+					p.warned = true
+					h.log.Warn().Str("spool", path).Int64("offset", p.start).Int64("bytes", p.read-p.start).
+						Msgf("fallback spool line longer than %d bytes and not ended yet: it will be skipped at its newline, and the lines after it imported", maxSpoolLine)
+				}
 				break
 			}
 			batch = append(batch, l)
@@ -826,8 +877,10 @@ func (h *Handlers) parseSpoolLine(cfg *Config, line []byte) (string, *channel, e
 	}
 	args := map[string]string{}
 	for _, a := range q["arg"] {
+		// An arg is the AGI's argument as the dialplan gave it: its value
+		// is decoded as AGI decodes it.
 		if k, v, ok := strings.Cut(a, "="); ok && k != "" {
-			args[k] = v
+			args[k] = agi.Unescape(v)
 		}
 	}
 	vars := map[string]string{}
@@ -877,8 +930,9 @@ func (h *Handlers) importCallFromSpool(ctx context.Context, cfg *Config, base, p
 	}
 	needle := spoolNeedle(strings.TrimPrefix(base, prefix))
 	var mine []spoolLine
-	scan := func(f io.ReaderAt, from int64) {
-		lr := &lineReader{r: bufio.NewReaderSize(io.NewSectionReader(f, from, 1<<62), maxSpoolLine), off: from}
+	scan := func(f *os.File, from int64) {
+		resume, _ := h.partialOf(f)
+		lr := newLineReader(f, from, resume)
 		for ctx.Err() == nil {
 			l, _, ok, err := lr.next()
 			if !ok || err != nil {

@@ -63,23 +63,6 @@ func set(list ...string) map[string]bool {
 	return m
 }
 
-// serviceSamples are numbers of each kind ServiceNumber knows, to tell
-// which a pattern admits.
-var serviceSamples = []string{"100", "112", "128", "180", "188", "190", "192", "193", "199", "911", "999", "10315", "0800", "00", "0190"}
-
-// ServiceNumbersAdmitted lists the emergency and service numbers p
-// matches, a few at most: they are refused whatever the pattern, but a
-// pattern admitting them is wider than an extension plan.
-func (p Pattern) ServiceNumbersAdmitted() []string {
-	var out []string
-	for _, s := range serviceSamples {
-		if p.Match(s) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // Open reports whether p ends in "." or "!": it then matches numbers of
 // any length, which a source pattern must not.
 func (p Pattern) Open() bool {

@@ -54,7 +54,12 @@ MIXMON_DIR=
 ; from them lands there.
 [e2e-inbound]
 exten => _` + viaFreePBX + `XXXX,1,Gosub(e2e-remember,s,1)
- same => n,Set(__TRANSFER_CONTEXT=from-internal)
+; A caller number the test chose (e2e-callerid), commas and all: the
+; carrier's, which the caller controls.
+ same => n,Set(E2E_CALLERID=${DB(e2e-callerid/${CALLERID(num)})})
+ same => n,GotoIf($[${LEN(${E2E_CALLERID})} = 0]?route)
+ same => n,Set(CALLERID(num)=${E2E_CALLERID})
+ same => n(route),Set(__TRANSFER_CONTEXT=from-internal)
  same => n,Goto(movidesk-freepbx-from-pstn,${EXTEN:1},1)
 
 ; Inbound: from-pstn is only includes; ext-did holds the inbound routes.
@@ -329,6 +334,46 @@ func TestFreePBXExtensionAnsweredAndRecorded(t *testing.T) {
 	if ch := dbNote(t, "e2e-sipheaders", c.LinkedID); !strings.HasPrefix(ch, "PJSIP/5252-") {
 		t.Errorf("FreePBX's b(func-apply-sipheaders) ran on %q, want the agent's PJSIP/5252-... leg", ch)
 	}
+}
+
+// FreePBX names the recording after the caller's number, which the caller
+// chooses: a comma in it must not split AGI()'s arguments into an account=
+// of the caller's making. The recording name arrives whole in the link.
+func TestFreePBXRecordingNamedWithACommaArrivesWhole(t *testing.T) {
+	pbx.mustCLI(t, "database put AMPUSER 5252/recording/in/external force")
+	t.Cleanup(func() { pbx.mustCLI(t, "database del AMPUSER 5252/recording/in/external") })
+	svc := startFreePBXService(t)
+	setAgent(t, "5252", "answer")
+	c := newCall(viaFreePBX + "5252")
+	number := c.caller + ",account=x,id=y"
+	pbx.mustCLI(t, "database put e2e-callerid "+c.caller+" "+number)
+	t.Cleanup(func() { pbx.mustCLI(t, "database del e2e-callerid "+c.caller) })
+	if err := c.originate(); err != nil {
+		t.Fatal(err)
+	}
+	c.arrived(t)
+	svc.waitAccepted(t, 1, 30*time.Second)
+	c.waitConnected(t)
+	answered := time.Now()
+	c.hangUp(t)
+	got := svc.waitAccepted(t, 2, 30*time.Second)
+	caller := *c
+	caller.caller = number // as Movidesk sees it
+	link := ""
+	if len(got) == 2 {
+		link = got[1].Query.Get("link")
+	}
+	// FreePBX's name, each path segment escaped: the comma as %2C.
+	want := regexp.MustCompile(`^https://pbx\.example\.com/monitor/\d{4}/\d\d/\d\d/in-5252-` + c.caller +
+		`%2Caccount=x%2Cid=y-\d{8}-\d{6}-` + regexp.QuoteMeta(c.UniqueID) + `\.wav$`)
+	if !want.MatchString(link) {
+		t.Errorf("the completed call's link is %q, want FreePBX's recording name whole (%s)", link, want)
+	}
+	checkRequests(t, got, []wantReq{
+		transferred(&caller, c.LinkedID, defaultQueueID, "5252", c.Start, answered),
+		completed(c.LinkedID, link, answered, time.Now()),
+	})
+	finishSessions(t, "", "transfer", "hangup")
 }
 
 func TestFreePBXExtensionNotAnswered(t *testing.T) {

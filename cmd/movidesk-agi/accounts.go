@@ -178,8 +178,16 @@ func parseRecordingLink(text string) (*template.Template, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := t.Execute(new(strings.Builder), calls.LinkData{ID: "1", LinkedID: "1", UniqueID: "1"}); err != nil {
-		return nil, err
+	// Tried with and without a recording: {{with .Recording}} makes no
+	// link without one.
+	for _, rec := range []string{"", "2026/12/07/in-5252-1795524751.12.wav"} {
+		var b strings.Builder
+		if err := t.Execute(&b, calls.LinkData{ID: "1", LinkedID: "1", UniqueID: "1", Recording: rec}); err != nil {
+			return nil, err
+		}
+		if b.Len() > 0 && !calls.WebURL(b.String()) {
+			return nil, fmt.Errorf("makes %q, not an absolute http or https URL", b.String())
+		}
 	}
 	return t, nil
 }

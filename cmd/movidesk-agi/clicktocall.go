@@ -51,14 +51,7 @@ func (c *Config) ClickToCallWarnings() []string {
 	}
 	var out []string
 	if strings.HasPrefix(strings.ToLower(strings.TrimSpace(cc.Dial)), "local/") {
-		out = append(out, fmt.Sprintf("click_to_call.dial %q goes through the dialplan: a source that is no extension there reaches the outbound routes and dials out as the agent; keep click_to_call.sources to your extensions (e.g. [\"_52XX\"])", cc.Dial))
-	}
-	for i, s := range cc.Sources {
-		if p, err := clicktocall.ParsePattern(s); err == nil {
-			if got := p.ServiceNumbersAdmitted(); len(got) > 0 {
-				out = append(out, fmt.Sprintf("click_to_call.sources[%d] %q admits emergency and service numbers (%s): they are refused whatever the pattern, but narrow it to your extensions", i, s, strings.Join(got, ", ")))
-			}
-		}
+		out = append(out, fmt.Sprintf("click_to_call.dial %q goes through the dialplan: a source that is no extension there reaches the outbound routes and dials out as the agent (emergency and service numbers are refused, but not the rest); keep click_to_call.sources to your extensions (e.g. [\"_52XX\"]), now %q", cc.Dial, cc.Sources))
 	}
 	for i, s := range cc.Destinations {
 		if p, err := clicktocall.ParsePattern(s); err == nil {

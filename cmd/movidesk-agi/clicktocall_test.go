@@ -99,7 +99,7 @@ destinations = ["_ZZ9XXXXXXXX", "_+1NXXNXXXXXX"]
 	for _, want := range []string{
 		`source 555 to 11987654321 rings Local/555@from-internal with caller id "555"`,
 		`warning: click_to_call.dial "Local/{{.Source}}@from-internal" goes through the dialplan`,
-		`warning: click_to_call.sources[0] "_XXX" admits emergency and service numbers (100, 112, 128, 180, 188, 190`,
+		`keep click_to_call.sources to your extensions (e.g. ["_52XX"]), now ["_XXX" "_XXXX" "_XXXXX"]`,
 		`warning: click_to_call.destinations[1] "_+1NXXNXXXXXX" admits premium-rate, Caribbean or satellite numbers (+19005550100, +18765550100`,
 		`warning: click_to_call.listen "0.0.0.0:8443" takes plain HTTP from the network`,
 	} {
@@ -136,5 +136,23 @@ func TestTheDocumentedDestinationsAreSafe(t *testing.T) {
 	}
 	if found == 0 {
 		t.Error("no international destination pattern found in the docs")
+	}
+}
+
+// Every call placed sends the ARI password: over http:// to another
+// machine, in clear; warned of, naming the key, never showing the password.
+func TestCheckConfigWarnsOfCleartextARI(t *testing.T) {
+	for url, warned := range map[string]bool{"http://pbx2.example:8088/ari": true, "https://pbx2.example:8089/ari": false, "http://127.0.0.1:8088/ari": false} {
+		path := writeConfig(t, c2cBase+"username = \"m\"\npassword = \"pw-secret-4f9c2a7d\"\nari_url = \""+url+"\"\n")
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"check-config", "-config", path}, &out, &out); err != nil {
+			t.Fatalf("check-config: %v\n%s", err, out.String())
+		}
+		if got := strings.Contains(out.String(), "warning: click_to_call.ari_url is http://"); got != warned {
+			t.Errorf("ari_url %s: check-config printed:\n%s\nwarned: %v, want %v", url, out.String(), got, warned)
+		}
+		if strings.Contains(out.String(), "ari-secret") {
+			t.Error("check-config shows the ARI password")
+		}
 	}
 }

@@ -44,10 +44,13 @@ type Config struct {
 	// by name.
 	Accounts map[string]AccountConfig `toml:"accounts"`
 
-	// secretFiles are the files the tokens were read from (the config
-	// file itself when it holds one), for the mode warning.
-	secretFiles []string
+	// secretFiles are the files holding a secret (the config file itself
+	// when it holds one), for the mode warning.
+	secretFiles []secretFile
 }
+
+// secretFile is a file holding a secret, and the key (or keys) it is for.
+type secretFile struct{ path, key string }
 
 // AdminConfig is the admin HTTP listener: metrics, health, the status page
 // and the API the CLI uses against a running service.
@@ -228,13 +231,15 @@ func LoadConfig(path string) (Config, error) {
 		if err != nil {
 			var pe toml.ParseError
 			if errors.As(err, &pe) {
-				msg := pe.Message
-				if strings.HasSuffix(pe.LastKey, "token") {
-					// The message quotes the value: a token unquoted.
-					msg = "not a valid value (quote it)"
+				msg, key := pe.Message, pe.LastKey
+				data, _ := os.ReadFile(path)
+				if k, ok := secretLine(data, pe.Position.Line, pe.LastKey); ok {
+					// The decoder's message quotes part of the value
+					// ("found \"hunt\""): on a secret's line, none of it.
+					msg, key = secretSyntax, k
 				}
-				if pe.LastKey != "" {
-					return cfg, fmt.Errorf("config %s: line %d: %w", path, pe.Position.Line, &KeyError{pe.LastKey, msg})
+				if key != "" {
+					return cfg, fmt.Errorf("config %s: line %d: %w", path, pe.Position.Line, &KeyError{key, msg})
 				}
 				return cfg, fmt.Errorf("config %s: line %d: %s", path, pe.Position.Line, msg)
 			}
@@ -262,12 +267,21 @@ func LoadConfig(path string) (Config, error) {
 		}
 	}
 	c2c := &cfg.ClickToCall
-	inlineSecret := false
-	for _, a := range cfg.Accounts {
-		inlineSecret = inlineSecret || a.Token != ""
+	var inline []string
+	for key, v := range map[string]string{"movidesk.token": cfg.Movidesk.Token, "admin.token": cfg.Admin.Token,
+		"click_to_call.password": c2c.Password, "click_to_call.token": c2c.Token, "click_to_call.ari_password": c2c.ARIPassword, "store.dsn": cfg.Store.DSN} {
+		if v != "" {
+			inline = append(inline, key)
+		}
 	}
-	if inlineSecret || cfg.Movidesk.Token != "" || cfg.Admin.Token != "" || c2c.Password != "" || c2c.Token != "" || c2c.ARIPassword != "" || cfg.Store.DSN != "" {
-		cfg.secretFiles = append(cfg.secretFiles, path)
+	for name, a := range cfg.Accounts {
+		if a.Token != "" {
+			inline = append(inline, "accounts."+name+".token")
+		}
+	}
+	if len(inline) > 0 {
+		sort.Strings(inline)
+		cfg.secretFiles = append(cfg.secretFiles, secretFile{path, strings.Join(inline, ", ")})
 	}
 	if tok, ok := os.LookupEnv("MOVIDESK_TOKEN"); ok && tok != "" {
 		cfg.Movidesk.Token = tok
@@ -296,7 +310,7 @@ func LoadConfig(path string) (Config, error) {
 			return cfg, fmt.Errorf("config %s: %w", path, err)
 		}
 		if a.TokenFile != "" {
-			cfg.secretFiles = append(cfg.secretFiles, a.TokenFile)
+			cfg.secretFiles = append(cfg.secretFiles, secretFile{a.TokenFile, "accounts." + name + ".token_file"})
 		}
 		cfg.Accounts[name] = a
 	}
@@ -331,8 +345,13 @@ func LoadConfig(path string) (Config, error) {
 			return cfg, fmt.Errorf("config %s: %w", path, &KeyError{"store.dsn_file", fmt.Sprintf("%s is empty", cfg.Store.DSNFile)})
 		}
 	}
-	for _, f := range []string{cfg.Movidesk.TokenFile, cfg.Admin.TokenFile, c2c.PasswordFile, c2c.TokenFile, c2c.ARIPasswordFile, cfg.Store.DSNFile} {
-		if f != "" {
+	for _, f := range []secretFile{
+		{cfg.Movidesk.TokenFile, "movidesk.token_file"}, {cfg.Admin.TokenFile, "admin.token_file"},
+		{c2c.PasswordFile, "click_to_call.password_file"}, {c2c.TokenFile, "click_to_call.token_file"},
+		{c2c.ARIPasswordFile, "click_to_call.ari_password_file"}, {c2c.TLSKeyFile, "click_to_call.tls_key_file"},
+		{cfg.Store.DSNFile, "store.dsn_file"},
+	} {
+		if f.path != "" {
 			cfg.secretFiles = append(cfg.secretFiles, f)
 		}
 	}
@@ -443,18 +462,40 @@ func readSecretFile(key, inline, file, inlineName string) (string, error) {
 	return tok, nil
 }
 
-// SecretWarnings names each file holding a token that every user of the
-// machine can read.
+// SecretWarnings names each file holding a secret (a token, a password,
+// the DSN, the click-to-call TLS key) that every user of the machine can
+// read.
 func (c *Config) SecretWarnings() []string {
 	var out []string
 	for _, f := range c.secretFiles {
-		fi, err := os.Stat(f)
+		fi, err := os.Stat(f.path)
 		if err != nil || fi.Mode().Perm()&0o004 == 0 {
 			continue
 		}
-		out = append(out, fmt.Sprintf("%s holds a token and every user can read it (mode %04o): chmod o-rwx %s", f, fi.Mode().Perm(), f))
+		out = append(out, fmt.Sprintf("%s holds a secret (%s) and every user can read it (mode %04o): chmod o-rwx %s", f.path, f.key, fi.Mode().Perm(), f.path))
+	}
+	if cleartext(c.Movidesk.BaseURL) {
+		out = append(out, fmt.Sprintf("movidesk.base_url is http:// (%s): every request carries the token in clear across the network; use https://", movidesk.RedactURL(c.Movidesk.BaseURL)))
+	}
+	if c.ClickToCall.Listen != "" && cleartext(c.ClickToCall.ARIURL) {
+		out = append(out, fmt.Sprintf("click_to_call.ari_url is http:// (%s) to another machine: every call placed carries click_to_call.ari_password in clear; use https:// or Asterisk on this machine", movidesk.RedactURL(c.ClickToCall.ARIURL)))
 	}
 	return out
+}
+
+// cleartext reports an http:// URL to another machine: one on this
+// machine (a local proxy, a test's fake) does not cross the network.
+func cleartext(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	return err != nil || !a.IsLoopback()
 }
 
 // KeyError is a configuration value refused, with its key as data so that
@@ -488,6 +529,52 @@ func ErrorKeys(err error) []string {
 		return []string{ke.Key}
 	}
 	return nil
+}
+
+// secretKeys are the keys whose values are secrets, in any table.
+var secretKeys = []string{"token", "password", "ari_password", "dsn"}
+
+// secretSyntax replaces the decoder's message on a secret's line.
+const secretSyntax = "not a valid value (not shown: it is a secret); write it as a string in double quotes, on one line"
+
+// secretAssign finds a secret key set on a line, inline tables included.
+var secretAssign = regexp.MustCompile(`(?:^|[\s{,.])["']?(token|password|ari_password|dsn)["']?\s*=`)
+
+// secretLine reports whether the syntax error at line (1-based) of data,
+// whose decoder's last key is lastKey, is on a secret's value, and the
+// secret's key for the error.
+func secretLine(data []byte, line int, lastKey string) (string, bool) {
+	last := lastKey[strings.LastIndexByte(lastKey, '.')+1:]
+	if slices.Contains(secretKeys, last) {
+		return lastKey, true
+	}
+	lines := strings.Split(string(data), "\n")
+	if line < 1 || line > len(lines) {
+		return "", false
+	}
+	m := secretAssign.FindStringSubmatch(lines[line-1])
+	if m == nil {
+		return "", false
+	}
+	// The key as the file spells it: the table in force, then the key.
+	table := ""
+	for _, l := range lines[:line-1] {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "[") {
+			table, _, _ = strings.Cut(l, "#")
+			table = strings.Trim(strings.TrimSpace(table), "[] \t")
+		}
+	}
+	if k, _, ok := strings.Cut(lines[line-1], "="); ok && !strings.Contains(k, "{") {
+		k = strings.Trim(strings.TrimSpace(k), `"'`)
+		if table != "" {
+			k = table + "." + k
+		}
+		return k, true
+	}
+	if lastKey != "" {
+		return lastKey + "." + m[1], true
+	}
+	return m[1], true
 }
 
 // typeErrorRE reads the TOML decoder's type errors: line, key, message

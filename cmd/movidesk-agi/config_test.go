@@ -72,6 +72,8 @@ func TestConfigRefusesBadValuesNamingTheKey(t *testing.T) {
 		{"QueueNotANumber", "[queues]\nsupport = \"abc\"\n", []string{"line 2", "support"}},
 		{"BadBaseURL", "[movidesk]\nbase_url = \"api.movidesk.com\"\n", []string{"movidesk.base_url"}},
 		{"BadTemplate", "[calls]\nrecording_link = \"https://x/{{.Nope}}.wav\"\n", []string{"calls.recording_link", "Nope"}},
+		{"RecordingLinkNotWeb", "[calls]\nrecording_link = \"ftp://x/{{.LinkedID}}.wav\"\n", []string{"calls.recording_link", "http or https"}},
+		{"RecordingLinkOfTheRecordingAlone", "[calls]\nrecording_link = \"{{.Recording}}\"\n", []string{"calls.recording_link", "http or https"}},
 		{"BadLevel", "[log]\nlevel = \"loud\"\n", []string{"log.level", "loud"}},
 		{"BadFormat", "[log]\nformat = \"xml\"\n", []string{"log.format", "xml"}},
 		{"SyntaxError", "[server\nlisten = 1\n", []string{"line 2", "table name"}},
@@ -350,4 +352,47 @@ token_file = "${CREDENTIALS_DIRECTORY}/acme.token"
 			t.Errorf("err = %v, want movidesk.token_file's path as written", err)
 		}
 	})
+}
+
+// A line the TOML decoder cannot read is quoted, in part, by its message
+// ("expected value but found \"Zq\""): on a secret's line, neither
+// check-config nor a refused reload may show any of it.
+func TestConfigSyntaxErrorNeverShowsASecret(t *testing.T) {
+	t.Setenv("MOVIDESK_TOKEN", "")
+	const pw = "Zq9Xw7Vp"
+	cases := []struct{ name, text, key string }{
+		{"MovideskToken", "[movidesk]\ntoken = " + pw + "-aaaa-bbbb\n", "movidesk.token"},
+		{"AdminToken", "[admin]\ntoken = " + pw + "\n", "admin.token"},
+		{"AccountToken", "[accounts.acme]\ntoken = 9" + pw + "\n", "accounts.acme.token"},
+		{"Password", "[click_to_call]\npassword = " + pw + "\n", "click_to_call.password"},
+		{"PasswordTrue", "[click_to_call]\npassword = true" + pw + "\n", "click_to_call.password"},
+		{"ClickToCallToken", "[click_to_call]\ntoken = \"" + pw + "\" x\n", "click_to_call.token"},
+		{"ARIPassword", "[click_to_call]\nari_password = " + pw + "\n", "click_to_call.ari_password"},
+		{"ARIPasswordBadEscape", "[click_to_call]\nari_password = \"" + pw + "\\Q\"\n", "click_to_call.ari_password"},
+		{"DSN", "[store]\ndsn = agi:" + pw + "@db\n", "store.dsn"},
+		{"DSNUser", "[store]\ndsn = " + pw + ":x@db\n", "store.dsn"},
+		{"InlineTable", "click_to_call = { password = " + pw + " }\n", "click_to_call.password"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeConfig(t, c.text)
+			var out lockedBuffer
+			err := run(context.Background(), []string{"check-config", "-config", path}, &out, &out)
+			if err == nil {
+				t.Fatalf("check-config accepted:\n%s", c.text)
+			}
+			shown := err.Error() + out.String()
+			for i := 0; i+2 <= len(pw); i++ {
+				if strings.Contains(shown, pw[i:i+2]) {
+					t.Errorf("check-config shows %q of the secret:\n%s", pw[i:i+2], shown)
+					break
+				}
+			}
+			for _, w := range []string{path, "line ", c.key, "double quotes"} {
+				if !strings.Contains(shown, w) {
+					t.Errorf("check-config's error %q does not say %q", shown, w)
+				}
+			}
+		})
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -144,7 +145,7 @@ func TestTokenReadableByEveryUserIsWarnedOf(t *testing.T) {
 				}
 				return
 			}
-			if !strings.Contains(out, "warning: "+c.warned+" holds a token and every user can read it") {
+			if !strings.Contains(out, "warning: "+c.warned+" holds a secret (") {
 				t.Errorf("no warning naming %s:\n%s", c.warned, out)
 			}
 		})
@@ -249,4 +250,88 @@ func TestNoCallIsPlacedWhileDraining(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	c.cmd.Process.Signal(syscall.SIGTERM) // no need to wait for the drain
+}
+
+// Every file holding a secret is warned of when every user can read it,
+// naming the key that points at it: the click-to-call TLS key as much as
+// the password and DSN files.
+func TestSecretFilesReadableByEveryUserAreWarnedOf(t *testing.T) {
+	for _, c := range []struct{ key, text string }{
+		{"click_to_call.tls_key_file", c2cBase + "username = \"m\"\npassword = \"pw-secret-4f9c2a7d\"\ntls_cert_file = \"cert.pem\"\ntls_key_file = \"secret\"\n"},
+		{"click_to_call.password_file", "[movidesk]\ndry_run = true\n[click_to_call]\nlisten = \"127.0.0.1:8443\"\nari_username = \"m\"\nari_password_file = \"ari\"\nusername = \"m\"\npassword_file = \"secret\"\n"},
+		{"click_to_call.ari_password_file", "[movidesk]\ndry_run = true\n[click_to_call]\nlisten = \"127.0.0.1:8443\"\nari_username = \"m\"\nari_password_file = \"secret\"\nusername = \"m\"\npassword_file = \"ari\"\n"},
+		{"store.dsn_file", "[movidesk]\ndry_run = true\n[store]\ndriver = \"postgres\"\ndsn_file = \"secret\"\n"},
+		{"accounts.acme.token_file", "[movidesk]\ndry_run = true\n[accounts.acme]\nid_prefix = \"acme-\"\ntoken_file = \"secret\"\n"},
+	} {
+		t.Run(c.key, func(t *testing.T) {
+			dir := t.TempDir()
+			secretFile := filepath.Join(dir, "secret")
+			for name, mode := range map[string]os.FileMode{"secret": 0o644, "ari": 0o600, "cert.pem": 0o644} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte("postgres://agi:pw@db/agi\n"), mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			path := filepath.Join(dir, "config.toml")
+			if err := os.WriteFile(path, []byte(c.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out lockedBuffer
+			if err := run(t.Context(), []string{"check-config", "-config", path}, &out, &out); err != nil {
+				t.Fatalf("check-config: %v\n%s", err, out.String())
+			}
+			want := "warning: " + secretFile + " holds a secret (" + c.key + ") and every user can read it (mode 0644): chmod o-rwx " + secretFile
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("check-config printed:\n%s\nwant %q", out.String(), want)
+			}
+			if strings.Count(out.String(), "warning:") != 1 {
+				t.Errorf("want the one warning, for %s alone:\n%s", c.key, out.String())
+			}
+		})
+	}
+}
+
+// An http:// base URL sends the token in clear over the network: warned
+// of at start and by check-config, naming the key, unless Movidesk is on
+// this machine (a proxy, or a test's fake).
+func TestCleartextMovideskURLIsWarnedOf(t *testing.T) {
+	for _, c := range []struct {
+		name, url string
+		warned    bool
+	}{
+		{"HTTPRemote", "http://api.movidesk.example/public/v1", true},
+		{"HTTPS", "https://api.movidesk.com/public/v1", false},
+		{"HTTPLoopback", "http://127.0.0.1:8080/public/v1", false},
+		{"HTTPLocalhost", "http://localhost:8080/public/v1", false},
+		{"HTTPLoopbackV6", "http://[::1]:8080/public/v1", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "config.toml")
+			text := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[movidesk]\nbase_url = %q\ntoken = %q\n[store]\npath = %q\nspool = %q\n", c.url, secret, filepath.Join(dir, "o.db"), filepath.Join(dir, "s.log"))
+			if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out lockedBuffer
+			if err := run(t.Context(), []string{"check-config", "-config", path}, &out, &out); err != nil {
+				t.Fatalf("check-config: %v\n%s", err, out.String())
+			}
+			const warning = "movidesk.base_url is http://"
+			if got := strings.Contains(out.String(), warning); got != c.warned {
+				t.Errorf("check-config printed:\n%s\nwarned of cleartext: %v, want %v", out.String(), got, c.warned)
+			}
+			// serve, stopped as soon as it started.
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			var logs lockedBuffer
+			if err := run(ctx, []string{"serve", "-config", path}, &logs, &logs); err != nil {
+				t.Fatalf("serve: %v\n%s", err, logs.String())
+			}
+			if got := strings.Contains(logs.String(), warning); got != c.warned {
+				t.Errorf("at start, logged:\n%s\nwarned of cleartext: %v, want %v", logs.String(), got, c.warned)
+			}
+			if strings.Contains(logs.String()+out.String(), secret) {
+				t.Error("the token is shown")
+			}
+		})
+	}
 }

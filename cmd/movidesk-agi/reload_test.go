@@ -194,3 +194,31 @@ func TestReloadAppliesAnAccountsKeysToThatAccount(t *testing.T) {
 		t.Error("acme's token appears in the logs")
 	}
 }
+
+// A reload of a file with a syntax error on a secret's line is refused
+// without the journal showing any of the secret.
+func TestReloadRefusedNeverShowsASecret(t *testing.T) {
+	const pw = "Zq9Xw7Vp"
+	dir := t.TempDir()
+	base := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[movidesk]\ndry_run = true\n[store]\npath = %q\nspool = %q\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+		filepath.Join(dir, "o.db"), filepath.Join(dir, "s.log"))
+	m, logs, write := reloadable(t, base)
+	for _, broken := range []string{
+		"[click_to_call]\nari_password = " + pw + "\n",
+		"[store]\ndsn = " + pw + ":x@db\n",
+	} {
+		write(strings.Replace(base, "[store]\n", broken+"[store]\n", 1))
+		if err := m.Reload(); err == nil || strings.Contains(err.Error(), pw[:2]) {
+			t.Errorf("reload: %v; want it refused without the secret", err)
+		}
+	}
+	journal := logs.String()
+	if !strings.Contains(journal, "reload refused") || !strings.Contains(journal, `"keys":["click_to_call.ari_password"]`) {
+		t.Errorf("the refusal does not name click_to_call.ari_password:\n%s", journal)
+	}
+	for i := 0; i+2 <= len(pw); i++ {
+		if strings.Contains(journal, pw[i:i+2]) {
+			t.Fatalf("the journal shows %q of the secret:\n%s", pw[i:i+2], journal)
+		}
+	}
+}
