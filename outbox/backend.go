@@ -26,9 +26,11 @@ type backend interface {
 	// is pending).
 	pick(account string, now time.Time, busy map[string]bool, max int) (cs []candidate, due time.Time, err error)
 	// lockCall claims call against the other instances sharing the store,
-	// for one attempt; false when another holds it. unlock ends the claim;
-	// an instance that dies loses its claims.
-	lockCall(call string) (unlock func(), ok bool)
+	// for one attempt: errClaimed when another holds it, errClaimsBusy when
+	// the attempts in progress hold every means of claiming, another error
+	// when the store cannot be reached. unlock ends the claim; an instance
+	// that dies loses its claims.
+	lockCall(call string) (unlock func(), err error)
 	// limiter is the rate limiter's window of account, at most n
 	// requests in any span, as stored (shared by whatever shares the
 	// store); one a name.

@@ -107,7 +107,7 @@ func openBoltReadOnly(path string, lockTimeout time.Duration) (*bolt.DB, error) 
 }
 
 // lockCall claims nothing: the file is the process's alone.
-func (s *boltStore) lockCall(string) (func(), bool) { return func() {}, true }
+func (s *boltStore) lockCall(string) (func(), error) { return func() {}, nil }
 
 func (s *boltStore) limiter(account string, n int, span time.Duration) (limiter, error) {
 	if w := s.lims[account]; w != nil {

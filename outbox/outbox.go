@@ -403,27 +403,37 @@ func (a *account) kick() {
 	}
 }
 
+// errClaimed is why a call cannot be claimed: an attempt at it is in
+// progress, here or in another instance sharing the store.
+var errClaimed = errors.New("outbox: an attempt at the call is in progress")
+
+// errClaimsBusy is why a call cannot be claimed in a shared store: the
+// attempts in progress hold every connection that claims one, and none
+// came free in time.
+var errClaimsBusy = errors.New("outbox: too many attempts in progress; the event is sent in the background")
+
 // claim marks a call as having an attempt in progress, so that no other
 // attempt of the same call runs at the same time (its events stay in
-// order), here or in another instance sharing the store. It reports false
-// when the call is already claimed.
-func (o *Outbox) claim(call string) bool {
+// order), here or in another instance sharing the store. It fails with
+// errClaimed when the call is already claimed, with another error when
+// the claim could not be made (see backend.lockCall).
+func (o *Outbox) claim(call string) error {
 	o.mu.Lock()
 	if _, ok := o.inflight[call]; ok {
 		o.mu.Unlock()
-		return false
+		return errClaimed
 	}
 	o.inflight[call] = func() {}
 	o.mu.Unlock()
-	unlock, ok := o.st.lockCall(call)
+	unlock, err := o.st.lockCall(call)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if !ok {
+	if err != nil {
 		delete(o.inflight, call)
-		return false
+		return err
 	}
 	o.inflight[call] = unlock
-	return true
+	return nil
 }
 
 func (o *Outbox) release(call string) {

@@ -47,8 +47,11 @@ const (
 	// unless the DSN sets pool_max_conns.
 	defaultPoolConns = 10
 	claimConns       = 16
-	// claimWait is how long a claim waits for a connection: when all are
-	// held, the event is sent by the background sender instead.
+	// claimWait is how long a claim waits for one of the claimConns
+	// connections to come free: when the attempts in progress hold them
+	// all, the event is sent by the background sender instead. Getting
+	// the connection, dialling it when none is idle, and taking the lock
+	// are bounded by StoreTimeout, as every statement is.
 	claimWait = 250 * time.Millisecond
 	// migrateTimeout bounds applying the schema at Open.
 	migrateTimeout = time.Minute
@@ -60,6 +63,9 @@ const (
 type pgStore struct {
 	pool   *pgxpool.Pool // transactions
 	claims *pgxpool.Pool // connections holding the claims of attempts
+	// claiming holds a token for each claim held or being made, at most
+	// claimConns: a claim finds a connection of claims free, or dials one.
+	claiming chan struct{}
 	// timeout bounds each statement.
 	timeout  time.Duration
 	log      zerolog.Logger
@@ -76,7 +82,8 @@ func openPostgres(opts Options, pr *probe) (*pgStore, error) {
 		}
 		return nil, fmt.Errorf("the DSN cannot be read: %w", scrubbed(err, dsnPassword(opts.DSN)))
 	}
-	s := &pgStore{timeout: opts.StoreTimeout, log: opts.Log, probe: pr, password: cfg.ConnConfig.Password}
+	s := &pgStore{timeout: opts.StoreTimeout, log: opts.Log, probe: pr, password: cfg.ConnConfig.Password,
+		claiming: make(chan struct{}, claimConns)}
 	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > opts.StoreTimeout {
 		cfg.ConnConfig.ConnectTimeout = opts.StoreTimeout
 	}
@@ -225,12 +232,29 @@ func (s *pgStore) load(fn func(storeTx) error) error {
 	})
 }
 
-func (s *pgStore) lockCall(call string) (func(), bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), claimWait)
+func (s *pgStore) lockCall(call string) (func(), error) {
+	// Only the wait for a claim held by an attempt is bounded by
+	// claimWait: a connection that is slow to open (the first of the
+	// pool, or one replacing an idle one closed) is no reason to leave
+	// the event to the background sender.
+	select {
+	case s.claiming <- struct{}{}:
+	default:
+		wait := time.NewTimer(claimWait)
+		defer wait.Stop()
+		select {
+		case s.claiming <- struct{}{}:
+		case <-wait.C:
+			return nil, errClaimsBusy
+		}
+	}
+	done := func() { <-s.claiming }
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	conn, err := s.claims.Acquire(ctx)
 	if err != nil {
-		return nil, false
+		done()
+		return nil, fmt.Errorf("claim call %q: %w", call, s.scrub(err))
 	}
 	var ok bool
 	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(2, hashtext($1))`, call).Scan(&ok); err != nil || !ok {
@@ -240,7 +264,11 @@ func (s *pgStore) lockCall(call string) (func(), bool) {
 			conn.Conn().Close(ctx)
 		}
 		conn.Release()
-		return nil, false
+		done()
+		if err != nil {
+			return nil, fmt.Errorf("claim call %q: %w", call, s.scrub(err))
+		}
+		return nil, errClaimed
 	}
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
@@ -250,7 +278,8 @@ func (s *pgStore) lockCall(call string) (func(), bool) {
 			conn.Conn().Close(ctx)
 		}
 		conn.Release()
-	}, true
+		done()
+	}, nil
 }
 
 func (s *pgStore) limiter(account string, n int, span time.Duration) (limiter, error) {

@@ -3,12 +3,17 @@ package outbox
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/rs/zerolog"
 )
 
@@ -75,4 +80,84 @@ func TestPostgresPasswordAppearsInNoError(t *testing.T) {
 	if err := scrubbed(errors.New("pw "+secret), secret); strings.Contains(err.Error(), secret) {
 		t.Errorf("scrubbed kept the password: %v", err)
 	}
+}
+
+// TestPostgresSlowConnectionStillAttemptsAtOnce: a database that takes
+// longer than claimWait to open a connection (a remote one, or a loaded
+// one), as the first claim of a call must: the claim waits for it, bounded
+// by StoreTimeout, and the event is sent at once, not left queued as if
+// an earlier event of the call were waiting.
+func TestPostgresSlowConnectionStillAttemptsAtOnce(t *testing.T) {
+	clk := newFakeClock()
+	opts := Options{
+		Driver:       DriverPostgres,
+		DSN:          slowToConnect(t, newDatabase(t), claimWait+250*time.Millisecond),
+		StoreTimeout: 20 * time.Second,
+		Log:          zerolog.New(zerolog.NewTestWriter(t)),
+		Now:          clk.Now,
+	}
+	e := &testEnv{clock: clk, sender: &fakeSender{now: clk.Now}, opts: opts}
+	e.reopen(t)
+
+	out, err := e.Transfer(t.Context(), transfer("c1", t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Result != callstate.Delivered || out.Err != nil {
+		t.Errorf("got %v, %v; want delivered at once", out.Result, out.Err)
+	}
+	if n := len(e.sender.all()); n != 1 {
+		t.Errorf("Movidesk got %d requests, want 1", n)
+	}
+}
+
+// slowToConnect is dsn through a proxy that makes each new connection
+// wait delay before it reaches PostgreSQL.
+func slowToConnect(t *testing.T, dsn string, delay time.Duration) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		close(stop)
+		l.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				select {
+				case <-time.After(delay): // the latency of opening a connection
+				case <-stop:
+					return
+				}
+				u, err := net.Dial("tcp", upstream)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go func() {
+					<-stop
+					c.Close()
+					u.Close()
+				}()
+				go func() { io.Copy(u, c); u.Close() }()
+				io.Copy(c, u)
+			})
+		}
+	})
+	return strings.Replace(dsn, upstream, l.Addr().String(), 1)
 }

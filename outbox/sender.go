@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -150,12 +151,21 @@ func (o *Outbox) pick(a *account, now time.Time) ([]candidate, time.Time, error)
 	return cs, due, nil
 }
 
-// claimOne claims the call of the first candidate whose call is free.
+// claimOne claims the call of the first candidate whose call is free. It
+// stops at a claim that fails for another reason than the call's being
+// claimed: the next would fail as well, after as long a wait.
 func (o *Outbox) claimOne(cs []candidate) *candidate {
 	for i := range cs {
-		if o.claim(cs[i].rec.Call) {
+		err := o.claim(cs[i].rec.Call)
+		switch {
+		case err == nil:
 			return &cs[i]
+		case errors.Is(err, errClaimed):
+			continue
+		case !errors.Is(err, errClaimsBusy):
+			o.log.Error().Err(err).Str("call_id", cs[i].rec.Call).Msg("outbox: claiming a call for an attempt failed")
 		}
+		return nil
 	}
 	return nil
 }

@@ -31,7 +31,8 @@ func (o *Outbox) Submit(ctx context.Context, acct, base string, fn func(callstat
 	o.awaitSettle(base)
 	// Claim the call before writing, so that the background sender cannot
 	// start on the new events between the commit and the attempt.
-	claimed := o.claim(base)
+	claimErr := o.claim(base)
+	claimed := claimErr == nil
 	handedOver := false
 	// woken is the sender left with the events: that of their account,
 	// which is the call's.
@@ -82,10 +83,15 @@ func (o *Outbox) Submit(ctx context.Context, acct, base string, fn func(callstat
 			// The call belongs to another account (that of its first
 			// event): that account's sender delivers it.
 			why = errNotHead
-		case !claimed || earlier > 0:
+		case errors.Is(claimErr, errClaimed) || earlier > 0:
 			// Being sent, or waiting: the same to the dialplan, which
 			// cannot tell which it will meet.
 			why = errNotHead
+		case errors.Is(claimErr, errClaimsBusy):
+			why = claimErr
+		case !claimed:
+			// Stored: the background sender sends it.
+			why = fmt.Errorf("outbox %s: %w; the event is sent in the background", o.name, claimErr)
 		case ctx.Err() != nil:
 			why = fmt.Errorf("outbox: no time left to send: %w", context.Cause(ctx))
 		case now.Before(o.pausedUntil(a)):
