@@ -74,7 +74,6 @@ func TestPostgresMigrateCommand(t *testing.T) {
 			t.Fatalf("%s of call %d with Movidesk unavailable: MOVIDESK_STATUS %q, want QUEUED", s.script, s.n, st)
 		}
 	}
-	sentBefore := len(fake.Requests())
 
 	// The file is the running service's: refused, naming it.
 	pgCfg := pgChildConfig(t, t.TempDir(), dsn, fake, "")
@@ -83,6 +82,11 @@ func TestPostgresMigrateCommand(t *testing.T) {
 		t.Fatalf("migrate while the service runs on the file: exit %d, %q; want 1 and an error naming %s", code, errOut, file)
 	}
 
+	// The service on the file keeps retrying while Movidesk answers 503:
+	// the move happens after at least one retry, as it would in the field,
+	// so that the events copied carry their attempts and backoffs. Those
+	// retries are the file's service's, not the database's.
+	c.waitLog(t, "outbox: delivery failed; will retry", 1)
 	c.stop(t, syscall.SIGTERM)
 	cfg = pgChildConfig(t, dir, dsn, fake, "") // store.path stays the file
 	out, errOut, code := runBinary(t, "migrate", "-config", cfg)
@@ -105,6 +109,13 @@ func TestPostgresMigrateCommand(t *testing.T) {
 		t.Error("migrate printed the database's password")
 	}
 
+	// Counted once the service on the file has stopped, and nothing of it
+	// was accepted: whatever Movidesk receives from here on is the
+	// database's service's.
+	if n := len(fake.Accepted()); n != 0 {
+		t.Fatalf("Movidesk accepted %d requests while it answered 503", n)
+	}
+	sentBefore := len(fake.Requests())
 	fake.SetStatus(0)
 	c = startChild(t, cfg)
 	// Call 1, transferred before the move, hangs up after it: completed
