@@ -410,13 +410,20 @@ func (h *Handlers) transfer(ctx context.Context, c *channel, ev *event) error {
 	return err
 }
 
-func (h *Handlers) completed(c *channel) (movidesk.CompletedCall, error) {
+// completed is the call's completion. A recording link that is no web
+// address is left out, with a warning in the event's log line: the call's
+// end matters more than its recording, and Movidesk takes it without.
+func (h *Handlers) completed(c *channel, ev *event) (movidesk.CompletedCall, error) {
 	r := movidesk.CompletedCall{CompletedDate: c.now}
 	var err error
 	if r.ID, err = c.baseID(); err != nil {
 		return r, err
 	}
 	r.Link, err = c.link(r.ID)
+	if isInput(err) {
+		ev.warning = "completed without its recording link: " + err.Error()
+		r.Link, err = "", nil
+	}
 	return r, err
 }
 
@@ -437,7 +444,7 @@ func (h *Handlers) canceled(c *channel) (movidesk.CanceledCall, error) {
 }
 
 func (h *Handlers) complete(ctx context.Context, c *channel, ev *event) error {
-	r, err := h.completed(c)
+	r, err := h.completed(c, ev)
 	ev.id = r.ID
 	if err != nil {
 		return err
@@ -484,7 +491,7 @@ func (h *Handlers) link(ctx context.Context, c *channel, ev *event) error {
 // hangup completes the call when this service saw its transfer, otherwise
 // records it as abandoned.
 func (h *Handlers) hangup(ctx context.Context, c *channel, ev *event) error {
-	comp, err := h.completed(c)
+	comp, err := h.completed(c, ev)
 	ev.id = comp.ID
 	if err != nil {
 		return err
