@@ -115,9 +115,7 @@ func TestHAPostgresKillOneInTheMiddleOfABurst(t *testing.T) {
 	// first is killed once Movidesk has seen half of the requests.
 	// 600 a minute, 30 back to back: at most 30 requests in any 3 s,
 	// whichever instance sends them, so the 80 requests take three
-	// windows. (The limiter widens its window by 1/30 for the delay
-	// between a request leaving and Movidesk counting it; with a 1 s
-	// window that margin, 33 ms, is less than a loaded machine's delay.)
+	// windows.
 	const (
 		calls = 40
 		burst = 30
@@ -273,25 +271,30 @@ func TestHAPostgresKillOneInTheMiddleOfABurst(t *testing.T) {
 		t.Errorf("%d duplicates, more than the %d requests the killed instance could have had in flight", dups, burst)
 	}
 
-	// The fake's receive times: never more than burst in any window.
+	// The limiter's own dates of the sends, both instances' (the shared
+	// table): never more than burst in any window. That is the budget
+	// shared, exactly.
+	if n, from := mostWithin(limiterSends(t, dsn), window); n > burst {
+		t.Errorf("the limiter dated %d sends within %v from %v, limit %d: the instances do not share the budget (the kill at %s)",
+			n, window, from.Format("15:04:05.000000"), burst, killedAt.Format("15:04:05.000000"))
+	}
+	// What Movidesk saw: a request reaches it some time after its
+	// dating, more on a loaded machine than the limiter's 1/30 margin, so
+	// a window may hold a few more there; instances that did not share
+	// the budget would each send a burst at once, twice the limit.
 	var at []time.Time
 	for _, r := range fake.Requests() {
 		at = append(at, r.At)
 	}
-	if n, from := mostWithin(at, window); n > burst {
+	if n, from := mostWithin(at, window); n > burst*3/2 {
 		var in []string
 		for _, r := range fake.Requests() {
 			if !r.At.Before(from) && r.At.Sub(from) < window {
 				in = append(in, fmt.Sprintf("%s %s %s", r.At.Format("15:04:05.000000"), r.Account, r.Query.Get("id")))
 			}
 		}
-		// The limiter's own dates of the sends, both instances' (the
-		// shared table): whether the budget was shared, or a request
-		// reached Movidesk later after its dating than the margin allows.
-		span := window + window/30
-		dn, dfrom := mostWithin(limiterSends(t, dsn), span)
-		t.Fatalf("%d requests within %v from %v, limit %d: the instances do not share the budget (the kill at %s):\n%s\nthe limiter dated at most %d sends within %v (from %v)",
-			n, window, from, burst, killedAt.Format("15:04:05.000000"), strings.Join(in, "\n"), dn, span, dfrom.Format("15:04:05.000000"))
+		t.Errorf("Movidesk got %d requests within %v from %v, limit %d: the instances do not share the budget (the kill at %s):\n%s",
+			n, window, from, burst, killedAt.Format("15:04:05.000000"), strings.Join(in, "\n"))
 	}
 	if len(at) <= burst {
 		t.Errorf("Movidesk got %d requests: the burst never reached the limit", len(at))
