@@ -204,7 +204,7 @@ func (s *Server) routes() http.Handler {
 	// Go's profiles, behind the same authentication: where the time and
 	// the memory go under real traffic (BENCHMARKS.md shows how to read
 	// them).
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/", boundedProfile(pprof.Index)) // heap?seconds=N and the like
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", boundedProfile(pprof.Profile))
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)

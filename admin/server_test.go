@@ -649,6 +649,7 @@ func TestProfilesAreBounded(t *testing.T) {
 		"/debug/pprof/profile?seconds=3600": http.StatusBadRequest,
 		"/debug/pprof/trace?seconds=61":     http.StatusBadRequest,
 		"/debug/pprof/trace?seconds=x":      http.StatusBadRequest,
+		"/debug/pprof/heap?seconds=3600":    http.StatusBadRequest,
 		"/debug/pprof/trace?seconds=1":      http.StatusOK,
 	} {
 		if a := e.do(t, http.MethodGet, path, bearer(adminToken)); a.code != want {

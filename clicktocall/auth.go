@@ -69,6 +69,11 @@ func (a Auth) Check() error {
 		if len(a.Allow) == 0 {
 			return errors.New(`"none" needs an allow-list of networks: the endpoint places calls`)
 		}
+		if len(a.TrustedProxies) > 0 {
+			// The address would come from a header: a proxy that passes
+			// the client's own X-Forwarded-For on would let anyone in.
+			return errors.New(`"none" behind trusted proxies: filter Movidesk's addresses in the proxy, allow only the proxy here, and list no trusted proxy`)
+		}
 		if all := coversEverything(a.Allow); all != "" {
 			return fmt.Errorf(`"none" with an allow-list that lets every %s address in: anyone could place calls; list Movidesk's addresses, or use basic or token`, all)
 		}
@@ -164,7 +169,7 @@ func (a Auth) client(r *http.Request) (addr, proxy netip.Addr) {
 	}
 	addr = peer
 	for i := len(hops) - 1; i >= 0; i-- {
-		h, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		h, err := parseHop(strings.TrimSpace(hops[i]))
 		if err != nil {
 			break // a proxy writes addresses: what is left of this is no hop
 		}
@@ -174,6 +179,16 @@ func (a Auth) client(r *http.Request) (addr, proxy netip.Addr) {
 		}
 	}
 	return addr, peer
+}
+
+// parseHop reads an X-Forwarded-For address, with the port some load
+// balancers add ("198.51.100.9:5678", "[2001:db8::1]:443").
+func parseHop(s string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a, nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	return ap.Addr(), err
 }
 
 func contains(ps []netip.Prefix, a netip.Addr) bool {

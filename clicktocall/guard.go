@@ -18,12 +18,13 @@ const (
 	maxLockout   = 5 * time.Minute
 	forgetAfter  = 15 * time.Minute
 	// DefaultMaxTracked bounds the addresses remembered: beyond it the
-	// one that failed longest ago is forgotten.
+	// one that failed longest ago and is not locked out is forgotten.
 	DefaultMaxTracked = 4096
 )
 
 // guard remembers failed authentication by address: an IPv4 address, or
-// an IPv6 /64 (what one host gets; its addresses are free to change).
+// an IPv6 /56 (what one site gets; its hosts' addresses are free to
+// change within it).
 type guard struct {
 	mu     sync.Mutex
 	max    int
@@ -31,9 +32,10 @@ type guard struct {
 }
 
 type failures struct {
-	n     int
-	last  time.Time // the latest failure
-	until time.Time // locked out until then
+	n       int
+	pending int       // credentials being checked right now
+	last    time.Time // the latest failure
+	until   time.Time // locked out until then
 }
 
 func newGuard(max int) *guard {
@@ -47,30 +49,51 @@ func guardKey(a netip.Addr) netip.Prefix {
 	if a.Is4() {
 		return netip.PrefixFrom(a, 32)
 	}
-	p, _ := a.Prefix(64)
+	p, _ := a.WithZone("").Prefix(56)
 	return p
 }
 
-// lockedOut says how long a is still locked out, 0 when it is not.
-func (g *guard) lockedOut(a netip.Addr, now time.Time) time.Duration {
+// attempt says whether a may try its credentials now, and else for how
+// long it waits. An address that failed already may have no more checks
+// in progress at once than it has free failures left (one, once they are
+// spent), so that a burst of connections gets no more guesses than one
+// after another.
+// done must follow an attempt allowed, with the outcome and counted.
+func (g *guard) attempt(a netip.Addr, now time.Time) (wait time.Duration, counted bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	f := g.byAddr[guardKey(a)]
-	if f == nil || !now.Before(f.until) {
-		return 0
+	if f == nil {
+		return 0, false
 	}
-	return f.until.Sub(now)
+	if now.Before(f.until) {
+		return f.until.Sub(now), false
+	}
+	// What is left of the free failures may be tried at once; past them,
+	// one at a time, each failure locking the address out again.
+	if now.Sub(f.last) < forgetAfter && f.pending >= max(freeFailures+1-f.n, 1) {
+		return firstLockout, false
+	}
+	f.pending++
+	return 0, true
 }
 
-// failed counts a failure of a at now and returns the lockout it starts,
-// 0 while failures are still free.
-func (g *guard) failed(a netip.Addr, now time.Time) time.Duration {
+// done records the outcome of an attempt allowed: a failure counts, and
+// locks the address out once the free ones are spent; a success forgets
+// the address.
+func (g *guard) done(a netip.Addr, ok, counted bool, now time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	k := guardKey(a)
 	f := g.byAddr[k]
-	if f != nil && now.Sub(f.last) >= forgetAfter {
-		f = nil
+	if f != nil && counted && f.pending > 0 {
+		f.pending--
+	}
+	if ok {
+		if f != nil && f.pending == 0 {
+			delete(g.byAddr, k)
+		}
+		return
 	}
 	if f == nil {
 		if len(g.byAddr) >= g.max {
@@ -79,43 +102,46 @@ func (g *guard) failed(a netip.Addr, now time.Time) time.Duration {
 		f = &failures{}
 		g.byAddr[k] = f
 	}
+	if now.Sub(f.last) >= forgetAfter && !now.Before(f.until) {
+		f.n = 0
+	}
 	f.n++
 	f.last = now
 	if f.n <= freeFailures {
-		return 0
+		return
 	}
 	d := firstLockout
 	for i := freeFailures + 1; i < f.n && d < maxLockout; i++ {
 		d *= 2
 	}
-	d = min(d, maxLockout)
-	f.until = now.Add(d)
-	return d
-}
-
-// succeeded forgets a's failures.
-func (g *guard) succeeded(a netip.Addr) {
-	g.mu.Lock()
-	delete(g.byAddr, guardKey(a))
-	g.mu.Unlock()
+	f.until = now.Add(min(d, maxLockout))
 }
 
 // evict makes room: the addresses whose failures are forgotten anyway,
-// or else the one that failed longest ago.
+// or else the one that failed longest ago among those not locked out, or
+// at worst the one whose lockout ends first.
 func (g *guard) evict(now time.Time) {
-	var oldest netip.Prefix
-	var oldestAt time.Time
+	var oldest, soonest netip.Prefix
+	var oldestAt, soonestAt time.Time
 	for k, f := range g.byAddr {
-		if now.Sub(f.last) >= forgetAfter && !now.Before(f.until) {
+		locked := now.Before(f.until)
+		switch {
+		case f.pending > 0:
+		case now.Sub(f.last) >= forgetAfter && !locked:
 			delete(g.byAddr, k)
-			continue
-		}
-		if oldestAt.IsZero() || f.last.Before(oldestAt) {
+		case !locked && (oldestAt.IsZero() || f.last.Before(oldestAt)):
 			oldest, oldestAt = k, f.last
+		case locked && (soonestAt.IsZero() || f.until.Before(soonestAt)):
+			soonest, soonestAt = k, f.until
 		}
 	}
-	if len(g.byAddr) >= g.max {
+	if len(g.byAddr) < g.max {
+		return
+	}
+	if !oldestAt.IsZero() {
 		delete(g.byAddr, oldest)
+	} else if !soonestAt.IsZero() {
+		delete(g.byAddr, soonest)
 	}
 }
 

@@ -24,7 +24,7 @@ func TestTheSourceIsAnExtension(t *testing.T) {
 		body         string
 	}{
 		{"PoliceNumber", "190", "190 is an emergency number"},
-		{"WomensHotline", "180", "a public hotline"},
+		{"WomensHotline", "180", "180 is a public hotline, which the dial string would send through the dialplan's outbound routes"},
 		{"AmbulanceNumber", "192", "emergency"},
 		{"EmergencyEverywhere", "112", "emergency"},
 		{"NineOneOne", "911", "emergency"},
@@ -47,6 +47,14 @@ func TestTheSourceIsAnExtension(t *testing.T) {
 			}
 		})
 	}
+	t.Run("ThroughAnEndpointOnlyEmergencyNumbersAreRefused", func(t *testing.T) {
+		r := newRig(t, nil) // PJSIP/{{.Source}}: PJSIP/180 is an endpoint, never a public line
+		for src, want := range map[string]int{"180": 200, "100": 200, "0800": 200, "10315": 200, "190": 403, "112": 403} {
+			if w := r.do(get("source=" + src + "&destination=11987654321")); w.Code != want {
+				t.Errorf("source %s: %d %s, want %d", src, w.Code, w.Body, want)
+			}
+		}
+	})
 	t.Run("AnExtensionIsPlaced", func(t *testing.T) {
 		r := newRig(t, local)
 		// FreePBX's 1XX extensions, but for the public numbers.
@@ -236,7 +244,8 @@ func TestFailedLoginsBackOff(t *testing.T) {
 		now := clock.Now()
 		var got []time.Duration
 		for i := 0; i < freeFailures+12; i++ {
-			got = append(got, g.failed(a, now))
+			g.fail(a, now)
+			got = append(got, g.lockedOut(a, now))
 		}
 		want := []time.Duration{0, 0, 0, 0, 0, time.Second, 2 * time.Second, 4 * time.Second}
 		if fmt.Sprint(got[:len(want)]) != fmt.Sprint(want) || got[len(got)-1] != maxLockout {
@@ -248,20 +257,47 @@ func TestFailedLoginsBackOff(t *testing.T) {
 		// An IPv6 host is one /64.
 		b := netip.MustParseAddr("2001:db8:1:2::5")
 		for i := 0; i <= freeFailures; i++ {
-			g.failed(b, now)
+			g.fail(b, now)
 		}
-		if g.lockedOut(netip.MustParseAddr("2001:db8:1:2:ffff::1"), now) == 0 {
-			t.Error("another address of the same /64 is not locked out")
+		if g.lockedOut(netip.MustParseAddr("2001:db8:1:ff:ffff::1"), now) == 0 {
+			t.Error("another address of the same /56 is not locked out")
+		}
+		if g.lockedOut(netip.MustParseAddr("2001:db8:1:100::1"), now) != 0 {
+			t.Error("another /56 is locked out")
 		}
 	})
 	t.Run("TrackedAddressesAreBounded", func(t *testing.T) {
 		g := newGuard(100)
 		now := clock.Now()
+		guesser := netip.MustParseAddr("198.51.100.66")
+		for i := 0; i <= freeFailures; i++ {
+			g.fail(guesser, now)
+		}
+		// A flood of other addresses, each failing once, cannot make
+		// room by forgetting a lockout.
 		for i := 0; i < 1000; i++ {
-			g.failed(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), now.Add(time.Duration(i)*time.Millisecond))
+			g.fail(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), now.Add(time.Duration(i)*time.Millisecond))
 		}
 		if n := g.tracked(); n > 100 {
 			t.Errorf("%d addresses tracked, want at most 100", n)
+		}
+		if g.lockedOut(guesser, now.Add(time.Second-time.Millisecond)) == 0 {
+			t.Error("the flood made the guard forget a lockout")
+		}
+	})
+	t.Run("ABurstAtOnceGetsNoMoreGuesses", func(t *testing.T) {
+		g := newGuard(0)
+		now := clock.Now()
+		a := netip.MustParseAddr("203.0.113.9")
+		g.fail(a, now) // one failure: the address is watched
+		allowed := 0
+		for i := 0; i < 100; i++ { // all checking at once
+			if wait, _ := g.attempt(a, now); wait == 0 {
+				allowed++
+			}
+		}
+		if allowed != freeFailures {
+			t.Errorf("%d checks allowed at once after a failure, want the %d free ones left", allowed, freeFailures)
 		}
 	})
 }
@@ -284,6 +320,10 @@ func TestTrustedProxies(t *testing.T) {
 		{"TheProxysOwnRequest", proxy, "127.0.0.1:50000", nil, 403},
 		{"XForwardedForFromAnUntrustedPeer", nil, "203.0.113.5:50000", []string{"198.51.100.9"}, 403},
 		{"DirectFromMovidesk", proxy, "198.51.100.9:50000", []string{"203.0.113.5"}, 200},
+		{"AHopWithItsPort", proxy, "127.0.0.1:50000", []string{"198.51.100.9:5678"}, 200},
+		{"AnIPv6HopWithItsPort", []netip.Prefix{netip.MustParsePrefix("::1/128")}, "[::1]:50000", []string{"[2001:db8::9]:443"}, 403},
+		{"AnUnreadableHopStopsTheWalk", proxy, "127.0.0.1:50000", []string{"198.51.100.9, unknown"}, 403},
+		{"EveryHopTrusted", proxy, "127.0.0.1:50000", []string{"127.0.0.1"}, 403},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, func(c *Config) { c.Auth.Allow, c.Auth.TrustedProxies = movidesk, tc.trusted })
@@ -327,6 +367,7 @@ func TestAuthRefusesWhatLetsAnyoneIn(t *testing.T) {
 		{"NoneFromEverywhere", Auth{Mode: AuthNone, Allow: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}, "every IPv4 address"},
 		{"NoneFromBothHalves", Auth{Mode: AuthNone, Allow: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/1"), netip.MustParsePrefix("128.0.0.0/1")}}, "every IPv4 address"},
 		{"NoneFromEveryIPv6", Auth{Mode: AuthNone, Allow: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("::/0")}}, "every IPv6 address"},
+		{"NoneBehindTrustedProxies", Auth{Mode: AuthNone, Allow: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}, "behind trusted proxies"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.auth.Check(); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -343,6 +384,12 @@ func TestAuthRefusesWhatLetsAnyoneIn(t *testing.T) {
 			t.Errorf("%+v: %v", a.Mode, err)
 		}
 	}
+	t.Run("AMappedAllowEntryForEverything", func(t *testing.T) {
+		cfg := Config{Auth: Auth{Mode: AuthNone, Allow: []netip.Prefix{netip.MustParsePrefix("::ffff:0.0.0.0/96")}}}
+		if _, err := New(cfg, nil, nil); err == nil || !strings.Contains(err.Error(), "every IPv4 address") {
+			t.Errorf("%v", err)
+		}
+	})
 	t.Run("IPv4MappedAllowEntry", func(t *testing.T) {
 		r := newRig(t, func(c *Config) { c.Auth.Allow = []netip.Prefix{netip.MustParsePrefix("::ffff:198.51.100.0/120")} })
 		if w := r.do(from(get("source=5252&destination=11987654321"), "198.51.100.9:40000")); w.Code != 200 {
@@ -366,4 +413,21 @@ func TestPatternsTellWhatTheyAdmit(t *testing.T) {
 	if got := mustPattern(t, "_52XX").Example(); got != "5255" {
 		t.Errorf("example of _52XX: %q", got)
 	}
+}
+
+// fail is a failed attempt of a at now, as the endpoint makes it.
+func (g *guard) fail(a netip.Addr, now time.Time) {
+	_, counted := g.attempt(a, now)
+	g.done(a, false, counted, now)
+}
+
+// lockedOut says how long a is still locked out, 0 when it is not.
+func (g *guard) lockedOut(a netip.Addr, now time.Time) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f := g.byAddr[guardKey(a)]
+	if f == nil || !now.Before(f.until) {
+		return 0
+	}
+	return f.until.Sub(now)
 }

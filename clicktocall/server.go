@@ -128,6 +128,8 @@ type Server struct {
 	calls Calls
 	rates *rates
 	guard *guard
+	// local: the dial string goes through the dialplan (ThroughDialplan).
+	local bool
 	poll  time.Duration
 	// refusals holds back the log lines of unauthenticated refusals.
 	refusals throttle.Counter[netip.Addr]
@@ -147,6 +149,8 @@ type Server struct {
 // New returns the endpoint, placing calls through pbx and recording them
 // in calls.
 func New(cfg Config, pbx PBX, calls Calls) (*Server, error) {
+	cfg.Auth.Allow = unmapped(cfg.Auth.Allow)
+	cfg.Auth.TrustedProxies = unmapped(cfg.Auth.TrustedProxies)
 	if err := cfg.Auth.Check(); err != nil {
 		return nil, err
 	}
@@ -159,15 +163,17 @@ func New(cfg Config, pbx PBX, calls Calls) (*Server, error) {
 	if err := CheckSourcePatterns(cfg.Sources); err != nil {
 		return nil, fmt.Errorf("clicktocall: sources: %w", err)
 	}
-	cfg.Auth.Allow = unmapped(cfg.Auth.Allow)
-	cfg.Auth.TrustedProxies = unmapped(cfg.Auth.TrustedProxies)
 	if cfg.AnswerTimeout <= 0 {
 		cfg.AnswerTimeout = DefaultAnswerTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Server{cfg: cfg, pbx: pbx, calls: calls, rates: newRates(cfg.SourceRate, cfg.Rate),
+	sample, err := execute(cfg.Dial, Data{Source: "5252", Destination: "11987654321"})
+	if err != nil {
+		return nil, fmt.Errorf("clicktocall: the dial template: %w", err)
+	}
+	return &Server{cfg: cfg, pbx: pbx, calls: calls, rates: newRates(cfg.SourceRate, cfg.Rate), local: ThroughDialplan(sample),
 		guard: newGuard(cfg.MaxTracked), poll: 200 * time.Millisecond, inFlight: map[string]bool{},
 		refusals: throttle.Counter[netip.Addr]{Interval: time.Second}, stopping: make(chan struct{})}, nil
 }
@@ -229,8 +235,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var err error
 	addr, proxy := s.cfg.Auth.client(r)
 	if s.begin() {
-		rep.CallID, who, rep.Source, rep.Destination, err = s.serve(r, addr)
 		defer s.active.Done()
+		rep.CallID, who, rep.Source, rep.Destination, err = s.serve(r, addr)
 	} else {
 		err = stoppingRefusal("", false)
 	}
@@ -261,7 +267,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.ClickToCall(rep)
 	}
-	if ref != nil && who == "" && ref.result != "stopping" {
+	if ref != nil && who == "" {
 		// Not authenticated: whoever floods the endpoint gets a line a
 		// second, not a line a request.
 		n, log, flushIn := s.refusals.Add(ref.result, addr, s.cfg.Now())
@@ -356,23 +362,30 @@ func (s *Server) serve(r *http.Request, addr netip.Addr) (id, who, source, dest 
 	if r.URL.Path != Path {
 		return "", "", "", "", refuse(http.StatusNotFound, "bad_request", "no such endpoint: the URL is %s?source=...&destination=...", Path)
 	}
-	if wait := s.guard.lockedOut(addr, s.cfg.Now()); wait > 0 {
-		ref := refuse(http.StatusTooManyRequests, "refused_backoff", "too many failed logins from this address")
-		return "", "", "", "", limitedRefusal(ref, wait)
+	// With an allow-list, only its networks (Movidesk's) reach the
+	// credentials: no lockout there, which another Movidesk customer,
+	// sharing those addresses, could otherwise set off against this one.
+	guarded := len(s.cfg.Auth.Allow) == 0
+	counted := false
+	if guarded {
+		var wait time.Duration
+		if wait, counted = s.guard.attempt(addr, s.cfg.Now()); wait > 0 {
+			ref := refuse(http.StatusTooManyRequests, "refused_backoff", "too many failed logins from this address")
+			return "", "", "", "", limitedRefusal(ref, wait)
+		}
 	}
 	who, ref := s.cfg.Auth.authenticate(r, addr)
+	if guarded {
+		s.guard.done(addr, ref == nil, counted, s.cfg.Now())
+	}
 	if ref != nil {
-		if ref.result == "refused_auth" {
-			s.guard.failed(addr, s.cfg.Now())
-		}
 		return "", "", "", "", ref
 	}
-	s.guard.succeeded(addr)
 	source, rawDest, ref := params(r)
 	if ref != nil {
 		return "", who, source, rawDest, ref
 	}
-	if err := CheckSource(source); err != nil {
+	if err := CheckSource(source, s.local); err != nil {
 		return "", who, source, rawDest, refuse(http.StatusForbidden, "refused_source", "source %q is not an extension: %v", clip(source), err)
 	}
 	if !s.cfg.Sources.Match(source) {
@@ -540,11 +553,11 @@ func (s *Server) place(ctx context.Context, source, dest string) (string, error)
 	data := Data{Source: source, Destination: dest}
 	endpoint, err := execute(s.cfg.Dial, data)
 	if err != nil {
-		return "", fmt.Errorf("click_to_call.dial: %w", err)
+		return "", fmt.Errorf("the dial template: %w", err)
 	}
 	callerID, err := execute(s.cfg.CallerID, data)
 	if err != nil {
-		return "", fmt.Errorf("click_to_call.caller_id: %w", err)
+		return "", fmt.Errorf("the caller id template: %w", err)
 	}
 	// Recorded first: the call's first event may come from the dialplan
 	// before the originate returns.

@@ -11,9 +11,11 @@ const MaxSourceDigits = 11
 
 // CheckSource refuses a source that is not an extension: it goes into the
 // dial string and the caller id, so anything but digits could reach
-// another endpoint or show another name, and an emergency or service
-// number must never be "the agent".
-func CheckSource(s string) error {
+// another endpoint or show another name, and an emergency number must
+// never be "the agent". When the dial string goes through the dialplan
+// (Local/...), where a number that is no extension reaches the outbound
+// routes, the other public numbers are refused too (ServiceNumber).
+func CheckSource(s string, throughDialplan bool) error {
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
 			return fmt.Errorf("an extension has digits only")
@@ -22,26 +24,29 @@ func CheckSource(s string) error {
 	if len(s) < 2 || len(s) > MaxSourceDigits {
 		return fmt.Errorf("an extension has 2 to %d digits", MaxSourceDigits)
 	}
-	if why := ServiceNumber(s); why != "" {
-		return fmt.Errorf("%s is %s, never an agent's extension", s, why)
+	if emergency[s] {
+		return fmt.Errorf("%s is an emergency number, never an agent's extension", s)
+	}
+	if why := ServiceNumber(s); why != "" && throughDialplan {
+		return fmt.Errorf("%s is %s, which the dial string would send through the dialplan's outbound routes", s, why)
 	}
 	return nil
 }
 
 // ServiceNumber says what kind of public number s is, or "" when it is
-// none: an emergency number (Brazil's 190 to 199 and 128, and 112, 911
-// and 999, which phones dial everywhere), one of Brazil's public hotlines
-// (100, 136, 153, 180, 181, 188), a carrier's service code (10XXX: 10315...),
-// or anything after the national or international prefix (0...). Dialled
-// as an agent's extension through a context with outbound routes
-// (Local/...), they would ring a public service. The other 1XX numbers
-// stay: FreePBX's extensions often are 100 to 199.
+// none: an emergency number (Brazil's 190 to 194 and 197 to 199, 128,
+// and 112, 911 and 999, which phones dial everywhere), one of Brazil's
+// public hotlines (100, 136, 153, 180, 181, 188), a carrier's service code
+// (10XXX: 10315...), or anything after the national or international
+// prefix (0...). Emergency numbers are never a source; the others are
+// FreePBX extensions as often as not (100 to 199), and are refused only
+// where the dial string could ring the public service (CheckSource).
 func ServiceNumber(s string) string {
 	switch {
-	case strings.HasPrefix(s, "0"):
-		return "a trunk prefix (0...)"
 	case emergency[s]:
 		return "an emergency number"
+	case strings.HasPrefix(s, "0"):
+		return "a trunk prefix (0...)"
 	case hotlines[s]:
 		return "a public hotline"
 	case len(s) == 5 && strings.HasPrefix(s, "10"):
@@ -61,6 +66,12 @@ func set(list ...string) map[string]bool {
 		m[s] = true
 	}
 	return m
+}
+
+// ThroughDialplan reports whether a dial string goes through the
+// dialplan (a Local channel) rather than straight to an endpoint.
+func ThroughDialplan(dial string) bool {
+	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(dial)), "local/")
 }
 
 // Open reports whether p ends in "." or "!": it then matches numbers of

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"strings"
 
 	"github.com/movidesk-agi/movidesk-agi/clicktocall"
@@ -24,7 +25,7 @@ func (c *Config) ClickToCallSample() string {
 		if err != nil {
 			continue
 		}
-		if ex := p.Example(); ex != "" && clicktocall.CheckSource(ex) == nil {
+		if ex := p.Example(); ex != "" && clicktocall.CheckSource(ex, clicktocall.ThroughDialplan(cc.Dial)) == nil {
 			source = ex
 			break
 		}
@@ -50,8 +51,26 @@ func (c *Config) ClickToCallWarnings() []string {
 		return nil
 	}
 	var out []string
-	if strings.HasPrefix(strings.ToLower(strings.TrimSpace(cc.Dial)), "local/") {
+	if clicktocall.ThroughDialplan(cc.Dial) {
 		out = append(out, fmt.Sprintf("click_to_call.dial %q goes through the dialplan: a source that is no extension there reaches the outbound routes and dials out as the agent (emergency and service numbers are refused, but not the rest); keep click_to_call.sources to your extensions (e.g. [\"_52XX\"]), now %q", cc.Dial, cc.Sources))
+	}
+	local := clicktocall.ThroughDialplan(cc.Dial)
+	for i, s := range cc.Sources {
+		// A literal source the endpoint would refuse every time.
+		if !strings.HasPrefix(s, "_") {
+			if err := clicktocall.CheckSource(s, local); err != nil {
+				out = append(out, fmt.Sprintf("click_to_call.sources[%d] %q is refused every time: %v", i, s, err))
+			}
+		}
+	}
+	if len(cc.TrustedProxies) == 0 && cc.PublicURL != "" {
+		// The README's set-up: a proxy on the PBX, listen on loopback.
+		u, uerr := url.Parse(cc.PublicURL)
+		host, _, herr := net.SplitHostPort(cc.Listen)
+		a, aerr := netip.ParseAddr(host)
+		if uerr == nil && herr == nil && aerr == nil && a.IsLoopback() && !loopbackHost(u.Hostname()) {
+			out = append(out, fmt.Sprintf("click_to_call.listen %q is on loopback behind %s: list the proxy in click_to_call.trusted_proxies (e.g. [\"127.0.0.1\"]), or every request seems to come from it, and one password guesser locks everyone out", cc.Listen, cc.PublicURL))
+		}
 	}
 	for i, s := range cc.Destinations {
 		if p, err := clicktocall.ParsePattern(s); err == nil {
@@ -66,4 +85,9 @@ func (c *Config) ClickToCallWarnings() []string {
 		}
 	}
 	return out
+}
+
+func loopbackHost(h string) bool {
+	a, err := netip.ParseAddr(h)
+	return h == "localhost" || (err == nil && a.IsLoopback())
 }

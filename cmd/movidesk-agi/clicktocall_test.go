@@ -156,3 +156,29 @@ func TestCheckConfigWarnsOfCleartextARI(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckConfigWarnsOfAProxyWithoutTrustedProxies: behind the README's
+// reverse proxy, without trusted_proxies, every request seems to come
+// from the proxy, and a literal source the endpoint refuses is named.
+func TestCheckConfigWarnsOfAProxyWithoutTrustedProxies(t *testing.T) {
+	for _, tc := range []struct {
+		extra  string
+		warned bool
+	}{
+		{"public_url = \"https://pbx.example.com\"\n", true},
+		{"public_url = \"https://pbx.example.com\"\ntrusted_proxies = [\"127.0.0.1\"]\n", false},
+		{"", false},
+	} {
+		path := writeConfig(t, c2cBase+"username = \"m\"\npassword = \"pw-secret-4f9c2a7d\"\nsources = [\"_52XX\", \"190\"]\n"+tc.extra)
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"check-config", "-config", path}, &out, &out); err != nil {
+			t.Fatalf("check-config: %v\n%s", err, out.String())
+		}
+		if got := strings.Contains(out.String(), "list the proxy in click_to_call.trusted_proxies"); got != tc.warned {
+			t.Errorf("%q: warned %v, want %v:\n%s", tc.extra, got, tc.warned, out.String())
+		}
+		if !strings.Contains(out.String(), `warning: click_to_call.sources[1] "190" is refused every time: 190 is an emergency number`) {
+			t.Errorf("the literal source 190 is not named:\n%s", out.String())
+		}
+	}
+}

@@ -749,6 +749,8 @@ func (c *Config) validateClickToCall() []error {
 			key = "token"
 		case cc.Auth == clicktocall.AuthToken:
 			key = "token_header"
+		case cc.Auth == clicktocall.AuthNone && len(cc.TrustedProxies) > 0:
+			key = "trusted_proxies"
 		case cc.Auth == clicktocall.AuthNone:
 			key = "allow"
 		}
