@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	rd "github.com/movidesk-agi/movidesk-agi/internal/redact"
 )
 
 // DefaultTimeout bounds one request to Asterisk.
@@ -59,18 +61,9 @@ func NewClient(baseURL, username, password string) (*Client, error) {
 	}, nil
 }
 
-// redact hides user info from a URL that is about to be refused.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	if u.User != nil {
-		u.User = url.User("REDACTED")
-	}
-	u.RawQuery = ""
-	return u.String()
-}
+// redact hides the credentials of a URL that is about to be refused: its
+// user info, and ARI's api_key parameter (user:password).
+func redact(raw string) string { return rd.URL(raw, "api_key") }
 
 // SetTimeout changes the bound on one request (d <= 0: DefaultTimeout).
 func (c *Client) SetTimeout(d time.Duration) {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/movidesk-agi/movidesk-agi/internal/redact"
 )
 
 // DefaultBaseURL is Movidesk's public API.
@@ -27,7 +29,7 @@ const (
 )
 
 // Redacted replaces the token wherever it could otherwise surface.
-const Redacted = "REDACTED"
+const Redacted = redact.Mask
 
 const (
 	// maxErrorBody bounds how much of an error response is kept: enough to
@@ -329,24 +331,12 @@ func (c *Client) observe(endpoint string, code int, d time.Duration, err error) 
 // limit so a token straddling the cut is redacted, not half shown.
 func readErrorBody(r io.Reader, token string) string {
 	b, _ := io.ReadAll(io.LimitReader(r, int64(maxErrorBody+len(token)*3)))
-	s := redact(string(b), token)
+	s := redact.String(string(b), token)
 	if len(s) > maxErrorBody {
 		s = s[:maxErrorBody]
 	}
 	// One line, so an error carrying it stays one log line.
 	return strings.Join(strings.Fields(strings.ToValidUTF8(s, "")), " ")
-}
-
-// redact replaces token, raw or URL-escaped, in s.
-func redact(s, token string) string {
-	if token == "" {
-		return s
-	}
-	s = strings.ReplaceAll(s, token, Redacted)
-	if esc := url.QueryEscape(token); esc != token {
-		s = strings.ReplaceAll(s, esc, Redacted)
-	}
-	return s
 }
 
 // sanitize removes token from a transport error. Go's *url.Error prints
@@ -355,45 +345,17 @@ func sanitize(err error, token string) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		inner := ue.Err
-		if inner != nil && token != "" && strings.Contains(inner.Error(), token) {
-			inner = &redactedError{msg: redact(inner.Error(), token), err: inner}
+		if inner != nil {
+			inner = redact.Error(inner, token)
 		}
 		return &url.Error{Op: ue.Op, URL: RedactURL(ue.URL), Err: inner}
 	}
-	if token != "" && strings.Contains(err.Error(), token) {
-		return &redactedError{msg: redact(err.Error(), token), err: err}
-	}
-	return err
+	return redact.Error(err, token)
 }
-
-// redactedError shows a redacted message but keeps the original for
-// errors.Is (timeouts, cancellation).
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
 
 // RedactURL returns raw with the value of its token query parameter replaced
 // by REDACTED. A URL that does not parse is redacted entirely.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return Redacted
-	}
-	if u.User != nil {
-		u.User = url.User(Redacted)
-	}
-	q := u.Query()
-	if _, ok := q["token"]; !ok {
-		return u.String()
-	}
-	q.Set("token", Redacted)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func RedactURL(raw string) string { return redact.URL(raw, "token") }
 
 // APIError is a non-2xx answer from Movidesk.
 type APIError struct {

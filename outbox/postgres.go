@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/redact"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 )
 
@@ -818,24 +819,7 @@ func (s *pgStore) scrub(err error) error { return scrubbed(err, s.password) }
 
 // scrubbed is err with password out of its text; errors.Is and As still
 // see what it wraps.
-func scrubbed(err error, password string) error {
-	if err == nil {
-		return nil
-	}
-	if password == "" || !strings.Contains(err.Error(), password) {
-		return err
-	}
-	return &scrubbedError{msg: strings.ReplaceAll(err.Error(), password, "xxxxx"), err: err}
-}
-
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-
-func (e *scrubbedError) Unwrap() error { return e.err }
+func scrubbed(err error, password string) error { return redact.Error(err, password) }
 
 // RedactDSN is a PostgreSQL connection string as logs and errors show it:
 // user, host, port and database, never the password.
