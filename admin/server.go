@@ -202,7 +202,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/events/retry", s.apiRetryAll)
 	mux.HandleFunc("POST /api/events/{seq}/drop", s.apiDrop)
 	// Go's profiles, behind the same authentication: where the time and
-	// the memory go under real traffic (BENCHMARKS.md shows how to read
+	// the memory go under real traffic (docs/benchmarks.md shows how to read
 	// them).
 	mux.HandleFunc("GET /debug/pprof/", boundedProfile(pprof.Index)) // heap?seconds=N and the like
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)

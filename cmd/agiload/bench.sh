@@ -1,5 +1,5 @@
 #!/bin/sh
-# Reproduces BENCHMARKS.md: the floor, agi.Server and the service's transfer
+# Reproduces docs/benchmarks.md: the floor, agi.Server and the service's transfer
 # route end to end, each in a process of its own, at each concurrency, then
 # the plot. Loopback only (127.0.0.1:14570-14579). Usage, from the
 # repository's root:

@@ -64,7 +64,7 @@ func (c *Config) ClickToCallWarnings() []string {
 		}
 	}
 	if len(cc.TrustedProxies) == 0 && cc.PublicURL != "" {
-		// The README's set-up: a proxy on the PBX, listen on loopback.
+		// The set-up of docs/click-to-call.md: a proxy on the PBX, listen on loopback.
 		u, uerr := url.Parse(cc.PublicURL)
 		host, _, herr := net.SplitHostPort(cc.Listen)
 		a, aerr := netip.ParseAddr(host)

@@ -113,11 +113,11 @@ destinations = ["_ZZ9XXXXXXXX", "_+1NXXNXXXXXX"]
 }
 
 // TestTheDocumentedDestinationsAreSafe: the international patterns the
-// README and the example configuration suggest admit no premium-rate,
-// Caribbean or satellite number.
+// docs (docs/click-to-call.md) and the example configuration suggest admit
+// no premium-rate, Caribbean or satellite number.
 func TestTheDocumentedDestinationsAreSafe(t *testing.T) {
 	found := 0
-	for _, f := range []string{"../../README.md", "../../config.toml.example", "../../dist/config.toml"} {
+	for _, f := range []string{"../../docs/click-to-call.md", "../../config.toml.example", "../../dist/config.toml"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -157,8 +157,8 @@ func TestCheckConfigWarnsOfCleartextARI(t *testing.T) {
 	}
 }
 
-// TestCheckConfigWarnsOfAProxyWithoutTrustedProxies: behind the README's
-// reverse proxy, without trusted_proxies, every request seems to come
+// TestCheckConfigWarnsOfAProxyWithoutTrustedProxies: behind the docs'
+// reverse proxy (docs/click-to-call.md), without trusted_proxies, every request seems to come
 // from the proxy, and a literal source the endpoint refuses is named.
 func TestCheckConfigWarnsOfAProxyWithoutTrustedProxies(t *testing.T) {
 	for _, tc := range []struct {

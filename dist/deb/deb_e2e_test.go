@@ -142,6 +142,14 @@ func TestDebPackageContents(t *testing.T) {
 	if err != nil || examples == 0 {
 		t.Fatalf("dialplan examples: %d, %v", examples, err)
 	}
+	// The pages the README links to.
+	pages, err := filepath.Glob("../../docs/*.md")
+	if err != nil || len(pages) == 0 {
+		t.Fatalf("docs: %d, %v", len(pages), err)
+	}
+	for _, p := range pages {
+		want["./usr/share/doc/movidesk-agi/docs/"+filepath.Base(p)] = "-rw-r--r-- root/root"
+	}
 	got := map[string]string{}
 	for _, l := range strings.Split(strings.TrimSpace(run(t, "dpkg-deb", "-c", deb)), "\n") {
 		f := strings.Fields(l)
@@ -184,6 +192,8 @@ func TestDebPackageContents(t *testing.T) {
 		"usr/lib/systemd/system/movidesk-agi.service":    "../systemd/movidesk-agi.service",
 		"usr/lib/systemd/system/movidesk-agi.socket":     "../systemd/movidesk-agi.socket",
 		"usr/share/doc/movidesk-agi/README.md":           "../../README.md",
+		"usr/share/doc/movidesk-agi/docs/dialplan.md":    "../../docs/dialplan.md",
+		"usr/share/doc/movidesk-agi/docs/operations.md":  "../../docs/operations.md",
 		"usr/share/doc/movidesk-agi/config.toml.example": "../../config.toml.example",
 	} {
 		a, err := os.ReadFile(filepath.Join(tree, pkg))

@@ -234,7 +234,7 @@ func packageContents(root, bin, copyright, changelog string) (files.Contents, er
 		{Source: filepath.Join(root, "dist", "config.toml"), Destination: "/etc/" + name + "/config.toml",
 			Type: files.TypeConfigNoReplace, FileInfo: &files.ContentFileInfo{Mode: 0o640}},
 		file(filepath.Join(root, "README.md"), docDir+"/README.md", 0o644),
-		// The README shows it.
+		// docs/operations.md shows it.
 		file(filepath.Join(root, "admin", "status-page.png"), docDir+"/admin/status-page.png", 0o644),
 		file(filepath.Join(root, "config.toml.example"), docDir+"/config.toml.example", 0o644),
 		file(copyright, docDir+"/copyright", 0o644),
@@ -262,6 +262,17 @@ func packageContents(root, bin, copyright, changelog string) (files.Contents, er
 	}
 	if n == 0 {
 		return nil, errors.New("no dialplan examples in dialplan-examples/")
+	}
+	// The pages the README links to, beside it as in the tree.
+	pages, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		return nil, fmt.Errorf("docs: %w", err)
+	}
+	if len(pages) == 0 {
+		return nil, errors.New("no pages in docs/")
+	}
+	for _, p := range pages {
+		c = append(c, file(p, docDir+"/docs/"+filepath.Base(p), 0o644))
 	}
 	return c, nil
 }
