@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"context"
-	"github.com/movidesk-agi/movidesk-agi/internal/pgtest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -239,20 +238,6 @@ func usePostgres(t *testing.T, opts *Options) {
 		return
 	}
 	opts.Driver, opts.DSN = DriverPostgres, newDatabase(t)
-}
-
-// newDatabase is a new database of the package's PostgreSQL.
-func newDatabase(t testing.TB) string {
-	t.Helper()
-	srv, err := pgtest.Shared()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn, err := srv.NewDatabase()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dsn
 }
 
 // newEnvMachine is newEnv with the call state machine's options.

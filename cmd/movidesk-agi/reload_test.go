@@ -229,3 +229,13 @@ func TestReloadRefusedNeverShowsASecret(t *testing.T) {
 		}
 	}
 }
+
+// agiVar is the value a session set variable name to, "" when none.
+func agiVar(seen []string, name string) string {
+	for _, cmd := range seen {
+		if v, ok := strings.CutPrefix(cmd, `SET VARIABLE "`+name+`" `); ok {
+			return unquoteAGI(v)
+		}
+	}
+	return ""
+}
