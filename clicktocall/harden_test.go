@@ -10,6 +10,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 // TestTheSourceIsAnExtension: the source goes into the dial string and
@@ -96,13 +98,13 @@ func TestStopEndsTheWaitingRequests(t *testing.T) {
 		r.ari.originated = make(chan string, 1)
 		answered := make(chan *httptest.ResponseRecorder)
 		go func() { answered <- r.do(get("source=5252&destination=11987654321")) }()
-		ch := <-r.ari.originated
+		ch := testutil.Receive(t, r.ari.originated, "the agent's call to be originated")
 		if err := r.srv.Shutdown(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		// Shutdown returned: the request has its answer, and its
 		// channel is hung up.
-		w := <-answered
+		w := testutil.Receive(t, answered, "the request's answer")
 		if w.Code != 503 || !strings.Contains(w.Body.String(), "stopping") {
 			t.Errorf("%d %q, want 503 and why", w.Code, w.Body)
 		}
@@ -141,13 +143,13 @@ func TestStopEndsTheWaitingRequests(t *testing.T) {
 		}
 		answered := make(chan *httptest.ResponseRecorder)
 		go func() { answered <- r.do(get("source=5252&destination=11987654321")) }()
-		<-inGet
+		testutil.Receive(t, inGet, "the request to reach ARI's GET")
 		stopped := make(chan error)
 		go func() { stopped <- r.srv.Shutdown(t.Context()) }()
-		<-r.srv.stopping
+		testutil.Receive(t, r.srv.stopping, "Shutdown to start stopping")
 		close(release) // the agent answers now
-		w := <-answered
-		if err := <-stopped; err != nil {
+		w := testutil.Receive(t, answered, "the request's answer")
+		if err := testutil.Receive(t, stopped, "Shutdown to return"); err != nil {
 			t.Fatal(err)
 		}
 		if w.Code != 503 {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/rs/zerolog"
 )
@@ -277,7 +278,7 @@ func (e *testEnv) run(t *testing.T) {
 	go func() { done <- e.o.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := testutil.Receive(t, done, "the outbox's Run to return"); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 )
 
@@ -124,7 +125,7 @@ func (c *child) stop(t *testing.T, sig syscall.Signal) {
 	if err := c.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
-	<-c.done
+	testutil.Receive(t, c.done, "the service to exit")
 	c.done <- nil // for the cleanup
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 )
@@ -66,7 +67,7 @@ func startMain(t *testing.T, cfg Config) (*Main, *lockedBuffer) {
 	go func() { done <- m.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := testutil.Receive(t, done, "the service's Run to return"); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 		if strings.Contains(logs.String(), secret) {
