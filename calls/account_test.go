@@ -36,7 +36,7 @@ func newAccountsRig(t *testing.T, now func() time.Time, mod ...func(*calls.Confi
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.LogBuffer{}
 	log := zerolog.New(logs)
 	ob, err := outbox.Open(outbox.Options{
 		Path: filepath.Join(t.TempDir(), "outbox.db"), RatePerMinute: 1000, Log: log,

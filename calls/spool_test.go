@@ -1042,7 +1042,7 @@ func TestADamagedCallRecordHoldsUpNothingElse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.LogBuffer{}
 	ob, err := outbox.Open(outbox.Options{Path: dbPath, RatePerMinute: 1000, Log: zerolog.New(logs)}, client)
 	if err != nil {
 		t.Fatal(err)

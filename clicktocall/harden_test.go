@@ -161,24 +161,6 @@ func TestStopEndsTheWaitingRequests(t *testing.T) {
 	})
 }
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 func from(req *http.Request, addr string) *http.Request {
 	req.RemoteAddr = addr
 	return req
@@ -188,7 +170,7 @@ func from(req *http.Request, addr string) *http.Request {
 // its failures cost a log line a second, not a line each, and the others
 // are served meanwhile.
 func TestFailedLoginsBackOff(t *testing.T) {
-	clock := &fakeClock{now: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC))
 	r := newRig(t, func(c *Config) { c.Now = clock.Now })
 	r.srv.after = func(time.Duration, func()) {} // flushed by Shutdown below
 	wrong := func() *http.Request {
@@ -217,7 +199,7 @@ func TestFailedLoginsBackOff(t *testing.T) {
 		t.Errorf("another address: %d %s", w.Code, w.Body)
 	}
 	// Once the lockout is over, the right password is served again.
-	clock.add(maxLockout)
+	clock.Advance(maxLockout)
 	if w := r.do(from(get("source=5253&destination=11987654321"), "203.0.113.7:40002")); w.Code != 200 {
 		t.Errorf("right password after the lockout: %d %s", w.Code, w.Body)
 	}

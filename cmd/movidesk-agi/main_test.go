@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,26 +20,9 @@ import (
 
 const secret = "1b2c3d4e-5f60-4718-9a0b-secrettoken99"
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startMain runs the service as `serve` would, on 127.0.0.1:0, with its
 // files in a new folder unless cfg names them.
-func startMain(t *testing.T, cfg Config) (*Main, *lockedBuffer) {
+func startMain(t *testing.T, cfg Config) (*Main, *testutil.LogBuffer) {
 	t.Helper()
 	cfg.Server.Listen = "127.0.0.1:0"
 	if cfg.Admin.Listen == DefaultAdminListen {
@@ -57,7 +38,7 @@ func startMain(t *testing.T, cfg Config) (*Main, *lockedBuffer) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testutil.LogBuffer{}
 	m := NewMain(cfg, logs)
 	if err := m.Open(); err != nil {
 		t.Fatal(err)

@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 )
 
 // reloadable starts the service on the file text names, as `serve -config`
 // would, and returns a function that rewrites the file.
-func reloadable(t *testing.T, text string) (*Main, *lockedBuffer, func(string)) {
+func reloadable(t *testing.T, text string) (*Main, *testutil.LogBuffer, func(string)) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.toml")
 	write := func(text string) {
