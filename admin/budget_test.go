@@ -15,6 +15,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -286,14 +287,18 @@ func waitAccepted(t *testing.T, e *env, n int) error {
 	return err
 }
 
-// countingOutbox counts Stats calls and signals each.
+// countingOutbox signals Stats calls, without ever blocking the caller:
+// one signal waits in the channel, later ones are dropped until it is taken.
 type countingOutbox struct {
 	admin.Outbox
 	stats chan struct{}
 }
 
 func (o countingOutbox) Stats() (outbox.Stats, error) {
-	o.stats <- struct{}{}
+	select {
+	case o.stats <- struct{}{}:
+	default:
+	}
 	return o.Outbox.Stats()
 }
 
@@ -304,7 +309,7 @@ func TestRunSamplesUntilStopped(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
-	<-ob.stats // sampled at once, not a minute later
+	testutil.Receive(t, ob.stats, "Run's first sample of the outbox") // at once, not a minute later
 	cancel()
-	<-done
+	testutil.Receive(t, done, "Run to return once its context is cancelled")
 }

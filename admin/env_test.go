@@ -1,7 +1,6 @@
 package admin_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
@@ -34,52 +34,16 @@ const (
 // t0 is when every test starts.
 var t0 = time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
 
-// clock is a manual clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// syncBuffer collects log lines from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is the admin server over a real outbox file, whose sender is a real
 // Movidesk client talking to the fake Movidesk.
 type env struct {
-	clock    *clock
+	clock    *testutil.Clock
 	movidesk *movidesktest.Server
 	outbox   *outbox.Outbox
 	machine  *callstate.Machine
 	server   *admin.Server
 	http     *httptest.Server
-	logs     *syncBuffer
+	logs     *testutil.LogBuffer
 	opts     admin.Options
 	// observed makes the sender report its requests to the metrics, as
 	// the wired Movidesk client does.
@@ -114,7 +78,7 @@ func (s reportingSender) Send(ctx context.Context, r movidesk.Request) error {
 // first.
 func newEnv(t *testing.T, tune ...func(*admin.Options)) *env {
 	t.Helper()
-	e := &env{clock: &clock{now: t0}, logs: &syncBuffer{}}
+	e := &env{clock: testutil.NewClock(t0), logs: &testutil.LogBuffer{}}
 	e.movidesk = movidesktest.NewServer(t, movideskToken)
 	client, err := movidesk.NewClient(e.movidesk.URL, movideskToken, movidesk.WithTimeout(5*time.Second))
 	if err != nil {
@@ -320,7 +284,7 @@ func (e *env) runSender(t *testing.T) (stop func()) {
 	stop = func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil {
+			if err := testutil.Receive(t, done, "the outbox's Run to return"); err != nil {
 				t.Errorf("outbox Run: %v", err)
 			}
 		})

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/agi"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/rs/zerolog"
 )
 
@@ -136,7 +137,7 @@ func start(t testing.TB, srv *agi.Server) string {
 	go func() { done <- srv.Serve(l) }()
 	t.Cleanup(func() {
 		srv.Close()
-		if err := <-done; !errors.Is(err, agi.ErrServerClosed) {
+		if err := testutil.Receive(t, done, "Serve to return"); !errors.Is(err, agi.ErrServerClosed) {
 			t.Errorf("Serve returned %v, want ErrServerClosed", err)
 		}
 	})

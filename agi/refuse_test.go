@@ -2,12 +2,12 @@ package agi_test
 
 import (
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/movidesk-agi/movidesk-agi/agi"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 // holdingServer returns a server whose sessions last until their peer lets
@@ -189,35 +189,17 @@ func TestPerAddressSlotsFreedWhenSessionsEnd(t *testing.T) {
 	}
 }
 
-// fakeClock is a manual clock for the refusal log.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // TestRefusalLogIsThrottled refuses connections for two causes at once: each
 // cause logs its first refusal at once, then at most one line a second,
 // with the count since its previous line and the latest address.
 func TestRefusalLogIsThrottled(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{t: time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC))
 	obs := &refusals{}
 	srv := holdingServer()
 	srv.MaxSessions, srv.Observer = 1, obs
 	srv.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
-	flush := agi.SetClock(srv, clock.now)
+	flush := agi.SetClock(srv, clock.Now)
 	logs := withLog(srv)
 	addr := start(t, srv)
 	holder := held(t, "127.0.0.1", addr)
@@ -268,10 +250,10 @@ func TestRefusalLogIsThrottled(t *testing.T) {
 	wantFull, wantDenied = []line{{1, full}}, []line{{1, denied}}
 	check("first refusal")
 	refuse(4)
-	clock.advance(999 * time.Millisecond)
+	clock.Advance(999 * time.Millisecond)
 	refuse(3)
 	check("within the first second")
-	clock.advance(time.Millisecond)
+	clock.Advance(time.Millisecond)
 	refuse(1)
 	wantFull, wantDenied = append(wantFull, line{8, full}), append(wantDenied, line{8, denied})
 	check("a second after the first line")
@@ -281,7 +263,7 @@ func TestRefusalLogIsThrottled(t *testing.T) {
 	// of a second ago is too recent, and it tries again.
 	flush()
 	check("a flush within the second")
-	clock.advance(time.Second)
+	clock.Advance(time.Second)
 	flush()
 	wantFull, wantDenied = append(wantFull, line{2, full}), append(wantDenied, line{2, denied})
 	check("the flush once the second is over")

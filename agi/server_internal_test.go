@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 // TestCloseWhileAccepting closes the server at the moment a new session has
@@ -42,7 +44,7 @@ func TestCloseWhileAccepting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := <-served; !errors.Is(err, ErrServerClosed) {
+	if err := testutil.Receive(t, served, "Serve to return"); !errors.Is(err, ErrServerClosed) {
 		t.Errorf("Serve returned %v, want ErrServerClosed", err)
 	}
 	// The session was closed by Close, not left to its timeouts. The deadline

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/movidesk-agi/movidesk-agi/agi"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 func TestSetThenGetVariableRoundTrips(t *testing.T) {
@@ -53,7 +54,7 @@ func TestSetThenGetVariableRoundTrips(t *testing.T) {
 			t.Fatalf("fake Asterisk cannot read %q as %q", line, argv)
 		}
 	}
-	if diff := cmp.Diff(values, <-got); diff != "" {
+	if diff := cmp.Diff(values, testutil.Receive(t, got, "the values the handler read")); diff != "" {
 		t.Errorf("values after SET then GET VARIABLE (-set +got):\n%s", diff)
 	}
 }
@@ -74,7 +75,7 @@ func TestCommandRefusesNewline(t *testing.T) {
 	p.expect(`VERBOSE "still usable" "1"`)
 	p.send("200 result=1\n")
 	p.expectClosed()
-	if err := <-errs; !strings.Contains(err.Error(), "SET VARIABLE") {
+	if err := testutil.Receive(t, errs, "the handler's error"); !strings.Contains(err.Error(), "SET VARIABLE") {
 		t.Errorf("SetVariable with a newline: %v; want an error naming the command", err)
 	}
 }
@@ -92,7 +93,7 @@ func TestRouting(t *testing.T) {
 		p.send(envFor("transfer?queue=support&x=1", "arg one", "queue=sales", " agent = 5252"))
 		p.expectClosed()
 		want := map[string][]string{"queue": {"support", "sales"}, "x": {"1"}, "agent": {" 5252"}}
-		if diff := cmp.Diff(want, <-params); diff != "" {
+		if diff := cmp.Diff(want, testutil.Receive(t, params, "the handler's parameters")); diff != "" {
 			t.Errorf("Params (-want +got):\n%s", diff)
 		}
 	})
@@ -112,7 +113,7 @@ func TestRouting(t *testing.T) {
 		p.expectClosed()
 		want := map[string][]string{"q": {"a,b"}, "recording": {"2026/12/07/external-5252-1,account=x-1795524751.12.wav"},
 			"client": {"+5511987654321"}, "x": {"100%"}, "y": {"%zz%4"}, "z": {"A="}, "k%2Cey": {"v"}}
-		if diff := cmp.Diff(want, <-params); diff != "" {
+		if diff := cmp.Diff(want, testutil.Receive(t, params, "the handler's parameters")); diff != "" {
 			t.Errorf("Params (-want +got):\n%s", diff)
 		}
 	})
@@ -159,7 +160,7 @@ func TestLimits(t *testing.T) {
 		addr := start(t, srv)
 		first := dial(t, addr)
 		first.send(envFor("x"))
-		<-started
+		testutil.Receive(t, started, "the first session to start")
 		second := dial(t, addr)
 		second.expectClosed() // without having sent a byte
 		close(release)
@@ -238,10 +239,10 @@ func TestLimits(t *testing.T) {
 		p.send(envFor("x"))
 		p.expect(`GET VARIABLE "UNIQUEID"`)
 		p.expectClosed()
-		if err := <-errs; !errors.Is(err, agi.ErrReplyTimeout) || !strings.Contains(err.Error(), "GET VARIABLE") {
+		if err := testutil.Receive(t, errs, "GetVariable's error"); !errors.Is(err, agi.ErrReplyTimeout) || !strings.Contains(err.Error(), "GET VARIABLE") {
 			t.Errorf("GetVariable: %v; want ErrReplyTimeout naming the command", err)
 		}
-		if err := <-errs; !errors.Is(err, agi.ErrReplyTimeout) {
+		if err := testutil.Receive(t, errs, "the session's cause"); !errors.Is(err, agi.ErrReplyTimeout) {
 			t.Errorf("context cause %v; want ErrReplyTimeout", err)
 		}
 	})
@@ -261,7 +262,7 @@ func TestLimits(t *testing.T) {
 		p.send(envFor("x"))
 		p.expectClosed()
 		close(release)
-		if err := <-causes; !errors.Is(err, agi.ErrSessionTimeout) {
+		if err := testutil.Receive(t, causes, "the session's cause"); !errors.Is(err, agi.ErrSessionTimeout) {
 			t.Errorf("context cause %v; want ErrSessionTimeout", err)
 		}
 		srv.Shutdown(context.Background())
@@ -282,7 +283,7 @@ func TestLimits(t *testing.T) {
 		p.expect(`GET VARIABLE "X"`)
 		p.send("200 result=1 (" + strings.Repeat("x", 100) + ")\n")
 		p.expectClosed()
-		if err := <-errs; !errors.Is(err, agi.ErrLineTooLong) {
+		if err := testutil.Receive(t, errs, "the handler's error"); !errors.Is(err, agi.ErrLineTooLong) {
 			t.Errorf("GetVariable: %v; want ErrLineTooLong", err)
 		}
 	})
@@ -302,7 +303,7 @@ func TestLimits(t *testing.T) {
 		p.expect(`GET VARIABLE "X"`)
 		p.send("hello there\n")
 		p.expectClosed()
-		if err := <-errs; err == nil || !strings.Contains(err.Error(), "hello there") {
+		if err := testutil.Receive(t, errs, "the handler's error"); err == nil || !strings.Contains(err.Error(), "hello there") {
 			t.Errorf("GetVariable: %v; want an error quoting the line", err)
 		}
 	})
@@ -322,9 +323,9 @@ func TestPeerGone(t *testing.T) {
 		})}
 		p := dial(t, start(t, srv))
 		p.send(envFor("x"))
-		<-started
+		testutil.Receive(t, started, "the session to start")
 		p.conn.Close()
-		if err := <-causes; !errors.Is(err, agi.ErrPeerClosed) {
+		if err := testutil.Receive(t, causes, "the session's cause"); !errors.Is(err, agi.ErrPeerClosed) {
 			t.Errorf("cause %v; want ErrPeerClosed", err)
 		}
 	})
@@ -340,7 +341,7 @@ func TestPeerGone(t *testing.T) {
 		p.send(envFor("x"))
 		p.expect(`GET VARIABLE "X"`)
 		p.conn.Close()
-		if err := <-errs; !errors.Is(err, agi.ErrPeerClosed) {
+		if err := testutil.Receive(t, errs, "the handler's error"); !errors.Is(err, agi.ErrPeerClosed) {
 			t.Errorf("GetVariable: %v; want ErrPeerClosed", err)
 		}
 	})
@@ -361,7 +362,7 @@ func TestPeerGone(t *testing.T) {
 		p.expect(`GET VARIABLE "X"`)
 		p.send("200 result=1 (value)\n")
 		p.conn.Close()
-		if v := <-got; v != "value" {
+		if v := testutil.Receive(t, got, "the value the handler read"); v != "value" {
 			t.Errorf("GetVariable = %q, want value", v)
 		}
 	})
@@ -400,11 +401,11 @@ func TestHangupContextAskedDuringCommand(t *testing.T) {
 	p.send(envFor("x"))
 	p.expect(`GET VARIABLE "X"`)
 	close(sent)
-	<-askedDuring
+	testutil.Receive(t, askedDuring, "the handler to ask during the outstanding command")
 	p.send("200 result=1 (value)\n")
-	<-asked
+	testutil.Receive(t, asked, "the handler to ask after the reply")
 	p.send("HANGUP\n")
-	if got, want := <-results, (result{"value", true, nil}); got != want {
+	if got, want := testutil.Receive(t, results, "the handler's results"), (result{"value", true, nil}); got != want {
 		t.Errorf("got %+v, want %+v: the reply, then HANGUP ending HangupContext of a live session", got, want)
 	}
 }
@@ -455,10 +456,10 @@ func TestShutdown(t *testing.T) {
 		go func() { served <- srv.Serve(l) }()
 		p := dial(t, l.Addr().String())
 		p.send(envFor("x"))
-		<-started
+		testutil.Receive(t, started, "the session to start")
 		down := make(chan error, 1)
 		go func() { down <- srv.Shutdown(context.Background()) }()
-		if err := <-served; !errors.Is(err, agi.ErrServerClosed) {
+		if err := testutil.Receive(t, served, "Serve to return"); !errors.Is(err, agi.ErrServerClosed) {
 			t.Errorf("Serve: %v, want ErrServerClosed", err)
 		}
 		if c, err := net.Dial("tcp", l.Addr().String()); err == nil {
@@ -474,7 +475,7 @@ func TestShutdown(t *testing.T) {
 		p.expect(`VERBOSE "finishing" "1"`)
 		p.send("200 result=1\n")
 		p.expectClosed()
-		if err := <-down; err != nil {
+		if err := testutil.Receive(t, down, "Shutdown to return"); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
 		if err := srv.Serve(l); !errors.Is(err, agi.ErrServerClosed) {
@@ -496,14 +497,14 @@ func TestShutdown(t *testing.T) {
 		p := dial(t, start(t, srv))
 		p.conn.SetDeadline(time.Now().Add(10 * time.Second))
 		p.send(envFor("x"))
-		<-started
+		testutil.Receive(t, started, "the session to start")
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		if err := srv.Shutdown(ctx); !errors.Is(err, context.Canceled) {
 			t.Errorf("Shutdown: %v, want context.Canceled", err)
 		}
 		p.expectClosed()
-		if err := <-causes; !errors.Is(err, agi.ErrServerClosed) {
+		if err := testutil.Receive(t, causes, "the session's cause"); !errors.Is(err, agi.ErrServerClosed) {
 			t.Errorf("session cause %v, want ErrServerClosed", err)
 		}
 	})
@@ -520,7 +521,7 @@ func TestShutdown(t *testing.T) {
 		p := dial(t, start(t, srv))
 		p.conn.SetDeadline(time.Now().Add(10 * time.Second))
 		p.send(envFor("x"))
-		<-started
+		testutil.Receive(t, started, "the session to start")
 		srv.Close()
 		p.expectClosed()
 	})
@@ -611,7 +612,7 @@ func TestNoGoroutineOutlivesItsConnection(t *testing.T) {
 	if err := srv.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-served; !errors.Is(err, agi.ErrServerClosed) {
+	if err := testutil.Receive(t, served, "Serve to return"); !errors.Is(err, agi.ErrServerClosed) {
 		t.Fatal(err)
 	}
 	checkNoGoroutines(t)

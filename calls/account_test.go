@@ -13,6 +13,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
@@ -35,7 +36,7 @@ func newAccountsRig(t *testing.T, now func() time.Time, mod ...func(*calls.Confi
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.LogBuffer{}
 	log := zerolog.New(logs)
 	ob, err := outbox.Open(outbox.Options{
 		Path: filepath.Join(t.TempDir(), "outbox.db"), RatePerMinute: 1000, Log: log,
@@ -155,7 +156,7 @@ func TestAccountsOfSpooledLines(t *testing.T) {
 		t.Fatalf("the default Movidesk accepted %v: %v", r.accepted(), err)
 	}
 	cancel()
-	<-done
+	testutil.Receive(t, done, "the outbox's Run to return")
 	want := func(id string) string {
 		return "GET asterisk_startCanceledCall?" + q("callDate", callDate, "canceledDate", "2026-11-24T13:00:40",
 			"clientNumber", "+55 47 3399-0777", "id", id, "queueId", "41")

@@ -1,13 +1,11 @@
 package calls_test
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"text/template"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/agi/agitest"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
@@ -35,24 +34,7 @@ type rig struct {
 	movidesk *movidesktest.Server
 	outbox   *outbox.Outbox
 	handlers *calls.Handlers
-	logs     *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs     *testutil.LogBuffer
 }
 
 func newRig(t *testing.T, mod func(*calls.Config)) *rig {
@@ -62,7 +44,7 @@ func newRig(t *testing.T, mod func(*calls.Config)) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.LogBuffer{}
 	log := zerolog.New(logs)
 	ob, err := outbox.Open(outbox.Options{Path: filepath.Join(t.TempDir(), "outbox.db"), RatePerMinute: 1000, Log: log}, client)
 	if err != nil {

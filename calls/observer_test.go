@@ -12,6 +12,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/agi/agitest"
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 // reports is an Observer that keeps what it is told.
@@ -262,7 +263,7 @@ func TestReconfigureWhileSessionsRun(t *testing.T) {
 		}
 	})
 	close(stop)
-	<-flipped
+	testutil.Receive(t, flipped, "the flipping goroutine to stop")
 	got := r.movidesk.Accepted()
 	if len(got) != sessions {
 		t.Fatalf("Movidesk accepted %d transfers, want %d", len(got), sessions)

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 // TestRecordedSessions replays the sessions the end-to-end suite recorded
@@ -130,7 +131,7 @@ func (r *rig) drain() {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- r.outbox.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); testutil.Receive(r.t, done, "the outbox's Run to return") }()
 	for {
 		events, err := r.outbox.List()
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
@@ -67,7 +68,7 @@ func (r *rig) outboxDelivers(n int) {
 		r.t.Fatalf("Movidesk accepted %d of %d requests: %v", len(r.movidesk.Accepted()), n, err)
 	}
 	cancel()
-	<-done
+	testutil.Receive(r.t, done, "the outbox's Run to return")
 }
 
 func (r *rig) importSpool(path string) int {
@@ -459,7 +460,7 @@ func TestWatchSpoolRecreatesADeletedSpool(t *testing.T) {
 				defer close(done)
 				r.handlers.WatchSpool(ctx, path, 10*time.Millisecond)
 			}()
-			defer func() { cancel(); <-done }()
+			defer func() { cancel(); testutil.Receive(t, done, "the outbox's Run to return") }()
 			if err := c.do(path); err != nil {
 				t.Fatal(err)
 			}
@@ -481,7 +482,7 @@ func TestWatchSpoolRecreatesADeletedSpool(t *testing.T) {
 				}
 			}
 			cancel()
-			<-done
+			testutil.Receive(t, done, "the outbox's Run to return")
 			if !strings.Contains(r.logs.String(), c.log) {
 				t.Errorf("no log line says %q:\n%s", c.log, r.logs.String())
 			}
@@ -1041,7 +1042,7 @@ func TestADamagedCallRecordHoldsUpNothingElse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.LogBuffer{}
 	ob, err := outbox.Open(outbox.Options{Path: dbPath, RatePerMinute: 1000, Log: zerolog.New(logs)}, client)
 	if err != nil {
 		t.Fatal(err)

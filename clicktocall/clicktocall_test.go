@@ -1,7 +1,6 @@
 package clicktocall
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/movidesk-agi/movidesk-agi/ari"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 // fakeARI is Asterisk's REST interface as this package uses it: channels
@@ -122,32 +122,7 @@ type rig struct {
 	t    *testing.T
 	ari  *fakeARI
 	srv  *Server
-	logs *syncBuffer
-}
-
-// syncBuffer is the log: requests and the refusal log's timer write to
-// it at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Len()
+	logs *testutil.LogBuffer
 }
 
 func newRig(t *testing.T, mod func(*Config)) *rig {
@@ -162,7 +137,7 @@ func newRig(t *testing.T, mod func(*Config)) *rig {
 	}
 	src, _ := ParsePatterns(DefaultSources)
 	dst, _ := ParsePatterns(DefaultDestinations)
-	logs := &syncBuffer{}
+	logs := &testutil.LogBuffer{}
 	cfg := Config{
 		Auth:     Auth{Mode: AuthBasic, Username: "movidesk", Password: "pw-secret-4f9c2a7d"},
 		Dial:     template.Must(template.New("").Parse(DefaultDial)),

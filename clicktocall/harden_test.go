@@ -10,6 +10,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 // TestTheSourceIsAnExtension: the source goes into the dial string and
@@ -96,13 +98,13 @@ func TestStopEndsTheWaitingRequests(t *testing.T) {
 		r.ari.originated = make(chan string, 1)
 		answered := make(chan *httptest.ResponseRecorder)
 		go func() { answered <- r.do(get("source=5252&destination=11987654321")) }()
-		ch := <-r.ari.originated
+		ch := testutil.Receive(t, r.ari.originated, "the agent's call to be originated")
 		if err := r.srv.Shutdown(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		// Shutdown returned: the request has its answer, and its
 		// channel is hung up.
-		w := <-answered
+		w := testutil.Receive(t, answered, "the request's answer")
 		if w.Code != 503 || !strings.Contains(w.Body.String(), "stopping") {
 			t.Errorf("%d %q, want 503 and why", w.Code, w.Body)
 		}
@@ -141,13 +143,13 @@ func TestStopEndsTheWaitingRequests(t *testing.T) {
 		}
 		answered := make(chan *httptest.ResponseRecorder)
 		go func() { answered <- r.do(get("source=5252&destination=11987654321")) }()
-		<-inGet
+		testutil.Receive(t, inGet, "the request to reach ARI's GET")
 		stopped := make(chan error)
 		go func() { stopped <- r.srv.Shutdown(t.Context()) }()
-		<-r.srv.stopping
+		testutil.Receive(t, r.srv.stopping, "Shutdown to start stopping")
 		close(release) // the agent answers now
-		w := <-answered
-		if err := <-stopped; err != nil {
+		w := testutil.Receive(t, answered, "the request's answer")
+		if err := testutil.Receive(t, stopped, "Shutdown to return"); err != nil {
 			t.Fatal(err)
 		}
 		if w.Code != 503 {
@@ -159,24 +161,6 @@ func TestStopEndsTheWaitingRequests(t *testing.T) {
 	})
 }
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 func from(req *http.Request, addr string) *http.Request {
 	req.RemoteAddr = addr
 	return req
@@ -186,7 +170,7 @@ func from(req *http.Request, addr string) *http.Request {
 // its failures cost a log line a second, not a line each, and the others
 // are served meanwhile.
 func TestFailedLoginsBackOff(t *testing.T) {
-	clock := &fakeClock{now: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC))
 	r := newRig(t, func(c *Config) { c.Now = clock.Now })
 	r.srv.after = func(time.Duration, func()) {} // flushed by Shutdown below
 	wrong := func() *http.Request {
@@ -215,7 +199,7 @@ func TestFailedLoginsBackOff(t *testing.T) {
 		t.Errorf("another address: %d %s", w.Code, w.Body)
 	}
 	// Once the lockout is over, the right password is served again.
-	clock.add(maxLockout)
+	clock.Advance(maxLockout)
 	if w := r.do(from(get("source=5253&destination=11987654321"), "203.0.113.7:40002")); w.Code != 200 {
 		t.Errorf("right password after the lockout: %d %s", w.Code, w.Body)
 	}

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/internal/pgtest"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 )
 
@@ -488,7 +489,7 @@ func serveSRV(t *testing.T, name string, targets ...srvTarget) []string {
 	var (
 		addr string
 		cmd  *exec.Cmd
-		out  lockedBuffer
+		out  testutil.LogBuffer
 	)
 	for attempt := 1; ; attempt++ {
 		addr = freeDNSAddress(t)
@@ -623,29 +624,4 @@ func lookupTargets(ctx context.Context, r *net.Resolver, name string) ([]string,
 		got = append(got, net.JoinHostPort(host, strconv.Itoa(int(s.Port)))+" "+strings.Join(ips, ","))
 	}
 	return got, nil
-}
-
-// lockedBuffer is a bytes.Buffer for a process's output, read while it
-// runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.Reset()
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

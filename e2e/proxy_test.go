@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 // scriptedServer accepts one connection and runs script on it.
@@ -30,7 +32,7 @@ func scriptedServer(t *testing.T, script func(r *bufio.Reader, w net.Conn)) stri
 	}()
 	t.Cleanup(func() {
 		ln.Close()
-		<-done
+		testutil.Receive(t, done, "the scripted server to return")
 	})
 	return ln.Addr().String()
 }

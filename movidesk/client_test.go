@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 )
@@ -178,7 +179,7 @@ func TestClientRequestDetails(t *testing.T) {
 		if err := newClient(t, srv.URL, token, movidesk.WithUserAgent("pbx-7/1.0")).Send(t.Context(), req); err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff([]string{"movidesk-agi", "pbx-7/1.0"}, []string{<-got, <-got}); diff != "" {
+		if diff := cmp.Diff([]string{"movidesk-agi", "pbx-7/1.0"}, []string{testutil.Receive(t, got, "the User-Agent the server saw"), testutil.Receive(t, got, "the User-Agent the server saw")}); diff != "" {
 			t.Errorf("User-Agent (-want +got):\n%s", diff)
 		}
 	})

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 func TestCommitterIsolatesTheFailingWriteOfAGroup(t *testing.T) {
@@ -37,7 +39,7 @@ func TestCommitterIsolatesTheFailingWriteOfAGroup(t *testing.T) {
 	group := []*write{put("a", false), put("b", true), put("c", false)}
 	c.commit(group)
 	for i, want := range []error{nil, bad, nil} {
-		<-group[i].done
+		testutil.Receive(t, group[i].done, "the write's result")
 		if !errors.Is(group[i].err, want) {
 			t.Errorf("write %d: %v, want %v", i, group[i].err, want)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/rs/zerolog"
 )
@@ -178,7 +179,7 @@ func BenchmarkBacklogDrain(b *testing.B) {
 	elapsed := time.Since(tFirst)
 	b.StopTimer()
 	cancel()
-	if err := <-done; err != nil {
+	if err := testutil.Receive(b, done, "the outbox's Run to return"); err != nil {
 		b.Fatal(err)
 	}
 	rate := float64(n-n/100) / elapsed.Seconds()

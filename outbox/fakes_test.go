@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"context"
-	"github.com/movidesk-agi/movidesk-agi/internal/pgtest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/rs/zerolog"
 )
@@ -241,20 +241,6 @@ func usePostgres(t *testing.T, opts *Options) {
 	opts.Driver, opts.DSN = DriverPostgres, newDatabase(t)
 }
 
-// newDatabase is a new database of the package's PostgreSQL.
-func newDatabase(t testing.TB) string {
-	t.Helper()
-	srv, err := pgtest.Shared()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn, err := srv.NewDatabase()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dsn
-}
-
 // newEnvMachine is newEnv with the call state machine's options.
 func newEnvMachine(t *testing.T, mopts callstate.Options, tune ...func(*Options)) *testEnv {
 	t.Helper()
@@ -292,7 +278,7 @@ func (e *testEnv) run(t *testing.T) {
 	go func() { done <- e.o.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := testutil.Receive(t, done, "the outbox's Run to return"); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})

@@ -1,16 +1,15 @@
 package outbox
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 	"github.com/rs/zerolog"
@@ -18,30 +17,12 @@ import (
 
 const testToken = "155cac97-f203-4bb8-86e1-aa4cb8781f3e"
 
-// lockedBuffer collects log lines from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // clientEnv is an outbox sending with a real client to the fake Movidesk,
 // both on the fake clock.
-func clientEnv(t *testing.T, token string) (*testEnv, *movidesktest.Server, *lockedBuffer) {
+func clientEnv(t *testing.T, token string) (*testEnv, *movidesktest.Server, *testutil.LogBuffer) {
 	t.Helper()
 	srv := movidesktest.NewServer(t, testToken)
-	logs := &lockedBuffer{}
+	logs := &testutil.LogBuffer{}
 	e := newEnv(t, func(o *Options) { o.Log = zerolog.New(logs) })
 	srv.SetClock(e.clock.Now)
 	c, err := movidesk.NewClient(srv.URL, token, movidesk.WithTimeout(2*time.Second))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 )
 
@@ -504,12 +505,12 @@ func TestAnsweredBeforeTheSettle(t *testing.T) {
 	}()
 	close(hold)
 	// The completion may be listed already; the delivered transfer may not.
-	for _, ev := range <-listed {
+	for _, ev := range testutil.Receive(t, listed, "the listing made during the settle") {
 		if ev.Endpoint == movidesk.EndpointTransferred {
 			t.Errorf("listed %+v after the settle; want the delivered transfer gone", ev)
 		}
 	}
-	if out := <-completed; out.Result != callstate.Delivered {
+	if out := testutil.Receive(t, completed, "the completion"); out.Result != callstate.Delivered {
 		t.Errorf("completion right after the transfer: %v; want delivered at once, not queued behind the settle", out.Result)
 	}
 }

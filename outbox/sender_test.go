@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	bolt "go.etcd.io/bbolt"
 )
@@ -126,7 +127,7 @@ func TestSender(t *testing.T) {
 		}
 		wg.Wait()
 		close(stop)
-		<-ticking
+		testutil.Receive(t, ticking, "the ticking goroutine to stop")
 		e.clock.drive(t, 24*time.Hour, func() bool { return len(e.sender.delivered()) >= calls*5 })
 		if n := len(e.sender.delivered()); n != calls*5 {
 			t.Fatalf("%d delivered, want %d", n, calls*5)

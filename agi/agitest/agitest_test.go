@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/agi/agitest"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 const transcript = `# a comment before the environment
@@ -87,7 +88,7 @@ func replay(t *testing.T, h agi.Handler) string {
 		defer close(done)
 		agitest.Replay(f, h, []byte(transcript))
 	}()
-	<-done
+	testutil.Receive(t, done, "Replay to return")
 	return strings.Join(f.msgs, "\n")
 }
 

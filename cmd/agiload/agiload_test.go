@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 // ids records the linkedids a server saw, to check the generator against
@@ -164,7 +166,7 @@ func TestOpenLoopDoesNotWaitForTheServer(t *testing.T) {
 	}()
 	t.Cleanup(func() {
 		ln.Close()
-		<-done
+		testutil.Receive(t, done, "the listener's goroutine to return")
 		for _, c := range held {
 			c.Close()
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -110,7 +111,7 @@ func TestCLIWorksAgainstTheRunningService(t *testing.T) {
 		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		var out lockedBuffer
+		var out testutil.LogBuffer
 		// After the arguments, as an administrator types it.
 		err := run(context.Background(), append(args, "-config", path), &out, &out)
 		return out.String(), err
@@ -171,7 +172,7 @@ func TestCLIWorksAgainstTheRunningService(t *testing.T) {
 	// A wrong admin token is refused, not taken for a stopped service.
 	path := filepath.Join(dir, "bad.toml")
 	os.WriteFile(path, []byte(fmt.Sprintf("[movidesk]\ndry_run = true\n[store]\npath = %q\n[admin]\nlisten = %q\ntoken = \"wrong\"\n", cfg.Store.Path, m.AdminAddr().String())), 0o600)
-	var bad lockedBuffer
+	var bad testutil.LogBuffer
 	if err := run(context.Background(), []string{"status", "-config", path}, &bad, &bad); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("a wrong admin token: %v\n%s", err, bad.String())
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 )
 
@@ -28,7 +29,7 @@ const envServeArgs = "MOVIDESK_AGI_SERVE_ARGS"
 type child struct {
 	cmd       *exec.Cmd
 	addr      net.Addr
-	logs      *lockedBuffer
+	logs      *testutil.LogBuffer
 	done      chan error
 	listening chan string
 }
@@ -54,7 +55,7 @@ func runChild(t *testing.T, cmd *exec.Cmd) *child {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, logs: &lockedBuffer{}, done: make(chan error, 1), listening: make(chan string, 1)}
+	c := &child{cmd: cmd, logs: &testutil.LogBuffer{}, done: make(chan error, 1), listening: make(chan string, 1)}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -124,7 +125,7 @@ func (c *child) stop(t *testing.T, sig syscall.Signal) {
 	if err := c.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
-	<-c.done
+	testutil.Receive(t, c.done, "the service to exit")
 	c.done <- nil // for the cleanup
 }
 
@@ -431,7 +432,7 @@ func TestBinaryCallerHangsUpOnASlowMovideskOneTransfer(t *testing.T) {
 		t.Errorf("Movidesk got the transfer %d times, want once", n)
 	}
 	// Nothing left to send it again.
-	var out lockedBuffer
+	var out testutil.LogBuffer
 	if err := run(context.Background(), []string{"outbox", "list", "-config", cfg}, &out, &out); err != nil {
 		t.Fatal(err)
 	}

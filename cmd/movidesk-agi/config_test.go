@@ -13,6 +13,8 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 func writeConfig(t *testing.T, text string) string {
@@ -187,7 +189,7 @@ func TestConfigDurations(t *testing.T) {
 func TestDryRunIsExplicit(t *testing.T) {
 	t.Setenv("MOVIDESK_TOKEN", "")
 	cli := func(args ...string) (string, error) {
-		var out, errOut lockedBuffer
+		var out, errOut testutil.LogBuffer
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // serve stops at once once started
 		err := run(ctx, args, &out, &errOut)
@@ -240,7 +242,7 @@ func TestCheckConfigRefusesWhatServeWould(t *testing.T) {
 	for name, spool := range map[string]string{"Symlink": filepath.Join(dir, "link.log"), "Directory": dir} {
 		t.Run(name, func(t *testing.T) {
 			path := writeConfig(t, "[movidesk]\ndry_run = true\n[store]\nspool = \""+spool+"\"\n")
-			var out lockedBuffer
+			var out testutil.LogBuffer
 			err := run(context.Background(), []string{"check-config", "-config", path}, &out, &out)
 			if err == nil || !strings.Contains(err.Error(), "store.spool") {
 				t.Errorf("check-config: %v, want store.spool refused", err)
@@ -254,7 +256,7 @@ func TestOutboxCommandsWithoutAStoreSayItIsMissing(t *testing.T) {
 	// the working directory and report all is well.
 	t.Chdir(t.TempDir())
 	t.Setenv("MOVIDESK_TOKEN", "")
-	var out lockedBuffer
+	var out testutil.LogBuffer
 	err := run(context.Background(), []string{"outbox", "list"}, &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "-config") {
 		t.Errorf("outbox list: %v, want the missing store named, with a hint at -config", err)
@@ -376,7 +378,7 @@ func TestConfigSyntaxErrorNeverShowsASecret(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			path := writeConfig(t, c.text)
-			var out lockedBuffer
+			var out testutil.LogBuffer
 			err := run(context.Background(), []string{"check-config", "-config", path}, &out, &out)
 			if err == nil {
 				t.Fatalf("check-config accepted:\n%s", c.text)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -42,7 +43,7 @@ func TestCloseReleasesWhatOpenTook(t *testing.T) {
 	}
 
 	t.Run("OpenedNeverRun", func(t *testing.T) {
-		m := NewMain(cfg, &lockedBuffer{})
+		m := NewMain(cfg, &testutil.LogBuffer{})
 		if err := m.Open(); err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +72,7 @@ func TestCloseReleasesWhatOpenTook(t *testing.T) {
 		defer taken.Close()
 		bad := cfg
 		bad.Admin.Listen = taken.Addr().String()
-		m := NewMain(bad, &lockedBuffer{})
+		m := NewMain(bad, &testutil.LogBuffer{})
 		err = m.Open()
 		if err == nil || !strings.Contains(err.Error(), "admin.listen") {
 			t.Fatalf("Open on a taken admin port: %v", err)
@@ -116,7 +117,7 @@ func TestTokenReadableByEveryUserIsWarnedOf(t *testing.T) {
 		}
 		os.Chmod(path, mode)
 		os.Chmod(tokenFile, tokenMode)
-		var out lockedBuffer
+		var out testutil.LogBuffer
 		if err := run(t.Context(), []string{"check-config", "-config", path}, &out, &out); err != nil {
 			t.Fatalf("check-config: %v\n%s", err, out.String())
 		}
@@ -275,7 +276,7 @@ func TestSecretFilesReadableByEveryUserAreWarnedOf(t *testing.T) {
 			if err := os.WriteFile(path, []byte(c.text), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			var out lockedBuffer
+			var out testutil.LogBuffer
 			if err := run(t.Context(), []string{"check-config", "-config", path}, &out, &out); err != nil {
 				t.Fatalf("check-config: %v\n%s", err, out.String())
 			}
@@ -311,7 +312,7 @@ func TestCleartextMovideskURLIsWarnedOf(t *testing.T) {
 			if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			var out lockedBuffer
+			var out testutil.LogBuffer
 			if err := run(t.Context(), []string{"check-config", "-config", path}, &out, &out); err != nil {
 				t.Fatalf("check-config: %v\n%s", err, out.String())
 			}
@@ -322,7 +323,7 @@ func TestCleartextMovideskURLIsWarnedOf(t *testing.T) {
 			// serve, stopped as soon as it started.
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel()
-			var logs lockedBuffer
+			var logs testutil.LogBuffer
 			if err := run(ctx, []string{"serve", "-config", path}, &logs, &logs); err != nil {
 				t.Fatalf("serve: %v\n%s", err, logs.String())
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,37 +9,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 )
 
 const secret = "1b2c3d4e-5f60-4718-9a0b-secrettoken99"
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startMain runs the service as `serve` would, on 127.0.0.1:0, with its
 // files in a new folder unless cfg names them.
-func startMain(t *testing.T, cfg Config) (*Main, *lockedBuffer) {
+func startMain(t *testing.T, cfg Config) (*Main, *testutil.LogBuffer) {
 	t.Helper()
 	cfg.Server.Listen = "127.0.0.1:0"
 	if cfg.Admin.Listen == DefaultAdminListen {
@@ -56,7 +38,7 @@ func startMain(t *testing.T, cfg Config) (*Main, *lockedBuffer) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testutil.LogBuffer{}
 	m := NewMain(cfg, logs)
 	if err := m.Open(); err != nil {
 		t.Fatal(err)
@@ -66,7 +48,7 @@ func startMain(t *testing.T, cfg Config) (*Main, *lockedBuffer) {
 	go func() { done <- m.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := testutil.Receive(t, done, "the service's Run to return"); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 		if strings.Contains(logs.String(), secret) {

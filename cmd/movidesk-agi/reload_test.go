@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 )
 
 // reloadable starts the service on the file text names, as `serve -config`
 // would, and returns a function that rewrites the file.
-func reloadable(t *testing.T, text string) (*Main, *lockedBuffer, func(string)) {
+func reloadable(t *testing.T, text string) (*Main, *testutil.LogBuffer, func(string)) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.toml")
 	write := func(text string) {
@@ -228,4 +229,14 @@ func TestReloadRefusedNeverShowsASecret(t *testing.T) {
 			t.Fatalf("the journal shows %q of the secret:\n%s", pw[i:i+2], journal)
 		}
 	}
+}
+
+// agiVar is the value a session set variable name to, "" when none.
+func agiVar(seen []string, name string) string {
+	for _, cmd := range seen {
+		if v, ok := strings.CutPrefix(cmd, `SET VARIABLE "`+name+`" `); ok {
+			return unquoteAGI(v)
+		}
+	}
+	return ""
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 )
 
@@ -148,7 +149,7 @@ func TestSocketActivationServesASessionAndNotifiesSystemd(t *testing.T) {
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	err = <-c.done
+	err = testutil.Receive(t, c.done, "the service to exit")
 	c.done <- err
 	if err != nil {
 		t.Errorf("the service exited with %v after SIGTERM", err)
@@ -168,7 +169,7 @@ func TestSocketActivationRefusesASocketItCannotPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	err = <-c.done
+	err = testutil.Receive(t, c.done, "the service to exit")
 	c.done <- err
 	if err == nil {
 		t.Fatal("the service started on a socket it could not place")
@@ -236,7 +237,7 @@ func TestSocketHeldBySystemdRefusesCallsWhileStopping(t *testing.T) {
 		t.Fatalf("a call during the drain: read %d bytes, %v; want the connection closed at once", n, err)
 	}
 	holder.Close()
-	if err := <-c.done; err != nil {
+	if err := testutil.Receive(t, c.done, "the service to exit"); err != nil {
 		t.Errorf("the service exited with %v after SIGTERM", err)
 	}
 	c.done <- nil
@@ -271,7 +272,7 @@ func TestSocketActivationTellsTheSocketsApartByAddress(t *testing.T) {
 			t.Errorf("AGI on its inherited socket: MOVIDESK_STATUS %q", st)
 		}
 		c.cmd.Process.Signal(syscall.SIGTERM)
-		err = <-c.done
+		err = testutil.Receive(t, c.done, "the service to exit")
 		c.done <- err
 	})
 	t.Run("NamedAdminElsewhere", func(t *testing.T) {
@@ -282,7 +283,7 @@ func TestSocketActivationTellsTheSocketsApartByAddress(t *testing.T) {
 			t.Fatal(err)
 		}
 		conn.Close()
-		err = <-c.done
+		err = testutil.Receive(t, c.done, "the service to exit")
 		c.done <- err
 		if err == nil || !strings.Contains(c.logs.String(), "socket admin is on "+elsewhere+" but admin.listen is "+adminAddr) {
 			t.Errorf("a socket named admin on another address: exit %v\n%s", err, c.logs.String())

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package outbox
 
 import (
@@ -14,8 +16,23 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/pgtest"
 	"github.com/rs/zerolog"
 )
+
+// newDatabase is a new database of the package's PostgreSQL.
+func newDatabase(t testing.TB) string {
+	t.Helper()
+	srv, err := pgtest.Shared()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn, err := srv.NewDatabase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn
+}
 
 func TestPostgresOpenAppliesTheSchemaOnce(t *testing.T) {
 	dsn := newDatabase(t)

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package outbox
 
 import (
@@ -17,6 +19,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 )
@@ -192,7 +195,7 @@ func TestPostgresMigrate(t *testing.T) {
 		clk.advanceToNext(t)
 	}
 	stop()
-	if err := <-done; err != nil {
+	if err := testutil.Receive(t, done, "the outbox's Run to return"); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	var got []string
