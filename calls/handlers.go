@@ -111,7 +111,7 @@ type Handlers struct {
 	store  Store
 	log    zerolog.Logger
 	routes map[string]routeFunc // AGI script name -> handler, for AGI and the spool alike
-	spool  spoolTracker
+	spool  spoolFollower
 }
 
 // New returns the handlers, which record call events through m and

@@ -1,14 +1,11 @@
 package calls
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,6 +19,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/follow"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
@@ -58,9 +56,6 @@ const (
 	maxSpoolLine = 16 << 10
 	// spoolBatch is how many lines share one transaction (one fsync).
 	spoolBatch = 256
-	// fingerprintLen is how much of the start, and of the end, of what was
-	// read the fingerprint covers.
-	fingerprintLen = 4096
 	// maxFuture bounds a line's date: a clock a little ahead is tolerated,
 	// an event from the future is not.
 	maxFuture = time.Minute
@@ -77,59 +72,60 @@ var spoolVars = map[string]string{
 	"cdrstart":         "CDR(start,u)",
 }
 
-// spoolPos is how far a spool file was imported, and what it held.
-type spoolPos struct {
-	Dev    uint64 `json:"dev"`
-	Inode  uint64 `json:"inode"`
-	Offset int64  `json:"offset"`
-	Head   uint64 `json:"head"` // FNV-64a of the first min(Offset, 4096) bytes
-	Tail   uint64 `json:"tail"` // FNV-64a of the 4096 bytes before Offset
-	// MTime is the file's modification time when Offset was stored: a
-	// file of the same size and content but modified since was emptied
-	// and refilled (logrotate's copytruncate, then the header again).
-	MTime int64 `json:"mtime,omitempty"`
+// spoolFollower is the importer's follower of the spool file (package
+// follow holds the state between passes), made on the first pass.
+type spoolFollower struct {
+	mu sync.Mutex
+	f  *follow.Follower
 }
 
-// spoolTracker is the importer's state between passes.
-type spoolTracker struct {
-	pass sync.Mutex // one pass at a time
-	// file is the spool file last read, kept open: once renamed away
-	// (rotated) or deleted, its last lines are still read from it.
-	file *os.File
-
-	mu     sync.Mutex
-	pos    spoolPos // as last committed, for the live path
-	loaded bool     // pos was set by the importer
-	last   *os.File // file, for the live path
-	// partial is the line the last pass ended in, not finished yet: the
-	// next pass (and the live path) reads on from where that one stopped.
-	partial partialLine
-}
-
-type fileID struct{ dev, inode uint64 }
-
-func idOf(st os.FileInfo) fileID {
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		return fileID{uint64(sys.Dev), sys.Ino}
+// follower is the follower of the spool at path.
+func (h *Handlers) follower(path string) *follow.Follower {
+	h.spool.mu.Lock()
+	defer h.spool.mu.Unlock()
+	if h.spool.f == nil || h.spool.f.Path() != path {
+		if h.spool.f != nil {
+			h.spool.f.Close()
+		}
+		h.spool.f = follow.New(path, follow.Options{
+			MaxLine:   maxSpoolLine,
+			Batch:     spoolBatch,
+			Header:    len(SpoolHeader),
+			LineStart: []byte(spoolMagic),
+			Notify:    h.spoolNotice,
+		})
 	}
-	return fileID{}
+	return h.spool.f
 }
 
-func (p spoolPos) id() fileID { return fileID{p.Dev, p.Inode} }
+// spoolNotice logs what the follower met.
+func (h *Handlers) spoolNotice(n follow.Notice) {
+	switch n.Kind {
+	case follow.Rotated:
+		h.log.Info().Str("spool", n.Path).Str("rotated", n.Name).Msg("fallback spool was rotated; finishing the old file")
+	case follow.Copied:
+		h.log.Info().Str("spool", n.Path).Str("copy", n.Name).Msg("fallback spool was copied away; finishing the copy")
+	case follow.Rewritten:
+		h.log.Warn().Str("spool", n.Path).Int64("offset", n.Offset).
+			Msg("fallback spool was truncated or rewritten; importing it from the start (duplicates are recognised)")
+	case follow.Overlong:
+		h.log.Error().Str("spool", n.Path).Int64("offset", n.Offset).Int64("bytes", n.Bytes).
+			Msg("fallback spool line too long; skipped")
+	case follow.Unended:
+		h.log.Warn().Str("spool", n.Path).Int64("offset", n.Offset).Int64("bytes", n.Bytes).
+			Msgf("fallback spool line longer than %d bytes and not ended yet: it will be skipped at its newline, and the lines after it imported", maxSpoolLine)
+	case follow.Unfinished:
+		h.log.Warn().Str("spool", n.Path).Int64("offset", n.Offset).Int64("bytes", n.Bytes).
+			Msg("rotated fallback spool ends in an unfinished line; skipped")
+	}
+}
 
 // checkRegular refuses a spool path that is not a regular file: a symlink
 // could point at a secret (its lines would be logged as not understood), a
 // FIFO would hang start-up, a directory cannot be appended to.
 func checkRegular(path string, st os.FileInfo) error {
-	switch m := st.Mode(); {
-	case m&os.ModeSymlink != 0:
-		return fmt.Errorf("spool %s is a symbolic link; give the real path of a regular file", path)
-	case m&os.ModeNamedPipe != 0:
-		return fmt.Errorf("spool %s is a FIFO; want a regular file", path)
-	case m.IsDir():
-		return fmt.Errorf("spool %s is a directory; want a regular file", path)
-	case !m.IsRegular():
-		return fmt.Errorf("spool %s is not a regular file (%s)", path, m.Type())
+	if err := follow.CheckRegular(path, st); err != nil {
+		return fmt.Errorf("spool %w", err)
 	}
 	return nil
 }
@@ -184,27 +180,6 @@ func PrepareSpool(path string, mode os.FileMode) error {
 	return nil
 }
 
-// openSpool opens a spool file for reading, refusing anything but a
-// regular file, without following a symlink or blocking on a FIFO.
-func openSpool(path string) (*os.File, os.FileInfo, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
-			return nil, nil, fmt.Errorf("spool %s is a symbolic link; give the real path of a regular file", path)
-		}
-		return nil, nil, fmt.Errorf("spool %s: %w", path, err)
-	}
-	st, err := f.Stat()
-	if err == nil {
-		err = checkRegular(path, st)
-	}
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return f, st, nil
-}
-
 // WatchSpool imports the spool at path now and then every interval until
 // ctx ends, recreating it (with its header) when it went missing. Errors
 // are logged; lines that could not be stored are tried again on the next
@@ -249,12 +224,8 @@ func (h *Handlers) WatchSpool(ctx context.Context, path string, interval time.Du
 // group comes from the spool's setgid directory, and SpoolMode lets it
 // write).
 func (h *Handlers) keepOwner(path string) {
-	old := h.lastFile()
-	if old == nil {
-		return
-	}
-	st, err := old.Stat()
-	if err != nil {
+	st, ok := h.follower(path).LastStat()
+	if !ok {
 		return
 	}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
@@ -263,14 +234,11 @@ func (h *Handlers) keepOwner(path string) {
 }
 
 func (h *Handlers) closeSpool() {
-	h.spool.pass.Lock()
-	defer h.spool.pass.Unlock()
-	if h.spool.file != nil {
-		h.spool.file.Close()
-		h.spool.file = nil
-		h.spool.mu.Lock()
-		h.spool.last = nil
-		h.spool.mu.Unlock()
+	h.spool.mu.Lock()
+	f := h.spool.f
+	h.spool.mu.Unlock()
+	if f != nil {
+		f.Close()
 	}
 }
 
@@ -295,441 +263,59 @@ func (h *Handlers) spoolMark(path string) ([]byte, error) {
 	return h.store.Mark("spool:" + path)
 }
 
+// storedPos is the stored position of the spool at path, zero when there
+// is none yet or it cannot be read (logged).
+func (h *Handlers) storedPos(path string) (follow.Position, error) {
+	var pos follow.Position
+	b, err := h.spoolMark(path)
+	if err != nil || b == nil {
+		return pos, err
+	}
+	if err := json.Unmarshal(b, &pos); err != nil {
+		h.log.Error().Err(err).Str("spool", path).Msg("fallback spool position unreadable; importing from the start (duplicates are recognised)")
+		return follow.Position{}, nil
+	}
+	return pos, nil
+}
+
 // ImportSpool imports the lines added to the spool since the last import
-// and returns how many events it stored.
+// and returns how many events it stored. The follower finds them; each
+// batch of lines is stored in one transaction with the position after it.
 func (h *Handlers) ImportSpool(ctx context.Context, path string) (int, error) {
-	h.spool.pass.Lock()
-	defer h.spool.pass.Unlock()
+	f := h.follower(path)
 	cfg := h.config() // one configuration for the whole pass
-	cur, st, err := openSpool(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	keep := false
-	defer func() {
-		if !keep {
-			cur.Close()
-		}
-	}()
 	key := h.spoolKey(path)
-	var pos spoolPos
-	if b, err := h.spoolMark(path); err != nil {
+	pos, err := h.storedPos(path)
+	if err != nil {
 		return 0, err
-	} else if b != nil {
-		if err := json.Unmarshal(b, &pos); err != nil {
-			h.log.Error().Err(err).Str("spool", path).Msg("fallback spool position unreadable; importing from the start (duplicates are recognised)")
-			pos = spoolPos{}
-		}
 	}
-	h.setPos(pos)
-	curID := idOf(st)
 	n := 0
-	finish := func(old *os.File) error {
-		k, err := h.importFrom(ctx, cfg, old.Name(), old, key, &pos, true)
+	var storeErr error
+	err = f.Read(ctx, pos, func(b follow.Batch) error {
+		k, err := h.importBatch(ctx, cfg, b.Path, b.Lines, b.Skipped, key, b.Next)
 		n += k
-		if old != h.spool.file {
-			old.Close()
-		}
+		storeErr = err
 		return err
+	})
+	if err != nil && err != storeErr && ctx.Err() == nil {
+		err = fmt.Errorf("spool %w", err) // the file's: "spool PATH: ..."
 	}
-	moved := false // pos now points into another file, or restarts this one
-	switch {
-	case pos.Offset == 0:
-		pos = spoolPos{Dev: curID.dev, Inode: curID.inode}
-	case pos.id() == curID && matches(cur, st.Size(), pos) && refilled(st, pos):
-		// Emptied and refilled to the same bytes since the last pass
-		// (copytruncate, then the header): the lines written before were
-		// copied away; that copy is finished first.
-		was := pos
-		if old := h.oldSpool(path, pos, curID); old != nil {
-			if err := finish(old); err != nil {
-				return n, err
-			}
-		}
-		pos = was // the file at path holds what it held then
-		pos.MTime, moved = st.ModTime().UnixNano(), true
-	case pos.id() == curID && matches(cur, st.Size(), pos):
-		// Appended to, or untouched.
-	case pos.id() == curID:
-		// Truncated or rewritten in place. The lines written since the
-		// last pass may be in a copy beside it (logrotate's copytruncate):
-		// that copy is finished first.
-		if old := h.oldSpool(path, pos, curID); old != nil {
-			if err := finish(old); err != nil {
-				return n, err
-			}
-		}
-		h.log.Warn().Str("spool", path).Int64("offset", pos.Offset).
-			Msg("fallback spool was truncated or rewritten; importing it from the start (duplicates are recognised)")
-		pos, moved = spoolPos{Dev: curID.dev, Inode: curID.inode}, true
-	default:
-		// Another file is at path: the old one was renamed away (rotated),
-		// deleted and recreated, or copied over itself. The old file is
-		// finished first, the lines written to it since the last pass
-		// included, when it is still open or beside path; the one at path
-		// may begin as it did even so (a new file with the header alone).
-		was := pos
-		if old := h.oldSpool(path, pos, curID); old != nil {
-			if err := finish(old); err != nil {
-				return n, err
-			}
-		}
-		switch {
-		case matches(cur, st.Size(), pos):
-			// A copy of the whole old file: read on after it.
-		case matches(cur, st.Size(), was):
-			// A copy of what had been read of it, or a new file that
-			// begins as it did: read on from there. Lines of the old
-			// file that the copy holds too are duplicates.
-			pos = was
-		default:
-			pos = spoolPos{}
-		}
-		pos.Dev, pos.Inode, pos.MTime, moved = curID.dev, curID.inode, st.ModTime().UnixNano(), true
-	}
-	if moved {
-		// Stored at once, so that the next pass does not look for the
-		// old file again when this one has no line to read yet.
-		if _, err := h.importBatch(ctx, cfg, path, nil, 0, key, pos); err != nil {
-			return n, err
-		}
-		h.setPos(pos)
-	}
-	k, err := h.importFrom(ctx, cfg, path, cur, key, &pos, false)
-	n += k
-	if h.spool.file != nil && h.spool.file != cur {
-		h.spool.file.Close()
-	}
-	h.spool.file, keep = cur, true
-	h.spool.mu.Lock()
-	h.spool.last = cur
-	h.spool.mu.Unlock()
 	return n, err
-}
-
-// oldSpool finds the file pos was read from, to finish it: the one still
-// open, a file beside path with its inode (renamed away: logrotate's
-// "fallback.log.1"), else one beside path holding what was read and more
-// (a copy: logrotate's copytruncate). The file at path, cur, is none of
-// them.
-func (h *Handlers) oldSpool(path string, pos spoolPos, cur fileID) *os.File {
-	return h.findOld(h.spool.file, path, pos, cur, true)
-}
-
-// findOld is oldSpool for a file open (the importer's, or nil); logged
-// says whether to log what it found.
-func (h *Handlers) findOld(open *os.File, path string, pos spoolPos, cur fileID, logged bool) *os.File {
-	if f := open; f != nil {
-		if st, err := f.Stat(); err == nil && idOf(st) == pos.id() && pos.id() != cur && matches(f, st.Size(), pos) {
-			return f
-		}
-	}
-	dir, base := filepath.Split(path)
-	entries, err := os.ReadDir(filepath.Clean(dir))
-	if err != nil {
-		return nil
-	}
-	var copies []string
-	for _, e := range entries {
-		if e.Name() == base || !strings.HasPrefix(e.Name(), base) || !e.Type().IsRegular() {
-			continue
-		}
-		info, err := e.Info()
-		if err != nil {
-			continue
-		}
-		switch id := idOf(info); {
-		case id == cur:
-			// The file at path, another name for it.
-		case id == pos.id():
-			if f := openMatching(filepath.Join(dir, e.Name()), pos, id); f != nil {
-				if logged {
-					h.log.Info().Str("spool", path).Str("rotated", f.Name()).Msg("fallback spool was rotated; finishing the old file")
-				}
-				return f
-			}
-		case info.Size() > pos.Offset && info.ModTime().UnixNano() >= pos.MTime:
-			// A copy holds lines written after the last pass: it is never
-			// older than it (an older file is a past rotation).
-			copies = append(copies, e.Name())
-		}
-	}
-	for _, name := range copies {
-		if f := openMatching(filepath.Join(dir, name), pos, fileID{}); f != nil {
-			if logged {
-				h.log.Info().Str("spool", path).Str("copy", f.Name()).Msg("fallback spool was copied away; finishing the copy")
-			}
-			return f
-		}
-	}
-	return nil
-}
-
-// openMatching opens the spool file at name when it holds what pos was
-// read from (and is file id, unless id is zero).
-func openMatching(name string, pos spoolPos, id fileID) *os.File {
-	f, st, err := openSpool(name)
-	if err != nil {
-		return nil
-	}
-	if (id == fileID{} || idOf(st) == id) && matches(f, st.Size(), pos) {
-		return f
-	}
-	f.Close()
-	return nil
-}
-
-// refilled reports a file of the size pos was read to, modified since.
-//
-// A position that holds the header alone matches any file that begins with
-// it: then a file that grew may also have been copied away and refilled
-// first (copytruncate, the header, a line), and the copy is looked for.
-func refilled(st os.FileInfo, pos spoolPos) bool {
-	if pos.MTime == 0 || st.ModTime().UnixNano() == pos.MTime {
-		return false
-	}
-	return st.Size() == pos.Offset || (pos.Offset <= int64(len(SpoolHeader)) && st.Size() > pos.Offset)
-}
-
-// fingerprint hashes the first and the last fingerprintLen bytes of
-// f[0:offset).
-func fingerprint(f io.ReaderAt, offset int64) (head, tail uint64, err error) {
-	sum := func(from, n int64) (uint64, error) {
-		buf := make([]byte, n)
-		if _, err := f.ReadAt(buf, from); err != nil && !errors.Is(err, io.EOF) {
-			return 0, err
-		}
-		h := fnv.New64a()
-		h.Write(buf)
-		return h.Sum64(), nil
-	}
-	n := min(offset, fingerprintLen)
-	if head, err = sum(0, n); err != nil {
-		return 0, 0, err
-	}
-	tail, err = sum(offset-n, n)
-	return head, tail, err
-}
-
-// matches reports whether f still holds what pos was read from.
-func matches(f io.ReaderAt, size int64, pos spoolPos) bool {
-	if size < pos.Offset {
-		return false
-	}
-	head, tail, err := fingerprint(f, pos.Offset)
-	return err == nil && head == pos.Head && tail == pos.Tail
-}
-
-func (h *Handlers) setPos(p spoolPos) {
-	h.spool.mu.Lock()
-	h.spool.pos, h.spool.loaded = p, true
-	h.spool.mu.Unlock()
 }
 
 // livePos is the importer's position for the live path; before the
 // importer's first pass, as stored by the last run.
-func (h *Handlers) livePos(path string) spoolPos {
-	h.spool.mu.Lock()
-	pos, loaded := h.spool.pos, h.spool.loaded
-	h.spool.mu.Unlock()
-	if loaded {
+func (h *Handlers) livePos(f *follow.Follower, path string) follow.Position {
+	if pos, loaded := f.Position(); loaded {
 		return pos
 	}
+	var pos follow.Position
 	if b, err := h.spoolMark(path); err == nil && b != nil {
 		if json.Unmarshal(b, &pos) != nil {
-			pos = spoolPos{}
+			pos = follow.Position{}
 		}
 	}
 	return pos
-}
-
-// lastFile is the file the importer last read, for the live path: still
-// open after a rotation until the importer has finished it.
-func (h *Handlers) lastFile() *os.File {
-	h.spool.mu.Lock()
-	defer h.spool.mu.Unlock()
-	return h.spool.last
-}
-
-// spoolLine is a line read from the spool, with where it ends.
-type spoolLine struct {
-	at   int64  // offset of its first byte
-	end  int64  // offset after its newline
-	text []byte // its own copy, without the newline
-}
-
-// lineReader reads whole lines of at most maxSpoolLine bytes. A longer one
-// is skipped up to its newline and reported; if the dialplan appended a
-// line to an unfinished one, that line is kept.
-type lineReader struct {
-	r    *bufio.Reader
-	off  int64 // offset of the next byte r gives
-	line partialLine
-}
-
-// partialLine is the line a lineReader is in: what it read of it, so that
-// a line still being written is read on, not again from its start.
-type partialLine struct {
-	id    fileID // the file, for the next pass
-	start int64  // its first byte
-	read  int64  // how far it was read
-	// text is what was read of it; of an overlong line, only its last
-	// maxSpoolLine bytes, where a line the dialplan appended would be.
-	text   []byte
-	long   bool // longer than maxSpoolLine
-	warned bool // its length was logged
-}
-
-// newLineReader reads f from offset from, on from where resume stopped
-// when resume is the line that starts there.
-func newLineReader(f io.ReaderAt, from int64, resume partialLine) *lineReader {
-	lr := &lineReader{off: from, line: partialLine{start: from}}
-	if resume.start == from && resume.read > from {
-		lr.off, lr.line = resume.read, resume
-		lr.line.text = bytes.Clone(resume.text)
-	}
-	lr.r = bufio.NewReaderSize(io.NewSectionReader(f, lr.off, 1<<62), maxSpoolLine)
-	return lr
-}
-
-// next returns the next complete line; ok is false at the end of what has
-// been written whole so far. skipped reports an overlong line (its start
-// and length) passed over on the way.
-func (lr *lineReader) next() (l spoolLine, skipped []spoolLine, ok bool, err error) {
-	for {
-		chunk, rerr := lr.r.ReadSlice('\n')
-		lr.off += int64(len(chunk))
-		p := &lr.line
-		p.read = lr.off
-		p.text = append(p.text, chunk...)
-		if len(p.text) > maxSpoolLine {
-			p.long = true
-			p.text = p.text[:copy(p.text, p.text[len(p.text)-maxSpoolLine:])]
-		}
-		if errors.Is(rerr, bufio.ErrBufferFull) {
-			continue
-		}
-		if rerr != nil {
-			// The end, possibly in a line Asterisk has not finished: kept
-			// for the next call.
-			return l, skipped, false, ignoreEOF(rerr)
-		}
-		start, text, long := p.start, p.text, p.long
-		lr.line = partialLine{id: p.id, start: lr.off, read: lr.off}
-		if !long {
-			// text is the line's own: a batch holds many.
-			return spoolLine{at: start, end: lr.off, text: bytes.TrimRight(text, "\r\n")}, skipped, true, nil
-		}
-		// Overlong: passed over, but for a line the dialplan appended to
-		// it, at its end.
-		if i := bytes.LastIndex(text, []byte(spoolMagic)); i > 0 || (i == 0 && lr.off-start > int64(len(text))) {
-			kept := int64(len(text) - i)
-			skipped = append(skipped, spoolLine{at: start, end: lr.off - kept})
-			return spoolLine{at: lr.off - kept, end: lr.off, text: bytes.TrimRight(text[i:], "\r\n")}, skipped, true, nil
-		}
-		skipped = append(skipped, spoolLine{at: start, end: lr.off})
-	}
-}
-
-func ignoreEOF(err error) error {
-	if errors.Is(err, io.EOF) {
-		return nil
-	}
-	return err
-}
-
-// partialOf is the line the last pass ended in when it is f's, and f's
-// identity.
-func (h *Handlers) partialOf(f *os.File) (partialLine, fileID) {
-	st, err := f.Stat()
-	if err != nil {
-		return partialLine{}, fileID{}
-	}
-	h.spool.mu.Lock()
-	p := h.spool.partial
-	h.spool.mu.Unlock()
-	if p.id != idOf(st) || p.read > st.Size() {
-		return partialLine{}, idOf(st) // another file, or this one shrank
-	}
-	return p, idOf(st)
-}
-
-// importFrom imports f's complete lines from pos.Offset, spoolBatch lines a
-// transaction, each with the position after it. finished says f will not
-// grow (rotated away): an unterminated last line is then skipped.
-func (h *Handlers) importFrom(ctx context.Context, cfg *Config, path string, f *os.File, key string, pos *spoolPos, finished bool) (int, error) {
-	resume, id := h.partialOf(f)
-	lr := newLineReader(f, pos.Offset, resume)
-	lr.line.id = id
-	defer func() {
-		// What the pass read of the line it ended in. A batch not stored
-		// left pos before that line: the next pass starts afresh.
-		h.spool.mu.Lock()
-		h.spool.partial = lr.line
-		h.spool.mu.Unlock()
-	}()
-	total := 0
-	for ctx.Err() == nil {
-		var batch []spoolLine
-		var err error
-		end := pos.Offset
-		overlong := 0
-		for len(batch) < spoolBatch {
-			l, skipped, ok, rerr := lr.next()
-			overlong += len(skipped)
-			for _, s := range skipped {
-				h.log.Error().Str("spool", path).Int64("offset", s.at).Int64("bytes", s.end-s.at).
-					Msg("fallback spool line too long; skipped")
-				end = s.end
-			}
-			if rerr != nil {
-				err = fmt.Errorf("spool %s: %w", path, rerr)
-			}
-			if !ok {
-				if p := &lr.line; p.long && !p.warned && !finished {
-					// Once per line: it is read on, not again, every pass.
-					p.warned = true
-					h.log.Warn().Str("spool", path).Int64("offset", p.start).Int64("bytes", p.read-p.start).
-						Msgf("fallback spool line longer than %d bytes and not ended yet: it will be skipped at its newline, and the lines after it imported", maxSpoolLine)
-				}
-				break
-			}
-			batch = append(batch, l)
-			end = l.end
-		}
-		if len(batch) == 0 && end == pos.Offset {
-			if finished && err == nil {
-				if st, serr := f.Stat(); serr == nil && st.Size() > pos.Offset {
-					h.log.Warn().Str("spool", path).Int64("offset", pos.Offset).Int64("bytes", st.Size()-pos.Offset).
-						Msg("rotated fallback spool ends in an unfinished line; skipped")
-				}
-			}
-			return total, err
-		}
-		next := *pos
-		next.Offset = end
-		var ferr error
-		if next.Head, next.Tail, ferr = fingerprint(f, end); ferr != nil {
-			return total, fmt.Errorf("spool %s: %w", path, ferr)
-		}
-		if st, err := f.Stat(); err == nil {
-			next.MTime = st.ModTime().UnixNano()
-		}
-		n, serr := h.importBatch(ctx, cfg, path, batch, overlong, key, next)
-		if serr != nil {
-			return total, serr
-		}
-		total += n
-		*pos = next
-		h.setPos(next)
-		if err != nil {
-			return total, err
-		}
-	}
-	return total, ctx.Err()
 }
 
 // spooled is one line's event, ready to be logged once committed.
@@ -745,7 +331,7 @@ type spooled struct {
 // only a store error fails the batch, which is then read again. overlong
 // is how many lines too long to read were skipped on the way, for the
 // observer.
-func (h *Handlers) importBatch(ctx context.Context, cfg *Config, path string, lines []spoolLine, overlong int, key string, next spoolPos) (int, error) {
+func (h *Handlers) importBatch(ctx context.Context, cfg *Config, path string, lines []follow.Line, overlong int, key string, next follow.Position) (int, error) {
 	// Parsed, and bad lines logged, once: the transaction below may run
 	// twice (see outbox's committer).
 	type parsed struct {
@@ -756,7 +342,7 @@ func (h *Handlers) importBatch(ctx context.Context, cfg *Config, path string, li
 	var good []parsed
 	skipped := overlong
 	for _, l := range lines {
-		route, c, err := h.parseSpoolLine(cfg, l.text)
+		route, c, err := h.parseSpoolLine(cfg, l.Text)
 		if err != nil {
 			if err != errComment {
 				h.logBadLine(path, l, err)
@@ -764,7 +350,7 @@ func (h *Handlers) importBatch(ctx context.Context, cfg *Config, path string, li
 			}
 			continue
 		}
-		good = append(good, parsed{route, c, l.at})
+		good = append(good, parsed{route, c, l.At})
 	}
 	var done []spooled
 	stored := 0
@@ -824,10 +410,10 @@ func (h *Handlers) importBatch(ctx context.Context, cfg *Config, path string, li
 
 // logBadLine logs a line that is not understood. Its text is shown only
 // when it looks like one of ours: the file might hold anything.
-func (h *Handlers) logBadLine(path string, l spoolLine, err error) {
-	le := h.log.Error().Str("spool", path).Int64("offset", l.at).Int("bytes", len(l.text))
-	if bytes.HasPrefix(l.text, []byte(spoolMagic)) && utf8.Valid(l.text) {
-		le = le.Str("line", clip(string(l.text)))
+func (h *Handlers) logBadLine(path string, l follow.Line, err error) {
+	le := h.log.Error().Str("spool", path).Int64("offset", l.At).Int("bytes", len(l.Text))
+	if bytes.HasPrefix(l.Text, []byte(spoolMagic)) && utf8.Valid(l.Text) {
+		le = le.Str("line", clip(string(l.Text)))
 	}
 	le.Err(err).Msg("fallback spool line not understood; skipped")
 }
@@ -912,64 +498,24 @@ func (h *Handlers) importCallFromSpool(ctx context.Context, cfg *Config, base, p
 	if path == "" {
 		return
 	}
-	pos := h.livePos(path)
-	st, err := os.Lstat(path)
-	if err != nil || !st.Mode().IsRegular() {
-		return
-	}
-	curID := idOf(st)
-	// Rotated, replaced or truncated since the last pass: the old file's
-	// last lines come first, and the file at path is read whole.
-	moved := pos.Offset > 0 && (curID != pos.id() || st.Size() < pos.Offset || refilled(st, pos))
-	from := pos.Offset
-	if moved || curID != pos.id() {
-		from = 0
-	}
-	if !moved && st.Size() <= from {
-		return // nothing waiting: the usual case, one stat
-	}
+	f := h.follower(path)
 	needle := spoolNeedle(strings.TrimPrefix(base, prefix))
-	var mine []spoolLine
-	scan := func(f *os.File, from int64) {
-		resume, _ := h.partialOf(f)
-		lr := newLineReader(f, from, resume)
-		for ctx.Err() == nil {
-			l, _, ok, err := lr.next()
-			if !ok || err != nil {
-				return
-			}
-			if !bytes.Contains(l.text, needle) {
-				continue
-			}
-			if _, c, err := h.parseSpoolLine(cfg, l.text); err == nil {
-				if id, err := c.baseID(); err == nil && id == base {
-					mine = append(mine, l)
-				}
+	var mine []follow.Line
+	f.Unread(ctx, h.livePos(f, path), func(l follow.Line) bool {
+		if !bytes.Contains(l.Text, needle) {
+			return true
+		}
+		if _, c, err := h.parseSpoolLine(cfg, l.Text); err == nil {
+			if id, err := c.baseID(); err == nil && id == base {
+				mine = append(mine, l)
 			}
 		}
-	}
-	if moved {
-		// The file the importer still has open, or the one beside path
-		// (renamed, or a copytruncate copy). Once the importer has
-		// finished and closed it, reading fails: its lines are stored.
-		open := h.lastFile()
-		if old := h.findOld(open, path, pos, curID, false); old != nil {
-			scan(old, pos.Offset)
-			if old != open {
-				old.Close()
-			}
-		}
-	}
-	f, _, err := openSpool(path)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	scan(f, from)
+		return true
+	})
 	if len(mine) == 0 {
 		return
 	}
-	if _, err := h.importBatch(ctx, cfg, path, mine, 0, "", spoolPos{}); err != nil {
+	if _, err := h.importBatch(ctx, cfg, path, mine, 0, "", follow.Position{}); err != nil {
 		h.log.Error().Err(err).Str("call_id", base).Msg("fallback spool lines of the call not imported before its live event; the importer takes them")
 	}
 }
