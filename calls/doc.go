@@ -11,7 +11,8 @@
 // Movidesk timeout plus the few milliseconds the channel reads take; when
 // the caller hangs up it returns at once, and the attempt goes on without
 // it. A spool line and an AGI session of the same event are the same event:
-// the second is a duplicate.
+// the second is a duplicate. The spool file is followed across rotation by
+// package follow; this package reads its lines and stores the position.
 //
 // Reconfigure replaces the configuration while sessions run: each session,
 // and each pass of the spool's import, keeps the configuration it started

@@ -131,26 +131,6 @@ func TestSpoolWaitsForAWholeLineAndSkipsGarbage(t *testing.T) {
 		"clientNumber", "+55 47 3399-0777", "id", linked, "queueId", "3"))
 }
 
-func TestSpoolRotatedIsReadFromTheStart(t *testing.T) {
-	r := newSpoolRig(t, nil)
-	path := newSpool(t)
-	appendSpool(t, path, spoolLine("abandon", "1795525240", append(callerSide, "arg", "id=first")...))
-	if n := r.importSpool(path); n != 1 {
-		t.Fatalf("imported %d, want 1", n)
-	}
-	// logrotate: the file is moved away and a new one created.
-	if err := os.Rename(path, path+".1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := calls.PrepareSpool(path, 0o660); err != nil {
-		t.Fatal(err)
-	}
-	appendSpool(t, path, spoolLine("abandon", "1795525240", append(callerSide, "arg", "id=second")...))
-	if n := r.importSpool(path); n != 1 {
-		t.Fatalf("imported %d from the new file, want 1", n)
-	}
-}
-
 func TestSpoolSurvivesAnInvalidEvent(t *testing.T) {
 	// A line whose event can never succeed (no queue id anywhere) is
 	// logged and skipped; the next one is still imported.
@@ -255,45 +235,6 @@ func (r *rig) restart() {
 	r.handlers = calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), r.outbox, zerolog.New(r.logs))
 }
 
-func TestSpoolCopiedOverItselfIsNotImportedAgain(t *testing.T) {
-	r := newSpoolRig(t, nil)
-	path := newSpool(t)
-	appendSpool(t, path, abandonLine("first"))
-	if n := r.importSpool(path); n != 1 {
-		t.Fatalf("imported %d, want 1", n)
-	}
-	// cp fallback.log fallback.log.tmp && mv fallback.log.tmp fallback.log
-	before := inode(t, path)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path+".tmp", data, 0o660); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		t.Fatal(err)
-	}
-	if inode(t, path) == before {
-		t.Fatal("the copy kept the inode; the test needs a new one")
-	}
-	if n := r.importSpool(path); n != 0 {
-		t.Fatalf("the copy imported %d events again", n)
-	}
-	if got := r.spoolEvents(); got != 1 {
-		t.Errorf("the copy was read again: %d spooled events logged, want 1", got)
-	}
-	appendSpool(t, path, abandonLine("second"))
-	if n := r.importSpool(path); n != 1 {
-		t.Fatalf("the line appended to the copy: imported %d, want 1", n)
-	}
-	if n := r.importSpool(path); n != 0 {
-		t.Fatalf("imported %d more", n)
-	}
-	r.outboxDelivers(2)
-	r.wantAccepted(canceledAt1300("first", "second")...)
-}
-
 func TestSpoolRewrittenLongerInOnePollIsReadAgain(t *testing.T) {
 	r := newSpoolRig(t, nil)
 	path := newSpool(t)
@@ -318,30 +259,6 @@ func TestSpoolRewrittenLongerInOnePollIsReadAgain(t *testing.T) {
 	}
 	r.outboxDelivers(4)
 	r.wantAccepted(canceledAt1300("a", "b", "c", "d")...)
-}
-
-func TestSpoolDeletedAndRecreatedIsReadFromTheStart(t *testing.T) {
-	r := newSpoolRig(t, nil)
-	path := newSpool(t)
-	appendSpool(t, path, abandonLine("old"))
-	if n := r.importSpool(path); n != 1 {
-		t.Fatalf("imported %d, want 1", n)
-	}
-	if err := os.Remove(path); err != nil {
-		t.Fatal(err)
-	}
-	if err := calls.PrepareSpool(path, 0o660); err != nil {
-		t.Fatal(err)
-	}
-	appendSpool(t, path, abandonLine("new1")+abandonLine("new2"))
-	if n := r.importSpool(path); n != 2 {
-		t.Fatalf("imported %d from the recreated file, want 2", n)
-	}
-	if n := r.importSpool(path); n != 0 {
-		t.Fatalf("imported %d more", n)
-	}
-	r.outboxDelivers(3)
-	r.wantAccepted(canceledAt1300("old", "new1", "new2")...)
 }
 
 // rotate does what logrotate does: the file is moved to path.1 and a new
@@ -593,42 +510,6 @@ func TestSpoolLineThatNeverEndsIsReadOnce(t *testing.T) {
 	r.wantAccepted(canceledAt1300("after")...)
 }
 
-// A short line still being written is not read again from its start
-// either, and is imported whole once its newline comes.
-func TestSpoolLineWithoutItsNewlineIsReadOn(t *testing.T) {
-	r := newSpoolRig(t, nil)
-	path := newSpool(t)
-	line := abandonLine("pieces")
-	for i := 0; i < len(line); i += 40 {
-		appendSpool(t, path, line[i:min(i+40, len(line))])
-		r.importSpool(path)
-	}
-	if n, _ := r.handlers.ImportSpool(context.Background(), path); n != 0 {
-		t.Fatalf("imported %d again", n)
-	}
-	r.outboxDelivers(1)
-	r.wantAccepted(canceledAt1300("pieces")...)
-}
-
-func TestSpoolLineWithoutItsNewlineWaits(t *testing.T) {
-	r := newSpoolRig(t, nil)
-	path := newSpool(t)
-	line := abandonLine("whole")
-	appendSpool(t, path, line[:len(line)-1])
-	if n := r.importSpool(path); n != 0 {
-		t.Fatalf("imported %d events from a line without its newline", n)
-	}
-	if got := r.movidesk.Requests(); len(got) != 0 {
-		t.Fatalf("sent %d requests", len(got))
-	}
-	appendSpool(t, path, "\n")
-	if n := r.importSpool(path); n != 1 {
-		t.Fatalf("imported %d once the newline arrived, want 1", n)
-	}
-	r.outboxDelivers(1)
-	r.wantAccepted(canceledAt1300("whole")...)
-}
-
 func TestSpoolThatIsNotARegularFileIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "secret.conf")
@@ -867,28 +748,6 @@ func TestLiveHangupAfterACopytruncateComesAfterItsSpooledTransfer(t *testing.T) 
 	liveHangupAfterSpooledTransfer(t, r, path)
 }
 
-func TestSpoolCopytruncatedBackToItsHeaderFinishesTheCopy(t *testing.T) {
-	// The last pass saw the header alone; a line was written; logrotate
-	// copied the file away and truncated it, and the header was written
-	// again: the same size and bytes as the last pass saw.
-	path := newSpool(t)
-	r := newSpoolRig(t, nil)
-	if n := r.importSpool(path); n != 0 {
-		t.Fatalf("imported %d from a new spool", n)
-	}
-	appendSpool(t, path, abandonLine("copied"))
-	copyTruncate(t, path)
-	if n := r.importSpool(path); n != 1 {
-		t.Fatalf("imported %d, want the copy's line", n)
-	}
-	appendSpool(t, path, abandonLine("new"))
-	if n := r.importSpool(path); n != 1 {
-		t.Fatalf("imported %d, want the new line", n)
-	}
-	r.outboxDelivers(2)
-	r.wantAccepted(canceledAt1300("copied", "new")...)
-}
-
 // copyTruncate does what logrotate's copytruncate does, a second after the
 // last pass: path copied to path.1 and emptied, then given its header back.
 func copyTruncate(t *testing.T, path string) {
@@ -917,33 +776,11 @@ func setMTime(t *testing.T, path string, d time.Duration) {
 	}
 }
 
-func TestSpoolRotatedIsNotTakenForACopyLater(t *testing.T) {
-	// After a rotation by rename, the next passes read the new file on:
-	// the rotated file is not taken again for a copytruncate copy.
-	path := newSpool(t)
-	r := newSpoolRig(t, nil)
-	if n := r.importSpool(path); n != 0 {
-		t.Fatalf("imported %d from a new spool", n)
-	}
-	appendSpool(t, path, abandonLine("before"))
-	setMTime(t, path, time.Second)
-	rotate(t, path)
-	setMTime(t, path, 2*time.Second)
-	if n := r.importSpool(path); n != 1 {
-		t.Fatalf("imported %d, want the rotated file's line", n)
-	}
-	setMTime(t, path, 3*time.Second) // touched
-	if n := r.importSpool(path); n != 0 {
-		t.Errorf("imported %d again", n)
-	}
-	if strings.Contains(r.logs.String(), "copied away") {
-		t.Errorf("the rotated file was taken for a copy:\n%s", r.logs.String())
-	}
-}
-
 func TestSpoolCopytruncatedThenAppendedFinishesTheCopy(t *testing.T) {
 	// Header alone read; a line written; copytruncate, the header again,
 	// and another line, all before the next pass (the service stopped).
+	// The follower knows the header's length: a position holding no more
+	// than it matches any file that begins with it.
 	path := newSpool(t)
 	r := newSpoolRig(t, nil)
 	if n := r.importSpool(path); n != 0 {

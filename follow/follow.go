@@ -376,7 +376,7 @@ func (f *Follower) Read(ctx context.Context, from Position, fn func(Batch) error
 
 // findOld finds the file pos was read from, to finish it: open (the one
 // the last pass kept, or nil) when it is that file, else a file beside path
-// with its inode (renamed away: logrotate's "fallback.log.1"), else one
+// with its inode (renamed away: logrotate's "PATH.1"), else one
 // beside path holding what was read and more (a copy: logrotate's
 // copytruncate). The file at path, cur, is none of them. notify says
 // whether to tell what it found.
