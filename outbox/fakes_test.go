@@ -24,6 +24,9 @@ type fakeClock struct {
 	now     time.Time
 	waiters []*waiter
 	changed chan struct{} // closed and replaced when a waiter registers
+	// loops is how many goroutines wait on the clock when the sender is
+	// idle: Run's, one an account (see runs). Until then, one.
+	loops int
 }
 
 type waiter struct {
@@ -78,15 +81,26 @@ func (c *fakeClock) set(now time.Time) {
 	})
 }
 
-// waitIdle blocks until someone (Run) waits on the clock, which it only
-// does once it has nothing to do before some future time.
+// runs tells the clock that o's Run waits on it: one loop an account,
+// each of which must be waiting before the sender is idle.
+func (c *fakeClock) runs(o *Outbox) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.loops = len(o.Accounts())
+}
+
+// waitIdle blocks until every loop of Run waits on the clock, which each
+// only does once it has nothing to do before some future time. One loop
+// waiting is not enough: another may still be at work (an attempt, or the
+// housekeeping's commit), and moving the clock on then would let fake
+// time run away from it.
 func (c *fakeClock) waitIdle(t *testing.T) {
 	t.Helper()
 	for {
 		c.mu.Lock()
-		n, changed := len(c.waiters), c.changed
+		n, loops, changed := len(c.waiters), max(c.loops, 1), c.changed
 		c.mu.Unlock()
-		if n > 0 {
+		if n >= loops {
 			return
 		}
 		select {
@@ -106,8 +120,8 @@ func (c *fakeClock) advanceToNext(t *testing.T) {
 	c.waitIdle(t)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.waiters) == 0 {
-		return // woken meanwhile: it is busy again
+	if len(c.waiters) < max(c.loops, 1) {
+		return // a loop woken meanwhile: it is busy again
 	}
 	next := c.waiters[0].at
 	for _, w := range c.waiters {
@@ -275,6 +289,7 @@ func (e *testEnv) run(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	e.clock.runs(e.o)
 	go func() { done <- e.o.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()

@@ -188,6 +188,7 @@ func TestPostgresMigrate(t *testing.T) {
 	// in order, once, within the budget the file had spent.
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	clk.runs(db.o)
 	go func() { done <- db.o.Run(runCtx) }()
 	clk.drive(t, time.Hour, func() bool { return len(fake.Accepted()) == 6 })
 	// A while longer: nothing more goes out.
