@@ -459,24 +459,6 @@ func TestSpoolArgumentsAreDecodedAsAGIArguments(t *testing.T) {
 	}
 }
 
-// readBytes is how many bytes this process has read from files so far.
-func readBytes(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "rchar: "); ok {
-			var n int64
-			fmt.Sscan(v, &n)
-			return n
-		}
-	}
-	t.Fatal("no rchar in /proc/self/io")
-	return 0
-}
-
 // A line that never ends (a runaway writer) costs one reading, not one
 // every interval: a 300 MB one took 7% of a CPU re-read every second. It
 // is warned of once, naming the file and where it starts, and what follows
@@ -489,13 +471,13 @@ func TestSpoolLineThatNeverEndsIsReadOnce(t *testing.T) {
 	if n := r.importSpool(path); n != 0 {
 		t.Fatalf("imported %d from an unfinished line", n)
 	}
-	before := readBytes(t)
+	before := testutil.ReadBytes(t)
 	for range 3 {
 		if n := r.importSpool(path); n != 0 {
 			t.Fatalf("imported %d from an unfinished line", n)
 		}
 	}
-	if read := readBytes(t) - before; read > size/4 {
+	if read := testutil.ReadBytes(t) - before; read > size/4 {
 		t.Errorf("three more passes read %d bytes: the unfinished line was read again", read)
 	}
 	warning := fmt.Sprintf(`"spool":%q,"offset":%d`, path, len(calls.SpoolHeader))

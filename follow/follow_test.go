@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +15,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/movidesk-agi/movidesk-agi/follow"
+
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 // header is what a new file begins with, a header line: a
@@ -591,37 +592,19 @@ func TestALineThatNeverEndsIsReadOnce(t *testing.T) {
 	if got := r.pass(); !slices.Equal(got, lines(h)) {
 		t.Fatalf("read %q", got)
 	}
-	before := readBytes(t)
+	before := testutil.ReadBytes(t)
 	for range 3 {
 		if got := r.pass(); len(got) != 0 {
 			t.Fatalf("read %q from an unfinished line", got)
 		}
 	}
-	if read := readBytes(t) - before; read > size/4 {
+	if read := testutil.ReadBytes(t) - before; read > size/4 {
 		t.Errorf("three more passes read %d bytes: the unfinished line was read again", read)
 	}
 	r.append("\n" + line("after"))
 	if got := r.pass(); !slices.Equal(got, lines("after")) {
 		t.Errorf("read %q once the long line ended, want the line after it", got)
 	}
-}
-
-// readBytes is how many bytes this process has read from files so far.
-func readBytes(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "rchar: "); ok {
-			var n int64
-			fmt.Sscan(v, &n)
-			return n
-		}
-	}
-	t.Fatal("no rchar in /proc/self/io")
-	return 0
 }
 
 // Without LineStart, an overlong line is skipped whole, the text glued

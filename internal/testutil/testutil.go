@@ -1,6 +1,6 @@
 // Package testutil holds what the tests of several packages share: a log
 // buffer safe for concurrent writers, a fake clock, receives with a
-// deadline, and an AGI call helper.
+// deadline, and the count of bytes the process has read.
 package testutil
 
 import (
