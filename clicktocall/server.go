@@ -241,18 +241,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = stoppingRefusal("", false)
 	}
 	var ref *refusal
-	le := s.cfg.Log.Info()
 	if err != nil && !errors.As(err, &ref) {
 		ref = refuse(http.StatusInternalServerError, "error", "the call could not be placed; the service's log has the details")
 		ref.detail = err.Error()
 	}
 	if ref != nil {
 		rep.Result, rep.Status = ref.result, ref.status
-		if ref.status >= 500 {
-			le = s.cfg.Log.Error()
-		} else {
-			le = s.cfg.Log.Warn()
-		}
 		if ref.status == http.StatusUnauthorized && s.cfg.Auth.Mode == AuthBasic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="movidesk-agi click-to-call", charset="UTF-8"`)
 		}
@@ -267,6 +261,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.ClickToCall(rep)
 	}
+	refused := 0
 	if ref != nil && who == "" {
 		// Not authenticated: whoever floods the endpoint gets a line a
 		// second, not a line a request.
@@ -277,7 +272,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !log {
 			return
 		}
-		le = le.Int("refused", n)
+		refused = n
+	}
+	le := s.cfg.Log.Info()
+	switch {
+	case ref != nil && ref.status >= 500:
+		le = s.cfg.Log.Error()
+	case ref != nil:
+		le = s.cfg.Log.Warn()
+	}
+	if refused > 0 {
+		le = le.Int("refused", refused)
 	}
 	le = le.Str("remote", addr.String())
 	if proxy.IsValid() {
