@@ -169,11 +169,11 @@ func New(cfg Config, pbx PBX, calls Calls) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	sample, err := execute(cfg.Dial, Data{Source: "5252", Destination: "11987654321"})
+	local, err := ThroughDialplan(cfg.Dial)
 	if err != nil {
 		return nil, fmt.Errorf("clicktocall: the dial template: %w", err)
 	}
-	return &Server{cfg: cfg, pbx: pbx, calls: calls, rates: newRates(cfg.SourceRate, cfg.Rate), local: ThroughDialplan(sample),
+	return &Server{cfg: cfg, pbx: pbx, calls: calls, rates: newRates(cfg.SourceRate, cfg.Rate), local: local,
 		guard: newGuard(cfg.MaxTracked), poll: 200 * time.Millisecond, inFlight: map[string]bool{},
 		refusals: throttle.Counter[netip.Addr]{Interval: time.Second}, stopping: make(chan struct{})}, nil
 }

@@ -3,6 +3,7 @@ package clicktocall
 import (
 	"fmt"
 	"strings"
+	"text/template"
 )
 
 // MaxSourceDigits bounds a source's length: an extension, or at most a
@@ -68,10 +69,15 @@ func set(list ...string) map[string]bool {
 	return m
 }
 
-// ThroughDialplan reports whether a dial string goes through the
-// dialplan (a Local channel) rather than straight to an endpoint.
-func ThroughDialplan(dial string) bool {
-	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(dial)), "local/")
+// ThroughDialplan reports whether the dial strings a template makes go
+// through the dialplan (a Local channel) rather than straight to an
+// endpoint, as a sample call shows.
+func ThroughDialplan(dial *template.Template) (bool, error) {
+	sample, err := execute(dial, Data{Source: "5252", Destination: "11987654321"})
+	if err != nil {
+		return false, err
+	}
+	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(sample)), "local/"), nil
 }
 
 // Open reports whether p ends in "." or "!": it then matches numbers of

@@ -19,13 +19,14 @@ func (c *Config) ClickToCallSample() string {
 	if cc.Listen == "" {
 		return ""
 	}
+	local := c.clickToCallThroughDialplan()
 	source := ""
 	for _, s := range cc.Sources {
 		p, err := clicktocall.ParsePattern(s)
 		if err != nil {
 			continue
 		}
-		if ex := p.Example(); ex != "" && clicktocall.CheckSource(ex, clicktocall.ThroughDialplan(cc.Dial)) == nil {
+		if ex := p.Example(); ex != "" && clicktocall.CheckSource(ex, local) == nil {
 			source = ex
 			break
 		}
@@ -51,10 +52,10 @@ func (c *Config) ClickToCallWarnings() []string {
 		return nil
 	}
 	var out []string
-	if clicktocall.ThroughDialplan(cc.Dial) {
+	local := c.clickToCallThroughDialplan()
+	if local {
 		out = append(out, fmt.Sprintf("click_to_call.dial %q goes through the dialplan: a source that is no extension there reaches the outbound routes and dials out as the agent (emergency and service numbers are refused, but not the rest); keep click_to_call.sources to your extensions (e.g. [\"_52XX\"]), now %q", cc.Dial, cc.Sources))
 	}
-	local := clicktocall.ThroughDialplan(cc.Dial)
 	for i, s := range cc.Sources {
 		// A literal source the endpoint would refuse every time.
 		if !strings.HasPrefix(s, "_") {
@@ -85,6 +86,18 @@ func (c *Config) ClickToCallWarnings() []string {
 		}
 	}
 	return out
+}
+
+// clickToCallThroughDialplan is whether click_to_call.dial goes through
+// the dialplan, decided as the endpoint decides it (the configuration is
+// validated).
+func (c *Config) clickToCallThroughDialplan() bool {
+	dial, err := c2cTemplate("dial", c.ClickToCall.Dial)
+	if err != nil {
+		return false
+	}
+	local, _ := clicktocall.ThroughDialplan(dial)
+	return local
 }
 
 func loopbackHost(h string) bool {
