@@ -32,25 +32,13 @@ func (s *Server) refuse(conn net.Conn, cause string) {
 		s.logRefusals(cause, n, remote)
 	}
 	if flushIn > 0 {
-		s.scheduleFlush(cause, flushIn)
+		s.refusals.ScheduleFlush(cause, flushIn, s.after, s.clock, func(n int, remote net.Addr) {
+			s.logRefusals(cause, n, remote)
+		})
 	}
 	// Logged before closing, so that the log holds it by the time the peer
 	// sees the connection closed.
 	conn.Close()
-}
-
-// scheduleFlush logs the refusals of cause held back, in d, or later if a
-// line of that cause was written meanwhile.
-func (s *Server) scheduleFlush(cause string, d time.Duration) {
-	s.afterFunc(d, func() {
-		n, remote, again := s.refusals.Due(cause, s.clock())
-		if n > 0 {
-			s.logRefusals(cause, n, remote)
-		}
-		if again > 0 {
-			s.scheduleFlush(cause, again)
-		}
-	})
 }
 
 // logPendingRefusals logs the refusals counted but not logged yet.
@@ -71,15 +59,6 @@ func (s *Server) logRefusals(cause string, n int, remote net.Addr) {
 		ev = ev.Int("limit", s.maxSessionsPerAddress())
 	}
 	ev.Msg(refusalMessages[cause])
-}
-
-// afterFunc runs f after d; tests with their own clock replace it.
-func (s *Server) afterFunc(d time.Duration, f func()) {
-	if s.after != nil {
-		s.after(d, f)
-		return
-	}
-	time.AfterFunc(d, f)
 }
 
 func (s *Server) clock() time.Time {

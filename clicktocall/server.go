@@ -267,7 +267,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// second, not a line a request.
 		n, log, flushIn := s.refusals.Add(ref.result, addr, s.cfg.Now())
 		if flushIn > 0 {
-			s.scheduleFlush(ref.result, flushIn)
+			s.refusals.ScheduleFlush(ref.result, flushIn, s.after, s.cfg.Now, func(n int, addr netip.Addr) {
+				s.logRefusals(ref.result, n, addr)
+			})
 		}
 		if !log {
 			return
@@ -306,24 +308,6 @@ func clip(s string) string {
 		return s[:40] + "..."
 	}
 	return s
-}
-
-// scheduleFlush logs the refusals of result held back, in d, or later if
-// a line of that result was written meanwhile.
-func (s *Server) scheduleFlush(result string, d time.Duration) {
-	after := s.after
-	if after == nil {
-		after = func(d time.Duration, f func()) { time.AfterFunc(d, f) }
-	}
-	after(d, func() {
-		n, addr, again := s.refusals.Due(result, s.cfg.Now())
-		if n > 0 {
-			s.logRefusals(result, n, addr)
-		}
-		if again > 0 {
-			s.scheduleFlush(result, again)
-		}
-	})
 }
 
 func (s *Server) logRefusals(result string, n int, addr netip.Addr) {

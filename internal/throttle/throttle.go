@@ -98,6 +98,25 @@ func (c *Counter[T]) Take(kind string, now time.Time) (n int, latest T) {
 	return n, latest
 }
 
+// ScheduleFlush logs, through log, the events of kind held back, once d
+// has passed, or later if a line of kind was written meanwhile: Add's
+// flushIn is d. after runs a function after a delay (time.AfterFunc when
+// nil), and now is the clock Add is given times from.
+func (c *Counter[T]) ScheduleFlush(kind string, d time.Duration, after func(time.Duration, func()), now func() time.Time, log func(n int, latest T)) {
+	if after == nil {
+		after = func(d time.Duration, f func()) { time.AfterFunc(d, f) }
+	}
+	after(d, func() {
+		n, latest, again := c.Due(kind, now())
+		if n > 0 {
+			log(n, latest)
+		}
+		if again > 0 {
+			c.ScheduleFlush(kind, again, after, now, log)
+		}
+	})
+}
+
 // Kinds lists the kinds counted so far, for a last Take of each at stop.
 func (c *Counter[T]) Kinds() []string {
 	c.mu.Lock()
