@@ -8,17 +8,20 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 )
 
+const acmeToken = "acme-token-0123456789"
+
 // With several Movidesk accounts, the metrics, the API and the page say
 // which account each figure is of.
 func TestAccountsOnTheMetricsTheAPIAndThePage(t *testing.T) {
 	e := newEnv(t, func(o *admin.Options) {
-		o.Accounts = func() []admin.AccountRate {
-			return []admin.AccountRate{{Name: "default", RatePerMinute: 10}, {Name: "acme", RatePerMinute: 5}}
+		o.Accounts = func() account.List {
+			return account.List{{Name: "default", Token: movideskToken, RatePerMinute: 10}, {Name: "acme", Token: acmeToken, RatePerMinute: 5}}
 		}
 	})
 	// An event of acme's, stored and not attempted (a call whose caller
@@ -76,6 +79,15 @@ func TestAccountsOnTheMetricsTheAPIAndThePage(t *testing.T) {
 		`<tr id="account-gone"><td>gone</td><td class="err">not configured: its events wait for it</td>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page does not show %q", want)
+		}
+	}
+	// The accounts come with their tokens: none shows.
+	api := e.get(t, "/api/status").body
+	for _, tok := range []string{movideskToken, acmeToken} {
+		for what, text := range map[string]string{"metrics": body, "API": api, "page": page, "log": e.logs.String()} {
+			if strings.Contains(text, tok) {
+				t.Errorf("a token shows on the %s", what)
+			}
 		}
 	}
 }

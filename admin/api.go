@@ -15,7 +15,7 @@ type Status struct {
 	Version string    `json:"version"`
 	Now     time.Time `json:"now"`
 	Ready   bool      `json:"ready"`
-	// DryRun is movidesk.dry_run: nothing reaches Movidesk, and what
+	// DryRun is the service's dry-run mode: nothing reaches Movidesk, and what
 	// shows as sent was only logged.
 	DryRun bool `json:"dry_run"`
 	// Reason is why the service is not ready (empty when ready).
@@ -92,7 +92,7 @@ type MadeCallRefusal struct {
 // Budget compares the requests the call volume needs with the account's
 // rate limit, over the last hour (or since start).
 type Budget struct {
-	RatePerMinute float64 `json:"rate_per_minute"` // movidesk.rate_per_minute
+	RatePerMinute float64 `json:"rate_per_minute"` // the accounts' rates together
 	BudgetPerHour float64 `json:"budget_per_hour"` // rate_per_minute × 60
 	// WindowSeconds is the span measured; below 5 minutes nothing is
 	// judged and Measured is false.

@@ -50,10 +50,11 @@ func (m *Metrics) sample(now time.Time, backlog int) (base, cur sample) {
 }
 
 // budget compares the requests the calls need with the account's budget,
-// between two samples. Requests offered are those Movidesk accepted plus
+// between two samples; rateKey names the rate's setting in the advice.
+// Requests offered are those Movidesk accepted plus
 // the backlog's growth: every request stored either left or is still
 // stored, so the sum holds whether Movidesk is taking them or not.
-func budget(rate float64, base, cur sample) Budget {
+func budget(rate float64, rateKey string, base, cur sample) Budget {
 	b := Budget{RatePerMinute: rate, BudgetPerHour: rate * 60}
 	span := cur.at.Sub(base.at)
 	b.WindowSeconds = math.Max(0, span.Seconds())
@@ -71,8 +72,8 @@ func budget(rate float64, base, cur sample) Budget {
 		b.Exceeded = true
 		b.NeededPerMinute = int(math.Ceil(b.OfferedPerHour / 60))
 		b.Advice = fmt.Sprintf("The call volume needs more than %s requests a minute (about %d measured over the last %s): "+
-			"ask Movidesk for a higher limit for this account, at least %d requests a minute, then raise movidesk.rate_per_minute to it.",
-			formatRate(rate), b.NeededPerMinute, formatSpan(span), b.NeededPerMinute)
+			"ask Movidesk for a higher limit for this account, at least %d requests a minute, then raise %s to it.",
+			formatRate(rate), b.NeededPerMinute, formatSpan(span), b.NeededPerMinute, rateKey)
 	}
 	return b
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
@@ -30,7 +31,11 @@ func accept(m *admin.Metrics, n int) {
 func TestBudget(t *testing.T) {
 	var rate atomic.Value
 	rate.Store(10.0)
-	e := newEnv(t, func(o *admin.Options) { o.RatePerMinute = func() float64 { return rate.Load().(float64) } })
+	e := newEnv(t, func(o *admin.Options) {
+		o.Accounts = func() account.List {
+			return account.List{{Name: account.DefaultName, RatePerMinute: rate.Load().(float64)}}
+		}
+	})
 	m := e.server.Metrics()
 
 	if b := e.status(t).Budget; b.Measured || b.Exceeded || b.RatePerMinute != 10 || b.BudgetPerHour != 600 {

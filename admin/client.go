@@ -20,7 +20,7 @@ const maxAnswer = 64 << 20
 type Client struct {
 	// BaseURL is the admin listener's URL, e.g. "http://127.0.0.1:9571".
 	BaseURL string
-	// Token is admin.token; "" sends no credentials.
+	// Token is the admin token; "" sends no credentials.
 	Token string
 	// HTTP is the client to use (nil = http.DefaultClient); ctx bounds
 	// each call.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
@@ -98,12 +99,14 @@ func newEnv(t *testing.T, tune ...func(*admin.Options)) *env {
 	t.Cleanup(func() { e.outbox.Close() })
 	e.machine = callstate.New(e.outbox, callstate.Options{Now: e.clock.Now})
 	e.opts = admin.Options{
-		Outbox:        e.outbox,
-		Token:         adminToken,
-		Version:       "1.4.2",
-		RatePerMinute: func() float64 { return 10 },
-		Now:           e.clock.Now,
-		Log:           log,
+		Outbox:   e.outbox,
+		Token:    adminToken,
+		Version:  "1.4.2",
+		Accounts: func() account.List { return account.List{{Name: account.DefaultName, RatePerMinute: 10}} },
+		// As the service names them.
+		Keys: admin.Keys{Token: "admin.token", RatePerMinute: "movidesk.rate_per_minute"},
+		Now:  e.clock.Now,
+		Log:  log,
 	}
 	for _, f := range tune {
 		f(&e.opts)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/clicktocall"
@@ -75,7 +76,7 @@ type Metrics struct {
 	log zerolog.Logger
 	ob  Outbox
 	// accounts are the Movidesk accounts, the default first.
-	accounts func() []AccountRate
+	accounts func() account.List
 
 	refused  *prometheus.CounterVec
 	requests *prometheus.CounterVec
@@ -94,7 +95,7 @@ type Metrics struct {
 	samples  []sample
 }
 
-func newMetrics(ob Outbox, version string, accounts func() []AccountRate, now func() time.Time, log zerolog.Logger) *Metrics {
+func newMetrics(ob Outbox, version string, accounts func() account.List, now func() time.Time, log zerolog.Logger) *Metrics {
 	m := &Metrics{
 		reg:      prometheus.NewRegistry(),
 		now:      now,
@@ -112,7 +113,7 @@ func newMetrics(ob Outbox, version string, accounts func() []AccountRate, now fu
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "movidesk_agi_movidesk_request_duration_seconds",
 			Help: "How long Movidesk took to answer, or to fail, by endpoint.",
-			// movidesk.timeout is 3 s by default; an attempt is bounded at 30 s.
+			// The service's Movidesk timeout is 3 s by default; an attempt is bounded at 30 s.
 			Buckets: []float64{.05, .1, .25, .5, 1, 2, 3, 5, 10, 30},
 		}, []string{"endpoint"}),
 		limiter: prometheus.NewCounterVec(prometheus.CounterOpts{

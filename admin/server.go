@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
@@ -40,32 +41,42 @@ var _ Outbox = (*outbox.Outbox)(nil)
 // Options configure New.
 type Options struct {
 	Outbox Outbox
-	// Token is admin.token; "" = no authentication, which CheckListen
-	// allows on a loopback address only.
+	// Token is the admin token; "" = no authentication, which
+	// CheckListen allows on a loopback address only.
 	Token string
 	// Ready reports whether the service is ready: a nil error is ready,
 	// else its text is the reason /readyz gives. Nil = always ready.
 	Ready   func() error
 	Version string
-	// DryRun says the service sends nothing (movidesk.dry_run): the page
+	// DryRun says the service sends nothing (its dry-run mode): the page
 	// and the API say so.
 	DryRun bool
-	// RatePerMinute is the account's budget, read live (a reload may
-	// change it). Nil = outbox.DefaultRatePerMinute.
-	RatePerMinute func() float64
-	// Accounts are the Movidesk accounts with their budgets, the default
-	// first, read live; they override RatePerMinute. Nil = one account,
-	// outbox.DefaultAccount, at RatePerMinute.
-	Accounts func() []AccountRate
+	// Accounts are the Movidesk accounts, the default first, read live (a
+	// reload may change their rates): their names and rates are shown,
+	// and the budget is the sum of their rates. Nil (or an empty list) =
+	// one account, account.DefaultName, at outbox.DefaultRatePerMinute.
+	Accounts func() account.List
+	// Keys name settings in the texts meant for the operator (a refusal,
+	// the budget's advice) as the service's configuration names them.
+	Keys Keys
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
 	Log zerolog.Logger
 }
 
-// AccountRate is one Movidesk account's budget.
-type AccountRate struct {
-	Name          string
-	RatePerMinute float64
+// Keys name settings of the service's configuration, for the texts
+// meant for its operator; "" describes the setting in words.
+type Keys struct {
+	Token         string // the admin token
+	RatePerMinute string // the requests a minute of the account
+}
+
+// key is k, or words when k is "".
+func key(k, words string) string {
+	if k == "" {
+		return words
+	}
+	return k
 }
 
 // Server is the admin HTTP server. Its methods are safe for concurrent use.
@@ -122,53 +133,62 @@ func (s *Server) Run(ctx context.Context) {
 	}
 }
 
+// rate is the budget: the accounts' rates together.
 func (s *Server) rate() float64 {
-	if s.opts.Accounts != nil {
-		total := 0.0
-		for _, a := range s.accounts() {
-			total += a.RatePerMinute
-		}
-		return total
+	total := 0.0
+	for _, a := range s.accounts() {
+		total += a.RatePerMinute
 	}
-	if s.opts.RatePerMinute != nil {
-		if r := s.opts.RatePerMinute(); r > 0 {
-			return r
-		}
-	}
-	return outbox.DefaultRatePerMinute
+	return total
 }
 
 // accounts are the Movidesk accounts with their budgets, the default
 // first.
-func (s *Server) accounts() []AccountRate {
+func (s *Server) accounts() account.List {
 	if s.opts.Accounts != nil {
 		if as := s.opts.Accounts(); len(as) > 0 {
 			return as
 		}
 	}
-	return []AccountRate{{Name: outbox.DefaultAccount, RatePerMinute: s.rate()}}
+	return account.List{{Name: account.DefaultName, RatePerMinute: outbox.DefaultRatePerMinute}}
 }
 
 // DefaultListen is the admin listener's address unless configured:
 // loopback, where it needs no token.
 const DefaultListen = "127.0.0.1:4574"
 
+// ErrNotLoopback is an admin listener without a token on an address that
+// is not loopback: anyone who reaches it could retry and drop events.
+var ErrNotLoopback = errors.New("not a loopback address, and no token is set: anyone who reaches it could retry and drop events; " +
+	"set a token, or listen on 127.0.0.1 or [::1]")
+
+// ListenError is an admin listener's address refused, with the address
+// as data.
+type ListenError struct {
+	Listen string
+	Err    error // ErrNotLoopback, or why it is no HOST:PORT
+}
+
+func (e *ListenError) Error() string { return fmt.Sprintf("admin listener %q: %v", e.Listen, e.Err) }
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
 // CheckListen refuses an admin listener that anyone on the network could
-// reach without a token: without one, listen must be a loopback IP
-// address or "localhost". An empty listen (no admin listener) is fine.
+// reach without a token (a *ListenError): without one, listen must be a
+// loopback IP address or "localhost". An empty listen (no admin listener)
+// is fine.
 func CheckListen(listen, token string) error {
 	if listen == "" {
 		return nil
 	}
 	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
-		return fmt.Errorf("admin.listen %q: want HOST:PORT: %w", listen, err)
+		return &ListenError{listen, fmt.Errorf("want HOST:PORT: %w", err)}
 	}
 	if token != "" || loopback(host) {
 		return nil
 	}
-	return fmt.Errorf("admin.listen %q is not a loopback address and admin.token is not set: "+
-		"anyone who reaches it could retry and drop events; set admin.token, or listen on 127.0.0.1 or [::1]", listen)
+	return &ListenError{listen, ErrNotLoopback}
 }
 
 // loopback reports whether host is "localhost" or a loopback IP address.
@@ -283,7 +303,7 @@ func (s *Server) auth(h http.Handler) http.Handler {
 			}
 			if !loopback(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")) {
 				s.log.Warn().Str("remote", r.RemoteAddr).Str("host", r.Host).Msg("admin: request for another host refused")
-				s.fail(w, r, http.StatusForbidden, "without admin.token, the admin listener answers only requests for localhost or a loopback address")
+				s.fail(w, r, http.StatusForbidden, "without "+key(s.opts.Keys.Token, "a token")+", the admin listener answers only requests for localhost or a loopback address")
 				return
 			}
 			h.ServeHTTP(w, r)
@@ -314,7 +334,7 @@ func (s *Server) auth(h http.Handler) http.Handler {
 			s.log.WithLevel(lvl).Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Bool("credentials", got != "").
 				Msg("admin: request without the token refused")
 			w.Header().Set("WWW-Authenticate", `Basic realm="movidesk-agi"`)
-			s.fail(w, r, http.StatusUnauthorized, "unauthorized: admin.token required (bearer token, or basic auth with it as password)")
+			s.fail(w, r, http.StatusUnauthorized, "unauthorized: "+key(s.opts.Keys.Token, "the admin token")+" required (bearer token, or basic auth with it as password)")
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -376,7 +396,7 @@ func (s *Server) status() (Status, []outbox.Event) {
 	rate := s.rate()
 	st.Budget = Budget{RatePerMinute: rate, BudgetPerHour: rate * 60}
 	if err == nil {
-		st.Budget = budget(rate, base, cur)
+		st.Budget = budget(rate, key(s.opts.Keys.RatePerMinute, "the account's rate limit"), base, cur)
 	}
 	st.Movidesk = s.metrics.movidesk()
 	st.MadeCalls = s.metrics.madeCalls()

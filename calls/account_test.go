@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
@@ -47,15 +48,14 @@ func newAccountsRig(t *testing.T, now func() time.Time, mod ...func(*calls.Confi
 	}
 	t.Cleanup(func() { ob.Close() })
 	cfg := calls.Config{
-		DefaultQueueID: 1,
-		Queues:         map[string]int{"support": 7},
-		Timeout:        time.Second,
-		Now:            now,
-		Accounts: []calls.Account{{
+		Accounts: account.List{{DefaultQueueID: 1, Queues: map[string]int{"support": 7}}, {
 			Name: "acme", Contexts: []string{"acme-*"}, IDPrefix: "acme-", DefaultQueueID: 40,
 			Queues:        map[string]int{"support": 41},
 			RecordingLink: template.Must(template.New("").Parse("https://rec.acme.example/{{.LinkedID}}.wav")),
 		}},
+		FieldName: serviceKey,
+		Timeout:   time.Second,
+		Now:       now,
 	}
 	for _, f := range mod {
 		f(&cfg)
@@ -219,9 +219,21 @@ func TestAccountsACallBegunInTheDefaultAccountEndsThere(t *testing.T) {
 // What an administrator must fix for an account is named by that
 // account's keys.
 func TestAccountsErrorsNameTheAccountsKeys(t *testing.T) {
-	r, _ := newAccountsRig(t, func() time.Time { return now }, func(c *calls.Config) { c.Accounts[0].DefaultQueueID = 0 })
+	r, _ := newAccountsRig(t, func() time.Time { return now }, func(c *calls.Config) { c.Accounts[1].DefaultQueueID = 0 })
 	r.replay(env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "acme-inbound") +
 		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
 		get("QUEUENAME", "200 result=1 (billing)") +
 		status("ERROR", `no Movidesk queue id for queue "billing" or context "acme-inbound": pass queue=, map it under accounts.acme.queues or set accounts.acme.default_queue_id`))
+}
+
+// Without FieldName, the errors name the account's field and the account.
+func TestAccountsErrorsNameTheFieldWithoutFieldName(t *testing.T) {
+	r, _ := newAccountsRig(t, func() time.Time { return now }, func(c *calls.Config) {
+		c.Accounts[1].DefaultQueueID = 0
+		c.FieldName = nil
+	})
+	r.replay(env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "acme-inbound") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
+		get("QUEUENAME", "200 result=1 (billing)") +
+		status("ERROR", `no Movidesk queue id for queue "billing" or context "acme-inbound": pass queue=, map it under Queues of account acme or set DefaultQueueID of account acme`))
 }

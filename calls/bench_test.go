@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
@@ -51,7 +52,7 @@ func benchTransfer(b *testing.B, down bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		current.Store(calls.New(calls.Config{DefaultQueueID: 1, Timeout: time.Second}, callstate.New(ob, callstate.Options{}), ob, zerolog.Nop()).Mux())
+		current.Store(calls.New(calls.Config{Accounts: account.List{{DefaultQueueID: 1}}, Timeout: time.Second}, callstate.New(ob, callstate.Options{}), ob, zerolog.Nop()).Mux())
 	}
 	reopen()
 	defer func() { ob.Close() }()

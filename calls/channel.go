@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 )
@@ -37,8 +38,8 @@ type channel struct {
 	name     string // agi_channel
 	read     func(name string) (string, error)
 	vars     map[string]string
-	linked   string   // CHANNEL(linkedid), read on first use
-	acct     *Account // the events' account, chosen on first use
+	linked   string           // CHANNEL(linkedid), read on first use
+	acct     *account.Account // the events' account, chosen on first use
 	// record stores the event the route built; isOpen tells whether a
 	// call is open. Live sessions go through the call state machine, the
 	// spool importer through its batch's transaction.
@@ -173,8 +174,8 @@ func (c *channel) queueID() (int, error) {
 		}
 		return n, nil
 	}
-	// Each name is a round trip to Asterisk: read only with [queues] set,
-	// and the caller's context only on the agent's leg.
+	// Each name is a round trip to Asterisk: read only when the account
+	// maps queues, and the caller's context only on the agent's leg.
 	var name, caller string
 	if len(a.Queues) > 0 {
 		if name, err = c.get("QUEUENAME"); err != nil {
@@ -216,8 +217,8 @@ func (c *channel) queueID() (int, error) {
 	if len(tried) > 0 {
 		where = strings.Join(tried, ", ") + " or " + where
 	}
-	queues, defaultQueue, _ := a.keys()
-	return 0, badInput("no Movidesk queue id for %s: pass queue=, map it under %s or set %s", where, queues, defaultQueue)
+	return 0, badInput("no Movidesk queue id for %s: pass queue=, map it under %s or set %s", where,
+		c.cfg.fieldName(a, account.FieldQueues), c.cfg.fieldName(a, account.FieldDefaultQueueID))
 }
 
 func (c *channel) branchLine() (string, error) {
@@ -349,7 +350,7 @@ func (c *channel) link(id string) (string, error) {
 	}
 	var b strings.Builder
 	data := LinkData{ID: id, LinkedID: linked, UniqueID: c.uniqueID, Date: c.now, Recording: rec}
-	_, _, key := a.keys()
+	key := c.cfg.fieldName(a, account.FieldRecordingLink)
 	if err := a.RecordingLink.Execute(&b, data); err != nil {
 		return "", badInput("%s template: %v", key, err)
 	}

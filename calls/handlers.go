@@ -5,17 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
-	"text/template"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
@@ -26,18 +25,18 @@ import (
 // handlers keep their own copy: changing a Config (its Queues included)
 // after New or Reconfigure changes nothing.
 type Config struct {
-	// The default Movidesk account's settings.
-	IDPrefix       string
-	DefaultQueueID int
-	Queues         map[string]int     // Asterisk queue name or dialplan context -> Movidesk queueId
-	RecordingLink  *template.Template // over LinkData; nil = no link unless link= is given
-	// Account names the default account ("" = DefaultAccount).
-	Account string
-	// Accounts are the other Movidesk accounts. An event goes to the one
-	// its account= argument names, else to the first whose Contexts match
-	// its dialplan context, else to the default.
-	Accounts []Account
-	Timeout  time.Duration // bound on the synchronous Movidesk attempt
+	// Accounts are the Movidesk accounts, the default first. An event
+	// goes to the one its account= argument names, else to the first
+	// other whose Contexts match its dialplan context, else to the
+	// default. Their RecordingLink templates run over LinkData. An empty
+	// list is one account with nothing set; a default without a name is
+	// account.DefaultName.
+	Accounts account.List
+	// FieldName names an account's setting where the administrator makes
+	// it (the service's configuration key), for the errors the dialplan
+	// and the log show; nil names the field and the account.
+	FieldName func(acct string, f account.Field) string
+	Timeout   time.Duration // bound on the synchronous Movidesk attempt
 	// Spool is the fallback spool the dialplan writes when it cannot reach
 	// the service; "" for none. A live event first imports its call's
 	// lines still waiting there.
@@ -49,14 +48,7 @@ type Config struct {
 	// Observer, when set, is told of every call event and spool batch.
 	Observer Observer
 	Now      func() time.Time // nil = time.Now
-
-	// accounts are the default account then Accounts (see withAccounts).
-	accounts []Account
 }
-
-// DefaultAccount is the default account's name when Config.Account gives
-// none, as the outbox's.
-const DefaultAccount = outbox.DefaultAccount
 
 // Store is where the fallback spool's importer stores its lines, with its
 // position, many a transaction; *outbox.Outbox in the service.
@@ -138,8 +130,13 @@ func normalize(cfg Config) *Config {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 3 * time.Second
 	}
-	cfg.Queues = maps.Clone(cfg.Queues)
-	cfg.withAccounts()
+	cfg.Accounts = cfg.Accounts.Clone()
+	if len(cfg.Accounts) == 0 {
+		cfg.Accounts = account.List{{}}
+	}
+	if cfg.Accounts[0].Name == "" {
+		cfg.Accounts[0].Name = account.DefaultName
+	}
 	return &cfg
 }
 
@@ -147,25 +144,35 @@ func normalize(cfg Config) *Config {
 func (h *Handlers) config() *Config { return h.cfg.Load() }
 
 // Reconfigure replaces the handlers' configuration while they serve:
-// IDPrefix, DefaultQueueID, Queues, RecordingLink, Timeout and Observer, as
-// New takes them. The sessions and spool passes that start after it use
+// Accounts, FieldName, Timeout and Observer, as New takes them. The sessions and spool passes that start after it use
 // the new one; a session already running keeps the configuration it
 // started with, from its first channel read to its report. It is safe for
 // concurrent use with running sessions and the spool watcher.
 //
 // Spool cannot change live (the importer's position and open file belong
-// to its path): a different one is refused, with an error naming
-// store.spool, and nothing changes. Now and SpoolHost stay New's.
+// to its path): a different one is refused, with a *ConfigError naming
+// the field, and nothing changes. Now and SpoolHost stay New's.
 func (h *Handlers) Reconfigure(cfg Config) error {
 	cur := h.config()
 	if cfg.Spool != cur.Spool {
-		return fmt.Errorf("store.spool: cannot change from %q to %q while the service runs; restart it", cur.Spool, cfg.Spool)
+		return &ConfigError{Field: "Spool", Err: fmt.Errorf("cannot change from %q to %q while the service runs; restart it", cur.Spool, cfg.Spool)}
 	}
 	cfg.SpoolHost = cur.SpoolHost
 	cfg.Now = cur.Now
 	h.cfg.Store(normalize(cfg))
 	return nil
 }
+
+// ConfigError is a Config refused, with the field at fault (e.g. "Spool")
+// as data: the service says which of its settings that is.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 // Mux returns a ServeMux with every route registered.
 func (h *Handlers) Mux() *agi.ServeMux {
@@ -197,7 +204,7 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 		}
 		c.isOpen = h.calls.IsOpen
 		c.lookup = h.calls.Lookup
-		// The Movidesk attempt ends movidesk.timeout after the session
+		// The Movidesk attempt ends Timeout after the session
 		// began, reading the channel included, so that the call waits no
 		// longer than that; and it ends when the caller hangs up: the event
 		// is stored by then, the background sender delivers it, and the
@@ -254,8 +261,8 @@ func report(cfg *Config, o outcome, source string) {
 // waiting in the fallback spool go first: an event the dialplan spooled
 // (the service was full, say) came before this one.
 func (h *Handlers) recordLive(ctx context.Context, cfg *Config, ev callstate.Event) (callstate.Outcome, error) {
-	prefix := cfg.defaultAccount().IDPrefix
-	if a := cfg.accountNamed(ev.Account); a != nil {
+	prefix := cfg.Accounts.Default().IDPrefix
+	if a := cfg.Accounts.Named(ev.Account); a != nil {
 		prefix = a.IDPrefix
 	}
 	h.importCallFromSpool(ctx, cfg, ev.Base(), prefix)
@@ -481,8 +488,7 @@ func (h *Handlers) link(ctx context.Context, c *channel, ev *event) error {
 		if err != nil {
 			return err
 		}
-		_, _, key := a.keys()
-		return badInput("no recording link: pass link= or set %s", key)
+		return badInput("no recording link: pass link= or set %s", c.cfg.fieldName(a, account.FieldRecordingLink))
 	}
 	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Link, Key: callstate.LinkKey(r.Link), Link: r})
 	return err

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/agi/agitest"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
@@ -37,6 +38,17 @@ type rig struct {
 	logs     *testutil.LogBuffer
 }
 
+// serviceKey names an account's fields as the service's configuration
+// does, so that the rigs' errors read as an administrator sees them.
+func serviceKey(acct string, f account.Field) string {
+	if acct == account.DefaultName {
+		return map[account.Field]string{account.FieldQueues: "[queues]",
+			account.FieldDefaultQueueID: "calls.default_queue_id", account.FieldRecordingLink: "calls.recording_link"}[f]
+	}
+	return "accounts." + acct + "." + map[account.Field]string{account.FieldQueues: "queues",
+		account.FieldDefaultQueueID: "default_queue_id", account.FieldRecordingLink: "recording_link"}[f]
+}
+
 func newRig(t *testing.T, mod func(*calls.Config)) *rig {
 	t.Helper()
 	fake := movidesktest.NewServer(t, token)
@@ -52,10 +64,10 @@ func newRig(t *testing.T, mod func(*calls.Config)) *rig {
 	}
 	t.Cleanup(func() { ob.Close() })
 	cfg := calls.Config{
-		DefaultQueueID: 1,
-		Queues:         map[string]int{"support": 7, "from-agents": 9},
-		Timeout:        time.Second,
-		Now:            func() time.Time { return now },
+		Accounts:  account.List{{DefaultQueueID: 1, Queues: map[string]int{"support": 7, "from-agents": 9}}},
+		FieldName: serviceKey,
+		Timeout:   time.Second,
+		Now:       func() time.Time { return now },
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -167,8 +179,8 @@ func TestAgentLegOfDialTakesTheQueueOfTheCallersContext(t *testing.T) {
 	// the transfer must carry the queue mapped for movidesk-dial, as the
 	// abandon would.
 	r := newRig(t, func(c *calls.Config) {
-		c.DefaultQueueID = 0
-		c.Queues = map[string]int{"movidesk-dial": 5}
+		c.Accounts[0].DefaultQueueID = 0
+		c.Accounts[0].Queues = map[string]int{"movidesk-dial": 5}
 	})
 	r.replay(env("transfer", "PJSIP/5252-0000002a", "1795524751.13", "5252", "movidesk-transfer") +
 		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
@@ -193,7 +205,7 @@ func TestAgentLegOfDialTakesTheQueueOfTheCallersContext(t *testing.T) {
 
 func TestQueueNameWinsOverTheCallersContext(t *testing.T) {
 	// A mapped QUEUENAME is enough: the caller's context is not read.
-	r := newRig(t, func(c *calls.Config) { c.Queues = map[string]int{"support": 7, "movidesk-dial": 5} })
+	r := newRig(t, func(c *calls.Config) { c.Accounts[0].Queues = map[string]int{"support": 7, "movidesk-dial": 5} })
 	r.replay(env("transfer", "PJSIP/5252-0000002a", "1795524751.13", "5252", "movidesk-transfer", "branch=5252") +
 		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
 		get("CONNECTEDLINE(num)", "200 result=1 (4733990777)") +
@@ -205,7 +217,7 @@ func TestQueueNameWinsOverTheCallersContext(t *testing.T) {
 
 func TestWithoutQueuesTheAgentLegReadsNoContext(t *testing.T) {
 	// Without [queues] nothing can be mapped: no round trip for it.
-	r := newRig(t, func(c *calls.Config) { c.Queues = nil })
+	r := newRig(t, func(c *calls.Config) { c.Accounts[0].Queues = nil })
 	r.replay(env("transfer", "PJSIP/5252-0000002a", "1795524751.13", "5252", "movidesk-transfer", "branch=5252") +
 		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
 		get("CONNECTEDLINE(num)", "200 result=1 (4733990777)") +
@@ -215,7 +227,7 @@ func TestWithoutQueuesTheAgentLegReadsNoContext(t *testing.T) {
 }
 
 func TestArgumentsOverrideTheChannel(t *testing.T) {
-	r := newRig(t, func(c *calls.Config) { c.IDPrefix = "pbx1-" })
+	r := newRig(t, func(c *calls.Config) { c.Accounts[0].IDPrefix = "pbx1-" })
 	r.replay(env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk",
 		"id=abc", "client=+55 47 3399", "queue=3", "branch=7001") +
 		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") + // which leg, and callDate
@@ -226,7 +238,7 @@ func TestArgumentsOverrideTheChannel(t *testing.T) {
 
 func TestHangupAfterTransferCompletesTheCall(t *testing.T) {
 	r := newRig(t, func(c *calls.Config) {
-		c.RecordingLink = template.Must(template.New("").Parse("https://rec.example.com/{{.LinkedID}}.wav"))
+		c.Accounts[0].RecordingLink = template.Must(template.New("").Parse("https://rec.example.com/{{.LinkedID}}.wav"))
 	})
 	r.replay(env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "branch=5252") +
 		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
@@ -270,7 +282,7 @@ func TestRecordingArgumentFillsTheLinkTemplate(t *testing.T) {
 	// FreePBX names its recordings itself; the dialplan passes the file as
 	// recording= and the template builds the link only when there is one.
 	r := newRig(t, func(c *calls.Config) {
-		c.RecordingLink = template.Must(template.New("").Parse("{{with .Recording}}https://pbx.example.com/monitor/{{.}}{{end}}"))
+		c.Accounts[0].RecordingLink = template.Must(template.New("").Parse("{{with .Recording}}https://pbx.example.com/monitor/{{.}}{{end}}"))
 	})
 	transfer := func(id string) string {
 		return env("transfer", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "branch=5252", "queue=2", "id="+id) +
@@ -322,7 +334,7 @@ func TestRecordingArgumentIsARelativePathEscapedIntoTheLink(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := newRig(t, func(cfg *calls.Config) {
-				cfg.RecordingLink = template.Must(template.New("").Parse("{{with .Recording}}" + base + "{{.}}{{end}}"))
+				cfg.Accounts[0].RecordingLink = template.Must(template.New("").Parse("{{with .Recording}}" + base + "{{.}}{{end}}"))
 			})
 			if c.err != "" {
 				r.replay(route("link", c.arg) + status("ERROR", c.err))
@@ -344,7 +356,7 @@ func TestRecordingArgumentIsARelativePathEscapedIntoTheLink(t *testing.T) {
 
 func TestRecordingLinkTemplateMakesOnlyWebLinks(t *testing.T) {
 	r := newRig(t, func(cfg *calls.Config) {
-		cfg.RecordingLink = template.Must(template.New("").Parse("{{.Recording}}"))
+		cfg.Accounts[0].RecordingLink = template.Must(template.New("").Parse("{{.Recording}}"))
 	})
 	r.replay(env("link", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "recording=javascript:alert(1)") +
 		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
@@ -452,7 +464,7 @@ func TestBadInputIsReportedAndNothingIsSent(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := newRig(t, func(cfg *calls.Config) {
 				if strings.HasPrefix(c.name, "NoQueue") {
-					cfg.DefaultQueueID = 0
+					cfg.Accounts[0].DefaultQueueID = 0
 				}
 			})
 			r.replay(c.transcript)

@@ -22,7 +22,7 @@ type Report struct {
 	Status  string // OK, QUEUED or ERROR, as set in MOVIDESK_STATUS
 	Reason  string // MOVIDESK_ERROR, empty when OK
 	Result  string // what the call state made of it: delivered, queued, duplicate, late; empty on ERROR
-	CallID  string // the base call id (with calls.id_prefix)
+	CallID  string // the base call id (with its account's IDPrefix)
 	Account string // the Movidesk account, empty when the event had none (bad input)
 	Channel string
 	At      time.Time // when the event happened: the AGI's run, or the spool line's date

@@ -1,6 +1,7 @@
 package calls_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/agi/agitest"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
@@ -137,11 +139,9 @@ func supportTransfer(id, queueID string) string {
 // queueID.
 func config(prefix string, queueID int, obs calls.Observer) calls.Config {
 	return calls.Config{
-		IDPrefix:       prefix,
-		DefaultQueueID: 1,
-		Queues:         map[string]int{"support": queueID},
-		Timeout:        time.Second,
-		Observer:       obs,
+		Accounts: account.List{{IDPrefix: prefix, DefaultQueueID: 1, Queues: map[string]int{"support": queueID}}},
+		Timeout:  time.Second,
+		Observer: obs,
 	}
 }
 
@@ -153,7 +153,7 @@ func TestReconfigureAppliesToTheNextSession(t *testing.T) {
 	if err := r.handlers.Reconfigure(cfg); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Queues["support"] = 99 // the handlers keep their own copy
+	cfg.Accounts[0].Queues["support"] = 99 // the handlers keep their own copy
 	r.replay(transferFromSupport("", "5252", "OK", ""))
 	r.wantAccepted(supportTransfer(linked, "7"), supportTransfer("pbx2-"+linked, "8"))
 	if events, _ := newObs.all(); len(events) != 1 || events[0].CallID != "pbx2-"+linked {
@@ -187,8 +187,9 @@ func TestReconfigureRefusesAnotherSpool(t *testing.T) {
 	cfg := config("pbx2-", 8, nil)
 	cfg.Spool = "/var/spool/elsewhere.log"
 	err := r.handlers.Reconfigure(cfg)
-	if err == nil || !strings.Contains(err.Error(), "store.spool") {
-		t.Fatalf("Reconfigure with another spool: %v, want an error naming store.spool", err)
+	var ce *calls.ConfigError
+	if !errors.As(err, &ce) || ce.Field != "Spool" || !strings.Contains(err.Error(), "/var/spool/elsewhere.log") {
+		t.Fatalf("Reconfigure with another spool: %v, want a ConfigError naming Spool and the new spool", err)
 	}
 	// Nothing changed.
 	r.replay(transferFromSupport("", "5252", "OK", ""))
@@ -209,7 +210,7 @@ func TestReconfigureDuringASessionLeavesItsConfiguration(t *testing.T) {
 	}
 	r = newRig(t, func(c *calls.Config) {
 		c.Observer = oldObs
-		c.RecordingLink = template.Must(template.New("").Funcs(template.FuncMap{"reconfigure": reconfigure}).Parse("{{reconfigure}}"))
+		c.Accounts[0].RecordingLink = template.Must(template.New("").Funcs(template.FuncMap{"reconfigure": reconfigure}).Parse("{{reconfigure}}"))
 	})
 	r.replay(env("hangup", loop, linked, "4733990777", "from-trunk") +
 		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +

@@ -54,9 +54,9 @@ func TestRecordedSessions(t *testing.T) {
 		})
 		t.Run(scenario, func(t *testing.T) {
 			r := newRig(t, func(c *calls.Config) {
-				c.DefaultQueueID = 1
-				c.Queues = map[string]int{"support": 7}
-				c.RecordingLink = template.Must(template.New("").Parse("https://rec.example.com/{{.LinkedID}}.wav"))
+				c.Accounts[0].DefaultQueueID = 1
+				c.Accounts[0].Queues = map[string]int{"support": 7}
+				c.Accounts[0].RecordingLink = template.Must(template.New("").Parse("https://rec.example.com/{{.LinkedID}}.wav"))
 				c.Now = nil
 			})
 			for _, item := range list {

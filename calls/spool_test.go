@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
@@ -134,7 +135,7 @@ func TestSpoolWaitsForAWholeLineAndSkipsGarbage(t *testing.T) {
 func TestSpoolSurvivesAnInvalidEvent(t *testing.T) {
 	// A line whose event can never succeed (no queue id anywhere) is
 	// logged and skipped; the next one is still imported.
-	r := newSpoolRig(t, func(c *calls.Config) { c.DefaultQueueID = 0 })
+	r := newSpoolRig(t, func(c *calls.Config) { c.Accounts[0].DefaultQueueID = 0 })
 	path := newSpool(t)
 	appendSpool(t, path, spoolLine("abandon", "1795525240", append(callerSide, "queuename", "nowhere")...))
 	appendSpool(t, path, spoolLine("abandon", "1795525241", append(callerSide, "arg", "queue=5")...))
@@ -154,8 +155,8 @@ func TestSpooledAgentLegTakesTheQueueOfTheCallersContext(t *testing.T) {
 	// movidesk-transfer, the caller's context, movidesk-dial, where its
 	// abandon or completion runs: both get the queue mapped for it.
 	r := newSpoolRig(t, func(c *calls.Config) {
-		c.DefaultQueueID = 0
-		c.Queues = map[string]int{"movidesk-dial": 5}
+		c.Accounts[0].DefaultQueueID = 0
+		c.Accounts[0].Queues = map[string]int{"movidesk-dial": 5}
 	})
 	path := newSpool(t)
 	agentSide := []string{"uniqueid", "1795524751.13", "channel", "PJSIP/5252-0000002a", "context", "movidesk-transfer",
@@ -227,10 +228,9 @@ func (r *rig) spoolEvents() int {
 // a restarted service has them: nothing kept open, the position stored.
 func (r *rig) restart() {
 	cfg := calls.Config{
-		DefaultQueueID: 1,
-		Queues:         map[string]int{"support": 7, "from-agents": 9},
-		Timeout:        time.Second,
-		Now:            func() time.Time { return now.Add(time.Hour) },
+		Accounts: account.List{{DefaultQueueID: 1, Queues: map[string]int{"support": 7, "from-agents": 9}}},
+		Timeout:  time.Second,
+		Now:      func() time.Time { return now.Add(time.Hour) },
 	}
 	r.handlers = calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), r.outbox, zerolog.New(r.logs))
 }
@@ -444,7 +444,7 @@ func TestSpoolLineTooLongIsSkippedAndTheLineGluedToItKept(t *testing.T) {
 // would have by AGI.
 func TestSpoolArgumentsAreDecodedAsAGIArguments(t *testing.T) {
 	r := newSpoolRig(t, func(c *calls.Config) {
-		c.RecordingLink = template.Must(template.New("").Parse("{{with .Recording}}https://pbx.example.com/monitor/{{.}}{{end}}"))
+		c.Accounts[0].RecordingLink = template.Must(template.New("").Parse("{{with .Recording}}https://pbx.example.com/monitor/{{.}}{{end}}"))
 	})
 	path := newSpool(t)
 	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "arg", "id=enc", "arg", "branch=5252")...))
@@ -640,7 +640,7 @@ func TestSpoolOfThousandsOfLinesIsImportedInOnePassInBatches(t *testing.T) {
 	appendSpool(t, path, b.String())
 	clock := func() time.Time { return now.Add(time.Hour) }
 	store := &countingStore{Store: r.outbox}
-	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: clock}
+	cfg := calls.Config{Accounts: account.List{{DefaultQueueID: 1}}, Timeout: time.Second, Now: clock}
 	h := calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: clock}), store, zerolog.New(r.logs))
 	n, err := h.ImportSpool(context.Background(), path)
 	if err != nil || n != lines {
@@ -710,7 +710,7 @@ func TestLiveHangupAfterARotationWhileStoppedComesAfterItsSpooledTransfer(t *tes
 	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "memberinterface", "PJSIP/5252")...))
 	r.restart()
 	r.handlers = calls.New(calls.Config{
-		DefaultQueueID: 1, Queues: map[string]int{"support": 7}, Timeout: time.Second, Spool: path,
+		Accounts: account.List{{DefaultQueueID: 1, Queues: map[string]int{"support": 7}}}, Timeout: time.Second, Spool: path,
 		Now: func() time.Time { return now.Add(time.Hour) },
 	}, callstate.New(r.outbox, callstate.Options{Now: func() time.Time { return now.Add(time.Hour) }}), r.outbox, zerolog.New(r.logs))
 	rotate(t, path)
@@ -793,7 +793,7 @@ func TestSpoolPositionIsEachHostsOnASharedStore(t *testing.T) {
 	pbx1, _ := os.ReadFile(path)
 	// pbx2's instance imports pbx2's own spool, at the same path on its
 	// machine (here: the same file, with pbx2's lines).
-	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }, SpoolHost: "pbx2"}
+	cfg := calls.Config{Accounts: account.List{{DefaultQueueID: 1}}, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }, SpoolHost: "pbx2"}
 	other := calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), r.outbox, zerolog.New(r.logs))
 	if err := os.WriteFile(path, append(mine, abandonLine("pbx2-a")...), 0o664); err != nil {
 		t.Fatal(err)
@@ -824,7 +824,7 @@ func TestSpoolPositionOfTheFileIsKeptAfterTheMoveToASharedStore(t *testing.T) {
 	if n := r.importSpool(path); n != 2 {
 		t.Fatalf("imported %d, want 2", n)
 	}
-	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }, SpoolHost: "pbx1"}
+	cfg := calls.Config{Accounts: account.List{{DefaultQueueID: 1}}, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }, SpoolHost: "pbx1"}
 	moved := calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), r.outbox, zerolog.New(r.logs))
 	appendSpool(t, path, abandonLine("after"))
 	before := r.spoolEvents()
@@ -867,7 +867,7 @@ func TestADamagedCallRecordHoldsUpNothingElse(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ob.Close() })
-	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }}
+	cfg := calls.Config{Accounts: account.List{{DefaultQueueID: 1}}, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }}
 	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, callstate.New(ob, callstate.Options{Now: cfg.Now}), ob, zerolog.New(logs)), logs: logs}
 
 	reason := fmt.Sprintf("outbox %s: decode call %q: invalid character 'd' looking for beginning of object key string", dbPath, linked)

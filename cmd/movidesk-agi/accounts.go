@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
@@ -30,33 +31,18 @@ type AccountConfig struct {
 	Contexts       []string       `toml:"contexts"`
 }
 
-// account is one Movidesk account as the service runs it.
-type account struct {
-	name string
-	// key is the account's table, for errors: "movidesk" or
-	// "accounts.NAME".
-	key            string
-	token          string
-	ratePerMinute  float64
-	burst          int
-	idPrefix       string
-	defaultQueueID int
-	queues         map[string]int
-	recordingLink  string
-	contexts       []string
-}
-
 // accountName is what an [accounts] table may be called: it appears in
 // account= arguments, metrics and logs.
 var accountName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // mainAccount is the account of [movidesk], [calls] and [queues].
-func (c *Config) mainAccount() account {
-	return account{
-		name: outbox.DefaultAccount, key: "movidesk", token: c.Movidesk.Token,
-		ratePerMinute: c.Movidesk.RatePerMinute, burst: c.Movidesk.Burst,
-		idPrefix: c.Calls.IDPrefix, defaultQueueID: c.Calls.DefaultQueueID, queues: c.Queues,
-		recordingLink: c.Calls.RecordingLink,
+func (c *Config) mainAccount() account.Account {
+	link, _ := parseRecordingLink(c.Calls.RecordingLink) // validated
+	return account.Account{
+		Name: account.DefaultName, Token: account.Token(c.Movidesk.Token),
+		RatePerMinute: c.Movidesk.RatePerMinute, Burst: c.Movidesk.Burst,
+		IDPrefix: c.Calls.IDPrefix, DefaultQueueID: c.Calls.DefaultQueueID, Queues: c.Queues,
+		RecordingLink: link,
 	}
 }
 
@@ -64,8 +50,8 @@ func (c *Config) mainAccount() account {
 // first: the one of movidesk.default_account, else that of [movidesk]. The
 // account of [movidesk] is left out when another is the default and it has
 // no token: [movidesk] then only holds what every account shares.
-func (c *Config) accounts() []account {
-	var out []account
+func (c *Config) accounts() account.List {
+	var out account.List
 	if c.Movidesk.DefaultAccount == "" || c.Movidesk.Token != "" {
 		out = append(out, c.mainAccount())
 	}
@@ -75,17 +61,51 @@ func (c *Config) accounts() []account {
 		if rate == 0 {
 			rate = outbox.DefaultRatePerMinute
 		}
-		out = append(out, account{
-			name: name, key: "accounts." + name, token: a.Token, ratePerMinute: rate, burst: a.Burst,
-			idPrefix: a.IDPrefix, defaultQueueID: a.DefaultQueueID, queues: a.Queues,
-			recordingLink: a.RecordingLink, contexts: a.Contexts,
+		link, _ := parseRecordingLink(a.RecordingLink) // validated
+		out = append(out, account.Account{
+			Name: name, Token: account.Token(a.Token), RatePerMinute: rate, Burst: a.Burst,
+			IDPrefix: a.IDPrefix, DefaultQueueID: a.DefaultQueueID, Queues: a.Queues,
+			RecordingLink: link, Contexts: a.Contexts,
 		})
 	}
-	if i := slices.IndexFunc(out, func(a account) bool { return a.name == c.Movidesk.DefaultAccount }); i > 0 {
+	if i := slices.IndexFunc(out, func(a account.Account) bool { return a.Name == c.Movidesk.DefaultAccount }); i > 0 {
 		d := out[i]
 		out = slices.Insert(slices.Delete(out, i, i+1), 0, d)
 	}
 	return out
+}
+
+// accountTable is the table of account name: "movidesk" for the account
+// of [movidesk], [calls] and [queues], else "accounts.NAME".
+func accountTable(name string) string {
+	if name == account.DefaultName {
+		return "movidesk"
+	}
+	return "accounts." + name
+}
+
+// accountFieldKeys are the keys of an [accounts.NAME] table's fields.
+var accountFieldKeys = map[account.Field]string{
+	account.FieldToken: "token", account.FieldRatePerMinute: "rate_per_minute", account.FieldBurst: "burst",
+	account.FieldIDPrefix: "id_prefix", account.FieldDefaultQueueID: "default_queue_id", account.FieldQueues: "queues",
+	account.FieldRecordingLink: "recording_link", account.FieldContexts: "contexts",
+}
+
+// mainAccountKeys are the keys of the fields of the account of
+// [movidesk], [calls] and [queues]: it has no contexts.
+var mainAccountKeys = map[account.Field]string{
+	account.FieldToken: "movidesk.token", account.FieldRatePerMinute: "movidesk.rate_per_minute", account.FieldBurst: "movidesk.burst",
+	account.FieldIDPrefix: "calls.id_prefix", account.FieldDefaultQueueID: "calls.default_queue_id", account.FieldQueues: "[queues]",
+	account.FieldRecordingLink: "calls.recording_link",
+}
+
+// accountKey is the configuration key of field f of account name, for the
+// errors the service and its libraries report about it.
+func accountKey(name string, f account.Field) string {
+	if name == account.DefaultName {
+		return mainAccountKeys[f]
+	}
+	return accountTable(name) + "." + accountFieldKeys[f]
 }
 
 // validateAccounts checks [accounts] and movidesk.default_account.
@@ -96,7 +116,7 @@ func (c *Config) validateAccounts() []error {
 	}
 	for name := range c.Accounts {
 		switch {
-		case name == outbox.DefaultAccount:
+		case name == account.DefaultName:
 			bad("accounts."+name, "%q is the account of [movidesk], [calls] and [queues]: give this one another name", name)
 		case !accountName.MatchString(name):
 			bad("accounts."+name, "a name of letters, digits, - and _ (at most 64), please")
@@ -109,45 +129,47 @@ func (c *Config) validateAccounts() []error {
 	}
 	prefixes := map[string]string{}
 	for _, a := range c.accounts() {
-		if a.key == "movidesk" {
+		key := func(f account.Field) string { return accountKey(a.Name, f) }
+		if a.Name == account.DefaultName {
 			// [movidesk], [calls] and [queues] are checked on their own.
-			prefixes[a.idPrefix] = "calls.id_prefix"
+			prefixes[a.IDPrefix] = key(account.FieldIDPrefix)
 			continue
 		}
-		key := func(k string) string { return a.key + "." + k }
-		if a.ratePerMinute < 0 {
-			bad(key("rate_per_minute"), "must be positive (or 0 for %v), got %v", outbox.DefaultRatePerMinute, a.ratePerMinute)
+		if a.RatePerMinute < 0 {
+			bad(key(account.FieldRatePerMinute), "must be positive (or 0 for %v), got %v", outbox.DefaultRatePerMinute, a.RatePerMinute)
 		}
-		if a.burst < 0 || a.burst > outbox.MaxBurst {
-			bad(key("burst"), "must be between 0 (a minute's worth) and %d, got %d", outbox.MaxBurst, a.burst)
+		if a.Burst < 0 || a.Burst > outbox.MaxBurst {
+			bad(key(account.FieldBurst), "must be between 0 (a minute's worth) and %d, got %d", outbox.MaxBurst, a.Burst)
 		}
-		if a.defaultQueueID < 0 || a.defaultQueueID > movidesk.MaxQueueID {
-			bad(key("default_queue_id"), "must be a Movidesk queue id (1 to %d) or 0 for none, got %d", movidesk.MaxQueueID, a.defaultQueueID)
+		if a.DefaultQueueID < 0 || a.DefaultQueueID > movidesk.MaxQueueID {
+			bad(key(account.FieldDefaultQueueID), "must be a Movidesk queue id (1 to %d) or 0 for none, got %d", movidesk.MaxQueueID, a.DefaultQueueID)
 		}
-		for q, id := range a.queues {
+		for q, id := range a.Queues {
 			if id <= 0 || id > movidesk.MaxQueueID {
-				bad(key("queues."+q), "must be a Movidesk queue id (1 to %d), got %d", movidesk.MaxQueueID, id)
+				bad(key(account.FieldQueues)+"."+q, "must be a Movidesk queue id (1 to %d), got %d", movidesk.MaxQueueID, id)
 			}
 		}
-		if len(a.idPrefix) > 64 {
-			bad(key("id_prefix"), "is %d characters; keep it short, ids are at most %d", len(a.idPrefix), movidesk.MaxID)
+		if len(a.IDPrefix) > 64 {
+			bad(key(account.FieldIDPrefix), "is %d characters; keep it short, ids are at most %d", len(a.IDPrefix), movidesk.MaxID)
 		}
 		// Calls of every account share one store, keyed by call id.
-		if other, ok := prefixes[a.idPrefix]; ok {
-			bad(key("id_prefix"), "%q is %s too: each account needs its own, or their calls' ids could meet", a.idPrefix, other)
+		if other, ok := prefixes[a.IDPrefix]; ok {
+			bad(key(account.FieldIDPrefix), "%q is %s too: each account needs its own, or their calls' ids could meet", a.IDPrefix, other)
 		} else {
-			prefixes[a.idPrefix] = key("id_prefix")
+			prefixes[a.IDPrefix] = key(account.FieldIDPrefix)
 		}
-		if _, err := parseRecordingLink(a.recordingLink); err != nil {
-			bad(key("recording_link"), "%v", err)
+		// The template is parsed again: a list's holds none when its
+		// text is refused.
+		if _, err := parseRecordingLink(c.Accounts[a.Name].RecordingLink); err != nil {
+			bad(key(account.FieldRecordingLink), "%v", err)
 		}
-		for i, p := range a.contexts {
-			if err := calls.CheckContextPattern(p); err != nil {
-				bad(fmt.Sprintf("%s[%d]", key("contexts"), i), "%v", err)
+		for i, p := range a.Contexts {
+			if err := account.CheckContext(p); err != nil {
+				bad(fmt.Sprintf("%s[%d]", key(account.FieldContexts), i), "%v", err)
 			}
 		}
-		if _, err := movidesk.NewClient(movidesk.DefaultBaseURL, a.token); err != nil {
-			bad(key("token"), "%v", err)
+		if _, err := movidesk.NewClient(movidesk.DefaultBaseURL, a.Token.Reveal()); err != nil {
+			bad(key(account.FieldToken), "%v", err)
 		}
 	}
 	return errs
@@ -160,8 +182,8 @@ func (c *Config) checkAccountTokens() error {
 		return nil
 	}
 	for _, a := range c.accounts() {
-		if a.key != "movidesk" && a.token == "" {
-			return &KeyError{a.key + ".token", "no Movidesk token for this account (set token or token_file)"}
+		if a.Name != account.DefaultName && a.Token == "" {
+			return &KeyError{accountKey(a.Name, account.FieldToken), "no Movidesk token for this account (set token or token_file)"}
 		}
 	}
 	return nil
@@ -190,13 +212,4 @@ func parseRecordingLink(text string) (*template.Template, error) {
 		}
 	}
 	return t, nil
-}
-
-// callsAccount is a (validated) account as the AGI routes take it.
-func (a account) callsAccount() calls.Account {
-	link, _ := parseRecordingLink(a.recordingLink)
-	return calls.Account{
-		Name: a.name, Contexts: a.contexts, IDPrefix: a.idPrefix, DefaultQueueID: a.defaultQueueID,
-		Queues: a.queues, RecordingLink: link,
-	}
 }

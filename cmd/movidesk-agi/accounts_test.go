@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/movidesk-agi/movidesk-agi/account"
+	"github.com/movidesk-agi/movidesk-agi/calls"
 )
 
 const acmeSecret = "7c6d5e4f-acme-4718-9a0b-secrettoken77"
@@ -79,8 +83,8 @@ func TestAccountsConfig(t *testing.T) {
 		if got := names(cfg); got != "default acme zeta" {
 			t.Errorf("accounts %q, want the default first, then the others by name", got)
 		}
-		if a := cfg.accounts()[1]; a.token != acmeSecret || a.ratePerMinute != 10 {
-			t.Errorf("acme's token read from the file beside the config, rate 10: got rate %v, token read: %v", a.ratePerMinute, a.token == acmeSecret)
+		if a := cfg.accounts()[1]; a.Token.Reveal() != acmeSecret || a.RatePerMinute != 10 {
+			t.Errorf("acme's token read from the file beside the config, rate 10: got rate %v, token read: %v", a.RatePerMinute, a.Token.Reveal() == acmeSecret)
 		}
 		var out, errOut strings.Builder
 		if err := run(context.Background(), []string{"check-config", "-config", filepath.Join(dir, "config.toml")}, &out, &errOut); err != nil {
@@ -99,4 +103,57 @@ func TestAccountsConfig(t *testing.T) {
 			t.Errorf("accounts %q, want only acme: [movidesk] has no token", got)
 		}
 	})
+}
+
+// The libraries name an account's fields; the errors an administrator
+// reads name the keys that set them.
+func TestAccountKeysAreTheConfigurationsKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		field account.Field
+		want  string
+	}{
+		{account.DefaultName, account.FieldToken, "movidesk.token"},
+		{account.DefaultName, account.FieldRatePerMinute, "movidesk.rate_per_minute"},
+		{account.DefaultName, account.FieldBurst, "movidesk.burst"},
+		{account.DefaultName, account.FieldIDPrefix, "calls.id_prefix"},
+		{account.DefaultName, account.FieldDefaultQueueID, "calls.default_queue_id"},
+		{account.DefaultName, account.FieldQueues, "[queues]"},
+		{account.DefaultName, account.FieldRecordingLink, "calls.recording_link"},
+		{"acme", account.FieldToken, "accounts.acme.token"},
+		{"acme", account.FieldRatePerMinute, "accounts.acme.rate_per_minute"},
+		{"acme", account.FieldBurst, "accounts.acme.burst"},
+		{"acme", account.FieldIDPrefix, "accounts.acme.id_prefix"},
+		{"acme", account.FieldDefaultQueueID, "accounts.acme.default_queue_id"},
+		{"acme", account.FieldQueues, "accounts.acme.queues"},
+		{"acme", account.FieldRecordingLink, "accounts.acme.recording_link"},
+		{"acme", account.FieldContexts, "accounts.acme.contexts"},
+	} {
+		if got := accountKey(tc.name, tc.field); got != tc.want {
+			t.Errorf("accountKey(%q, %s) = %q, want %q", tc.name, tc.field, got, tc.want)
+		}
+	}
+	if cfg := DefaultConfig(); cfg.callsConfig().FieldName == nil || cfg.callsConfig().FieldName("acme", account.FieldQueues) != "accounts.acme.queues" {
+		t.Error("the AGI routes' errors do not name the configuration's keys")
+	}
+	err := callsError(&calls.ConfigError{Field: "Spool", Err: errors.New("cannot change")})
+	if err.Error() != "store.spool: cannot change" {
+		t.Errorf("Reconfigure's error: %q, want it to name store.spool", err)
+	}
+}
+
+// However an account list is printed, its tokens are not.
+func TestAccountsNeverPrintTheirTokens(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Movidesk.Token = secret
+	cfg.Accounts = map[string]AccountConfig{"acme": {Token: acmeSecret, IDPrefix: "acme-"}}
+	accts := cfg.accounts()
+	for _, s := range []string{fmt.Sprintf("%v", accts), fmt.Sprintf("%+v", accts), fmt.Sprintf("%#v", accts), fmt.Sprintf("%+v", cfg.callsConfig())} {
+		if strings.Contains(s, secret) || strings.Contains(s, acmeSecret) {
+			t.Errorf("a token is printed: %s", s)
+		}
+	}
+	if accts.Named("acme").Token.Reveal() != acmeSecret || accts.Default().Token.Reveal() != secret {
+		t.Error("the accounts do not carry their tokens")
+	}
 }

@@ -173,7 +173,7 @@ func TestCLIWorksAgainstTheRunningService(t *testing.T) {
 	path := filepath.Join(dir, "bad.toml")
 	os.WriteFile(path, []byte(fmt.Sprintf("[movidesk]\ndry_run = true\n[store]\npath = %q\n[admin]\nlisten = %q\ntoken = \"wrong\"\n", cfg.Store.Path, m.AdminAddr().String())), 0o600)
 	var bad testutil.LogBuffer
-	if err := run(context.Background(), []string{"status", "-config", path}, &bad, &bad); err == nil || !strings.Contains(err.Error(), "401") {
+	if err := run(context.Background(), []string{"status", "-config", path}, &bad, &bad); err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "admin.token required") {
 		t.Errorf("a wrong admin token: %v\n%s", err, bad.String())
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/ari"
+	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/clicktocall"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
@@ -507,6 +508,26 @@ type KeyError struct {
 
 func (e *KeyError) Error() string { return e.Key + ": " + e.Msg }
 
+// adminKeys name, in the admin listener's texts for the operator, the
+// settings they advise on.
+var adminKeys = admin.Keys{Token: "admin.token", RatePerMinute: "movidesk.rate_per_minute"}
+
+// callsFieldKeys are the keys of the fields of calls.Config that a
+// *calls.ConfigError may name.
+var callsFieldKeys = map[string]string{"Spool": "store.spool"}
+
+// callsError is err, from the AGI routes' Reconfigure, naming the key of
+// the field it is about.
+func callsError(err error) error {
+	var ce *calls.ConfigError
+	if errors.As(err, &ce) {
+		if key, ok := callsFieldKeys[ce.Field]; ok {
+			return fmt.Errorf("%s: %w", key, ce.Err)
+		}
+	}
+	return err
+}
+
 // ErrorKeys lists the keys of every KeyError in err (joined or wrapped).
 func ErrorKeys(err error) []string {
 	var ke *KeyError
@@ -619,8 +640,11 @@ func (c *Config) Validate() error {
 	if c.Admin.Listen != "" {
 		if err := checkHostPort(c.Admin.Listen); err != nil {
 			bad("admin.listen", "%v", err)
-		} else if err := admin.CheckListen(c.Admin.Listen, c.Admin.Token); err != nil {
-			errs = append(errs, &KeyError{"admin.token", err.Error()})
+		} else if err := admin.CheckListen(c.Admin.Listen, c.Admin.Token); errors.Is(err, admin.ErrNotLoopback) {
+			bad("admin.token", "admin.listen %q is not a loopback address and admin.token is not set: "+
+				"anyone who reaches it could retry and drop events; set admin.token, or listen on 127.0.0.1 or [::1]", c.Admin.Listen)
+		} else if err != nil {
+			bad("admin.listen", "%v", err)
 		} else if c.Admin.Listen == c.Server.Listen && !strings.HasSuffix(c.Admin.Listen, ":0") {
 			bad("admin.listen", "is server.listen too (%s): give each its own port", c.Admin.Listen)
 		}
@@ -865,7 +889,7 @@ func (c *Config) clickToCallConfig() clicktocall.Config {
 	dial, _ := c2cTemplate("dial", cc.Dial)
 	cid, _ := c2cTemplate("caller_id", cc.CallerID)
 	src, _ := clicktocall.ParsePatterns(cc.Sources)
-	def := c.accounts()[0]
+	def := c.accounts().Default()
 	dst, _ := clicktocall.ParsePatterns(cc.Destinations)
 	return clicktocall.Config{
 		Auth: auth, Dial: dial, Context: cc.Context, CallerID: cid,
@@ -873,7 +897,7 @@ func (c *Config) clickToCallConfig() clicktocall.Config {
 		SourceRate: cc.SourceRate, Rate: cc.Rate, MaxCalls: cc.MaxCalls,
 		AnswerTimeout: time.Duration(cc.AnswerTimeout),
 		// Movidesk's click-to-call is set up in one account: the default.
-		IDPrefix: def.idPrefix, Account: def.name,
+		IDPrefix: def.IDPrefix, Account: def.Name,
 	}
 }
 

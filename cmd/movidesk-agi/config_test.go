@@ -81,6 +81,8 @@ func TestConfigRefusesBadValuesNamingTheKey(t *testing.T) {
 		{"SyntaxError", "[server\nlisten = 1\n", []string{"line 2", "table name"}},
 		{"ListenWithoutPort", "[server]\nlisten = \"bogus\"\n", []string{"server.listen", "HOST:PORT"}},
 		{"ListenPortOutOfRange", "[server]\nlisten = \"127.0.0.1:99999\"\n", []string{"server.listen", "99999"}},
+		{"AdminOffLoopbackWithoutToken", "[admin]\nlisten = \"0.0.0.0:4574\"\n", []string{`admin.token: admin.listen "0.0.0.0:4574" is not a loopback address and admin.token is not set: ` +
+			"anyone who reaches it could retry and drop events; set admin.token, or listen on 127.0.0.1 or [::1]"}},
 		{"BadDriver", "[store]\ndriver = \"sqlite\"\n", []string{"store.driver", "sqlite"}},
 		{"PostgresWithoutDSN", "[store]\ndriver = \"postgres\"\n", []string{"store.dsn", "required"}},
 		{"BadDSN", "[store]\ndriver = \"postgres\"\ndsn = \"postgres://agi:pw@db:99999999/agi\"\n", []string{"store.dsn", "cannot be read"}},

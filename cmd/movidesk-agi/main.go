@@ -165,9 +165,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if accts := cfg.accounts(); len(accts) > 1 {
 			fmt.Fprintln(stdout, "Movidesk accounts (the default first):")
 			for _, a := range accts {
-				fmt.Fprintf(stdout, "  %s: %v requests a minute, id prefix %q", a.name, a.ratePerMinute, a.idPrefix)
-				if len(a.contexts) > 0 {
-					fmt.Fprintf(stdout, ", contexts %s", strings.Join(a.contexts, " "))
+				fmt.Fprintf(stdout, "  %s: %v requests a minute, id prefix %q", a.Name, a.RatePerMinute, a.IDPrefix)
+				if len(a.Contexts) > 0 {
+					fmt.Fprintf(stdout, ", contexts %s", strings.Join(a.Contexts, " "))
 				}
 				fmt.Fprintln(stdout)
 			}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/movidesk-agi/movidesk-agi/outbox"
+	"github.com/movidesk-agi/movidesk-agi/account"
 )
 
 // liveKeys are the configuration keys Reload applies to the running
@@ -87,7 +87,7 @@ func (m *Main) Reload() error {
 			changed, restart = moveKeys(changed, restart, accountKeys(changed, name)...)
 		}
 	}
-	if !kept(outbox.DefaultAccount) {
+	if !kept(account.DefaultName) {
 		changed, restart = moveKeys(changed, restart, "movidesk.token", "movidesk.token_file")
 	}
 	if len(changed) == 0 && len(restart) == 0 {
@@ -116,34 +116,31 @@ func (m *Main) Reload() error {
 		}
 		eff.Accounts[name] = a
 	}
-	if !kept(outbox.DefaultAccount) {
+	if !kept(account.DefaultName) {
 		eff.Movidesk.Token, eff.Movidesk.TokenFile = old.Movidesk.Token, old.Movidesk.TokenFile
 	}
 	eff.secretFiles = next.secretFiles
 
 	var errs []error
 	if err := m.handlers.Reconfigure(m.callsConfig(eff)); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, callsError(err))
 	}
 	m.calls.SetMaxCallDuration(time.Duration(eff.Calls.MaxCallDuration))
 	m.level.set(eff.Log.Level)
-	was := map[string]account{}
-	for _, a := range old.accounts() {
-		was[a.name] = a
-	}
+	was := old.accounts()
 	for _, a := range eff.accounts() {
-		before, ok := was[a.name]
-		if !ok {
+		before := was.Named(a.Name)
+		if before == nil {
 			continue // not running: needs the restart logged below
 		}
-		if a.token != before.token {
-			if err := m.clients[a.name].SetToken(a.token); err != nil {
-				errs = append(errs, fmt.Errorf("%s.token: %w", a.key, err))
+		if a.Token != before.Token {
+			if err := m.clients[a.Name].SetToken(a.Token.Reveal()); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", accountKey(a.Name, account.FieldToken), err))
 			}
 		}
-		if (a.ratePerMinute != before.ratePerMinute || a.burst != before.burst) && !eff.Movidesk.DryRun {
-			if err := m.outbox.SetAccountRate(a.name, a.ratePerMinute, a.burst); err != nil {
-				errs = append(errs, fmt.Errorf("%s.rate_per_minute: %w", a.key, err))
+		if (a.RatePerMinute != before.RatePerMinute || a.Burst != before.Burst) && !eff.Movidesk.DryRun {
+			if err := m.outbox.SetAccountRate(a.Name, a.RatePerMinute, a.Burst); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", accountKey(a.Name, account.FieldRatePerMinute), err))
 			}
 		}
 	}
@@ -164,11 +161,7 @@ func (m *Main) Reload() error {
 
 // accountNames are the names of c's accounts, the default first.
 func accountNames(c Config) []string {
-	var out []string
-	for _, a := range c.accounts() {
-		out = append(out, a.name)
-	}
-	return out
+	return c.accounts().Names()
 }
 
 // accountKeys are the keys among keys of the [accounts.NAME] table, of

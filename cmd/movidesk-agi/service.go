@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/ari"
@@ -143,42 +144,36 @@ func (m *Main) Open() error {
 		Ready:   m.Ready,
 		Version: versionString(),
 		DryRun:  cfg.Movidesk.DryRun,
-		Accounts: func() []admin.AccountRate {
-			var out []admin.AccountRate
+		Accounts: func() account.List {
 			cfg := m.Config()
-			for _, a := range cfg.accounts() {
-				out = append(out, admin.AccountRate{Name: a.name, RatePerMinute: a.ratePerMinute})
-			}
-			return out
+			return cfg.accounts()
 		},
-		Log: m.Log.With().Str("component", "admin").Logger(),
+		Keys: adminKeys,
+		Log:  m.Log.With().Str("component", "admin").Logger(),
 	})
 	metrics := m.admin.Metrics()
 	m.clients = map[string]*movidesk.Client{}
-	var oaccounts []outbox.Account
-	for i, a := range cfg.accounts() {
+	accts := cfg.accounts()
+	var senders []outbox.Account
+	for _, a := range accts {
 		client, err := m.newClient(cfg, a)
 		if err != nil {
 			return err
 		}
-		m.clients[a.name] = client
-		oa := outbox.Account{Name: a.name, Sender: client, RatePerMinute: a.ratePerMinute, Burst: a.burst}
+		m.clients[a.Name] = client
+		oa := outbox.Account{Name: a.Name, Sender: client, RatePerMinute: a.RatePerMinute, Burst: a.Burst}
 		if cfg.Movidesk.DryRun {
 			// Nothing reaches Movidesk: its limit would only make a
 			// dialplan trial see QUEUED where the live service says OK.
 			oa.RatePerMinute, oa.Burst = dryRunRate, 0
 		}
-		if i == 0 {
-			m.client = client
-		}
-		oaccounts = append(oaccounts, oa)
+		senders = append(senders, oa)
 	}
-	oopts := cfg.Store.outboxOptions()
-	oopts.Account, oopts.RatePerMinute, oopts.Burst = oaccounts[0].Name, oaccounts[0].RatePerMinute, oaccounts[0].Burst
-	oopts.Accounts = oaccounts[1:]
+	m.client = m.clients[accts.Default().Name]
+	oopts, sender := withSenders(cfg.Store.outboxOptions(), senders)
 	oopts.Log = m.Log.With().Str("component", "outbox").Logger()
 	oopts.Observer = metrics
-	m.outbox, err = outbox.Open(oopts, m.client)
+	m.outbox, err = outbox.Open(oopts, sender)
 	if err != nil {
 		return fmt.Errorf("%s: %w", cfg.Store.storeKey(), err)
 	}
@@ -404,10 +399,18 @@ func (m *Main) AdminAddr() net.Addr {
 	return m.adminLn.Addr()
 }
 
-// callsConfig is what the handlers take, reloadable but for the spool.
+// withSenders is o with the accounts, the default first, and the sender
+// of the default: the outbox takes the default's apart from the others'.
+func withSenders(o outbox.Options, accts []outbox.Account) (outbox.Options, outbox.Sender) {
+	def := accts[0]
+	o.Account, o.RatePerMinute, o.Burst = def.Name, def.RatePerMinute, def.Burst
+	o.Accounts = accts[1:]
+	return o, def.Sender
+}
+
 // newClient is the Movidesk client of account a.
-func (m *Main) newClient(cfg Config, a account) (*movidesk.Client, error) {
-	token := a.token
+func (m *Main) newClient(cfg Config, a account.Account) (*movidesk.Client, error) {
+	token := a.Token.Reveal()
 	if cfg.Movidesk.DryRun {
 		token = "" // the client's dry-run
 	}
@@ -417,21 +420,22 @@ func (m *Main) newClient(cfg Config, a account) (*movidesk.Client, error) {
 		// and its answer settles the event, so it is not cut off as early.
 		movidesk.WithTimeout(outbox.DefaultSendTimeout),
 		movidesk.WithUserAgent("movidesk-agi/"+versionString()),
-		movidesk.WithLogger(m.Log.With().Str("component", "movidesk").Str("account", a.name).Logger()),
-		movidesk.WithObserver(m.admin.Metrics().ForAccount(a.name)),
+		movidesk.WithLogger(m.Log.With().Str("component", "movidesk").Str("account", a.Name).Logger()),
+		movidesk.WithObserver(m.admin.Metrics().ForAccount(a.Name)),
 		movidesk.WithDryRun(func(method, u string, body []byte) {
-			ev := m.Log.Info().Str("account", a.name).Str("method", method).Str("url", u)
+			ev := m.Log.Info().Str("account", a.Name).Str("method", method).Str("url", u)
 			if len(body) > 0 {
 				ev = ev.Str("body", string(body))
 			}
 			ev.Msg("dry-run: not sent")
 		}))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", a.key, err)
+		return nil, fmt.Errorf("%s: %w", accountTable(a.Name), err)
 	}
 	return client, nil
 }
 
+// callsConfig is what the handlers take, reloadable but for the spool.
 func (m *Main) callsConfig(c Config) calls.Config {
 	cc := c.callsConfig()
 	cc.Observer = m.admin.Metrics()
@@ -439,19 +443,11 @@ func (m *Main) callsConfig(c Config) calls.Config {
 }
 
 func (c *Config) callsConfig() calls.Config {
-	accts := c.accounts() // validated
-	def := accts[0].callsAccount()
 	cc := calls.Config{
-		Account:        def.Name,
-		IDPrefix:       def.IDPrefix,
-		DefaultQueueID: def.DefaultQueueID,
-		Queues:         def.Queues,
-		RecordingLink:  def.RecordingLink,
-		Timeout:        time.Duration(c.Movidesk.Timeout),
-		Spool:          c.Store.Spool,
-	}
-	for _, a := range accts[1:] {
-		cc.Accounts = append(cc.Accounts, a.callsAccount())
+		Accounts:  c.accounts(), // validated
+		FieldName: accountKey,
+		Timeout:   time.Duration(c.Movidesk.Timeout),
+		Spool:     c.Store.Spool,
 	}
 	if c.Store.Driver == outbox.DriverPostgres {
 		// Several machines share the database, each with its own spool.
