@@ -68,6 +68,9 @@ func TestBudget(t *testing.T) {
 		}
 	}
 	page := e.get(t, "/").body
+	if !strings.Contains(page, `<th>movidesk.rate_per_minute</th><td id="rate">10 requests a minute`) {
+		t.Errorf("the page does not name the rate's key")
+	}
 	if !strings.Contains(page, `id="advice"`) || !strings.Contains(page, "exceeds the budget") || !strings.Contains(page, "704") {
 		t.Errorf("the page does not give the advice")
 	}

@@ -15,4 +15,9 @@
 // nothing. The page's forms and the API's POSTs are refused when they come
 // from another site, so that a hostile page cannot make the administrator's
 // browser retry or drop events.
+//
+// The accounts it shows, and whose rates make the budget, are the
+// service's account.List, read live. The texts for the operator that name
+// a setting (a refusal, the budget's advice) take its name from
+// Options.Keys: this package knows no configuration file.
 package admin

@@ -42,7 +42,8 @@ type pageData struct {
 	Failed     []Event       // failed and unreadable, with their buttons
 	Queued     []queuedEvent // the first maxListed waiting
 	QueuedMore int
-	FailedMore int // failed events beyond maxFailedListed
+	FailedMore int    // failed events beyond maxFailedListed
+	RateKey    string // the rate's setting, for one account
 	Flash      string
 	FlashError bool
 }
@@ -57,7 +58,7 @@ type queuedEvent struct {
 
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	st, events := s.status()
-	d := pageData{Status: st}
+	d := pageData{Status: st, RateKey: key(s.opts.Keys.RatePerMinute, "rate limit")}
 	first := map[string]uint64{} // each call's first stored event (List is in sequence order)
 	for _, ev := range events {
 		behind := uint64(0)

@@ -112,6 +112,15 @@ func TestAuth(t *testing.T) {
 			}
 		}
 	})
+	t.Run("WithoutKeysTheTextsSayWhatInWords", func(t *testing.T) {
+		plain := newEnv(t, func(o *admin.Options) { o.Keys = admin.Keys{} })
+		if a := plain.do(t, http.MethodGet, "/api/status", nil); !strings.Contains(a.body, "unauthorized: the admin token required") {
+			t.Errorf("401 body %q, want the admin token named in words", a.body)
+		}
+		if page := plain.get(t, "/").body; !strings.Contains(page, `<th>rate limit</th>`) {
+			t.Error("the page does not name the rate limit in words")
+		}
+	})
 	t.Run("ClientWithWrongToken", func(t *testing.T) {
 		c := &admin.Client{BaseURL: e.http.URL, Token: "not-the-token-0000", HTTP: e.http.Client()}
 		_, err := c.Status(t.Context())

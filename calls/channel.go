@@ -119,8 +119,9 @@ func (c *channel) agentLeg() (bool, error) {
 	return c.uniqueID != linked, nil
 }
 
-// baseID is the Movidesk call id: id_prefix plus the id= argument or the
-// linkedid, which is the same on every leg and in the h extension.
+// baseID is the Movidesk call id: the account's IDPrefix plus the id=
+// argument or the linkedid, which is the same on every leg and in the h
+// extension.
 func (c *channel) baseID() (string, error) {
 	a, err := c.account()
 	if err != nil {
@@ -393,9 +394,9 @@ func recordingPath(rec string) (string, error) {
 	return strings.Join(segs, "/"), nil
 }
 
-// LinkData is what the recording_link template sees.
+// LinkData is what an account's RecordingLink template sees.
 type LinkData struct {
-	ID       string    // the Movidesk call id (id_prefix included)
+	ID       string    // the Movidesk call id (IDPrefix included)
 	LinkedID string    // ${CHANNEL(linkedid)}
 	UniqueID string    // this channel's ${UNIQUEID}
 	Date     time.Time // when the AGI ran, UTC

@@ -45,43 +45,61 @@ type Auth struct {
 // faces the internet, and a short secret is guessed.
 const MinSecretLength = 16
 
-// Check refuses an Auth that would let anyone in or that cannot work.
+// Check refuses an Auth that would let anyone in or that cannot work,
+// with a *FieldError naming the field at fault.
 func (a Auth) Check() error {
 	switch a.Mode {
 	case AuthBasic:
-		if a.Username == "" || a.Password == "" {
-			return errors.New("basic authentication needs a username and a password")
+		if a.Username == "" {
+			return &FieldError{"Username", errNoBasic}
+		}
+		if a.Password == "" {
+			return &FieldError{"Password", errNoBasic}
 		}
 		if len(a.Password) < MinSecretLength {
-			return &SecretError{Which: "password", Length: len(a.Password)}
+			return &FieldError{"Password", &SecretError{Which: "password", Length: len(a.Password)}}
 		}
 	case AuthToken:
 		if a.Token == "" {
-			return errors.New("token authentication needs a token")
+			return &FieldError{"Token", errors.New("token authentication needs a token")}
 		}
 		if len(a.Token) < MinSecretLength {
-			return &SecretError{Which: "token", Length: len(a.Token)}
+			return &FieldError{"Token", &SecretError{Which: "token", Length: len(a.Token)}}
 		}
 		if (a.TokenHeader == "") == (a.TokenQuery == "") {
-			return errors.New("token authentication needs the token's place: a header or a query parameter, one of the two")
+			return &FieldError{"TokenHeader", errors.New("token authentication needs the token's place: a header or a query parameter, one of the two")}
 		}
 	case AuthNone:
 		if len(a.Allow) == 0 {
-			return errors.New(`"none" needs an allow-list of networks: the endpoint places calls`)
+			return &FieldError{"Allow", errors.New(`"none" needs an allow-list of networks: the endpoint places calls`)}
 		}
 		if len(a.TrustedProxies) > 0 {
 			// The address would come from a header: a proxy that passes
 			// the client's own X-Forwarded-For on would let anyone in.
-			return errors.New(`"none" behind trusted proxies: filter Movidesk's addresses in the proxy, allow only the proxy here, and list no trusted proxy`)
+			return &FieldError{"TrustedProxies", errors.New(`"none" behind trusted proxies: filter Movidesk's addresses in the proxy, allow only the proxy here, and list no trusted proxy`)}
 		}
 		if all := coversEverything(a.Allow); all != "" {
-			return fmt.Errorf(`"none" with an allow-list that lets every %s address in: anyone could place calls; list Movidesk's addresses, or use basic or token`, all)
+			return &FieldError{"Allow", fmt.Errorf(`"none" with an allow-list that lets every %s address in: anyone could place calls; list Movidesk's addresses, or use basic or token`, all)}
 		}
 	default:
-		return fmt.Errorf("unknown authentication %q (basic, token or none)", a.Mode)
+		return &FieldError{"Mode", fmt.Errorf("unknown authentication %q (basic, token or none)", a.Mode)}
 	}
 	return nil
 }
+
+var errNoBasic = errors.New("basic authentication needs a username and a password")
+
+// FieldError is an Auth refused, with the field of Auth at fault as data
+// (Mode, Username, Password, Token, TokenHeader, Allow or TrustedProxies):
+// the service says where that is set. Its text is Err's alone.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+
+func (e *FieldError) Unwrap() error { return e.Err }
 
 // SecretError is a password or token too short to face the internet.
 type SecretError struct {

@@ -3,6 +3,7 @@ package clicktocall
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -317,16 +318,32 @@ func TestAuthentication(t *testing.T) {
 }
 
 func TestAuthCheck(t *testing.T) {
-	for _, a := range []Auth{
-		{Mode: AuthNone},
-		{Mode: AuthBasic, Username: "u"},
-		{Mode: AuthToken, Token: "t"},
-		{Mode: AuthToken, Token: "t", TokenHeader: "X", TokenQuery: "t"},
-		{Mode: "open"},
+	long := strings.Repeat("k", MinSecretLength)
+	allow := []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+	for _, tc := range []struct {
+		auth  Auth
+		field string
+	}{
+		{Auth{Mode: AuthNone}, "Allow"},
+		{Auth{Mode: AuthNone, Allow: allow, TrustedProxies: allow}, "TrustedProxies"},
+		{Auth{Mode: AuthNone, Allow: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}, "Allow"},
+		{Auth{Mode: AuthBasic, Username: "u"}, "Password"},
+		{Auth{Mode: AuthBasic, Password: long}, "Username"},
+		{Auth{Mode: AuthBasic, Username: "u", Password: "p"}, "Password"},
+		{Auth{Mode: AuthToken}, "Token"},
+		{Auth{Mode: AuthToken, Token: "t"}, "Token"},
+		{Auth{Mode: AuthToken, Token: long, TokenHeader: "X", TokenQuery: "t"}, "TokenHeader"},
+		{Auth{Mode: "open"}, "Mode"},
 	} {
-		if err := a.Check(); err == nil {
-			t.Errorf("%+v accepted", a)
+		err := tc.auth.Check()
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != tc.field {
+			t.Errorf("%+v: %v, want a FieldError on %s", tc.auth, err, tc.field)
 		}
+	}
+	var se *SecretError
+	if err := (Auth{Mode: AuthBasic, Username: "u", Password: "p"}).Check(); !errors.As(err, &se) || se.Which != "password" {
+		t.Errorf("a short password: %v, want a SecretError", err)
 	}
 }
 

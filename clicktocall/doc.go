@@ -4,8 +4,8 @@
 // through ARI (package ari) and, once the agent answers, lets the dialplan
 // dial the customer. It answers with the call's id (GET: the body; POST:
 // JSON {"call_id": ...}), which is the id every later event of the call
-// carries: calls.id_prefix plus the linkedid, that is the agent's channel's
-// uniqueid, which this package chooses.
+// carries: the account's id prefix (Config.IDPrefix) plus the linkedid,
+// that is the agent's channel's uniqueid, which this package chooses.
 //
 // Before anything rings it checks who asks (basic auth, a token, or an
 // allow-list of networks) and what (the source must be a known extension,

@@ -89,7 +89,7 @@ type Config struct {
 	// AnswerTimeout is how long the agent's phone rings; the request waits
 	// that long at most for the agent to answer.
 	AnswerTimeout time.Duration
-	// IDPrefix is calls.id_prefix, and Account the Movidesk account the
+	// IDPrefix is the call id prefix of Account, the Movidesk account the
 	// calls are placed for ("" = the default): its calls keep it whatever
 	// context their hangup runs in.
 	IDPrefix string

@@ -761,22 +761,9 @@ func (c *Config) validateClickToCall() []error {
 	}
 	if _, err := c.clickToCallAuth(); err != nil {
 		key := "auth"
-		var se *clicktocall.SecretError
-		switch {
-		case errors.As(err, &se):
-			key = se.Which
-		case cc.Auth == clicktocall.AuthBasic && cc.Username == "":
-			key = "username"
-		case cc.Auth == clicktocall.AuthBasic:
-			key = "password"
-		case cc.Auth == clicktocall.AuthToken && cc.Token == "":
-			key = "token"
-		case cc.Auth == clicktocall.AuthToken:
-			key = "token_header"
-		case cc.Auth == clicktocall.AuthNone && len(cc.TrustedProxies) > 0:
-			key = "trusted_proxies"
-		case cc.Auth == clicktocall.AuthNone:
-			key = "allow"
+		var fe *clicktocall.FieldError
+		if errors.As(err, &fe) && c2cAuthKeys[fe.Field] != "" {
+			key = c2cAuthKeys[fe.Field]
 		}
 		bad(key, "%v", err)
 	}
@@ -837,6 +824,12 @@ func (c *Config) validateClickToCall() []error {
 		bad("answer_timeout", "must be at least 1s, got %s", time.Duration(cc.AnswerTimeout))
 	}
 	return errs
+}
+
+// c2cAuthKeys are the [click_to_call] keys of clicktocall.Auth's fields.
+var c2cAuthKeys = map[string]string{
+	"Mode": "auth", "Username": "username", "Password": "password", "Token": "token",
+	"TokenHeader": "token_header", "Allow": "allow", "TrustedProxies": "trusted_proxies",
 }
 
 func validHeaderName(s string) bool {
