@@ -20,18 +20,7 @@ import (
 )
 
 // newDatabase is a new database of the package's PostgreSQL.
-func newDatabase(t testing.TB) string {
-	t.Helper()
-	srv, err := pgtest.Shared()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn, err := srv.NewDatabase()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dsn
-}
+func newDatabase(t testing.TB) string { return pgtest.NewDatabase(t) }
 
 func TestPostgresOpenAppliesTheSchemaOnce(t *testing.T) {
 	dsn := newDatabase(t)
