@@ -79,7 +79,7 @@ func TestSummarize(t *testing.T) {
 		// end less the billed seconds.
 		name: "FreePBX's columns",
 		rows: []cdr.Record{
-			{Channel: trunk, DstChannel: "PJSIP/201-00000004", LastApp: "Dial", Start: at(0), Duration: 100 * time.Second, BillSec: 90 * time.Second, Disposition: "ANSWERED", LinkedID: "L"},
+			{Channel: trunk, DstChannel: "PJSIP/201-00000004", LastApp: "Dial", Start: at(0), Duration: 100 * time.Second, Billed: 90 * time.Second, Disposition: "ANSWERED", LinkedID: "L"},
 		},
 		want: cdr.Call{ID: "L", Channel: trunk, Started: at(0), Ended: at(100), Answered: at(10), AgentChannel: "PJSIP/201-00000004", Agent: "201", Rows: 1},
 	}} {

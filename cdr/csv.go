@@ -116,7 +116,7 @@ func (l CSVLayout) ParseCSV(line []byte) (Record, error) {
 	rec.Answer = p.date("answer", f[10], false)
 	rec.End = p.date("end", f[11], true)
 	rec.Duration = p.seconds("duration", f[12])
-	rec.BillSec = p.seconds("billsec", f[13])
+	rec.Billed = p.seconds("billsec", f[13])
 	i := fixedColumns
 	if l.LogUniqueID {
 		rec.UniqueID = f[i]

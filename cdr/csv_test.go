@@ -27,7 +27,7 @@ func TestParseCSVReadsEveryColumn(t *testing.T) {
 		Src: "11987654321", Dst: "400", DContext: "from-pstn", CLID: `"Maria Silva" <11987654321>`,
 		Channel: "PJSIP/trunk-00000010", DstChannel: "Local/201@from-queue-00000003;1",
 		LastApp: "Queue", LastData: "400,t,,,300",
-		Start: at("0s"), Answer: at("12s"), End: at("3m12s"), Duration: 192 * time.Second, BillSec: 180 * time.Second,
+		Start: at("0s"), Answer: at("12s"), End: at("3m12s"), Duration: 192 * time.Second, Billed: 180 * time.Second,
 		Disposition: "ANSWERED", AMAFlags: "DOCUMENTATION", UniqueID: "1796292000.16", LinkedID: "1796292000.16", Sequence: 42,
 	}
 	if r != want {

@@ -44,7 +44,7 @@ type Record struct {
 	Answer      time.Time // zero: never answered
 	End         time.Time
 	Duration    time.Duration // End - Start, as Asterisk counted it
-	BillSec     time.Duration // End - Answer
+	Billed      time.Duration // billsec: End - Answer
 	Disposition string
 	AMAFlags    string
 	UniqueID    string // Party A's channel
@@ -76,14 +76,14 @@ func (r *Record) Finished() time.Time {
 	return r.Start.Add(r.Duration)
 }
 
-// AnsweredAt is when Party B answered: Answer, else End minus BillSec when
+// AnsweredAt is when Party B answered: Answer, else End minus Billed when
 // the row has a Party B and billed seconds (FreePBX's table), else zero.
 func (r *Record) AnsweredAt() time.Time {
 	if !r.Answer.IsZero() {
 		return r.Answer
 	}
-	if r.Disposition == Answered && r.BillSec > 0 {
-		return r.Finished().Add(-r.BillSec)
+	if r.Disposition == Answered && r.Billed > 0 {
+		return r.Finished().Add(-r.Billed)
 	}
 	return time.Time{}
 }
