@@ -60,7 +60,7 @@ func newAccountsRig(t *testing.T, now func() time.Time, mod ...func(*calls.Confi
 	for _, f := range mod {
 		f(&cfg)
 	}
-	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, callstate.New(ob, callstate.Options{Now: cfg.Now}), ob, log), logs: logs}
+	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, callstate.New(ob, callstate.Options{Now: cfg.Now}), log), logs: logs}
 	t.Cleanup(func() {
 		if s := logs.String(); strings.Contains(s, token) || strings.Contains(s, acmeToken) {
 			t.Error("a token appears in the logs")

@@ -51,7 +51,7 @@ func benchTransfer(b *testing.B, down bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		current.Store(calls.New(calls.Config{DefaultQueueID: 1, Timeout: time.Second}, callstate.New(ob, callstate.Options{}), ob, zerolog.Nop()).Mux())
+		current.Store(calls.New(calls.Config{DefaultQueueID: 1, Timeout: time.Second}, callstate.New(ob, callstate.Options{}), zerolog.Nop()).Mux())
 	}
 	reopen()
 	defer func() { ob.Close() }()

@@ -19,7 +19,6 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
-	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
 // Config is what the handlers take from the service's configuration. The
@@ -55,17 +54,8 @@ type Config struct {
 }
 
 // DefaultAccount is the default account's name when Config.Account gives
-// none, as the outbox's.
-const DefaultAccount = outbox.DefaultAccount
-
-// Store is where the fallback spool's importer stores its lines, with its
-// position, many a transaction; *outbox.Outbox in the service.
-type Store interface {
-	Update(fn func(outbox.ImportTx) error) error
-	Mark(key string) ([]byte, error)
-}
-
-var _ Store = (*outbox.Outbox)(nil)
+// none, as the call state's.
+const DefaultAccount = callstate.DefaultAccount
 
 // Channel variables the handlers set for the dialplan.
 const (
@@ -92,7 +82,7 @@ func (e *storeError) Unwrap() error { return e.err }
 // store's unless it is the event's own (bad input, refused by Movidesk
 // for good, or its call's record damaged: retrying cannot help).
 func fromStore(err error) error {
-	if err == nil || isInput(err) || isPermanent(err) || errors.Is(err, outbox.ErrUndecodable) {
+	if err == nil || isInput(err) || isPermanent(err) || errors.Is(err, callstate.ErrUndecodable) {
 		return err
 	}
 	return &storeError{err}
@@ -108,20 +98,18 @@ type Handlers struct {
 	// session or a spool pass reads it once and keeps what it read.
 	cfg    atomic.Pointer[Config]
 	calls  *callstate.Machine
-	store  Store
 	log    zerolog.Logger
 	routes map[string]routeFunc // AGI script name -> handler, for AGI and the spool alike
 	spool  spoolFollower
 }
 
-// New returns the handlers, which record call events through m and
-// import the fallback spool into store (the one m runs on); Mux routes AGI
-// scripts to them.
-func New(cfg Config, m *callstate.Machine, store Store, log zerolog.Logger) *Handlers {
+// New returns the handlers, which record call events through m, live ones
+// and the fallback spool's alike; Mux routes AGI scripts to them.
+func New(cfg Config, m *callstate.Machine, log zerolog.Logger) *Handlers {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handlers{calls: m, store: store, log: log}
+	h := &Handlers{calls: m, log: log}
 	h.cfg.Store(normalize(cfg))
 	h.routes = map[string]routeFunc{
 		"transfer": h.transfer,
@@ -205,7 +193,7 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 		ctx, cancel := context.WithDeadline(s.HangupContext(), start.Add(cfg.Timeout))
 		o := h.run(ctx, route, fn, c)
 		cancel()
-		var still *outbox.StillTryingError
+		var still *callstate.StillTryingError
 		if o.status == "QUEUED" && s.Hungup() && (errors.As(o.ev.out.Err, &still) || errors.Is(o.ev.out.Err, context.Canceled)) {
 			o.reason = "caller hung up before Movidesk answered; sent in the background"
 		}
@@ -354,7 +342,7 @@ func shortReason(err error) string {
 		te *movidesk.TransportError
 		ue *url.Error
 	)
-	var still *outbox.StillTryingError
+	var still *callstate.StillTryingError
 	switch {
 	case errors.As(err, &still) && errors.Is(still.Cause, context.DeadlineExceeded):
 		return fmt.Sprintf("movidesk %s: no answer in time", still.Endpoint)

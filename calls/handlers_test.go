@@ -60,7 +60,7 @@ func newRig(t *testing.T, mod func(*calls.Config)) *rig {
 	if mod != nil {
 		mod(&cfg)
 	}
-	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, callstate.New(ob, callstate.Options{Now: cfg.Now}), ob, log), logs: logs}
+	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, callstate.New(ob, callstate.Options{Now: cfg.Now}), log), logs: logs}
 	t.Cleanup(func() {
 		if strings.Contains(logs.String(), token) {
 			t.Error("the token appears in the logs")

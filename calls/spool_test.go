@@ -232,7 +232,7 @@ func (r *rig) restart() {
 		Timeout:        time.Second,
 		Now:            func() time.Time { return now.Add(time.Hour) },
 	}
-	r.handlers = calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), r.outbox, zerolog.New(r.logs))
+	r.handlers = calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), zerolog.New(r.logs))
 }
 
 func TestSpoolRewrittenLongerInOnePollIsReadAgain(t *testing.T) {
@@ -620,11 +620,11 @@ func TestLiveHangupComesAfterItsSpooledTransfer(t *testing.T) {
 
 // countingStore counts the transactions of the importer.
 type countingStore struct {
-	calls.Store
+	callstate.Store
 	updates int
 }
 
-func (s *countingStore) Update(fn func(outbox.ImportTx) error) error {
+func (s *countingStore) Update(fn func(callstate.ImportTx) error) error {
 	s.updates++
 	return s.Store.Update(fn)
 }
@@ -641,7 +641,7 @@ func TestSpoolOfThousandsOfLinesIsImportedInOnePassInBatches(t *testing.T) {
 	clock := func() time.Time { return now.Add(time.Hour) }
 	store := &countingStore{Store: r.outbox}
 	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: clock}
-	h := calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: clock}), store, zerolog.New(r.logs))
+	h := calls.New(cfg, callstate.New(store, callstate.Options{Now: clock}), zerolog.New(r.logs))
 	n, err := h.ImportSpool(context.Background(), path)
 	if err != nil || n != lines {
 		t.Fatalf("one pass imported %d events, %v; want %d", n, err, lines)
@@ -712,7 +712,7 @@ func TestLiveHangupAfterARotationWhileStoppedComesAfterItsSpooledTransfer(t *tes
 	r.handlers = calls.New(calls.Config{
 		DefaultQueueID: 1, Queues: map[string]int{"support": 7}, Timeout: time.Second, Spool: path,
 		Now: func() time.Time { return now.Add(time.Hour) },
-	}, callstate.New(r.outbox, callstate.Options{Now: func() time.Time { return now.Add(time.Hour) }}), r.outbox, zerolog.New(r.logs))
+	}, callstate.New(r.outbox, callstate.Options{Now: func() time.Time { return now.Add(time.Hour) }}), zerolog.New(r.logs))
 	rotate(t, path)
 	liveHangupAfterSpooledTransfer(t, r, path)
 }
@@ -794,7 +794,7 @@ func TestSpoolPositionIsEachHostsOnASharedStore(t *testing.T) {
 	// pbx2's instance imports pbx2's own spool, at the same path on its
 	// machine (here: the same file, with pbx2's lines).
 	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }, SpoolHost: "pbx2"}
-	other := calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), r.outbox, zerolog.New(r.logs))
+	other := calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), zerolog.New(r.logs))
 	if err := os.WriteFile(path, append(mine, abandonLine("pbx2-a")...), 0o664); err != nil {
 		t.Fatal(err)
 	}
@@ -825,7 +825,7 @@ func TestSpoolPositionOfTheFileIsKeptAfterTheMoveToASharedStore(t *testing.T) {
 		t.Fatalf("imported %d, want 2", n)
 	}
 	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }, SpoolHost: "pbx1"}
-	moved := calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), r.outbox, zerolog.New(r.logs))
+	moved := calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), zerolog.New(r.logs))
 	appendSpool(t, path, abandonLine("after"))
 	before := r.spoolEvents()
 	if n, err := moved.ImportSpool(context.Background(), path); err != nil || n != 1 {
@@ -868,7 +868,7 @@ func TestADamagedCallRecordHoldsUpNothingElse(t *testing.T) {
 	}
 	t.Cleanup(func() { ob.Close() })
 	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }}
-	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, callstate.New(ob, callstate.Options{Now: cfg.Now}), ob, zerolog.New(logs)), logs: logs}
+	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, callstate.New(ob, callstate.Options{Now: cfg.Now}), zerolog.New(logs)), logs: logs}
 
 	reason := fmt.Sprintf("outbox %s: decode call %q: invalid character 'd' looking for beginning of object key string", dbPath, linked)
 	if len(reason) > 200 {

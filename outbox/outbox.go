@@ -119,7 +119,7 @@ type Options struct {
 
 // DefaultAccount is the name of the default account when Options.Account
 // gives none: that of a service configured with one Movidesk account.
-const DefaultAccount = "default"
+const DefaultAccount = callstate.DefaultAccount
 
 // Account is one Movidesk account of an outbox besides the default one
 // (see Options.Accounts).

@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"encoding/json"
-	"errors"
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
@@ -131,4 +130,4 @@ func (e decodeError) Is(target error) bool { return target == ErrUndecodable }
 
 // ErrUndecodable is in the error of a read that met a stored record that
 // cannot be decoded: the store works, that record is damaged.
-var ErrUndecodable = errors.New("a stored record cannot be decoded")
+var ErrUndecodable = callstate.ErrUndecodable
