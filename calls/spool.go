@@ -379,7 +379,7 @@ func (h *Handlers) importBatch(ctx context.Context, cfg *Config, path string, li
 	}
 	imported := 0
 	for _, s := range done {
-		if s.o.status == "QUEUED" {
+		if s.o.status == StatusQueued {
 			// An imported event is queued by nature: nothing to warn of.
 			s.o.quiet = true
 		}
