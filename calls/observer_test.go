@@ -175,7 +175,7 @@ func TestReconfigureAppliesToTheNextSpoolPass(t *testing.T) {
 	}
 	appendSpool(t, path, line("second"))
 	r.importSpool(path)
-	r.outboxDelivers(2)
+	r.delivers(2)
 	canceled := func(id, queueID string) string {
 		return "GET asterisk_startCanceledCall?" + q("callDate", callDate, "canceledDate", "2026-11-24T13:00:40",
 			"clientNumber", "+55 47 3399-0777", "id", id, "queueId", queueID)
