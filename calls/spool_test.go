@@ -672,18 +672,42 @@ func TestSpoolOfThousandsOfLinesIsImportedInOnePassInBatches(t *testing.T) {
 	}
 }
 
-func TestLiveHangupAfterARotationComesAfterItsSpooledTransfer(t *testing.T) {
-	// The transfer was spooled, then the spool rotated by rename, then the
-	// live hangup arrived, all before the importer's next pass: the old
-	// file's line still goes first.
-	path := newSpool(t)
-	r := newOutboxSpoolRig(t, func(cfg *calls.Config) { cfg.Spool = path })
-	if n := r.importSpool(path); n != 0 { // the importer has seen the file
-		t.Fatalf("imported %d from a new spool", n)
+// The transfer was spooled, then the spool changed, then the live hangup
+// arrived, all before the importer's next pass: the old file's line still
+// goes first.
+func TestLiveHangupAfterASpoolChangeComesAfterItsSpooledTransfer(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		// restart: the service stops after the transfer is spooled, and
+		// the new one's first live event comes before its importer's
+		// first pass.
+		restart bool
+		change  func(t *testing.T, path string)
+	}{
+		{"Rotation", false, rotate},
+		{"RotationWhileStopped", true, rotate},
+		// logrotate's copytruncate: the file is copied away and truncated
+		// in place (same inode).
+		{"Copytruncate", false, copyTruncate},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := newSpool(t)
+			r := newOutboxSpoolRig(t, func(cfg *calls.Config) { cfg.Spool = path })
+			if n := r.importSpool(path); n != 0 { // the importer has seen the file
+				t.Fatalf("imported %d from a new spool", n)
+			}
+			appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "memberinterface", "PJSIP/5252")...))
+			if c.restart {
+				r.restart()
+				r.handlers = calls.New(calls.Config{
+					DefaultQueueID: 1, Queues: map[string]int{"support": 7}, Timeout: time.Second, Spool: path,
+					Now: func() time.Time { return now.Add(time.Hour) },
+				}, callstate.New(r.store, callstate.Options{Now: func() time.Time { return now.Add(time.Hour) }}), zerolog.New(r.logs))
+			}
+			c.change(t, path)
+			liveHangupAfterSpooledTransfer(t, r, path)
+		})
 	}
-	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "memberinterface", "PJSIP/5252")...))
-	rotate(t, path)
-	liveHangupAfterSpooledTransfer(t, r, path)
 }
 
 // liveHangupAfterSpooledTransfer plays the live hangup of the call whose
@@ -702,38 +726,6 @@ func liveHangupAfterSpooledTransfer(t *testing.T, r *rig, path string) {
 		"GET asterisk_startTransferedCall?"+q("branchLine", "5252", "callDate", callDate, "clientNumber", "+55 47 3399-0777",
 			"id", linked, "queueId", "7", "transferDate", "2026-11-24T13:00:40"),
 		"GET asterisk_completedCall?"+q("completedDate", "2026-11-24T13:55:00", "id", linked, "link", ""))
-}
-
-func TestLiveHangupAfterARotationWhileStoppedComesAfterItsSpooledTransfer(t *testing.T) {
-	// The transfer was spooled, the service stopped, the spool rotated;
-	// the new service's first live event comes before its importer's
-	// first pass.
-	path := newSpool(t)
-	r := newOutboxSpoolRig(t, func(cfg *calls.Config) { cfg.Spool = path })
-	if n := r.importSpool(path); n != 0 {
-		t.Fatalf("imported %d from a new spool", n)
-	}
-	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "memberinterface", "PJSIP/5252")...))
-	r.restart()
-	r.handlers = calls.New(calls.Config{
-		DefaultQueueID: 1, Queues: map[string]int{"support": 7}, Timeout: time.Second, Spool: path,
-		Now: func() time.Time { return now.Add(time.Hour) },
-	}, callstate.New(r.store, callstate.Options{Now: func() time.Time { return now.Add(time.Hour) }}), zerolog.New(r.logs))
-	rotate(t, path)
-	liveHangupAfterSpooledTransfer(t, r, path)
-}
-
-func TestLiveHangupAfterACopytruncateComesAfterItsSpooledTransfer(t *testing.T) {
-	// logrotate's copytruncate: the file is copied away and truncated in
-	// place (same inode), before the importer's next pass.
-	path := newSpool(t)
-	r := newOutboxSpoolRig(t, func(cfg *calls.Config) { cfg.Spool = path })
-	if n := r.importSpool(path); n != 0 {
-		t.Fatalf("imported %d from a new spool", n)
-	}
-	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "memberinterface", "PJSIP/5252")...))
-	copyTruncate(t, path)
-	liveHangupAfterSpooledTransfer(t, r, path)
 }
 
 // copyTruncate does what logrotate's copytruncate does, a second after the
