@@ -193,16 +193,7 @@ var errNotHead = errors.New("outbox: an earlier event of the call is not deliver
 
 // StillTryingError is the delivery error of an event whose caller stopped
 // waiting while Movidesk had not answered yet: the attempt goes on.
-type StillTryingError struct {
-	Endpoint string
-	Cause    error // why the caller stopped waiting
-}
-
-func (e *StillTryingError) Error() string {
-	return fmt.Sprintf("movidesk %s: no answer yet (%v); the attempt goes on in the background", e.Endpoint, e.Cause)
-}
-
-func (e *StillTryingError) Unwrap() error { return e.Cause }
+type StillTryingError = callstate.StillTryingError
 
 // startAttempt counts an attempt that Close must wait for; it refuses once
 // Close has begun.
@@ -359,10 +350,7 @@ func (o *Outbox) awaitSettles() {
 // ImportTx is the transaction an importer gets from Update: the call state
 // machine's, and a place for the importer's own position, committed with
 // the events it produced.
-type ImportTx interface {
-	callstate.Tx
-	PutMark(key string, value []byte) error
-}
+type ImportTx = callstate.ImportTx
 
 var _ ImportTx = (*Tx)(nil)
 

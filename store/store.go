@@ -152,7 +152,7 @@ const (
 // DefaultAccount is the name of the account of a record that names none:
 // that of a service configured with one Movidesk account, as in the stores
 // written before accounts.
-const DefaultAccount = "default"
+const DefaultAccount = callstate.DefaultAccount
 
 // Record is a stored event, stored as JSON by every engine.
 type Record struct {
@@ -258,7 +258,7 @@ var (
 	ErrClosed = errors.New("outbox closed")
 	// ErrUndecodable is in the error of a read that met a stored record
 	// that cannot be decoded: the store works, that record is damaged.
-	ErrUndecodable = errors.New("a stored record cannot be decoded")
+	ErrUndecodable = callstate.ErrUndecodable
 	// ErrClaimed is why LockCall cannot claim a call: an attempt at it is
 	// in progress in another process sharing the store.
 	ErrClaimed = errors.New("outbox: an attempt at the call is in progress")
