@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/internal/sdnotify"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
@@ -53,8 +54,8 @@ func isLive(key string) bool {
 func (m *Main) Reload() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.notify.reloading(m.Log)
-	defer m.notify.ready(m.Log)
+	sdnotify.Reloading(m.Log)
+	defer sdnotify.Ready(m.Log)
 	if m.ConfigPath == "" {
 		m.Log.Warn().Msg("reload: running on the built-in defaults (no -config): nothing to read again")
 		return nil

@@ -23,6 +23,9 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/clicktocall"
+	"github.com/movidesk-agi/movidesk-agi/internal/certreload"
+	"github.com/movidesk-agi/movidesk-agi/internal/sdlisten"
+	"github.com/movidesk-agi/movidesk-agi/internal/sdnotify"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -66,7 +69,6 @@ type Main struct {
 	adminOutbox openedOutbox
 	adminLn     net.Listener // nil when admin.listen is empty
 	adminSrv    *http.Server
-	notify      notifier
 	// The click-to-call endpoint; nil when click_to_call.listen is empty.
 	c2cLn  net.Listener
 	c2cSrv *http.Server
@@ -215,16 +217,16 @@ func (m *Main) Open() error {
 			return err
 		}
 	}
-	want := map[string]string{"agi": cfg.Server.Listen}
+	want := []sdlisten.Want{{Name: "agi", Addr: cfg.Server.Listen, Setting: "server.listen"}}
 	if cfg.Admin.Listen != "" {
-		want["admin"] = cfg.Admin.Listen
+		want = append(want, sdlisten.Want{Name: "admin", Addr: cfg.Admin.Listen, Setting: "admin.listen"})
 	}
-	lns, err := inheritedListeners(want)
+	lns, err := sdlisten.Inherited(want)
 	if err != nil {
 		return err
 	}
 	if l := lns["agi"]; l != nil {
-		m.agiLn = newInheritedListener(l, func() {
+		m.agiLn = sdlisten.NewHeld(l, func() {
 			metrics.Refused(agi.RefusedShuttingDown)
 			m.refusedStopping.Add(1)
 		})
@@ -266,11 +268,11 @@ func (m *Main) openClickToCall(cfg Config) error {
 	if cc.TLSCertFile != "" {
 		// Read again at each handshake when the files changed, so that a
 		// renewed certificate needs no restart.
-		cert, err := newCertReloader(cc.TLSCertFile, cc.TLSKeyFile)
+		cert, err := certreload.New(cc.TLSCertFile, cc.TLSKeyFile)
 		if err != nil {
 			return fmt.Errorf("click_to_call.tls_cert_file: %w", err)
 		}
-		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cert.get}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cert.GetCertificate}
 	}
 	if m.c2cLn, err = net.Listen("tcp", cc.Listen); err != nil {
 		return fmt.Errorf("click_to_call.listen: %w", err)
@@ -302,46 +304,6 @@ func (m *Main) ClickToCallAddr() net.Addr {
 		return nil
 	}
 	return m.c2cLn.Addr()
-}
-
-// certReloader serves a certificate and key, read again when either file
-// changes.
-type certReloader struct {
-	certFile, keyFile string
-	mu                sync.Mutex
-	cert              *tls.Certificate
-	stamp             string
-}
-
-func newCertReloader(certFile, keyFile string) (*certReloader, error) {
-	c := &certReloader{certFile: certFile, keyFile: keyFile}
-	if _, err := c.get(nil); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	stamp := ""
-	for _, f := range []string{c.certFile, c.keyFile} {
-		if fi, err := os.Stat(f); err == nil {
-			stamp += fmt.Sprintf("%d.%d;", fi.ModTime().UnixNano(), fi.Size())
-		}
-	}
-	if c.cert != nil && stamp == c.stamp {
-		return c.cert, nil
-	}
-	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
-	if err != nil {
-		if c.cert != nil {
-			return c.cert, nil // a renewal half written: keep the one in force
-		}
-		return nil, err
-	}
-	c.cert, c.stamp = &cert, stamp
-	return c.cert, nil
 }
 
 // openedOutbox is an outbox that may not be open yet.
@@ -529,14 +491,14 @@ func (m *Main) Run(ctx context.Context) error {
 		go func() { c2cDone <- m.c2cSrv.Serve(m.c2cLn) }()
 		m.Log.Info().Str("listen", m.ClickToCallAddr().String()).Str("url", cfg.ClickToCallURL()).Msg("click-to-call listener")
 	}
-	m.notify.ready(m.Log)
-	stopWatchdog := m.notify.watchdog(m.Log, m.healthy)
+	sdnotify.Ready(m.Log)
+	stopWatchdog := sdnotify.Watchdog(m.Log, m.healthy)
 
 	var err error
 	select {
 	case <-ctx.Done():
 		m.serving.Store(false)
-		m.notify.stopping(m.Log)
+		sdnotify.Stopping(m.Log)
 		m.Log.Info().Msg("stopping: draining AGI sessions")
 		drain, cancel := context.WithTimeout(m.abortCtx, time.Duration(cfg.Server.SessionTimeout))
 		c2cStopped := make(chan error, 1)
@@ -559,7 +521,7 @@ func (m *Main) Run(ctx context.Context) error {
 		<-serveDone
 	case err = <-serveDone:
 		m.serving.Store(false)
-		m.notify.stopping(m.Log)
+		sdnotify.Stopping(m.Log)
 		err = fmt.Errorf("agi server: %w", err)
 		m.server.Close()
 	}
@@ -615,8 +577,8 @@ func (m *Main) Close() error {
 		if m.server != nil {
 			m.server.Close()
 		}
-		if il, ok := m.agiLn.(*inheritedListener); ok {
-			il.stop()
+		if held, ok := m.agiLn.(*sdlisten.Held); ok {
+			held.Stop()
 			if n := m.refusedStopping.Load(); n > 0 {
 				m.Log.Warn().Int64("refused", n).Str("cause", agi.RefusedShuttingDown).Msg("AGI connections refused while stopping (the fallback spool has them)")
 			}
