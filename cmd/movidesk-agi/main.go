@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/cmd/movidesk-agi/internal/cli"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 )
 
@@ -50,13 +51,8 @@ func main() {
 	}
 }
 
-// usageError is a command line mistake: exit 2, like flag's.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
 func exitCode(err error) int {
-	var ue usageError
+	var ue cli.UsageError
 	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
 		return 2
 	}
@@ -117,7 +113,7 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usageError{"no command given"}
+		return cli.UsageError{Msg: "no command given"}
 	}
 	switch args[0] {
 	case "serve":
@@ -128,7 +124,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if fs.NArg() > 0 {
-			return usageError{fmt.Sprintf("serve: unexpected argument %q", fs.Arg(0))}
+			return cli.UsageError{Msg: fmt.Sprintf("serve: unexpected argument %q", fs.Arg(0))}
 		}
 		return serve(ctx, *path, stderr)
 	case "check-config":
@@ -139,7 +135,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if *path == "" {
-			return usageError{"check-config: -config FILE is required"}
+			return cli.UsageError{Msg: "check-config: -config FILE is required"}
 		}
 		cfg, err := LoadConfig(*path)
 		if err != nil {
@@ -181,11 +177,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	case "outbox":
-		return runOutbox(ctx, args[1:], stdout, stderr)
+		return cli.Outbox(ctx, args[1:], stdout, stderr, cliTarget)
 	case "status":
-		return runStatus(ctx, args[1:], stdout, stderr)
+		return cli.Status(ctx, args[1:], stdout, stderr, cliTarget)
 	case "migrate":
-		return runMigrate(ctx, args[1:], stdout, stderr)
+		return cli.Migrate(ctx, args[1:], stdout, stderr, cliTarget)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "movidesk-agi", versionString())
 		return nil
@@ -194,8 +190,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return usageError{fmt.Sprintf("unknown command %q", args[0])}
+		return cli.UsageError{Msg: fmt.Sprintf("unknown command %q", args[0])}
 	}
+}
+
+// cliTarget is what the configuration file at path tells the
+// administrator's commands.
+func cliTarget(path string) (cli.Target, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return cli.Target{}, err
+	}
+	return cli.Target{
+		ConfigPath:  path,
+		AdminListen: cfg.Admin.Listen,
+		AdminToken:  cfg.Admin.Token,
+		Store:       cfg.Store.outboxOptions(),
+		StoreName:   cfg.Store.StoreName(),
+		BoltPath:    cfg.Store.Path,
+	}, nil
 }
 
 func versionString() string {
