@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/agi"
@@ -450,9 +451,80 @@ func (m *Main) healthy() error {
 func (m *Main) Abort() { m.abort() }
 
 // Run serves until ctx is cancelled, then drains the AGI sessions for at
-// most one session_timeout (less after Abort) and stops the sender.
+// most one session_timeout (less after Abort) and stops the sender. The
+// AGI server failing stops it too, without the drain, with its error.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.Config()
+	m.logStart(cfg)
+
+	// The sender, the fallback spool's import and the metrics' sampler
+	// run until the store closes. Sessions are served while the spool
+	// imports: a live event first imports its own call's spooled lines,
+	// which came before it.
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	var background errgroup.Group
+	background.Go(func() error { return m.outbox.Run(bgCtx) })
+	background.Go(func() error {
+		m.handlers.WatchSpool(bgCtx, cfg.Store.Spool, time.Duration(cfg.Store.SpoolInterval))
+		return nil
+	})
+	background.Go(func() error { m.admin.Run(bgCtx); return nil })
+
+	// Serve returns only once closed: the AGI server's end ends the wait
+	// below, as ctx does.
+	listeners, stopped := errgroup.WithContext(ctx)
+	m.serving.Store(true)
+	listeners.Go(func() error { return fmt.Errorf("agi server: %w", m.server.Serve(m.agiLn)) })
+	if m.adminSrv != nil {
+		listeners.Go(func() error { m.serveHTTP("admin listener", m.adminSrv, m.adminLn); return nil })
+		m.Log.Info().Str("listen", m.AdminAddr().String()).Msg("admin listener: status page, metrics, API")
+	}
+	if m.c2cSrv != nil {
+		listeners.Go(func() error { m.serveHTTP("click-to-call listener", m.c2cSrv, m.c2cLn); return nil })
+		m.Log.Info().Str("listen", m.ClickToCallAddr().String()).Str("url", cfg.ClickToCallURL()).Msg("click-to-call listener")
+	}
+	sdnotify.Ready(m.Log)
+	stopWatchdog := sdnotify.Watchdog(m.Log, m.healthy)
+
+	<-stopped.Done()
+	asked := ctx.Err() != nil
+	m.serving.Store(false)
+	sdnotify.Stopping(m.Log)
+	if asked {
+		m.drain(time.Duration(cfg.Server.SessionTimeout))
+	} else {
+		m.server.Close()
+	}
+	stopWatchdog()
+	m.closeHTTP()
+	err := listeners.Wait()
+	if asked {
+		err = nil // the server's end after the drain
+	}
+	// Handlers closed at the deadline may still be storing their event:
+	// wait for them, bounded, before the store closes.
+	grace, cancel := context.WithTimeout(m.abortCtx, closeGrace)
+	if serr := m.server.Shutdown(grace); serr != nil {
+		m.Log.Error().Err(serr).Msg("AGI handlers still running when the store closes")
+	}
+	cancel()
+	stopBackground()
+	if serr := background.Wait(); serr != nil && !errors.Is(serr, context.Canceled) {
+		m.Log.Warn().Err(serr).Msg("outbox sender")
+	}
+	if cerr := m.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err == nil && m.abortCtx.Err() != nil {
+		err = errAborted
+	}
+	m.Log.Info().Msg("movidesk-agi stopped")
+	return err
+}
+
+// logStart says what the service runs on, and warns of what in the
+// configuration is wider than it should be.
+func (m *Main) logStart(cfg Config) {
 	mode := "live"
 	if m.client.DryRun() {
 		mode = "dry-run"
@@ -465,108 +537,55 @@ func (m *Main) Run(ctx context.Context) error {
 	for _, w := range append(cfg.SecretWarnings(), cfg.ClickToCallWarnings()...) {
 		m.Log.Warn().Msg(w)
 	}
+}
 
-	// Sessions are served while the fallback spool imports: a live event
-	// first imports its own call's spooled lines, which came before it.
-	senderCtx, stopSender := context.WithCancel(context.Background())
-	senderDone := make(chan error, 1)
-	go func() { senderDone <- m.outbox.Run(senderCtx) }()
-	spoolDone := make(chan struct{})
-	go func() {
-		defer close(spoolDone)
-		m.handlers.WatchSpool(senderCtx, cfg.Store.Spool, time.Duration(cfg.Store.SpoolInterval))
-	}()
-	serveDone := make(chan error, 1)
-	m.serving.Store(true)
-	go func() { serveDone <- m.server.Serve(m.agiLn) }()
-	adminDone := make(chan error, 1)
-	samplerDone := make(chan struct{})
-	go func() { defer close(samplerDone); m.admin.Run(senderCtx) }()
-	if m.adminSrv != nil {
-		go func() { adminDone <- m.adminSrv.Serve(m.adminLn) }()
-		m.Log.Info().Str("listen", m.AdminAddr().String()).Msg("admin listener: status page, metrics, API")
+// serveHTTP serves srv on l until it is closed; another end is logged,
+// and leaves the rest of the service running.
+func (m *Main) serveHTTP(what string, srv *http.Server, l net.Listener) {
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		m.Log.Warn().Err(err).Msg(what)
 	}
-	c2cDone := make(chan error, 1)
+}
+
+// drain lets the AGI sessions end, for at most timeout (less after
+// Abort), and the click-to-call requests with them.
+func (m *Main) drain(timeout time.Duration) {
+	m.Log.Info().Msg("stopping: draining AGI sessions")
+	ctx, cancel := context.WithTimeout(m.abortCtx, timeout)
+	defer cancel()
+	var c2c errgroup.Group
 	if m.c2cSrv != nil {
-		go func() { c2cDone <- m.c2cSrv.Serve(m.c2cLn) }()
-		m.Log.Info().Str("listen", m.ClickToCallAddr().String()).Str("url", cfg.ClickToCallURL()).Msg("click-to-call listener")
+		// No new call is placed while the sessions drain: its events
+		// would find the service gone. A request waiting for its agent
+		// is answered 503, and its call hung up, before the process
+		// exits: Movidesk never gets that call's id.
+		c2c.Go(func() error { return m.stopClickToCall(ctx) })
 	}
-	sdnotify.Ready(m.Log)
-	stopWatchdog := sdnotify.Watchdog(m.Log, m.healthy)
+	if err := m.server.Shutdown(ctx); err != nil {
+		m.Log.Warn().Err(err).Msg("sessions still running at the drain deadline were closed")
+	}
+	if err := c2c.Wait(); err != nil {
+		m.Log.Warn().Err(err).Msg("click-to-call requests still running at the drain deadline were closed")
+	}
+}
 
-	var err error
-	select {
-	case <-ctx.Done():
-		m.serving.Store(false)
-		sdnotify.Stopping(m.Log)
-		m.Log.Info().Msg("stopping: draining AGI sessions")
-		drain, cancel := context.WithTimeout(m.abortCtx, time.Duration(cfg.Server.SessionTimeout))
-		c2cStopped := make(chan error, 1)
-		if m.c2cSrv != nil {
-			// No new call is placed while the sessions drain: its events
-			// would find the service gone. A request waiting for its
-			// agent is answered 503, and its call hung up, before the
-			// process exits: Movidesk never gets that call's id.
-			go func() { c2cStopped <- m.stopClickToCall(drain) }()
-		}
-		if serr := m.server.Shutdown(drain); serr != nil {
-			m.Log.Warn().Err(serr).Msg("sessions still running at the drain deadline were closed")
-		}
-		if m.c2cSrv != nil {
-			if cerr := <-c2cStopped; cerr != nil {
-				m.Log.Warn().Err(cerr).Msg("click-to-call requests still running at the drain deadline were closed")
-			}
-		}
-		cancel()
-		<-serveDone
-	case err = <-serveDone:
-		m.serving.Store(false)
-		sdnotify.Stopping(m.Log)
-		err = fmt.Errorf("agi server: %w", err)
-		m.server.Close()
-	}
-	stopWatchdog()
+// closeHTTP closes the click-to-call and admin listeners, once the AGI
+// sessions are over: the admin listener answers while they drain
+// (readiness says 503).
+func (m *Main) closeHTTP() {
 	if m.c2cSrv != nil {
 		// After a failed AGI server, the click-to-call requests end
 		// here, with their calls hung up.
 		grace, cancel := context.WithTimeout(m.abortCtx, closeGrace)
-		if cerr := m.stopClickToCall(grace); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
-			m.Log.Warn().Err(cerr).Msg("click-to-call requests still running were closed")
+		if err := m.stopClickToCall(grace); err != nil && !errors.Is(err, net.ErrClosed) {
+			m.Log.Warn().Err(err).Msg("click-to-call requests still running were closed")
 		}
 		cancel()
 		m.c2cSrv.Close()
-		if cerr := <-c2cDone; cerr != nil && !errors.Is(cerr, http.ErrServerClosed) {
-			m.Log.Warn().Err(cerr).Msg("click-to-call listener")
-		}
 	}
 	if m.adminSrv != nil {
-		// Still answering while the sessions drain: readiness says 503.
 		m.adminSrv.Close()
-		if aerr := <-adminDone; aerr != nil && !errors.Is(aerr, http.ErrServerClosed) {
-			m.Log.Warn().Err(aerr).Msg("admin listener")
-		}
 	}
-	// Handlers closed at the deadline may still be storing their event:
-	// wait for them, bounded, before the store closes.
-	grace, cancel := context.WithTimeout(m.abortCtx, closeGrace)
-	if serr := m.server.Shutdown(grace); serr != nil {
-		m.Log.Error().Err(serr).Msg("AGI handlers still running when the store closes")
-	}
-	cancel()
-	stopSender()
-	<-spoolDone
-	<-samplerDone
-	if serr := <-senderDone; serr != nil && !errors.Is(serr, context.Canceled) {
-		m.Log.Warn().Err(serr).Msg("outbox sender")
-	}
-	if cerr := m.Close(); cerr != nil && err == nil {
-		err = cerr
-	}
-	if err == nil && m.abortCtx.Err() != nil {
-		err = errAborted
-	}
-	m.Log.Info().Msg("movidesk-agi stopped")
-	return err
 }
 
 // Close releases the listeners and the store (its lock), whether or not
