@@ -200,7 +200,18 @@ func (m *Main) Open() error {
 	}
 	m.adminOutbox.Store(m.outbox)
 	m.handlers = calls.New(m.callsConfig(cfg), m.calls, m.outbox, m.Log)
-	m.server = &agi.Server{
+	m.server = m.newAGIServer(cfg, metrics)
+	if cfg.ClickToCall.Listen != "" {
+		if err := m.openClickToCall(cfg); err != nil {
+			return err
+		}
+	}
+	return m.openListeners(cfg, metrics)
+}
+
+// newAGIServer is the AGI server of cfg, serving the handlers.
+func (m *Main) newAGIServer(cfg Config, metrics *admin.Metrics) *agi.Server {
+	return &agi.Server{
 		Handler:               m.handlers.Mux(),
 		MaxSessions:           cfg.Server.MaxSessions,
 		MaxSessionsPerAddress: cfg.Server.MaxSessionsPerAddress,
@@ -213,11 +224,11 @@ func (m *Main) Open() error {
 		TranscriptDir:         cfg.Server.TranscriptDir,
 		Observer:              metrics,
 	}
-	if cfg.ClickToCall.Listen != "" {
-		if err := m.openClickToCall(cfg); err != nil {
-			return err
-		}
-	}
+}
+
+// openListeners opens the AGI and admin listeners, or takes those
+// systemd passed.
+func (m *Main) openListeners(cfg Config, metrics *admin.Metrics) error {
 	want := []sdlisten.Want{{Name: "agi", Addr: cfg.Server.Listen, Setting: "server.listen"}}
 	if cfg.Admin.Listen != "" {
 		want = append(want, sdlisten.Want{Name: "admin", Addr: cfg.Admin.Listen, Setting: "admin.listen"})
