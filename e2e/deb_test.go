@@ -330,13 +330,13 @@ func buildDeb(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "run", "./dist/deb", "-o", t.TempDir())
-	cmd.Dir = ".."
+	cmd := exec.CommandContext(ctx, "go", "run", "./deb", "-o", t.TempDir())
+	cmd.Dir = "../dist"
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go run ./dist/deb: %v\n%s", err, stderr.String())
+		t.Fatalf("go run ./deb (in dist/): %v\n%s", err, stderr.String())
 	}
 	return strings.TrimSpace(string(out))
 }

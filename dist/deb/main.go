@@ -1,7 +1,8 @@
-// Command deb builds the Debian package of movidesk-agi, from the module
-// it runs in:
+// Command deb builds the Debian package of movidesk-agi from the repository
+// it runs in. It is a module of its own (dist/go.mod), so that the packaging
+// libraries stay out of the service's go.mod:
 //
-//	go run ./dist/deb -o DIR [-version VERSION] [-arch GOARCH]
+//	cd dist && go run ./deb -o DIR [-version VERSION] [-arch GOARCH]
 //
 // It builds the binary (static, CGO_ENABLED=0) and writes
 // DIR/movidesk-agi_VERSION_ARCH.deb, printing its path. The version is
@@ -59,7 +60,7 @@ func main() {
 	flag.StringVar(&o.GOARCH, "arch", runtime.GOARCH, "GOARCH to build for")
 	flag.Parse()
 	if o.OutDir == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: go run ./dist/deb -o DIR [-version VERSION] [-arch GOARCH]")
+		fmt.Fprintln(os.Stderr, "usage: go run ./deb -o DIR (in dist/) [-version VERSION] [-arch GOARCH]")
 		os.Exit(2)
 	}
 	path, err := build(o)
@@ -277,7 +278,9 @@ func packageContents(root, bin, copyright, changelog string) (files.Contents, er
 	return c, nil
 }
 
-// moduleRoot is the directory of the main module's go.mod.
+// moduleRoot is the directory of the service's go.mod: the parent of this
+// builder's own module (dist), which keeps the packaging libraries out of
+// the service's module.
 func moduleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -285,9 +288,13 @@ func moduleRoot() (string, error) {
 	}
 	gomod := strings.TrimSpace(string(out))
 	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside the movidesk-agi module: run it from the repository")
+		return "", errors.New("not inside the movidesk-agi repository: run it from its dist folder")
 	}
-	return filepath.Dir(gomod), nil
+	root := filepath.Dir(filepath.Dir(gomod))
+	if _, err := os.Stat(filepath.Join(root, "cmd", name)); err != nil {
+		return "", fmt.Errorf("%s is not the movidesk-agi repository: %w", root, err)
+	}
+	return root, nil
 }
 
 // buildBinary builds cmd/movidesk-agi into bin, stamped with version, and

@@ -6,14 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/BurntSushi/toml"
-
-	"github.com/movidesk-agi/movidesk-agi/calls"
 )
 
 func TestVersionFromDescribe(t *testing.T) {
@@ -106,23 +103,6 @@ func TestCopyrightNamesEachModule(t *testing.T) {
 	}
 	if _, err := copyrightFile([]module{{Path: "example.com/none", Dir: t.TempDir()}}); err == nil {
 		t.Error("a module without a license file was packaged")
-	}
-}
-
-// TestPostinstSpoolHeader: the spool the postinst creates must be one
-// Asterisk's FILE() appends to and the service takes as its own, so its
-// header is the service's, byte for byte.
-func TestPostinstSpoolHeader(t *testing.T) {
-	b, err := os.ReadFile("scripts/postinst")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?m)^spoolheader='([^']*)'$`).FindSubmatch(b)
-	if m == nil {
-		t.Fatal("scripts/postinst sets no spoolheader='...'")
-	}
-	if got, want := string(m[1])+"\n", calls.SpoolHeader; got != want {
-		t.Errorf("postinst's spool header %q, the service's %q", got, want)
 	}
 }
 

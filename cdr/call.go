@@ -1,0 +1,106 @@
+package cdr
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Call is what the rows of one call say together.
+type Call struct {
+	ID string // the rows' CallID: the linkedid
+	// Channel, UniqueID, Context, Src, CLID and DID are the caller's: Party
+	// A of the call's first row (earliest start, then sequence).
+	Channel  string
+	UniqueID string
+	Context  string
+	Src      string
+	CLID     string
+	DID      string
+	Started  time.Time
+	Ended    time.Time // when the last of its rows ended
+	// Answered is when an agent took the call, zero when none did;
+	// AgentChannel is that agent's channel (a Local channel as it is) and
+	// Agent its extension.
+	Answered     time.Time
+	AgentChannel string
+	Agent        string
+	Queue        string // the first queue the caller waited in, "" for none
+	Recording    string // the first recording file a row names
+	Rows         int
+}
+
+// Summarize is what rows, all of one call, say together; ok is false for
+// no rows.
+func Summarize(rows []Record) (c Call, ok bool) {
+	if len(rows) == 0 {
+		return Call{}, false
+	}
+	sorted := slices.Clone(rows)
+	slices.SortStableFunc(sorted, func(a, b Record) int {
+		if c := a.Start.Compare(b.Start); c != 0 {
+			return c
+		}
+		return a.Sequence - b.Sequence
+	})
+	first := sorted[0]
+	c = Call{
+		ID: first.CallID(), Channel: first.Channel, UniqueID: first.UniqueID, Context: first.DContext,
+		Src: first.Src, CLID: first.CLID, DID: first.DID, Started: first.Start, Rows: len(rows),
+	}
+	var took *Record
+	for i := range sorted {
+		r := &sorted[i]
+		if end := r.Finished(); end.After(c.Ended) {
+			c.Ended = end
+		}
+		if c.DID == "" {
+			c.DID = r.DID
+		}
+		if c.Recording == "" {
+			c.Recording = r.RecordingFile
+		}
+		// Only the caller's own paths name who took the call: a Local
+		// channel's second half, or a colleague's leg after a transfer,
+		// is Party A of rows of its own.
+		if r.Channel != c.Channel {
+			continue
+		}
+		if c.Queue == "" {
+			c.Queue = r.QueueName()
+		}
+		if r.TookTheCall() && (took == nil || r.AnsweredAt().Before(took.AnsweredAt())) {
+			took = r
+		}
+	}
+	if took != nil {
+		c.Answered = took.AnsweredAt()
+		if c.Answered.IsZero() {
+			c.Answered = took.Start
+		}
+		c.AgentChannel = took.DstChannel
+		c.Agent = Extension(took.DstChannel)
+	}
+	return c, true
+}
+
+// channelSuffix is the unique part Asterisk appends to a channel's name:
+// "-0000001a" (PJSIP/201-0000001a), or ";1"/";2" after a Local channel's
+// own "-…" (Local/201@from-queue-00000003;1).
+var channelSuffix = regexp.MustCompile(`-[0-9a-f]{8}(;[12])?$`)
+
+// Extension is the endpoint or extension a channel name is of:
+// PJSIP/201-0000001a is 201, Local/201@from-queue-00000003;1 is 201,
+// SIP/trunk-0000000b is trunk.
+func Extension(channel string) string {
+	_, name, ok := strings.Cut(channel, "/")
+	if !ok {
+		return ""
+	}
+	name = channelSuffix.ReplaceAllString(name, "")
+	if ext, _, local := strings.Cut(name, "@"); local {
+		return ext
+	}
+	return name
+}
