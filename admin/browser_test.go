@@ -87,7 +87,7 @@ func scene(t *testing.T, e *env) outbox.Event {
 		case err != nil:
 			r.Status, r.Reason = "ERROR", "HTTP 401 (Movidesk refused the token)"
 		default:
-			r.Status, r.Result = out.Result.Status(), out.Result.String()
+			r.Status, r.Result = calls.Status(out.Result.Status()), out.Result
 			if out.Err != nil {
 				r.Reason = "an earlier event of the call is not delivered yet"
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
@@ -136,31 +137,31 @@ func TestBudgetClockGoingBack(t *testing.T) {
 func TestRecentCalls(t *testing.T) {
 	e := newEnv(t)
 	m := e.server.Metrics()
-	report := func(id, route, source, status, result, reason string) {
+	report := func(id, route, source string, status calls.Status, result callstate.Result, reason string) {
 		m.Event(calls.Report{Route: route, Source: source, Status: status, Result: result, Reason: reason, CallID: id, Channel: "PJSIP/5252-0000002a", At: e.clock.Now()})
 		e.clock.Advance(time.Second)
 	}
 
 	t.Run("WhereEachEventIs", func(t *testing.T) {
-		report("c-sent", "transfer", "agi", "OK", "delivered", "")
-		report("c-dup", "hangup", "spool", "OK", "duplicate", "")
-		report("c-late", "transfer", "spool", "OK", "late", "")
-		report("c-error", "transfer", "agi", "ERROR", "", "no Movidesk queue id for context from-pstn")
+		report("c-sent", "transfer", "agi", "OK", callstate.Delivered, "")
+		report("c-dup", "hangup", "spool", "OK", callstate.Duplicate, "")
+		report("c-late", "transfer", "spool", "OK", callstate.Late, "")
+		report("c-error", "transfer", "agi", "ERROR", 0, "no Movidesk queue id for context from-pstn")
 
 		e.failed(t, "c-failed")
-		report("c-failed", "transfer", "agi", "ERROR", "", "HTTP 401")
+		report("c-failed", "transfer", "agi", "ERROR", 0, "HTTP 401")
 		failedEv := e.listed(t, "c-failed")
 		m.Attempted(failedEv, errors.New(failedEv.LastError))
 
 		e.queued(t, "c-queued")
-		report("c-queued", "transfer", "agi", "QUEUED", "queued", "HTTP 500")
+		report("c-queued", "transfer", "agi", "QUEUED", callstate.Queued, "HTTP 500")
 		queuedEv := e.listed(t, "c-queued")
 		m.Attempted(queuedEv, errors.New(queuedEv.LastError))
 
 		// Both queued ones are then delivered by the background sender,
 		// which tells the observer.
 		e.queued(t, "c-later")
-		report("c-later", "transfer", "agi", "QUEUED", "queued", "HTTP 500")
+		report("c-later", "transfer", "agi", "QUEUED", callstate.Queued, "HTTP 500")
 		laterEv := e.listed(t, "c-later")
 		for _, seq := range []uint64{queuedEv.Seq, laterEv.Seq} {
 			if _, _, err := e.outbox.Retry(seq); err != nil { // due now, not after its backoff
@@ -179,7 +180,7 @@ func TestRecentCalls(t *testing.T) {
 			m.Attempted(ev, nil)
 		}
 		e.queued(t, "c-queued-2")
-		report("c-queued-2", "hangup", "agi", "QUEUED", "queued", "HTTP 500")
+		report("c-queued-2", "hangup", "agi", "QUEUED", callstate.Queued, "HTTP 500")
 
 		st := e.status(t)
 		where := map[string]string{}
@@ -226,7 +227,7 @@ func TestRecentCalls(t *testing.T) {
 
 	t.Run("DroppedIsGone", func(t *testing.T) {
 		seq := e.queued(t, "c-dropped")
-		report("c-dropped", "transfer", "agi", "QUEUED", "queued", "HTTP 500")
+		report("c-dropped", "transfer", "agi", "QUEUED", callstate.Queued, "HTTP 500")
 		ev := e.listed(t, "c-dropped")
 		m.Attempted(ev, errors.New(ev.LastError))
 		if _, err := e.client().Drop(t.Context(), seq); err != nil {
@@ -240,10 +241,10 @@ func TestRecentCalls(t *testing.T) {
 
 	t.Run("Bounded", func(t *testing.T) {
 		for i := range 60 {
-			report(fmt.Sprint("bulk-", i), "hangup", "agi", "OK", "delivered", "")
+			report(fmt.Sprint("bulk-", i), "hangup", "agi", "OK", callstate.Delivered, "")
 		}
 		for range 30 {
-			report("bulk-59", "link", "agi", "OK", "delivered", "")
+			report("bulk-59", "link", "agi", "OK", callstate.Delivered, "")
 		}
 		st := e.status(t)
 		if len(st.Calls) != 50 || st.Calls[0].CallID != "bulk-59" || st.Calls[49].CallID != "bulk-10" {

@@ -36,16 +36,16 @@ var (
 	refusedCauses = []string{agi.RefusedAllowList, agi.RefusedMaxSessions, agi.RefusedPerAddress, agi.RefusedShuttingDown}
 	endpoints     = []string{movidesk.EndpointTransferred, movidesk.EndpointCompleted, movidesk.EndpointCanceled, movidesk.EndpointLink}
 	routes        = []string{"transfer", "complete", "abandon", "hangup", "link"}
-	statuses      = []string{"OK", "QUEUED", "ERROR", calls.StatusUnavailable}
+	statuses      = []calls.Status{calls.StatusOK, calls.StatusQueued, calls.StatusError, calls.StatusUnavailable}
 	c2cResults    = []string{"placed", "refused_auth", "refused_network", "refused_source", "refused_destination",
 		"refused_limit", "refused_backoff", "bad_request", "agent_no_answer", "pbx_error", "canceled", "stopping", "error"}
 )
 
 const other = "other"
 
-func bounded(v string, set []string) string {
+func bounded[T ~string](v T, set []T) string {
 	if slices.Contains(set, v) {
-		return v
+		return string(v)
 	}
 	return other
 }
@@ -150,7 +150,7 @@ func newMetrics(ob Outbox, version string, accounts func() []AccountRate, now fu
 	}
 	for _, r := range routes {
 		for _, s := range statuses {
-			m.sessions.WithLabelValues(r, s)
+			m.sessions.WithLabelValues(r, string(s))
 		}
 	}
 	for _, r := range []string{"imported", "skipped"} {

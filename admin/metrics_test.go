@@ -9,6 +9,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/clicktocall"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
@@ -61,9 +62,9 @@ func TestMetrics(t *testing.T) {
 	m.Limited("default", true)
 	m.Limited("default", false)
 	m.Limited("default", false)
-	m.Event(calls.Report{Route: "transfer", Source: "agi", Status: "OK", Result: "delivered", CallID: hostileID})
-	m.Event(calls.Report{Route: "hangup", Source: "agi", Status: "QUEUED", Result: "queued", CallID: hostileID})
-	m.Event(calls.Report{Route: "hangup", Source: "spool", Status: "OK", Result: "duplicate", CallID: hostileID})
+	m.Event(calls.Report{Route: "transfer", Source: "agi", Status: "OK", Result: callstate.Delivered, CallID: hostileID})
+	m.Event(calls.Report{Route: "hangup", Source: "agi", Status: "QUEUED", Result: callstate.Queued, CallID: hostileID})
+	m.Event(calls.Report{Route: "hangup", Source: "spool", Status: "OK", Result: callstate.Duplicate, CallID: hostileID})
 	m.Event(calls.Report{Route: "frobnicate", Source: "agi", Status: "ERROR", CallID: hostileID})
 	m.SpoolLines(3, 1)
 	m.SpoolLines(2, 0)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
@@ -31,8 +32,16 @@ type recentCall struct {
 	id       string
 	account  string
 	updated  time.Time
-	events   []CallEvent
+	events   []recentEvent
 	requests []CallRequest // by the outbox's sequence, as attempted
+}
+
+// recentEvent is a call event as kept: as the API shows it, and what the
+// route got, typed, to tell where it is.
+type recentEvent struct {
+	CallEvent
+	status calls.Status
+	result callstate.Result
 }
 
 // recentCalls are the last calls, the most recently updated first.
@@ -69,10 +78,14 @@ func (rc *recentCalls) event(r calls.Report, now time.Time) {
 	if at.IsZero() {
 		at = now
 	}
-	c.events = append(c.events, CallEvent{
+	ev := CallEvent{
 		At: at, Route: r.Route, Source: r.Source, Channel: r.Channel,
-		Status: r.Status, Result: r.Result, Reason: r.Reason,
-	})
+		Status: string(r.Status), Reason: r.Reason,
+	}
+	if r.Result != 0 {
+		ev.Result = r.Result.String()
+	}
+	c.events = append(c.events, recentEvent{ev, r.Status, r.Result})
 	if n := len(c.events); n > maxCallEvents {
 		c.events = slices.Delete(c.events, 0, n-maxCallEvents)
 	}
@@ -127,7 +140,7 @@ func (rc *recentCalls) snapshot(stored []outbox.Event) []Call {
 			CallID:   c.id,
 			Account:  c.account,
 			Updated:  c.updated,
-			Events:   slices.Clone(c.events),
+			Events:   make([]CallEvent, len(c.events)),
 			Requests: make([]CallRequest, 0, len(c.requests)),
 		}
 		inStore := map[uint64]outbox.Event{}
@@ -159,9 +172,10 @@ func (rc *recentCalls) snapshot(stored []outbox.Event) []Call {
 			}
 			return 0
 		})
-		call.State = callState(&call)
-		for i := range call.Events {
-			call.Events[i].Where = eventWhere(call.Events[i], &call)
+		call.State = callState(&call, c.events)
+		for i, e := range c.events {
+			call.Events[i] = e.CallEvent
+			call.Events[i].Where = eventWhere(e, &call)
 		}
 		out = append(out, call)
 	}
@@ -180,9 +194,9 @@ func storedRequest(ev outbox.Event, at time.Time) CallRequest {
 }
 
 // callState sums up a call: failed when one of its requests is, queued
-// when one waits, error when its last route run could not make a request,
-// done otherwise.
-func callState(c *Call) string {
+// when one waits, error when its last route run (of events) could not make
+// a request, done otherwise.
+func callState(c *Call, events []recentEvent) string {
 	queued := false
 	for _, r := range c.Requests {
 		switch r.State {
@@ -195,7 +209,7 @@ func callState(c *Call) string {
 	if queued {
 		return WhereQueued
 	}
-	if n := len(c.Events); n > 0 && (c.Events[n-1].Status == "ERROR" || c.Events[n-1].Status == calls.StatusUnavailable) {
+	if n := len(events); n > 0 && (events[n-1].status == calls.StatusError || events[n-1].status == calls.StatusUnavailable) {
 		return WhereError
 	}
 	return "done"
@@ -203,15 +217,15 @@ func callState(c *Call) string {
 
 // eventWhere says where a call event is: what the route got, and for a
 // queued one, where its call's requests are now.
-func eventWhere(e CallEvent, c *Call) string {
+func eventWhere(e recentEvent, c *Call) string {
 	switch {
-	case e.Status == "ERROR", e.Status == calls.StatusUnavailable:
+	case e.status == calls.StatusError, e.status == calls.StatusUnavailable:
 		return WhereError
-	case e.Result == "duplicate":
+	case e.result == callstate.Duplicate:
 		return WhereDuplicate
-	case e.Result == "late":
+	case e.result == callstate.Late:
 		return WhereLate
-	case e.Result == "delivered":
+	case e.result == callstate.Delivered:
 		return WhereSent
 	}
 	// Queued: the requests it made are not told apart from the call's

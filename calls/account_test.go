@@ -2,7 +2,6 @@ package calls_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"text/template"
@@ -13,10 +12,10 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/callstate/memstore"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
-	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
 const acmeToken = "0a1b2c3d-acme-4e5f-8a9b-tokensecret02"
@@ -38,14 +37,10 @@ func newAccountsRig(t *testing.T, now func() time.Time, mod ...func(*calls.Confi
 	}
 	logs := &testutil.LogBuffer{}
 	log := zerolog.New(logs)
-	ob, err := outbox.Open(outbox.Options{
-		Path: filepath.Join(t.TempDir(), "outbox.db"), RatePerMinute: 1000, Log: log,
-		Accounts: []outbox.Account{{Name: "acme", Sender: acmeClient, RatePerMinute: 1000}},
-	}, client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ob.Close() })
+	clients := map[string]*movidesk.Client{calls.DefaultAccount: client, "acme": acmeClient}
+	mem := &memstore.Store{Send: func(ctx context.Context, account string, r movidesk.Request) error {
+		return clients[account].Send(ctx, r)
+	}}
 	cfg := calls.Config{
 		DefaultQueueID: 1,
 		Queues:         map[string]int{"support": 7},
@@ -60,7 +55,7 @@ func newAccountsRig(t *testing.T, now func() time.Time, mod ...func(*calls.Confi
 	for _, f := range mod {
 		f(&cfg)
 	}
-	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, callstate.New(ob, callstate.Options{Now: cfg.Now}), ob, log), logs: logs}
+	r := &rig{t: t, movidesk: fake, store: mem, mem: mem, handlers: calls.New(cfg, callstate.New(mem, callstate.Options{Now: cfg.Now}), log), logs: logs}
 	t.Cleanup(func() {
 		if s := logs.String(); strings.Contains(s, token) || strings.Contains(s, acmeToken) {
 			t.Error("a token appears in the logs")
@@ -145,18 +140,9 @@ func TestAccountsOfSpooledLines(t *testing.T) {
 	if n := r.importSpool(path); n != 3 {
 		t.Fatalf("imported %d events, want 3", n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- r.outbox.Run(ctx) }()
-	if _, err := acme.WaitAccepted(ctx, 2); err != nil {
-		t.Fatalf("acme's Movidesk accepted %v: %v", acceptedBy(acme), err)
+	if err := r.mem.Deliver(t.Context()); err != nil {
+		t.Fatalf("deliver: %v", err)
 	}
-	if _, err := r.movidesk.WaitAccepted(ctx, 1); err != nil {
-		t.Fatalf("the default Movidesk accepted %v: %v", r.accepted(), err)
-	}
-	cancel()
-	testutil.Receive(t, done, "the outbox's Run to return")
 	want := func(id string) string {
 		return "GET asterisk_startCanceledCall?" + q("callDate", callDate, "canceledDate", "2026-11-24T13:00:40",
 			"clientNumber", "+55 47 3399-0777", "id", id, "queueId", "41")

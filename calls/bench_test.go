@@ -1,7 +1,7 @@
 package calls_test
 
 import (
-	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -15,6 +15,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
@@ -51,7 +52,7 @@ func benchTransfer(b *testing.B, down bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		current.Store(calls.New(calls.Config{DefaultQueueID: 1, Timeout: time.Second}, callstate.New(ob, callstate.Options{}), ob, zerolog.Nop()).Mux())
+		current.Store(calls.New(calls.Config{DefaultQueueID: 1, Timeout: time.Second}, callstate.New(ob, callstate.Options{}), zerolog.Nop()).Mux())
 	}
 	reopen()
 	defer func() { ob.Close() }()
@@ -84,31 +85,25 @@ func benchTransfer(b *testing.B, down bool) {
 // oneTransfer plays Asterisk for one transfer of a new call and returns the
 // MOVIDESK_STATUS it was given.
 func oneTransfer(b *testing.B, addr string, i int) string {
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
 	id := fmt.Sprintf("1795524751.%d", i)
-	fmt.Fprintf(conn, "agi_network: yes\nagi_network_script: transfer\nagi_channel: PJSIP/loop-00000001\nagi_uniqueid: %s\nagi_callerid: 4733990777\nagi_context: from-trunk\nagi_arg_1: branch=5252\n\n", id)
-	r := bufio.NewReader(conn)
+	env := testutil.AGIEnv{Script: "transfer", Channel: "PJSIP/loop-00000001", UniqueID: id,
+		CallerID: "4733990777", Context: "from-trunk", Args: []string{"branch=5252"}}
 	status := ""
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return status
-		}
-		reply := "200 result=1"
+	_, err := testutil.AGICall(addr, env, func(line string) string {
 		switch {
 		case strings.Contains(line, "CHANNEL(linkedid)"):
-			reply = "200 result=1 (" + id + ")"
+			return "200 result=1 (" + id + ")"
 		case strings.Contains(line, "CDR(start,u)"):
-			reply = "200 result=1 (1795524751.608969)"
+			return "200 result=1 (1795524751.608969)"
 		case strings.HasPrefix(line, "GET VARIABLE"):
-			reply = "200 result=0"
+			return "200 result=0"
 		case strings.HasPrefix(line, `SET VARIABLE "MOVIDESK_STATUS"`):
 			status = strings.Trim(strings.TrimSpace(strings.TrimPrefix(line, `SET VARIABLE "MOVIDESK_STATUS"`)), `"`)
 		}
-		fmt.Fprintf(conn, "%s\n", reply)
+		return "200 result=1"
+	})
+	if opErr := (*net.OpError)(nil); errors.As(err, &opErr) && opErr.Op == "dial" {
+		b.Fatal(err)
 	}
+	return status
 }

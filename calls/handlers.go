@@ -19,7 +19,6 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
-	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
 // Config is what the handlers take from the service's configuration. The
@@ -55,30 +54,34 @@ type Config struct {
 }
 
 // DefaultAccount is the default account's name when Config.Account gives
-// none, as the outbox's.
-const DefaultAccount = outbox.DefaultAccount
-
-// Store is where the fallback spool's importer stores its lines, with its
-// position, many a transaction; *outbox.Outbox in the service.
-type Store interface {
-	Update(fn func(outbox.ImportTx) error) error
-	Mark(key string) ([]byte, error)
-}
-
-var _ Store = (*outbox.Outbox)(nil)
+// none, as the call state's.
+const DefaultAccount = callstate.DefaultAccount
 
 // Channel variables the handlers set for the dialplan.
 const (
-	StatusVar = "MOVIDESK_STATUS" // OK, QUEUED or ERROR; empty when not stored
+	StatusVar = "MOVIDESK_STATUS" // a Status; empty when not stored
 	ErrorVar  = "MOVIDESK_ERROR"  // a short reason; empty when OK
 )
 
-// StatusUnavailable is the outcome of an event the store could not take
-// (a database down, a disk full): nothing was acknowledged, and the
-// dialplan is told so by an empty MOVIDESK_STATUS, as when the service
-// cannot be reached, so that its fallback spools the event; MOVIDESK_ERROR
-// says why. Logs and metrics name it.
-const StatusUnavailable = "UNAVAILABLE"
+// Status is the outcome of a route run, as MOVIDESK_STATUS tells the
+// dialplan, and as logs, metrics and the status page name it.
+type Status string
+
+const (
+	// StatusOK: Movidesk has the event, or needs nothing of it.
+	StatusOK Status = "OK"
+	// StatusQueued: stored; the background sender delivers it later.
+	StatusQueued Status = "QUEUED"
+	// StatusError: the event can never succeed as it is (bad input, or
+	// refused by Movidesk for good); the call goes on.
+	StatusError Status = "ERROR"
+	// StatusUnavailable is the outcome of an event the store could not
+	// take (a database down, a disk full): nothing was acknowledged, and
+	// the dialplan is told so by an empty MOVIDESK_STATUS, as when the
+	// service cannot be reached, so that its fallback spools the event;
+	// MOVIDESK_ERROR says why. Logs and metrics name it.
+	StatusUnavailable Status = "UNAVAILABLE"
+)
 
 // storeError is the store failing to take an event: not the event's fault,
 // and nothing was stored.
@@ -92,7 +95,7 @@ func (e *storeError) Unwrap() error { return e.err }
 // store's unless it is the event's own (bad input, refused by Movidesk
 // for good, or its call's record damaged: retrying cannot help).
 func fromStore(err error) error {
-	if err == nil || isInput(err) || isPermanent(err) || errors.Is(err, outbox.ErrUndecodable) {
+	if err == nil || isInput(err) || isPermanent(err) || errors.Is(err, callstate.ErrUndecodable) {
 		return err
 	}
 	return &storeError{err}
@@ -108,20 +111,18 @@ type Handlers struct {
 	// session or a spool pass reads it once and keeps what it read.
 	cfg    atomic.Pointer[Config]
 	calls  *callstate.Machine
-	store  Store
 	log    zerolog.Logger
 	routes map[string]routeFunc // AGI script name -> handler, for AGI and the spool alike
 	spool  spoolFollower
 }
 
-// New returns the handlers, which record call events through m and
-// import the fallback spool into store (the one m runs on); Mux routes AGI
-// scripts to them.
-func New(cfg Config, m *callstate.Machine, store Store, log zerolog.Logger) *Handlers {
+// New returns the handlers, which record call events through m, live ones
+// and the fallback spool's alike; Mux routes AGI scripts to them.
+func New(cfg Config, m *callstate.Machine, log zerolog.Logger) *Handlers {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handlers{calls: m, store: store, log: log}
+	h := &Handlers{calls: m, log: log}
 	h.cfg.Store(normalize(cfg))
 	h.routes = map[string]routeFunc{
 		"transfer": h.transfer,
@@ -205,14 +206,14 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 		ctx, cancel := context.WithDeadline(s.HangupContext(), start.Add(cfg.Timeout))
 		o := h.run(ctx, route, fn, c)
 		cancel()
-		var still *outbox.StillTryingError
-		if o.status == "QUEUED" && s.Hungup() && (errors.As(o.ev.out.Err, &still) || errors.Is(o.ev.out.Err, context.Canceled)) {
+		var still *callstate.StillTryingError
+		if o.status == StatusQueued && s.Hungup() && (errors.As(o.ev.out.Err, &still) || errors.Is(o.ev.out.Err, context.Canceled)) {
 			o.reason = "caller hung up before Movidesk answered; sent in the background"
 		}
 		// Setting the variables may fail on a vanished peer; the event is
 		// already stored, so that only goes to the log.
-		status := o.status
-		if status == StatusUnavailable {
+		status := string(o.status)
+		if o.status == StatusUnavailable {
 			status = "" // the dialplan's fallback spools it
 		}
 		setErr := s.SetVariable(StatusVar, status)
@@ -244,8 +245,8 @@ func report(cfg *Config, o outcome, source string) {
 	if o.c.acct != nil {
 		r.Account = o.c.acct.Name
 	}
-	if o.status != "ERROR" && o.ev.out.Result != 0 {
-		r.Result = o.ev.out.Result.String()
+	if o.status != StatusError {
+		r.Result = o.ev.out.Result
 	}
 	cfg.Observer.Event(r)
 }
@@ -268,22 +269,22 @@ type outcome struct {
 	c      *channel
 	ev     *event
 	err    error
-	status string // OK, QUEUED, ERROR or StatusUnavailable
+	status Status
 	reason string // short, for MOVIDESK_ERROR
 	quiet  bool   // QUEUED is the expected outcome (an imported event): info, not warn
 }
 
 func (h *Handlers) run(ctx context.Context, route string, fn routeFunc, c *channel) outcome {
-	o := outcome{route: route, c: c, ev: &event{}, status: "OK"}
+	o := outcome{route: route, c: c, ev: &event{}, status: StatusOK}
 	o.err = fn(ctx, c, o.ev)
 	var se *storeError
 	switch {
 	case errors.As(o.err, &se):
 		o.status, o.reason = StatusUnavailable, shortReason(o.err)
 	case o.err != nil:
-		o.status, o.reason = "ERROR", shortReason(o.err)
+		o.status, o.reason = StatusError, shortReason(o.err)
 	case o.ev.out.Result == callstate.Queued:
-		o.status = "QUEUED"
+		o.status = StatusQueued
 		if o.ev.out.Err != nil {
 			o.reason = shortReason(o.ev.out.Err)
 		}
@@ -296,15 +297,15 @@ func (h *Handlers) run(ctx context.Context, route string, fn routeFunc, c *chann
 func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event)) {
 	var le *zerolog.Event
 	switch {
-	case o.status == StatusUnavailable, o.status == "ERROR" && !isInput(o.err) && !isPermanent(o.err):
+	case o.status == StatusUnavailable, o.status == StatusError && !isInput(o.err) && !isPermanent(o.err):
 		le = h.log.Error()
-	case o.status == "ERROR", o.status == "QUEUED" && !o.quiet, o.ev.out.Result == callstate.Late, o.ev.warning != "":
+	case o.status == StatusError, o.status == StatusQueued && !o.quiet, o.ev.out.Result == callstate.Late, o.ev.warning != "":
 		le = h.log.Warn()
 	default:
 		le = h.log.Info()
 	}
 	le = le.Str("route", o.route).Str("call_id", o.ev.id).Str("channel", o.c.name).
-		Str("uniqueid", o.c.uniqueID).Str("status", o.status)
+		Str("uniqueid", o.c.uniqueID).Str("status", string(o.status))
 	if o.c.acct != nil {
 		le = le.Str("account", o.c.acct.Name)
 	}
@@ -354,7 +355,7 @@ func shortReason(err error) string {
 		te *movidesk.TransportError
 		ue *url.Error
 	)
-	var still *outbox.StillTryingError
+	var still *callstate.StillTryingError
 	switch {
 	case errors.As(err, &still) && errors.Is(still.Cause, context.DeadlineExceeded):
 		return fmt.Sprintf("movidesk %s: no answer in time", still.Endpoint)

@@ -1,6 +1,7 @@
 package calls_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/agi/agitest"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/callstate/memstore"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
@@ -27,17 +29,35 @@ const token = "5e0f6a7b-1c2d-4e3f-8a9b-tokensecret01"
 // now is when every AGI in these tests runs.
 var now = time.Date(2026, 11, 24, 12, 55, 0, 0, time.UTC)
 
-// rig is the service without its network listener: handlers, a real outbox
-// file and a fake Movidesk behind a real client.
+// rig is the service without its network listener: the handlers, the call
+// state's store and a fake Movidesk behind a real client. The store is in
+// memory (newRig), or a real outbox file (newOutboxRig) for the tests of
+// what the outbox adds: its background sender, its failed events, its
+// waiting for Movidesk and for a call's earlier events.
 type rig struct {
 	t        *testing.T
 	movidesk *movidesktest.Server
-	outbox   *outbox.Outbox
+	store    callstate.Store
+	mem      *memstore.Store // newRig's
+	outbox   *outbox.Outbox  // newOutboxRig's
 	handlers *calls.Handlers
 	logs     *testutil.LogBuffer
 }
 
+// newRig is a rig over a store in memory, whose Submit attempts what it
+// queued at once and whose imported events wait for delivers.
 func newRig(t *testing.T, mod func(*calls.Config)) *rig {
+	t.Helper()
+	return buildRig(t, false, mod)
+}
+
+// newOutboxRig is a rig over a real outbox file.
+func newOutboxRig(t *testing.T, mod func(*calls.Config)) *rig {
+	t.Helper()
+	return buildRig(t, true, mod)
+}
+
+func buildRig(t *testing.T, withOutbox bool, mod func(*calls.Config)) *rig {
 	t.Helper()
 	fake := movidesktest.NewServer(t, token)
 	client, err := movidesk.NewClient(fake.URL, token, movidesk.WithTimeout(2*time.Second))
@@ -46,11 +66,18 @@ func newRig(t *testing.T, mod func(*calls.Config)) *rig {
 	}
 	logs := &testutil.LogBuffer{}
 	log := zerolog.New(logs)
-	ob, err := outbox.Open(outbox.Options{Path: filepath.Join(t.TempDir(), "outbox.db"), RatePerMinute: 1000, Log: log}, client)
-	if err != nil {
-		t.Fatal(err)
+	r := &rig{t: t, movidesk: fake, logs: logs}
+	if withOutbox {
+		ob, err := outbox.Open(outbox.Options{Path: filepath.Join(t.TempDir(), "outbox.db"), RatePerMinute: 1000, Log: log}, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ob.Close() })
+		r.store, r.outbox = ob, ob
+	} else {
+		r.mem = &memstore.Store{Send: func(ctx context.Context, _ string, req movidesk.Request) error { return client.Send(ctx, req) }}
+		r.store = r.mem
 	}
-	t.Cleanup(func() { ob.Close() })
 	cfg := calls.Config{
 		DefaultQueueID: 1,
 		Queues:         map[string]int{"support": 7, "from-agents": 9},
@@ -60,7 +87,7 @@ func newRig(t *testing.T, mod func(*calls.Config)) *rig {
 	if mod != nil {
 		mod(&cfg)
 	}
-	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, callstate.New(ob, callstate.Options{Now: cfg.Now}), ob, log), logs: logs}
+	r.handlers = calls.New(cfg, callstate.New(r.store, callstate.Options{Now: cfg.Now}), log)
 	t.Cleanup(func() {
 		if strings.Contains(logs.String(), token) {
 			t.Error("the token appears in the logs")
@@ -467,7 +494,7 @@ func TestBadInputIsReportedAndNothingIsSent(t *testing.T) {
 }
 
 func TestMovideskDownQueuesTheEvent(t *testing.T) {
-	r := newRig(t, nil)
+	r := newOutboxRig(t, nil)
 	r.movidesk.SetDown(true)
 	r.replay(env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "queue=4") +
 		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
@@ -480,7 +507,7 @@ func TestMovideskDownQueuesTheEvent(t *testing.T) {
 }
 
 func TestMovideskRefusalIsAnErrorAndKeptAsFailed(t *testing.T) {
-	r := newRig(t, nil)
+	r := newOutboxRig(t, nil)
 	r.movidesk.SetStatus(http.StatusUnauthorized)
 	r.replay(env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "queue=4") +
 		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
@@ -492,7 +519,7 @@ func TestMovideskRefusalIsAnErrorAndKeptAsFailed(t *testing.T) {
 }
 
 func TestSlowMovideskQueuesWithinTheTimeout(t *testing.T) {
-	r := newRig(t, func(c *calls.Config) { c.Timeout = 200 * time.Millisecond })
+	r := newOutboxRig(t, func(c *calls.Config) { c.Timeout = 200 * time.Millisecond })
 	r.movidesk.SetLatency(time.Minute)
 	r.replay(env("abandon", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "queue=4") +
 		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
@@ -503,12 +530,12 @@ func TestCallerHangsUpDuringTheSession(t *testing.T) {
 	// Asterisk writes HANGUP before the next reply; the channel is dead but
 	// still answers GET and SET VARIABLE. The session ends without waiting
 	// for Movidesk, and the stored event is sent in the background.
-	r := newRig(t, nil)
+	r := newOutboxRig(t, nil)
 	r.replay(env("hangup", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk") +
 		get("CHANNEL(linkedid)", "HANGUP\n< 200 result=1 ("+linked+")") +
 		get("QUEUENAME", "200 result=1 (support)") +
 		status("QUEUED", "caller hung up before Movidesk answered; sent in the background"))
-	r.outboxDelivers(1)
+	r.delivers(1)
 	r.wantAccepted("GET asterisk_startCanceledCall?" + q("callDate", callDate, "canceledDate", nowDate, "clientNumber", "4733990777",
 		"id", linked, "queueId", "7"))
 	if !strings.Contains(r.logs.String(), `"hungup":true`) {

@@ -1,6 +1,10 @@
 package calls
 
-import "time"
+import (
+	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/callstate"
+)
 
 // Observer is told of each call event the routes and the spool import
 // handle, for metrics and the status page. Its methods must not block.
@@ -17,11 +21,13 @@ type Observer interface {
 
 // Report is one call event as the handlers saw it.
 type Report struct {
-	Route   string // transfer, complete, abandon, link, hangup
-	Source  string // "agi" or "spool"
-	Status  string // OK, QUEUED or ERROR, as set in MOVIDESK_STATUS
-	Reason  string // MOVIDESK_ERROR, empty when OK
-	Result  string // what the call state made of it: delivered, queued, duplicate, late; empty on ERROR
+	Route  string // transfer, complete, abandon, link, hangup
+	Source string // "agi" or "spool"
+	Status Status // as set in MOVIDESK_STATUS (StatusUnavailable: left empty)
+	Reason string // MOVIDESK_ERROR, empty when OK
+	// Result is what the call state made of the event: delivered, queued,
+	// duplicate, late, made call; zero on StatusError.
+	Result  callstate.Result
 	CallID  string // the base call id (with calls.id_prefix)
 	Account string // the Movidesk account, empty when the event had none (bad input)
 	Channel string

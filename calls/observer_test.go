@@ -12,6 +12,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/agi/agitest"
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
@@ -75,14 +76,14 @@ func TestObserverIsToldOfEveryAGIRun(t *testing.T) {
 	events, lines := obs.all()
 	at := now.UTC()
 	want := []calls.Report{
-		{Route: "transfer", Source: "agi", Status: "OK", Result: "delivered", CallID: linked, Account: "default", Channel: loop, At: at},
-		{Route: "transfer", Source: "agi", Status: "OK", Result: "duplicate", CallID: linked, Account: "default", Channel: loop, At: at},
-		{Route: "hangup", Source: "agi", Status: "OK", Result: "delivered", CallID: linked, Account: "default", Channel: loop, At: at},
-		{Route: "transfer", Source: "agi", Status: "OK", Result: "late", CallID: linked, Account: "default", Channel: loop, At: at},
+		{Route: "transfer", Source: "agi", Status: "OK", Result: callstate.Delivered, CallID: linked, Account: "default", Channel: loop, At: at},
+		{Route: "transfer", Source: "agi", Status: "OK", Result: callstate.Duplicate, CallID: linked, Account: "default", Channel: loop, At: at},
+		{Route: "hangup", Source: "agi", Status: "OK", Result: callstate.Delivered, CallID: linked, Account: "default", Channel: loop, At: at},
+		{Route: "transfer", Source: "agi", Status: "OK", Result: callstate.Late, CallID: linked, Account: "default", Channel: loop, At: at},
 		{Route: "transfer", Source: "agi", Status: "ERROR", Reason: `queue="abc" is not a Movidesk queue id (a positive integer)`,
 			CallID: linked, Account: "default", Channel: loop, At: at},
 		{Route: "abandon", Source: "agi", Status: "QUEUED", Reason: "movidesk asterisk_startCanceledCall: connection closed without an answer",
-			Result: "queued", CallID: "2", Account: "default", Channel: loop, At: at},
+			Result: callstate.Queued, CallID: "2", Account: "default", Channel: loop, At: at},
 	}
 	if diff := cmp.Diff(want, events); diff != "" {
 		t.Errorf("reports (-want +got):\n%s", diff)
@@ -111,11 +112,11 @@ func TestObserverIsToldOfEverySpoolLine(t *testing.T) {
 	}
 	events, lines := obs.all()
 	want := []calls.Report{
-		{Route: "transfer", Source: "spool", Status: "QUEUED", Result: "queued", CallID: linked, Account: "default", Channel: loop,
+		{Route: "transfer", Source: "spool", Status: "QUEUED", Result: callstate.Queued, CallID: linked, Account: "default", Channel: loop,
 			At: time.Unix(1795525240, 0).UTC()},
-		{Route: "transfer", Source: "spool", Status: "OK", Result: "duplicate", CallID: linked, Account: "default", Channel: loop,
+		{Route: "transfer", Source: "spool", Status: "OK", Result: callstate.Duplicate, CallID: linked, Account: "default", Channel: loop,
 			At: time.Unix(1795525240, 0).UTC()},
-		{Route: "hangup", Source: "spool", Status: "QUEUED", Result: "queued", CallID: linked, Account: "default", Channel: loop,
+		{Route: "hangup", Source: "spool", Status: "QUEUED", Result: callstate.Queued, CallID: linked, Account: "default", Channel: loop,
 			At: time.Unix(1795525500, 0).UTC()},
 	}
 	if diff := cmp.Diff(want, events); diff != "" {
@@ -174,7 +175,7 @@ func TestReconfigureAppliesToTheNextSpoolPass(t *testing.T) {
 	}
 	appendSpool(t, path, line("second"))
 	r.importSpool(path)
-	r.outboxDelivers(2)
+	r.delivers(2)
 	canceled := func(id, queueID string) string {
 		return "GET asterisk_startCanceledCall?" + q("callDate", callDate, "canceledDate", "2026-11-24T13:00:40",
 			"clientNumber", "+55 47 3399-0777", "id", id, "queueId", queueID)

@@ -53,7 +53,7 @@ func TestRecordedSessions(t *testing.T) {
 			return fi < fj
 		})
 		t.Run(scenario, func(t *testing.T) {
-			r := newRig(t, func(c *calls.Config) {
+			r := newOutboxRig(t, func(c *calls.Config) {
 				c.DefaultQueueID = 1
 				c.Queues = map[string]int{"support": 7}
 				c.RecordingLink = template.Must(template.New("").Parse("https://rec.example.com/{{.LinkedID}}.wav"))

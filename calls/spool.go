@@ -20,14 +20,13 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/follow"
-	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
 // The fallback spool is where the dialplan writes an event when it could
 // not reach this service, one line per event, with Asterisk's
 // FILE(path,,,al). The service imports each line once: the position reached
-// is stored in the outbox in the same transaction as the events the lines
-// produced, and every event has an identity (callstate.Event.Key), so that
+// is stored with the events the lines produced, in the same transaction of
+// the call state machine (callstate.Machine.Import), and every event has an identity (callstate.Event.Key), so that
 // a line read twice, or an event that also arrived by AGI, is a duplicate.
 //
 // A line is
@@ -256,11 +255,11 @@ func (h *Handlers) spoolKey(path string) string {
 // store without one under the host name yet, the one under the path alone
 // (a file's, copied by migrate) is where to go on from.
 func (h *Handlers) spoolMark(path string) ([]byte, error) {
-	b, err := h.store.Mark(h.spoolKey(path))
+	b, err := h.calls.Mark(h.spoolKey(path))
 	if err != nil || b != nil || h.config().SpoolHost == "" {
 		return b, err
 	}
-	return h.store.Mark("spool:" + path)
+	return h.calls.Mark("spool:" + path)
 }
 
 // storedPos is the stored position of the spool at path, zero when there
@@ -333,7 +332,7 @@ type spooled struct {
 // observer.
 func (h *Handlers) importBatch(ctx context.Context, cfg *Config, path string, lines []follow.Line, overlong int, key string, next follow.Position) (int, error) {
 	// Parsed, and bad lines logged, once: the transaction below may run
-	// twice (see outbox's committer).
+	// twice (see callstate.Store.Update).
 	type parsed struct {
 		route string
 		c     *channel
@@ -354,27 +353,17 @@ func (h *Handlers) importBatch(ctx context.Context, cfg *Config, path string, li
 	}
 	var done []spooled
 	stored := 0
-	err := h.store.Update(func(tx outbox.ImportTx) error {
+	err := h.calls.Import(func(b *callstate.Batch) error {
 		done, stored = done[:0], 0
 		for _, p := range good {
 			start := time.Now()
 			route, c := p.route, p.c
-			var storeErr error
-			c.record = func(_ context.Context, ev callstate.Event) (callstate.Outcome, error) {
-				d, err := callstate.Apply(tx, ev, cfg.Now())
-				if err != nil && !isPermanent(err) && !isInput(err) && !errors.Is(err, outbox.ErrUndecodable) {
-					storeErr = err // the store's: the batch waits for it
-				}
-				return callstate.Outcome{Result: d.Result, Sent: d.Sent}, err
-			}
-			c.lookup = tx.Call
-			c.isOpen = func(base string) (bool, error) {
-				cs, err := tx.Call(base)
-				return cs.Open, err
-			}
+			c.record = func(_ context.Context, ev callstate.Event) (callstate.Outcome, error) { return b.Record(ev) }
+			c.lookup = b.Lookup
+			c.isOpen = b.IsOpen
 			o := h.run(ctx, route, h.routes[route], c)
-			if storeErr != nil {
-				return storeErr
+			if err := b.Err(); err != nil {
+				return err // the store's: the batch waits for it
 			}
 			stored += len(o.ev.out.Sent)
 			done = append(done, spooled{o, start, p.at})
@@ -382,15 +371,15 @@ func (h *Handlers) importBatch(ctx context.Context, cfg *Config, path string, li
 		if key == "" {
 			return nil
 		}
-		b, _ := json.Marshal(next)
-		return tx.PutMark(key, b)
+		pos, _ := json.Marshal(next)
+		return b.PutMark(key, pos)
 	})
 	if err != nil {
 		return 0, err
 	}
 	imported := 0
 	for _, s := range done {
-		if s.o.status == "QUEUED" {
+		if s.o.status == StatusQueued {
 			// An imported event is queued by nature: nothing to warn of.
 			s.o.quiet = true
 		}

@@ -57,11 +57,21 @@ func appendSpool(t *testing.T, path, text string) {
 	}
 }
 
-// outboxDelivers runs the background sender until Movidesk accepted n requests.
-func (r *rig) outboxDelivers(n int) {
+// delivers has what is queued sent (the outbox's background sender, or
+// the store in memory) until Movidesk accepted n requests.
+func (r *rig) delivers(n int) {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if r.outbox == nil {
+		if err := r.mem.Deliver(ctx); err != nil {
+			r.t.Fatalf("deliver: %v", err)
+		}
+		if got := len(r.movidesk.Accepted()); got < n {
+			r.t.Fatalf("Movidesk accepted %d requests, want %d", got, n)
+		}
+		return
+	}
 	done := make(chan error, 1)
 	go func() { done <- r.outbox.Run(ctx) }()
 	if _, err := r.movidesk.WaitAccepted(ctx, n); err != nil {
@@ -100,7 +110,7 @@ func TestSpoolIsImportedExactlyOnce(t *testing.T) {
 	if n := r.importSpool(path); n != 0 {
 		t.Fatalf("second import stored %d events again", n)
 	}
-	r.outboxDelivers(2)
+	r.delivers(2)
 	r.wantAccepted(
 		"GET asterisk_startTransferedCall?"+q("branchLine", "5252", "callDate", callDate, "clientNumber", "+55 47 3399-0777",
 			"id", linked, "queueId", "7", "transferDate", "2026-11-24T13:00:40"),
@@ -126,7 +136,7 @@ func TestSpoolWaitsForAWholeLineAndSkipsGarbage(t *testing.T) {
 	if n := r.importSpool(path); n != 1 {
 		t.Fatalf("imported %d events once the line was whole, want 1", n)
 	}
-	r.outboxDelivers(1)
+	r.delivers(1)
 	r.wantAccepted("GET asterisk_startCanceledCall?" + q("callDate", callDate, "canceledDate", "2026-11-24T13:00:40",
 		"clientNumber", "+55 47 3399-0777", "id", linked, "queueId", "3"))
 }
@@ -167,7 +177,7 @@ func TestSpooledAgentLegTakesTheQueueOfTheCallersContext(t *testing.T) {
 	if n := r.importSpool(path); n != 1 {
 		t.Fatalf("imported %d events, want 1", n)
 	}
-	r.outboxDelivers(1)
+	r.delivers(1)
 	r.wantAccepted("GET asterisk_startTransferedCall?" + q("branchLine", "5252", "callDate", callDate, "clientNumber", "+55 47 3399-0777",
 		"id", linked, "queueId", "5", "transferDate", "2026-11-24T13:00:40"))
 	if !strings.Contains(r.logs.String(), `no Movidesk queue id for context \"movidesk-transfer\"`) {
@@ -178,12 +188,23 @@ func TestSpooledAgentLegTakesTheQueueOfTheCallersContext(t *testing.T) {
 // newSpoolRig is a rig whose clock is an hour after the spooled events, as
 // when the service imports them after an outage.
 func newSpoolRig(t *testing.T, mod func(*calls.Config)) *rig {
-	return newRig(t, func(c *calls.Config) {
+	t.Helper()
+	return buildRig(t, false, afterTheOutage(mod))
+}
+
+// newOutboxSpoolRig is newSpoolRig over a real outbox file.
+func newOutboxSpoolRig(t *testing.T, mod func(*calls.Config)) *rig {
+	t.Helper()
+	return buildRig(t, true, afterTheOutage(mod))
+}
+
+func afterTheOutage(mod func(*calls.Config)) func(*calls.Config) {
+	return func(c *calls.Config) {
 		c.Now = func() time.Time { return now.Add(time.Hour) }
 		if mod != nil {
 			mod(c)
 		}
-	})
+	}
 }
 
 // spoolEpoch is 13:00:40, during the outage, an hour before the spool rig's
@@ -232,7 +253,7 @@ func (r *rig) restart() {
 		Timeout:        time.Second,
 		Now:            func() time.Time { return now.Add(time.Hour) },
 	}
-	r.handlers = calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), r.outbox, zerolog.New(r.logs))
+	r.handlers = calls.New(cfg, callstate.New(r.store, callstate.Options{Now: cfg.Now}), zerolog.New(r.logs))
 }
 
 func TestSpoolRewrittenLongerInOnePollIsReadAgain(t *testing.T) {
@@ -257,7 +278,7 @@ func TestSpoolRewrittenLongerInOnePollIsReadAgain(t *testing.T) {
 	if n := r.importSpool(path); n != 0 {
 		t.Fatalf("imported %d more", n)
 	}
-	r.outboxDelivers(4)
+	r.delivers(4)
 	r.wantAccepted(canceledAt1300("a", "b", "c", "d")...)
 }
 
@@ -312,7 +333,7 @@ func TestSpoolRotatedFinishesTheOldFileFirst(t *testing.T) {
 			if c.restart && !strings.Contains(r.logs.String(), "fallback spool was rotated; finishing the old file") {
 				t.Errorf("the rotated file was not found:\n%s", r.logs.String())
 			}
-			r.outboxDelivers(len(c.first) + 2)
+			r.delivers(len(c.first) + 2)
 			r.wantAccepted(canceledAt1300(append(c.first, "late", "new")...)...)
 		})
 	}
@@ -348,7 +369,7 @@ func TestSpoolCopiedAndTruncatedFinishesTheCopyFirst(t *testing.T) {
 	if n := r.importSpool(path); n != 0 {
 		t.Fatalf("imported %d more", n)
 	}
-	r.outboxDelivers(3)
+	r.delivers(3)
 	r.wantAccepted(canceledAt1300("before", "late", "new")...)
 }
 
@@ -435,7 +456,7 @@ func TestSpoolLineTooLongIsSkippedAndTheLineGluedToItKept(t *testing.T) {
 	if len(r.logs.String()) > 1<<20 {
 		t.Errorf("the logs hold %d bytes: the long line was logged", len(r.logs.String()))
 	}
-	r.outboxDelivers(1)
+	r.delivers(1)
 	r.wantAccepted(canceledAt1300("after")...)
 }
 
@@ -452,7 +473,7 @@ func TestSpoolArgumentsAreDecodedAsAGIArguments(t *testing.T) {
 	if n := r.importSpool(path); n != 2 {
 		t.Fatalf("imported %d events, want 2", n)
 	}
-	r.outboxDelivers(2)
+	r.delivers(2)
 	got := r.movidesk.Accepted()
 	if link := got[len(got)-1].Query.Get("link"); link != "https://pbx.example.com/monitor/2026/11/24/in-5252-1%2Caccount=x.wav" {
 		t.Errorf("link %q, want the recording's path decoded, then escaped into the link", link)
@@ -488,7 +509,7 @@ func TestSpoolLineThatNeverEndsIsReadOnce(t *testing.T) {
 	if n := r.importSpool(path); n != 1 {
 		t.Fatalf("imported %d once the long line ended, want the line after it", n)
 	}
-	r.outboxDelivers(1)
+	r.delivers(1)
 	r.wantAccepted(canceledAt1300("after")...)
 }
 
@@ -566,7 +587,7 @@ func TestSpoolLineDatedOutsideTheRetentionOrInTheFutureIsSkipped(t *testing.T) {
 			t.Errorf("no log line says the epoch %s:\n%s", want, r.logs.String())
 		}
 	}
-	r.outboxDelivers(3)
+	r.delivers(3)
 	r.wantAccepted(
 		canceledCall("soon", "2026-11-24T13:55:30"),
 		canceledCall("old", "2026-11-17T14:55:00"),
@@ -586,7 +607,7 @@ func TestLiveHangupComesAfterItsSpooledTransfer(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := newSpool(t)
-			r := newSpoolRig(t, func(cfg *calls.Config) { cfg.Spool = path })
+			r := newOutboxSpoolRig(t, func(cfg *calls.Config) { cfg.Spool = path })
 			kv := append(callerSide, "memberinterface", "PJSIP/5252")
 			for _, a := range c.args {
 				kv = append(kv, "arg", a)
@@ -600,7 +621,7 @@ func TestLiveHangupComesAfterItsSpooledTransfer(t *testing.T) {
 				transcript += get("QUEUENAME", "200 result=1 (support)")
 			}
 			r.replay(transcript + status("QUEUED", "outbox: an earlier event of the call is not delivered yet"))
-			r.outboxDelivers(2)
+			r.delivers(2)
 			if n := r.importSpool(path); n != 0 {
 				t.Errorf("the importer stored %d events again", n)
 			}
@@ -618,17 +639,6 @@ func TestLiveHangupComesAfterItsSpooledTransfer(t *testing.T) {
 	}
 }
 
-// countingStore counts the transactions of the importer.
-type countingStore struct {
-	calls.Store
-	updates int
-}
-
-func (s *countingStore) Update(fn func(outbox.ImportTx) error) error {
-	s.updates++
-	return s.Store.Update(fn)
-}
-
 func TestSpoolOfThousandsOfLinesIsImportedInOnePassInBatches(t *testing.T) {
 	r := newSpoolRig(t, nil)
 	path := newSpool(t)
@@ -639,45 +649,65 @@ func TestSpoolOfThousandsOfLinesIsImportedInOnePassInBatches(t *testing.T) {
 	}
 	appendSpool(t, path, b.String())
 	clock := func() time.Time { return now.Add(time.Hour) }
-	store := &countingStore{Store: r.outbox}
 	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: clock}
-	h := calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: clock}), store, zerolog.New(r.logs))
+	h := calls.New(cfg, callstate.New(r.mem, callstate.Options{Now: clock}), zerolog.New(r.logs))
 	n, err := h.ImportSpool(context.Background(), path)
 	if err != nil || n != lines {
 		t.Fatalf("one pass imported %d events, %v; want %d", n, err, lines)
 	}
 	// Many lines a transaction, and more than one transaction.
-	if store.updates < 2 || store.updates > lines/10 {
-		t.Errorf("%d lines imported in %d transactions", lines, store.updates)
+	if updates := r.mem.Updates(); updates < 2 || updates > lines/10 {
+		t.Errorf("%d lines imported in %d transactions", lines, updates)
 	}
-	evs, err := r.outbox.List()
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs := r.mem.Queued()
 	ids := map[string]bool{}
 	for _, ev := range evs {
-		ids[ev.CallID] = true
+		ids[ev.Request.CallID()] = true
 	}
 	if len(evs) != lines || len(ids) != lines || !ids["call-0"] || !ids[fmt.Sprint("call-", lines-1)] {
-		t.Errorf("outbox holds %d events of %d calls, want one for each of %d lines", len(evs), len(ids), lines)
+		t.Errorf("the store holds %d events of %d calls, want one for each of %d lines", len(evs), len(ids), lines)
 	}
 	if n, err := h.ImportSpool(context.Background(), path); err != nil || n != 0 {
 		t.Errorf("second pass imported %d, %v", n, err)
 	}
 }
 
-func TestLiveHangupAfterARotationComesAfterItsSpooledTransfer(t *testing.T) {
-	// The transfer was spooled, then the spool rotated by rename, then the
-	// live hangup arrived, all before the importer's next pass: the old
-	// file's line still goes first.
-	path := newSpool(t)
-	r := newSpoolRig(t, func(cfg *calls.Config) { cfg.Spool = path })
-	if n := r.importSpool(path); n != 0 { // the importer has seen the file
-		t.Fatalf("imported %d from a new spool", n)
+// The transfer was spooled, then the spool changed, then the live hangup
+// arrived, all before the importer's next pass: the old file's line still
+// goes first.
+func TestLiveHangupAfterASpoolChangeComesAfterItsSpooledTransfer(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		// restart: the service stops after the transfer is spooled, and
+		// the new one's first live event comes before its importer's
+		// first pass.
+		restart bool
+		change  func(t *testing.T, path string)
+	}{
+		{"Rotation", false, rotate},
+		{"RotationWhileStopped", true, rotate},
+		// logrotate's copytruncate: the file is copied away and truncated
+		// in place (same inode).
+		{"Copytruncate", false, copyTruncate},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := newSpool(t)
+			r := newOutboxSpoolRig(t, func(cfg *calls.Config) { cfg.Spool = path })
+			if n := r.importSpool(path); n != 0 { // the importer has seen the file
+				t.Fatalf("imported %d from a new spool", n)
+			}
+			appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "memberinterface", "PJSIP/5252")...))
+			if c.restart {
+				r.restart()
+				r.handlers = calls.New(calls.Config{
+					DefaultQueueID: 1, Queues: map[string]int{"support": 7}, Timeout: time.Second, Spool: path,
+					Now: func() time.Time { return now.Add(time.Hour) },
+				}, callstate.New(r.store, callstate.Options{Now: func() time.Time { return now.Add(time.Hour) }}), zerolog.New(r.logs))
+			}
+			c.change(t, path)
+			liveHangupAfterSpooledTransfer(t, r, path)
+		})
 	}
-	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "memberinterface", "PJSIP/5252")...))
-	rotate(t, path)
-	liveHangupAfterSpooledTransfer(t, r, path)
 }
 
 // liveHangupAfterSpooledTransfer plays the live hangup of the call whose
@@ -688,7 +718,7 @@ func liveHangupAfterSpooledTransfer(t *testing.T, r *rig, path string) {
 		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") +
 		get("QUEUENAME", "200 result=1 (support)") +
 		status("QUEUED", "outbox: an earlier event of the call is not delivered yet"))
-	r.outboxDelivers(2)
+	r.delivers(2)
 	if n := r.importSpool(path); n != 0 {
 		t.Errorf("the importer stored %d events again", n)
 	}
@@ -696,38 +726,6 @@ func liveHangupAfterSpooledTransfer(t *testing.T, r *rig, path string) {
 		"GET asterisk_startTransferedCall?"+q("branchLine", "5252", "callDate", callDate, "clientNumber", "+55 47 3399-0777",
 			"id", linked, "queueId", "7", "transferDate", "2026-11-24T13:00:40"),
 		"GET asterisk_completedCall?"+q("completedDate", "2026-11-24T13:55:00", "id", linked, "link", ""))
-}
-
-func TestLiveHangupAfterARotationWhileStoppedComesAfterItsSpooledTransfer(t *testing.T) {
-	// The transfer was spooled, the service stopped, the spool rotated;
-	// the new service's first live event comes before its importer's
-	// first pass.
-	path := newSpool(t)
-	r := newSpoolRig(t, func(cfg *calls.Config) { cfg.Spool = path })
-	if n := r.importSpool(path); n != 0 {
-		t.Fatalf("imported %d from a new spool", n)
-	}
-	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "memberinterface", "PJSIP/5252")...))
-	r.restart()
-	r.handlers = calls.New(calls.Config{
-		DefaultQueueID: 1, Queues: map[string]int{"support": 7}, Timeout: time.Second, Spool: path,
-		Now: func() time.Time { return now.Add(time.Hour) },
-	}, callstate.New(r.outbox, callstate.Options{Now: func() time.Time { return now.Add(time.Hour) }}), r.outbox, zerolog.New(r.logs))
-	rotate(t, path)
-	liveHangupAfterSpooledTransfer(t, r, path)
-}
-
-func TestLiveHangupAfterACopytruncateComesAfterItsSpooledTransfer(t *testing.T) {
-	// logrotate's copytruncate: the file is copied away and truncated in
-	// place (same inode), before the importer's next pass.
-	path := newSpool(t)
-	r := newSpoolRig(t, func(cfg *calls.Config) { cfg.Spool = path })
-	if n := r.importSpool(path); n != 0 {
-		t.Fatalf("imported %d from a new spool", n)
-	}
-	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "memberinterface", "PJSIP/5252")...))
-	copyTruncate(t, path)
-	liveHangupAfterSpooledTransfer(t, r, path)
 }
 
 // copyTruncate does what logrotate's copytruncate does, a second after the
@@ -775,7 +773,7 @@ func TestSpoolCopytruncatedThenAppendedFinishesTheCopy(t *testing.T) {
 	if n := r.importSpool(path); n != 2 {
 		t.Fatalf("imported %d, want the copy's line and the new one", n)
 	}
-	r.outboxDelivers(2)
+	r.delivers(2)
 	r.wantAccepted(canceledAt1300("copied", "after")...)
 }
 
@@ -794,7 +792,7 @@ func TestSpoolPositionIsEachHostsOnASharedStore(t *testing.T) {
 	// pbx2's instance imports pbx2's own spool, at the same path on its
 	// machine (here: the same file, with pbx2's lines).
 	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }, SpoolHost: "pbx2"}
-	other := calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), r.outbox, zerolog.New(r.logs))
+	other := calls.New(cfg, callstate.New(r.store, callstate.Options{Now: cfg.Now}), zerolog.New(r.logs))
 	if err := os.WriteFile(path, append(mine, abandonLine("pbx2-a")...), 0o664); err != nil {
 		t.Fatal(err)
 	}
@@ -825,7 +823,7 @@ func TestSpoolPositionOfTheFileIsKeptAfterTheMoveToASharedStore(t *testing.T) {
 		t.Fatalf("imported %d, want 2", n)
 	}
 	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }, SpoolHost: "pbx1"}
-	moved := calls.New(cfg, callstate.New(r.outbox, callstate.Options{Now: cfg.Now}), r.outbox, zerolog.New(r.logs))
+	moved := calls.New(cfg, callstate.New(r.store, callstate.Options{Now: cfg.Now}), zerolog.New(r.logs))
 	appendSpool(t, path, abandonLine("after"))
 	before := r.spoolEvents()
 	if n, err := moved.ImportSpool(context.Background(), path); err != nil || n != 1 {
@@ -868,7 +866,7 @@ func TestADamagedCallRecordHoldsUpNothingElse(t *testing.T) {
 	}
 	t.Cleanup(func() { ob.Close() })
 	cfg := calls.Config{DefaultQueueID: 1, Timeout: time.Second, Now: func() time.Time { return now.Add(time.Hour) }}
-	r := &rig{t: t, movidesk: fake, outbox: ob, handlers: calls.New(cfg, callstate.New(ob, callstate.Options{Now: cfg.Now}), ob, zerolog.New(logs)), logs: logs}
+	r := &rig{t: t, movidesk: fake, store: ob, outbox: ob, handlers: calls.New(cfg, callstate.New(ob, callstate.Options{Now: cfg.Now}), zerolog.New(logs)), logs: logs}
 
 	reason := fmt.Sprintf("outbox %s: decode call %q: invalid character 'd' looking for beginning of object key string", dbPath, linked)
 	if len(reason) > 200 {

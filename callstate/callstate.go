@@ -5,13 +5,22 @@
 // by AGI, by the fallback spool or after a crash, sends nothing), the open
 // calls, and the reaper's decision to complete a call left open.
 //
-// It is plain logic over a small transactional store (Store, Tx), which
-// package outbox implements: every decision is taken and stored in the same
-// transaction as the requests it queues.
+// Every way an event enters goes through a Machine: one live event at a
+// time (Record, attempted at once), or a batch of imported ones (Import:
+// the fallback spool's lines, stored with the importer's position in the
+// same commit).
+//
+// It is plain logic over a small transactional store (Store, Tx, ImportTx),
+// which package outbox implements, and package memstore in memory: every
+// decision is taken and stored in the same transaction as the requests it
+// queues. The errors a store returns about an event (ErrUndecodable,
+// StillTryingError) are defined here, so that a caller tells them apart
+// without knowing the store.
 package callstate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -88,6 +97,14 @@ type Tx interface {
 	Queue(account, base string, r movidesk.Request) error
 }
 
+// ImportTx is a transaction of an import: the call state's, and a place
+// for the importer's own position (its mark), committed with the events it
+// covers, so that a crash can neither lose an input nor import it twice.
+type ImportTx interface {
+	Tx
+	PutMark(key string, value []byte) error
+}
+
 // Store runs transactions. Package outbox implements it.
 type Store interface {
 	// Submit runs fn in one transaction for call base of Movidesk account
@@ -106,7 +123,39 @@ type Store interface {
 	// not by reading every call); fn decides: it may queue requests and
 	// store the call, or return forget to have the call forgotten.
 	Sweep(openedBy, updatedBy time.Time, fn func(tx Tx, base string, c Call, queued int) (forget bool, err error)) error
+	// Update runs fn in one write transaction for an importer and commits
+	// it; nothing is attempted at once, the store's sender delivers what
+	// fn queued. The transaction may be shared with others', and fn may
+	// run more than once: it must start afresh each time.
+	Update(fn func(ImportTx) error) error
+	// Mark returns the value an importer last stored under key with
+	// PutMark, nil if none.
+	Mark(key string) ([]byte, error)
 }
+
+// DefaultAccount is the name of the default Movidesk account: the one an
+// event or a call with an empty account goes to, unless the service names
+// it otherwise.
+const DefaultAccount = "default"
+
+// ErrUndecodable is in the error of a read that met a stored record that
+// cannot be decoded: the store works, that record is damaged, and trying
+// its call's events again cannot help.
+var ErrUndecodable = errors.New("a stored record cannot be decoded")
+
+// StillTryingError is the delivery error of an event whose caller stopped
+// waiting (Submit's ctx ended) while Movidesk had not answered yet: the
+// event is stored, and the attempt goes on.
+type StillTryingError struct {
+	Endpoint string
+	Cause    error // why the caller stopped waiting
+}
+
+func (e *StillTryingError) Error() string {
+	return fmt.Sprintf("movidesk %s: no answer yet (%v); the attempt goes on in the background", e.Endpoint, e.Cause)
+}
+
+func (e *StillTryingError) Unwrap() error { return e.Cause }
 
 // Delivery is what became of the attempt Submit made.
 type Delivery struct {
@@ -575,3 +624,70 @@ func (m *Machine) Hangup(ctx context.Context, complete movidesk.CompletedCall, c
 func (m *Machine) Link(ctx context.Context, r movidesk.CallLink) (Outcome, error) {
 	return m.Record(ctx, Event{Kind: Link, Key: LinkKey(r.Link), Link: r})
 }
+
+// Batch is one transaction of an import: the events recorded in it and the
+// importer's mark are committed together, or not at all.
+type Batch struct {
+	tx  ImportTx
+	now func() time.Time
+	// err is the first store failure of Record: the batch cannot commit.
+	err error
+}
+
+// Record applies ev in the batch's transaction. Nothing is attempted: the
+// store's sender delivers what it queued, so the result is Queued,
+// Duplicate, Late or MadeCall. An error that is the event's own (a
+// request Movidesk would refuse, its call's record damaged) leaves the
+// batch usable; any other is the store's and fails the batch (see Err).
+func (b *Batch) Record(ev Event) (Outcome, error) {
+	d, err := Apply(b.tx, ev, b.now())
+	if err != nil && !EventFault(err) && b.err == nil {
+		b.err = err
+	}
+	return Outcome{Result: d.Result, Sent: d.Sent}, err
+}
+
+// Lookup reads what is remembered of call base, as the batch left it.
+func (b *Batch) Lookup(base string) (Call, error) { return b.tx.Call(base) }
+
+// IsOpen reports whether call base, as the batch left it, was transferred
+// and not yet completed.
+func (b *Batch) IsOpen(base string) (bool, error) {
+	c, err := b.tx.Call(base)
+	return c.Open, err
+}
+
+// PutMark stores the importer's position under key, committed with the
+// batch's events.
+func (b *Batch) PutMark(key string, value []byte) error { return b.tx.PutMark(key, value) }
+
+// Err is the store failure that met a Record of the batch, nil if none:
+// the importer stops there, and Import returns it.
+func (b *Batch) Err() error { return b.err }
+
+// EventFault reports whether err, from recording an event, is the event's
+// own: a request Movidesk would refuse (*movidesk.ValidationError), or its
+// call's record damaged (ErrUndecodable). Trying again cannot help; any
+// other error is the store's, and may.
+func EventFault(err error) bool {
+	var ve *movidesk.ValidationError
+	return errors.As(err, &ve) || errors.Is(err, ErrUndecodable)
+}
+
+// Import runs fn in one transaction of the store (see Store.Update: fn may
+// run more than once, each time with a new Batch) and commits it, unless fn
+// fails or a Record of the batch met a store failure: then nothing of it is
+// stored, the mark included, and the error is returned.
+func (m *Machine) Import(fn func(*Batch) error) error {
+	return m.store.Update(func(tx ImportTx) error {
+		b := &Batch{tx: tx, now: m.opts.Now}
+		if err := fn(b); err != nil {
+			return err
+		}
+		return b.err
+	})
+}
+
+// Mark returns the position an importer last stored under key (see
+// Batch.PutMark), nil if none.
+func (m *Machine) Mark(key string) ([]byte, error) { return m.store.Mark(key) }

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/callstate/memstore"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 )
 
@@ -45,6 +46,24 @@ func hangup(min int) callstate.Event {
 	return callstate.Event{Kind: callstate.Hangup,
 		Complete: movidesk.CompletedCall{ID: "1795524751.12", CompletedDate: at},
 		Cancel:   movidesk.CanceledCall{QueueID: 7, ClientNumber: "4733990777", ID: "1795524751.12", CallDate: t0, CanceledDate: at}}
+}
+
+// requests are the requests of queued, in order.
+func requests(queued []memstore.Request) []movidesk.Request {
+	var out []movidesk.Request
+	for _, q := range queued {
+		out = append(out, q.Request)
+	}
+	return out
+}
+
+// accounts are the accounts of queued, in order.
+func accounts(queued []memstore.Request) []string {
+	var out []string
+	for _, q := range queued {
+		out = append(out, q.Account)
+	}
+	return out
 }
 
 func describe(rs []movidesk.Request) []string {
@@ -128,7 +147,7 @@ func TestReaperDecision(t *testing.T) {
 // sets account= on one route only) cannot split a call between two
 // Movidesk accounts.
 func TestACallKeepsTheAccountOfItsFirstEvent(t *testing.T) {
-	store := &memStore{tx: newTx()}
+	store := &memstore.Store{}
 	now := t0
 	m := callstate.New(store, callstate.Options{Now: func() time.Time { return now }})
 	ev := transfer("leg-a", "5252", 0)
@@ -146,13 +165,13 @@ func TestACallKeepsTheAccountOfItsFirstEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"acme", "acme", "acme", "acme"} // transfer, completion of segment 1, transfer, the reaper's completion
-	if diff := cmp.Diff(want, store.tx.accounts); diff != "" {
-		t.Errorf("accounts of the queued requests (-want +got):\n%s\nqueued: %v", diff, describe(store.tx.queued))
+	if diff := cmp.Diff(want, accounts(store.Queued())); diff != "" {
+		t.Errorf("accounts of the queued requests (-want +got):\n%s\nqueued: %v", diff, describe(requests(store.Queued())))
 	}
 
 	// A call placed from Movidesk is the account that placed it, whatever
 	// context its hangup runs in.
-	made := &memStore{tx: newTx()}
+	made := &memstore.Store{}
 	m = callstate.New(made, callstate.Options{Now: func() time.Time { return t0 }})
 	if err := m.Made(context.Background(), "acme", "1795524751.12"); err != nil {
 		t.Fatal(err)
@@ -162,51 +181,13 @@ func TestACallKeepsTheAccountOfItsFirstEvent(t *testing.T) {
 	if _, err := m.Record(context.Background(), ev); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"acme"}, made.tx.accounts); diff != "" {
+	if diff := cmp.Diff([]string{"acme"}, accounts(made.Queued())); diff != "" {
 		t.Errorf("account of the made call's link (-want +got):\n%s", diff)
 	}
 }
 
-// memStore is a Store over one memTx, its transactions run one at a time.
-type memStore struct {
-	mu sync.Mutex
-	tx *memTx
-}
-
-var _ callstate.Store = (*memStore)(nil)
-
-func (s *memStore) Submit(_ context.Context, _, _ string, fn func(callstate.Tx) error) (callstate.Delivery, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return callstate.Delivery{}, fn(s.tx)
-}
-
-func (s *memStore) Lookup(base string) (callstate.Call, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.tx.calls[base], nil
-}
-
-func (s *memStore) Sweep(openedBy, updatedBy time.Time, fn func(tx callstate.Tx, base string, c callstate.Call, queued int) (bool, error)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for base, c := range s.tx.calls {
-		if c.Open && c.Opened.After(openedBy) || !c.Open && c.Updated.After(updatedBy) {
-			continue // not due: the Machine must not need it
-		}
-		forget, err := fn(s.tx, base, c, 0)
-		if err != nil {
-			return err
-		}
-		if forget {
-			delete(s.tx.calls, base)
-		}
-	}
-	return nil
-}
-
 func TestSetMaxCallDurationAppliesToTheNextReap(t *testing.T) {
-	store := &memStore{tx: newTx()}
+	store := &memstore.Store{}
 	now := t0.Add(2 * time.Hour)
 	m := callstate.New(store, callstate.Options{Now: func() time.Time { return now }})
 	if _, err := m.Record(t.Context(), transfer("leg-a", "5252", 0)); err != nil {
@@ -228,10 +209,10 @@ func TestSetMaxCallDurationAppliesToTheNextReap(t *testing.T) {
 	}
 	// Dated when the new maximum ran out, not when the reaper ran.
 	want := []string{movidesk.EndpointTransferred + " 1795524751.12", movidesk.EndpointCompleted + " 1795524751.12"}
-	if diff := cmp.Diff(want, describe(store.tx.queued)); diff != "" {
+	if diff := cmp.Diff(want, describe(requests(store.Queued()))); diff != "" {
 		t.Fatalf("queued (-want +got):\n%s", diff)
 	}
-	if got := store.tx.queued[1].(movidesk.CompletedCall).CompletedDate; !got.Equal(t0.Add(time.Hour)) {
+	if got := requests(store.Queued())[1].(movidesk.CompletedCall).CompletedDate; !got.Equal(t0.Add(time.Hour)) {
 		t.Errorf("completion dated %v, want %v", got, t0.Add(time.Hour))
 	}
 	m.SetMaxCallDuration(0)
@@ -241,7 +222,7 @@ func TestSetMaxCallDurationAppliesToTheNextReap(t *testing.T) {
 }
 
 func TestSetMaxCallDurationWhileReaping(t *testing.T) {
-	store := &memStore{tx: newTx()}
+	store := &memstore.Store{}
 	m := callstate.New(store, callstate.Options{Now: func() time.Time { return t0.Add(3 * time.Hour) }})
 	if _, err := m.Record(t.Context(), transfer("leg-a", "5252", 0)); err != nil {
 		t.Fatal(err)
@@ -287,7 +268,7 @@ func TestMadeCallSendsOnlyItsLink(t *testing.T) {
 			[]string{movidesk.EndpointLink + " " + id}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			store := &memStore{tx: newTx()}
+			store := &memstore.Store{}
 			m := callstate.New(store, callstate.Options{Now: func() time.Time { return t0 }})
 			if err := m.Made(context.Background(), "", id); err != nil {
 				t.Fatal(err)
@@ -301,16 +282,16 @@ func TestMadeCallSendsOnlyItsLink(t *testing.T) {
 					t.Errorf("%v: result %v", ev.Kind, out.Result)
 				}
 			}
-			if diff := cmp.Diff(tc.want, describe(store.tx.queued)); diff != "" {
+			if diff := cmp.Diff(tc.want, describe(requests(store.Queued()))); diff != "" {
 				t.Errorf("queued (-want +got):\n%s", diff)
 			}
-			if c := store.tx.calls[id]; !c.Made || !c.Ended() && len(tc.events) > 1 {
+			if c, _ := store.Lookup(id); !c.Made || !c.Ended() && len(tc.events) > 1 {
 				t.Errorf("call %+v: want made, and ended after its hangup", c)
 			}
 		})
 	}
 	t.Run("AKnownCallCannotBecomeMade", func(t *testing.T) {
-		store := &memStore{tx: newTx()}
+		store := &memstore.Store{}
 		m := callstate.New(store, callstate.Options{})
 		if _, err := m.Record(context.Background(), hangup(1)); err != nil {
 			t.Fatal(err)
@@ -319,4 +300,91 @@ func TestMadeCallSendsOnlyItsLink(t *testing.T) {
 			t.Error("a call already ended was marked made")
 		}
 	})
+}
+
+// An import's events and its mark are committed together, or not at all:
+// a crash can neither lose a line nor import it twice.
+func TestImportCommitsTheEventsWithTheMark(t *testing.T) {
+	store := &memstore.Store{}
+	m := callstate.New(store, callstate.Options{Now: func() time.Time { return t0 }})
+	err := m.Import(func(b *callstate.Batch) error {
+		out, err := b.Record(transfer("leg-a", "5252", 1))
+		if err != nil || out.Result != callstate.Queued {
+			t.Errorf("Record = %v, %v; want queued", out.Result, err)
+		}
+		if open, err := b.IsOpen("1795524751.12"); !open || err != nil {
+			t.Errorf("IsOpen within the batch = %v, %v; want the transfer it recorded", open, err)
+		}
+		// The event's own fault leaves the batch usable.
+		bad := transfer("leg-b", "5253", 2)
+		bad.Transfer.QueueID = 0
+		var ve *movidesk.ValidationError
+		if _, err := b.Record(bad); !errors.As(err, &ve) || b.Err() != nil {
+			t.Errorf("invalid event: %v (batch error %v); want a validation error and the batch usable", err, b.Err())
+		}
+		return b.PutMark("spool:x", []byte("42"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mark, err := m.Mark("spool:x"); string(mark) != "42" || err != nil {
+		t.Errorf("mark %q, %v; want 42", mark, err)
+	}
+	want := []string{movidesk.EndpointTransferred + " 1795524751.12"}
+	if diff := cmp.Diff(want, describe(requests(store.Queued()))); diff != "" {
+		t.Errorf("queued (-want +got):\n%s", diff)
+	}
+	if c, _ := m.Lookup("1795524751.12"); !c.Open {
+		t.Errorf("call %+v after the import; want open", c)
+	}
+}
+
+func TestImportStoresNothingOfAFailedBatch(t *testing.T) {
+	failed := errors.New("disk full")
+	for _, tc := range []struct {
+		name       string
+		storeFails bool
+		fn         func(*callstate.Batch) error
+	}{
+		// The importer gives up: its error is returned.
+		{"TheImporterFails", false, func(b *callstate.Batch) error {
+			if _, err := b.Record(transfer("leg-a", "5252", 1)); err != nil {
+				return err
+			}
+			if err := b.PutMark("spool:x", []byte("42")); err != nil {
+				return err
+			}
+			return failed
+		}},
+		// The store fails a Record: the batch fails, even if the
+		// importer goes on as if the event were only refused.
+		{"TheStoreFailsARecord", true, func(b *callstate.Batch) error {
+			if _, err := b.Record(transfer("leg-a", "5252", 1)); !errors.Is(err, failed) || !errors.Is(b.Err(), failed) {
+				t.Errorf("Record: %v (batch error %v); want the store's", err, b.Err())
+			}
+			_ = b.PutMark("spool:x", []byte("42"))
+			return nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := &memstore.Store{}
+			m := callstate.New(store, callstate.Options{Now: func() time.Time { return t0 }})
+			if tc.storeFails {
+				store.WriteErr = failed
+			}
+			if err := m.Import(tc.fn); !errors.Is(err, failed) {
+				t.Errorf("Import: %v, want %v", err, failed)
+			}
+			store.WriteErr = nil
+			if mark, err := m.Mark("spool:x"); mark != nil || err != nil {
+				t.Errorf("mark %q, %v; want none", mark, err)
+			}
+			if q := store.Queued(); len(q) != 0 {
+				t.Errorf("queued %v; want nothing", describe(requests(q)))
+			}
+			if c, _ := m.Lookup("1795524751.12"); c.Known() {
+				t.Errorf("call %+v stored", c)
+			}
+		})
+	}
 }

@@ -288,10 +288,7 @@ type haPair struct {
 // at hagi://name for the rest of the test.
 func startHAPair(t *testing.T, pg *pgtest.Server, haURL, name string, firstOpts serviceOptions) *haPair {
 	t.Helper()
-	dsn, err := pg.NewDatabase()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := pg.NewDatabase(t)
 	p := &haPair{spool: emptySpool(t), name: name}
 	// Each instance has a spool of its own; the dialplan's is the
 	// second's.

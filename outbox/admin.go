@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/store"
 )
 
 // Event is a stored event, as listed for an administrator.
@@ -30,8 +31,8 @@ type Event struct {
 func (o *Outbox) List() ([]Event, error) {
 	o.awaitSettles()
 	var evs []Event
-	err := o.st.view(func(tx storeTx) error {
-		return tx.forEachEvent(func(seq uint64, rec *record, decodeErr error) error {
+	err := o.st.View(func(tx store.Tx) error {
+		return tx.ForEachEvent(func(seq uint64, rec *store.Record, decodeErr error) error {
 			if decodeErr != nil {
 				// Listed, so that it can be dropped.
 				evs = append(evs, Event{Seq: seq, State: StateUnreadable, LastError: decodeErr.Error()})
@@ -48,12 +49,12 @@ func (o *Outbox) List() ([]Event, error) {
 }
 
 // eventOf is stored event seq as listed.
-func eventOf(seq uint64, rec *record) Event {
+func eventOf(seq uint64, rec *store.Record) Event {
 	ev := Event{
-		Seq: seq, State: rec.State, Endpoint: rec.Endpoint, Call: rec.Call, Account: rec.account(),
+		Seq: seq, State: rec.State, Endpoint: rec.Endpoint, Call: rec.Call, Account: rec.AccountName(),
 		Attempts: rec.Attempts, NextAttempt: rec.Next, Created: rec.Created, LastError: rec.LastError,
 	}
-	if r, err := rec.request(); err == nil {
+	if r, err := rec.Decode(); err == nil {
 		ev.Request, ev.CallID = r, r.CallID()
 	}
 	return ev
@@ -74,15 +75,15 @@ func (o *Outbox) Retry(seq uint64) (retried int, skipped []uint64, err error) {
 			return 0, nil, fmt.Errorf("outbox %s: retry: %w", o.name, err)
 		}
 	}
-	err = o.st.update(func(tx storeTx) error {
+	err = o.st.Update(func(tx store.Tx) error {
 		retried = 0
-		reset := func(seq uint64, rec *record) error {
+		reset := func(seq uint64, rec *store.Record) error {
 			retried++
 			rec.State, rec.Next, rec.Streak = StatePending, now, 0
-			return tx.updateRecord(seq, rec)
+			return tx.UpdateEvent(seq, rec)
 		}
 		if seq != 0 {
-			rec, err := tx.getRecord(seq)
+			rec, err := tx.Event(seq)
 			if err != nil {
 				return fmt.Errorf("%w; drop it with: outbox drop %d", err, seq)
 			}
@@ -92,7 +93,7 @@ func (o *Outbox) Retry(seq uint64) (retried int, skipped []uint64, err error) {
 			return reset(seq, rec)
 		}
 		for _, seq := range failed {
-			rec, err := tx.getRecord(seq)
+			rec, err := tx.Event(seq)
 			if err != nil || rec == nil || rec.State != StateFailed {
 				continue // changed meanwhile
 			}
@@ -112,8 +113,8 @@ func (o *Outbox) Retry(seq uint64) (retried int, skipped []uint64, err error) {
 // failedEvents lists the failed events, and the records that cannot be
 // decoded.
 func (o *Outbox) failedEvents() (failed, unreadable []uint64, err error) {
-	err = o.st.view(func(tx storeTx) error {
-		return tx.forEachEvent(func(seq uint64, rec *record, decodeErr error) error {
+	err = o.st.View(func(tx store.Tx) error {
+		return tx.ForEachEvent(func(seq uint64, rec *store.Record, decodeErr error) error {
 			if decodeErr != nil {
 				unreadable = append(unreadable, seq)
 			} else if rec.State == StateFailed {
@@ -133,7 +134,7 @@ func (o *Outbox) failedEvents() (failed, unreadable []uint64, err error) {
 // used again.
 func (o *Outbox) Drop(seq uint64) error {
 	o.awaitSettles()
-	err := o.st.update(func(tx storeTx) error { return tx.dropEvent(seq) })
+	err := o.st.Update(func(tx store.Tx) error { return tx.DropEvent(seq) })
 	if err != nil {
 		return fmt.Errorf("outbox %s: drop: %w", o.name, err)
 	}
@@ -147,42 +148,18 @@ func (o *Outbox) Drop(seq uint64) error {
 
 // Stats counts the stored events by state (unreadable records apart), and
 // the open calls.
-type Stats struct {
-	Pending, Failed, Unreadable, OpenCalls int
-	// Oldest is when the oldest stored event (pending or failed) was
-	// created; zero when none is stored.
-	Oldest time.Time
-	// Accounts counts the readable events by account, for the accounts
-	// that have any.
-	Accounts map[string]AccountStats
-}
+type Stats = store.Stats
 
 // AccountStats counts one account's stored events.
-type AccountStats struct{ Pending, Failed int }
-
-// count adds one readable event to st.
-func (st *Stats) count(account, state string, n int) {
-	if st.Accounts == nil {
-		st.Accounts = map[string]AccountStats{}
-	}
-	a := st.Accounts[account]
-	if state == StateFailed {
-		st.Failed += n
-		a.Failed += n
-	} else {
-		st.Pending += n
-		a.Pending += n
-	}
-	st.Accounts[account] = a
-}
+type AccountStats = store.AccountStats
 
 // Stats counts what the outbox holds.
 func (o *Outbox) Stats() (Stats, error) {
 	o.awaitSettles()
 	var st Stats
-	err := o.st.view(func(tx storeTx) error {
+	err := o.st.View(func(tx store.Tx) error {
 		var err error
-		st, err = tx.stats()
+		st, err = tx.Stats()
 		return err
 	})
 	if err != nil {
@@ -196,9 +173,9 @@ func (o *Outbox) Stats() (Stats, error) {
 func (o *Outbox) Mark(key string) ([]byte, error) {
 	o.awaitSettles()
 	var v []byte
-	err := o.st.view(func(tx storeTx) error {
+	err := o.st.View(func(tx store.Tx) error {
 		var err error
-		v, err = tx.mark(key)
+		v, err = tx.Mark(key)
 		return err
 	})
 	if err != nil {

@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/store"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -31,80 +31,27 @@ func queue(t *testing.T, o *Outbox, call string, rs ...movidesk.Request) {
 	}
 }
 
-// bucketKeys lists the keys (and values) of a bucket.
-func bucketKeys(tx *bolt.Tx, name []byte) map[string]string {
-	out := map[string]string{}
-	tx.Bucket(name).ForEach(func(k, v []byte) error {
-		out[string(k)] = string(v)
-		return nil
-	})
-	return out
-}
-
-// checkIndexes compares the indexes with what they should hold, worked out
-// here from every event and call the old way: the first readable event of
-// each call in sequence order is its head.
+// checkIndexes checks the bbolt file's indexes against its records (see
+// boltstore.Store.CheckIndexes); PostgreSQL's indexes are its own.
 func checkIndexes(t *testing.T, o *Outbox) {
 	t.Helper()
-	if _, ok := o.st.(*boltStore); !ok {
-		return // PostgreSQL's indexes are its own
-	}
-	err := boltOf(o).db.View(func(tx *bolt.Tx) error {
-		byCall, heads, due := map[string]string{}, map[string]string{}, map[string]string{}
-		tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-			call := callOf(v)
-			if call == "" {
-				return nil
-			}
-			byCall[string(byCallKey(call, seqOf(k)))] = ""
-			var rec record
-			if json.Unmarshal(v, &rec) != nil {
-				return nil
-			}
-			if _, ok := heads[call]; ok {
-				return nil
-			}
-			heads[call] = string(headFailed)
-			if rec.State == StatePending {
-				key := string(dueKey(seqOf(k), &rec))
-				heads[call], due[key] = key, call
-			}
-			return nil
-		})
-		deadlines, back := map[string]string{}, map[string]string{}
-		tx.Bucket(bucketCalls).ForEach(func(k, v []byte) error {
-			var c callstate.Call
-			if json.Unmarshal(v, &c) == nil {
-				key := string(deadlineKey(string(k), c))
-				deadlines[key], back[string(k)] = "", key
-			}
-			return nil
-		})
-		for _, b := range []struct {
-			name []byte
-			want map[string]string
-		}{{bucketByCall, byCall}, {bucketHeads, heads}, {bucketDue, due}, {bucketDeadlines, deadlines}, {bucketCallDL, back}} {
-			if diff := cmp.Diff(b.want, bucketKeys(tx, b.name)); diff != "" {
-				t.Errorf("index %s (-want +got):\n%s", b.name, diff)
-			}
+	if st := boltOf(o); st != nil {
+		if err := st.CheckIndexes(); err != nil {
+			t.Error(err)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 
 // pickSteps picks at now and returns what, and how many index entries it
 // read.
-func pickSteps(t *testing.T, o *Outbox, now time.Time) (*candidate, time.Time, int64) {
+func pickSteps(t *testing.T, o *Outbox, now time.Time) (*store.Candidate, time.Time, int64) {
 	t.Helper()
-	before := o.probe.pickSteps.Load()
+	before := boltOf(o).IndexReads()
 	c, due, err := pickOne(o, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, due, o.probe.pickSteps.Load() - before
+	return c, due, boltOf(o).IndexReads() - before
 }
 
 func TestPickCostDoesNotGrowWithTheBacklog(t *testing.T) {
@@ -114,7 +61,7 @@ func TestPickCostDoesNotGrowWithTheBacklog(t *testing.T) {
 		queueBacklog(t, e.o, "c", n, t0)
 		// Every event due: the oldest goes.
 		c, _, s1 := pickSteps(t, e.o, t0)
-		if c == nil || c.seq != 1 {
+		if c == nil || c.Seq != 1 {
 			t.Fatalf("backlog of %d: picked %+v, want event 1", n, c)
 		}
 		// None due yet: when the first will be.
@@ -127,7 +74,7 @@ func TestPickCostDoesNotGrowWithTheBacklog(t *testing.T) {
 			e.o.claim(fmt.Sprintf("c%d", i))
 		}
 		c, _, s3 := pickSteps(t, e.o, t0)
-		if c == nil || c.seq != 6 {
+		if c == nil || c.Seq != 6 {
 			t.Fatalf("backlog of %d with 5 calls busy: picked %+v, want event 6", n, c)
 		}
 		steps[n] = []int64{s1, s2, s3}
@@ -154,8 +101,8 @@ func TestPickKeepsEachCallsOrder(t *testing.T) {
 		case err != nil:
 			t.Fatal(err)
 		case want == 0 && c != nil:
-			t.Fatalf("picked event %d, want none", c.seq)
-		case want != 0 && (c == nil || c.seq != want):
+			t.Fatalf("picked event %d, want none", c.Seq)
+		case want != 0 && (c == nil || c.Seq != want):
 			t.Fatalf("picked %+v (due %v), want event %d", c, due, want)
 		}
 		checkIndexes(t, o)
@@ -218,12 +165,12 @@ func TestReapVisitsOnlyTheCallsDue(t *testing.T) {
 	}
 	reap := func() ([]callstate.Reaped, int64) {
 		t.Helper()
-		before := e.o.probe.sweepVisits.Load()
+		before := e.o.sweepVisits.Load()
 		reaped, err := e.m.Reap()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return reaped, e.o.probe.sweepVisits.Load() - before
+		return reaped, e.o.sweepVisits.Load() - before
 	}
 	reaped, visits := reap()
 	if len(reaped) != 3 || visits != 5 {
@@ -286,8 +233,8 @@ func TestOpenIndexesAFileWrittenWithoutIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range indexBuckets {
-			if err := tx.DeleteBucket(name); err != nil {
+		for _, name := range []string{"bycall", "heads", "due", "deadlines", "calldl"} {
+			if err := tx.DeleteBucket([]byte(name)); err != nil {
 				return err
 			}
 		}
@@ -303,7 +250,7 @@ func TestOpenIndexesAFileWrittenWithoutIndexes(t *testing.T) {
 		t.Errorf("events changed by the migration (-before +after):\n%s", diff)
 	}
 	c, _, err := pickOne(e.o, e.clock.Now())
-	if err != nil || c == nil || c.seq != 5 {
+	if err != nil || c == nil || c.Seq != 5 {
 		t.Fatalf("after the migration picked %+v, %v; want c's transfer (5): transfers first, a waits behind its failed one", c, err)
 	}
 	e.clock.Advance(2 * time.Hour)
@@ -321,18 +268,26 @@ func TestOpenIndexesAFileWrittenWithoutIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	stray := []byte("stray")
-	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCallDL).Put(stray, stray) })
+	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("calldl")).Put(stray, stray) })
 	db.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.reopen(t)
-	err = boltOf(e.o).db.View(func(tx *bolt.Tx) error {
-		if !bytes.Equal(tx.Bucket(bucketCallDL).Get(stray), stray) {
+	if err := e.o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = bolt.Open(e.path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		if !bytes.Equal(tx.Bucket([]byte("calldl")).Get(stray), stray) {
 			t.Error("the indexes were built again at a second Open")
 		}
 		return nil
 	})
+	db.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +339,7 @@ func TestBacklogDrainsAtTheRateReadingFewIndexEntries(t *testing.T) {
 	assertRate(t, as, 10, time.Second)
 	// Each delivery, and each wait for the limiter, is one pick of a
 	// step or two; reading the backlog each time would be n/2 a pick.
-	steps := e.o.probe.pickSteps.Load()
+	steps := boltOf(e.o).IndexReads()
 	t.Logf("%d index entries read", steps)
 	if steps > 2*n {
 		t.Errorf("draining %d events read %d index entries, want at most %d", n, steps, 2*n)
@@ -399,11 +354,9 @@ func TestADamagedFirstEventHoldsNothingBack(t *testing.T) {
 	e := newEnv(t)
 	queue(t, e.o, "x", complete("x", t0), movidesk.CallLink{ID: "x", Link: "https://rec.example/x"})
 	// The first record is damaged on disk, behind the indexes' back.
-	if err := boltOf(e.o).db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Put(seqKey(1), []byte("{not json")) }); err != nil {
-		t.Fatal(err)
-	}
+	e.damage(t, func(tx *bolt.Tx) error { return tx.Bucket([]byte("events")).Put(seqKey(1), []byte("{not json")) })
 	c, _, err := pickOne(e.o, t0)
-	if err != nil || c == nil || c.seq != 2 {
+	if err != nil || c == nil || c.Seq != 2 {
 		t.Fatalf("picked %+v, %v; want the call's next event (2), as before the indexes", c, err)
 	}
 	// Its call unknown, dropping it files every event again.

@@ -14,6 +14,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/store"
 	"github.com/rs/zerolog"
 )
 
@@ -111,7 +112,7 @@ func queueBacklog(tb testing.TB, o *Outbox, prefix string, n int, at time.Time) 
 	tb.Helper()
 	const batch = 5000
 	for from := 0; from < n; from += batch {
-		err := o.st.update(func(stx storeTx) error {
+		err := o.st.Update(func(stx store.Tx) error {
 			tx := &Tx{tx: stx, now: at}
 			for i := from; i < min(n, from+batch); i++ {
 				id := fmt.Sprintf("%s%d", prefix, i)

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"encoding/binary"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +14,10 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/rs/zerolog"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/movidesk-agi/movidesk-agi/store"
+	"github.com/movidesk-agi/movidesk-agi/store/boltstore"
 )
 
 // t0 is when every test starts, in UTC as Movidesk wants its dates.
@@ -336,11 +341,37 @@ func canceledCtx() context.Context {
 	return ctx
 }
 
-// boltOf is the bbolt backend of o, for the tests of the file itself.
-func boltOf(o *Outbox) *boltStore { return o.st.(*boltStore) }
+// boltOf is the bbolt engine of o, nil when it has another, for the tests
+// of the file itself.
+func boltOf(o *Outbox) *boltstore.Store {
+	st, _ := o.st.(*boltstore.Store)
+	return st
+}
+
+// damage closes the outbox, changes its file with fn behind the store's
+// back (a damaged record), and opens it again.
+func (e *testEnv) damage(t *testing.T, fn func(*bolt.Tx) error) {
+	t.Helper()
+	if err := e.o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(e.path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(fn)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.reopen(t)
+}
+
+// seqKey is the key of event seq in the file.
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
 // pickOne is the first event o.pick chooses, nil when none.
-func pickOne(o *Outbox, now time.Time) (*candidate, time.Time, error) {
+func pickOne(o *Outbox, now time.Time) (*store.Candidate, time.Time, error) {
 	cs, due, err := o.pick(o.def, now)
 	if len(cs) == 0 {
 		return nil, due, err

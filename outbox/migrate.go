@@ -6,8 +6,11 @@ import (
 	"strconv"
 	"strings"
 
+	"time"
+
 	"github.com/movidesk-agi/movidesk-agi/callstate"
-	bolt "go.etcd.io/bbolt"
+	"github.com/movidesk-agi/movidesk-agi/store"
+	"github.com/movidesk-agi/movidesk-agi/store/boltstore"
 )
 
 // ErrTargetNotEmpty is returned by Migrate when the database already holds
@@ -48,7 +51,8 @@ type Migrated struct {
 func (m Migrated) Pending() int { return m.Events - m.Failed }
 
 // Migrate copies the outbox of the bbolt file from.Path into the
-// PostgreSQL database to.DSN, whose schema it brings up to date: every
+// PostgreSQL database to.DSN, whose schema it brings up to date, through
+// the engines' store.Tx: every
 // event, in its order and with its state (pending or failed, attempts,
 // next attempt, last error), for its account; every call record; every
 // importer's mark; and each account's limiter send times, counted as sends
@@ -76,21 +80,24 @@ func Migrate(from, to Options, mo MigrateOptions) (Migrated, error) {
 	if err := to.setDefaults(); err != nil {
 		return Migrated{}, err
 	}
-	src, err := openBoltReadOnly(from.Path, from.LockTimeout)
+	src, err := boltstore.OpenReadOnly(from.Path, from.LockTimeout)
 	if err != nil {
 		return Migrated{}, fmt.Errorf("outbox %s: %w", from.Path, err)
 	}
 	defer src.Close()
-	target := RedactDSN(to.DSN)
-	dst, err := openPostgres(to, &probe{})
+	dst, err := openStore(to)
 	if err != nil {
-		return Migrated{}, fmt.Errorf("outbox %s: %w", target, err)
+		return Migrated{}, err
 	}
-	defer dst.close()
+	defer dst.Close()
+	target := dst.Name()
 
 	var m Migrated
-	err = src.View(func(btx *bolt.Tx) error {
-		return dst.load(func(stx storeTx) error { return copyOutbox(btx, stx.(*pgTx), mo, &m) })
+	err = src.View(func(stx store.Tx) error {
+		return dst.Load(func(dtx store.Tx) error {
+			m = Migrated{} // Load may run fn again
+			return copyStore(stx, dtx, mo, &m)
+		})
 	})
 	var unreadable *unreadableError
 	switch {
@@ -110,26 +117,24 @@ func Migrate(from, to Options, mo MigrateOptions) (Migrated, error) {
 	return m, nil
 }
 
-// copyOutbox copies what file transaction src holds into database
-// transaction dst, which holds the tables.
-func copyOutbox(src *bolt.Tx, dst *pgTx, mo MigrateOptions, m *Migrated) error {
-	var events, calls, marks int
-	if err := dst.queryRow([]any{&events, &calls, &marks}, `SELECT
-		(SELECT count(*) FROM events), (SELECT count(*) FROM calls), (SELECT count(*) FROM marks)`); err != nil {
+// copyStore copies what transaction src holds into transaction dst of an
+// empty store, whatever the engine of each.
+func copyStore(src, dst store.Tx, mo MigrateOptions, m *Migrated) error {
+	events, calls, marks, err := counts(dst)
+	if err != nil {
 		return fmt.Errorf("count what the database holds: %w", err)
 	}
 	if events+calls+marks > 0 {
 		return fmt.Errorf("%w (events: %d, calls: %d, marks: %d): migrate into a new, empty database", ErrTargetNotEmpty, events, calls, marks)
 	}
-	from := &boltTx{tx: src}
-	// In sequence order, so that the database numbers them in the same
+	// In sequence order, so that the target numbers them in the same
 	// order: each call's order, and the ties between calls, are kept.
-	err := from.forEachEvent(func(seq uint64, rec *record, decodeErr error) error {
+	err = src.ForEachEvent(func(seq uint64, rec *store.Record, decodeErr error) error {
 		if decodeErr != nil {
 			m.UnreadableEvents = append(m.UnreadableEvents, seq)
 			return nil
 		}
-		if _, err := dst.appendEvent(rec); err != nil {
+		if _, err := dst.AppendEvent(rec); err != nil {
 			return err
 		}
 		m.Events++
@@ -141,12 +146,12 @@ func copyOutbox(src *bolt.Tx, dst *pgTx, mo MigrateOptions, m *Migrated) error {
 	if err != nil {
 		return err
 	}
-	err = from.forEachCall(func(base string, c callstate.Call, decodeErr error) error {
+	err = src.ForEachCall(func(base string, c callstate.Call, decodeErr error) error {
 		if decodeErr != nil {
 			m.UnreadableCalls = append(m.UnreadableCalls, base)
 			return nil
 		}
-		if err := dst.putCall(base, c); err != nil {
+		if err := dst.PutCall(base, c); err != nil {
 			return err
 		}
 		m.Calls++
@@ -158,32 +163,44 @@ func copyOutbox(src *bolt.Tx, dst *pgTx, mo MigrateOptions, m *Migrated) error {
 	if err != nil {
 		return err
 	}
-	err = from.forEachMark(func(key string, value []byte) error {
+	err = src.ForEachMark(func(key string, value []byte) error {
 		m.Marks++
-		return dst.putMark(key, value)
+		return dst.PutMark(key, value)
 	})
 	if err != nil {
 		return err
 	}
-	// Every send the file remembers, each account's, the one its window
-	// no longer holds included: older ones the database's limiter
-	// ignores, and each was a real request.
-	for _, account := range windowAccounts(src) {
-		sends, forgot := readWindow(src, account)
-		if !forgot.IsZero() {
-			sends = append(sends, forgot)
-		}
-		if len(sends) > 0 {
-			if err := addSends(dst, account, sends); err != nil {
-				return err
-			}
-		}
+	// Every send the source remembers, each account's, those its window
+	// no longer holds included: older ones the target's limiter ignores,
+	// and each was a real request.
+	err = src.ForEachSends(func(account string, sends []time.Time) error {
 		m.Sends += len(sends)
+		if len(sends) == 0 {
+			return nil
+		}
+		return dst.AddSends(account, sends)
+	})
+	if err != nil {
+		return err
 	}
 	if (len(m.UnreadableEvents) > 0 || len(m.UnreadableCalls) > 0) && !mo.SkipUnreadable {
 		return &unreadableError{events: m.UnreadableEvents, calls: m.UnreadableCalls}
 	}
 	return nil
+}
+
+// counts is how many events, call records and marks tx holds.
+func counts(tx store.Tx) (events, calls, marks int, err error) {
+	if err := tx.ForEachEvent(func(uint64, *store.Record, error) error { events++; return nil }); err != nil {
+		return 0, 0, 0, err
+	}
+	if err := tx.ForEachCall(func(string, callstate.Call, error) error { calls++; return nil }); err != nil {
+		return 0, 0, 0, err
+	}
+	if err := tx.ForEachMark(func(string, []byte) error { marks++; return nil }); err != nil {
+		return 0, 0, 0, err
+	}
+	return events, calls, marks, nil
 }
 
 // unreadableError lists the records of the file that cannot be decoded.

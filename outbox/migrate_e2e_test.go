@@ -22,6 +22,8 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
+	"github.com/movidesk-agi/movidesk-agi/ratelimit"
+	"github.com/movidesk-agi/movidesk-agi/store"
 )
 
 // senderEnv is an outbox of opts sending with s, on clock clk.
@@ -74,10 +76,10 @@ func viewOf(t *testing.T, o *Outbox, now time.Time, calls ...string) outboxView 
 		t.Fatal(err)
 	}
 	v.Mark = string(mark)
-	v.Sends = o.def.lim.recent(now)
+	v.Sends = o.def.lim.Recent(now)
 	v.StoredCalls, v.StoredMarks = map[string]callstate.Call{}, map[string]string{}
-	err = o.st.view(func(tx storeTx) error {
-		err := tx.forEachCall(func(base string, c callstate.Call, decodeErr error) error {
+	err = o.st.View(func(tx store.Tx) error {
+		err := tx.ForEachCall(func(base string, c callstate.Call, decodeErr error) error {
 			if decodeErr != nil {
 				return decodeErr
 			}
@@ -87,7 +89,7 @@ func viewOf(t *testing.T, o *Outbox, now time.Time, calls ...string) outboxView 
 		if err != nil {
 			return err
 		}
-		return tx.forEachMark(func(key string, value []byte) error {
+		return tx.ForEachMark(func(key string, value []byte) error {
 			v.StoredMarks[key] = string(value)
 			return nil
 		})
@@ -115,7 +117,7 @@ func TestPostgresMigrate(t *testing.T) {
 	// completion behind it, c5 queued with the budget spent; the spool's
 	// mark. The five requests sent are the minute's budget.
 	const rate = 5
-	span := windowSpan(rate, rate)
+	span := ratelimit.Span(rate, rate)
 	clk := newFakeClock()
 	fake := movidesktest.NewServer(t, testToken)
 	fake.SetClock(clk.Now)
@@ -321,15 +323,12 @@ func TestPostgresMigrateUnreadableRecords(t *testing.T) {
 		}
 	}
 	// Event 2 and call c3's record are damaged on disk.
-	err := boltOf(file.o).db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketEvents).Put(seqKey(2), []byte("{not json")); err != nil {
+	file.damage(t, func(tx *bolt.Tx) error {
+		if err := tx.Bucket([]byte("events")).Put(seqKey(2), []byte("{not json")); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketCalls).Put([]byte("c3"), []byte(`{"segments":"many"}`))
+		return tx.Bucket([]byte("calls")).Put([]byte("c3"), []byte(`{"segments":"many"}`))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	file.o.Close()
 	dsn := newDatabase(t)
 	dbOpts := Options{Driver: DriverPostgres, DSN: dsn, Log: zerolog.Nop()}
@@ -428,10 +427,10 @@ func TestPostgresMigrateKeepsEachAccount(t *testing.T) {
 		t.Errorf("events in the database %+v, want a2 of acme", evs)
 	}
 	now := clk.Now()
-	if got := len(db.accounts["acme"].lim.recent(now)); got != 2 {
+	if got := len(db.accounts["acme"].lim.Recent(now)); got != 2 {
 		t.Errorf("acme's window in the database holds %d sends, want 2", got)
 	}
-	if got := len(db.def.lim.recent(now)); got != 1 {
+	if got := len(db.def.lim.Recent(now)); got != 1 {
 		t.Errorf("the default account's window in the database holds %d sends, want 1", got)
 	}
 }

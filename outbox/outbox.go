@@ -14,6 +14,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/ratelimit"
+	"github.com/movidesk-agi/movidesk-agi/store"
+	"github.com/movidesk-agi/movidesk-agi/store/boltstore"
+	"github.com/movidesk-agi/movidesk-agi/store/pgstore"
 )
 
 // Defaults applied by Open to zero Options fields.
@@ -29,10 +33,6 @@ const (
 )
 
 const (
-	// limiterMargin widens the limiter's window by 1/limiterMargin (2s in
-	// a minute): requests leave here at exact intervals but reach Movidesk
-	// after varying network delays.
-	limiterMargin = 30
 	// housekeepEvery is how often Run calls the housekeeping function
 	// (the reaper of open calls).
 	housekeepEvery = time.Minute
@@ -51,15 +51,17 @@ const (
 	DriverPostgres = "postgres"
 )
 
-// ErrInUse is returned by Open when another process holds the file: bbolt
-// locks it exclusively, and a running movidesk-agi keeps it open.
-var ErrInUse = errors.New("outbox file locked by another process")
-
-// ErrNotFound is returned by Retry and Drop for an unknown sequence number.
-var ErrNotFound = errors.New("no such event")
-
-// ErrClosed is returned by a write after Close.
-var ErrClosed = errors.New("outbox closed")
+var (
+	// ErrInUse is returned by Open when another process holds the file:
+	// bbolt locks it exclusively, and a running movidesk-agi keeps it
+	// open.
+	ErrInUse = store.ErrInUse
+	// ErrNotFound is returned by Retry and Drop for an unknown sequence
+	// number.
+	ErrNotFound = store.ErrNotFound
+	// ErrClosed is returned by a write after Close.
+	ErrClosed = store.ErrClosed
+)
 
 // Sender delivers one request to Movidesk. *movidesk.Client satisfies it.
 type Sender interface {
@@ -119,7 +121,7 @@ type Options struct {
 
 // DefaultAccount is the name of the default account when Options.Account
 // gives none: that of a service configured with one Movidesk account.
-const DefaultAccount = "default"
+const DefaultAccount = store.DefaultAccount
 
 // Account is one Movidesk account of an outbox besides the default one
 // (see Options.Accounts).
@@ -138,7 +140,7 @@ type Account struct {
 type account struct {
 	name   string
 	sender Sender
-	lim    limiter
+	lim    store.Limiter
 	wake   chan struct{}
 	// paused is guarded by Outbox.mu: no request before it (a 429).
 	paused time.Time
@@ -148,7 +150,7 @@ type account struct {
 // it within the rate limit, and the store of the call state beside it
 // (callstate.Store). Its methods are safe for concurrent use.
 type Outbox struct {
-	st backend
+	st store.Store
 	// name is the store in errors: the file's path, or the database
 	// without its password.
 	name string
@@ -167,9 +169,9 @@ type Outbox struct {
 	// caller may have gone: Close waits for them.
 	attempts  sync.WaitGroup
 	housekeep func() error
-	// probe counts the index entries the sender and the reaper read, so
-	// that tests can tell that their cost does not grow with the file.
-	probe probe
+	// sweepVisits counts the calls Sweep visits, so that tests can tell
+	// that its cost does not grow with the file.
+	sweepVisits atomic.Int64
 
 	mu      sync.Mutex
 	closing bool // Close has begun: no new attempt
@@ -183,9 +185,6 @@ type Outbox struct {
 	// limiter and not yet let go, so that a wait is reported once.
 	waiting map[uint64]bool
 }
-
-// probe counts the index entries the sender and the reaper read.
-type probe struct{ pickSteps, sweepVisits atomic.Int64 }
 
 // Open opens (or creates) the outbox: the bbolt file at opts.Path, or the
 // PostgreSQL database at opts.DSN, whose schema it brings up to date. s may
@@ -228,21 +227,14 @@ func Open(opts Options, s Sender) (*Outbox, error) {
 	}
 	o.def = o.accounts[opts.Account]
 	var err error
-	switch opts.Driver {
-	case DriverBbolt:
-		o.name = opts.Path
-		o.st, err = openBolt(opts, &o.probe)
-	case DriverPostgres:
-		o.name = RedactDSN(opts.DSN)
-		o.st, err = openPostgres(opts, &o.probe)
+	if o.st, err = openStore(opts); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("outbox %s: %w", o.name, err)
-	}
+	o.name = o.st.Name()
 	for _, a := range accounts {
-		n, span := a.Burst, windowSpan(a.Burst, a.RatePerMinute)
-		if o.accounts[a.Name].lim, err = o.st.limiter(a.Name, n, span); err != nil {
-			o.st.close()
+		n, span := a.Burst, ratelimit.Span(a.Burst, a.RatePerMinute)
+		if o.accounts[a.Name].lim, err = o.st.Limiter(a.Name, n, span); err != nil {
+			o.st.Close()
 			return nil, fmt.Errorf("outbox %s: limiter of account %q: %w", o.name, a.Name, err)
 		}
 	}
@@ -251,6 +243,24 @@ func Open(opts Options, s Sender) (*Outbox, error) {
 		return tm.C, func() { tm.Stop() }
 	}
 	return o, nil
+}
+
+// openStore opens the engine opts.Driver names.
+func openStore(opts Options) (store.Store, error) {
+	switch opts.Driver {
+	case DriverPostgres:
+		st, err := pgstore.Open(pgstore.Options{DSN: opts.DSN, StoreTimeout: opts.StoreTimeout, Log: opts.Log})
+		if err != nil {
+			return nil, fmt.Errorf("outbox %s: %w", pgstore.RedactDSN(opts.DSN), err)
+		}
+		return st, nil
+	default:
+		st, err := boltstore.Open(boltstore.Options{Path: opts.Path, LockTimeout: opts.LockTimeout, Log: opts.Log})
+		if err != nil {
+			return nil, fmt.Errorf("outbox %s: %w", opts.Path, err)
+		}
+		return st, nil
+	}
 }
 
 func (opts *Options) setDefaults() error {
@@ -351,14 +361,9 @@ func (o *Outbox) SetAccountRate(name string, perMinute float64, burst int) error
 	if err != nil {
 		return err
 	}
-	a.lim.resize(burst, windowSpan(burst, perMinute))
 	// Whatever waits for a slot may go sooner.
 	defer a.kick()
-	if a.lim.selfStored() {
-		return nil
-	}
-	now := o.now()
-	if err := o.st.update(func(tx storeTx) error { return tx.saveWindow(a.name, now) }); err != nil {
+	if err := a.lim.Resize(burst, ratelimit.Span(burst, perMinute)); err != nil {
 		return fmt.Errorf("outbox %s: SetRate: %w", o.name, err)
 	}
 	return nil
@@ -378,7 +383,7 @@ func (o *Outbox) Close() error {
 	o.closing = true
 	o.mu.Unlock()
 	o.attempts.Wait()
-	if err := o.st.close(); err != nil {
+	if err := o.st.Close(); err != nil {
 		return fmt.Errorf("outbox %s: close: %w", o.name, err)
 	}
 	return nil
@@ -403,29 +408,26 @@ func (a *account) kick() {
 	}
 }
 
-// errClaimed is why a call cannot be claimed: an attempt at it is in
-// progress, here or in another instance sharing the store.
-var errClaimed = errors.New("outbox: an attempt at the call is in progress")
-
-// errClaimsBusy is why a call cannot be claimed in a shared store: the
-// attempts in progress hold every connection that claims one, and none
-// came free in time.
-var errClaimsBusy = errors.New("outbox: too many attempts in progress; the event is sent in the background")
+// errClaimedHere is why a call cannot be claimed: an attempt at it is in
+// progress in this process. It is store.ErrClaimed to errors.Is, as the
+// claim of another process sharing the store is.
+var errClaimedHere = fmt.Errorf("%w here", store.ErrClaimed)
 
 // claim marks a call as having an attempt in progress, so that no other
 // attempt of the same call runs at the same time (its events stay in
 // order), here or in another instance sharing the store. It fails with
-// errClaimed when the call is already claimed, with another error when
-// the claim could not be made (see backend.lockCall).
+// an error wrapping store.ErrClaimed when the call is already claimed,
+// with another error when the claim could not be made (see
+// store.Store.LockCall).
 func (o *Outbox) claim(call string) error {
 	o.mu.Lock()
 	if _, ok := o.inflight[call]; ok {
 		o.mu.Unlock()
-		return errClaimed
+		return errClaimedHere
 	}
 	o.inflight[call] = func() {}
 	o.mu.Unlock()
-	unlock, err := o.st.lockCall(call)
+	unlock, err := o.st.LockCall(call)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err != nil {
@@ -463,3 +465,11 @@ func (o *Outbox) pause(a *account, until time.Time) {
 	}
 	o.mu.Unlock()
 }
+
+// RedactDSN is a PostgreSQL connection string as logs and errors show it:
+// user, host, port and database, never the password.
+func RedactDSN(dsn string) string { return pgstore.RedactDSN(dsn) }
+
+// CheckDSN reports whether dsn can be read as a PostgreSQL connection
+// string, with an error that does not show it.
+func CheckDSN(dsn string) error { return pgstore.CheckDSN(dsn) }

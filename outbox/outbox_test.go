@@ -13,6 +13,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/store"
 )
 
 func TestSubmit(t *testing.T) {
@@ -469,10 +470,10 @@ func TestAnsweredBeforeTheSettle(t *testing.T) {
 		if _, ok := r.(movidesk.TransferredCall); ok {
 			// Movidesk answers while another write holds the store: the
 			// settle's commit has to wait for it.
-			go e.o.st.update(func(tx storeTx) error {
+			go e.o.st.Update(func(tx store.Tx) error {
 				// The event itself: PostgreSQL's settle waits for its
 				// row, bbolt's for the one writer.
-				if _, err := tx.getRecord(1); err != nil {
+				if _, err := tx.Event(1); err != nil {
 					return err
 				}
 				close(held)

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/store"
 )
 
 func jitter(d time.Duration) time.Duration {
@@ -78,31 +80,30 @@ func (o *Outbox) run(ctx context.Context, a *account, housekeep bool) {
 			wakeAt = earliest(wakeAt, p)
 		} else {
 			cs, due, err := o.pick(a, now)
-			c := o.claimOne(cs)
+			c, takenHere := o.claimOne(cs)
 			switch {
 			case err != nil:
 				o.log.Error().Err(err).Str("account", a.name).Msg("outbox: reading queued events failed")
 				wakeAt = earliest(wakeAt, now.Add(o.opts.BackoffMin))
-			case c == nil && len(cs) > 0 && !o.st.shared():
-				continue // the synchronous path took the call meanwhile
+			case c == nil && takenHere:
+				continue // the synchronous path took a call meanwhile
 			case c == nil && len(cs) > 0:
-				// Each call is another instance's, or being submitted
-				// here: that one kicks when it is done, another does
-				// not.
-				wakeAt = earliest(wakeAt, now.Add(pollEvery))
-			case c != nil && !o.reserve(a, c.seq, o.now()):
-				o.release(c.rec.Call)
-				wakeAt = earliest(wakeAt, a.lim.freeAt())
+				// Each call is another process's: it does not kick
+				// this one when it is done.
+				wakeAt = earliest(wakeAt, now.Add(o.st.PollEvery()))
+			case c != nil && !o.reserve(a, c.Seq, o.now()):
+				o.release(c.Rec.Call)
+				wakeAt = earliest(wakeAt, a.lim.FreeAt())
 			case c != nil:
 				o.deliver(ctx, a, c)
-				o.release(c.rec.Call)
+				o.release(c.Rec.Call)
 				continue
 			default:
 				wakeAt = earliest(wakeAt, due)
 			}
-			if o.st.shared() {
-				// Another instance may queue or leave events unseen.
-				wakeAt = earliest(wakeAt, now.Add(pollEvery))
+			if p := o.st.PollEvery(); p > 0 {
+				// Another process may queue or leave events unseen.
+				wakeAt = earliest(wakeAt, now.Add(p))
 			}
 		}
 		fire, stop := o.until(wakeAt)
@@ -122,12 +123,6 @@ func earliest(a, b time.Time) time.Time {
 	return b
 }
 
-// candidate is an event chosen for delivery.
-type candidate struct {
-	seq uint64
-	rec *record
-}
-
 // pickMax is how many candidates pick asks a shared store for: those of
 // calls another instance is sending are skipped.
 const pickMax = 8
@@ -137,84 +132,87 @@ const pickMax = 8
 // oldest event failed (they wait for a human), the transfer due longest,
 // else the event due longest (ties in submission order). When none is
 // due, due is when the next one will be.
-func (o *Outbox) pick(a *account, now time.Time) ([]candidate, time.Time, error) {
+func (o *Outbox) pick(a *account, now time.Time) ([]store.Candidate, time.Time, error) {
 	o.mu.Lock()
 	busy := make(map[string]bool, len(o.inflight))
 	for k := range o.inflight {
 		busy[k] = true
 	}
 	o.mu.Unlock()
-	cs, due, err := o.st.pick(a.name, now, busy, pickMax)
+	cs, due, err := o.st.Pick(a.name, now, busy, pickMax)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("outbox %s: %w", o.name, err)
 	}
 	return cs, due, nil
 }
 
-// claimOne claims the call of the first candidate whose call is free. It
-// stops at a claim that fails for another reason than the call's being
-// claimed: the next would fail as well, after as long a wait.
-func (o *Outbox) claimOne(cs []candidate) *candidate {
+// claimOne claims the call of the first candidate whose call is free;
+// takenHere reports, when none is, that a call was claimed in this
+// process meanwhile (a picking again skips it). It stops at a claim that
+// fails for another reason than the call's being claimed: the next would
+// fail as well, after as long a wait.
+func (o *Outbox) claimOne(cs []store.Candidate) (c *store.Candidate, takenHere bool) {
 	for i := range cs {
-		err := o.claim(cs[i].rec.Call)
+		err := o.claim(cs[i].Rec.Call)
 		switch {
 		case err == nil:
-			return &cs[i]
-		case errors.Is(err, errClaimed):
+			return &cs[i], false
+		case errors.Is(err, errClaimedHere):
+			takenHere = true
 			continue
-		case !errors.Is(err, errClaimsBusy):
-			o.log.Error().Err(err).Str("call_id", cs[i].rec.Call).Msg("outbox: claiming a call for an attempt failed")
+		case errors.Is(err, store.ErrClaimed):
+			continue
+		case !errors.Is(err, store.ErrClaimsBusy):
+			o.log.Error().Err(err).Str("call_id", cs[i].Rec.Call).Msg("outbox: claiming a call for an attempt failed")
 		}
-		return nil
+		return nil, takenHere
 	}
-	return nil
+	return nil, takenHere
 }
 
 // deliver makes one background attempt at c, whose call is claimed.
-func (o *Outbox) deliver(ctx context.Context, a *account, c *candidate) {
+func (o *Outbox) deliver(ctx context.Context, a *account, c *store.Candidate) {
 	// Read again under the claim: a synchronous attempt may have delivered
 	// it between pick and claim.
-	var rec *record
-	err := o.st.view(func(tx storeTx) error {
+	var rec *store.Record
+	err := o.st.View(func(tx store.Tx) error {
 		var err error
-		rec, err = tx.getRecord(c.seq)
+		rec, err = tx.Event(c.Seq)
 		return err
 	})
 	if err != nil {
-		o.log.Error().Err(err).Uint64("seq", c.seq).Msg("outbox: reading event failed")
+		o.log.Error().Err(err).Uint64("seq", c.Seq).Msg("outbox: reading event failed")
 		return
 	}
-	if rec == nil || rec.State != StatePending || rec.account() != a.name {
+	if rec == nil || rec.State != StatePending || rec.AccountName() != a.name {
 		return
 	}
-	r, err := rec.request()
+	r, err := rec.Decode()
 	if err != nil {
-		o.settle(c.seq, fmt.Errorf("%w: %w", errUnreadable, err), true, nil)
+		o.settle(c.Seq, fmt.Errorf("%w: %w", errUnreadable, err), true, nil)
 		return
 	}
-	o.send(ctx, a, c.seq, r, true)
+	o.send(ctx, a, c.Seq, r, true)
 }
 
 // reserve takes a slot of account a's limiter for an attempt at event seq
-// made apart from its commit, and stores the window before the request
-// leaves, so that a crash during the attempt cannot give the next run a
-// fuller budget. The limiter's decision is told to the observer; a store
-// failure is not one.
+// made apart from its commit, and commits before the request leaves: the
+// slot is stored then at the latest (see store.Limiter), so that a crash
+// during the attempt cannot give the next run a fuller budget. The
+// limiter's decision is told to the observer; a store failure is not one.
 func (o *Outbox) reserve(a *account, seq uint64, now time.Time) bool {
-	id, ok := a.lim.reserve(now)
+	id, ok := a.lim.Reserve(now)
 	if !ok {
 		o.limited(a, seq, false)
 		return false
 	}
-	if !a.lim.selfStored() {
-		if err := o.st.update(func(tx storeTx) error { return tx.saveWindow(a.name, now) }); err != nil {
-			a.lim.unreserve(id)
-			o.log.Error().Err(fmt.Errorf("outbox %s: %w", o.name, err)).Msg("outbox: limiter window not stored; attempt postponed")
-			return false
-		}
+	if err := o.st.Update(func(store.Tx) error { return nil }); err != nil {
+		a.lim.Unreserve(id)
+		o.log.Error().Err(fmt.Errorf("outbox %s: %w", o.name, err)).Msg("outbox: limiter window not stored; attempt postponed")
+		return false
 	}
 	// Dated when the request leaves, after the commit.
-	a.lim.redate(id, o.now())
+	a.lim.Redate(id, o.now())
 	o.limited(a, seq, true)
 	return true
 }

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgx/v5"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +16,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/store"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -362,20 +363,6 @@ func TestReaper(t *testing.T) {
 	})
 }
 
-func TestWindow(t *testing.T) {
-	w := newWindow(3, time.Minute)
-	var allowed []time.Duration
-	for s := time.Duration(0); s <= 3*time.Minute; s += 10 * time.Second {
-		if w.allow(t0.Add(s)) {
-			allowed = append(allowed, s)
-		}
-	}
-	want := []time.Duration{0, 10 * time.Second, 20 * time.Second, 70 * time.Second, 80 * time.Second, 90 * time.Second, 140 * time.Second, 150 * time.Second, 160 * time.Second}
-	if diff := cmp.Diff(want, allowed); diff != "" {
-		t.Errorf("allowed at (-want +got):\n%s", diff)
-	}
-}
-
 func second(_ callstate.Outcome, err error) error { return err }
 
 func unauthorized(_ context.Context, r movidesk.Request) error {
@@ -398,26 +385,20 @@ func states(evs []Event) []string {
 	return out
 }
 
-// calls lists the call ids the file remembers.
+// calls lists the call ids the store remembers.
 func (e *testEnv) calls(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	err := e.o.st.view(func(stx storeTx) error {
-		if pt, ok := stx.(*pgTx); ok {
-			return pt.query(func(rows pgx.Rows) error {
-				var base string
-				out = append(out, base)
-				return rows.Scan(&out[len(out)-1])
-			}, `SELECT base FROM calls ORDER BY base`)
-		}
-		return stx.(*boltTx).tx.Bucket(bucketCalls).ForEach(func(k, _ []byte) error {
-			out = append(out, string(k))
+	err := e.o.st.View(func(tx store.Tx) error {
+		return tx.ForEachCall(func(base string, _ callstate.Call, _ error) error {
+			out = append(out, base)
 			return nil
 		})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -459,9 +440,7 @@ func TestUnreadableEventBlocksNoOtherCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first record is damaged on disk.
-	if err := boltOf(e.o).db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Put(seqKey(1), []byte("{not json")) }); err != nil {
-		t.Fatal(err)
-	}
+	e.damage(t, func(tx *bolt.Tx) error { return tx.Bucket([]byte("events")).Put(seqKey(1), []byte("{not json")) })
 	e.run(t)
 	e.clock.drive(t, time.Minute, func() bool { return len(e.sender.delivered()) == 1 })
 	if got := e.sender.delivered()[0].CallID(); got != "fine" {
@@ -522,7 +501,7 @@ func TestEachRequestsSlotIsDatedWhenItLeaves(t *testing.T) {
 	if len(left) != 3 {
 		t.Fatalf("%d requests left, want 3", len(left))
 	}
-	if diff := cmp.Diff(left, e.o.def.lim.recent(e.clock.Now())); diff != "" {
+	if diff := cmp.Diff(left, e.o.def.lim.Recent(e.clock.Now())); diff != "" {
 		t.Errorf("the limiter's slots (+) are not when the requests left (-):\n%s", diff)
 	}
 }
@@ -539,12 +518,7 @@ func TestDroppingAnUnreadableEventUnblocksItsCall(t *testing.T) {
 			if _, err := e.m.Complete(canceledCtx(), complete("c1", t0)); err != nil {
 				t.Fatal(err)
 			}
-			err := boltOf(e.o).db.Update(func(tx *bolt.Tx) error {
-				return tx.Bucket(bucketEvents).Put(seqKey(1), []byte(stored))
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			e.damage(t, func(tx *bolt.Tx) error { return tx.Bucket([]byte("events")).Put(seqKey(1), []byte(stored)) })
 			if err := e.o.Drop(1); err != nil {
 				t.Fatal(err)
 			}
@@ -573,44 +547,5 @@ func TestEventsThatSendNothingLeaveTheRateBudgetWhole(t *testing.T) {
 		if err != nil || out.Result != callstate.Delivered {
 			t.Errorf("%s: %v, %v; want delivered: 1 of 3 slots used", id, out.Result, err)
 		}
-	}
-}
-
-func TestWindowSlotTakenByAnotherIsNotRedated(t *testing.T) {
-	w := newWindow(1, time.Minute)
-	id, ok := w.reserve(t0)
-	if !ok {
-		t.Fatal("no slot in an empty window")
-	}
-	// The commit took longer than the window: another send took the slot.
-	if _, ok := w.reserve(t0.Add(2 * time.Minute)); !ok {
-		t.Fatal("an expired slot was not reusable")
-	}
-	if w.redate(id, t0.Add(2*time.Minute)) {
-		t.Error("redate of a slot another send took succeeded: two sends on one slot")
-	}
-	if w.allow(t0.Add(2 * time.Minute)) {
-		t.Error("a second send within the window was allowed")
-	}
-}
-
-func TestWindowResizeKeepsOrDropsReservations(t *testing.T) {
-	w := newWindow(2, time.Minute)
-	old, _ := w.reserve(t0)
-	young, _ := w.reserve(t0.Add(time.Second))
-	w.resize(4, time.Minute)
-	if !w.redate(old, t0.Add(2*time.Second)) {
-		t.Error("a reservation lost its slot when the window grew")
-	}
-	// Shrinking keeps the newest: the redated reservation, not the other.
-	w.resize(1, time.Minute)
-	if w.redate(young, t0.Add(3*time.Second)) {
-		t.Error("a reservation dropped by a smaller window kept its slot: its request would go without one")
-	}
-	if !w.redate(old, t0.Add(3*time.Second)) {
-		t.Error("the newest reservation lost its slot when the window shrank")
-	}
-	if w.allow(t0.Add(4 * time.Second)) {
-		t.Error("a second send within the window of one was allowed")
 	}
 }

@@ -1,78 +1,26 @@
 package outbox
 
 import (
-	"encoding/json"
-	"errors"
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/store"
 )
 
-// Event states.
+// Event states, as List shows them.
 const (
-	StatePending = "pending"
-	StateFailed  = "failed"
+	StatePending = store.StatePending
+	StateFailed  = store.StateFailed
 	// StateUnreadable is listed for a stored record that cannot be decoded.
-	StateUnreadable = "unreadable"
+	StateUnreadable = store.StateUnreadable
 )
-
-// record is a stored event, stored as JSON by both backends.
-type record struct {
-	Endpoint string          `json:"endpoint"`
-	Request  json.RawMessage `json:"request"`
-	Call     string          `json:"call"` // base id: the key of per-call order
-	// Account is the Movidesk account the event goes to; empty is
-	// DefaultAccount, as in the files written before accounts.
-	Account   string    `json:"account,omitempty"`
-	State     string    `json:"state"`
-	Attempts  int       `json:"attempts"`
-	Streak    int       `json:"streak,omitempty"` // failures since the last success or manual retry
-	Next      time.Time `json:"next"`
-	Created   time.Time `json:"created"`
-	LastError string    `json:"lastError,omitempty"`
-}
-
-func (r *record) request() (movidesk.Request, error) {
-	return movidesk.UnmarshalRequest(r.Endpoint, r.Request)
-}
-
-// account is the name of the event's account.
-func (r *record) account() string { return accountName(r.Account) }
-
-// accountName is the name of a stored account: empty is DefaultAccount.
-func accountName(stored string) string {
-	if stored == "" {
-		return DefaultAccount
-	}
-	return stored
-}
-
-// storedAccount is how account is stored in a record: DefaultAccount is
-// left out, so that the records of a service with one account read the
-// same to every version.
-func storedAccount(account string) string {
-	if account == DefaultAccount {
-		return ""
-	}
-	return account
-}
-
-// newRecord is r as the newest event of call base, for account, pending
-// and due now.
-func newRecord(account, base string, r movidesk.Request, now time.Time) (*record, error) {
-	endpoint, data, err := movidesk.MarshalRequest(r)
-	if err != nil {
-		return nil, err
-	}
-	return &record{Endpoint: endpoint, Request: data, Call: base, Account: storedAccount(account), State: StatePending, Next: now, Created: now}, nil
-}
 
 // Tx is a write transaction of the outbox. It implements callstate.Tx, so
 // the call state machine decides and queues in the same commit; the fallback
 // spool's importer also stores its position with PutMark.
 type Tx struct {
-	tx  storeTx
+	tx  store.Tx
 	now time.Time
 	// def is the account of an event queued for account "".
 	def string
@@ -89,11 +37,11 @@ type queuedEvent struct {
 var _ callstate.Tx = (*Tx)(nil)
 
 func (t *Tx) Call(base string) (callstate.Call, error) {
-	c, _, err := t.tx.call(base)
+	c, _, err := t.tx.Call(base)
 	return c, err
 }
 
-func (t *Tx) PutCall(base string, c callstate.Call) error { return t.tx.putCall(base, c) }
+func (t *Tx) PutCall(base string, c callstate.Call) error { return t.tx.PutCall(base, c) }
 
 // Queue stores r for account (empty: the outbox's default account),
 // pending and due now, after the events of call base stored before it.
@@ -103,11 +51,11 @@ func (t *Tx) Queue(account, base string, r movidesk.Request) error {
 	if account == "" {
 		account = t.def
 	}
-	rec, err := newRecord(account, base, r, t.now)
+	rec, err := store.NewRecord(account, base, r, t.now)
 	if err != nil {
 		return err
 	}
-	seq, err := t.tx.appendEvent(rec)
+	seq, err := t.tx.AppendEvent(rec)
 	if err != nil {
 		return err
 	}
@@ -117,18 +65,8 @@ func (t *Tx) Queue(account, base string, r movidesk.Request) error {
 
 // PutMark stores an importer's position under key, in this transaction:
 // a crash can then neither lose an input nor import it twice.
-func (t *Tx) PutMark(key string, value []byte) error { return t.tx.putMark(key, value) }
-
-// decodeError is a stored record that cannot be decoded, as opposed to a
-// store that cannot be read.
-type decodeError struct{ err error }
-
-func (e decodeError) Error() string { return e.err.Error() }
-
-func (e decodeError) Unwrap() error { return e.err }
-
-func (e decodeError) Is(target error) bool { return target == ErrUndecodable }
+func (t *Tx) PutMark(key string, value []byte) error { return t.tx.PutMark(key, value) }
 
 // ErrUndecodable is in the error of a read that met a stored record that
 // cannot be decoded: the store works, that record is damaged.
-var ErrUndecodable = errors.New("a stored record cannot be decoded")
+var ErrUndecodable = store.ErrUndecodable

@@ -8,6 +8,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/store"
 )
 
 // Submit runs fn in one write transaction for call base (the call state
@@ -53,18 +54,19 @@ func (o *Outbox) Submit(ctx context.Context, acct, base string, fn func(callstat
 	)
 	now := o.now()
 	// The limiter's slot for the first request is taken before the commit
-	// and stored in it, so that a crash after the commit cannot forget it;
-	// it is given back if no attempt is made after all. The function below
-	// may run twice (see committer): it only reads the limiter.
+	// and stored with it at the latest (see store.Limiter), so that a
+	// crash after the commit cannot forget it; it is given back if no
+	// attempt is made after all. The function below may run twice (see
+	// store.Store.Update): it only reads the limiter.
 	var slot uint64
 	haveSlot := false
 	if claimed && a != nil && a.sender != nil && ctx.Err() == nil && !now.Before(o.pausedUntil(a)) {
-		slot, haveSlot = a.lim.reserve(now)
+		slot, haveSlot = a.lim.Reserve(now)
 	}
 	deferred := false // the first request wants to leave but has no slot
-	err := o.st.update(func(stx storeTx) error {
+	err := o.st.Update(func(stx store.Tx) error {
 		tx := &Tx{tx: stx, now: now, def: acct}
-		earlier, err := stx.queuedCount(base)
+		earlier, err := stx.QueuedCount(base)
 		if err != nil {
 			return err
 		}
@@ -83,11 +85,11 @@ func (o *Outbox) Submit(ctx context.Context, acct, base string, fn func(callstat
 			// The call belongs to another account (that of its first
 			// event): that account's sender delivers it.
 			why = errNotHead
-		case errors.Is(claimErr, errClaimed) || earlier > 0:
+		case errors.Is(claimErr, store.ErrClaimed) || earlier > 0:
 			// Being sent, or waiting: the same to the dialplan, which
 			// cannot tell which it will meet.
 			why = errNotHead
-		case errors.Is(claimErr, errClaimsBusy):
+		case errors.Is(claimErr, store.ErrClaimsBusy):
 			why = claimErr
 		case !claimed:
 			// Stored: the background sender sends it.
@@ -99,13 +101,10 @@ func (o *Outbox) Submit(ctx context.Context, acct, base string, fn func(callstat
 		case !haveSlot:
 			why, deferred = o.rateLimited(a), true
 		}
-		if why != nil || a.lim.selfStored() {
-			return nil
-		}
-		return stx.saveWindow(a.name, now)
+		return nil
 	})
 	if haveSlot && (err != nil || len(queued) == 0 || why != nil) {
-		a.lim.unreserve(slot)
+		a.lim.Unreserve(slot)
 	}
 	if err == nil && len(queued) > 0 {
 		woken = o.accounts[queued[0].account]
@@ -125,7 +124,7 @@ func (o *Outbox) Submit(ctx context.Context, acct, base string, fn func(callstat
 		return callstate.Delivery{Err: why}, nil
 	}
 	if !o.startAttempt() {
-		a.lim.unreserve(slot)
+		a.lim.Unreserve(slot)
 		return callstate.Delivery{Err: ErrClosed}, nil
 	}
 
@@ -143,7 +142,7 @@ func (o *Outbox) Submit(ctx context.Context, acct, base string, fn func(callstat
 		var d callstate.Delivery
 		var err error
 		first := queued[0].seq
-		ok := a.lim.redate(slot, o.now())
+		ok := a.lim.Redate(slot, o.now())
 		if ok {
 			o.limited(a, first, true)
 		} else {
@@ -194,16 +193,7 @@ var errNotHead = errors.New("outbox: an earlier event of the call is not deliver
 
 // StillTryingError is the delivery error of an event whose caller stopped
 // waiting while Movidesk had not answered yet: the attempt goes on.
-type StillTryingError struct {
-	Endpoint string
-	Cause    error // why the caller stopped waiting
-}
-
-func (e *StillTryingError) Error() string {
-	return fmt.Sprintf("movidesk %s: no answer yet (%v); the attempt goes on in the background", e.Endpoint, e.Cause)
-}
-
-func (e *StillTryingError) Unwrap() error { return e.Cause }
+type StillTryingError = callstate.StillTryingError
 
 // startAttempt counts an attempt that Close must wait for; it refuses once
 // Close has begun.
@@ -224,7 +214,7 @@ func (o *Outbox) isClosing() bool {
 }
 
 func (o *Outbox) rateLimited(a *account) error {
-	n, span := a.lim.limits()
+	n, span := a.lim.Limits()
 	if len(o.accounts) > 1 {
 		return fmt.Errorf("outbox: rate limit of account %q, %d requests per %v, reached", a.name, n, span)
 	}
@@ -360,10 +350,7 @@ func (o *Outbox) awaitSettles() {
 // ImportTx is the transaction an importer gets from Update: the call state
 // machine's, and a place for the importer's own position, committed with
 // the events it produced.
-type ImportTx interface {
-	callstate.Tx
-	PutMark(key string, value []byte) error
-}
+type ImportTx = callstate.ImportTx
 
 var _ ImportTx = (*Tx)(nil)
 
@@ -374,7 +361,7 @@ var _ ImportTx = (*Tx)(nil)
 func (o *Outbox) Update(fn func(ImportTx) error) error {
 	o.awaitSettles()
 	now := o.now()
-	err := o.st.update(func(stx storeTx) error { return fn(&Tx{tx: stx, now: now, def: o.def.name}) })
+	err := o.st.Update(func(stx store.Tx) error { return fn(&Tx{tx: stx, now: now, def: o.def.name}) })
 	if err != nil {
 		return fmt.Errorf("outbox %s: %w", o.name, err)
 	}
@@ -386,9 +373,9 @@ func (o *Outbox) Update(fn func(ImportTx) error) error {
 func (o *Outbox) Lookup(base string) (callstate.Call, error) {
 	o.awaitSettle(base)
 	var c callstate.Call
-	err := o.st.view(func(tx storeTx) error {
+	err := o.st.View(func(tx store.Tx) error {
 		var err error
-		c, _, err = tx.call(base)
+		c, _, err = tx.Call(base)
 		return err
 	})
 	if err != nil {
@@ -407,20 +394,19 @@ func (o *Outbox) Sweep(openedBy, updatedBy time.Time, fn func(tx callstate.Tx, b
 	now := o.now()
 	// Logged after the commit: the function below may run twice.
 	unreadable := map[string]error{}
-	err := o.st.update(func(stx storeTx) error {
+	err := o.st.Update(func(stx store.Tx) error {
 		// Listed before any is changed: a call the visit updates moves
 		// within the index.
-		due, err := stx.callsDue(openedBy, updatedBy)
+		due, err := stx.CallsDue(openedBy, updatedBy)
 		if err != nil {
 			return err
 		}
-		o.probe.sweepVisits.Add(int64(len(due)))
+		o.sweepVisits.Add(int64(len(due)))
 		tx := &Tx{tx: stx, now: now, def: o.def.name}
 		for _, base := range due {
-			c, found, err := stx.call(base)
-			var de decodeError
+			c, found, err := stx.Call(base)
 			switch {
-			case errors.As(err, &de):
+			case errors.Is(err, ErrUndecodable):
 				unreadable[base] = err
 				continue
 			case err != nil:
@@ -428,7 +414,7 @@ func (o *Outbox) Sweep(openedBy, updatedBy time.Time, fn func(tx callstate.Tx, b
 			case !found:
 				continue // forgotten meanwhile
 			}
-			queued, err := stx.queuedCount(base)
+			queued, err := stx.QueuedCount(base)
 			if err != nil {
 				return err
 			}
@@ -437,7 +423,7 @@ func (o *Outbox) Sweep(openedBy, updatedBy time.Time, fn func(tx callstate.Tx, b
 				return err
 			}
 			if forget {
-				if err := stx.deleteCall(base); err != nil {
+				if err := stx.DeleteCall(base); err != nil {
 					return err
 				}
 			}
@@ -502,15 +488,15 @@ func verdictOf(sendErr error) verdict {
 func (o *Outbox) settle(seq uint64, sendErr error, background bool, committed func()) verdict {
 	now := o.now()
 	v := verdictOf(sendErr)
-	var rec *record
-	err := o.st.update(func(tx storeTx) error {
+	var rec *store.Record
+	err := o.st.Update(func(tx store.Tx) error {
 		var err error
-		if rec, err = tx.getRecord(seq); err != nil || rec == nil {
+		if rec, err = tx.Event(seq); err != nil || rec == nil {
 			return err // dropped meanwhile
 		}
 		switch v {
 		case delivered:
-			return tx.deleteEvent(seq, rec)
+			return tx.DeleteEvent(seq, rec)
 		case permanent:
 			rec.State = StateFailed
 			rec.Next = time.Time{}
@@ -520,7 +506,7 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool, committed fu
 		}
 		rec.Attempts++
 		rec.LastError = sendErr.Error()
-		return tx.updateRecord(seq, rec)
+		return tx.UpdateEvent(seq, rec)
 	})
 	if err != nil {
 		msg := "outbox: store failed after an attempt; the event will be attempted again"

@@ -156,38 +156,19 @@ func callSession(addr net.Addr, script string, n int, args ...string) string {
 
 // sessionCommands is callSession returning every command the service sent.
 func sessionCommands(addr net.Addr, script string, n int, args ...string) []string {
-	conn, err := net.Dial("tcp", addr.String())
-	if err != nil {
-		return nil
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	id := callID(n)
-	var env strings.Builder
-	fmt.Fprintf(&env, "agi_network: yes\nagi_network_script: %s\nagi_channel: PJSIP/loop-%08x\nagi_uniqueid: %s\nagi_callerid: 4733990777\nagi_context: from-trunk\n", script, n, id)
-	for i, a := range args {
-		fmt.Fprintf(&env, "agi_arg_%d: %s\n", i+1, a)
-	}
-	env.WriteString("\n")
-	conn.Write([]byte(env.String()))
-	r := bufio.NewReader(conn)
-	var seen []string
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return seen
-		}
-		cmd := strings.TrimSuffix(line, "\n")
-		seen = append(seen, cmd)
-		reply := "200 result=1"
+	env := testutil.AGIEnv{Script: script, Channel: fmt.Sprintf("PJSIP/loop-%08x", n), UniqueID: id,
+		CallerID: "4733990777", Context: "from-trunk", Args: args, Timeout: 30 * time.Second}
+	seen, _ := testutil.AGICall(addr.String(), env, func(cmd string) string {
 		switch {
 		case strings.Contains(cmd, "CHANNEL(linkedid)"):
-			reply = "200 result=1 (" + id + ")"
+			return "200 result=1 (" + id + ")"
 		case strings.HasPrefix(cmd, "GET VARIABLE"):
-			reply = "200 result=0"
+			return "200 result=0"
 		}
-		conn.Write([]byte(reply + "\n"))
-	}
+		return "200 result=1"
+	})
+	return seen
 }
 
 // callEpoch is when the test calls began: an hour before the tests ran.

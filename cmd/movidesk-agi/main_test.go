@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -62,30 +62,18 @@ func startMain(t *testing.T, cfg Config) (*Main, *testutil.LogBuffer) {
 // answers every command with reply(command); it returns the commands seen.
 func agiCall(t *testing.T, addr net.Addr, script string, args []string, reply func(cmd string) string) []string {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr.String())
-	if err != nil {
+	seen, err := testutil.AGICall(addr.String(), loopCall(script, args), reply)
+	if opErr := (*net.OpError)(nil); errors.As(err, &opErr) && opErr.Op == "dial" {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	var env strings.Builder
-	fmt.Fprintf(&env, "agi_network: yes\nagi_network_script: %s\nagi_channel: PJSIP/loop-00000001\nagi_uniqueid: 1795524751.12\nagi_callerid: 4733990777\nagi_context: from-trunk\n", script)
-	for i, a := range args {
-		fmt.Fprintf(&env, "agi_arg_%d: %s\n", i+1, a)
-	}
-	env.WriteString("\n")
-	conn.Write([]byte(env.String()))
-	r := bufio.NewReader(conn)
-	var seen []string
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return seen
-		}
-		cmd := strings.TrimSuffix(line, "\n")
-		seen = append(seen, cmd)
-		conn.Write([]byte(reply(cmd) + "\n"))
-	}
+	return seen
+}
+
+// loopCall is the environment of a session on the caller's channel of call
+// 1795524751.12.
+func loopCall(script string, args []string) testutil.AGIEnv {
+	return testutil.AGIEnv{Script: script, Channel: "PJSIP/loop-00000001", UniqueID: "1795524751.12",
+		CallerID: "4733990777", Context: "from-trunk", Args: args}
 }
 
 func channelReplies(cmd string) string {

@@ -44,14 +44,7 @@ func TestPostgresMigrateCommand(t *testing.T) {
 	// answers 503; it is stopped, its configuration switched to a
 	// database, `migrate` copies the file, and the service started again
 	// delivers them, once each, and completes a call transferred before.
-	srv, err := pgtest.Shared()
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain, err := srv.NewDatabase()
-	if err != nil {
-		t.Fatal(err)
-	}
+	plain := pgtest.NewDatabase(t)
 	// The test database trusts every connection: the password is only
 	// there to be kept out of the output.
 	const password = "pg-pw-7f3a9c"

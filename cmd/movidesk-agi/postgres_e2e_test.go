@@ -26,10 +26,7 @@ import (
 // against a fake Movidesk.
 func pgServiceConfig(t *testing.T, srv *pgtest.Server) (Config, *movidesktest.Server, string) {
 	t.Helper()
-	dsn, err := srv.NewDatabase()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := srv.NewDatabase(t)
 	fake := movidesktest.NewServer(t, secret)
 	cfg := DefaultConfig()
 	cfg.Movidesk.BaseURL = fake.URL
@@ -124,14 +121,7 @@ func TestHAPostgresKillOneInTheMiddleOfABurst(t *testing.T) {
 		rate  = 600
 	)
 	window := time.Duration(float64(burst) / rate * float64(time.Minute))
-	srv, err := pgtest.Shared()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn, err := srv.NewDatabase()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := pgtest.NewDatabase(t)
 	// Each instance has a token of its own (Movidesk tells them apart by
 	// it; the service sees one account), so each request names its sender.
 	fake := movidesktest.NewServer(t, secret)

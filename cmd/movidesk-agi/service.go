@@ -199,7 +199,7 @@ func (m *Main) Open() error {
 		return fmt.Errorf("store.spool: %w", err)
 	}
 	m.adminOutbox.Store(m.outbox)
-	m.handlers = calls.New(m.callsConfig(cfg), m.calls, m.outbox, m.Log)
+	m.handlers = calls.New(m.callsConfig(cfg), m.calls, m.Log)
 	m.server = m.newAGIServer(cfg, metrics)
 	if cfg.ClickToCall.Listen != "" {
 		if err := m.openClickToCall(cfg); err != nil {

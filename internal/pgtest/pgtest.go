@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -45,7 +46,8 @@ var (
 	errNew error
 )
 
-// Shared starts the package's server on first use; Stop it from TestMain.
+// Shared starts the package's server on first use; stop it from TestMain
+// with StopShared.
 func Shared() (*Server, error) {
 	once.Do(func() { shared, errNew = Start() })
 	return shared, errNew
@@ -151,20 +153,33 @@ func (s *Server) DSN(name string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.port, name)
 }
 
-// NewDatabase creates an empty database and returns its connection string.
-func (s *Server) NewDatabase() (string, error) {
+// NewDatabase is a new, empty database of the shared server (see
+// Shared), as a connection string; it fails t when either cannot be made.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	s, err := Shared()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.NewDatabase(t)
+}
+
+// NewDatabase is a new, empty database of s, as a connection string; it
+// fails t when it cannot be made.
+func (s *Server) NewDatabase(t testing.TB) string {
+	t.Helper()
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), s.n.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, s.DSN("postgres"))
 	if err != nil {
-		return "", fmt.Errorf("pgtest: %w", err)
+		t.Fatalf("pgtest: %v", err)
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", fmt.Errorf("pgtest: create database: %w", err)
+		t.Fatalf("pgtest: create database: %v", err)
 	}
-	return s.DSN(name), nil
+	return s.DSN(name)
 }
 
 // Stop stops the server (immediately: nothing of it is kept) and removes

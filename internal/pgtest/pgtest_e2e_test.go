@@ -14,14 +14,10 @@ func TestPostgresServerStartsAndStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dsn, err := s.NewDatabase()
-	if err != nil {
-		s.Stop()
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { s.Stop() })
+	dsn := s.NewDatabase(t)
 	conn, err := pgx.Connect(context.Background(), dsn)
 	if err != nil {
-		s.Stop()
 		t.Fatal(err)
 	}
 	var v string

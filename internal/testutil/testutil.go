@@ -1,6 +1,7 @@
 // Package testutil holds what the tests of several packages share: a log
 // buffer safe for concurrent writers, a fake clock, receives with a
-// deadline, and the count of bytes the process has read.
+// deadline, the count of bytes the process has read, and Asterisk's side
+// of an AGI session (AGICall).
 package testutil
 
 import (

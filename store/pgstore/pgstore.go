@@ -1,4 +1,10 @@
-package outbox
+// Package pgstore is the store engine on a PostgreSQL database that
+// several instances share as one service: the tables of migrations/,
+// which Open brings up to date, and advisory locks so that instances
+// deciding for one call take turns and only one sends a call's events at a
+// time. Each account's rate-limiter window is a row a send, counted under
+// the account's lock, so that the instances share one budget.
+package pgstore
 
 import (
 	"context"
@@ -21,12 +27,9 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/internal/redact"
-	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/store"
 )
 
-// The PostgreSQL backend: the tables of migrations/, shared by every
-// instance that opens the database, as one service.
-//
 // Locks, all PostgreSQL advisory locks, in separate key spaces:
 //
 //	(1, hash of call): a write transaction that reads or queues for a
@@ -59,9 +62,27 @@ const (
 	// deadlockRetries is how often a transaction PostgreSQL aborted as a
 	// deadlock is run again.
 	deadlockRetries = 3
+	// pollEvery is how often the sender is to look for events that
+	// another instance queued or left behind.
+	pollEvery = time.Second
 )
 
-type pgStore struct {
+// Options configure Open.
+type Options struct {
+	// DSN is the database, as a URL or key=value string; its password
+	// never appears in an error.
+	DSN string
+	// StoreTimeout bounds each statement, so that a database gone does
+	// not hold a call.
+	StoreTimeout time.Duration
+	Log          zerolog.Logger
+}
+
+// Store is the store on a PostgreSQL database.
+type Store struct {
+	limsMu sync.Mutex
+	lims   map[string]*pgLimiter
+
 	pool   *pgxpool.Pool // transactions
 	claims *pgxpool.Pool // connections holding the claims of attempts
 	// claiming holds a token for each claim held or being made, at most
@@ -70,11 +91,19 @@ type pgStore struct {
 	// timeout bounds each statement.
 	timeout  time.Duration
 	log      zerolog.Logger
-	probe    *probe
+	name     string
 	password string // scrubbed from every error
 }
 
-func openPostgres(opts Options, pr *probe) (*pgStore, error) {
+var (
+	_ store.Store   = (*Store)(nil)
+	_ store.Tx      = (*pgTx)(nil)
+	_ store.Limiter = (*pgLimiter)(nil)
+)
+
+// Open connects to the database at opts.DSN and brings its schema up to
+// date.
+func Open(opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(opts.DSN)
 	if err != nil {
 		var pe *pgconn.ParseConfigError
@@ -83,7 +112,7 @@ func openPostgres(opts Options, pr *probe) (*pgStore, error) {
 		}
 		return nil, fmt.Errorf("the DSN cannot be read: %w", scrubbed(err, dsnPassword(opts.DSN)))
 	}
-	s := &pgStore{timeout: opts.StoreTimeout, log: opts.Log, probe: pr, password: cfg.ConnConfig.Password,
+	s := &Store{timeout: opts.StoreTimeout, log: opts.Log, name: RedactDSN(opts.DSN), password: cfg.ConnConfig.Password,
 		claiming: make(chan struct{}, claimConns)}
 	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > opts.StoreTimeout {
 		cfg.ConnConfig.ConnectTimeout = opts.StoreTimeout
@@ -103,7 +132,7 @@ func openPostgres(opts Options, pr *probe) (*pgStore, error) {
 		return nil, s.scrub(err)
 	}
 	if err := s.migrate(); err != nil {
-		s.close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -112,7 +141,7 @@ func openPostgres(opts Options, pr *probe) (*pgStore, error) {
 // migrate brings the schema up to the latest of migrations/, one file a
 // version, each in the transaction that records it in schema_version.
 // Instances starting together take turns.
-func (s *pgStore) migrate() error {
+func (s *Store) migrate() error {
 	files, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
 		return err
@@ -176,7 +205,17 @@ func migrationVersion(name string) (int, error) {
 	return v, nil
 }
 
-func (s *pgStore) update(fn func(storeTx) error) error {
+// Update runs fn in a write transaction, again when PostgreSQL aborted it
+// as a deadlock.
+func (s *Store) Update(fn func(store.Tx) error) error {
+	return s.update(func(t *pgTx) error { return fn(t) })
+}
+
+func (s *Store) View(fn func(store.Tx) error) error {
+	return s.view(func(t *pgTx) error { return fn(t) })
+}
+
+func (s *Store) update(fn func(*pgTx) error) error {
 	for try := 0; ; try++ {
 		err := s.run(pgx.TxOptions{}, true, fn)
 		var pe *pgconn.PgError
@@ -187,11 +226,11 @@ func (s *pgStore) update(fn func(storeTx) error) error {
 	}
 }
 
-func (s *pgStore) view(fn func(storeTx) error) error {
+func (s *Store) view(fn func(*pgTx) error) error {
 	return s.run(pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, false, fn)
 }
 
-func (s *pgStore) run(opts pgx.TxOptions, write bool, fn func(storeTx) error) error {
+func (s *Store) run(opts pgx.TxOptions, write bool, fn func(*pgTx) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	tx, err := s.pool.BeginTx(ctx, opts)
 	cancel()
@@ -212,14 +251,13 @@ func (s *pgStore) run(opts pgx.TxOptions, write bool, fn func(storeTx) error) er
 	return s.scrub(tx.Commit(ctx))
 }
 
-// load runs fn in one write transaction that holds the tables against
+// Load runs fn in one write transaction that holds the tables against
 // every other writer until its commit, for filling the database at once
-// (see Migrate): it takes no call's lock, as thousands of them in one
+// (see outbox.Migrate): it takes no call's lock, as thousands of them in one
 // transaction would exhaust PostgreSQL's lock table. An instance busy
 // with the database makes it fail at once rather than wait.
-func (s *pgStore) load(fn func(storeTx) error) error {
-	return s.run(pgx.TxOptions{}, true, func(stx storeTx) error {
-		t := stx.(*pgTx)
+func (s *Store) Load(fn func(store.Tx) error) error {
+	return s.run(pgx.TxOptions{}, true, func(t *pgTx) error {
 		_, err := t.exec(`LOCK TABLE events, calls, marks, limiter_sends IN EXCLUSIVE MODE NOWAIT`)
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "55P03" {
@@ -233,7 +271,7 @@ func (s *pgStore) load(fn func(storeTx) error) error {
 	})
 }
 
-func (s *pgStore) lockCall(call string) (func(), error) {
+func (s *Store) LockCall(call string) (func(), error) {
 	// Only the wait for a claim held by an attempt is bounded by
 	// claimWait: a connection that is slow to open (the first of the
 	// pool, or one replacing an idle one closed) is no reason to leave
@@ -246,7 +284,7 @@ func (s *pgStore) lockCall(call string) (func(), error) {
 		select {
 		case s.claiming <- struct{}{}:
 		case <-wait.C:
-			return nil, errClaimsBusy
+			return nil, store.ErrClaimsBusy
 		}
 	}
 	done := func() { <-s.claiming }
@@ -269,7 +307,7 @@ func (s *pgStore) lockCall(call string) (func(), error) {
 		if err != nil {
 			return nil, fmt.Errorf("claim call %q: %w", call, s.scrub(err))
 		}
-		return nil, errClaimed
+		return nil, store.ErrClaimed
 	}
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
@@ -283,42 +321,56 @@ func (s *pgStore) lockCall(call string) (func(), error) {
 	}, nil
 }
 
-func (s *pgStore) limiter(account string, n int, span time.Duration) (limiter, error) {
-	return &pgLimiter{s: s, account: account, n: n, span: span}, nil
+// Limiter is account's window in the database; the sends are rows, and
+// shared with every instance.
+func (s *Store) Limiter(account string, n int, span time.Duration) (store.Limiter, error) {
+	s.limsMu.Lock()
+	defer s.limsMu.Unlock()
+	if l := s.lims[account]; l != nil {
+		return l, nil
+	}
+	if s.lims == nil {
+		s.lims = map[string]*pgLimiter{}
+	}
+	l := &pgLimiter{s: s, account: account, n: n, span: span}
+	s.lims[account] = l
+	return l, nil
 }
 
-func (s *pgStore) shared() bool { return true }
+// PollEvery is a second: other instances write to the database too.
+func (s *Store) PollEvery() time.Duration { return pollEvery }
 
-func (s *pgStore) close() error {
+// Name is the database without its password.
+func (s *Store) Name() string { return s.name }
+
+func (s *Store) Close() error {
 	s.claims.Close()
 	s.pool.Close()
 	return nil
 }
 
-// pick reads the pending events that are first of their call, through
+// Pick reads the pending events that are first of their call, through
 // the index in the sender's order.
-func (s *pgStore) pick(account string, now time.Time, busy map[string]bool, limit int) ([]candidate, time.Time, error) {
+func (s *Store) Pick(account string, now time.Time, busy map[string]bool, limit int) ([]store.Candidate, time.Time, error) {
 	skip := make([]string, 0, len(busy))
 	for c := range busy {
 		skip = append(skip, c)
 	}
-	var cs []candidate
+	var cs []store.Candidate
 	var due time.Time
-	err := s.view(func(stx storeTx) error {
-		t := stx.(*pgTx)
+	err := s.view(func(t *pgTx) error {
 		err := t.query(func(rows pgx.Rows) error {
 			var seq int64
 			var data []byte
 			if err := rows.Scan(&seq, &data); err != nil {
 				return err
 			}
-			s.probe.pickSteps.Add(1)
-			var rec record
+			var rec store.Record
 			if err := json.Unmarshal(data, &rec); err != nil {
 				s.log.Error().Int64("seq", seq).Err(err).Msg("outbox: stored event unreadable; skipped")
 				return nil
 			}
-			cs = append(cs, candidate{seq: uint64(seq), rec: &rec})
+			cs = append(cs, store.Candidate{Seq: uint64(seq), Rec: &rec})
 			return nil
 		}, `SELECT e.seq, e.record FROM events e
 			WHERE e.account = $4 AND e.state = 'pending' AND e.next_ns <= $1 AND NOT (e.call = ANY($2))
@@ -342,7 +394,7 @@ func (s *pgStore) pick(account string, now time.Time, busy map[string]bool, limi
 // pgTx is a transaction on the database. In a write transaction, reading
 // or queuing for a call locks it until the commit.
 type pgTx struct {
-	s      *pgStore
+	s      *Store
 	tx     pgx.Tx
 	write  bool
 	locked map[string]bool
@@ -399,7 +451,7 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-func (t *pgTx) call(base string) (callstate.Call, bool, error) {
+func (t *pgTx) Call(base string) (callstate.Call, bool, error) {
 	var c callstate.Call
 	if err := t.lock(base); err != nil {
 		return c, false, err
@@ -413,12 +465,12 @@ func (t *pgTx) call(base string) (callstate.Call, bool, error) {
 		return c, false, fmt.Errorf("read call %q: %w", base, err)
 	}
 	if err := json.Unmarshal(data, &c); err != nil {
-		return c, true, fmt.Errorf("decode call %q: %w", base, decodeError{err})
+		return c, true, fmt.Errorf("decode call %q: %w", base, store.DecodeError{Err: err})
 	}
 	return c, true, nil
 }
 
-func (t *pgTx) putCall(base string, c callstate.Call) error {
+func (t *pgTx) PutCall(base string, c callstate.Call) error {
 	if err := t.lock(base); err != nil {
 		return err
 	}
@@ -439,14 +491,14 @@ func (t *pgTx) putCall(base string, c callstate.Call) error {
 	return nil
 }
 
-func (t *pgTx) deleteCall(base string) error {
+func (t *pgTx) DeleteCall(base string) error {
 	if _, err := t.exec(`DELETE FROM calls WHERE base = $1`, base); err != nil {
 		return fmt.Errorf("forget call %q: %w", base, err)
 	}
 	return nil
 }
 
-func (t *pgTx) queuedCount(base string) (int, error) {
+func (t *pgTx) QueuedCount(base string) (int, error) {
 	if err := t.lock(base); err != nil {
 		return 0, err
 	}
@@ -457,7 +509,7 @@ func (t *pgTx) queuedCount(base string) (int, error) {
 	return n, nil
 }
 
-func (t *pgTx) callsDue(openedBy, updatedBy time.Time) ([]string, error) {
+func (t *pgTx) CallsDue(openedBy, updatedBy time.Time) ([]string, error) {
 	// One sweep at a time across the instances: two would lock the same
 	// calls in different orders.
 	if _, err := t.exec(`SELECT pg_advisory_xact_lock(5, 0)`); err != nil {
@@ -479,14 +531,15 @@ func (t *pgTx) callsDue(openedBy, updatedBy time.Time) ([]string, error) {
 	return out, nil
 }
 
-func eventClass(rec *record) int {
-	if rec.Endpoint == movidesk.EndpointTransferred {
-		return classTransfer
+// eventClass orders the events: transfers (0) before the others (1).
+func eventClass(rec *store.Record) int {
+	if rec.IsTransfer() {
+		return 0
 	}
-	return classOther
+	return 1
 }
 
-func (t *pgTx) appendEvent(rec *record) (uint64, error) {
+func (t *pgTx) AppendEvent(rec *store.Record) (uint64, error) {
 	if err := t.lock(rec.Call); err != nil {
 		return 0, err
 	}
@@ -497,14 +550,14 @@ func (t *pgTx) appendEvent(rec *record) (uint64, error) {
 	var seq int64
 	err = t.queryRow([]any{&seq}, `INSERT INTO events (call, class, state, next_ns, created_ns, record, account)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`,
-		rec.Call, eventClass(rec), rec.State, unixNano(rec.Next), unixNano(rec.Created), data, rec.account())
+		rec.Call, eventClass(rec), rec.State, unixNano(rec.Next), unixNano(rec.Created), data, rec.AccountName())
 	if err != nil {
 		return 0, fmt.Errorf("store event of call %q: %w", rec.Call, err)
 	}
 	return uint64(seq), nil
 }
 
-func (t *pgTx) getRecord(seq uint64) (*record, error) {
+func (t *pgTx) Event(seq uint64) (*store.Record, error) {
 	sql := `SELECT record FROM events WHERE seq = $1`
 	if t.write {
 		sql += ` FOR UPDATE`
@@ -517,14 +570,14 @@ func (t *pgTx) getRecord(seq uint64) (*record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read event %d: %w", seq, err)
 	}
-	var rec record
+	var rec store.Record
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return nil, fmt.Errorf("decode event %d: %w", seq, err)
 	}
 	return &rec, nil
 }
 
-func (t *pgTx) updateRecord(seq uint64, rec *record) error {
+func (t *pgTx) UpdateEvent(seq uint64, rec *store.Record) error {
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode event %d: %w", seq, err)
@@ -536,32 +589,32 @@ func (t *pgTx) updateRecord(seq uint64, rec *record) error {
 	return nil
 }
 
-func (t *pgTx) deleteEvent(seq uint64, _ *record) error {
+func (t *pgTx) DeleteEvent(seq uint64, _ *store.Record) error {
 	if _, err := t.exec(`DELETE FROM events WHERE seq = $1`, int64(seq)); err != nil {
 		return fmt.Errorf("delete event %d: %w", seq, err)
 	}
 	return nil
 }
 
-func (t *pgTx) dropEvent(seq uint64) error {
+func (t *pgTx) DropEvent(seq uint64) error {
 	tag, err := t.exec(`DELETE FROM events WHERE seq = $1`, int64(seq))
 	if err != nil {
 		return fmt.Errorf("delete event %d: %w", seq, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("event %d: %w", seq, ErrNotFound)
+		return fmt.Errorf("event %d: %w", seq, store.ErrNotFound)
 	}
 	return nil
 }
 
-func (t *pgTx) forEachEvent(fn func(seq uint64, rec *record, decodeErr error) error) error {
+func (t *pgTx) ForEachEvent(fn func(seq uint64, rec *store.Record, decodeErr error) error) error {
 	return t.query(func(rows pgx.Rows) error {
 		var seq int64
 		var data []byte
 		if err := rows.Scan(&seq, &data); err != nil {
 			return err
 		}
-		var rec record
+		var rec store.Record
 		if err := json.Unmarshal(data, &rec); err != nil {
 			return fn(uint64(seq), nil, err)
 		}
@@ -569,7 +622,7 @@ func (t *pgTx) forEachEvent(fn func(seq uint64, rec *record, decodeErr error) er
 	}, `SELECT seq, record FROM events ORDER BY seq`)
 }
 
-func (t *pgTx) forEachCall(fn func(base string, c callstate.Call, decodeErr error) error) error {
+func (t *pgTx) ForEachCall(fn func(base string, c callstate.Call, decodeErr error) error) error {
 	return t.query(func(rows pgx.Rows) error {
 		var base string
 		var data []byte
@@ -584,15 +637,15 @@ func (t *pgTx) forEachCall(fn func(base string, c callstate.Call, decodeErr erro
 	}, `SELECT base, record FROM calls ORDER BY base`)
 }
 
-func (t *pgTx) stats() (Stats, error) {
-	var st Stats
+func (t *pgTx) Stats() (store.Stats, error) {
+	var st store.Stats
 	err := t.query(func(rows pgx.Rows) error {
 		var account, state string
 		var n int
 		if err := rows.Scan(&account, &state, &n); err != nil {
 			return err
 		}
-		st.count(account, state, n)
+		st.Count(account, state, n)
 		return nil
 	}, `SELECT account, state, count(*) FROM events GROUP BY account, state`)
 	if err != nil {
@@ -609,14 +662,14 @@ func (t *pgTx) stats() (Stats, error) {
 	case err != nil:
 		return st, err
 	}
-	var rec record
+	var rec store.Record
 	if json.Unmarshal(data, &rec) == nil {
 		st.Oldest = rec.Created
 	}
 	return st, nil
 }
 
-func (t *pgTx) putMark(key string, value []byte) error {
+func (t *pgTx) PutMark(key string, value []byte) error {
 	if value == nil {
 		value = []byte{}
 	}
@@ -627,7 +680,7 @@ func (t *pgTx) putMark(key string, value []byte) error {
 	return nil
 }
 
-func (t *pgTx) mark(key string) ([]byte, error) {
+func (t *pgTx) Mark(key string) ([]byte, error) {
 	var v []byte
 	err := t.queryRow([]any{&v}, `SELECT value FROM marks WHERE key = $1`, key)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -636,7 +689,7 @@ func (t *pgTx) mark(key string) ([]byte, error) {
 	return v, err
 }
 
-func (t *pgTx) forEachMark(fn func(key string, value []byte) error) error {
+func (t *pgTx) ForEachMark(fn func(key string, value []byte) error) error {
 	return t.query(func(rows pgx.Rows) error {
 		var key string
 		var value []byte
@@ -647,15 +700,12 @@ func (t *pgTx) forEachMark(fn func(key string, value []byte) error) error {
 	}, `SELECT key, value FROM marks ORDER BY key`)
 }
 
-// saveWindow stores nothing: every slot of pgLimiter is a row already.
-func (t *pgTx) saveWindow(string, time.Time) error { return nil }
-
 // pgLimiter is the limiter's window in the database: a row a send in
 // limiter_sends, counted and added under the account's lock, so that the
 // instances sharing the database and the account together never send more
 // than n in any span. A reservation is its row's id.
 type pgLimiter struct {
-	s       *pgStore
+	s       *Store
 	account string
 
 	mu   sync.Mutex
@@ -668,12 +718,11 @@ type pgLimiter struct {
 // the span longer, and the sends before count in it.
 const keepSends = time.Hour
 
-func (l *pgLimiter) reserve(now time.Time) (uint64, bool) {
-	n, span := l.limits()
+func (l *pgLimiter) Reserve(now time.Time) (uint64, bool) {
+	n, span := l.Limits()
 	var id int64
 	var free time.Time
-	err := l.s.update(func(stx storeTx) error {
-		t := stx.(*pgTx)
+	err := l.s.update(func(t *pgTx) error {
 		id, free = 0, time.Time{}
 		if _, err := t.exec(`SELECT pg_advisory_xact_lock(3, hashtext($1))`, l.account); err != nil {
 			return err
@@ -716,12 +765,12 @@ func (l *pgLimiter) reserve(now time.Time) (uint64, bool) {
 	return uint64(id), true
 }
 
-func (l *pgLimiter) unreserve(id uint64) {
+func (l *pgLimiter) Unreserve(id uint64) {
 	if id == 0 {
 		return
 	}
-	err := l.s.update(func(stx storeTx) error {
-		_, err := stx.(*pgTx).exec(`DELETE FROM limiter_sends WHERE id = $1`, int64(id))
+	err := l.s.update(func(t *pgTx) error {
+		_, err := t.exec(`DELETE FROM limiter_sends WHERE id = $1`, int64(id))
 		return err
 	})
 	if err != nil {
@@ -731,14 +780,13 @@ func (l *pgLimiter) unreserve(id uint64) {
 	}
 }
 
-func (l *pgLimiter) redate(id uint64, left time.Time) bool {
+func (l *pgLimiter) Redate(id uint64, left time.Time) bool {
 	if id == 0 {
 		return false
 	}
-	_, span := l.limits()
+	_, span := l.Limits()
 	var ok bool
-	err := l.s.update(func(stx storeTx) error {
-		t := stx.(*pgTx)
+	err := l.s.update(func(t *pgTx) error {
 		// A slot older than the span no longer counts: redated, it
 		// would count again without having been counted against the
 		// others.
@@ -761,30 +809,33 @@ func (l *pgLimiter) redate(id uint64, left time.Time) bool {
 	return ok
 }
 
-func (l *pgLimiter) freeAt() time.Time {
+func (l *pgLimiter) FreeAt() time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.free
 }
 
-func (l *pgLimiter) limits() (int, time.Duration) {
+func (l *pgLimiter) Limits() (int, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.n, l.span
 }
 
-func (l *pgLimiter) resize(n int, span time.Duration) {
+// Resize changes the limit; the sends are rows already, and every
+// instance counts them with its own limit.
+func (l *pgLimiter) Resize(n int, span time.Duration) error {
 	l.mu.Lock()
 	l.n, l.span = n, span
 	l.free = time.Time{}
 	l.mu.Unlock()
+	return nil
 }
 
-func (l *pgLimiter) recent(now time.Time) []time.Time {
-	_, span := l.limits()
+func (l *pgLimiter) Recent(now time.Time) []time.Time {
+	_, span := l.Limits()
 	var out []time.Time
-	err := l.s.view(func(stx storeTx) error {
-		return stx.(*pgTx).query(func(rows pgx.Rows) error {
+	err := l.s.view(func(t *pgTx) error {
+		return t.query(func(rows pgx.Rows) error {
 			var at int64
 			if err := rows.Scan(&at); err != nil {
 				return err
@@ -799,11 +850,36 @@ func (l *pgLimiter) recent(now time.Time) []time.Time {
 	return out
 }
 
-func (l *pgLimiter) selfStored() bool { return true }
+// ForEachSends visits the rows of limiter_sends, account by account.
+func (t *pgTx) ForEachSends(fn func(account string, sends []time.Time) error) error {
+	var accounts []string
+	sends := map[string][]time.Time{}
+	err := t.query(func(rows pgx.Rows) error {
+		var account string
+		var at int64
+		if err := rows.Scan(&account, &at); err != nil {
+			return err
+		}
+		if sends[account] == nil {
+			accounts = append(accounts, account)
+		}
+		sends[account] = append(sends[account], time.Unix(0, at))
+		return nil
+	}, `SELECT account, at_ns FROM limiter_sends ORDER BY account, at_ns`)
+	if err != nil {
+		return fmt.Errorf("read the limiter's sends: %w", err)
+	}
+	for _, account := range accounts {
+		if err := fn(account, sends[account]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-// addSends counts sends made elsewhere (the bbolt file a database was
-// filled from) as sends of account, with transaction t.
-func addSends(t *pgTx, account string, ts []time.Time) error {
+// AddSends counts sends made elsewhere (the bbolt file a database was
+// filled from) as sends of account.
+func (t *pgTx) AddSends(account string, ts []time.Time) error {
 	at := make([]int64, len(ts))
 	for i, s := range ts {
 		at[i] = s.UnixNano()
@@ -815,7 +891,7 @@ func addSends(t *pgTx, account string, ts []time.Time) error {
 }
 
 // scrub takes the password out of err's text.
-func (s *pgStore) scrub(err error) error { return scrubbed(err, s.password) }
+func (s *Store) scrub(err error) error { return scrubbed(err, s.password) }
 
 // scrubbed is err with password out of its text; errors.Is and As still
 // see what it wraps.

@@ -1,4 +1,4 @@
-package outbox
+package boltstore
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
-	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/store"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -63,9 +63,9 @@ func timeOf(k []byte) time.Time {
 	return time.Unix(s, int64(binary.BigEndian.Uint32(k[8:]))).UTC()
 }
 
-func dueKey(seq uint64, rec *record) []byte {
+func dueKey(seq uint64, rec *store.Record) []byte {
 	class := byte(classOther)
-	if rec.Endpoint == movidesk.EndpointTransferred {
+	if rec.IsTransfer() {
 		class = classTransfer
 	}
 	k := timeKey(append(make([]byte, 0, dueKeyLen), class), rec.Next)
@@ -74,7 +74,7 @@ func dueKey(seq uint64, rec *record) []byte {
 
 // dueBucket is the name of account's due index.
 func dueBucket(account string) []byte {
-	if account == DefaultAccount {
+	if account == store.DefaultAccount {
 		return bucketDue
 	}
 	return []byte(string(bucketDue) + ":" + account)
@@ -121,7 +121,7 @@ func unindexEvent(tx *bolt.Tx, seq uint64, call string) error {
 func refreshHead(tx *bolt.Tx, call string) error {
 	heads := tx.Bucket(bucketHeads)
 	if old := heads.Get([]byte(call)); len(old) >= dueKeyLen {
-		due := tx.Bucket(dueBucket(accountName(string(old[dueKeyLen:]))))
+		due := tx.Bucket(dueBucket(store.AccountName(string(old[dueKeyLen:]))))
 		if due != nil {
 			if err := due.Delete(old[:dueKeyLen]); err != nil {
 				return fmt.Errorf("index call %q: %w", call, err)
@@ -137,9 +137,9 @@ func refreshHead(tx *bolt.Tx, call string) error {
 			continue
 		}
 		head := headFailed
-		if rec.State == StatePending {
+		if rec.State == store.StatePending {
 			key := dueKey(seq, rec)
-			due, err := tx.CreateBucketIfNotExists(dueBucket(rec.account()))
+			due, err := tx.CreateBucketIfNotExists(dueBucket(rec.AccountName()))
 			if err != nil {
 				return fmt.Errorf("index call %q: %w", call, err)
 			}

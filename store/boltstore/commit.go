@@ -1,12 +1,14 @@
-package outbox
+package boltstore
 
 import (
 	"sync"
 
+	"github.com/movidesk-agi/movidesk-agi/store"
+
 	bolt "go.etcd.io/bbolt"
 )
 
-// committer is the outbox's only writer: it runs the write functions
+// committer is the file's only writer: it runs the write functions
 // handed to it in as few transactions as it can, so that sessions arriving
 // together share one fsync (group commit). A transaction starts as soon as
 // the previous one is on disk; whatever arrived meanwhile goes into it. A
@@ -18,6 +20,10 @@ import (
 // of one run into the next.
 type committer struct {
 	db *bolt.DB
+	// flush, when set, writes in each transaction, after the functions,
+	// what the store keeps in memory until a commit (the limiters'
+	// windows); committed is told whether the transaction was.
+	flush func(*bolt.Tx) (committed func(ok bool), err error)
 
 	mu      sync.Mutex
 	queue   []*write
@@ -41,7 +47,7 @@ func (c *committer) do(fn func(*bolt.Tx) error) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return ErrClosed
+		return store.ErrClosed
 	}
 	c.queue = append(c.queue, w)
 	lead := !c.running
@@ -82,7 +88,7 @@ func (c *committer) commit(group []*write) {
 		return
 	}
 	if len(group) > 1 {
-		err := c.db.Update(func(tx *bolt.Tx) error {
+		err := c.update(func(tx *bolt.Tx) error {
 			for _, w := range group {
 				if err := w.fn(tx); err != nil {
 					return err
@@ -98,9 +104,29 @@ func (c *committer) commit(group []*write) {
 		}
 	}
 	for _, w := range group {
-		w.err = c.db.Update(w.fn)
+		w.err = c.update(w.fn)
 		close(w.done)
 	}
+}
+
+// update runs fn and the flush in one transaction.
+func (c *committer) update(fn func(*bolt.Tx) error) error {
+	if c.flush == nil {
+		return c.db.Update(fn)
+	}
+	var committed func(bool)
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		var err error
+		committed, err = c.flush(tx)
+		return err
+	})
+	if committed != nil {
+		committed(err == nil)
+	}
+	return err
 }
 
 // close refuses further writes; the ones already handed over complete.

@@ -1,4 +1,8 @@
-package outbox
+// Package ratelimit is the sliding window that keeps the requests to
+// Movidesk within an account's limit: at most n in any span of time. It
+// is memory only; the store engines keep it across restarts (see
+// store.Limiter).
+package ratelimit
 
 import (
 	"slices"
@@ -6,7 +10,7 @@ import (
 	"time"
 )
 
-// window allows at most n requests in any span of time. It keeps the send
+// Window allows at most n requests in any span of time. It keeps the send
 // times of the last n requests, a slot each: a new one takes a slot that is
 // free (zero) or whose time is more than span ago. Unlike a token bucket, a
 // full burst of n never adds to the steady rate within one window. A slot
@@ -14,9 +18,7 @@ import (
 // request left later than its slot was taken), so slots are not in order;
 // a reservation is known by an id rather than by its slot's position,
 // which resize changes.
-var _ limiter = (*window)(nil)
-
-type window struct {
+type Window struct {
 	mu     sync.Mutex
 	span   time.Duration
 	sent   []slot
@@ -32,20 +34,25 @@ type slot struct {
 	id uint64    // the reservation that holds it; 0 for none
 }
 
-func newWindow(n int, span time.Duration) *window {
-	return &window{span: span, sent: make([]slot, n)}
+// New is a window of n slots over span, all free.
+func New(n int, span time.Duration) *Window {
+	return &Window{span: span, sent: make([]slot, n)}
 }
 
-// windowSpan is the window in which n requests may go at perMinute: n at
-// exact intervals, widened for network delays.
-func windowSpan(n int, perMinute float64) time.Duration {
+// margin widens a window by 1/margin (2s in a minute): requests leave at
+// exact intervals but reach Movidesk after varying network delays.
+const margin = 30
+
+// Span is the window in which n requests may go at perMinute: n at exact
+// intervals, widened for network delays.
+func Span(n int, perMinute float64) time.Duration {
 	span := time.Duration(float64(n) / perMinute * float64(time.Minute))
-	return span + span/limiterMargin
+	return span + span/margin
 }
 
-// reserve takes a slot at now if one is free, and says which reservation
+// Reserve takes a slot at now if one is free, and says which reservation
 // holds it.
-func (w *window) reserve(now time.Time) (id uint64, ok bool) {
+func (w *Window) Reserve(now time.Time) (id uint64, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i, s := range w.sent {
@@ -60,25 +67,21 @@ func (w *window) reserve(now time.Time) (id uint64, ok bool) {
 }
 
 // forget notes a send the window no longer holds. w.mu is held.
-func (w *window) forget(t time.Time) {
+func (w *Window) forget(t time.Time) {
 	if t.After(w.forgot) {
 		w.forgot = t
 	}
 }
 
-// selfStored is false: the window is stored by the bbolt transactions
-// that take its slots (see putWindow).
-func (w *window) selfStored() bool { return false }
-
-// allow takes a slot at now if one is free.
-func (w *window) allow(now time.Time) bool {
-	_, ok := w.reserve(now)
+// Allow takes a slot at now if one is free.
+func (w *Window) Allow(now time.Time) bool {
+	_, ok := w.Reserve(now)
 	return ok
 }
 
 // find is the slot reservation id holds, nil when it lost it (reused after
 // span, or dropped by resize). w.mu is held.
-func (w *window) find(id uint64) *slot {
+func (w *Window) find(id uint64) *slot {
 	if id == 0 {
 		return nil
 	}
@@ -90,9 +93,9 @@ func (w *window) find(id uint64) *slot {
 	return nil
 }
 
-// unreserve gives back the slot of reservation id, unless it was lost
+// Unreserve gives back the slot of reservation id, unless it was lost
 // meanwhile.
-func (w *window) unreserve(id uint64) {
+func (w *Window) Unreserve(id uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if s := w.find(id); s != nil {
@@ -100,11 +103,11 @@ func (w *window) unreserve(id uint64) {
 	}
 }
 
-// redate moves the slot of reservation id to when the request really
+// Redate moves the slot of reservation id to when the request really
 // leaves. It reports false when the slot was lost meanwhile (taken by
 // another after span, or dropped by resize): the request needs a slot
 // again.
-func (w *window) redate(id uint64, left time.Time) bool {
+func (w *Window) Redate(id uint64, left time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := w.find(id)
@@ -117,8 +120,8 @@ func (w *window) redate(id uint64, left time.Time) bool {
 	return true
 }
 
-// freeAt is the first time allow can succeed.
-func (w *window) freeAt() time.Time {
+// FreeAt is the first time Allow can succeed.
+func (w *Window) FreeAt() time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var oldest time.Time
@@ -133,23 +136,23 @@ func (w *window) freeAt() time.Time {
 	return oldest.Add(w.span + time.Nanosecond)
 }
 
-// limits are the window's size and span.
-func (w *window) limits() (n int, span time.Duration) {
+// Limits are the window's size and span.
+func (w *Window) Limits() (n int, span time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.sent), w.span
 }
 
-// recent are the send times the window still counts at now (within its
+// Recent are the send times the window still counts at now (within its
 // span), oldest first: older ones constrain nothing, even after a restart.
-func (w *window) recent(now time.Time) []time.Time {
-	ts, _ := w.stored(now)
+func (w *Window) Recent(now time.Time) []time.Time {
+	ts, _ := w.Stored(now)
 	return ts
 }
 
-// stored is what is kept of the window across a restart: the recent send
+// Stored is what is kept of the window across a restart: the recent send
 // times, and the latest send the stored window does not hold.
-func (w *window) stored(now time.Time) (ts []time.Time, forgot time.Time) {
+func (w *Window) Stored(now time.Time) (ts []time.Time, forgot time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	forgot = w.forgot
@@ -166,7 +169,7 @@ func (w *window) stored(now time.Time) (ts []time.Time, forgot time.Time) {
 	return ts, forgot
 }
 
-// resize gives the window n slots over span, keeping it consistent: at
+// Resize gives the window n slots over span, keeping it consistent: at
 // most n requests in any span, the requests sent before included.
 //
 // With fewer slots, the newest sends are kept: only they decide when the
@@ -175,13 +178,13 @@ func (w *window) stored(now time.Time) (ts []time.Time, forgot time.Time) {
 // shrank, or its span grows): every slot older than that send, free ones
 // included, is dated as it, so that it comes free when the new span has
 // passed since.
-func (w *window) resize(n int, span time.Duration) {
+func (w *Window) Resize(n int, span time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.resizeLocked(n, span)
 }
 
-func (w *window) resizeLocked(n int, span time.Duration) {
+func (w *Window) resizeLocked(n int, span time.Duration) {
 	var kept []slot
 	for _, s := range w.sent {
 		if !s.at.IsZero() {
@@ -208,9 +211,9 @@ func (w *window) resizeLocked(n int, span time.Duration) {
 	w.sent, w.span = sent, span
 }
 
-// restore puts back the window of a previous run (see stored), whatever
+// Restore puts back the window of a previous run (see Stored), whatever
 // its size was.
-func (w *window) restore(ts []time.Time, forgot time.Time) {
+func (w *Window) Restore(ts []time.Time, forgot time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := len(w.sent)
@@ -220,5 +223,18 @@ func (w *window) restore(ts []time.Time, forgot time.Time) {
 		w.sent[i] = slot{at: t, id: w.lastID}
 	}
 	w.forgot = forgot
+	w.resizeLocked(n, w.span)
+}
+
+// Add counts sends made elsewhere (another store's window), as Restore
+// would have: the newest n are kept, the reservations held included.
+func (w *Window) Add(ts ...time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, t := range ts {
+		w.lastID++
+		w.sent = append(w.sent, slot{at: t, id: w.lastID})
+	}
+	n := len(w.sent) - len(ts)
 	w.resizeLocked(n, w.span)
 }
