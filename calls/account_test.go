@@ -223,11 +223,3 @@ func TestAccountsErrorsNameTheFieldWithoutFieldName(t *testing.T) {
 		get("QUEUENAME", "200 result=1 (billing)") +
 		status("ERROR", `no Movidesk queue id for queue "billing" or context "acme-inbound": pass queue=, map it under Queues of account acme or set DefaultQueueID of account acme`))
 }
-
-// An event without an account is the call state's default account's: the
-// accounts' default must be that one.
-func TestTheDefaultAccountIsTheCallStates(t *testing.T) {
-	if account.DefaultName != callstate.DefaultAccount {
-		t.Errorf("the default account is %q, the call state's %q", account.DefaultName, callstate.DefaultAccount)
-	}
-}

@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"slices"
 	"strconv"
 	"strings"
@@ -135,8 +136,8 @@ type Store interface {
 
 // DefaultAccount is the name of the default Movidesk account: the one an
 // event or a call with an empty account goes to, unless the service names
-// it otherwise.
-const DefaultAccount = "default"
+// it otherwise (account.DefaultName).
+const DefaultAccount = account.DefaultName
 
 // ErrUndecodable is in the error of a read that met a stored record that
 // cannot be decoded: the store works, that record is damaged, and trying

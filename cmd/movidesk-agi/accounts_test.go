@@ -11,7 +11,6 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/calls"
-	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
 const acmeSecret = "7c6d5e4f-acme-4718-9a0b-secrettoken77"
@@ -136,11 +135,6 @@ func TestAccountKeysAreTheConfigurationsKeys(t *testing.T) {
 	}
 	if cfg := DefaultConfig(); cfg.callsConfig().FieldName == nil || cfg.callsConfig().FieldName("acme", account.FieldQueues) != "accounts.acme.queues" {
 		t.Error("the AGI routes' errors do not name the configuration's keys")
-	}
-	// The store keeps the default account's events under the outbox's
-	// name for it: the accounts' must be the same.
-	if account.DefaultName != outbox.DefaultAccount {
-		t.Errorf("the default account is %q, the outbox's %q", account.DefaultName, outbox.DefaultAccount)
 	}
 	err := callsError(&calls.ConfigError{Field: "Spool", Err: errors.New("cannot change")})
 	if err.Error() != "store.spool: cannot change" {

@@ -35,7 +35,7 @@ func (m *Main) Reload() error {
 		return fmt.Errorf("reload: %w", err)
 	}
 	old := m.cfg
-	eff, keys := reconcile(old, next)
+	eff, keys := inForce(old, next)
 	if len(keys.live) == 0 && len(keys.restart) == 0 {
 		m.Log.Info().Str("config", m.ConfigPath).Msg("reload: nothing changed")
 		return nil
@@ -84,35 +84,35 @@ func (m *Main) reconfigure(old, eff Config) []error {
 	return errs
 }
 
-// reconcile is the configuration in force after a reload from old to
+// inForce is the configuration in force after a reload from old to
 // next: next's value of each key a reload applies, old's of each key that
 // needs a restart, so that Config says what runs. keys names those that
 // changed, as the file spells them; never their values, some are secrets.
 //
 // Every key of the file is decided here, section by section: a key added
 // to Config without a decision fails TestReloadDecidesEveryKey.
-func reconcile(old, next Config) (eff Config, keys keyDiff) {
+func inForce(old, next Config) (eff Config, keys keyDiff) {
 	eff = old
 	d := &keyDiff{}
-	reconcileServer(d, &eff.Server, next.Server)
+	reloadServer(d, &eff.Server, next.Server)
 	mainToken := tokens(old)
 	if !runsMain(old) || !runsMain(next) {
 		mainToken = restarts // the account of [movidesk] added or removed
 	}
-	reconcileMovidesk(d, &eff.Movidesk, next.Movidesk, mainToken)
+	reloadMovidesk(d, &eff.Movidesk, next.Movidesk, mainToken)
 	// A call in progress would end under another id than it began with.
 	field(d, "calls.id_prefix", &eff.Calls.IDPrefix, next.Calls.IDPrefix, restarts)
 	field(d, "calls.default_queue_id", &eff.Calls.DefaultQueueID, next.Calls.DefaultQueueID, applies)
 	field(d, "calls.recording_link", &eff.Calls.RecordingLink, next.Calls.RecordingLink, applies)
 	field(d, "calls.max_call_duration", &eff.Calls.MaxCallDuration, next.Calls.MaxCallDuration, applies)
 	table(d, "queues.", &eff.Queues, next.Queues, applies)
-	reconcileStore(d, &eff.Store, next.Store)
+	reloadStore(d, &eff.Store, next.Store)
 	field(d, "log.level", &eff.Log.Level, next.Log.Level, applies)
 	field(d, "log.format", &eff.Log.Format, next.Log.Format, restarts)
 	field(d, "admin.listen", &eff.Admin.Listen, next.Admin.Listen, restarts)
 	field(d, "admin.token", &eff.Admin.Token, next.Admin.Token, restarts)
 	field(d, "admin.token_file", &eff.Admin.TokenFile, next.Admin.TokenFile, restarts)
-	reconcileClickToCall(d, &eff.ClickToCall, next.ClickToCall)
+	reloadClickToCall(d, &eff.ClickToCall, next.ClickToCall)
 	eff.Accounts = maps.Clone(old.Accounts)
 	for _, name := range slices.Sorted(maps.Keys(union(old.Accounts, next.Accounts))) {
 		a, running := old.Accounts[name]
@@ -121,11 +121,11 @@ func reconcile(old, next Config) (eff Config, keys keyDiff) {
 			// Its client, its sender and its limiter are made at start:
 			// every key of an account added or removed needs a restart.
 			every := &keyDiff{every: true}
-			reconcileAccount(every, "accounts."+name+".", &a, n, restarts, restarts)
+			reloadAccount(every, "accounts."+name+".", &a, n, restarts, restarts)
 			d.restart = append(d.restart, every.restart...)
 			continue
 		}
-		reconcileAccount(d, "accounts."+name+".", &a, n, applies, tokens(old))
+		reloadAccount(d, "accounts."+name+".", &a, n, applies, tokens(old))
 		eff.Accounts[name] = a
 	}
 	eff.secretFiles = next.secretFiles
@@ -150,7 +150,7 @@ func accountNames(c Config) []string {
 	return c.accounts().Names()
 }
 
-func reconcileServer(d *keyDiff, eff *ServerConfig, next ServerConfig) {
+func reloadServer(d *keyDiff, eff *ServerConfig, next ServerConfig) {
 	field(d, "server.listen", &eff.Listen, next.Listen, restarts)
 	field(d, "server.max_sessions", &eff.MaxSessions, next.MaxSessions, restarts)
 	field(d, "server.max_sessions_per_address", &eff.MaxSessionsPerAddress, next.MaxSessionsPerAddress, restarts)
@@ -162,8 +162,8 @@ func reconcileServer(d *keyDiff, eff *ServerConfig, next ServerConfig) {
 	field(d, "server.transcript_dir", &eff.TranscriptDir, next.TranscriptDir, restarts)
 }
 
-// reconcileMovidesk decides [movidesk], its token as token says.
-func reconcileMovidesk(d *keyDiff, eff *MovideskConfig, next MovideskConfig, token how) {
+// reloadMovidesk decides [movidesk], its token as token says.
+func reloadMovidesk(d *keyDiff, eff *MovideskConfig, next MovideskConfig, token how) {
 	field(d, "movidesk.base_url", &eff.BaseURL, next.BaseURL, restarts)
 	field(d, "movidesk.token", &eff.Token, next.Token, token)
 	field(d, "movidesk.token_file", &eff.TokenFile, next.TokenFile, token)
@@ -174,7 +174,7 @@ func reconcileMovidesk(d *keyDiff, eff *MovideskConfig, next MovideskConfig, tok
 	field(d, "movidesk.default_account", &eff.DefaultAccount, next.DefaultAccount, restarts)
 }
 
-func reconcileStore(d *keyDiff, eff *StoreConfig, next StoreConfig) {
+func reloadStore(d *keyDiff, eff *StoreConfig, next StoreConfig) {
 	field(d, "store.driver", &eff.Driver, next.Driver, restarts)
 	field(d, "store.dsn", &eff.DSN, next.DSN, restarts)
 	field(d, "store.dsn_file", &eff.DSNFile, next.DSNFile, restarts)
@@ -183,9 +183,9 @@ func reconcileStore(d *keyDiff, eff *StoreConfig, next StoreConfig) {
 	field(d, "store.spool_interval", &eff.SpoolInterval, next.SpoolInterval, restarts)
 }
 
-// reconcileClickToCall decides [click_to_call]: the endpoint is made at
+// reloadClickToCall decides [click_to_call]: the endpoint is made at
 // start.
-func reconcileClickToCall(d *keyDiff, eff *ClickToCallConfig, next ClickToCallConfig) {
+func reloadClickToCall(d *keyDiff, eff *ClickToCallConfig, next ClickToCallConfig) {
 	const p = "click_to_call."
 	field(d, p+"listen", &eff.Listen, next.Listen, restarts)
 	field(d, p+"public_url", &eff.PublicURL, next.PublicURL, restarts)
@@ -217,10 +217,10 @@ func reconcileClickToCall(d *keyDiff, eff *ClickToCallConfig, next ClickToCallCo
 	field(d, p+"max_calls", &eff.MaxCalls, next.MaxCalls, restarts)
 }
 
-// reconcileAccount decides an [accounts.NAME] table, as its [movidesk],
+// reloadAccount decides an [accounts.NAME] table, as its [movidesk],
 // [calls] and [queues] counterparts: h for what a reload applies to a
 // running account, token for its token.
-func reconcileAccount(d *keyDiff, p string, eff *AccountConfig, next AccountConfig, h, token how) {
+func reloadAccount(d *keyDiff, p string, eff *AccountConfig, next AccountConfig, h, token how) {
 	field(d, p+"token", &eff.Token, next.Token, token)
 	field(d, p+"token_file", &eff.TokenFile, next.TokenFile, token)
 	field(d, p+"rate_per_minute", &eff.RatePerMinute, next.RatePerMinute, h)

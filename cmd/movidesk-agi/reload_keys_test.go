@@ -93,7 +93,7 @@ var liveKeys = []string{
 	"queues.new",
 }
 
-// A key added to Config, or renamed, without reconcile deciding what a
+// A key added to Config, or renamed, without inForce deciding what a
 // reload does with it fails here: each key of the file, changed alone,
 // must be named alone, as live or needing a restart, and the
 // configuration in force must take the new value or keep the old one
@@ -111,7 +111,7 @@ func TestReloadDecidesEveryKey(t *testing.T) {
 			t.Errorf("%s: the test's change changed nothing", l.key)
 			continue
 		}
-		eff, keys := reconcile(old, next)
+		eff, keys := inForce(old, next)
 		live := slices.Contains(liveKeys, l.key)
 		want, other := keys.restart, keys.live
 		if live {
@@ -188,7 +188,7 @@ func TestReloadLeavesToARestartWhatIsNotRunning(t *testing.T) {
 				tc.old(&next)
 			}
 			tc.next(&next)
-			eff, keys := reconcile(old, next)
+			eff, keys := inForce(old, next)
 			if !slices.Equal(keys.live, tc.live) || !slices.Equal(keys.restart, tc.restart) {
 				t.Errorf("live %q, needs restart %q; want %q, %q", keys.live, keys.restart, tc.live, tc.restart)
 			}
