@@ -57,7 +57,7 @@ func pickSteps(t *testing.T, o *Outbox, now time.Time) (*store.Candidate, time.T
 func TestPickCostDoesNotGrowWithTheBacklog(t *testing.T) {
 	steps := map[int][]int64{}
 	for _, n := range []int{1000, 20000} {
-		e := newEnv(t)
+		e := newEnv(t, bboltEngine)
 		queueBacklog(t, e.o, "c", n, t0)
 		// Every event due: the oldest goes.
 		c, _, s1 := pickSteps(t, e.o, t0)
@@ -87,8 +87,10 @@ func TestPickCostDoesNotGrowWithTheBacklog(t *testing.T) {
 	}
 }
 
-func TestPickKeepsEachCallsOrder(t *testing.T) {
-	e := newEnv(t)
+func TestPickKeepsEachCallsOrder(t *testing.T) { forEachEngine(t, testPickKeepsEachCallsOrder) }
+
+func testPickKeepsEachCallsOrder(t *testing.T, eng engine) {
+	e := newEnv(t, eng)
 	o := e.o
 	queue(t, o, "A", transfer("A", t0), complete("A", t0))                                         // 1, 2
 	queue(t, o, "B", complete("B", t0))                                                            // 3
@@ -135,8 +137,10 @@ func TestPickKeepsEachCallsOrder(t *testing.T) {
 	next(0)
 }
 
-func TestReapVisitsOnlyTheCallsDue(t *testing.T) {
-	e := newEnvMachine(t, callstate.Options{MaxCallDuration: time.Hour, Retention: 24 * time.Hour})
+func TestReapVisitsOnlyTheCallsDue(t *testing.T) { forEachEngine(t, testReapVisitsOnlyTheCallsDue) }
+
+func testReapVisitsOnlyTheCallsDue(t *testing.T, eng engine) {
+	e := newEnvMachine(t, eng, callstate.Options{MaxCallDuration: time.Hour, Retention: 24 * time.Hour})
 	now := e.clock.Now()
 	err := e.o.Update(func(tx ImportTx) error {
 		for i := range 1000 { // recent: nothing to do
@@ -208,7 +212,7 @@ func mustList(t *testing.T, o *Outbox) []Event {
 }
 
 func TestOpenIndexesAFileWrittenWithoutIndexes(t *testing.T) {
-	e := newEnvMachine(t, callstate.Options{MaxCallDuration: time.Hour})
+	e := newEnvMachine(t, bboltEngine, callstate.Options{MaxCallDuration: time.Hour})
 	ctx := canceledCtx() // stored, not attempted
 	for _, id := range []string{"a", "b", "c"} {
 		if _, err := e.Transfer(ctx, transfer(id, t0)); err != nil {
@@ -294,7 +298,7 @@ func TestOpenIndexesAFileWrittenWithoutIndexes(t *testing.T) {
 }
 
 func TestRetentionKeepsTheFileFromGrowing(t *testing.T) {
-	e := newEnvMachine(t, callstate.Options{Retention: time.Hour}, func(o *Options) { o.RatePerMinute = 1e9 })
+	e := newEnvMachine(t, bboltEngine, callstate.Options{Retention: time.Hour}, func(o *Options) { o.RatePerMinute = 1e9 })
 	const calls, rounds = 20, 40
 	size := make([]int64, rounds)
 	for round := range rounds {
@@ -330,7 +334,7 @@ func TestRetentionKeepsTheFileFromGrowing(t *testing.T) {
 }
 
 func TestBacklogDrainsAtTheRateReadingFewIndexEntries(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.RatePerMinute, o.Burst = 600, 10 })
+	e := newEnv(t, bboltEngine, func(o *Options) { o.RatePerMinute, o.Burst = 600, 10 })
 	const n = 1000
 	queueBacklog(t, e.o, "c", n, t0)
 	e.run(t)
@@ -351,7 +355,7 @@ func TestBacklogDrainsAtTheRateReadingFewIndexEntries(t *testing.T) {
 }
 
 func TestADamagedFirstEventHoldsNothingBack(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, bboltEngine)
 	queue(t, e.o, "x", complete("x", t0), movidesk.CallLink{ID: "x", Link: "https://rec.example/x"})
 	// The first record is damaged on disk, behind the indexes' back.
 	e.damage(t, func(tx *bolt.Tx) error { return tx.Bucket([]byte("events")).Put(seqKey(1), []byte("{not json")) })
