@@ -113,19 +113,19 @@ func testPickKeepsEachCallsOrder(t *testing.T, eng engine) {
 	o.claim("A")
 	next(3) // A is in progress: not its later event, another call's
 	o.release("A")
-	o.settle(1, unauthorized(t.Context(), transfer("A", t0)), true, nil) // failed: A waits for a human
+	o.settle(1, unauthorized(t.Context(), transfer("A", t0)), bySender, nil) // failed: A waits for a human
 	next(3)
-	o.settle(3, nil, true, nil)
+	o.settle(3, nil, bySender, nil)
 	next(4)
-	o.settle(4, down(t.Context(), complete("C", t0)), true, nil) // backed off: C's link waits behind it
+	o.settle(4, down(t.Context(), complete("C", t0)), bySender, nil) // backed off: C's link waits behind it
 	next(0)
 	if _, _, err := o.Retry(0); err != nil {
 		t.Fatal(err)
 	}
 	next(1)
-	o.settle(1, nil, true, nil)
+	o.settle(1, nil, bySender, nil)
 	next(2)
-	o.settle(2, nil, true, nil)
+	o.settle(2, nil, bySender, nil)
 	_, due, _ := pickOne(o, e.clock.Now())
 	e.clock.set(due)
 	next(4)
@@ -133,7 +133,7 @@ func testPickKeepsEachCallsOrder(t *testing.T, eng engine) {
 		t.Fatal(err)
 	}
 	next(5)
-	o.settle(5, nil, true, nil)
+	o.settle(5, nil, bySender, nil)
 	next(0)
 }
 
@@ -190,7 +190,7 @@ func testReapVisitsOnlyTheCallsDue(t *testing.T, eng engine) {
 	// Their completions delivered, the reaped calls go once retention
 	// is over, and no other.
 	for _, ev := range mustList(t, e.o) {
-		e.o.settle(ev.Seq, nil, true, nil)
+		e.o.settle(ev.Seq, nil, bySender, nil)
 	}
 	e.clock.Advance(24 * time.Hour)
 	if _, visits := reap(); visits != 2003 {
@@ -225,8 +225,8 @@ func TestOpenIndexesAFileWrittenWithoutIndexes(t *testing.T) {
 	if _, err := e.Transfer(ctx, transfer("open", t0)); err != nil {
 		t.Fatal(err)
 	}
-	e.o.settle(1, unauthorized(t.Context(), transfer("a", t0)), true, nil) // a's transfer failed
-	e.o.settle(3, nil, true, nil)                                          // b's delivered
+	e.o.settle(1, unauthorized(t.Context(), transfer("a", t0)), bySender, nil) // a's transfer failed
+	e.o.settle(3, nil, bySender, nil)                                          // b's delivered
 	before := mustList(t, e.o)
 	if err := e.o.Close(); err != nil {
 		t.Fatal(err)
