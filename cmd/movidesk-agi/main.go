@@ -1,6 +1,7 @@
 // Command movidesk-agi is the FastAGI server that reports Asterisk calls to
-// Movidesk. It wires the packages together: configuration, logging, the
-// outbox, the AGI server and signals.
+// Movidesk. It reads the configuration file (config.go, accounts.go),
+// wires the packages together (service.go), applies a reload (reload.go)
+// and handles signals; the administrator's commands live in internal/cli.
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/cmd/movidesk-agi/internal/cli"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 )
 
@@ -50,13 +52,8 @@ func main() {
 	}
 }
 
-// usageError is a command line mistake: exit 2, like flag's.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
 func exitCode(err error) int {
-	var ue usageError
+	var ue cli.UsageError
 	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
 		return 2
 	}
@@ -117,7 +114,7 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usageError{"no command given"}
+		return cli.UsageError{Msg: "no command given"}
 	}
 	switch args[0] {
 	case "serve":
@@ -128,64 +125,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if fs.NArg() > 0 {
-			return usageError{fmt.Sprintf("serve: unexpected argument %q", fs.Arg(0))}
+			return cli.UsageError{Msg: fmt.Sprintf("serve: unexpected argument %q", fs.Arg(0))}
 		}
 		return serve(ctx, *path, stderr)
 	case "check-config":
-		fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		path := fs.String("config", "", "configuration file (TOML)")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		if *path == "" {
-			return usageError{"check-config: -config FILE is required"}
-		}
-		cfg, err := LoadConfig(*path)
-		if err != nil {
-			return err
-		}
-		if err := cfg.CheckToken(); err != nil {
-			return fmt.Errorf("config %s: %w", *path, err)
-		}
-		if err := calls.CheckSpoolPath(cfg.Store.Spool); err != nil {
-			return fmt.Errorf("config %s: store.spool: %w", *path, err)
-		}
-		mode := "live"
-		if cfg.Movidesk.DryRun {
-			mode = "dry-run"
-		}
-		for _, w := range cfg.SecretWarnings() {
-			fmt.Fprintln(stdout, "warning:", w)
-		}
-		fmt.Fprintf(stdout, "%s: OK (listen %s, movidesk %s, %s)\n", *path, cfg.Server.Listen, movidesk.RedactURL(cfg.Movidesk.BaseURL), mode)
-		// The database is not tried: check-config runs where it may not
-		// be reachable, before it is created.
-		fmt.Fprintf(stdout, "store: %s %s\n", cfg.Store.Driver, cfg.Store.StoreName())
-		if accts := cfg.accounts(); len(accts) > 1 {
-			fmt.Fprintln(stdout, "Movidesk accounts (the default first):")
-			for _, a := range accts {
-				fmt.Fprintf(stdout, "  %s: %v requests a minute, id prefix %q", a.name, a.ratePerMinute, a.idPrefix)
-				if len(a.contexts) > 0 {
-					fmt.Fprintf(stdout, ", contexts %s", strings.Join(a.contexts, " "))
-				}
-				fmt.Fprintln(stdout)
-			}
-		}
-		if u := cfg.ClickToCallURL(); u != "" {
-			fmt.Fprintf(stdout, "click-to-call: in Movidesk, Settings > Telephony > Telephony Parameters, provider Others, \"Allow calls from Movidesk\" (GET or POST, authentication %s):\n  %s\n", cfg.ClickToCall.Auth, u)
-			fmt.Fprintln(stdout, cfg.ClickToCallSample())
-			for _, w := range cfg.ClickToCallWarnings() {
-				fmt.Fprintln(stdout, "warning:", w)
-			}
-		}
-		return nil
+		return checkConfig(args[1:], stdout, stderr)
 	case "outbox":
-		return runOutbox(ctx, args[1:], stdout, stderr)
+		return cli.Outbox(ctx, args[1:], stdout, stderr, cliTarget)
 	case "status":
-		return runStatus(ctx, args[1:], stdout, stderr)
+		return cli.Status(ctx, args[1:], stdout, stderr, cliTarget)
 	case "migrate":
-		return runMigrate(ctx, args[1:], stdout, stderr)
+		return cli.Migrate(ctx, args[1:], stdout, stderr, cliTarget)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "movidesk-agi", versionString())
 		return nil
@@ -194,8 +144,79 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return usageError{fmt.Sprintf("unknown command %q", args[0])}
+		return cli.UsageError{Msg: fmt.Sprintf("unknown command %q", args[0])}
 	}
+}
+
+// checkConfig is `movidesk-agi check-config`: the file validated as serve
+// would take it, and what an administrator should see of it before a
+// start.
+func checkConfig(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (TOML)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return cli.UsageError{Msg: "check-config: -config FILE is required"}
+	}
+	cfg, err := LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if err := cfg.CheckToken(); err != nil {
+		return fmt.Errorf("config %s: %w", *path, err)
+	}
+	if err := calls.CheckSpoolPath(cfg.Store.Spool); err != nil {
+		return fmt.Errorf("config %s: store.spool: %w", *path, err)
+	}
+	mode := "live"
+	if cfg.Movidesk.DryRun {
+		mode = "dry-run"
+	}
+	for _, w := range cfg.SecretWarnings() {
+		fmt.Fprintln(stdout, "warning:", w)
+	}
+	fmt.Fprintf(stdout, "%s: OK (listen %s, movidesk %s, %s)\n", *path, cfg.Server.Listen, movidesk.RedactURL(cfg.Movidesk.BaseURL), mode)
+	// The database is not tried: check-config runs where it may not
+	// be reachable, before it is created.
+	fmt.Fprintf(stdout, "store: %s %s\n", cfg.Store.Driver, cfg.Store.StoreName())
+	if accts := cfg.accounts(); len(accts) > 1 {
+		fmt.Fprintln(stdout, "Movidesk accounts (the default first):")
+		for _, a := range accts {
+			fmt.Fprintf(stdout, "  %s: %v requests a minute, id prefix %q", a.name, a.ratePerMinute, a.idPrefix)
+			if len(a.contexts) > 0 {
+				fmt.Fprintf(stdout, ", contexts %s", strings.Join(a.contexts, " "))
+			}
+			fmt.Fprintln(stdout)
+		}
+	}
+	if u := cfg.ClickToCallURL(); u != "" {
+		fmt.Fprintf(stdout, "click-to-call: in Movidesk, Settings > Telephony > Telephony Parameters, provider Others, \"Allow calls from Movidesk\" (GET or POST, authentication %s):\n  %s\n", cfg.ClickToCall.Auth, u)
+		fmt.Fprintln(stdout, cfg.ClickToCallSample())
+		for _, w := range cfg.ClickToCallWarnings() {
+			fmt.Fprintln(stdout, "warning:", w)
+		}
+	}
+	return nil
+}
+
+// cliTarget is what the configuration file at path tells the
+// administrator's commands.
+func cliTarget(path string) (cli.Target, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return cli.Target{}, err
+	}
+	return cli.Target{
+		ConfigPath:  path,
+		AdminListen: cfg.Admin.Listen,
+		AdminToken:  cfg.Admin.Token,
+		Store:       cfg.Store.outboxOptions(),
+		StoreName:   cfg.Store.StoreName(),
+		BoltPath:    cfg.Store.Path,
+	}, nil
 }
 
 func versionString() string {

@@ -3,47 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
-	"reflect"
+	"maps"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/internal/sdnotify"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
-
-// liveKeys are the configuration keys Reload applies to the running
-// service; a change to any other key needs a restart. A key ending in "."
-// covers its whole table.
-var liveKeys = []string{
-	"queues.", "calls.", "log.level",
-	"movidesk.token", "movidesk.token_file", "movidesk.rate_per_minute", "movidesk.burst",
-}
-
-// restartKeys are exceptions within liveKeys: a call in progress would
-// end under another id than it began with.
-var restartKeys = []string{"calls.id_prefix"}
-
-// liveAccountKeys are the keys of an [accounts.NAME] table that Reload
-// applies, as their [movidesk], [calls] and [queues] counterparts.
-var liveAccountKeys = []string{"token", "token_file", "rate_per_minute", "burst", "default_queue_id", "queues", "recording_link", "contexts"}
-
-func isLive(key string) bool {
-	if strings.HasPrefix(key, "accounts.") {
-		return slices.Contains(liveAccountKeys, accountField(key))
-	}
-	for _, k := range restartKeys {
-		if key == k {
-			return false
-		}
-	}
-	for _, k := range liveKeys {
-		if key == k || strings.HasSuffix(k, ".") && strings.HasPrefix(key, k) {
-			return true
-		}
-	}
-	return false
-}
 
 // Reload reads the configuration file again and applies what can change
 // live: [queues], [calls], log.level, the Movidesk token and
@@ -53,8 +20,8 @@ func isLive(key string) bool {
 func (m *Main) Reload() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.notify.reloading(m.Log)
-	defer m.notify.ready(m.Log)
+	sdnotify.Reloading(m.Log)
+	defer sdnotify.Ready(m.Log)
 	if m.ConfigPath == "" {
 		m.Log.Warn().Msg("reload: running on the built-in defaults (no -config): nothing to read again")
 		return nil
@@ -68,59 +35,29 @@ func (m *Main) Reload() error {
 		return fmt.Errorf("reload: %w", err)
 	}
 	old := m.cfg
-	changed, restart := diffConfig(old, next)
-	if old.Movidesk.DryRun {
-		// A dry-run client has no token to change: it takes a restart.
-		changed, restart = moveKeys(changed, restart, "movidesk.token", "movidesk.token_file")
-		for _, k := range accountKeys(changed, "") {
-			if f := accountField(k); f == "token" || f == "token_file" {
-				changed, restart = moveKeys(changed, restart, k)
-			}
-		}
-	}
-	// An account added or removed: its client, its sender and its
-	// limiter are made at start. The others' keys apply.
-	running, wanted := accountNames(old), accountNames(next)
-	kept := func(name string) bool { return slices.Contains(running, name) && slices.Contains(wanted, name) }
-	for _, name := range append(slices.Clone(running), wanted...) {
-		if !kept(name) {
-			changed, restart = moveKeys(changed, restart, accountKeys(changed, name)...)
-		}
-	}
-	if !kept(outbox.DefaultAccount) {
-		changed, restart = moveKeys(changed, restart, "movidesk.token", "movidesk.token_file")
-	}
-	if len(changed) == 0 && len(restart) == 0 {
+	eff, keys := reconcile(old, next)
+	if len(keys.live) == 0 && len(keys.restart) == 0 {
 		m.Log.Info().Str("config", m.ConfigPath).Msg("reload: nothing changed")
 		return nil
 	}
-	// The keys that need a restart keep their running values, so that
-	// Config says what is in force.
-	eff := old
-	eff.Queues = next.Queues
-	eff.Calls = next.Calls
-	eff.Calls.IDPrefix = old.Calls.IDPrefix
-	eff.Log.Level = next.Log.Level
-	if !old.Movidesk.DryRun {
-		eff.Movidesk.Token, eff.Movidesk.TokenFile = next.Movidesk.Token, next.Movidesk.TokenFile
+	errs := m.reconfigure(old, eff)
+	m.cfg = eff
+	for _, w := range eff.SecretWarnings() {
+		m.Log.Warn().Msg(w)
 	}
-	eff.Movidesk.RatePerMinute, eff.Movidesk.Burst = next.Movidesk.RatePerMinute, next.Movidesk.Burst
-	eff.Accounts = map[string]AccountConfig{}
-	for name, a := range old.Accounts {
-		if n, ok := next.Accounts[name]; ok && kept(name) {
-			n.IDPrefix = a.IDPrefix
-			if old.Movidesk.DryRun {
-				n.Token, n.TokenFile = a.Token, a.TokenFile
-			}
-			a = n
-		}
-		eff.Accounts[name] = a
+	ev := m.Log.Info()
+	if len(errs) > 0 {
+		ev = m.Log.Error().Errs("errors", errs)
 	}
-	if !kept(outbox.DefaultAccount) {
-		eff.Movidesk.Token, eff.Movidesk.TokenFile = old.Movidesk.Token, old.Movidesk.TokenFile
+	ev.Str("config", m.ConfigPath).Strs("changed", keys.live).Strs("needs_restart", keys.restart).Msg("configuration reloaded")
+	if len(errs) > 0 {
+		return fmt.Errorf("reload: %w", errors.Join(errs...))
 	}
-	eff.secretFiles = next.secretFiles
+	return nil
+}
 
+// reconfigure gives the running components what changed from old to eff.
+func (m *Main) reconfigure(old, eff Config) []error {
 	var errs []error
 	if err := m.handlers.Reconfigure(m.callsConfig(eff)); err != nil {
 		errs = append(errs, err)
@@ -134,7 +71,7 @@ func (m *Main) Reload() error {
 	for _, a := range eff.accounts() {
 		before, ok := was[a.name]
 		if !ok {
-			continue // not running: needs the restart logged below
+			continue // not running: its keys need a restart
 		}
 		if a.token != before.token {
 			if err := m.clients[a.name].SetToken(a.token); err != nil {
@@ -147,19 +84,68 @@ func (m *Main) Reload() error {
 			}
 		}
 	}
-	m.cfg = eff
-	for _, w := range eff.SecretWarnings() {
-		m.Log.Warn().Msg(w)
+	return errs
+}
+
+// reconcile is the configuration in force after a reload from old to
+// next: next's value of each key a reload applies, old's of each key that
+// needs a restart, so that Config says what runs. keys names those that
+// changed, as the file spells them; never their values, some are secrets.
+//
+// Every key of the file is decided here, section by section: a key added
+// to Config without a decision fails TestReloadDecidesEveryKey.
+func reconcile(old, next Config) (eff Config, keys keyDiff) {
+	eff = old
+	d := &keyDiff{}
+	reconcileServer(d, &eff.Server, next.Server)
+	mainToken := tokens(old)
+	if !runsMain(old) || !runsMain(next) {
+		mainToken = restarts // the account of [movidesk] added or removed
 	}
-	ev := m.Log.Info()
-	if len(errs) > 0 {
-		ev = m.Log.Error().Errs("errors", errs)
+	reconcileMovidesk(d, &eff.Movidesk, next.Movidesk, mainToken)
+	// A call in progress would end under another id than it began with.
+	field(d, "calls.id_prefix", &eff.Calls.IDPrefix, next.Calls.IDPrefix, restarts)
+	field(d, "calls.default_queue_id", &eff.Calls.DefaultQueueID, next.Calls.DefaultQueueID, applies)
+	field(d, "calls.recording_link", &eff.Calls.RecordingLink, next.Calls.RecordingLink, applies)
+	field(d, "calls.max_call_duration", &eff.Calls.MaxCallDuration, next.Calls.MaxCallDuration, applies)
+	table(d, "queues.", &eff.Queues, next.Queues, applies)
+	reconcileStore(d, &eff.Store, next.Store)
+	field(d, "log.level", &eff.Log.Level, next.Log.Level, applies)
+	field(d, "log.format", &eff.Log.Format, next.Log.Format, restarts)
+	field(d, "admin.listen", &eff.Admin.Listen, next.Admin.Listen, restarts)
+	field(d, "admin.token", &eff.Admin.Token, next.Admin.Token, restarts)
+	field(d, "admin.token_file", &eff.Admin.TokenFile, next.Admin.TokenFile, restarts)
+	reconcileClickToCall(d, &eff.ClickToCall, next.ClickToCall)
+	eff.Accounts = maps.Clone(old.Accounts)
+	for _, name := range slices.Sorted(maps.Keys(union(old.Accounts, next.Accounts))) {
+		a, running := old.Accounts[name]
+		n, wanted := next.Accounts[name]
+		if !running || !wanted {
+			// Its client, its sender and its limiter are made at start:
+			// every key of an account added or removed needs a restart.
+			every := &keyDiff{every: true}
+			reconcileAccount(every, "accounts."+name+".", &a, n, restarts, restarts)
+			d.restart = append(d.restart, every.restart...)
+			continue
+		}
+		reconcileAccount(d, "accounts."+name+".", &a, n, applies, tokens(old))
+		eff.Accounts[name] = a
 	}
-	ev.Str("config", m.ConfigPath).Strs("changed", changed).Strs("needs_restart", restart).Msg("configuration reloaded")
-	if len(errs) > 0 {
-		return fmt.Errorf("reload: %w", errors.Join(errs...))
-	}
-	return nil
+	eff.secretFiles = next.secretFiles
+	sort.Strings(d.live)
+	sort.Strings(d.restart)
+	return eff, *d
+}
+
+// tokens is whether a reload applies a Movidesk token: a dry-run client
+// has none to change.
+func tokens(old Config) how {
+	return how(!old.Movidesk.DryRun)
+}
+
+// runsMain is whether c runs the account of [movidesk].
+func runsMain(c Config) bool {
+	return slices.Contains(accountNames(c), outbox.DefaultAccount)
 }
 
 // accountNames are the names of c's accounts, the default first.
@@ -171,102 +157,161 @@ func accountNames(c Config) []string {
 	return out
 }
 
-// accountKeys are the keys among keys of the [accounts.NAME] table, of
-// every [accounts] table when name is "".
-func accountKeys(keys []string, name string) []string {
-	var out []string
-	for _, k := range keys {
-		rest, ok := strings.CutPrefix(k, "accounts.")
-		if !ok {
+func reconcileServer(d *keyDiff, eff *ServerConfig, next ServerConfig) {
+	field(d, "server.listen", &eff.Listen, next.Listen, restarts)
+	field(d, "server.max_sessions", &eff.MaxSessions, next.MaxSessions, restarts)
+	field(d, "server.max_sessions_per_address", &eff.MaxSessionsPerAddress, next.MaxSessionsPerAddress, restarts)
+	field(d, "server.session_timeout", &eff.SessionTimeout, next.SessionTimeout, restarts)
+	field(d, "server.read_timeout", &eff.ReadTimeout, next.ReadTimeout, restarts)
+	field(d, "server.max_env_lines", &eff.MaxEnvLines, next.MaxEnvLines, restarts)
+	field(d, "server.max_line_bytes", &eff.MaxLineBytes, next.MaxLineBytes, restarts)
+	list(d, "server.allow", &eff.Allow, next.Allow, restarts)
+	field(d, "server.transcript_dir", &eff.TranscriptDir, next.TranscriptDir, restarts)
+}
+
+// reconcileMovidesk decides [movidesk], its token as token says.
+func reconcileMovidesk(d *keyDiff, eff *MovideskConfig, next MovideskConfig, token how) {
+	field(d, "movidesk.base_url", &eff.BaseURL, next.BaseURL, restarts)
+	field(d, "movidesk.token", &eff.Token, next.Token, token)
+	field(d, "movidesk.token_file", &eff.TokenFile, next.TokenFile, token)
+	field(d, "movidesk.timeout", &eff.Timeout, next.Timeout, restarts)
+	field(d, "movidesk.rate_per_minute", &eff.RatePerMinute, next.RatePerMinute, applies)
+	field(d, "movidesk.burst", &eff.Burst, next.Burst, applies)
+	field(d, "movidesk.dry_run", &eff.DryRun, next.DryRun, restarts)
+	field(d, "movidesk.default_account", &eff.DefaultAccount, next.DefaultAccount, restarts)
+}
+
+func reconcileStore(d *keyDiff, eff *StoreConfig, next StoreConfig) {
+	field(d, "store.driver", &eff.Driver, next.Driver, restarts)
+	field(d, "store.dsn", &eff.DSN, next.DSN, restarts)
+	field(d, "store.dsn_file", &eff.DSNFile, next.DSNFile, restarts)
+	field(d, "store.path", &eff.Path, next.Path, restarts)
+	field(d, "store.spool", &eff.Spool, next.Spool, restarts)
+	field(d, "store.spool_interval", &eff.SpoolInterval, next.SpoolInterval, restarts)
+}
+
+// reconcileClickToCall decides [click_to_call]: the endpoint is made at
+// start.
+func reconcileClickToCall(d *keyDiff, eff *ClickToCallConfig, next ClickToCallConfig) {
+	const p = "click_to_call."
+	field(d, p+"listen", &eff.Listen, next.Listen, restarts)
+	field(d, p+"public_url", &eff.PublicURL, next.PublicURL, restarts)
+	field(d, p+"tls_cert_file", &eff.TLSCertFile, next.TLSCertFile, restarts)
+	field(d, p+"tls_key_file", &eff.TLSKeyFile, next.TLSKeyFile, restarts)
+	field(d, p+"auth", &eff.Auth, next.Auth, restarts)
+	field(d, p+"username", &eff.Username, next.Username, restarts)
+	field(d, p+"password", &eff.Password, next.Password, restarts)
+	field(d, p+"password_file", &eff.PasswordFile, next.PasswordFile, restarts)
+	field(d, p+"token", &eff.Token, next.Token, restarts)
+	field(d, p+"token_file", &eff.TokenFile, next.TokenFile, restarts)
+	field(d, p+"token_header", &eff.TokenHeader, next.TokenHeader, restarts)
+	field(d, p+"token_query", &eff.TokenQuery, next.TokenQuery, restarts)
+	list(d, p+"allow", &eff.Allow, next.Allow, restarts)
+	list(d, p+"trusted_proxies", &eff.TrustedProxies, next.TrustedProxies, restarts)
+	field(d, p+"ari_url", &eff.ARIURL, next.ARIURL, restarts)
+	field(d, p+"ari_username", &eff.ARIUsername, next.ARIUsername, restarts)
+	field(d, p+"ari_password", &eff.ARIPassword, next.ARIPassword, restarts)
+	field(d, p+"ari_password_file", &eff.ARIPasswordFile, next.ARIPasswordFile, restarts)
+	field(d, p+"dial", &eff.Dial, next.Dial, restarts)
+	field(d, p+"context", &eff.Context, next.Context, restarts)
+	field(d, p+"caller_id", &eff.CallerID, next.CallerID, restarts)
+	field(d, p+"answer_timeout", &eff.AnswerTimeout, next.AnswerTimeout, restarts)
+	list(d, p+"sources", &eff.Sources, next.Sources, restarts)
+	list(d, p+"destinations", &eff.Destinations, next.Destinations, restarts)
+	field(d, p+"country_code", &eff.CountryCode, next.CountryCode, restarts)
+	field(d, p+"source_rate", &eff.SourceRate, next.SourceRate, restarts)
+	field(d, p+"rate", &eff.Rate, next.Rate, restarts)
+	field(d, p+"max_calls", &eff.MaxCalls, next.MaxCalls, restarts)
+}
+
+// reconcileAccount decides an [accounts.NAME] table, as its [movidesk],
+// [calls] and [queues] counterparts: h for what a reload applies to a
+// running account, token for its token.
+func reconcileAccount(d *keyDiff, p string, eff *AccountConfig, next AccountConfig, h, token how) {
+	field(d, p+"token", &eff.Token, next.Token, token)
+	field(d, p+"token_file", &eff.TokenFile, next.TokenFile, token)
+	field(d, p+"rate_per_minute", &eff.RatePerMinute, next.RatePerMinute, h)
+	field(d, p+"burst", &eff.Burst, next.Burst, h)
+	field(d, p+"id_prefix", &eff.IDPrefix, next.IDPrefix, restarts)
+	field(d, p+"default_queue_id", &eff.DefaultQueueID, next.DefaultQueueID, h)
+	table(d, p+"queues.", &eff.Queues, next.Queues, h)
+	field(d, p+"recording_link", &eff.RecordingLink, next.RecordingLink, h)
+	list(d, p+"contexts", &eff.Contexts, next.Contexts, h)
+}
+
+// how a reload takes a key's change.
+type how bool
+
+const (
+	applies  how = true  // to the running service
+	restarts how = false // it needs a restart; the running value stays
+)
+
+// keyDiff is the keys a reload found changed, by how it takes them.
+type keyDiff struct {
+	live, restart []string
+	// every counts each key as changed: those of a table added or
+	// removed.
+	every bool
+}
+
+func (d *keyDiff) note(key string, h how) {
+	if h == applies {
+		d.live = append(d.live, key)
+	} else {
+		d.restart = append(d.restart, key)
+	}
+}
+
+// field decides a key: when changed, it is noted, and the value in force
+// becomes next when h applies it.
+func field[T comparable](d *keyDiff, key string, inForce *T, next T, h how) {
+	if *inForce == next && !d.every {
+		return
+	}
+	d.note(key, h)
+	if h == applies {
+		*inForce = next
+	}
+}
+
+// list is field for a list, one key.
+func list[T comparable](d *keyDiff, key string, inForce *[]T, next []T, h how) {
+	if slices.Equal(*inForce, next) && !d.every {
+		return
+	}
+	d.note(key, h)
+	if h == applies {
+		*inForce = next
+	}
+}
+
+// table is field for a table of numbers, a key per entry (prefix ends
+// with its dot).
+func table(d *keyDiff, prefix string, inForce *map[string]int, next map[string]int, h how) {
+	changed := false
+	for _, k := range slices.Sorted(maps.Keys(union(*inForce, next))) {
+		a, oka := (*inForce)[k]
+		b, okb := next[k]
+		if oka == okb && a == b && !d.every {
 			continue
 		}
-		if n, _, _ := strings.Cut(rest, "."); name == "" || n == name {
-			out = append(out, k)
-		}
+		d.note(prefix+k, h)
+		changed = true
 	}
-	return out
+	if changed && h == applies {
+		*inForce = next
+	}
 }
 
-// accountField is the key of an [accounts.NAME] table without the table:
-// "token", "queues", ...
-func accountField(key string) string {
-	rest, _ := strings.CutPrefix(key, "accounts.")
-	_, field, _ := strings.Cut(rest, ".")
-	field, _, _ = strings.Cut(field, ".")
-	return field
-}
-
-// moveKeys moves keys from live to restart.
-func moveKeys(live, restart []string, keys ...string) ([]string, []string) {
-	var kept []string
-	for _, k := range live {
-		if slices.Contains(keys, k) {
-			restart = append(restart, k)
-		} else {
-			kept = append(kept, k)
-		}
+// union is a map with the keys of both.
+func union[V any](a, b map[string]V) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
 	}
-	sort.Strings(restart)
-	return kept, restart
-}
-
-// diffConfig lists the keys whose values differ, split into those Reload
-// applies and those that need a restart. Values are never returned: some
-// are secrets.
-func diffConfig(a, b Config) (live, restart []string) {
-	fa, fb := flatten(a), flatten(b)
-	keys := map[string]bool{}
-	for k := range fa {
-		keys[k] = true
+	for k := range b {
+		out[k] = true
 	}
-	for k := range fb {
-		keys[k] = true
-	}
-	for k := range keys {
-		va, oka := fa[k]
-		vb, okb := fb[k]
-		if oka == okb && va == vb {
-			continue
-		}
-		if isLive(k) {
-			live = append(live, k)
-		} else {
-			restart = append(restart, k)
-		}
-	}
-	sort.Strings(live)
-	sort.Strings(restart)
-	return live, restart
-}
-
-// flatten maps each key of the configuration, as the file spells it, to
-// its value printed.
-func flatten(c Config) map[string]string {
-	out := map[string]string{}
-	var walk func(prefix string, v reflect.Value)
-	walk = func(prefix string, v reflect.Value) {
-		switch v.Kind() {
-		case reflect.Struct:
-			if _, ok := v.Interface().(fmt.Stringer); ok {
-				break
-			}
-			t := v.Type()
-			for i := 0; i < t.NumField(); i++ {
-				tag := strings.Split(t.Field(i).Tag.Get("toml"), ",")[0]
-				if tag == "" || tag == "-" || !t.Field(i).IsExported() {
-					continue
-				}
-				walk(prefix+tag+".", v.Field(i))
-			}
-			return
-		case reflect.Map:
-			for _, k := range v.MapKeys() {
-				walk(prefix+fmt.Sprint(k.Interface())+".", v.MapIndex(k))
-			}
-			return
-		}
-		out[strings.TrimSuffix(prefix, ".")] = fmt.Sprint(v.Interface())
-	}
-	walk("", reflect.ValueOf(c))
 	return out
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/agi"
@@ -23,6 +24,9 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/clicktocall"
+	"github.com/movidesk-agi/movidesk-agi/internal/certreload"
+	"github.com/movidesk-agi/movidesk-agi/internal/sdlisten"
+	"github.com/movidesk-agi/movidesk-agi/internal/sdnotify"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -66,7 +70,6 @@ type Main struct {
 	adminOutbox openedOutbox
 	adminLn     net.Listener // nil when admin.listen is empty
 	adminSrv    *http.Server
-	notify      notifier
 	// The click-to-call endpoint; nil when click_to_call.listen is empty.
 	c2cLn  net.Listener
 	c2cSrv *http.Server
@@ -197,7 +200,18 @@ func (m *Main) Open() error {
 	}
 	m.adminOutbox.Store(m.outbox)
 	m.handlers = calls.New(m.callsConfig(cfg), m.calls, m.Log)
-	m.server = &agi.Server{
+	m.server = m.newAGIServer(cfg, metrics)
+	if cfg.ClickToCall.Listen != "" {
+		if err := m.openClickToCall(cfg); err != nil {
+			return err
+		}
+	}
+	return m.openListeners(cfg, metrics)
+}
+
+// newAGIServer is the AGI server of cfg, serving the handlers.
+func (m *Main) newAGIServer(cfg Config, metrics *admin.Metrics) *agi.Server {
+	return &agi.Server{
 		Handler:               m.handlers.Mux(),
 		MaxSessions:           cfg.Server.MaxSessions,
 		MaxSessionsPerAddress: cfg.Server.MaxSessionsPerAddress,
@@ -210,21 +224,21 @@ func (m *Main) Open() error {
 		TranscriptDir:         cfg.Server.TranscriptDir,
 		Observer:              metrics,
 	}
-	if cfg.ClickToCall.Listen != "" {
-		if err := m.openClickToCall(cfg); err != nil {
-			return err
-		}
-	}
-	want := map[string]string{"agi": cfg.Server.Listen}
+}
+
+// openListeners opens the AGI and admin listeners, or takes those
+// systemd passed.
+func (m *Main) openListeners(cfg Config, metrics *admin.Metrics) error {
+	want := []sdlisten.Want{{Name: "agi", Addr: cfg.Server.Listen, Setting: "server.listen"}}
 	if cfg.Admin.Listen != "" {
-		want["admin"] = cfg.Admin.Listen
+		want = append(want, sdlisten.Want{Name: "admin", Addr: cfg.Admin.Listen, Setting: "admin.listen"})
 	}
-	lns, err := inheritedListeners(want)
+	lns, err := sdlisten.Inherited(want)
 	if err != nil {
 		return err
 	}
 	if l := lns["agi"]; l != nil {
-		m.agiLn = newInheritedListener(l, func() {
+		m.agiLn = sdlisten.NewHeld(l, func() {
 			metrics.Refused(agi.RefusedShuttingDown)
 			m.refusedStopping.Add(1)
 		})
@@ -266,11 +280,11 @@ func (m *Main) openClickToCall(cfg Config) error {
 	if cc.TLSCertFile != "" {
 		// Read again at each handshake when the files changed, so that a
 		// renewed certificate needs no restart.
-		cert, err := newCertReloader(cc.TLSCertFile, cc.TLSKeyFile)
+		cert, err := certreload.New(cc.TLSCertFile, cc.TLSKeyFile)
 		if err != nil {
 			return fmt.Errorf("click_to_call.tls_cert_file: %w", err)
 		}
-		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cert.get}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cert.GetCertificate}
 	}
 	if m.c2cLn, err = net.Listen("tcp", cc.Listen); err != nil {
 		return fmt.Errorf("click_to_call.listen: %w", err)
@@ -302,46 +316,6 @@ func (m *Main) ClickToCallAddr() net.Addr {
 		return nil
 	}
 	return m.c2cLn.Addr()
-}
-
-// certReloader serves a certificate and key, read again when either file
-// changes.
-type certReloader struct {
-	certFile, keyFile string
-	mu                sync.Mutex
-	cert              *tls.Certificate
-	stamp             string
-}
-
-func newCertReloader(certFile, keyFile string) (*certReloader, error) {
-	c := &certReloader{certFile: certFile, keyFile: keyFile}
-	if _, err := c.get(nil); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	stamp := ""
-	for _, f := range []string{c.certFile, c.keyFile} {
-		if fi, err := os.Stat(f); err == nil {
-			stamp += fmt.Sprintf("%d.%d;", fi.ModTime().UnixNano(), fi.Size())
-		}
-	}
-	if c.cert != nil && stamp == c.stamp {
-		return c.cert, nil
-	}
-	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
-	if err != nil {
-		if c.cert != nil {
-			return c.cert, nil // a renewal half written: keep the one in force
-		}
-		return nil, err
-	}
-	c.cert, c.stamp = &cert, stamp
-	return c.cert, nil
 }
 
 // openedOutbox is an outbox that may not be open yet.
@@ -488,101 +462,55 @@ func (m *Main) healthy() error {
 func (m *Main) Abort() { m.abort() }
 
 // Run serves until ctx is cancelled, then drains the AGI sessions for at
-// most one session_timeout (less after Abort) and stops the sender.
+// most one session_timeout (less after Abort) and stops the sender. The
+// AGI server failing stops it too, without the drain, with its error.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.Config()
-	mode := "live"
-	if m.client.DryRun() {
-		mode = "dry-run"
-	}
-	m.Log.Info().Str("listen", m.Addr().String()).Str("movidesk", movidesk.RedactURL(cfg.Movidesk.BaseURL)).
-		Str("mode", mode).Str("store", cfg.Store.StoreName()).Str("spool", cfg.Store.Spool).Str("version", versionString()).Msg("movidesk-agi started")
-	if m.client.DryRun() {
-		m.Log.Warn().Msg("dry-run: every Movidesk request is logged, not sent, and reported OK to the dialplan (movidesk.dry_run, or built-in defaults without -config)")
-	}
-	for _, w := range append(cfg.SecretWarnings(), cfg.ClickToCallWarnings()...) {
-		m.Log.Warn().Msg(w)
-	}
+	m.logStart(cfg)
 
-	// Sessions are served while the fallback spool imports: a live event
-	// first imports its own call's spooled lines, which came before it.
-	senderCtx, stopSender := context.WithCancel(context.Background())
-	senderDone := make(chan error, 1)
-	go func() { senderDone <- m.outbox.Run(senderCtx) }()
-	spoolDone := make(chan struct{})
-	go func() {
-		defer close(spoolDone)
-		m.handlers.WatchSpool(senderCtx, cfg.Store.Spool, time.Duration(cfg.Store.SpoolInterval))
-	}()
-	serveDone := make(chan error, 1)
+	// The sender, the fallback spool's import and the metrics' sampler
+	// run until the store closes. Sessions are served while the spool
+	// imports: a live event first imports its own call's spooled lines,
+	// which came before it.
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	var background errgroup.Group
+	background.Go(func() error { return m.outbox.Run(bgCtx) })
+	background.Go(func() error {
+		m.handlers.WatchSpool(bgCtx, cfg.Store.Spool, time.Duration(cfg.Store.SpoolInterval))
+		return nil
+	})
+	background.Go(func() error { m.admin.Run(bgCtx); return nil })
+
+	// Serve returns only once closed: the AGI server's end ends the wait
+	// below, as ctx does.
+	listeners, stopped := errgroup.WithContext(ctx)
 	m.serving.Store(true)
-	go func() { serveDone <- m.server.Serve(m.agiLn) }()
-	adminDone := make(chan error, 1)
-	samplerDone := make(chan struct{})
-	go func() { defer close(samplerDone); m.admin.Run(senderCtx) }()
+	listeners.Go(func() error { return fmt.Errorf("agi server: %w", m.server.Serve(m.agiLn)) })
 	if m.adminSrv != nil {
-		go func() { adminDone <- m.adminSrv.Serve(m.adminLn) }()
+		listeners.Go(func() error { m.serveHTTP("admin listener", m.adminSrv, m.adminLn); return nil })
 		m.Log.Info().Str("listen", m.AdminAddr().String()).Msg("admin listener: status page, metrics, API")
 	}
-	c2cDone := make(chan error, 1)
 	if m.c2cSrv != nil {
-		go func() { c2cDone <- m.c2cSrv.Serve(m.c2cLn) }()
+		listeners.Go(func() error { m.serveHTTP("click-to-call listener", m.c2cSrv, m.c2cLn); return nil })
 		m.Log.Info().Str("listen", m.ClickToCallAddr().String()).Str("url", cfg.ClickToCallURL()).Msg("click-to-call listener")
 	}
-	m.notify.ready(m.Log)
-	stopWatchdog := m.notify.watchdog(m.Log, m.healthy)
+	sdnotify.Ready(m.Log)
+	stopWatchdog := sdnotify.Watchdog(m.Log, m.healthy)
 
-	var err error
-	select {
-	case <-ctx.Done():
-		m.serving.Store(false)
-		m.notify.stopping(m.Log)
-		m.Log.Info().Msg("stopping: draining AGI sessions")
-		drain, cancel := context.WithTimeout(m.abortCtx, time.Duration(cfg.Server.SessionTimeout))
-		c2cStopped := make(chan error, 1)
-		if m.c2cSrv != nil {
-			// No new call is placed while the sessions drain: its events
-			// would find the service gone. A request waiting for its
-			// agent is answered 503, and its call hung up, before the
-			// process exits: Movidesk never gets that call's id.
-			go func() { c2cStopped <- m.stopClickToCall(drain) }()
-		}
-		if serr := m.server.Shutdown(drain); serr != nil {
-			m.Log.Warn().Err(serr).Msg("sessions still running at the drain deadline were closed")
-		}
-		if m.c2cSrv != nil {
-			if cerr := <-c2cStopped; cerr != nil {
-				m.Log.Warn().Err(cerr).Msg("click-to-call requests still running at the drain deadline were closed")
-			}
-		}
-		cancel()
-		<-serveDone
-	case err = <-serveDone:
-		m.serving.Store(false)
-		m.notify.stopping(m.Log)
-		err = fmt.Errorf("agi server: %w", err)
+	<-stopped.Done()
+	asked := ctx.Err() != nil
+	m.serving.Store(false)
+	sdnotify.Stopping(m.Log)
+	if asked {
+		m.drain(time.Duration(cfg.Server.SessionTimeout))
+	} else {
 		m.server.Close()
 	}
 	stopWatchdog()
-	if m.c2cSrv != nil {
-		// After a failed AGI server, the click-to-call requests end
-		// here, with their calls hung up.
-		grace, cancel := context.WithTimeout(m.abortCtx, closeGrace)
-		if cerr := m.stopClickToCall(grace); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
-			m.Log.Warn().Err(cerr).Msg("click-to-call requests still running were closed")
-		}
-		cancel()
-		m.c2cSrv.Close()
-		if cerr := <-c2cDone; cerr != nil && !errors.Is(cerr, http.ErrServerClosed) {
-			m.Log.Warn().Err(cerr).Msg("click-to-call listener")
-		}
-	}
-	if m.adminSrv != nil {
-		// Still answering while the sessions drain: readiness says 503.
-		m.adminSrv.Close()
-		if aerr := <-adminDone; aerr != nil && !errors.Is(aerr, http.ErrServerClosed) {
-			m.Log.Warn().Err(aerr).Msg("admin listener")
-		}
+	m.closeHTTP()
+	err := listeners.Wait()
+	if asked {
+		err = nil // the server's end after the drain
 	}
 	// Handlers closed at the deadline may still be storing their event:
 	// wait for them, bounded, before the store closes.
@@ -591,10 +519,8 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Log.Error().Err(serr).Msg("AGI handlers still running when the store closes")
 	}
 	cancel()
-	stopSender()
-	<-spoolDone
-	<-samplerDone
-	if serr := <-senderDone; serr != nil && !errors.Is(serr, context.Canceled) {
+	stopBackground()
+	if serr := background.Wait(); serr != nil && !errors.Is(serr, context.Canceled) {
 		m.Log.Warn().Err(serr).Msg("outbox sender")
 	}
 	if cerr := m.Close(); cerr != nil && err == nil {
@@ -607,6 +533,72 @@ func (m *Main) Run(ctx context.Context) error {
 	return err
 }
 
+// logStart says what the service runs on, and warns of what in the
+// configuration is wider than it should be.
+func (m *Main) logStart(cfg Config) {
+	mode := "live"
+	if m.client.DryRun() {
+		mode = "dry-run"
+	}
+	m.Log.Info().Str("listen", m.Addr().String()).Str("movidesk", movidesk.RedactURL(cfg.Movidesk.BaseURL)).
+		Str("mode", mode).Str("store", cfg.Store.StoreName()).Str("spool", cfg.Store.Spool).Str("version", versionString()).Msg("movidesk-agi started")
+	if m.client.DryRun() {
+		m.Log.Warn().Msg("dry-run: every Movidesk request is logged, not sent, and reported OK to the dialplan (movidesk.dry_run, or built-in defaults without -config)")
+	}
+	for _, w := range append(cfg.SecretWarnings(), cfg.ClickToCallWarnings()...) {
+		m.Log.Warn().Msg(w)
+	}
+}
+
+// serveHTTP serves srv on l until it is closed; another end is logged,
+// and leaves the rest of the service running.
+func (m *Main) serveHTTP(what string, srv *http.Server, l net.Listener) {
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		m.Log.Warn().Err(err).Msg(what)
+	}
+}
+
+// drain lets the AGI sessions end, for at most timeout (less after
+// Abort), and the click-to-call requests with them.
+func (m *Main) drain(timeout time.Duration) {
+	m.Log.Info().Msg("stopping: draining AGI sessions")
+	ctx, cancel := context.WithTimeout(m.abortCtx, timeout)
+	defer cancel()
+	var c2c errgroup.Group
+	if m.c2cSrv != nil {
+		// No new call is placed while the sessions drain: its events
+		// would find the service gone. A request waiting for its agent
+		// is answered 503, and its call hung up, before the process
+		// exits: Movidesk never gets that call's id.
+		c2c.Go(func() error { return m.stopClickToCall(ctx) })
+	}
+	if err := m.server.Shutdown(ctx); err != nil {
+		m.Log.Warn().Err(err).Msg("sessions still running at the drain deadline were closed")
+	}
+	if err := c2c.Wait(); err != nil {
+		m.Log.Warn().Err(err).Msg("click-to-call requests still running at the drain deadline were closed")
+	}
+}
+
+// closeHTTP closes the click-to-call and admin listeners, once the AGI
+// sessions are over: the admin listener answers while they drain
+// (readiness says 503).
+func (m *Main) closeHTTP() {
+	if m.c2cSrv != nil {
+		// After a failed AGI server, the click-to-call requests end
+		// here, with their calls hung up.
+		grace, cancel := context.WithTimeout(m.abortCtx, closeGrace)
+		if err := m.stopClickToCall(grace); err != nil && !errors.Is(err, net.ErrClosed) {
+			m.Log.Warn().Err(err).Msg("click-to-call requests still running were closed")
+		}
+		cancel()
+		m.c2cSrv.Close()
+	}
+	if m.adminSrv != nil {
+		m.adminSrv.Close()
+	}
+}
+
 // Close releases the listeners and the store (its lock), whether or not
 // Run was called, and only once.
 func (m *Main) Close() error {
@@ -615,8 +607,8 @@ func (m *Main) Close() error {
 		if m.server != nil {
 			m.server.Close()
 		}
-		if il, ok := m.agiLn.(*inheritedListener); ok {
-			il.stop()
+		if held, ok := m.agiLn.(*sdlisten.Held); ok {
+			held.Stop()
 			if n := m.refusedStopping.Load(); n > 0 {
 				m.Log.Warn().Int64("refused", n).Str("cause", agi.RefusedShuttingDown).Msg("AGI connections refused while stopping (the fallback spool has them)")
 			}

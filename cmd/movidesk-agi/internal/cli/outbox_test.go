@@ -1,10 +1,11 @@
-package main
+package cli
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
-	"os"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,15 +27,37 @@ func (refusing) Send(ctx context.Context, r movidesk.Request) error {
 }
 
 // failedEventStore is a store holding one event Movidesk refused (401),
-// still open, and a configuration file naming it.
-func failedEventStore(t *testing.T) (cfgPath, db string, ob *outbox.Outbox) {
+// still open, and the commands run on it as `movidesk-agi outbox ...`
+// would with a configuration naming it, the service's admin listener
+// answering nowhere.
+func failedEventStore(t *testing.T) (cmd func(args ...string) (string, error), db string, ob *outbox.Outbox) {
 	t.Helper()
-	t.Setenv("MOVIDESK_TOKEN", "")
 	dir := t.TempDir()
 	db = filepath.Join(dir, "outbox.db")
-	cfgPath = filepath.Join(dir, "config.toml")
-	os.WriteFile(cfgPath, []byte("[store]\npath = \""+db+"\"\nspool = \""+filepath.Join(dir, "spool.log")+"\"\n"), 0o600)
-	ob, err := outbox.Open(outbox.Options{Path: db, Log: zerolog.Nop()}, refusing{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := l.Addr().String()
+	l.Close()
+	load := func(path string) (Target, error) {
+		if path != "config.toml" {
+			t.Errorf("the configuration read is %q, want the one of -config", path)
+		}
+		return Target{ConfigPath: path, AdminListen: nowhere, Store: outbox.Options{Driver: outbox.DriverBbolt, Path: db}, StoreName: db, BoltPath: db}, nil
+	}
+	cmd = func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		var err error
+		switch args[0] {
+		case "outbox":
+			err = Outbox(context.Background(), args[1:], &out, &errOut, load)
+		case "status":
+			err = Status(context.Background(), args[1:], &out, &errOut, load)
+		}
+		return out.String() + errOut.String(), err
+	}
+	ob, err = outbox.Open(outbox.Options{Path: db, Log: zerolog.Nop()}, refusing{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,17 +65,18 @@ func failedEventStore(t *testing.T) (cfgPath, db string, ob *outbox.Outbox) {
 	if _, err := callstate.New(ob, callstate.Options{}).Complete(context.Background(), movidesk.CompletedCall{ID: "call-1", CompletedDate: at}); err == nil {
 		t.Fatal("a 401 was not an error")
 	}
-	return cfgPath, db, ob
+	return cmd, db, ob
+}
+
+// usage says whether err is a command line mistake (exit 2).
+func usage(err error) bool {
+	var ue UsageError
+	return errors.As(err, &ue) || errors.Is(err, flag.ErrHelp)
 }
 
 func TestOutboxCommands(t *testing.T) {
-	cfgPath, _, ob := failedEventStore(t)
-
-	cmd := func(args ...string) (string, error) {
-		var out, errOut bytes.Buffer
-		err := run(context.Background(), args, &out, &errOut)
-		return out.String() + errOut.String(), err
-	}
+	cmd, _, ob := failedEventStore(t)
+	const cfgPath = "config.toml"
 	t.Run("InUseWhileTheServiceRuns", func(t *testing.T) {
 		_, err := cmd("outbox", "list", "-config", cfgPath)
 		if err == nil || !strings.Contains(err.Error(), "in use") {
@@ -61,6 +85,9 @@ func TestOutboxCommands(t *testing.T) {
 	})
 	ob.Close()
 
+	if out, err := cmd("status", "-config", cfgPath); err != nil || !strings.Contains(out, "service: not running") || !strings.Contains(out, "0 queued, 1 failed") {
+		t.Errorf("status of a stopped service: %v\n%s", err, out)
+	}
 	out, err := cmd("outbox", "list", "-config", cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -86,14 +113,15 @@ func TestOutboxCommands(t *testing.T) {
 		t.Errorf("after drop:\n%s", out)
 	}
 	for _, bad := range [][]string{{"outbox"}, {"outbox", "send"}, {"outbox", "drop", "-config", cfgPath, "x"}, {"outbox", "drop", "-config", cfgPath, "all"}} {
-		if _, err := cmd(bad...); exitCode(err) != 2 {
-			t.Errorf("%q: exit %d (%v), want a usage error", bad, exitCode(err), err)
+		if _, err := cmd(bad...); !usage(err) {
+			t.Errorf("%q: %v, want a usage error", bad, err)
 		}
 	}
 }
 
 func TestOutboxCommandsTolerateUnreadableRecords(t *testing.T) {
-	cfgPath, db, ob := failedEventStore(t)
+	cmd, db, ob := failedEventStore(t)
+	const cfgPath = "config.toml"
 	ob.Close()
 	// Two records a bug or a disk could leave: JSON of the wrong types,
 	// and no JSON at all.
@@ -111,11 +139,6 @@ func TestOutboxCommandsTolerateUnreadableRecords(t *testing.T) {
 	bdb.Close()
 	if err != nil {
 		t.Fatal(err)
-	}
-	cmd := func(args ...string) (string, error) {
-		var out, errOut bytes.Buffer
-		err := run(context.Background(), args, &out, &errOut)
-		return out.String() + errOut.String(), err
 	}
 	out, err := cmd("outbox", "list", "-config", cfgPath)
 	if err != nil {
@@ -145,7 +168,7 @@ func TestOutboxFlagsAfterTheArgument(t *testing.T) {
 	// all": the flag was taken for a second argument.
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
 	path := fs.String("config", "", "")
-	if err := parseInterspersed(fs, []string{"all", "-config", "f.toml"}); err != nil {
+	if err := ParseInterspersed(fs, []string{"all", "-config", "f.toml"}); err != nil {
 		t.Fatal(err)
 	}
 	if *path != "f.toml" || fs.NArg() != 1 || fs.Arg(0) != "all" {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -15,25 +15,25 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
-// runMigrate is `movidesk-agi migrate`: the outbox of a bbolt file copied
+// Migrate is `movidesk-agi migrate`: the outbox of a bbolt file copied
 // into the PostgreSQL database of the configuration, so that an
 // installation moves without losing or resending an event.
-func runMigrate(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func Migrate(_ context.Context, args []string, stdout, stderr io.Writer, load Load) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", `configuration file (TOML) with [store] driver = "postgres": the database to copy into`)
 	from := fs.String("from", "", "the bbolt file to copy (default: the configuration's store.path)")
 	skip := fs.Bool("skip-unreadable", false, "copy what can be read and leave the records that cannot be decoded in the file")
-	if err := parseInterspersed(fs, args); err != nil {
+	if err := ParseInterspersed(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
-		return usageError{fmt.Sprintf("migrate: unexpected argument %q", fs.Arg(0))}
+		return UsageError{fmt.Sprintf("migrate: unexpected argument %q", fs.Arg(0))}
 	}
 	if *path == "" {
-		return usageError{"migrate: -config FILE is required (the configuration with the database to copy into)"}
+		return UsageError{"migrate: -config FILE is required (the configuration with the database to copy into)"}
 	}
-	cfg, err := LoadConfig(*path)
+	cfg, err := load(*path)
 	if err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ func runMigrate(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	file, key := *from, "-from"
 	if file == "" {
-		file, key = cfg.Store.Path, "store.path of "+*path
+		file, key = cfg.BoltPath, "store.path of "+*path
 	}
 	if _, err := os.Stat(file); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -51,7 +51,7 @@ func runMigrate(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return fmt.Errorf("the bbolt file %s: %w", file, err)
 	}
-	to := cfg.Store.outboxOptions()
+	to := cfg.Store
 	to.Log = zerolog.Nop()
 	m, err := outbox.Migrate(outbox.Options{Path: file, Log: zerolog.Nop()}, to, outbox.MigrateOptions{SkipUnreadable: *skip})
 	switch {
@@ -64,7 +64,7 @@ func runMigrate(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	case err != nil:
 		return err
 	}
-	db := cfg.Store.StoreName()
+	db := cfg.StoreName
 	fmt.Fprintf(stdout, "copied %s into %s:\n", file, db)
 	fmt.Fprintf(stdout, "  %s (%d pending, %d failed)\n", counted(m.Events, "event"), m.Pending(), m.Failed)
 	fmt.Fprintf(stdout, "  %s (%d open)\n", counted(m.Calls, "call"), m.OpenCalls)
