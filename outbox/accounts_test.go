@@ -43,10 +43,12 @@ func callIDs(rs []movidesk.Request) []string {
 // Two accounts in one outbox: each event goes out with its own account's
 // sender (its token), each account has its own budget, and one account
 // waiting for its limit or paused by a 429 holds up nothing of the other.
-func TestAccountsKeepSeparateBudgets(t *testing.T) {
+func TestAccountsKeepSeparateBudgets(t *testing.T) { forEachEngine(t, testAccountsKeepSeparateBudgets) }
+
+func testAccountsKeepSeparateBudgets(t *testing.T, eng engine) {
 	t.Run("EachAccountSendsItsOwnWithinItsOwnLimit", func(t *testing.T) {
 		acme := &fakeSender{}
-		e := newEnv(t, func(o *Options) { o.RatePerMinute = 2 }, withAcme(acme, 2))
+		e := newEnv(t, eng, func(o *Options) { o.RatePerMinute = 2 }, withAcme(acme, 2))
 		for i := range 3 {
 			hangupOf(t, e, context.Background(), "", fmt.Sprintf("d%d", i))
 			hangupOf(t, e, context.Background(), "acme", fmt.Sprintf("a%d", i))
@@ -93,7 +95,7 @@ func TestAccountsKeepSeparateBudgets(t *testing.T) {
 
 	t.Run("A429PausesOnlyItsAccount", func(t *testing.T) {
 		acme := &fakeSender{}
-		e := newEnv(t, withAcme(acme, 10))
+		e := newEnv(t, eng, withAcme(acme, 10))
 		acme.set(func(_ context.Context, r movidesk.Request) error {
 			return &movidesk.APIError{Endpoint: r.Endpoint(), StatusCode: 429, RetryAfter: 10 * time.Minute}
 		})
@@ -115,7 +117,7 @@ func TestAccountsKeepSeparateBudgets(t *testing.T) {
 	})
 
 	t.Run("AnAccountNotServedHereWaits", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		out := hangupOf(t, e, context.Background(), "gone", "g0")
 		if out.Result != callstate.Queued || !strings.Contains(fmt.Sprint(out.Err), `"gone"`) {
 			t.Errorf("event of an account not configured: %v (%v), want queued with an error naming it", out.Result, out.Err)

@@ -9,7 +9,6 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/internal/pgtest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,13 +23,16 @@ import (
 // The crash tests run this test binary again as a child that writes to an
 // outbox until it is killed with SIGKILL.
 const (
-	envCrashMode = "OUTBOX_CRASH_MODE"
-	envCrashPath = "OUTBOX_CRASH_PATH"
+	envCrashMode   = "OUTBOX_CRASH_MODE"
+	envCrashDriver = "OUTBOX_CRASH_DRIVER"
+	envCrashPath   = "OUTBOX_CRASH_PATH"
+	envCrashDSN    = "OUTBOX_CRASH_DSN"
 )
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(envCrashMode); mode != "" {
-		if err := crashChild(mode, os.Getenv(envCrashPath)); err != nil {
+		stored := Options{Driver: os.Getenv(envCrashDriver), Path: os.Getenv(envCrashPath), DSN: os.Getenv(envCrashDSN)}
+		if err := crashChild(mode, stored); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(3)
 		}
@@ -44,7 +46,7 @@ func TestMain(m *testing.M) {
 // crashChild submits events and prints a line for each one acknowledged,
 // until killed. Mode "down": Movidesk is unreachable, events are queued.
 // Mode "inflight": Movidesk takes the first request and never answers.
-func crashChild(mode, path string) error {
+func crashChild(mode string, stored Options) error {
 	var s Sender
 	switch mode {
 	case "down":
@@ -57,7 +59,9 @@ func crashChild(mode, path string) error {
 	default:
 		return fmt.Errorf("unknown crash mode %q", mode)
 	}
-	o, err := Open(Options{Path: path, RatePerMinute: 1e6, Log: zerolog.Nop()}, s)
+	opts := stored
+	opts.RatePerMinute, opts.Log = 1e6, zerolog.Nop()
+	o, err := Open(opts, s)
 	if err != nil {
 		return err
 	}
@@ -84,12 +88,13 @@ type senderFunc func(ctx context.Context, r movidesk.Request) error
 
 func (f senderFunc) Send(ctx context.Context, r movidesk.Request) error { return f(ctx, r) }
 
-// runChild starts the child and kills it with SIGKILL once it printed
+// runChild starts the child on the store of stored and kills it with SIGKILL once it printed
 // enough lines with the given prefix. It returns every such line printed.
-func runChild(t *testing.T, mode, path, prefix string, enough int) []string {
+func runChild(t *testing.T, mode string, stored Options, prefix string, enough int) []string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envCrashMode+"="+mode, envCrashPath+"="+path)
+	cmd.Env = append(os.Environ(), envCrashMode+"="+mode,
+		envCrashDriver+"="+stored.Driver, envCrashPath+"="+stored.Path, envCrashDSN+"="+stored.DSN)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -121,12 +126,14 @@ func runChild(t *testing.T, mode, path, prefix string, enough int) []string {
 	return lines
 }
 
-func TestCrashSafety(t *testing.T) {
-	t.Run("AcknowledgedEventsSurviveKill", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "outbox.db")
-		acked := runChild(t, "down", path, "ACK", 40)
+func TestCrashSafety(t *testing.T) { forEachEngine(t, testCrashSafety) }
 
-		e := newEnv(t, func(o *Options) { o.Path = path; o.RatePerMinute = 1e6 })
+func testCrashSafety(t *testing.T, eng engine) {
+	t.Run("AcknowledgedEventsSurviveKill", func(t *testing.T) {
+		written := eng.options(t)
+		acked := runChild(t, "down", written, "ACK", 40)
+
+		e := newEnv(t, eng.reopening(written), func(o *Options) { o.RatePerMinute = 1e6 })
 		e.clock.Advance(time.Since(t0) + time.Hour) // past the child's backoffs
 		evs, err := e.o.List()
 		if err != nil {
@@ -156,10 +163,10 @@ func TestCrashSafety(t *testing.T) {
 	})
 
 	t.Run("UnansweredEventSentAgain", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "outbox.db")
-		sending := runChild(t, "inflight", path, "SENDING", 1)
+		written := eng.options(t)
+		sending := runChild(t, "inflight", written, "SENDING", 1)
 
-		e := newEnv(t, func(o *Options) { o.Path = path })
+		e := newEnv(t, eng.reopening(written))
 		e.clock.Advance(time.Since(t0))
 		e.run(t)
 		e.clock.drive(t, time.Hour, func() bool { return len(e.sender.delivered()) >= 1 })

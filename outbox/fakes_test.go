@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -154,6 +153,23 @@ func (c *fakeClock) drive(t *testing.T, limit time.Duration, cond func() bool) {
 	}
 }
 
+// awaitAside waits for ch, within testutil.Deadline, in a goroutine of
+// the test other than its own (a fake sender's, a writer's), where
+// testutil.Receive must not end the test: a timeout is an error of the
+// test, and false.
+func awaitAside[T any](t *testing.T, ch <-chan T, what string) bool {
+	t.Helper()
+	timer := time.NewTimer(testutil.Deadline)
+	defer timer.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-timer.C:
+		t.Errorf("waited %v for %s", testutil.Deadline, what)
+		return false
+	}
+}
+
 // attempt is one call to the fake sender.
 type attempt struct {
 	At  time.Time
@@ -230,45 +246,66 @@ type testEnv struct {
 	opts   Options
 }
 
-// newEnv opens an outbox in a temporary directory with a fake clock and
-// sender. Tune opts before by passing a function.
-func newEnv(t *testing.T, tune ...func(*Options)) *testEnv {
-	t.Helper()
-	clk := newFakeClock()
-	opts := Options{
-		Path: filepath.Join(t.TempDir(), "spool", "outbox.db"),
-		Log:  zerolog.New(zerolog.NewTestWriter(t)),
-		Now:  clk.Now,
-	}
-	for _, f := range tune {
-		f(&opts)
-	}
-	usePostgres(t, &opts)
-	e := &testEnv{clock: clk, sender: &fakeSender{now: clk.Now}, path: opts.Path, opts: opts}
-	e.reopen(t)
-	return e
+// engine is a store engine the outbox's tests run on.
+type engine struct {
+	name string
+	// use puts a new, empty store of the engine in opts; an Open of opts
+	// after a Close finds the same store, as after a restart.
+	use func(t *testing.T, opts *Options)
 }
 
-// usePostgres puts the outbox of a test named TestPostgres... (a test, or
-// a test run by one: see TestPostgresConformance) in a new database of the
-// package's PostgreSQL.
-func usePostgres(t *testing.T, opts *Options) {
+// bboltEngine keeps the outbox in a file of the test's own directory. The
+// tests of the file itself (its indexes, its size, damage written into
+// its bytes, its lock) run on it alone.
+var bboltEngine = engine{name: "bbolt", use: func(t *testing.T, opts *Options) {
+	opts.Driver, opts.Path = DriverBbolt, filepath.Join(t.TempDir(), "spool", "outbox.db")
+}}
+
+// engines are those the tests of the outbox's behaviour run on: bbolt,
+// and PostgreSQL when the tests are built with -tags e2e, which may start
+// a server (see postgres_e2e_test.go).
+var engines = []engine{bboltEngine}
+
+// forEachEngine runs test on each engine, as a subtest named after it.
+func forEachEngine(t *testing.T, test func(t *testing.T, eng engine)) {
 	t.Helper()
-	if !strings.HasPrefix(t.Name(), "TestPostgres") {
-		return
+	for _, eng := range engines {
+		t.Run(eng.name, func(t *testing.T) { test(t, eng) })
 	}
-	opts.Driver, opts.DSN = DriverPostgres, newDatabase(t)
+}
+
+// options are the options of a new, empty store of the engine.
+func (eng engine) options(t *testing.T) Options {
+	t.Helper()
+	var opts Options
+	eng.use(t, &opts)
+	return opts
+}
+
+// reopening is the engine with the store of stored (one a child process
+// wrote, say) in place of a new one.
+func (eng engine) reopening(stored Options) engine {
+	return engine{name: eng.name, use: func(_ *testing.T, opts *Options) {
+		opts.Driver, opts.Path, opts.DSN = stored.Driver, stored.Path, stored.DSN
+	}}
+}
+
+// newEnv opens an outbox on a new store of eng with a fake clock and
+// sender. Tune opts before by passing a function.
+func newEnv(t *testing.T, eng engine, tune ...func(*Options)) *testEnv {
+	t.Helper()
+	return newEnvMachine(t, eng, callstate.Options{}, tune...)
 }
 
 // newEnvMachine is newEnv with the call state machine's options.
-func newEnvMachine(t *testing.T, mopts callstate.Options, tune ...func(*Options)) *testEnv {
+func newEnvMachine(t *testing.T, eng engine, mopts callstate.Options, tune ...func(*Options)) *testEnv {
 	t.Helper()
 	clk := newFakeClock()
-	opts := Options{Path: filepath.Join(t.TempDir(), "outbox.db"), Log: zerolog.New(zerolog.NewTestWriter(t)), Now: clk.Now}
+	opts := eng.options(t)
+	opts.Log, opts.Now = zerolog.New(zerolog.NewTestWriter(t)), clk.Now
 	for _, f := range tune {
 		f(&opts)
 	}
-	usePostgres(t, &opts)
 	e := &testEnv{clock: clk, sender: &fakeSender{now: clk.Now}, path: opts.Path, opts: opts, mopts: mopts}
 	e.reopen(t)
 	return e
@@ -348,7 +385,7 @@ func boltOf(o *Outbox) *boltstore.Store {
 	return st
 }
 
-// damage closes the outbox, changes its file with fn behind the store's
+// damage closes the outbox, changes its bbolt file with fn behind the store's
 // back (a damaged record), and opens it again.
 func (e *testEnv) damage(t *testing.T, fn func(*bolt.Tx) error) {
 	t.Helper()

@@ -19,11 +19,11 @@ const testToken = "155cac97-f203-4bb8-86e1-aa4cb8781f3e"
 
 // clientEnv is an outbox sending with a real client to the fake Movidesk,
 // both on the fake clock.
-func clientEnv(t *testing.T, token string) (*testEnv, *movidesktest.Server, *testutil.LogBuffer) {
+func clientEnv(t *testing.T, eng engine, token string) (*testEnv, *movidesktest.Server, *testutil.LogBuffer) {
 	t.Helper()
 	srv := movidesktest.NewServer(t, testToken)
 	logs := &testutil.LogBuffer{}
-	e := newEnv(t, func(o *Options) { o.Log = zerolog.New(logs) })
+	e := newEnv(t, eng, func(o *Options) { o.Log = zerolog.New(logs) })
 	srv.SetClock(e.clock.Now)
 	c, err := movidesk.NewClient(srv.URL, token, movidesk.WithTimeout(2*time.Second))
 	if err != nil {
@@ -43,9 +43,11 @@ func clientEnv(t *testing.T, token string) (*testEnv, *movidesktest.Server, *tes
 	return e, srv, logs
 }
 
-func TestWithMovideskClient(t *testing.T) {
+func TestWithMovideskClient(t *testing.T) { forEachEngine(t, testWithMovideskClient) }
+
+func testWithMovideskClient(t *testing.T, eng engine) {
 	t.Run("BurstWhileDownDeliveredWithinAccountLimit", func(t *testing.T) {
-		e, srv, _ := clientEnv(t, testToken)
+		e, srv, _ := clientEnv(t, eng, testToken)
 		srv.SetRateLimit(10) // the account's limit, counted by Movidesk
 		srv.SetDown(true)
 		const calls = 8
@@ -93,7 +95,7 @@ func TestWithMovideskClient(t *testing.T) {
 
 	t.Run("BadTokenFailsWithoutLeakingIt", func(t *testing.T) {
 		const wrong = "00000000-dead-beef-0000-000000000000"
-		e, _, logs := clientEnv(t, wrong)
+		e, _, logs := clientEnv(t, eng, wrong)
 		_, err := e.Transfer(t.Context(), transfer("c1", t0))
 		var ae *movidesk.APIError
 		if !errors.As(err, &ae) || ae.StatusCode != 401 {

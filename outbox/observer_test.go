@@ -69,18 +69,20 @@ func (r *recorder) all() []observedAttempt {
 }
 
 // observedEnv is newEnv with a recorder attached.
-func observedEnv(t *testing.T, tune ...func(*Options)) (*testEnv, *recorder) {
+func observedEnv(t *testing.T, eng engine, tune ...func(*Options)) (*testEnv, *recorder) {
 	t.Helper()
 	rec := &recorder{}
-	e := newEnv(t, append(tune, func(o *Options) { o.Observer = rec })...)
+	e := newEnv(t, eng, append(tune, func(o *Options) { o.Observer = rec })...)
 	rec.mu.Lock()
 	rec.o = e.o
 	rec.mu.Unlock()
 	return e, rec
 }
 
-func TestObserverCountsEachWaitOnce(t *testing.T) {
-	e, rec := observedEnv(t, func(o *Options) { o.RatePerMinute, o.Burst = 1, 1 })
+func TestObserverCountsEachWaitOnce(t *testing.T) { forEachEngine(t, testObserverCountsEachWaitOnce) }
+
+func testObserverCountsEachWaitOnce(t *testing.T, eng engine) {
+	e, rec := observedEnv(t, eng, func(o *Options) { o.RatePerMinute, o.Burst = 1, 1 })
 	if out := mustTransfer(t, e, transfer("c1", t0)); out.Result != callstate.Delivered {
 		t.Fatalf("first transfer: %v, want delivered", out.Result)
 	}
@@ -108,8 +110,12 @@ func TestObserverCountsEachWaitOnce(t *testing.T) {
 }
 
 func TestObserverCountsEachRequestOfAnEvent(t *testing.T) {
+	forEachEngine(t, testObserverCountsEachRequestOfAnEvent)
+}
+
+func testObserverCountsEachRequestOfAnEvent(t *testing.T, eng engine) {
 	// A second agent's transfer is two requests, each asking the limiter.
-	e, rec := observedEnv(t, func(o *Options) { o.RatePerMinute, o.Burst = 2, 2 })
+	e, rec := observedEnv(t, eng, func(o *Options) { o.RatePerMinute, o.Burst = 2, 2 })
 	mustTransfer(t, e, transfer("c1", t0))
 	out := mustTransfer(t, e, transfer("c1", t0.Add(time.Minute)))
 	if out.Result != callstate.Queued || len(out.Sent) != 2 {
@@ -121,7 +127,11 @@ func TestObserverCountsEachRequestOfAnEvent(t *testing.T) {
 }
 
 func TestObserverIsToldOfEachAttemptAsListed(t *testing.T) {
-	e, rec := observedEnv(t)
+	forEachEngine(t, testObserverIsToldOfEachAttemptAsListed)
+}
+
+func testObserverIsToldOfEachAttemptAsListed(t *testing.T, eng engine) {
+	e, rec := observedEnv(t, eng)
 	e.sender.set(down)
 	if out := mustTransfer(t, e, transfer("c1", t0)); out.Result != callstate.Queued {
 		t.Fatalf("transfer with Movidesk down: %v, want queued", out.Result)
@@ -188,8 +198,10 @@ func TestObserverIsToldOfEachAttemptAsListed(t *testing.T) {
 	}
 }
 
-func TestStatsOldest(t *testing.T) {
-	e := newEnv(t)
+func TestStatsOldest(t *testing.T) { forEachEngine(t, testStatsOldest) }
+
+func testStatsOldest(t *testing.T, eng engine) {
+	e := newEnv(t, eng)
 	if st, err := e.o.Stats(); err != nil || !st.Oldest.IsZero() {
 		t.Fatalf("empty outbox: Stats %+v, %v; want no oldest", st, err)
 	}
@@ -266,9 +278,11 @@ func assertRateFrom(t *testing.T, as []attempt, from, n int, span time.Duration)
 	}
 }
 
-func TestSetRate(t *testing.T) {
+func TestSetRate(t *testing.T) { forEachEngine(t, testSetRate) }
+
+func testSetRate(t *testing.T, eng engine) {
 	t.Run("LowerCountsTheRequestsAlreadySent", func(t *testing.T) {
-		e := newEnv(t) // 10 a minute
+		e := newEnv(t, eng) // 10 a minute
 		if got := count(submitN(t, e, 0, 10), callstate.Delivered); got != 10 {
 			t.Fatalf("%d of 10 delivered at once, want all", got)
 		}
@@ -284,7 +298,7 @@ func TestSetRate(t *testing.T) {
 	})
 
 	t.Run("HigherFreesSlotsAtOnce", func(t *testing.T) {
-		e := newEnv(t, func(o *Options) { o.RatePerMinute, o.Burst = 3, 3 })
+		e := newEnv(t, eng, func(o *Options) { o.RatePerMinute, o.Burst = 3, 3 })
 		if got := submitN(t, e, 0, 4); count(got, callstate.Delivered) != 3 {
 			t.Fatalf("results %v, want 3 delivered and the fourth queued", got)
 		}
@@ -297,7 +311,7 @@ func TestSetRate(t *testing.T) {
 	})
 
 	t.Run("LowerThenHigherStillCountsWhatWasSent", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		submitN(t, e, 0, 10)
 		if err := e.o.SetRate(5, 0); err != nil {
 			t.Fatal(err)
@@ -317,7 +331,7 @@ func TestSetRate(t *testing.T) {
 		// A slot given back after an older send expired from it: that
 		// send no longer counts in a 62 s window, but does in the 124 s
 		// window of the same burst at half the rate.
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		submitN(t, e, 0, 10)
 		e.clock.Advance(63 * time.Second)
 		if out := mustTransfer(t, e, transfer("c0", t0)); out.Result != callstate.Duplicate {
@@ -337,7 +351,7 @@ func TestSetRate(t *testing.T) {
 	t.Run("RestartKeepsTheWindow", func(t *testing.T) {
 		for _, reopenRate := range []float64{5, 10} {
 			t.Run(fmt.Sprint(reopenRate), func(t *testing.T) {
-				e := newEnv(t)
+				e := newEnv(t, eng)
 				submitN(t, e, 0, 10)
 				if err := e.o.SetRate(5, 0); err != nil {
 					t.Fatal(err)
@@ -358,7 +372,7 @@ func TestSetRate(t *testing.T) {
 	})
 
 	t.Run("RestartAfterRaisingKeepsEverySlot", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		if err := e.o.SetRate(20, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -376,7 +390,7 @@ func TestSetRate(t *testing.T) {
 	})
 
 	t.Run("BadValuesRefused", func(t *testing.T) {
-		e := newEnv(t, func(o *Options) { o.RatePerMinute, o.Burst = 3, 3 })
+		e := newEnv(t, eng, func(o *Options) { o.RatePerMinute, o.Burst = 3, 3 })
 		for _, tc := range []struct {
 			rate  float64
 			burst int
@@ -398,7 +412,7 @@ func TestSetRate(t *testing.T) {
 	})
 
 	t.Run("WhileSending", func(t *testing.T) {
-		e := newEnvMachine(t, callstate.Options{MaxCallDuration: 1000 * time.Hour}, func(o *Options) { o.RatePerMinute = 1000 })
+		e := newEnvMachine(t, eng, callstate.Options{MaxCallDuration: 1000 * time.Hour}, func(o *Options) { o.RatePerMinute = 1000 })
 		e.run(t)
 		var wg sync.WaitGroup
 		wg.Go(func() {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +15,11 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/store"
 )
 
-func TestSubmit(t *testing.T) {
+func TestSubmit(t *testing.T) { forEachEngine(t, testSubmit) }
+
+func testSubmit(t *testing.T, eng engine) {
 	t.Run("DeliveredWhenMovideskAccepts", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		r := transfer("1700000000.1", t0)
 		out, err := e.Transfer(t.Context(), r)
 		if err != nil {
@@ -36,7 +37,7 @@ func TestSubmit(t *testing.T) {
 	})
 
 	t.Run("QueuedWhenMovideskDown", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		e.sender.set(down)
 		out, err := e.Transfer(t.Context(), transfer("c1", t0))
 		if err != nil {
@@ -61,7 +62,7 @@ func TestSubmit(t *testing.T) {
 		// The caller hangs up while Movidesk is still answering: the
 		// caller is told QUEUED at once, the request is not abandoned,
 		// and its answer settles the event, so it is never sent again.
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		arrived, answer := make(chan struct{}), make(chan struct{})
 		e.sender.set(func(ctx context.Context, r movidesk.Request) error {
 			close(arrived)
@@ -73,7 +74,10 @@ func TestSubmit(t *testing.T) {
 			}
 		})
 		ctx, hangup := context.WithCancel(t.Context())
-		go func() { <-arrived; hangup() }()
+		go func() {
+			awaitAside(t, arrived, "the completion to reach Movidesk")
+			hangup()
+		}()
 		out, err := e.m.Complete(ctx, complete("c1", t0))
 		if err != nil {
 			t.Fatal(err)
@@ -95,7 +99,7 @@ func TestSubmit(t *testing.T) {
 	})
 
 	t.Run("InvalidRequestIsNotStored", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		r := transfer("c1", t0)
 		r.QueueID = 0
 		_, err := e.Transfer(t.Context(), r)
@@ -109,7 +113,7 @@ func TestSubmit(t *testing.T) {
 	})
 
 	t.Run("SegmentSuffixBeyondIDLimitIsRefused", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		id := strings.Repeat("9", movidesk.MaxID)
 		if _, err := e.Transfer(t.Context(), transfer(id, t0)); err != nil {
 			t.Fatal(err)
@@ -125,7 +129,7 @@ func TestSubmit(t *testing.T) {
 	})
 
 	t.Run("StoreFailureAcknowledgesNothing", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		if err := e.o.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +143,7 @@ func TestSubmit(t *testing.T) {
 	})
 
 	t.Run("PermanentRefusalIsAnErrorAndKept", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		e.sender.set(func(_ context.Context, r movidesk.Request) error {
 			return &movidesk.APIError{Endpoint: r.Endpoint(), StatusCode: 401, Body: "invalid token"}
 		})
@@ -154,12 +158,14 @@ func TestSubmit(t *testing.T) {
 	})
 }
 
-func TestPairing(t *testing.T) {
+func TestPairing(t *testing.T) { forEachEngine(t, testPairing) }
+
+func testPairing(t *testing.T, eng engine) {
 	const id = "1700000000.42"
 	at := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
 
 	t.Run("SecondTransferCompletesFirstSegment", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		var got [][]movidesk.Request
 		for i := range 3 {
 			out, err := e.Transfer(t.Context(), transfer(id, at(i)))
@@ -196,7 +202,7 @@ func TestPairing(t *testing.T) {
 	})
 
 	t.Run("DuplicateCompletionNotSent", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		mustTransfer(t, e, transfer(id, at(0)))
 		if _, err := e.m.Complete(t.Context(), complete(id, at(5))); err != nil {
 			t.Fatal(err)
@@ -215,7 +221,7 @@ func TestPairing(t *testing.T) {
 	})
 
 	t.Run("CompletionOfUnknownCallSentAsGiven", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		r := complete(id, at(5))
 		out, err := e.m.Complete(t.Context(), r)
 		if err != nil {
@@ -230,7 +236,7 @@ func TestPairing(t *testing.T) {
 		// Only a transfer that took the slow path (the fallback spool) can
 		// arrive after its call ended: a segment "-2" would stay open until
 		// the reaper completed it hours later.
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		mustTransfer(t, e, transfer(id, at(0)))
 		if _, err := e.m.Complete(t.Context(), complete(id, at(5))); err != nil {
 			t.Fatal(err)
@@ -246,7 +252,7 @@ func TestPairing(t *testing.T) {
 	})
 
 	t.Run("SameTransferTwiceIsADuplicate", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		if _, err := e.m.Transfer(t.Context(), callstate.TransferKey("leg-1", "5252"), transfer(id, at(0))); err != nil {
 			t.Fatal(err)
 		}
@@ -267,7 +273,7 @@ func TestPairing(t *testing.T) {
 	})
 
 	t.Run("LinkUsesLatestSegment", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		n := 0
 		link := func() string {
 			t.Helper()
@@ -290,7 +296,9 @@ func TestPairing(t *testing.T) {
 
 }
 
-func TestHangup(t *testing.T) {
+func TestHangup(t *testing.T) { forEachEngine(t, testHangup) }
+
+func testHangup(t *testing.T, eng engine) {
 	const id = "1700000000.7"
 	hangup := func(t *testing.T, e *testEnv, min int) callstate.Outcome {
 		t.Helper()
@@ -310,7 +318,7 @@ func TestHangup(t *testing.T) {
 	}
 
 	t.Run("OpenCallIsCompleted", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		mustTransfer(t, e, transfer(id, t0))
 		mustTransfer(t, e, transfer(id, t0.Add(time.Minute)))
 		out := hangup(t, e, 3)
@@ -323,7 +331,7 @@ func TestHangup(t *testing.T) {
 	})
 
 	t.Run("UnansweredCallIsCanceled", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		out := hangup(t, e, 3)
 		if diff := cmp.Diff([]string{movidesk.EndpointCanceled + " " + id}, endpoints(out.Sent)); diff != "" {
 			t.Errorf("sent (-want +got):\n%s", diff)
@@ -334,7 +342,7 @@ func TestHangup(t *testing.T) {
 	})
 
 	t.Run("CompletedCallIsDuplicate", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		mustTransfer(t, e, transfer(id, t0))
 		if _, err := e.m.Complete(t.Context(), complete(id, t0.Add(time.Minute))); err != nil {
 			t.Fatal(err)
@@ -346,7 +354,7 @@ func TestHangup(t *testing.T) {
 	})
 
 	t.Run("OnlyTheChosenRequestIsValidated", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		mustTransfer(t, e, transfer(id, t0))
 		// No queue is known at this hangup; the call is open, so the
 		// cancellation is not needed.
@@ -360,8 +368,9 @@ func TestHangup(t *testing.T) {
 }
 
 func TestOpen(t *testing.T) {
+	// The file's lock: a PostgreSQL database is shared by design.
 	t.Run("SecondOpenReportsFileInUse", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, bboltEngine)
 		opts := e.opts
 		opts.LockTimeout = 50 * time.Millisecond
 		_, err := Open(opts, nil)
@@ -370,21 +379,7 @@ func TestOpen(t *testing.T) {
 		}
 	})
 
-	t.Run("StateSurvivesReopen", func(t *testing.T) {
-		e := newEnv(t)
-		e.sender.set(down)
-		mustTransfer(t, e, transfer("c1", t0))
-		if err := e.o.Close(); err != nil {
-			t.Fatal(err)
-		}
-		e.reopen(t)
-		if open, err := e.m.IsOpen("c1"); err != nil || !open {
-			t.Errorf("IsOpen after reopen = %v, %v; want true", open, err)
-		}
-		if p, _, _ := e.stats(t); p != 1 {
-			t.Errorf("%d pending after reopen, want 1", p)
-		}
-	})
+	t.Run("StateSurvivesReopen", func(t *testing.T) { forEachEngine(t, testStateSurvivesReopen) })
 
 	t.Run("BadOptionsNamed", func(t *testing.T) {
 		for name, opts := range map[string]Options{
@@ -398,6 +393,22 @@ func TestOpen(t *testing.T) {
 			}
 		}
 	})
+}
+
+func testStateSurvivesReopen(t *testing.T, eng engine) {
+	e := newEnv(t, eng)
+	e.sender.set(down)
+	mustTransfer(t, e, transfer("c1", t0))
+	if err := e.o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.reopen(t)
+	if open, err := e.m.IsOpen("c1"); err != nil || !open {
+		t.Errorf("IsOpen after reopen = %v, %v; want true", open, err)
+	}
+	if p, _, _ := e.stats(t); p != 1 {
+		t.Errorf("%d pending after reopen, want 1", p)
+	}
 }
 
 func mustTransfer(t *testing.T, e *testEnv, r movidesk.TransferredCall) callstate.Outcome {
@@ -418,8 +429,12 @@ func ids(rs []movidesk.Request) []string {
 }
 
 func TestMarkIsStoredWithTheEventsAndOnlyWithThem(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "outbox.db")
-	o, err := Open(Options{Path: path}, nil)
+	forEachEngine(t, testMarkIsStoredWithTheEventsAndOnlyWithThem)
+}
+
+func testMarkIsStoredWithTheEventsAndOnlyWithThem(t *testing.T, eng engine) {
+	opts := eng.options(t)
+	o, err := Open(opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +455,7 @@ func TestMarkIsStoredWithTheEventsAndOnlyWithThem(t *testing.T) {
 		t.Fatal("invalid request accepted")
 	}
 	o.Close()
-	o, err = Open(Options{Path: path}, nil)
+	o, err = Open(opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,8 +478,10 @@ func TestMarkIsStoredWithTheEventsAndOnlyWithThem(t *testing.T) {
 // less. Whatever reads the outbox meanwhile waits for that commit, so that
 // it shows what the caller was told, and the call's next event is attempted
 // at once, not queued behind a settle.
-func TestAnsweredBeforeTheSettle(t *testing.T) {
-	e := newEnv(t)
+func TestAnsweredBeforeTheSettle(t *testing.T) { forEachEngine(t, testAnsweredBeforeTheSettle) }
+
+func testAnsweredBeforeTheSettle(t *testing.T, eng engine) {
+	e := newEnv(t, eng)
 	hold, held := make(chan struct{}), make(chan struct{})
 	e.sender.set(func(ctx context.Context, r movidesk.Request) error {
 		if _, ok := r.(movidesk.TransferredCall); ok {
@@ -477,10 +494,14 @@ func TestAnsweredBeforeTheSettle(t *testing.T) {
 					return err
 				}
 				close(held)
-				<-hold
+				if !awaitAside(t, hold, "the test to let the write go") {
+					return errors.New("never let go")
+				}
 				return nil
 			})
-			<-held
+			if !awaitAside(t, held, "the other write to hold the store") {
+				return errors.New("the other write never held the store")
+			}
 		}
 		return nil
 	})

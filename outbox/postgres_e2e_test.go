@@ -22,6 +22,14 @@ import (
 // newDatabase is a new database of the package's PostgreSQL.
 func newDatabase(t testing.TB) string { return pgtest.NewDatabase(t) }
 
+// postgresEngine keeps each test's outbox in a new database of the
+// package's PostgreSQL, started by the first test that needs it.
+var postgresEngine = engine{name: "postgres", use: func(t *testing.T, opts *Options) {
+	opts.Driver, opts.DSN = DriverPostgres, newDatabase(t)
+}}
+
+func init() { engines = append(engines, postgresEngine) }
+
 func TestPostgresOpenAppliesTheSchemaOnce(t *testing.T) {
 	dsn := newDatabase(t)
 	for range 2 { // the second Open finds the schema up to date

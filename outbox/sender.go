@@ -189,10 +189,10 @@ func (o *Outbox) deliver(ctx context.Context, a *account, c *store.Candidate) {
 	}
 	r, err := rec.Decode()
 	if err != nil {
-		o.settle(c.Seq, fmt.Errorf("%w: %w", errUnreadable, err), true, nil)
+		o.settle(c.Seq, fmt.Errorf("%w: %w", errUnreadable, err), bySender, nil)
 		return
 	}
-	o.send(ctx, a, c.Seq, r, true)
+	o.send(ctx, a, c.Seq, r)
 }
 
 // reserve takes a slot of account a's limiter for an attempt at event seq

@@ -20,9 +20,11 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-func TestSender(t *testing.T) {
+func TestSender(t *testing.T) { forEachEngine(t, testSender) }
+
+func testSender(t *testing.T, eng engine) {
 	t.Run("MovideskDownThenBack", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		e.sender.set(down)
 		// Six calls in a burst: each transfer is followed by the
 		// completion of the previous call.
@@ -80,7 +82,7 @@ func TestSender(t *testing.T) {
 
 	t.Run("ConcurrentCallsKeepTheirOrder", func(t *testing.T) {
 		// The clock runs on while the calls are submitted: no reaper.
-		e := newEnvMachine(t, callstate.Options{MaxCallDuration: 1000 * time.Hour}, func(o *Options) { o.RatePerMinute = 1e6 })
+		e := newEnvMachine(t, eng, callstate.Options{MaxCallDuration: 1000 * time.Hour}, func(o *Options) { o.RatePerMinute = 1e6 })
 		// Every transfer fails once, so that the background sender and
 		// the callers work on the same calls at the same time.
 		var mu sync.Mutex
@@ -155,7 +157,7 @@ func TestSender(t *testing.T) {
 	})
 
 	t.Run("TransfersFirst", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		ctx := canceledCtx()
 		for _, submit := range []func() (callstate.Outcome, error){
 			func() (callstate.Outcome, error) { return e.m.Complete(ctx, complete("x", t0)) },
@@ -181,7 +183,7 @@ func TestSender(t *testing.T) {
 	})
 
 	t.Run("BackoffDoublesToMax", func(t *testing.T) {
-		e := newEnv(t, func(o *Options) { o.RatePerMinute = 1000 })
+		e := newEnv(t, eng, func(o *Options) { o.RatePerMinute = 1000 })
 		e.sender.set(down)
 		mustTransfer(t, e, transfer("c1", t0))
 		e.run(t)
@@ -199,7 +201,7 @@ func TestSender(t *testing.T) {
 	// into a negative delay and retry at once.
 	t.Run("BackoffStaysAtMaxThroughLongOutages", func(t *testing.T) {
 		const minB, maxB = time.Minute, 10 * time.Minute
-		e := newEnv(t, func(o *Options) { o.RatePerMinute, o.BackoffMin, o.BackoffMax = 1000, minB, maxB })
+		e := newEnv(t, eng, func(o *Options) { o.RatePerMinute, o.BackoffMin, o.BackoffMax = 1000, minB, maxB })
 		e.sender.set(down)
 		mustTransfer(t, e, transfer("c1", t0))
 		e.run(t)
@@ -217,7 +219,7 @@ func TestSender(t *testing.T) {
 	})
 
 	t.Run("RetryAfterHonoured", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		var calls atomic.Int32
 		e.sender.set(func(_ context.Context, r movidesk.Request) error {
 			if calls.Add(1) == 1 {
@@ -246,7 +248,7 @@ func TestSender(t *testing.T) {
 	})
 
 	t.Run("RefusedEventBlocksItsCallUntilRetried", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		e.sender.set(unauthorized)
 		if _, err := e.Transfer(t.Context(), transfer("c1", t0)); err == nil {
 			t.Fatal("transfer refused with 401 returned no error")
@@ -284,7 +286,7 @@ func TestSender(t *testing.T) {
 	})
 
 	t.Run("DroppedEventUnblocksItsCall", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		e.sender.set(unauthorized)
 		if _, err := e.Transfer(t.Context(), transfer("c1", t0)); err == nil {
 			t.Fatal("transfer refused with 401 returned no error")
@@ -316,9 +318,11 @@ func TestSender(t *testing.T) {
 	})
 }
 
-func TestReaper(t *testing.T) {
+func TestReaper(t *testing.T) { forEachEngine(t, testReaper) }
+
+func testReaper(t *testing.T, eng engine) {
 	t.Run("CompletesCallLeftOpenAfterRestart", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, eng)
 		mustTransfer(t, e, transfer("old", t0))
 		mustTransfer(t, e, transfer("old", t0.Add(time.Minute))) // segment 2 opened at +1m
 		if err := e.o.Close(); err != nil {
@@ -342,7 +346,7 @@ func TestReaper(t *testing.T) {
 	})
 
 	t.Run("ForgetsClosedCallsAfterRetention", func(t *testing.T) {
-		e := newEnvMachine(t, callstate.Options{MaxCallDuration: time.Hour, Retention: 2 * time.Hour})
+		e := newEnvMachine(t, eng, callstate.Options{MaxCallDuration: time.Hour, Retention: 2 * time.Hour})
 		mustTransfer(t, e, transfer("c1", t0))
 		if _, err := e.m.Complete(t.Context(), complete("c1", t0)); err != nil {
 			t.Fatal(err)
@@ -430,8 +434,10 @@ func assertRate(t *testing.T, as []attempt, n int, span time.Duration) {
 	}
 }
 
+// On bbolt only, as the other tests of an unreadable event: the damage is
+// written into the file's bytes (PostgreSQL's jsonb holds no such record).
 func TestUnreadableEventBlocksNoOtherCall(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, bboltEngine)
 	ctx := canceledCtx() // stored, not attempted
 	if _, err := e.Transfer(ctx, transfer("broken", t0)); err != nil {
 		t.Fatal(err)
@@ -459,9 +465,13 @@ func TestUnreadableEventBlocksNoOtherCall(t *testing.T) {
 }
 
 func TestLimiterWindowSurvivesARestart(t *testing.T) {
+	forEachEngine(t, testLimiterWindowSurvivesARestart)
+}
+
+func testLimiterWindowSurvivesARestart(t *testing.T, eng engine) {
 	// 12 calls, a restart, 12 calls: without the stored window the second
 	// run would start with a full budget and send 20 within a second.
-	e := newEnv(t) // 10 a minute
+	e := newEnv(t, eng) // 10 a minute
 	submit := func(from int) {
 		for i := from; i < from+12; i++ {
 			if _, err := e.Transfer(t.Context(), transfer(fmt.Sprintf("c%d", i), t0)); err != nil {
@@ -481,12 +491,16 @@ func TestLimiterWindowSurvivesARestart(t *testing.T) {
 }
 
 func TestEachRequestsSlotIsDatedWhenItLeaves(t *testing.T) {
+	forEachEngine(t, testEachRequestsSlotIsDatedWhenItLeaves)
+}
+
+func testEachRequestsSlotIsDatedWhenItLeaves(t *testing.T, eng engine) {
 	// A second agent's transfer is two requests (the first segment's
 	// completion, then the new transfer) sent one after the other; with
 	// Movidesk slow, the second leaves well after the commit. The limiter
 	// must count it when it leaves, or a later request could go out within
 	// the window of it.
-	e := newEnv(t, func(o *Options) { o.RatePerMinute, o.Burst = 3, 3 })
+	e := newEnv(t, eng, func(o *Options) { o.RatePerMinute, o.Burst = 3, 3 })
 	var left []time.Time
 	e.sender.set(func(context.Context, movidesk.Request) error {
 		left = append(left, e.clock.Now())
@@ -506,6 +520,7 @@ func TestEachRequestsSlotIsDatedWhenItLeaves(t *testing.T) {
 	}
 }
 
+// On bbolt only: the damage is written into the file's bytes.
 func TestDroppingAnUnreadableEventUnblocksItsCall(t *testing.T) {
 	for name, stored := range map[string]string{
 		// The record's types went wrong; its call can still be read.
@@ -514,7 +529,7 @@ func TestDroppingAnUnreadableEventUnblocksItsCall(t *testing.T) {
 		"NotJSON": "\x00garbage",
 	} {
 		t.Run(name, func(t *testing.T) {
-			e := newEnv(t)
+			e := newEnv(t, bboltEngine)
 			if _, err := e.m.Complete(canceledCtx(), complete("c1", t0)); err != nil {
 				t.Fatal(err)
 			}
@@ -533,9 +548,13 @@ func TestDroppingAnUnreadableEventUnblocksItsCall(t *testing.T) {
 }
 
 func TestEventsThatSendNothingLeaveTheRateBudgetWhole(t *testing.T) {
+	forEachEngine(t, testEventsThatSendNothingLeaveTheRateBudgetWhole)
+}
+
+func testEventsThatSendNothingLeaveTheRateBudgetWhole(t *testing.T, eng engine) {
 	// Duplicates and events queued behind their call take a slot before
 	// their commit and give it back: the budget must be whole again.
-	e := newEnv(t, func(o *Options) { o.RatePerMinute, o.Burst = 3, 3 })
+	e := newEnv(t, eng, func(o *Options) { o.RatePerMinute, o.Burst = 3, 3 })
 	r := transfer("c1", t0)
 	for range 3 { // delivered once, then two duplicates
 		if _, err := e.m.Transfer(t.Context(), callstate.TransferKey("leg", "5252"), r); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
@@ -32,38 +33,84 @@ func (o *Outbox) Submit(ctx context.Context, acct, base string, fn func(callstat
 	o.awaitSettle(base)
 	// Claim the call before writing, so that the background sender cannot
 	// start on the new events between the commit and the attempt.
-	claimErr := o.claim(base)
-	claimed := claimErr == nil
-	handedOver := false
+	claim := o.claimCall(base)
 	// woken is the sender left with the events: that of their account,
-	// which is the call's.
+	// which is the call's. It is woken once Submit is done with the call,
+	// or it would skip the call as busy.
 	woken := a
 	defer func() {
-		if claimed && !handedOver {
-			o.release(base)
-		}
-		// Whatever is left is the background sender's; wake it after the
-		// release, or it would skip the call as busy.
 		if woken != nil {
 			woken.kick()
 		}
 	}()
-	var (
-		queued []queuedEvent
-		why    error // why no attempt is made now
-	)
-	now := o.now()
-	// The limiter's slot for the first request is taken before the commit
-	// and stored with it at the latest (see store.Limiter), so that a
-	// crash after the commit cannot forget it; it is given back if no
-	// attempt is made after all. The function below may run twice (see
-	// store.Store.Update): it only reads the limiter.
-	var slot uint64
-	haveSlot := false
-	if claimed && a != nil && a.sender != nil && ctx.Err() == nil && !now.Before(o.pausedUntil(a)) {
-		slot, haveSlot = a.lim.Reserve(now)
+	p, err := o.write(ctx, a, acct, base, claim, fn)
+	if err == nil && len(p.queued) > 0 {
+		woken = o.accounts[p.queued[0].account]
 	}
-	deferred := false // the first request wants to leave but has no slot
+	if p.next != attemptNow {
+		p.slot.giveBack()
+		if p.next == waitForSlot {
+			o.limited(a, p.queued[0].seq, false)
+		}
+		claim.release()
+		var ve *movidesk.ValidationError
+		switch {
+		case errors.As(err, &ve):
+			return callstate.Delivery{}, err
+		case err != nil:
+			return callstate.Delivery{}, fmt.Errorf("outbox %s: store event of call %q: %w", o.name, base, err)
+		}
+		return callstate.Delivery{Err: p.why}, nil
+	}
+	if !o.startAttempt() {
+		p.slot.giveBack()
+		claim.release()
+		return callstate.Delivery{Err: ErrClosed}, nil
+	}
+	// The attempt has the claim and the slot from here on.
+	reply := make(chan attemptResult, 1)
+	go o.submitAttempt(a, base, p, claim, reply)
+	select {
+	case r := <-reply:
+		return r.d, r.err
+	case <-ctx.Done():
+		return callstate.Delivery{Err: &StillTryingError{Endpoint: p.queued[0].req.Endpoint(), Cause: context.Cause(ctx)}}, nil
+	}
+}
+
+// nextStep is what Submit does once its write is committed.
+type nextStep int
+
+const (
+	nothingQueued nextStep = iota // the write queued no event (or failed)
+	leaveQueued                   // the background sender sends the events (plan.why says why)
+	waitForSlot                   // leaveQueued, because the rate limit is reached: the observer hears of the wait
+	attemptNow                    // Submit makes one attempt at the events now
+)
+
+// plan is Submit's write, committed, and what follows it.
+type plan struct {
+	queued []queuedEvent
+	next   nextStep
+	why    error // why no attempt is made now
+	// slot is the limiter's slot for the first request, nil when none was
+	// taken.
+	slot *slot
+}
+
+// write runs fn in one write transaction for call base and decides what
+// becomes of the events it queued. The limiter's slot for the first
+// request is taken before the commit and stored with it at the latest
+// (see store.Limiter), so that a crash after the commit cannot forget it;
+// the caller gives it back if no attempt is made after all. The function
+// passed to Update may run twice (see store.Store.Update): it only reads
+// the limiter.
+func (o *Outbox) write(ctx context.Context, a *account, acct, base string, claim *callClaim, fn func(callstate.Tx) error) (plan, error) {
+	var p plan
+	now := o.now()
+	if claim.held() && a != nil && a.sender != nil && ctx.Err() == nil && !now.Before(o.pausedUntil(a)) {
+		p.slot = reserveSlot(a.lim, now)
+	}
 	err := o.st.Update(func(stx store.Tx) error {
 		tx := &Tx{tx: stx, now: now, def: acct}
 		earlier, err := stx.QueuedCount(base)
@@ -73,118 +120,145 @@ func (o *Outbox) Submit(ctx context.Context, acct, base string, fn func(callstat
 		if err := fn(tx); err != nil {
 			return err
 		}
-		queued, why, deferred = tx.queued, nil, false
+		p.queued, p.next, p.why = tx.queued, leaveQueued, nil
 		switch {
-		case len(queued) == 0:
-			return nil
+		case len(p.queued) == 0:
+			p.next = nothingQueued
 		case a == nil:
-			why = fmt.Errorf("outbox: no Movidesk account %q here", acct)
+			p.why = fmt.Errorf("outbox: no Movidesk account %q here", acct)
 		case a.sender == nil:
-			why = errors.New("outbox: no sender")
-		case queued[0].account != a.name:
+			p.why = errors.New("outbox: no sender")
+		case p.queued[0].account != a.name:
 			// The call belongs to another account (that of its first
 			// event): that account's sender delivers it.
-			why = errNotHead
-		case errors.Is(claimErr, store.ErrClaimed) || earlier > 0:
+			p.why = errNotHead
+		case errors.Is(claim.err, store.ErrClaimed) || earlier > 0:
 			// Being sent, or waiting: the same to the dialplan, which
 			// cannot tell which it will meet.
-			why = errNotHead
-		case errors.Is(claimErr, store.ErrClaimsBusy):
-			why = claimErr
-		case !claimed:
+			p.why = errNotHead
+		case errors.Is(claim.err, store.ErrClaimsBusy):
+			p.why = claim.err
+		case !claim.held():
 			// Stored: the background sender sends it.
-			why = fmt.Errorf("outbox %s: %w; the event is sent in the background", o.name, claimErr)
+			p.why = fmt.Errorf("outbox %s: %w; the event is sent in the background", o.name, claim.err)
 		case ctx.Err() != nil:
-			why = fmt.Errorf("outbox: no time left to send: %w", context.Cause(ctx))
+			p.why = fmt.Errorf("outbox: no time left to send: %w", context.Cause(ctx))
 		case now.Before(o.pausedUntil(a)):
-			why = fmt.Errorf("outbox: Movidesk asked to wait until %s", o.pausedUntil(a).UTC().Format(time.RFC3339))
-		case !haveSlot:
-			why, deferred = o.rateLimited(a), true
+			p.why = fmt.Errorf("outbox: Movidesk asked to wait until %s", o.pausedUntil(a).UTC().Format(time.RFC3339))
+		case p.slot == nil:
+			p.next, p.why = waitForSlot, o.rateLimited(a)
+		default:
+			p.next = attemptNow
 		}
 		return nil
 	})
-	if haveSlot && (err != nil || len(queued) == 0 || why != nil) {
-		a.lim.Unreserve(slot)
+	if err != nil {
+		p.next = nothingQueued
 	}
-	if err == nil && len(queued) > 0 {
-		woken = o.accounts[queued[0].account]
-	}
-	if err == nil && deferred {
-		o.limited(a, queued[0].seq, false)
-	}
-	var ve *movidesk.ValidationError
-	switch {
-	case errors.As(err, &ve):
-		return callstate.Delivery{}, err
-	case err != nil:
-		return callstate.Delivery{}, fmt.Errorf("outbox %s: store event of call %q: %w", o.name, base, err)
-	case len(queued) == 0:
-		return callstate.Delivery{}, nil
-	case why != nil:
-		return callstate.Delivery{Err: why}, nil
-	}
-	if !o.startAttempt() {
-		a.lim.Unreserve(slot)
-		return callstate.Delivery{Err: ErrClosed}, nil
-	}
+	return p, err
+}
 
-	type result struct {
-		d   callstate.Delivery
-		err error
+// attemptResult is what the caller of Submit is told of its attempt.
+type attemptResult struct {
+	d   callstate.Delivery
+	err error
+}
+
+// submitAttempt makes Submit's attempt at the events of p, with the call's
+// claim and the first request's slot, and tells reply of the outcome once.
+// The caller is answered as soon as Movidesk has answered the last
+// request: the settle's commit only records what is already decided, and
+// a crash before it sends the event again, as a crash just after it would
+// have. Until that commit, whatever reads the call (or lists the outbox)
+// waits for it (see awaitSettle). The call is released as soon as that
+// commit is done, before the observer hears of it: the observer may read
+// the outbox.
+func (o *Outbox) submitAttempt(a *account, base string, p plan, claim *callClaim, reply chan<- attemptResult) {
+	defer o.attempts.Done()
+	var answerOnce sync.Once
+	answer := func(d callstate.Delivery, err error) {
+		answerOnce.Do(func() { reply <- attemptResult{d, err} })
 	}
-	done := make(chan result, 1)
-	handedOver = true
-	go func() {
-		defer o.attempts.Done()
-		// The first request's slot was taken before the commit: it is
-		// dated now, when the request leaves; if the commit took so long
-		// that the slot went to another, the request needs one again.
-		var d callstate.Delivery
-		var err error
-		first := queued[0].seq
-		ok := a.lim.Redate(slot, o.now())
-		if ok {
-			o.limited(a, first, true)
-		} else {
-			ok = o.reserve(a, first, o.now())
-		}
-		// The caller is answered as soon as Movidesk has answered the last
-		// request: the settle's commit only records what is already
-		// decided, and a crash before it sends the event again, as a crash
-		// just after it would have. Until that commit, whatever reads the
-		// call (or lists the outbox) waits for it (see awaitSettle).
-		// The call is released as soon as that commit is done, before the
-		// observer hears of it: the observer may read the outbox.
-		answered, released := false, false
-		answer := func(d callstate.Delivery, err error) {
-			o.settleBegun(base)
-			answered = true
-			done <- result{d, err}
-		}
-		settled := func() {
-			o.release(base)
-			released = true
-			o.settleDone(base)
-		}
-		if ok {
-			d, err = o.attempt(a, queued, answer, settled)
-		} else {
-			d = callstate.Delivery{Err: o.rateLimited(a)}
-		}
-		if !released {
-			o.release(base)
-		}
-		a.kick()
-		if !answered {
-			done <- result{d, err}
-		}
-	}()
-	select {
-	case r := <-done:
-		return r.d, r.err
-	case <-ctx.Done():
-		return callstate.Delivery{Err: &StillTryingError{Endpoint: queued[0].req.Endpoint(), Cause: context.Cause(ctx)}}, nil
+	// The first request's slot was taken before the commit: it is dated
+	// now, when the request leaves; if the commit took so long that the
+	// slot went to another, the request needs one again.
+	first := p.queued[0].seq
+	ok := p.slot.redate(o.now())
+	if ok {
+		o.limited(a, first, true)
+	} else {
+		ok = o.reserve(a, first, o.now())
 	}
+	var d callstate.Delivery
+	var err error
+	if !ok {
+		d = callstate.Delivery{Err: o.rateLimited(a)}
+	} else {
+		d, err = o.attempt(a, p.queued,
+			func(d callstate.Delivery, err error) {
+				o.settleBegun(base)
+				answer(d, err)
+			},
+			func() {
+				claim.release()
+				o.settleDone(base)
+			})
+	}
+	claim.release()
+	a.kick()
+	answer(d, err)
+}
+
+// callClaim is Submit's claim of its call (see claim): held when err is
+// nil, and then released once, by Submit or by the attempt it hands the
+// claim to.
+type callClaim struct {
+	o    *Outbox
+	base string
+	err  error // why the call is not claimed
+	once sync.Once
+}
+
+func (o *Outbox) claimCall(base string) *callClaim {
+	return &callClaim{o: o, base: base, err: o.claim(base)}
+}
+
+func (c *callClaim) held() bool { return c.err == nil }
+
+// release ends the claim, if held and not ended yet.
+func (c *callClaim) release() {
+	if c.held() {
+		c.once.Do(func() { c.o.release(c.base) })
+	}
+}
+
+// slot is a slot of an account's limiter, taken before a commit for a
+// request that leaves after it; a nil *slot is none.
+type slot struct {
+	lim store.Limiter
+	id  uint64
+}
+
+// reserveSlot takes a slot of lim at now; nil when none is free.
+func reserveSlot(lim store.Limiter, now time.Time) *slot {
+	id, ok := lim.Reserve(now)
+	if !ok {
+		return nil
+	}
+	return &slot{lim: lim, id: id}
+}
+
+// giveBack returns the slot: no request takes it.
+func (s *slot) giveBack() {
+	if s != nil {
+		s.lim.Unreserve(s.id)
+	}
+}
+
+// redate dates the slot when its request leaves; false when there is no
+// slot, or it went to another meanwhile.
+func (s *slot) redate(left time.Time) bool {
+	return s != nil && s.lim.Redate(s.id, left)
 }
 
 // errNotHead is why an event is not attempted at once: an earlier event
@@ -267,20 +341,20 @@ func (o *Outbox) attempt(a *account, queued []queuedEvent, answer func(callstate
 		}
 		if v != delivered || i == len(queued)-1 {
 			answer(d, err)
-			o.settle(q.seq, sendErr, false, settled)
+			o.settle(q.seq, sendErr, byCaller, settled)
 			return d, err
 		}
-		o.settle(q.seq, sendErr, false, nil)
+		o.settle(q.seq, sendErr, byCaller, nil)
 	}
 	return callstate.Delivery{Delivered: true}, nil
 }
 
-// send makes one attempt at event seq, bounded by SendTimeout whatever
-// becomes of ctx, and settles it. A store error after a delivery is logged
+// send makes the background sender's attempt at event seq, bounded by
+// SendTimeout whatever becomes of ctx, and settles it. A store error after a delivery is logged
 // by settle: Movidesk has the event, which will be sent again.
-func (o *Outbox) send(ctx context.Context, a *account, seq uint64, r movidesk.Request, background bool) (verdict, error) {
+func (o *Outbox) send(ctx context.Context, a *account, seq uint64, r movidesk.Request) (verdict, error) {
 	sendErr := o.sendOnce(a, ctx, r)
-	return o.settle(seq, sendErr, background, nil), sendErr
+	return o.settle(seq, sendErr, bySender, nil), sendErr
 }
 
 // sendOnce makes one attempt at r, bounded by SendTimeout whatever becomes
@@ -482,10 +556,18 @@ func verdictOf(sendErr error) verdict {
 	return retry
 }
 
+// attempter is who made an attempt: it decides how settle logs it.
+type attempter int
+
+const (
+	byCaller attempter = iota // Submit, for a caller who may be waiting: its outcome is the caller's
+	bySender                  // the background sender: its outcome is news
+)
+
 // settle records the result of an attempt at event seq: removed when
 // delivered, failed when refused for good, rescheduled otherwise.
 // committed, when not nil, runs once the commit is done (or failed).
-func (o *Outbox) settle(seq uint64, sendErr error, background bool, committed func()) verdict {
+func (o *Outbox) settle(seq uint64, sendErr error, by attempter, committed func()) verdict {
 	now := o.now()
 	v := verdictOf(sendErr)
 	var rec *store.Record
@@ -526,9 +608,9 @@ func (o *Outbox) settle(seq uint64, sendErr error, background bool, committed fu
 	switch {
 	case v == permanent:
 		le, msg = o.log.Error(), "outbox: Movidesk refused the event; kept as failed, the call's later events wait for retry or drop"
-	case v == retry && background:
+	case v == retry && by == bySender:
 		le, msg = o.log.Warn().Time("next", rec.Next), "outbox: delivery failed; will retry"
-	case v == delivered && background:
+	case v == delivered && by == bySender:
 		le, msg = o.log.Info().Float64("queued_s", now.Sub(rec.Created).Seconds()), "outbox: delivered"
 	case v == retry:
 		le, msg = le.Time("next", rec.Next), "outbox: attempt failed; queued"
