@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
@@ -382,14 +383,24 @@ func TestOpen(t *testing.T) {
 	t.Run("StateSurvivesReopen", func(t *testing.T) { forEachEngine(t, testStateSurvivesReopen) })
 
 	t.Run("BadOptionsNamed", func(t *testing.T) {
-		for name, opts := range map[string]Options{
-			"Path":          {},
-			"RatePerMinute": {Path: "x", RatePerMinute: -1},
-			"BackoffMax":    {Path: "x", BackoffMin: time.Minute, BackoffMax: time.Second},
-			"Burst":         {Path: "x", Burst: MaxBurst + 1},
+		acme := Account{Account: account.Account{Name: "acme", Burst: -1}}
+		for _, tc := range []struct {
+			opts           Options
+			account, field string
+		}{
+			{Options{}, "", "Path"},
+			{Options{Driver: DriverPostgres}, "", "DSN"},
+			{Options{Driver: "sqlite", Path: "x"}, "", "Driver"},
+			{Options{Path: "x", Accounts: defaultAt(-1, 0)}, account.DefaultName, "RatePerMinute"},
+			{Options{Path: "x", BackoffMin: time.Minute, BackoffMax: time.Second}, "", "BackoffMax"},
+			{Options{Path: "x", SendTimeout: -time.Second}, "", "SendTimeout"},
+			{Options{Path: "x", Accounts: defaultAt(0, MaxBurst+1)}, account.DefaultName, "Burst"},
+			{Options{Path: "x", Accounts: append(defaultAt(0, 0), acme)}, "acme", "Burst"},
 		} {
-			if _, err := Open(opts, nil); err == nil || !strings.Contains(err.Error(), name) {
-				t.Errorf("Open with bad %s: %v, want an error naming it", name, err)
+			_, err := Open(tc.opts, nil)
+			var oe *OptionError
+			if !errors.As(err, &oe) || oe.Account != tc.account || oe.Field != tc.field || !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("Open with a bad %s of account %q: %v, want an *OptionError naming it", tc.field, tc.account, err)
 			}
 		}
 	})
