@@ -19,10 +19,10 @@ import (
 // backend writes it.
 type table struct {
 	db   *sql.DB
-	ph   func(i int) string // the i-th placeholder, from 1
-	when string             // calldate or start
+	ph   func(i int) string  // the i-th placeholder, from 1
+	when string              // calldate or start
 	q    func(string) string // an identifier quoted
-	cols []string           // the columns insert fills, after when
+	cols []string            // the columns insert fills, after when
 	open func(t testing.TB, opt cdrsql.Options) (*cdrsql.Source, error)
 }
 
