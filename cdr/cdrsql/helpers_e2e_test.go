@@ -23,7 +23,9 @@ type table struct {
 	when string              // calldate or start
 	q    func(string) string // an identifier quoted
 	cols []string            // the columns insert fills, after when
-	open func(t testing.TB, opt cdrsql.Options) (*cdrsql.Source, error)
+	// amaText: amaflags is text (DOCUMENTATION), not FreePBX's number.
+	amaText bool
+	open    func(t testing.TB, opt cdrsql.Options) (*cdrsql.Source, error)
 }
 
 // row is one CDR row; when is the date column as the database reads it.
@@ -85,7 +87,11 @@ func (tb *table) insert(t testing.TB, rows ...row) {
 			case "disposition":
 				args = append(args, r.disp)
 			case "amaflags":
-				args = append(args, 3)
+				if tb.amaText {
+					args = append(args, "DOCUMENTATION")
+				} else {
+					args = append(args, 3)
+				}
 			case "uniqueid":
 				args = append(args, r.uniqueid)
 			case "linkedid":
