@@ -55,6 +55,12 @@ type Record struct {
 	// FreePBX's and Issabel's extra columns.
 	DID           string
 	RecordingFile string
+	// CNum and CNam are the caller's number and name as FreePBX set them
+	// on the channel; OutboundCNum/CNam the caller ID an outbound route
+	// sent; DstCNam the name of the party called.
+	CNum, CNam                 string
+	OutboundCNum, OutboundCNam string
+	DstCNam                    string
 }
 
 // CallID is what ties the rows of one call: the linkedid, or, for rows
