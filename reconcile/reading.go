@@ -42,6 +42,12 @@ type held struct {
 	keys  map[rowKey]bool
 	end   time.Time
 	first uint64 // the batch of its first row
+	// origin: a row of the call's first channel (its uniqueid is the
+	// linkedid) was read. That channel's rows are all posted when it
+	// hangs up, so before one is read the call may still be going on,
+	// whatever the other channels' rows (a queue member's Local channel,
+	// gone when the member did not answer) say.
+	origin bool
 }
 
 // rowKey tells a row given again from another row of the call.
@@ -125,6 +131,7 @@ func (st *reading) add(r *Reconciler, b cdr.Batch, since, now time.Time) {
 		}
 		h.keys[k] = true
 		h.rows = append(h.rows, *row)
+		h.origin = h.origin || row.LinkedID == "" || row.UniqueID == row.LinkedID
 		if end.After(h.end) {
 			h.end = end
 		}
@@ -171,11 +178,20 @@ func (r *Reconciler) check(row *cdr.Record, now time.Time) (string, error) {
 	return id, nil
 }
 
+// orphanWait is how much longer a call waits for a row of its first
+// channel: none may come (cdr.conf's unanswered=no drops an unanswered row
+// without a Party B), and the call is then decided on the rows it has.
+const orphanWait = callstate.DefaultMaxCallDuration
+
 // settled are the calls whose end is Settle old at horizon, by end.
 func (st *reading) settled(settle time.Duration, horizon time.Time) []string {
 	var out []string
 	for id, h := range st.calls {
-		if !h.end.Add(settle).After(horizon) {
+		wait := settle
+		if !h.origin {
+			wait += orphanWait
+		}
+		if !h.end.Add(wait).After(horizon) {
 			out = append(out, id)
 		}
 	}
