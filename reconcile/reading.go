@@ -32,7 +32,6 @@ type reading struct {
 	// their end: their rows are passed over.
 	decided map[string]time.Time
 	high    time.Time // the latest end read
-	caught  time.Time // when the source was last found caught up
 	onBad   func(cdr.BadRow)
 }
 
@@ -251,9 +250,6 @@ func (r *Reconciler) decider(backfill, store bool) *decider {
 // commit decides the calls of st settled at horizon, in one import with
 // the mark.
 func (d *decider) commit(st *reading, horizon time.Time) error {
-	if horizon.Before(st.caught) {
-		horizon = st.caught
-	}
 	ids := st.settled(d.r.opts.Settle, horizon)
 	keep := max(2*d.r.opts.Settle, 10*time.Minute)
 	next, decided := st.after(ids, keep)

@@ -292,7 +292,6 @@ func (r *Reconciler) pass1(ctx context.Context, start time.Time) error {
 		return fmt.Errorf("reconcile %s: %w", r.src.Name(), err)
 	}
 	// Caught up: whatever was written before the pass began is read.
-	st.caught = start
 	return d.commit(st, start)
 }
 

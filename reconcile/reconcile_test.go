@@ -34,6 +34,14 @@ const (
 	caller = "11987654321"
 )
 
+// layout is Master.csv with every column, its dates in Asterisk's local
+// zone (usegmtime off): what Movidesk gets is in UTC all the same.
+var layout = func() cdr.CSVLayout {
+	l := cdrtest.Full
+	l.Location = time.FixedZone("-03", -3*3600)
+	return l
+}()
+
 var accounts = account.List{{Name: "default", DefaultQueueID: 9, Queues: map[string]int{"400": 7, "ext-group": 6}}}
 
 // in is a row of the caller (Party A on the trunk) of call id.
@@ -208,20 +216,32 @@ var calls = []struct {
 			Start: at(1200), Answer: at(1205), End: at(1250), Disposition: cdr.Answered, UniqueID: "1796292000.10", LinkedID: "1796292000.10", Sequence: 20},
 	},
 	result: reconcile.Ignored,
+}, {
+	// Another trunk, counted by its inbound context; abandoned in an
+	// IVR that answered it.
+	id: "1796292000.11",
+	rows: []cdr.Record{
+		{Src: "", CLID: `"Joao" <4733990777>`, Dst: "551130000001", DContext: "from-trunk-acme", Channel: "SIP/provider2-0000001a", LastApp: "BackGround", LastData: "welcome",
+			Start: at(1250), Answer: at(1251), End: at(1270), Disposition: cdr.Answered, UniqueID: "1796292000.11", LinkedID: "1796292000.11", Sequence: 21},
+	},
+	result: reconcile.Missing,
+	want: []movidesk.Request{
+		movidesk.CanceledCall{QueueID: 9, ClientNumber: "4733990777", ID: "1796292000.11", CallDate: at(1250), CanceledDate: at(1270)},
+	},
 }}
 
 // badLines are rows that cannot be used: a malformed one, one without a
 // linkedid, and two impossible dates.
 func badLines() string {
-	ok := cdrtest.CSV(in("1796292000.99", 99, "from-pstn", "PJSIP/201-00000099", "Dial", "", 1300, 1301, 1302, cdr.Answered), cdrtest.Full)
+	ok := cdrtest.CSV(in("1796292000.99", 99, "from-pstn", "PJSIP/201-00000099", "Dial", "", 1300, 1301, 1302, cdr.Answered), layout)
 	noLinked := in("", 98, "from-pstn", "PJSIP/201-00000098", "Dial", "", 1300, 1301, 1302, cdr.Answered)
 	noLinked.UniqueID = "1796292000.98"
 	future := in("1796292000.97", 97, "from-pstn", "PJSIP/201-00000097", "Dial", "", 1300, 1301, 1302, cdr.Answered)
 	future.End = time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
 	return `"malformed","row"` + "\n" +
-		cdrtest.CSV(noLinked, cdrtest.Full) + "\n" +
-		strings.Replace(ok, "2026-12-07 10:21:42", "2026-02-30 10:21:42", 1) + "\n" +
-		cdrtest.CSV(future, cdrtest.Full) + "\n"
+		cdrtest.CSV(noLinked, layout) + "\n" +
+		strings.Replace(ok, "2026-12-07 07:21:42", "2026-02-30 07:21:42", 1) + "\n" +
+		cdrtest.CSV(future, layout) + "\n"
 }
 
 type fixture struct {
@@ -261,7 +281,7 @@ func (f *fixture) write(s string) {
 
 func (f *fixture) reconciler(batch int) (*reconcile.Reconciler, *cdrcsv.Source) {
 	f.t.Helper()
-	src, err := cdrcsv.New(f.path, cdrcsv.Options{Layout: cdrtest.Full, Batch: batch})
+	src, err := cdrcsv.New(f.path, cdrcsv.Options{Layout: layout, Batch: batch})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -327,7 +347,7 @@ func TestEveryCallDecided(t *testing.T) {
 				}
 			}
 			before := f.queued()
-			f.write(cdrtest.Lines(cdrtest.Full, allRows()...) + badLines())
+			f.write(cdrtest.Lines(layout, allRows()...) + badLines())
 			r, _ := f.reconciler(0)
 			if err := r.Pass(context.Background()); err != nil {
 				t.Fatal(err)
@@ -354,17 +374,20 @@ func TestEveryCallDecided(t *testing.T) {
 				t.Errorf("bad rows %d, want 4 (malformed, no linkedid, 30 February, 2099)", f.obs.bad)
 			}
 			st := r.Stats()
-			wantCounts := map[reconcile.Result]int{reconcile.Missing: 5, reconcile.Stuck: 1, reconcile.OK: 2, reconcile.Made: 1, reconcile.Ignored: 1}
+			wantCounts := map[reconcile.Result]int{reconcile.Missing: 6, reconcile.Stuck: 1, reconcile.OK: 2, reconcile.Made: 1, reconcile.Ignored: 1}
 			if diff := cmp.Diff(wantCounts, st.Calls); diff != "" {
 				t.Errorf("stats (-want +got):\n%s", diff)
 			}
 			wantGroups := []reconcile.Group{
 				{Context: "from-pstn", Channel: "PJSIP/trunk", Calls: 3, LastCall: "1796292000.8", LastEnded: at(1100)},
 				{Context: "ext-group", Channel: "PJSIP/trunk", Calls: 1, LastCall: "1796292000.6", LastEnded: at(790)},
+				{Context: "from-trunk-acme", Channel: "SIP/provider2", Calls: 1, LastCall: "1796292000.11", LastEnded: at(1270)},
 				{Context: "from-trunk-sip", Channel: "PJSIP/trunk", Calls: 1, LastCall: "1796292000.2", LastEnded: at(330)},
 			}
 			if backfill {
-				wantGroups[0].Backfilled, wantGroups[1].Backfilled, wantGroups[2].Backfilled = 3, 1, 1
+				for i := range wantGroups {
+					wantGroups[i].Backfilled = wantGroups[i].Calls
+				}
 			}
 			if diff := cmp.Diff(wantGroups, st.Missing); diff != "" {
 				t.Errorf("missing by path (-want +got):\n%s", diff)
@@ -393,7 +416,7 @@ func TestEveryCallDecided(t *testing.T) {
 
 func wantBackfilled(on bool) int {
 	if on {
-		return 6
+		return 7
 	}
 	return 0
 }
@@ -414,7 +437,7 @@ func requestDates(r movidesk.Request) []time.Time {
 // call state machine refuses it.
 func TestLiveAfterBackfillIsDuplicate(t *testing.T) {
 	f := newFixture(t, true)
-	f.write(cdrtest.Lines(cdrtest.Full, calls[0].rows...) + cdrtest.Lines(cdrtest.Full, calls[1].rows...))
+	f.write(cdrtest.Lines(layout, calls[0].rows...) + cdrtest.Lines(layout, calls[1].rows...))
 	r, _ := f.reconciler(0)
 	if err := r.Pass(context.Background()); err != nil {
 		t.Fatal(err)
@@ -446,7 +469,7 @@ func TestSettleDelayLive(t *testing.T) {
 	f := newFixture(t, true)
 	f.clock = testutil.NewClock(at(200).Add(90 * time.Second))
 	f.opts.Now = f.clock.Now
-	f.write(cdrtest.Lines(cdrtest.Full, calls[0].rows...))
+	f.write(cdrtest.Lines(layout, calls[0].rows...))
 	r, _ := f.reconciler(0)
 	if err := r.Pass(context.Background()); err != nil {
 		t.Fatal(err)
@@ -550,21 +573,21 @@ func TestRestartLosesNothingDoublesNothing(t *testing.T) {
 	}
 	reference := func() []movidesk.Request {
 		f := newFixture(t, true)
-		f.write(cdrtest.Lines(cdrtest.Full, rows...))
+		f.write(cdrtest.Lines(layout, rows...))
 		r, _ := f.reconciler(2)
 		if err := r.Pass(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		return f.queued()
 	}()
-	if len(reference) != 9 {
-		t.Fatalf("reference run queued %d requests, want 9", len(reference))
+	if len(reference) != 10 {
+		t.Fatalf("reference run queued %d requests, want 10", len(reference))
 	}
 	errCrash := errors.New("crash")
 	for stop := 0; stop < (len(rows)+1)/2; stop++ {
 		f := newFixture(t, true)
-		f.write(cdrtest.Lines(cdrtest.Full, rows...))
-		src, err := cdrcsv.New(f.path, cdrcsv.Options{Layout: cdrtest.Full, Batch: 2})
+		f.write(cdrtest.Lines(layout, rows...))
+		src, err := cdrcsv.New(f.path, cdrcsv.Options{Layout: layout, Batch: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -625,18 +648,18 @@ func TestRotationBetweenPasses(t *testing.T) {
 	f := newFixture(t, true)
 	f.clock = testutil.NewClock(at(2000))
 	f.opts.Now = f.clock.Now
-	f.write(cdrtest.Lines(cdrtest.Full, calls[0].rows...))
+	f.write(cdrtest.Lines(layout, calls[0].rows...))
 	r, _ := f.reconciler(0)
 	if err := r.Pass(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// Written to the old file, then it is renamed away and a new one
 	// begins.
-	f.write(cdrtest.Lines(cdrtest.Full, calls[1].rows...))
+	f.write(cdrtest.Lines(layout, calls[1].rows...))
 	if err := os.Rename(f.path, f.path+".1"); err != nil {
 		t.Fatal(err)
 	}
-	f.write(cdrtest.Lines(cdrtest.Full, calls[5].rows...))
+	f.write(cdrtest.Lines(layout, calls[5].rows...))
 	if err := r.Pass(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -659,7 +682,7 @@ func TestOnce(t *testing.T) {
 		}
 	}
 	before := len(f.queued())
-	f.write(cdrtest.Lines(cdrtest.Full, allRows()...))
+	f.write(cdrtest.Lines(layout, allRows()...))
 	r, _ := f.reconciler(0)
 	rep, err := r.Once(context.Background(), at(300), false)
 	if err != nil {
@@ -686,7 +709,7 @@ func TestOnce(t *testing.T) {
 	if _, err := r.Once(context.Background(), at(300), true); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := len(f.queued()), before+1+len(calls[1].want)+len(calls[5].want)+len(calls[6].want)+len(calls[7].want); got != want {
+	if got, want := len(f.queued()), before+1+len(calls[1].want)+len(calls[5].want)+len(calls[6].want)+len(calls[7].want)+len(calls[10].want); got != want {
 		t.Errorf("with send: %d requests queued, want %d", got, want)
 	}
 	if mark, _ := f.m.Mark("reconcile " + f.path); mark != nil {
@@ -718,7 +741,7 @@ func TestOptionsRefused(t *testing.T) {
 // A pass whose lock another instance holds does nothing.
 func TestLockHeldElsewhere(t *testing.T) {
 	f := newFixture(t, true)
-	f.write(cdrtest.Lines(cdrtest.Full, calls[0].rows...))
+	f.write(cdrtest.Lines(layout, calls[0].rows...))
 	held := true
 	f.opts.Lock = func(context.Context) (func(), error) {
 		if held {

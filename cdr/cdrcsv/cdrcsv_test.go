@@ -112,7 +112,9 @@ func TestRowOverTwoLines(t *testing.T) {
 func TestBadRowsSaidWhereAndSkipped(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "Master.csv")
 	good := cdrtest.Lines(cdrtest.Full, row("1.1", 0, "400"))
-	unbalanced := `"","1","2","from-pstn","x"y,"PJSIP/a-00000001"` + "\n"
+	// An odd quote: read as the start of a row over several lines until
+	// that cannot be, then bad alone, and the lines after it read.
+	unbalanced := `"","1","2","from-pstn","x,"PJSIP/a-00000001"` + "\n"
 	wrongDate := strings.Replace(cdrtest.CSV(row("1.2", 10, "400"), cdrtest.Full), "2026-12-07 10:01:10", "2026-02-30 10:01:10", 1) + "\n"
 	write(t, path, good+unbalanced+wrongDate+cdrtest.Lines(cdrtest.Full, row("1.3", 20, "400"), row("1.4", 30, "400")))
 	src, err := cdrcsv.New(path, cdrcsv.Options{Layout: cdrtest.Full})
