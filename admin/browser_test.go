@@ -87,7 +87,10 @@ func scene(t *testing.T, e *env) outbox.Event {
 		case err != nil:
 			r.Status, r.Reason = "ERROR", "HTTP 401 (Movidesk refused the token)"
 		default:
-			r.Status, r.Result = calls.Status(out.Result.Status()), out.Result
+			r.Status, r.Result = calls.StatusOK, out.Result
+			if out.Result == callstate.Queued {
+				r.Status = calls.StatusQueued
+			}
 			if out.Err != nil {
 				r.Reason = "an earlier event of the call is not delivered yet"
 			}

@@ -91,7 +91,7 @@ func newEnv(t *testing.T, tune ...func(*admin.Options)) *env {
 		Log:  log,
 		Now:  e.clock.Now,
 		// Plenty, so that a test's setup is never held by the limiter.
-		RatePerMinute: 1000,
+		Accounts: []outbox.Account{{Account: account.Account{RatePerMinute: 1000}}},
 	}, reportingSender{client, e})
 	if err != nil {
 		t.Fatal(err)

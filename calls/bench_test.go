@@ -49,7 +49,7 @@ func benchTransfer(b *testing.B, down bool) {
 		if ob != nil {
 			ob.Close()
 		}
-		ob, err = outbox.Open(outbox.Options{Path: path, RatePerMinute: outbox.MaxBurst * 60, Burst: outbox.MaxBurst, Log: zerolog.Nop()}, client)
+		ob, err = outbox.Open(outbox.Options{Path: path, Accounts: []outbox.Account{{Account: account.Account{RatePerMinute: outbox.MaxBurst * 60, Burst: outbox.MaxBurst}}}, Log: zerolog.Nop()}, client)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -80,7 +80,7 @@ func buildRig(t *testing.T, withOutbox bool, mod func(*calls.Config)) *rig {
 	log := zerolog.New(logs)
 	r := &rig{t: t, movidesk: fake, logs: logs}
 	if withOutbox {
-		ob, err := outbox.Open(outbox.Options{Path: filepath.Join(t.TempDir(), "outbox.db"), RatePerMinute: 1000, Log: log}, client)
+		ob, err := outbox.Open(outbox.Options{Path: filepath.Join(t.TempDir(), "outbox.db"), Accounts: []outbox.Account{{Account: account.Account{RatePerMinute: 1000}}}, Log: log}, client)
 		if err != nil {
 			t.Fatal(err)
 		}

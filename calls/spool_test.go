@@ -860,7 +860,7 @@ func TestADamagedCallRecordHoldsUpNothingElse(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &testutil.LogBuffer{}
-	ob, err := outbox.Open(outbox.Options{Path: dbPath, RatePerMinute: 1000, Log: zerolog.New(logs)}, client)
+	ob, err := outbox.Open(outbox.Options{Path: dbPath, Accounts: []outbox.Account{{Account: account.Account{RatePerMinute: 1000}}}, Log: zerolog.New(logs)}, client)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -201,16 +201,6 @@ func (r Result) String() string {
 	return fmt.Sprintf("Result(%d)", int(r))
 }
 
-// Status is the value for the dialplan's MOVIDESK_STATUS: "OK" when
-// Movidesk has the event or needs nothing, "QUEUED" when it will get it
-// later.
-func (r Result) Status() string {
-	if r == Queued {
-		return "QUEUED"
-	}
-	return "OK"
-}
-
 // Outcome is what recording an event did.
 type Outcome struct {
 	Result Result

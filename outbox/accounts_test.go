@@ -2,21 +2,50 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 )
+
+// defaultAt is the accounts of an outbox of the default account alone, at
+// perMinute and burst; its sender is Open's.
+func defaultAt(perMinute float64, burst int) []Account {
+	return []Account{{Account: account.Account{RatePerMinute: perMinute, Burst: burst}}}
+}
+
+// named is an account of the outbox's default limit.
+func named(name string) Account { return Account{Account: account.Account{Name: name}} }
+
+// defaultOf is o's default account, listed first when o lists none.
+func defaultOf(o *Options) *Account {
+	if len(o.Accounts) == 0 {
+		o.Accounts = defaultAt(0, 0)
+	}
+	return &o.Accounts[0]
+}
+
+// withRate sets the default account's limit.
+func withRate(perMinute float64, burst int) func(*Options) {
+	return func(o *Options) {
+		d := defaultOf(o)
+		d.RatePerMinute, d.Burst = perMinute, burst
+	}
+}
 
 // withAcme adds a second account, "acme", with its own sender, at rate
 // a minute.
 func withAcme(s *fakeSender, rate float64) func(*Options) {
 	return func(o *Options) {
 		s.now = o.Now
-		o.Accounts = append(o.Accounts, Account{Name: "acme", Sender: s, RatePerMinute: rate})
+		defaultOf(o)
+		o.Accounts = append(o.Accounts, Account{Account: account.Account{Name: "acme", RatePerMinute: rate}, Sender: s})
 	}
 }
 
@@ -48,7 +77,7 @@ func TestAccountsKeepSeparateBudgets(t *testing.T) { forEachEngine(t, testAccoun
 func testAccountsKeepSeparateBudgets(t *testing.T, eng engine) {
 	t.Run("EachAccountSendsItsOwnWithinItsOwnLimit", func(t *testing.T) {
 		acme := &fakeSender{}
-		e := newEnv(t, eng, func(o *Options) { o.RatePerMinute = 2 }, withAcme(acme, 2))
+		e := newEnv(t, eng, withRate(2, 0), withAcme(acme, 2))
 		for i := range 3 {
 			hangupOf(t, e, context.Background(), "", fmt.Sprintf("d%d", i))
 			hangupOf(t, e, context.Background(), "acme", fmt.Sprintf("a%d", i))
@@ -65,7 +94,7 @@ func testAccountsKeepSeparateBudgets(t *testing.T, eng engine) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Accounts["acme"].Pending != 1 || st.Accounts[DefaultAccount].Pending != 1 {
+		if st.Accounts["acme"].Pending != 1 || st.Accounts[account.DefaultName].Pending != 1 {
 			t.Errorf("stats by account %+v, want one pending each", st.Accounts)
 		}
 		evs, err := e.o.List()
@@ -73,7 +102,7 @@ func testAccountsKeepSeparateBudgets(t *testing.T, eng engine) {
 			t.Fatal(err)
 		}
 		for _, ev := range evs {
-			if want := map[string]string{"a2": "acme", "d2": DefaultAccount}[ev.CallID]; ev.Account != want {
+			if want := map[string]string{"a2": "acme", "d2": account.DefaultName}[ev.CallID]; ev.Account != want {
 				t.Errorf("event of call %s listed for account %q, want %q", ev.CallID, ev.Account, want)
 			}
 		}
@@ -133,15 +162,57 @@ func testAccountsKeepSeparateBudgets(t *testing.T, eng engine) {
 		}
 	})
 
+	t.Run("OpensSenderServesAnAccountListedWithoutOne", func(t *testing.T) {
+		e := newEnv(t, eng, func(o *Options) { o.Accounts = append(o.Accounts, named(""), named("acme")) })
+		if out := hangupOf(t, e, context.Background(), "acme", "a0"); out.Result != callstate.Delivered {
+			t.Errorf("acme's event: %v (%v), want delivered by Open's sender", out.Result, out.Err)
+		}
+		if got := callIDs(e.sender.delivered()); strings.Join(got, " ") != "a0" {
+			t.Errorf("Open's sender delivered %v, want [a0]", got)
+		}
+	})
+
 	t.Run("NamesAreChecked", func(t *testing.T) {
-		for _, accounts := range [][]Account{
-			{{Name: ""}},
-			{{Name: "acme"}, {Name: "acme"}},
-			{{Name: DefaultAccount}},
+		for _, tc := range []struct {
+			accounts       []Account
+			account, field string
+		}{
+			{[]Account{named(""), named("")}, "", "Accounts[1].Name"},
+			{[]Account{named("acme"), named("acme")}, "acme", "Name"},
+			{[]Account{named(""), named(account.DefaultName)}, account.DefaultName, "Name"},
 		} {
-			_, err := Open(Options{Path: t.TempDir() + "/o.db", Accounts: accounts}, nil)
-			if err == nil {
-				t.Errorf("Open with accounts %+v: no error", accounts)
+			_, err := Open(Options{Path: t.TempDir() + "/o.db", Accounts: tc.accounts}, nil)
+			var oe *OptionError
+			if !errors.As(err, &oe) || oe.Account != tc.account || oe.Field != tc.field {
+				t.Errorf("Open with accounts %+v: %v, want an *OptionError of account %q, field %s", tc.accounts, err, tc.account, tc.field)
+			}
+		}
+	})
+
+	// An empty list is the default account alone; the default's name may
+	// be left empty; the caller's list is left as it was.
+	t.Run("TheDefaultIsTheFirst", func(t *testing.T) {
+		for _, tc := range []struct {
+			accounts []Account
+			want     []string
+		}{
+			{nil, []string{account.DefaultName}},
+			{[]Account{named(""), named("acme")}, []string{account.DefaultName, "acme"}},
+			{[]Account{named("acme"), named("beta")}, []string{"acme", "beta"}},
+		} {
+			given := slices.Clone(tc.accounts)
+			o, err := Open(Options{Path: t.TempDir() + "/o.db", Accounts: tc.accounts}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := o.Accounts(); !slices.Equal(got, tc.want) || o.DefaultAccount() != tc.want[0] {
+				t.Errorf("Open with accounts %+v: accounts %v, default %q; want %v, the first the default", tc.accounts, got, o.DefaultAccount(), tc.want)
+			}
+			o.Close()
+			if !slices.EqualFunc(given, tc.accounts, func(a, b Account) bool {
+				return a.Name == b.Name && a.RatePerMinute == b.RatePerMinute && a.Burst == b.Burst
+			}) {
+				t.Errorf("Open changed the caller's accounts: %+v, was %+v", tc.accounts, given)
 			}
 		}
 	})

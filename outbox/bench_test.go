@@ -31,9 +31,9 @@ func BenchmarkTransfer(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			o, err := Open(Options{
-				Path:          filepath.Join(b.TempDir(), "outbox.db"),
-				RatePerMinute: 1e9, // measure the store, not the limiter
-				Log:           zerolog.Nop(),
+				Path:     filepath.Join(b.TempDir(), "outbox.db"),
+				Accounts: defaultAt(1e9, 0), // measure the store, not the limiter
+				Log:      zerolog.Nop(),
 			}, senderFunc(bc.send))
 			if err != nil {
 				b.Fatal(err)
@@ -56,7 +56,7 @@ func BenchmarkTransfer(b *testing.B) {
 // BenchmarkTransferConcurrent measures 50 callers storing and sending at
 // once: with group commit they share fsyncs.
 func BenchmarkTransferConcurrent(b *testing.B) {
-	o, err := Open(Options{Path: filepath.Join(b.TempDir(), "outbox.db"), RatePerMinute: 1e9, Log: zerolog.Nop()},
+	o, err := Open(Options{Path: filepath.Join(b.TempDir(), "outbox.db"), Accounts: defaultAt(1e9, 0), Log: zerolog.Nop()},
 		senderFunc(func(context.Context, movidesk.Request) error { return nil }))
 	if err != nil {
 		b.Fatal(err)
@@ -138,7 +138,7 @@ func BenchmarkBacklogDrain(b *testing.B) {
 	n, perSecond := envInt(b, "MOVIDESK_AGI_DRAIN_EVENTS", 100000), envInt(b, "MOVIDESK_AGI_DRAIN_RATE", 500)
 	path := filepath.Join(b.TempDir(), "outbox.db")
 	var sent atomic.Int64
-	o, err := Open(Options{Path: path, RatePerMinute: float64(perSecond * 60), Burst: 1, Log: zerolog.Nop()},
+	o, err := Open(Options{Path: path, Accounts: defaultAt(float64(perSecond*60), 1), Log: zerolog.Nop()},
 		senderFunc(func(context.Context, movidesk.Request) error { sent.Add(1); return nil }))
 	if err != nil {
 		b.Fatal(err)

@@ -60,7 +60,7 @@ func crashChild(mode string, stored Options) error {
 		return fmt.Errorf("unknown crash mode %q", mode)
 	}
 	opts := stored
-	opts.RatePerMinute, opts.Log = 1e6, zerolog.Nop()
+	opts.Accounts, opts.Log = defaultAt(1e6, 0), zerolog.Nop()
 	o, err := Open(opts, s)
 	if err != nil {
 		return err
@@ -133,7 +133,7 @@ func testCrashSafety(t *testing.T, eng engine) {
 		written := eng.options(t)
 		acked := runChild(t, "down", written, "ACK", 40)
 
-		e := newEnv(t, eng.reopening(written), func(o *Options) { o.RatePerMinute = 1e6 })
+		e := newEnv(t, eng.reopening(written), withRate(1e6, 0))
 		e.clock.Advance(time.Since(t0) + time.Hour) // past the child's backoffs
 		evs, err := e.o.List()
 		if err != nil {

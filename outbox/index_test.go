@@ -167,7 +167,7 @@ func mustList(t *testing.T, o *Outbox) []Event {
 
 // On bbolt only: the reaper's forgetting, seen in the size of the file.
 func TestRetentionKeepsTheFileFromGrowing(t *testing.T) {
-	e := newEnvMachine(t, bboltEngine, callstate.Options{Retention: time.Hour}, func(o *Options) { o.RatePerMinute = 1e9 })
+	e := newEnvMachine(t, bboltEngine, callstate.Options{Retention: time.Hour}, withRate(1e9, 0))
 	const calls, rounds = 20, 40
 	size := make([]int64, rounds)
 	for round := range rounds {
@@ -205,7 +205,7 @@ func TestRetentionKeepsTheFileFromGrowing(t *testing.T) {
 // On bbolt only: the sender's picks, counted in the index entries the
 // file's Pick reads (see boltstore.Store.IndexReads).
 func TestBacklogDrainsAtTheRateReadingFewIndexEntries(t *testing.T) {
-	e := newEnv(t, bboltEngine, func(o *Options) { o.RatePerMinute, o.Burst = 600, 10 })
+	e := newEnv(t, bboltEngine, withRate(600, 10))
 	const n = 1000
 	queueBacklog(t, e.o, "c", n, t0)
 	e.run(t)

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
@@ -126,7 +127,7 @@ func TestPostgresMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t))
-	fileOpts := Options{Path: filepath.Join(t.TempDir(), "outbox.db"), RatePerMinute: rate, Log: log, Now: clk.Now}
+	fileOpts := Options{Path: filepath.Join(t.TempDir(), "outbox.db"), Accounts: defaultAt(rate, 0), Log: log, Now: clk.Now}
 	file := senderEnv(t, fileOpts, clk, client)
 	step := func(what string, want callstate.Result, submit func() (callstate.Outcome, error)) {
 		t.Helper()
@@ -168,7 +169,7 @@ func TestPostgresMigrate(t *testing.T) {
 	hash := fileHash(t, fileOpts.Path)
 
 	dsn := newDatabase(t)
-	dbOpts := Options{Driver: DriverPostgres, DSN: dsn, RatePerMinute: rate, Log: log, Now: clk.Now}
+	dbOpts := Options{Driver: DriverPostgres, DSN: dsn, Accounts: defaultAt(rate, 0), Log: log, Now: clk.Now}
 	m, err := Migrate(fileOpts, dbOpts, MigrateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -395,8 +396,8 @@ func TestPostgresMigrateKeepsEachAccount(t *testing.T) {
 	clk := newFakeClock()
 	log := zerolog.New(zerolog.NewTestWriter(t))
 	acme := &fakeSender{now: clk.Now}
-	fileOpts := Options{Path: filepath.Join(t.TempDir(), "outbox.db"), RatePerMinute: 2, Log: log, Now: clk.Now,
-		Accounts: []Account{{Name: "acme", Sender: acme, RatePerMinute: 2}}}
+	fileOpts := Options{Path: filepath.Join(t.TempDir(), "outbox.db"), Log: log, Now: clk.Now,
+		Accounts: append(defaultAt(2, 0), Account{Account: account.Account{Name: "acme", RatePerMinute: 2}, Sender: acme})}
 	file := senderEnv(t, fileOpts, clk, &fakeSender{now: clk.Now})
 	for i := range 3 {
 		hangupOf(t, file, t.Context(), "acme", fmt.Sprintf("a%d", i))
@@ -405,8 +406,8 @@ func TestPostgresMigrateKeepsEachAccount(t *testing.T) {
 	if err := file.o.Close(); err != nil {
 		t.Fatal(err)
 	}
-	dbOpts := Options{Driver: DriverPostgres, DSN: newDatabase(t), RatePerMinute: 2, Log: log, Now: clk.Now,
-		Accounts: []Account{{Name: "acme", RatePerMinute: 2}}}
+	dbOpts := Options{Driver: DriverPostgres, DSN: newDatabase(t), Log: log, Now: clk.Now,
+		Accounts: append(defaultAt(2, 0), Account{Account: account.Account{Name: "acme", RatePerMinute: 2}})}
 	m, err := Migrate(fileOpts, dbOpts, MigrateOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 )
 
@@ -82,7 +84,7 @@ func observedEnv(t *testing.T, eng engine, tune ...func(*Options)) (*testEnv, *r
 func TestObserverCountsEachWaitOnce(t *testing.T) { forEachEngine(t, testObserverCountsEachWaitOnce) }
 
 func testObserverCountsEachWaitOnce(t *testing.T, eng engine) {
-	e, rec := observedEnv(t, eng, func(o *Options) { o.RatePerMinute, o.Burst = 1, 1 })
+	e, rec := observedEnv(t, eng, withRate(1, 1))
 	if out := mustTransfer(t, e, transfer("c1", t0)); out.Result != callstate.Delivered {
 		t.Fatalf("first transfer: %v, want delivered", out.Result)
 	}
@@ -115,7 +117,7 @@ func TestObserverCountsEachRequestOfAnEvent(t *testing.T) {
 
 func testObserverCountsEachRequestOfAnEvent(t *testing.T, eng engine) {
 	// A second agent's transfer is two requests, each asking the limiter.
-	e, rec := observedEnv(t, eng, func(o *Options) { o.RatePerMinute, o.Burst = 2, 2 })
+	e, rec := observedEnv(t, eng, withRate(2, 2))
 	mustTransfer(t, e, transfer("c1", t0))
 	out := mustTransfer(t, e, transfer("c1", t0.Add(time.Minute)))
 	if out.Result != callstate.Queued || len(out.Sent) != 2 {
@@ -298,7 +300,7 @@ func testSetRate(t *testing.T, eng engine) {
 	})
 
 	t.Run("HigherFreesSlotsAtOnce", func(t *testing.T) {
-		e := newEnv(t, eng, func(o *Options) { o.RatePerMinute, o.Burst = 3, 3 })
+		e := newEnv(t, eng, withRate(3, 3))
 		if got := submitN(t, e, 0, 4); count(got, callstate.Delivered) != 3 {
 			t.Fatalf("results %v, want 3 delivered and the fourth queued", got)
 		}
@@ -359,7 +361,7 @@ func testSetRate(t *testing.T, eng engine) {
 				if err := e.o.Close(); err != nil {
 					t.Fatal(err)
 				}
-				e.opts.RatePerMinute = reopenRate
+				defaultOf(&e.opts).RatePerMinute = reopenRate
 				e.reopen(t)
 				if got := count(submitN(t, e, 10, 5), callstate.Delivered); got != 0 {
 					t.Errorf("%d delivered at once after the restart at %v a minute, want none: 10 went within the minute", got, reopenRate)
@@ -382,7 +384,7 @@ func testSetRate(t *testing.T, eng engine) {
 		if err := e.o.Close(); err != nil {
 			t.Fatal(err)
 		}
-		e.opts.RatePerMinute = 20
+		defaultOf(&e.opts).RatePerMinute = 20
 		e.reopen(t)
 		if got := count(submitN(t, e, 20, 1), callstate.Delivered); got != 0 {
 			t.Error("delivered at once after the restart, want queued: 20 went within the minute")
@@ -390,7 +392,7 @@ func testSetRate(t *testing.T, eng engine) {
 	})
 
 	t.Run("BadValuesRefused", func(t *testing.T) {
-		e := newEnv(t, eng, func(o *Options) { o.RatePerMinute, o.Burst = 3, 3 })
+		e := newEnv(t, eng, withRate(3, 3))
 		for _, tc := range []struct {
 			rate  float64
 			burst int
@@ -402,8 +404,10 @@ func testSetRate(t *testing.T, eng engine) {
 			{10, -1, "Burst"},
 			{10, MaxBurst + 1, "Burst"},
 		} {
-			if err := e.o.SetRate(tc.rate, tc.burst); err == nil || !strings.Contains(err.Error(), tc.names) {
-				t.Errorf("SetRate(%v, %d): %v, want an error naming %s", tc.rate, tc.burst, err, tc.names)
+			err := e.o.SetRate(tc.rate, tc.burst)
+			var oe *OptionError
+			if !errors.As(err, &oe) || oe.Account != account.DefaultName || oe.Field != tc.names || !strings.Contains(err.Error(), tc.names) {
+				t.Errorf("SetRate(%v, %d): %v, want an *OptionError naming %s of the default account", tc.rate, tc.burst, err, tc.names)
 			}
 		}
 		if got := submitN(t, e, 0, 4); count(got, callstate.Delivered) != 3 {
@@ -412,7 +416,7 @@ func testSetRate(t *testing.T, eng engine) {
 	})
 
 	t.Run("WhileSending", func(t *testing.T) {
-		e := newEnvMachine(t, eng, callstate.Options{MaxCallDuration: 1000 * time.Hour}, func(o *Options) { o.RatePerMinute = 1000 })
+		e := newEnvMachine(t, eng, callstate.Options{MaxCallDuration: 1000 * time.Hour}, withRate(1000, 0))
 		e.run(t)
 		var wg sync.WaitGroup
 		wg.Go(func() {

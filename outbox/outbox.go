@@ -13,6 +13,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/ratelimit"
 	"github.com/movidesk-agi/movidesk-agi/store"
@@ -81,26 +82,16 @@ type Options struct {
 	// DSN is the PostgreSQL database (DriverPostgres), as a URL or
 	// key=value string; its password never appears in an error.
 	DSN string
-	// Account names the default Movidesk account (default
-	// DefaultAccount): Open's sender delivers its events, within
-	// RatePerMinute and Burst. Each account has its own rate limiter, kept
-	// in the store under its name, so that the instances sharing a
-	// PostgreSQL database share each account's budget.
-	Account string
-	// Accounts are the other Movidesk accounts, each with its own sender,
-	// rate limit, pause after a 429, and loop in Run.
+	// Accounts are the Movidesk accounts the outbox sends to, the default
+	// first (that of the events that name none); empty is one account,
+	// account.DefaultName, at Movidesk's limit. Each account has its own
+	// sender, rate limiter, pause after a 429, and loop in Run; its
+	// limiter is kept in the store under its name, so that the instances
+	// sharing a PostgreSQL database share each account's budget.
 	Accounts []Account
 	// StoreTimeout bounds each PostgreSQL operation (0 = 2s), so that a
 	// database gone does not hold a call; bbolt has no use for it.
 	StoreTimeout time.Duration
-	// RatePerMinute is the steady request rate (0 = 10, Movidesk's limit).
-	RatePerMinute float64
-	// Burst is how many requests may go back to back (0 = RatePerMinute,
-	// at least 1, at most MaxBurst). The limiter allows at most Burst requests in any window
-	// of Burst/RatePerMinute minutes, widened by 1/30 for network delays:
-	// by default 10 in any 62 seconds, so never more than 10 in a minute.
-	// The window is stored with the events: a restart does not reset it.
-	Burst int
 	// BackoffMin and BackoffMax bound the delay before an event's next
 	// attempt; it doubles from BackoffMin with each failure (0 = 2s, 5m).
 	BackoffMin, BackoffMax time.Duration
@@ -119,25 +110,47 @@ type Options struct {
 	Now func() time.Time
 }
 
-// DefaultAccount is the name of the default account when Options.Account
-// gives none: that of a service configured with one Movidesk account.
-const DefaultAccount = store.DefaultAccount
-
-// Account is one Movidesk account of an outbox besides the default one
-// (see Options.Accounts).
+// Account is one Movidesk account of an outbox. Of account.Account it
+// reads the name and the rate limit:
+//   - Name may be empty for the default account: account.DefaultName.
+//   - RatePerMinute is the steady request rate (0 = DefaultRatePerMinute,
+//     Movidesk's limit).
+//   - Burst is how many requests may go back to back (0 = RatePerMinute,
+//     at least 1, at most MaxBurst). The limiter allows at most Burst
+//     requests in any window of Burst/RatePerMinute minutes, widened by
+//     1/30 for network delays: by default 10 in any 62 seconds, so never
+//     more than 10 in a minute. The window is stored with the events: a
+//     restart does not reset it.
 type Account struct {
-	Name string
-	// Sender delivers the account's events (its token); nil for an outbox
-	// that is only listed or edited by hand.
+	account.Account
+	// Sender delivers the account's events (with its token); nil for the
+	// sender given to Open.
 	Sender Sender
-	// RatePerMinute and Burst are the account's limit, with the rules and
-	// defaults of Options.RatePerMinute and Options.Burst.
-	RatePerMinute float64
-	Burst         int
 }
 
-// account is what the outbox keeps for one Movidesk account.
-type account struct {
+// OptionError is a value of Options, or of SetRate, refused, with the
+// field at fault as data, so that the service can say where it is set.
+// For a field of one of Options.Accounts, Account names the account and
+// Field is an account.Field (RatePerMinute, Burst) or Name; for one of
+// Options itself (Path, DSN, Driver, the durations, Accounts[i].Name),
+// Account is empty.
+type OptionError struct {
+	Account string
+	Field   string
+	Err     error // what is wrong with the value, e.g. "-1 is not a positive rate"
+}
+
+func (e *OptionError) Error() string {
+	if e.Account != "" {
+		return fmt.Sprintf("outbox: account %q: %s %v", e.Account, e.Field, e.Err)
+	}
+	return fmt.Sprintf("outbox: Options.%s %v", e.Field, e.Err)
+}
+
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// served is what the outbox keeps for one Movidesk account it serves.
+type served struct {
 	name   string
 	sender Sender
 	lim    store.Limiter
@@ -162,8 +175,8 @@ type Outbox struct {
 	until func(t time.Time) (<-chan time.Time, func())
 	// def is the default account; accounts has it and every other, by
 	// name, and names them in order.
-	def      *account
-	accounts map[string]*account
+	def      *served
+	accounts map[string]*served
 	names    []string
 	// attempts counts the attempts running on behalf of a Submit whose
 	// caller may have gone: Close waits for them.
@@ -187,13 +200,16 @@ type Outbox struct {
 }
 
 // Open opens (or creates) the outbox: the bbolt file at opts.Path, or the
-// PostgreSQL database at opts.DSN, whose schema it brings up to date. s may
-// be nil for an outbox that is only listed or edited by hand; Run needs
-// it.
+// PostgreSQL database at opts.DSN, whose schema it brings up to date. s
+// delivers the events of each account listed without a Sender of its own
+// (of the one account when opts.Accounts is empty); nil for an outbox
+// that is only listed or edited by hand. Run needs a sender for every
+// account.
 //
-// Only one process may have a bbolt file open. When another does, Open
-// fails after opts.LockTimeout with an error wrapping ErrInUse that names
-// the file: the service must be stopped before the file is edited by hand.
+// A value of opts refused is an *OptionError. Only one process may have a
+// bbolt file open. When another does, Open fails after opts.LockTimeout
+// with an error wrapping ErrInUse that names the file: the service must
+// be stopped before the file is edited by hand.
 func Open(opts Options, s Sender) (*Outbox, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
@@ -202,36 +218,25 @@ func Open(opts Options, s Sender) (*Outbox, error) {
 		opts:     opts,
 		log:      opts.Log,
 		now:      opts.Now,
-		accounts: make(map[string]*account),
+		accounts: make(map[string]*served),
 		inflight: make(map[string]func()),
 		waiting:  make(map[uint64]bool),
 	}
-	accounts := append([]Account{{Name: opts.Account, Sender: s, RatePerMinute: opts.RatePerMinute, Burst: opts.Burst}}, opts.Accounts...)
-	for i, a := range accounts {
-		field := fmt.Sprintf("Options.Accounts[%d].", i-1)
-		if i == 0 {
-			field = "Options."
+	for _, a := range opts.Accounts {
+		sender := a.Sender
+		if sender == nil {
+			sender = s
 		}
-		var err error
-		if accounts[i].RatePerMinute, accounts[i].Burst, err = rateDefaults(a.RatePerMinute, a.Burst, field); err != nil {
-			return nil, err
-		}
-		switch {
-		case a.Name == "":
-			return nil, fmt.Errorf("outbox: %sName is empty", field)
-		case o.accounts[a.Name] != nil:
-			return nil, fmt.Errorf("outbox: account %q is given twice", a.Name)
-		}
-		o.accounts[a.Name] = &account{name: a.Name, sender: a.Sender, wake: make(chan struct{}, 1)}
+		o.accounts[a.Name] = &served{name: a.Name, sender: sender, wake: make(chan struct{}, 1)}
 		o.names = append(o.names, a.Name)
 	}
-	o.def = o.accounts[opts.Account]
+	o.def = o.accounts[o.names[0]]
 	var err error
 	if o.st, err = openStore(opts); err != nil {
 		return nil, err
 	}
 	o.name = o.st.Name()
-	for _, a := range accounts {
+	for _, a := range opts.Accounts {
 		n, span := a.Burst, ratelimit.Span(a.Burst, a.RatePerMinute)
 		if o.accounts[a.Name].lim, err = o.st.Limiter(a.Name, n, span); err != nil {
 			o.st.Close()
@@ -263,34 +268,39 @@ func openStore(opts Options) (store.Store, error) {
 	}
 }
 
+// setDefaults checks opts and applies the defaults of its zero fields;
+// Accounts becomes a list of its own, never empty, each account named and
+// with its limit.
 func (opts *Options) setDefaults() error {
+	bad := func(field, format string, args ...any) error {
+		return &OptionError{Field: field, Err: fmt.Errorf(format, args...)}
+	}
 	switch opts.Driver {
 	case "", DriverBbolt:
 		opts.Driver = DriverBbolt
 		if opts.Path == "" {
-			return errors.New("outbox: Options.Path is empty")
+			return bad("Path", "is empty")
 		}
 	case DriverPostgres:
 		if opts.DSN == "" {
-			return errors.New("outbox: Options.DSN is empty")
+			return bad("DSN", "is empty")
 		}
 	default:
-		return fmt.Errorf("outbox: Options.Driver %q is neither %q nor %q", opts.Driver, DriverBbolt, DriverPostgres)
+		return bad("Driver", "%q is neither %q nor %q", opts.Driver, DriverBbolt, DriverPostgres)
 	}
-	if opts.Account == "" {
-		opts.Account = DefaultAccount
-	}
-	var err error
-	if opts.RatePerMinute, opts.Burst, err = rateDefaults(opts.RatePerMinute, opts.Burst, "Options."); err != nil {
+	if err := opts.accountDefaults(); err != nil {
 		return err
 	}
-	for name, d := range map[string]time.Duration{
-		"BackoffMin": opts.BackoffMin, "BackoffMax": opts.BackoffMax,
-		"SendTimeout": opts.SendTimeout, "LockTimeout": opts.LockTimeout,
-		"StoreTimeout": opts.StoreTimeout,
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"BackoffMin", opts.BackoffMin}, {"BackoffMax", opts.BackoffMax},
+		{"SendTimeout", opts.SendTimeout}, {"LockTimeout", opts.LockTimeout},
+		{"StoreTimeout", opts.StoreTimeout},
 	} {
-		if d < 0 {
-			return fmt.Errorf("outbox: Options.%s %v is negative", name, d)
+		if d.d < 0 {
+			return bad(d.name, "%v is negative", d.d)
 		}
 	}
 	if opts.BackoffMin == 0 {
@@ -300,7 +310,7 @@ func (opts *Options) setDefaults() error {
 		opts.BackoffMax = DefaultBackoffMax
 	}
 	if opts.BackoffMax < opts.BackoffMin {
-		return fmt.Errorf("outbox: Options.BackoffMax %v is below BackoffMin %v", opts.BackoffMax, opts.BackoffMin)
+		return bad("BackoffMax", "%v is below BackoffMin %v", opts.BackoffMax, opts.BackoffMin)
 	}
 	if opts.SendTimeout == 0 {
 		opts.SendTimeout = DefaultSendTimeout
@@ -317,14 +327,43 @@ func (opts *Options) setDefaults() error {
 	return nil
 }
 
-// rateDefaults checks a rate and a burst and applies their defaults, for
-// Open and SetRate alike; the error names the field after prefix.
-func rateDefaults(perMinute float64, burst int, prefix string) (float64, int, error) {
+// accountDefaults checks opts.Accounts and puts in its place a list of
+// its own, never empty, each account named and with its limit: the
+// caller's list is left as it was.
+func (opts *Options) accountDefaults() error {
+	accounts := slices.Clone(opts.Accounts)
+	if len(accounts) == 0 {
+		accounts = []Account{{}}
+	}
+	if accounts[0].Name == "" {
+		accounts[0].Name = account.DefaultName
+	}
+	seen := make(map[string]bool, len(accounts))
+	for i, a := range accounts {
+		switch {
+		case a.Name == "":
+			return &OptionError{Field: fmt.Sprintf("Accounts[%d].Name", i), Err: errors.New("is empty")}
+		case seen[a.Name]:
+			return &OptionError{Account: a.Name, Field: "Name", Err: errors.New("is given twice")}
+		}
+		seen[a.Name] = true
+		var err error
+		if accounts[i].RatePerMinute, accounts[i].Burst, err = rateDefaults(a.Name, a.RatePerMinute, a.Burst); err != nil {
+			return err
+		}
+	}
+	opts.Accounts = accounts
+	return nil
+}
+
+// rateDefaults checks the rate and the burst of account name and applies
+// their defaults, for Open and SetRate alike.
+func rateDefaults(name string, perMinute float64, burst int) (float64, int, error) {
 	if perMinute < 0 || math.IsNaN(perMinute) || math.IsInf(perMinute, 0) {
-		return 0, 0, fmt.Errorf("outbox: %sRatePerMinute %v is not a positive rate", prefix, perMinute)
+		return 0, 0, &OptionError{Account: name, Field: string(account.FieldRatePerMinute), Err: fmt.Errorf("%v is not a positive rate", perMinute)}
 	}
 	if burst < 0 || burst > MaxBurst {
-		return 0, 0, fmt.Errorf("outbox: %sBurst %d is not between 0 and %d", prefix, burst, MaxBurst)
+		return 0, 0, &OptionError{Account: name, Field: string(account.FieldBurst), Err: fmt.Errorf("%d is not between 0 and %d", burst, MaxBurst)}
 	}
 	if perMinute == 0 {
 		perMinute = DefaultRatePerMinute
@@ -335,9 +374,10 @@ func rateDefaults(perMinute float64, burst int, prefix string) (float64, int, er
 	return perMinute, burst, nil
 }
 
-// SetRate changes the rate limit while the outbox runs, with the rules and
-// defaults of Options.RatePerMinute and Options.Burst (0 = their
-// defaults); bad values are refused and the limit is left as it was.
+// SetRate changes the default account's rate limit while the outbox runs,
+// with the rules and defaults of Account.RatePerMinute and Account.Burst
+// (0 = their defaults); bad values are refused with an *OptionError and
+// the limit is left as it was.
 //
 // The requests already sent keep counting: after a lower limit, no window
 // of the new length holds more than the new burst, those requests
@@ -357,7 +397,7 @@ func (o *Outbox) SetAccountRate(name string, perMinute float64, burst int) error
 	if a == nil {
 		return fmt.Errorf("outbox: SetRate: no account %q", name)
 	}
-	perMinute, burst, err := rateDefaults(perMinute, burst, "SetRate: ")
+	perMinute, burst, err := rateDefaults(name, perMinute, burst)
 	if err != nil {
 		return err
 	}
@@ -401,7 +441,7 @@ func (o *Outbox) kick() {
 }
 
 // kick wakes the account's sender.
-func (a *account) kick() {
+func (a *served) kick() {
 	select {
 	case a.wake <- struct{}{}:
 	default:
@@ -452,13 +492,13 @@ func (o *Outbox) release(call string) {
 	o.mu.Unlock()
 }
 
-func (o *Outbox) pausedUntil(a *account) time.Time {
+func (o *Outbox) pausedUntil(a *served) time.Time {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return a.paused
 }
 
-func (o *Outbox) pause(a *account, until time.Time) {
+func (o *Outbox) pause(a *served, until time.Time) {
 	o.mu.Lock()
 	if until.After(a.paused) {
 		a.paused = until

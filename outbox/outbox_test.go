@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
@@ -25,8 +26,8 @@ func testSubmit(t *testing.T, eng engine) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out.Result != callstate.Delivered || out.Result.Status() != "OK" {
-			t.Errorf("result %v (status %s), want delivered (OK)", out.Result, out.Result.Status())
+		if out.Result != callstate.Delivered || out.Err != nil {
+			t.Errorf("result %v (%v), want delivered", out.Result, out.Err)
 		}
 		if diff := cmp.Diff([]movidesk.Request{r}, e.sender.delivered()); diff != "" {
 			t.Errorf("sent (-want +got):\n%s", diff)
@@ -43,8 +44,8 @@ func testSubmit(t *testing.T, eng engine) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out.Result != callstate.Queued || out.Result.Status() != "QUEUED" || out.Err == nil {
-			t.Errorf("got %v (status %s, err %v), want queued with the delivery error", out.Result, out.Result.Status(), out.Err)
+		if out.Result != callstate.Queued || out.Err == nil {
+			t.Errorf("got %v (err %v), want queued with the delivery error", out.Result, out.Err)
 		}
 		evs, err := e.o.List()
 		if err != nil {
@@ -212,7 +213,7 @@ func testPairing(t *testing.T, eng engine) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out.Result != callstate.Duplicate || out.Result.Status() != "OK" || len(out.Sent) != 0 {
+		if out.Result != callstate.Duplicate || len(out.Sent) != 0 {
 			t.Errorf("second completion: %+v, want a duplicate with nothing stored", out)
 		}
 		if n := len(e.sender.all()); n != before {
@@ -382,14 +383,24 @@ func TestOpen(t *testing.T) {
 	t.Run("StateSurvivesReopen", func(t *testing.T) { forEachEngine(t, testStateSurvivesReopen) })
 
 	t.Run("BadOptionsNamed", func(t *testing.T) {
-		for name, opts := range map[string]Options{
-			"Path":          {},
-			"RatePerMinute": {Path: "x", RatePerMinute: -1},
-			"BackoffMax":    {Path: "x", BackoffMin: time.Minute, BackoffMax: time.Second},
-			"Burst":         {Path: "x", Burst: MaxBurst + 1},
+		acme := Account{Account: account.Account{Name: "acme", Burst: -1}}
+		for _, tc := range []struct {
+			opts           Options
+			account, field string
+		}{
+			{Options{}, "", "Path"},
+			{Options{Driver: DriverPostgres}, "", "DSN"},
+			{Options{Driver: "sqlite", Path: "x"}, "", "Driver"},
+			{Options{Path: "x", Accounts: defaultAt(-1, 0)}, account.DefaultName, "RatePerMinute"},
+			{Options{Path: "x", BackoffMin: time.Minute, BackoffMax: time.Second}, "", "BackoffMax"},
+			{Options{Path: "x", SendTimeout: -time.Second}, "", "SendTimeout"},
+			{Options{Path: "x", Accounts: defaultAt(0, MaxBurst+1)}, account.DefaultName, "Burst"},
+			{Options{Path: "x", Accounts: append(defaultAt(0, 0), acme)}, "acme", "Burst"},
 		} {
-			if _, err := Open(opts, nil); err == nil || !strings.Contains(err.Error(), name) {
-				t.Errorf("Open with bad %s: %v, want an error naming it", name, err)
+			_, err := Open(tc.opts, nil)
+			var oe *OptionError
+			if !errors.As(err, &oe) || oe.Account != tc.account || oe.Field != tc.field || !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("Open with a bad %s of account %q: %v, want an *OptionError naming it", tc.field, tc.account, err)
 			}
 		}
 	})

@@ -58,7 +58,7 @@ func (o *Outbox) warnUnserved() {
 }
 
 // run is the sender of account a, and the housekeeper when housekeep.
-func (o *Outbox) run(ctx context.Context, a *account, housekeep bool) {
+func (o *Outbox) run(ctx context.Context, a *served, housekeep bool) {
 	var nextReap time.Time
 	for {
 		if ctx.Err() != nil {
@@ -132,7 +132,7 @@ const pickMax = 8
 // oldest event failed (they wait for a human), the transfer due longest,
 // else the event due longest (ties in submission order). When none is
 // due, due is when the next one will be.
-func (o *Outbox) pick(a *account, now time.Time) ([]store.Candidate, time.Time, error) {
+func (o *Outbox) pick(a *served, now time.Time) ([]store.Candidate, time.Time, error) {
 	o.mu.Lock()
 	busy := make(map[string]bool, len(o.inflight))
 	for k := range o.inflight {
@@ -171,7 +171,7 @@ func (o *Outbox) claimOne(cs []store.Candidate) (c *store.Candidate, takenHere b
 }
 
 // deliver makes one background attempt at c, whose call is claimed.
-func (o *Outbox) deliver(ctx context.Context, a *account, c *store.Candidate) {
+func (o *Outbox) deliver(ctx context.Context, a *served, c *store.Candidate) {
 	// Read again under the claim: a synchronous attempt may have delivered
 	// it between pick and claim.
 	var rec *store.Record
@@ -200,7 +200,7 @@ func (o *Outbox) deliver(ctx context.Context, a *account, c *store.Candidate) {
 // slot is stored then at the latest (see store.Limiter), so that a crash
 // during the attempt cannot give the next run a fuller budget. The
 // limiter's decision is told to the observer; a store failure is not one.
-func (o *Outbox) reserve(a *account, seq uint64, now time.Time) bool {
+func (o *Outbox) reserve(a *served, seq uint64, now time.Time) bool {
 	id, ok := a.lim.Reserve(now)
 	if !ok {
 		o.limited(a, seq, false)

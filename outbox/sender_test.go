@@ -82,7 +82,7 @@ func testSender(t *testing.T, eng engine) {
 
 	t.Run("ConcurrentCallsKeepTheirOrder", func(t *testing.T) {
 		// The clock runs on while the calls are submitted: no reaper.
-		e := newEnvMachine(t, eng, callstate.Options{MaxCallDuration: 1000 * time.Hour}, func(o *Options) { o.RatePerMinute = 1e6 })
+		e := newEnvMachine(t, eng, callstate.Options{MaxCallDuration: 1000 * time.Hour}, withRate(1e6, 0))
 		// Every transfer fails once, so that the background sender and
 		// the callers work on the same calls at the same time.
 		var mu sync.Mutex
@@ -183,7 +183,7 @@ func testSender(t *testing.T, eng engine) {
 	})
 
 	t.Run("BackoffDoublesToMax", func(t *testing.T) {
-		e := newEnv(t, eng, func(o *Options) { o.RatePerMinute = 1000 })
+		e := newEnv(t, eng, withRate(1000, 0))
 		e.sender.set(down)
 		mustTransfer(t, e, transfer("c1", t0))
 		e.run(t)
@@ -201,7 +201,7 @@ func testSender(t *testing.T, eng engine) {
 	// into a negative delay and retry at once.
 	t.Run("BackoffStaysAtMaxThroughLongOutages", func(t *testing.T) {
 		const minB, maxB = time.Minute, 10 * time.Minute
-		e := newEnv(t, eng, func(o *Options) { o.RatePerMinute, o.BackoffMin, o.BackoffMax = 1000, minB, maxB })
+		e := newEnv(t, eng, func(o *Options) { defaultOf(o).RatePerMinute, o.BackoffMin, o.BackoffMax = 1000, minB, maxB })
 		e.sender.set(down)
 		mustTransfer(t, e, transfer("c1", t0))
 		e.run(t)
@@ -500,7 +500,7 @@ func testEachRequestsSlotIsDatedWhenItLeaves(t *testing.T, eng engine) {
 	// Movidesk slow, the second leaves well after the commit. The limiter
 	// must count it when it leaves, or a later request could go out within
 	// the window of it.
-	e := newEnv(t, eng, func(o *Options) { o.RatePerMinute, o.Burst = 3, 3 })
+	e := newEnv(t, eng, withRate(3, 3))
 	var left []time.Time
 	e.sender.set(func(context.Context, movidesk.Request) error {
 		left = append(left, e.clock.Now())
@@ -554,7 +554,7 @@ func TestEventsThatSendNothingLeaveTheRateBudgetWhole(t *testing.T) {
 func testEventsThatSendNothingLeaveTheRateBudgetWhole(t *testing.T, eng engine) {
 	// Duplicates and events queued behind their call take a slot before
 	// their commit and give it back: the budget must be whole again.
-	e := newEnv(t, eng, func(o *Options) { o.RatePerMinute, o.Burst = 3, 3 })
+	e := newEnv(t, eng, withRate(3, 3))
 	r := transfer("c1", t0)
 	for range 3 { // delivered once, then two duplicates
 		if _, err := e.m.Transfer(t.Context(), callstate.TransferKey("leg", "5252"), r); err != nil {

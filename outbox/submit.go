@@ -105,7 +105,7 @@ type plan struct {
 // the caller gives it back if no attempt is made after all. The function
 // passed to Update may run twice (see store.Store.Update): it only reads
 // the limiter.
-func (o *Outbox) write(ctx context.Context, a *account, acct, base string, claim *callClaim, fn func(callstate.Tx) error) (plan, error) {
+func (o *Outbox) write(ctx context.Context, a *served, acct, base string, claim *callClaim, fn func(callstate.Tx) error) (plan, error) {
 	var p plan
 	now := o.now()
 	if claim.held() && a != nil && a.sender != nil && ctx.Err() == nil && !now.Before(o.pausedUntil(a)) {
@@ -173,7 +173,7 @@ type attemptResult struct {
 // waits for it (see awaitSettle). The call is released as soon as that
 // commit is done, before the observer hears of it: the observer may read
 // the outbox.
-func (o *Outbox) submitAttempt(a *account, base string, p plan, claim *callClaim, reply chan<- attemptResult) {
+func (o *Outbox) submitAttempt(a *served, base string, p plan, claim *callClaim, reply chan<- attemptResult) {
 	defer o.attempts.Done()
 	var answerOnce sync.Once
 	answer := func(d callstate.Delivery, err error) {
@@ -287,7 +287,7 @@ func (o *Outbox) isClosing() bool {
 	return o.closing
 }
 
-func (o *Outbox) rateLimited(a *account) error {
+func (o *Outbox) rateLimited(a *served) error {
 	n, span := a.lim.Limits()
 	if len(o.accounts) > 1 {
 		return fmt.Errorf("outbox: rate limit of account %q, %d requests per %v, reached", a.name, n, span)
@@ -299,7 +299,7 @@ func (o *Outbox) rateLimited(a *account) error {
 // which asks to leave: once when it must wait, however often it asks
 // again meanwhile (the background sender asks each time it wakes), and
 // once when it goes.
-func (o *Outbox) limited(a *account, seq uint64, allowed bool) {
+func (o *Outbox) limited(a *served, seq uint64, allowed bool) {
 	if o.opts.Observer == nil {
 		return
 	}
@@ -322,7 +322,7 @@ func (o *Outbox) limited(a *account, seq uint64, allowed bool) {
 // soon as it is known, before the last settle, and settled once that
 // settle is committed; neither is called when the attempt stops before
 // sending.
-func (o *Outbox) attempt(a *account, queued []queuedEvent, answer func(callstate.Delivery, error), settled func()) (callstate.Delivery, error) {
+func (o *Outbox) attempt(a *served, queued []queuedEvent, answer func(callstate.Delivery, error), settled func()) (callstate.Delivery, error) {
 	for i, q := range queued {
 		if i > 0 && o.isClosing() {
 			return callstate.Delivery{Err: ErrClosed}, nil // stored: sent after the restart
@@ -352,14 +352,14 @@ func (o *Outbox) attempt(a *account, queued []queuedEvent, answer func(callstate
 // send makes the background sender's attempt at event seq, bounded by
 // SendTimeout whatever becomes of ctx, and settles it. A store error after a delivery is logged
 // by settle: Movidesk has the event, which will be sent again.
-func (o *Outbox) send(ctx context.Context, a *account, seq uint64, r movidesk.Request) (verdict, error) {
+func (o *Outbox) send(ctx context.Context, a *served, seq uint64, r movidesk.Request) (verdict, error) {
 	sendErr := o.sendOnce(a, ctx, r)
 	return o.settle(seq, sendErr, bySender, nil), sendErr
 }
 
 // sendOnce makes one attempt at r, bounded by SendTimeout whatever becomes
 // of ctx.
-func (o *Outbox) sendOnce(a *account, ctx context.Context, r movidesk.Request) error {
+func (o *Outbox) sendOnce(a *served, ctx context.Context, r movidesk.Request) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.opts.SendTimeout)
 	defer cancel()
 	err := a.sender.Send(sctx, r)
@@ -644,7 +644,7 @@ func (o *Outbox) settle(seq uint64, sendErr error, by attempter, committed func(
 // pauseOn429 pauses the requests of account a after a 429 (Movidesk
 // counts by account), for its Retry-After or a window; it reports the
 // pause. Taken again, it changes nothing.
-func (o *Outbox) pauseOn429(a *account, sendErr error, now time.Time) (time.Duration, bool) {
+func (o *Outbox) pauseOn429(a *served, sendErr error, now time.Time) (time.Duration, bool) {
 	var ae *movidesk.APIError
 	if !errors.As(sendErr, &ae) || ae.StatusCode != 429 {
 		return 0, false

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"regexp"
@@ -106,6 +107,19 @@ func accountKey(name string, f account.Field) string {
 		return mainAccountKeys[f]
 	}
 	return accountTable(name) + "." + accountFieldKeys[f]
+}
+
+// outboxError is err, from opening the outbox or changing an account's
+// limit, naming the key of the setting at fault: that of the account's
+// field an *outbox.OptionError names, else key.
+func outboxError(err error, key string) error {
+	var oe *outbox.OptionError
+	if errors.As(err, &oe) && oe.Account != "" {
+		if _, ok := accountFieldKeys[account.Field(oe.Field)]; ok {
+			return fmt.Errorf("%s: %w", accountKey(oe.Account, account.Field(oe.Field)), oe.Err)
+		}
+	}
+	return fmt.Errorf("%s: %w", key, err)
 }
 
 // validateAccounts checks [accounts] and movidesk.default_account.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
 
 const acmeSecret = "7c6d5e4f-acme-4718-9a0b-secrettoken77"
@@ -139,6 +140,19 @@ func TestAccountKeysAreTheConfigurationsKeys(t *testing.T) {
 	err := callsError(&calls.ConfigError{Field: "Spool", Err: errors.New("cannot change")})
 	if err.Error() != "store.spool: cannot change" {
 		t.Errorf("Reconfigure's error: %q, want it to name store.spool", err)
+	}
+	for _, tc := range []struct {
+		accounts []outbox.Account
+		want     string
+	}{
+		{[]outbox.Account{{Account: account.Account{Burst: outbox.MaxBurst + 1}}}, "movidesk.burst: 1001 is not between 0 and 1000"},
+		{[]outbox.Account{{}, {Account: account.Account{Name: "acme", RatePerMinute: -1}}}, "accounts.acme.rate_per_minute: -1 is not a positive rate"},
+		{[]outbox.Account{{}, {}}, "store.path: outbox: Options.Accounts[1].Name is empty"}, // no key of its own
+	} {
+		_, err := outbox.Open(outbox.Options{Path: filepath.Join(t.TempDir(), "o.db"), Accounts: tc.accounts}, nil)
+		if got := fmt.Sprint(outboxError(err, "store.path")); got != tc.want {
+			t.Errorf("the outbox's error (%v) reads %q, want %q", err, got, tc.want)
+		}
 	}
 }
 

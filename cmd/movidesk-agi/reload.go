@@ -77,7 +77,7 @@ func (m *Main) reconfigure(old, eff Config) []error {
 		}
 		if (a.RatePerMinute != before.RatePerMinute || a.Burst != before.Burst) && !eff.Movidesk.DryRun {
 			if err := m.outbox.SetAccountRate(a.Name, a.RatePerMinute, a.Burst); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", accountKey(a.Name, account.FieldRatePerMinute), err))
+				errs = append(errs, outboxError(err, accountKey(a.Name, account.FieldRatePerMinute)))
 			}
 		}
 	}

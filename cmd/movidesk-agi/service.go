@@ -156,29 +156,27 @@ func (m *Main) Open() error {
 	})
 	metrics := m.admin.Metrics()
 	m.clients = map[string]*movidesk.Client{}
-	accts := cfg.accounts()
-	var senders []outbox.Account
-	for _, a := range accts {
+	oopts := cfg.Store.outboxOptions()
+	for _, a := range cfg.accounts() {
 		client, err := m.newClient(cfg, a)
 		if err != nil {
 			return err
 		}
 		m.clients[a.Name] = client
-		oa := outbox.Account{Name: a.Name, Sender: client, RatePerMinute: a.RatePerMinute, Burst: a.Burst}
+		oa := outbox.Account{Account: a, Sender: client}
 		if cfg.Movidesk.DryRun {
 			// Nothing reaches Movidesk: its limit would only make a
 			// dialplan trial see QUEUED where the live service says OK.
 			oa.RatePerMinute, oa.Burst = dryRunRate, 0
 		}
-		senders = append(senders, oa)
+		oopts.Accounts = append(oopts.Accounts, oa)
 	}
-	m.client = m.clients[accts.Default().Name]
-	oopts, sender := withSenders(cfg.Store.outboxOptions(), senders)
+	m.client = m.clients[oopts.Accounts[0].Name]
 	oopts.Log = m.Log.With().Str("component", "outbox").Logger()
 	oopts.Observer = metrics
-	m.outbox, err = outbox.Open(oopts, sender)
+	m.outbox, err = outbox.Open(oopts, nil)
 	if err != nil {
-		return fmt.Errorf("%s: %w", cfg.Store.storeKey(), err)
+		return outboxError(err, cfg.Store.storeKey())
 	}
 	m.calls = callstate.New(m.outbox, callstate.Options{MaxCallDuration: time.Duration(cfg.Calls.MaxCallDuration)})
 	reapLog := m.Log.With().Str("component", "reaper").Logger()
@@ -371,15 +369,6 @@ func (m *Main) AdminAddr() net.Addr {
 		return nil
 	}
 	return m.adminLn.Addr()
-}
-
-// withSenders is o with the accounts, the default first, and the sender
-// of the default: the outbox takes the default's apart from the others'.
-func withSenders(o outbox.Options, accts []outbox.Account) (outbox.Options, outbox.Sender) {
-	def := accts[0]
-	o.Account, o.RatePerMinute, o.Burst = def.Name, def.RatePerMinute, def.Burst
-	o.Accounts = accts[1:]
-	return o, def.Sender
 }
 
 // newClient is the Movidesk client of account a.
