@@ -90,6 +90,12 @@ func Summarize(rows []Record) (c Call, ok bool) {
 // own "-…" (Local/201@from-queue-00000003;1).
 var channelSuffix = regexp.MustCompile(`-[0-9a-f]{8}(;[12])?$`)
 
+// Unsuffixed is a channel's name without the unique part Asterisk
+// appends: PJSIP/trunk-00000010 is PJSIP/trunk, and
+// Local/201@from-queue-00000003;1 is Local/201@from-queue. The channels of
+// one path (a trunk, an extension) share it.
+func Unsuffixed(channel string) string { return channelSuffix.ReplaceAllString(channel, "") }
+
 // Extension is the endpoint or extension a channel name is of:
 // PJSIP/201-0000001a is 201, Local/201@from-queue-00000003;1 is 201,
 // SIP/trunk-0000000b is trunk.

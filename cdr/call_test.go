@@ -28,6 +28,18 @@ func TestExtension(t *testing.T) {
 	}
 }
 
+func TestUnsuffixed(t *testing.T) {
+	for ch, want := range map[string]string{
+		"PJSIP/trunk-00000010":            "PJSIP/trunk",
+		"Local/201@from-queue-00000003;2": "Local/201@from-queue",
+		"IAX2/office":                     "IAX2/office",
+	} {
+		if got := cdr.Unsuffixed(ch); got != want {
+			t.Errorf("Unsuffixed(%q) = %q, want %q", ch, got, want)
+		}
+	}
+}
+
 func TestSummarize(t *testing.T) {
 	const trunk = "PJSIP/trunk-00000010"
 	for _, tc := range []struct {
