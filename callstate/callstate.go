@@ -8,7 +8,8 @@
 // Every way an event enters goes through a Machine: one live event at a
 // time (Record, attempted at once), or a batch of imported ones (Import:
 // the fallback spool's lines, stored with the importer's position in the
-// same commit).
+// same commit; ImportAs Backfill: calls found missing in the PBX's
+// records, sent behind the live ones, see Class).
 //
 // It is plain logic over a small transactional store (Store, Tx, ImportTx),
 // which package outbox implements, and package memstore in memory: every
@@ -94,8 +95,36 @@ type Tx interface {
 	Call(base string) (Call, error)
 	PutCall(base string, c Call) error
 	// Queue stores r for delivery to Movidesk account (empty: the
-	// default) after every request of call base queued before it.
-	Queue(account, base string, r movidesk.Request) error
+	// default) in class, after every request of call base queued before
+	// it.
+	Queue(account, base string, class Class, r movidesk.Request) error
+}
+
+// Class is how urgently a queued request is sent. Within an account the
+// sender sends no Backfill request while a Live one is due, and leaves
+// Live traffic room in the account's budget; within a class, transfers
+// go first, then the request due longest. A call's requests keep their
+// order whatever their classes: a Live request waits behind an earlier
+// Backfill one of its call.
+type Class int
+
+const (
+	// Live is a call as it happens, or one the service reports late
+	// (the fallback spool): an agent's screen waits for it.
+	Live Class = iota
+	// Backfill is a call found missing afterwards (in the PBX's own
+	// records): nobody waits for it, so it goes last.
+	Backfill
+)
+
+func (c Class) String() string {
+	switch c {
+	case Live:
+		return "live"
+	case Backfill:
+		return "backfill"
+	}
+	return fmt.Sprintf("Class(%d)", int(c))
 }
 
 // ImportTx is a transaction of an import: the call state's, and a place
@@ -281,6 +310,11 @@ type Decision struct {
 // API would refuse returns its *movidesk.ValidationError before anything is
 // written, so that Apply can share a transaction with other events.
 func Apply(tx Tx, ev Event, now time.Time) (Decision, error) {
+	return apply(tx, ev, Live, now)
+}
+
+// apply is Apply, queuing in class.
+func apply(tx Tx, ev Event, class Class, now time.Time) (Decision, error) {
 	base := ev.Base()
 	if base == "" {
 		return Decision{}, &movidesk.ValidationError{Endpoint: endpointOf(ev), Field: "id", Reason: "is required"}
@@ -308,7 +342,7 @@ func Apply(tx Tx, ev Event, now time.Time) (Decision, error) {
 		}
 	}
 	for _, r := range d.Sent {
-		if err := tx.Queue(c.Account, base, r); err != nil {
+		if err := tx.Queue(c.Account, base, class, r); err != nil {
 			return Decision{}, err
 		}
 	}
@@ -521,7 +555,7 @@ func (m *Machine) Reap() ([]Reaped, error) {
 		if !ok {
 			return false, nil
 		}
-		if err := tx.Queue(c.Account, base, r); err != nil {
+		if err := tx.Queue(c.Account, base, Live, r); err != nil {
 			return false, err
 		}
 		if err := tx.PutCall(base, c); err != nil {
@@ -619,19 +653,21 @@ func (m *Machine) Link(ctx context.Context, r movidesk.CallLink) (Outcome, error
 // Batch is one transaction of an import: the events recorded in it and the
 // importer's mark are committed together, or not at all.
 type Batch struct {
-	tx  ImportTx
-	now func() time.Time
+	tx    ImportTx
+	now   func() time.Time
+	class Class // of what Record queues
 	// err is the first store failure of Record: the batch cannot commit.
 	err error
 }
 
-// Record applies ev in the batch's transaction. Nothing is attempted: the
+// Record applies ev in the batch's transaction, queuing in the import's
+// class. Nothing is attempted: the
 // store's sender delivers what it queued, so the result is Queued,
 // Duplicate, Late or MadeCall. An error that is the event's own (a
 // request Movidesk would refuse, its call's record damaged) leaves the
 // batch usable; any other is the store's and fails the batch (see Err).
 func (b *Batch) Record(ev Event) (Outcome, error) {
-	d, err := Apply(b.tx, ev, b.now())
+	d, err := apply(b.tx, ev, b.class, b.now())
 	if err != nil && !EventFault(err) && b.err == nil {
 		b.err = err
 	}
@@ -668,10 +704,15 @@ func EventFault(err error) bool {
 // Import runs fn in one transaction of the store (see Store.Update: fn may
 // run more than once, each time with a new Batch) and commits it, unless fn
 // fails or a Record of the batch met a store failure: then nothing of it is
-// stored, the mark included, and the error is returned.
-func (m *Machine) Import(fn func(*Batch) error) error {
+// stored, the mark included, and the error is returned. What it queues is
+// Live (see ImportAs).
+func (m *Machine) Import(fn func(*Batch) error) error { return m.ImportAs(Live, fn) }
+
+// ImportAs is Import, with what the batch queues sent in class: Backfill
+// for calls found missing afterwards, which must not hold up live ones.
+func (m *Machine) ImportAs(class Class, fn func(*Batch) error) error {
 	return m.store.Update(func(tx ImportTx) error {
-		b := &Batch{tx: tx, now: m.opts.Now}
+		b := &Batch{tx: tx, now: m.opts.Now, class: class}
 		if err := fn(b); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package callstate_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ var _ callstate.Tx = (*memTx)(nil)
 
 func (m *memTx) Call(base string) (callstate.Call, error)    { return m.calls[base], nil }
 func (m *memTx) PutCall(base string, c callstate.Call) error { m.calls[base] = c; return nil }
-func (m *memTx) Queue(account, _ string, r movidesk.Request) error {
+func (m *memTx) Queue(account, _ string, _ callstate.Class, r movidesk.Request) error {
 	m.queued, m.accounts = append(m.queued, r), append(m.accounts, account)
 	return nil
 }
@@ -336,6 +337,61 @@ func TestImportCommitsTheEventsWithTheMark(t *testing.T) {
 	}
 	if c, _ := m.Lookup("1795524751.12"); !c.Open {
 		t.Errorf("call %+v after the import; want open", c)
+	}
+}
+
+// The importer chooses the class of what it queues: Import and the live
+// path queue Live, a backfill Backfill; a call's later events are Live
+// again (the reaper's completion of a backfilled transfer included).
+func TestTheImporterChoosesTheClass(t *testing.T) {
+	store := &memstore.Store{}
+	now := t0
+	m := callstate.New(store, callstate.Options{Now: func() time.Time { return now }, MaxCallDuration: time.Hour})
+	imp := func(class callstate.Class, ev callstate.Event) {
+		t.Helper()
+		err := m.ImportAs(class, func(b *callstate.Batch) error {
+			_, err := b.Record(ev)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := func(ev callstate.Event) callstate.Event {
+		ev.Transfer.ID = "1795524751.99"
+		return ev
+	}
+	imp(callstate.Backfill, transfer("leg-a", "5252", 1))
+	if err := m.Import(func(b *callstate.Batch) error { _, err := b.Record(other(transfer("leg-b", "5253", 1))); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Record(context.Background(), transfer("leg-c", "5254", 2)); err != nil {
+		t.Fatal(err)
+	}
+	now = t0.Add(2 * time.Hour)
+	if _, err := m.Reap(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, q := range store.Queued() {
+		got = append(got, q.Request.Endpoint()+" "+q.Request.CallID()+" "+q.Class.String())
+	}
+	want := []string{
+		movidesk.EndpointTransferred + " 1795524751.12 backfill",
+		movidesk.EndpointTransferred + " 1795524751.99 live",
+		// The live transfer of a second agent completes the backfilled
+		// segment: live, as the event that caused it.
+		movidesk.EndpointCompleted + " 1795524751.12 live",
+		movidesk.EndpointTransferred + " 1795524751.12-2 live",
+		// The reaper's, in no particular order.
+		movidesk.EndpointCompleted + " 1795524751.12-2 live",
+		movidesk.EndpointCompleted + " 1795524751.99 live",
+	}
+	if len(got) > 4 {
+		slices.Sort(got[4:])
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("queued (-want +got):\n%s", diff)
 	}
 }
 

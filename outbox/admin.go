@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/store"
 )
@@ -18,6 +19,9 @@ type Event struct {
 	Call, CallID string
 	// Account is the Movidesk account the event goes to.
 	Account string
+	// Class is how urgently it is sent: a backfill waits for the live
+	// events of its account.
+	Class callstate.Class
 	// Request is nil when the stored request cannot be decoded.
 	Request     movidesk.Request
 	Attempts    int
@@ -51,7 +55,7 @@ func (o *Outbox) List() ([]Event, error) {
 // eventOf is stored event seq as listed.
 func eventOf(seq uint64, rec *store.Record) Event {
 	ev := Event{
-		Seq: seq, State: rec.State, Endpoint: rec.Endpoint, Call: rec.Call, Account: rec.AccountName(),
+		Seq: seq, State: rec.State, Endpoint: rec.Endpoint, Call: rec.Call, Account: rec.AccountName(), Class: rec.Class,
 		Attempts: rec.Attempts, NextAttempt: rec.Next, Created: rec.Created, LastError: rec.LastError,
 	}
 	if r, err := rec.Decode(); err == nil {

@@ -116,7 +116,7 @@ func queueBacklog(tb testing.TB, o *Outbox, prefix string, n int, at time.Time) 
 			tx := &Tx{tx: stx, now: at}
 			for i := from; i < min(n, from+batch); i++ {
 				id := fmt.Sprintf("%s%d", prefix, i)
-				if err := tx.Queue("", id, complete(id, at)); err != nil {
+				if err := tx.Queue("", id, callstate.Live, complete(id, at)); err != nil {
 					return err
 				}
 			}

@@ -19,7 +19,7 @@ func queue(t *testing.T, o *Outbox, call string, rs ...movidesk.Request) {
 	t.Helper()
 	err := o.Update(func(tx ImportTx) error {
 		for _, r := range rs {
-			if err := tx.Queue("", call, r); err != nil {
+			if err := tx.Queue("", call, callstate.Live, r); err != nil {
 				return err
 			}
 		}

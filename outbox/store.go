@@ -43,11 +43,11 @@ func (t *Tx) Call(base string) (callstate.Call, error) {
 
 func (t *Tx) PutCall(base string, c callstate.Call) error { return t.tx.PutCall(base, c) }
 
-// Queue stores r for account (empty: the outbox's default account),
-// pending and due now, after the events of call base stored before it.
-// An account the outbox does not serve is stored all the same: its events
-// wait, listed, until a service with that account sends them.
-func (t *Tx) Queue(account, base string, r movidesk.Request) error {
+// Queue stores r for account (empty: the outbox's default account) in
+// class, pending and due now, after the events of call base stored
+// before it. An account the outbox does not serve is stored all the same:
+// its events wait, listed, until a service with that account sends them.
+func (t *Tx) Queue(account, base string, class callstate.Class, r movidesk.Request) error {
 	if account == "" {
 		account = t.def
 	}
@@ -55,6 +55,7 @@ func (t *Tx) Queue(account, base string, r movidesk.Request) error {
 	if err != nil {
 		return err
 	}
+	rec.Class = class
 	seq, err := t.tx.AppendEvent(rec)
 	if err != nil {
 		return err

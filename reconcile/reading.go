@@ -257,7 +257,8 @@ func (d *decider) commit(st *reading, horizon time.Time) error {
 		return nil
 	}
 	var found []Finding
-	err := d.r.m.Import(func(b *callstate.Batch) error {
+	// Backfill: what the live path and the spool queue goes first.
+	err := d.r.m.ImportAs(callstate.Backfill, func(b *callstate.Batch) error {
 		found = found[:0] // the import may run again
 		for _, id := range ids {
 			f, err := d.r.decide(b, id, st.calls[id].rows, d.backfill)

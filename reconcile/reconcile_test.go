@@ -370,6 +370,12 @@ func TestEveryCallDecided(t *testing.T) {
 					t.Errorf("%s %s: dates not in UTC: %v", q.Endpoint(), q.CallID(), d)
 				}
 			}
+			// Sent behind the live events: the live path's are Live.
+			for i, q := range f.store.Queued() {
+				if want := map[bool]callstate.Class{true: callstate.Live, false: callstate.Backfill}[i < len(before)]; q.Class != want {
+					t.Errorf("%s %s queued as %v, want %v", q.Request.Endpoint(), q.Request.CallID(), q.Class, want)
+				}
+			}
 			if f.obs.bad != 4 {
 				t.Errorf("bad rows %d, want 4 (malformed, no linkedid, 30 February, 2099)", f.obs.bad)
 			}

@@ -38,9 +38,10 @@ type Store interface {
 	Load(fn func(Tx) error) error
 	// Pick lists, at most max (at least one when any is due), the events
 	// of account that may be delivered at now: the first event of each
-	// call not in busy, when pending and due, transfers first, then the
-	// event due longest (ties in submission order). When none is due, due
-	// is when the first will be (zero: none is pending).
+	// call not in busy, when pending and due, in Record.Rank's order
+	// (live transfers, other live events, then the backfill's), within a
+	// rank the event due longest (ties in submission order). When none is
+	// due, due is when the first will be (zero: none is pending).
 	Pick(account string, now time.Time, busy map[string]bool, max int) (cs []Candidate, due time.Time, err error)
 	// LockCall claims call against the other processes sharing the store,
 	// for one attempt: ErrClaimed when another holds it, ErrClaimsBusy
@@ -168,6 +169,10 @@ type Record struct {
 	Next      time.Time `json:"next"`
 	Created   time.Time `json:"created"`
 	LastError string    `json:"lastError,omitempty"`
+
+	// Class is how urgently it is sent; a record stored before classes
+	// has none, and is Live.
+	Class callstate.Class `json:"class,omitempty"`
 }
 
 // NewRecord is r as the newest event of call base, for account, pending
@@ -191,6 +196,31 @@ func (r *Record) AccountName() string { return AccountName(r.Account) }
 // IsTransfer reports whether the event is a transfer, which opens the
 // agent's screen and so goes before the others.
 func (r *Record) IsTransfer() bool { return r.Endpoint == movidesk.EndpointTransferred }
+
+// Ranks of Record.Rank, in the sender's order.
+const (
+	RankLiveTransfer = iota
+	RankLive
+	RankBackfillTransfer
+	RankBackfill
+	// Ranks is how many there are.
+	Ranks
+)
+
+// Rank is the event's place in the sender's order, lowest first: a live
+// transfer opens an agent's screen, other live events close what the
+// agents see, and a backfill waits for both (see callstate.Class). The
+// engines index it, so that Pick finds the first without sorting.
+func (r *Record) Rank() int {
+	rank := RankLive
+	if r.IsTransfer() {
+		rank = RankLiveTransfer
+	}
+	if r.Class != callstate.Live {
+		rank += RankBackfillTransfer
+	}
+	return rank
+}
 
 // AccountName is the name of a stored account: empty is DefaultAccount.
 func AccountName(stored string) string {

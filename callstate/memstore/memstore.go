@@ -25,6 +25,7 @@ import (
 type Request struct {
 	Account string // as queued: empty is the default account
 	Call    string // the base id of its call
+	Class   callstate.Class
 	Request movidesk.Request
 	seq     uint64 // its place in the store's order
 }
@@ -79,11 +80,11 @@ func (t *tx) PutCall(base string, c callstate.Call) error {
 	return nil
 }
 
-func (t *tx) Queue(account, base string, r movidesk.Request) error {
+func (t *tx) Queue(account, base string, class callstate.Class, r movidesk.Request) error {
 	if t.s.WriteErr != nil {
 		return t.s.WriteErr
 	}
-	t.queued = append(t.queued, Request{Account: account, Call: base, Request: r})
+	t.queued = append(t.queued, Request{Account: account, Call: base, Class: class, Request: r})
 	return nil
 }
 

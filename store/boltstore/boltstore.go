@@ -711,8 +711,8 @@ func (s *Store) pickOnce(account string, now time.Time, busy map[string]bool, he
 			return nil // nothing of the account was ever queued
 		}
 		cur := b.Cursor()
-		for _, class := range []byte{classTransfer, classOther} {
-			for k, v := cur.Seek([]byte{class}); len(k) == dueKeyLen && k[0] == class; k, v = cur.Next() {
+		for rank := range byte(store.Ranks) {
+			for k, v := cur.Seek([]byte{rank}); len(k) == dueKeyLen && k[0] == rank; k, v = cur.Next() {
 				s.pickSteps.Add(1)
 				call := string(v)
 				if busy[call] {
@@ -720,7 +720,7 @@ func (s *Store) pickOnce(account string, now time.Time, busy map[string]bool, he
 				}
 				if at := timeOf(k[1:]); at.After(now) {
 					due = earliest(due, at)
-					break // the rest of the class is due later still
+					break // the rest of the rank is due later still
 				}
 				seq := seqOf(k[1+timeKeyLen:])
 				rec, err := getRecord(tx, seq)

@@ -20,8 +20,10 @@ import (
 //	heads:     call -> the due key of its first readable event when that
 //	           one is pending, followed by the event's stored account (see
 //	           storedAccount); "f" when it failed (it holds the call back).
-//	due:       class (0 transfer, 1 other) + next attempt + seq -> call;
-//	           one entry a call: its head, when pending. The default
+//	due:       rank (store.Record.Rank: 0 live transfer, 1 other live,
+//	           2 backfill transfer, 3 other backfill; a file written
+//	           before classes has only 0 and 1) + next attempt + seq ->
+//	           call; one entry a call: its head, when pending. The default
 //	           account's; another account's is "due:NAME", so that each
 //	           account's sender reads only its own.
 //	deadlines: 'o' + opened + call for an open call, 'c' + updated + call
@@ -41,12 +43,10 @@ var (
 var indexBuckets = [][]byte{bucketByCall, bucketHeads, bucketDue, bucketDeadlines, bucketCallDL}
 
 const (
-	classTransfer = 0
-	classOther    = 1
-	timeKeyLen    = 12
-	dueKeyLen     = 1 + timeKeyLen + 8
-	deadlineOpen  = 'o'
-	deadlineDone  = 'c'
+	timeKeyLen   = 12
+	dueKeyLen    = 1 + timeKeyLen + 8
+	deadlineOpen = 'o'
+	deadlineDone = 'c'
 )
 
 // headFailed is the heads value of a call whose first event failed: not in
@@ -64,11 +64,7 @@ func timeOf(k []byte) time.Time {
 }
 
 func dueKey(seq uint64, rec *store.Record) []byte {
-	class := byte(classOther)
-	if rec.IsTransfer() {
-		class = classTransfer
-	}
-	k := timeKey(append(make([]byte, 0, dueKeyLen), class), rec.Next)
+	k := timeKey(append(make([]byte, 0, dueKeyLen), byte(rec.Rank())), rec.Next)
 	return binary.BigEndian.AppendUint64(k, seq)
 }
 

@@ -350,7 +350,10 @@ func (s *Store) Close() error {
 }
 
 // Pick reads the pending events that are first of their call, through
-// the index in the sender's order.
+// the index in the sender's order. The column class holds
+// store.Record.Rank: the schema's 0 and 1 are the live ranks, so that
+// the rows written before classes read as live, and the backfill's 2 and
+// 3 need no new column.
 func (s *Store) Pick(account string, now time.Time, busy map[string]bool, limit int) ([]store.Candidate, time.Time, error) {
 	skip := make([]string, 0, len(busy))
 	for c := range busy {
@@ -531,14 +534,6 @@ func (t *pgTx) CallsDue(openedBy, updatedBy time.Time) ([]string, error) {
 	return out, nil
 }
 
-// eventClass orders the events: transfers (0) before the others (1).
-func eventClass(rec *store.Record) int {
-	if rec.IsTransfer() {
-		return 0
-	}
-	return 1
-}
-
 func (t *pgTx) AppendEvent(rec *store.Record) (uint64, error) {
 	if err := t.lock(rec.Call); err != nil {
 		return 0, err
@@ -550,7 +545,7 @@ func (t *pgTx) AppendEvent(rec *store.Record) (uint64, error) {
 	var seq int64
 	err = t.queryRow([]any{&seq}, `INSERT INTO events (call, class, state, next_ns, created_ns, record, account)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`,
-		rec.Call, eventClass(rec), rec.State, unixNano(rec.Next), unixNano(rec.Created), data, rec.AccountName())
+		rec.Call, rec.Rank(), rec.State, unixNano(rec.Next), unixNano(rec.Created), data, rec.AccountName())
 	if err != nil {
 		return 0, fmt.Errorf("store event of call %q: %w", rec.Call, err)
 	}

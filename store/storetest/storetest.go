@@ -30,6 +30,7 @@ func Run(t *testing.T, fresh Fresh) {
 	for name, test := range map[string]func(*testing.T, func(*testing.T) store.Store){
 		"EventsKeepEachCallsOrder":    testEvents,
 		"PickOrder":                   testPick,
+		"PickOrderAcrossClasses":      testPickClasses,
 		"CallsAndDeadlines":           testCalls,
 		"Marks":                       testMarks,
 		"Stats":                       testStats,
@@ -257,6 +258,77 @@ func testPick(t *testing.T, open func(*testing.T) store.Store) {
 	// Once due, the late event goes.
 	if got, _ := pickOne(t, st, t0.Add(time.Minute), "C", "B"); got != l {
 		t.Errorf("at its time picked %d, want the late event %d", got, l)
+	}
+}
+
+// backfill is rec in the Backfill class.
+func backfill(rec *store.Record) *store.Record {
+	rec.Class = callstate.Backfill
+	return rec
+}
+
+func testPickClasses(t *testing.T, open func(*testing.T) store.Store) {
+	st := opened(t, open)
+	hour := time.Hour
+	seqs := appendAll(t, st,
+		backfill(record(t, "", "mix", complete("mix", t0), t0.Add(-3*hour))),
+		backfill(record(t, "", "bo", complete("bo", t0), t0.Add(-2*hour))),
+		backfill(record(t, "", "bt", transfer("bt", t0), t0.Add(-hour))),
+		record(t, "", "mix", transfer("mix", t0), t0.Add(-4*hour)), // behind its call's backfill
+		record(t, "", "lo", complete("lo", t0), t0),
+		record(t, "", "lt", transfer("lt", t0), t0),
+		backfill(record(t, "acme", "other", transfer("other", t0), t0.Add(-5*hour))))
+	mix, bo, bt, lo, lt, other := seqs[0], seqs[1], seqs[2], seqs[4], seqs[5], seqs[6]
+	// Live transfers, other live events, backfilled transfers, other
+	// backfilled events; within each, due longest first. A live event
+	// never overtakes its call's earlier backfilled one.
+	var busy []string
+	for _, want := range []struct {
+		seq  uint64
+		call string
+	}{{lt, "lt"}, {lo, "lo"}, {bt, "bt"}, {mix, "mix"}, {bo, "bo"}} {
+		if got, _ := pickOne(t, st, t0, busy...); got != want.seq {
+			t.Fatalf("with %v busy picked %d, want %s's %d", busy, got, want.call, want.seq)
+		}
+		busy = append(busy, want.call)
+	}
+	if got, _ := pickOne(t, st, t0, busy...); got != 0 {
+		t.Fatalf("with every call busy picked %d", got)
+	}
+	cs, _, err := st.Pick(store.DefaultAccount, t0, nil, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for _, c := range cs {
+		got = append(got, c.Seq)
+		if c.Rec.Class != map[uint64]callstate.Class{bt: callstate.Backfill, mix: callstate.Backfill, bo: callstate.Backfill}[c.Seq] {
+			t.Errorf("event %d picked as %v", c.Seq, c.Rec.Class)
+		}
+	}
+	// An engine may list one candidate only; the first is the same.
+	if len(got) == 0 || got[0] != lt || (len(got) > 1 && !slices.Equal(got, []uint64{lt, lo, bt, mix, bo})) {
+		t.Errorf("Pick listed %v, want %v (or its first alone)", got, []uint64{lt, lo, bt, mix, bo})
+	}
+	// A live event not yet due lets the backfill go.
+	update(t, st, func(tx store.Tx) error {
+		for _, seq := range []uint64{lt, lo} {
+			rec, err := tx.Event(seq)
+			if err != nil {
+				return err
+			}
+			rec.Next = t0.Add(hour)
+			if err := tx.UpdateEvent(seq, rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if got, _ := pickOne(t, st, t0); got != bt {
+		t.Errorf("with the live events backing off picked %d, want the backfilled transfer %d", got, bt)
+	}
+	if cs, _, err := st.Pick("acme", t0, nil, 8); err != nil || len(cs) != 1 || cs[0].Seq != other {
+		t.Errorf("acme's pick = %+v, %v; want its backfilled event %d", cs, err, other)
 	}
 }
 

@@ -7,7 +7,7 @@
 CREATE TABLE events (
 	seq        bigserial PRIMARY KEY,
 	call       text     NOT NULL, -- base call id: the key of per-call order
-	class      smallint NOT NULL, -- 0 a transfer, 1 anything else: transfers go first
+	class      smallint NOT NULL, -- 0 a transfer, 1 anything else: transfers go first; 2 and 3 the same of a backfill, after them (store.Record.Rank)
 	state      text     NOT NULL, -- 'pending' or 'failed'
 	next_ns    bigint   NOT NULL, -- when a pending event is due
 	created_ns bigint   NOT NULL,
