@@ -34,6 +34,13 @@
 // second burst. SetRate changes the limit while
 // the outbox runs; the requests already sent keep counting.
 //
+// Each event has a class (callstate.Class), which its importer chose: a
+// backfill (calls found missing in the PBX's records afterwards) goes
+// after every live event of its account that is due, and only takes a
+// slot of the account's budget when it leaves a fifth of it (at least
+// one slot) to live traffic, so that a call coming meanwhile finds one.
+// A call's events keep their order across classes.
+//
 // Events refused permanently (4xx other than 408 and 429) stay stored
 // as failed, block their call's later events, and wait for an administrator
 // to Retry or Drop them. A record that cannot be decoded blocks nothing, is

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/store"
 )
 
@@ -81,6 +82,10 @@ func (o *Outbox) run(ctx context.Context, a *served, housekeep bool) {
 		} else {
 			cs, due, err := o.pick(a, now)
 			c, takenHere := o.claimOne(cs)
+			var roomAt time.Time // when a backfill leaves live traffic room
+			if c != nil && c.Rec.Class != callstate.Live {
+				roomAt = backfillWait(a.lim, now)
+			}
 			switch {
 			case err != nil:
 				o.log.Error().Err(err).Str("account", a.name).Msg("outbox: reading queued events failed")
@@ -91,6 +96,9 @@ func (o *Outbox) run(ctx context.Context, a *served, housekeep bool) {
 				// Each call is another process's: it does not kick
 				// this one when it is done.
 				wakeAt = earliest(wakeAt, now.Add(o.st.PollEvery()))
+			case !roomAt.IsZero():
+				o.release(c.Rec.Call)
+				wakeAt = earliest(wakeAt, roomAt)
 			case c != nil && !o.reserve(a, c.Seq, o.now()):
 				o.release(c.Rec.Call)
 				wakeAt = earliest(wakeAt, a.lim.FreeAt())
@@ -123,15 +131,36 @@ func earliest(a, b time.Time) time.Time {
 	return b
 }
 
+// backfillRoom is how many of an account's n slots a backfill leaves to
+// live traffic: a call that comes while a backfill drains finds a slot at
+// once for its transfer, at the cost of a slower backfill. None of one
+// slot: the backfill would never go.
+func backfillRoom(n int) int { return max(0, min(n-1, max(1, n/5))) }
+
+// backfillWait is when lim leaves live traffic its room (backfillRoom)
+// after a backfill takes a slot: zero when it does at now.
+func backfillWait(lim store.Limiter, now time.Time) time.Time {
+	n, span := lim.Limits()
+	use := n - backfillRoom(n)
+	recent := lim.Recent(now) // oldest first
+	if len(recent) < use {
+		return time.Time{}
+	}
+	// When this send has left the window, use-1 remain: the backfill's
+	// makes use.
+	return recent[len(recent)-use].Add(span + time.Nanosecond)
+}
+
 // pickMax is how many candidates pick asks a shared store for: those of
 // calls another instance is sending are skipped.
 const pickMax = 8
 
 // pick chooses the next events of account a to deliver at now: among the oldest event
 // of each call, skipping calls with an attempt in progress and calls whose
-// oldest event failed (they wait for a human), the transfer due longest,
-// else the event due longest (ties in submission order). When none is
-// due, due is when the next one will be.
+// oldest event failed (they wait for a human), the live transfer due
+// longest, else the live event due longest, else the same of the
+// backfill (ties in submission order; see store.Record.Rank). When none
+// is due, due is when the next one will be.
 func (o *Outbox) pick(a *served, now time.Time) ([]store.Candidate, time.Time, error) {
 	o.mu.Lock()
 	busy := make(map[string]bool, len(o.inflight))
