@@ -31,6 +31,9 @@ type Status struct {
 	// Calls are the last calls seen since start, the most recently
 	// updated first (at most 50).
 	Calls []Call `json:"calls"`
+	// Reconcile is what reconciling the PBX's own call records found;
+	// absent when it is off.
+	Reconcile *ReconcileStatus `json:"reconcile,omitempty"`
 }
 
 // OutboxStatus counts what the outbox holds.

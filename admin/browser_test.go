@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
@@ -248,5 +249,48 @@ func TestBrowserRetry(t *testing.T) {
 	}
 	if got := text("#failed"); got != "0" {
 		t.Errorf("failed shows %q after the retry, want 0", got)
+	}
+}
+
+// With reconciliation on, the browser shows its section: the calls by
+// result and the paths the missing ones took.
+func TestBrowserReconcile(t *testing.T) {
+	ctx := browser(t)
+	rs := &reconcileStats{st: sampleStats()}
+	e := newEnv(t, func(o *admin.Options) { o.Reconcile = rs.get })
+	cred := base64.StdEncoding.EncodeToString([]byte("admin:" + adminToken))
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
+		Headers: network.Headers{"Authorization": "Basic " + cred},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 2*time.Minute) // a safety net, not a timing assertion
+	defer cancel()
+	if err := chromedp.Do(tctx, chromedp.Navigate(e.http.URL+"/"), chromedp.WaitVisible(chromedp.ID("reconcile"))); err != nil {
+		t.Fatal(err)
+	}
+	for sel, want := range map[string]string{
+		"#reconcile-missing-count": "4",
+		"#reconcile-ok":            "37",
+		"#reconcile-bad-rows":      "5",
+		"#reconcile-source":        "/var/log/asterisk/cdr-csv/Master.csv",
+		"#reconcile-backfill":      "off: missing calls are shown, not sent",
+	} {
+		got, err := chromedp.Run(tctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		if strings.TrimSpace(got) != want {
+			t.Errorf("%s shows %q, want %q", sel, got, want)
+		}
+	}
+	paths, err := chromedp.Run(tctx, chromedp.Text(chromedp.ID("reconcile-paths")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ivr-3", "PJSIP/trunk", "from-trunk-<b>x</b>", "1773500000.7"} {
+		if !strings.Contains(paths, want) {
+			t.Errorf("the missing calls' paths %q lack %q", paths, want)
+		}
 	}
 }

@@ -93,6 +93,8 @@ type Metrics struct {
 	lastErr  *MovideskError
 	calls    recentCalls
 	samples  []sample
+	// rec are the reconciliation's series; nil when it is off.
+	rec *reconcileMetrics
 }
 
 func newMetrics(ob Outbox, version string, accounts func() account.List, now func() time.Time, log zerolog.Logger) *Metrics {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
+	"github.com/movidesk-agi/movidesk-agi/reconcile"
 )
 
 // Outbox is what the server reads and edits of the outbox. *outbox.Outbox
@@ -59,6 +60,12 @@ type Options struct {
 	// Keys name settings in the texts meant for the operator (a refusal,
 	// the budget's advice) as the service's configuration names them.
 	Keys Keys
+	// Reconcile, when set, is what reconciling the PBX's own call records
+	// found (read at each request): the page's section "Calls the PBX
+	// handled", GET /api/status's reconcile and the reconcile metrics.
+	// Backfill says it sends the missing calls.
+	Reconcile func() reconcile.Stats
+	Backfill  bool
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
 	Log zerolog.Logger
@@ -104,6 +111,9 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, now: now, log: opts.Log}
 	_, _ = rand.Read(s.flashKey[:]) // never fails (crypto/rand)
 	s.metrics = newMetrics(opts.Outbox, opts.Version, s.accounts, now, opts.Log)
+	if opts.Reconcile != nil {
+		s.metrics.observeReconcile(opts.Reconcile)
+	}
 	s.handler = s.routes()
 	return s
 }
@@ -405,6 +415,9 @@ func (s *Server) status() (Status, []outbox.Event) {
 		st.Outbox.Error = lerr.Error()
 	}
 	st.Calls = s.metrics.recent(events)
+	if s.opts.Reconcile != nil {
+		st.Reconcile = ReconcileStatusOf(s.opts.Reconcile(), s.opts.Backfill, s.now())
+	}
 	return st, events
 }
 

@@ -258,10 +258,13 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	r.stats.lastErr = ""
 	if err != nil {
 		r.stats.lastErr = err.Error()
+	} else {
+		r.stats.lastRead = start
 	}
 	r.stats.waiting = 0
 	if r.st != nil {
 		r.stats.waiting = len(r.st.calls)
+		r.stats.latest = r.st.high
 	}
 	r.mu.Unlock()
 	r.flushBad()

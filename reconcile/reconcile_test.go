@@ -401,6 +401,9 @@ func TestEveryCallDecided(t *testing.T) {
 			if st.BadRows != 4 || wantBackfilled(backfill) != st.Backfilled {
 				t.Errorf("stats: bad rows %d backfilled %d", st.BadRows, st.Backfilled)
 			}
+			if !st.LastRead.Equal(f.clock.Now()) || !st.Latest.Equal(at(1270)) || st.LastError != "" {
+				t.Errorf("stats: last read %v (want %v), latest %v (want %v), error %q", st.LastRead, f.clock.Now(), st.Latest, at(1270), st.LastError)
+			}
 			for _, s := range []string{`"call_id":"1796292000.2"`, `"context":"from-trunk-sip"`, `"result":"missing"`, `"channel":"PJSIP/trunk-00000010"`} {
 				if !strings.Contains(f.log.String(), s) {
 					t.Errorf("log lacks %s:\n%s", s, f.log.String())

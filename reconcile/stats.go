@@ -30,9 +30,13 @@ type Stats struct {
 	LastBad   cdr.BadRow
 	LastBadAt time.Time
 	// LastPass is when the last pass began; LastError why it failed, ""
-	// when it did not.
+	// when it did not. LastRead is when the last pass that read the
+	// source to its end began: what was written before it is read.
 	LastPass  time.Time
 	LastError string
+	LastRead  time.Time
+	// Latest is the latest end of a row read: how far the records go.
+	Latest time.Time
 }
 
 // Group is the missing calls that came by one path: the caller's first
@@ -56,6 +60,8 @@ type stats struct {
 	lastBadAt time.Time
 	lastPass  time.Time
 	lastErr   string
+	lastRead  time.Time
+	latest    time.Time
 }
 
 type hour struct {
@@ -115,7 +121,7 @@ func (r *Reconciler) Stats() Stats {
 	out := Stats{
 		Source: s.source, Since: time.Unix(first*3600, 0).UTC(), Calls: map[Result]int{},
 		Waiting: s.waiting, BadRows: s.badRows, LastBad: s.lastBad, LastBadAt: s.lastBadAt,
-		LastPass: s.lastPass, LastError: s.lastErr,
+		LastPass: s.lastPass, LastError: s.lastErr, LastRead: s.lastRead, Latest: s.latest,
 	}
 	groups := map[[2]string]*Group{}
 	for h, b := range s.hours {

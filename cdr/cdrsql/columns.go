@@ -96,6 +96,8 @@ type layout struct {
 	fields []field // fields[0] is when's
 	// lost says what the rows cannot tell, for Warnings.
 	lost []string
+	// linked: the table has a linkedid column.
+	linked bool
 }
 
 // newLayout picks the columns to read among those the table has.
@@ -136,7 +138,8 @@ func newLayout(table string, cols []column) (*layout, error) {
 	for _, name := range names {
 		l.fields = append(l.fields, field{byName[name], known[name].set})
 	}
-	if _, ok := byName["linkedid"]; !ok {
+	_, l.linked = byName["linkedid"]
+	if !l.linked {
 		l.lost = append(l.lost, fmt.Sprintf("table %s has no linkedid column: a call's rows are tied only by their uniqueid, so the rows of its other channels (queue members, Local channels, transfers) are not seen as the same call", table))
 	}
 	if _, ok := byName["sequence"]; !ok {

@@ -166,6 +166,9 @@ func TestMySQLIssabelTableWithoutLinkedID(t *testing.T) {
 	if w := strings.Join(s.Warnings(), "\n"); !strings.Contains(w, "no linkedid") || !strings.Contains(w, "uniqueid") {
 		t.Errorf("warnings: %q", w)
 	}
+	if s.LinkedID() {
+		t.Error("LinkedID() on a table without the column")
+	}
 	r := newReader(s)
 	r.mustRead(t)
 	if rec := r.recs["1773133200.1"]; rec.LinkedID != "" || rec.CallID() != "1773133200.1" || rec.DID != "4833334444" {

@@ -135,6 +135,14 @@ func (s *Source) Warnings() []string {
 	return append([]string(nil), s.warnings...)
 }
 
+// LinkedID reports whether the table has a linkedid column: without one,
+// a call's rows tie only by uniqueid (see Warnings).
+func (s *Source) LinkedID() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lay.linked
+}
+
 // Close closes the source's connections.
 func (s *Source) Close() { s.eng.close() }
 

@@ -260,6 +260,12 @@ func TestLayoutNamesMissingColumnsAndWarnsWithoutLinkedID(t *testing.T) {
 	if len(l.lost) == 0 || !strings.Contains(l.lost[0], "no linkedid") || !strings.Contains(l.lost[0], "uniqueid") {
 		t.Errorf("warnings %q", l.lost)
 	}
+	if l.linked {
+		t.Error("a table without linkedid: linked")
+	}
+	if full, err := newLayout("asteriskcdrdb.cdr", freePBXColumns); err != nil || !full.linked {
+		t.Errorf("FreePBX's table: linked = %v, %v", full != nil && full.linked, err)
+	}
 	var noChannel []column
 	for _, c := range freePBXColumns {
 		if c.name != "channel" && c.name != "calldate" {

@@ -44,6 +44,9 @@ type Config struct {
 	// Accounts are the Movidesk accounts besides that of [movidesk],
 	// by name.
 	Accounts map[string]AccountConfig `toml:"accounts"`
+	// Reconcile compares the PBX's own call records with what Movidesk
+	// got (reconcile.go).
+	Reconcile ReconcileConfig `toml:"reconcile"`
 
 	// secretFiles are the files holding a secret (the config file itself
 	// when it holds one), for the mode warning.
@@ -213,6 +216,7 @@ func DefaultConfig() Config {
 			Rate:          clicktocall.DefaultRate,
 			MaxCalls:      clicktocall.DefaultMaxCalls,
 		},
+		Reconcile: defaultReconcile(),
 	}
 }
 
@@ -355,6 +359,9 @@ func LoadConfig(path string) (Config, error) {
 		if f.path != "" {
 			cfg.secretFiles = append(cfg.secretFiles, f)
 		}
+	}
+	if err := cfg.loadReconcileSecret(path); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
 	}
 	if path == "" && cfg.Movidesk.Token == "" {
 		// Built-in defaults: a first try of the dialplan.
@@ -733,6 +740,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateClickToCall()...)
 	errs = append(errs, c.validateAccounts()...)
+	errs = append(errs, c.validateReconcile()...)
 	return errors.Join(errs...)
 }
 

@@ -40,6 +40,11 @@ commands:
   migrate -config FILE [-from PATH] [-skip-unreadable]
                                 copy the bbolt file (default: store.path) into the
                                 PostgreSQL database of FILE; the service stopped
+  reconcile -config FILE [-since 24h] [-send]
+                                the calls of the PBX's own records (its CDR) and
+                                what Movidesk got; exit 1 when calls are missing;
+                                -send backfills them (a bbolt store: the service
+                                stopped)
   version                       print the version
 `
 
@@ -136,6 +141,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cli.Status(ctx, args[1:], stdout, stderr, cliTarget)
 	case "migrate":
 		return cli.Migrate(ctx, args[1:], stdout, stderr, cliTarget)
+	case "reconcile":
+		return reconcileCommand(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "movidesk-agi", versionString())
 		return nil
@@ -191,6 +198,12 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 			}
 			fmt.Fprintln(stdout)
 		}
+	}
+	for _, l := range cfg.ReconcileSummary() {
+		fmt.Fprintln(stdout, l)
+	}
+	for _, w := range cfg.ReconcileWarnings() {
+		fmt.Fprintln(stdout, "warning:", w)
 	}
 	if u := cfg.ClickToCallURL(); u != "" {
 		fmt.Fprintf(stdout, "click-to-call: in Movidesk, Settings > Telephony > Telephony Parameters, provider Others, \"Allow calls from Movidesk\" (GET or POST, authentication %s):\n  %s\n", cfg.ClickToCall.Auth, u)

@@ -113,6 +113,7 @@ func inForce(old, next Config) (eff Config, keys keyDiff) {
 	field(d, "admin.token", &eff.Admin.Token, next.Admin.Token, restarts)
 	field(d, "admin.token_file", &eff.Admin.TokenFile, next.Admin.TokenFile, restarts)
 	reloadClickToCall(d, &eff.ClickToCall, next.ClickToCall)
+	reloadReconcile(d, &eff.Reconcile, next.Reconcile)
 	eff.Accounts = maps.Clone(old.Accounts)
 	for _, name := range slices.Sorted(maps.Keys(union(old.Accounts, next.Accounts))) {
 		a, running := old.Accounts[name]
@@ -215,6 +216,29 @@ func reloadClickToCall(d *keyDiff, eff *ClickToCallConfig, next ClickToCallConfi
 	field(d, p+"source_rate", &eff.SourceRate, next.SourceRate, restarts)
 	field(d, p+"rate", &eff.Rate, next.Rate, restarts)
 	field(d, p+"max_calls", &eff.MaxCalls, next.MaxCalls, restarts)
+}
+
+// reloadReconcile decides [reconcile]: the source and the reconciler
+// are made at start, and its position is stored under the source's name.
+func reloadReconcile(d *keyDiff, eff *ReconcileConfig, next ReconcileConfig) {
+	const p = "reconcile."
+	field(d, p+"enabled", &eff.Enabled, next.Enabled, restarts)
+	field(d, p+"source", &eff.Source, next.Source, restarts)
+	field(d, p+"path", &eff.Path, next.Path, restarts)
+	field(d, p+"loguniqueid", &eff.LogUniqueID, next.LogUniqueID, restarts)
+	field(d, p+"loguserfield", &eff.LogUserField, next.LogUserField, restarts)
+	field(d, p+"newcdrcolumns", &eff.NewCDRColumns, next.NewCDRColumns, restarts)
+	field(d, p+"timezone", &eff.Timezone, next.Timezone, restarts)
+	field(d, p+"dsn", &eff.DSN, next.DSN, restarts)
+	field(d, p+"dsn_file", &eff.DSNFile, next.DSNFile, restarts)
+	field(d, p+"table", &eff.Table, next.Table, restarts)
+	field(d, p+"lookback", &eff.Lookback, next.Lookback, restarts)
+	list(d, p+"trunks", &eff.Trunks, next.Trunks, restarts)
+	list(d, p+"contexts", &eff.Contexts, next.Contexts, restarts)
+	list(d, p+"dids", &eff.DIDs, next.DIDs, restarts)
+	field(d, p+"settle", &eff.Settle, next.Settle, restarts)
+	field(d, p+"backfill", &eff.Backfill, next.Backfill, restarts)
+	field(d, p+"interval", &eff.Interval, next.Interval, restarts)
 }
 
 // reloadAccount decides an [accounts.NAME] table, as its [movidesk],

@@ -30,6 +30,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/internal/sdnotify"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
+	"github.com/movidesk-agi/movidesk-agi/reconcile"
 )
 
 // closeGrace bounds the wait for handlers after their sessions were
@@ -75,6 +76,9 @@ type Main struct {
 	c2cLn  net.Listener
 	c2cSrv *http.Server
 	c2c    *clicktocall.Server
+	// reconcile reads the PBX's call records; nil when [reconcile] is
+	// off.
+	reconcile *reconcileLoop
 
 	serving atomic.Bool // Run's AGI server is accepting
 	// refusedStopping counts connections refused on an inherited socket
@@ -151,8 +155,10 @@ func (m *Main) Open() error {
 			cfg := m.Config()
 			return cfg.accounts()
 		},
-		Keys: adminKeys,
-		Log:  m.Log.With().Str("component", "admin").Logger(),
+		Keys:      adminKeys,
+		Reconcile: m.reconcileStats(cfg),
+		Backfill:  cfg.Reconcile.Backfill,
+		Log:       m.Log.With().Str("component", "admin").Logger(),
 	})
 	metrics := m.admin.Metrics()
 	m.clients = map[string]*movidesk.Client{}
@@ -193,6 +199,9 @@ func (m *Main) Open() error {
 	}
 	m.adminOutbox.Store(m.outbox)
 	m.handlers = calls.New(m.callsConfig(cfg), m.calls, m.Log)
+	if cfg.Reconcile.Enabled {
+		m.reconcile = newReconcileLoop(cfg, m.calls, m.Log.With().Str("component", "reconcile").Logger(), metrics)
+	}
 	m.server = m.newAGIServer(cfg, metrics)
 	if cfg.ClickToCall.Listen != "" {
 		if err := m.openClickToCall(cfg); err != nil {
@@ -465,6 +474,14 @@ func (m *Main) Run(ctx context.Context) error {
 		return nil
 	})
 	background.Go(func() error { m.admin.Run(bgCtx); return nil })
+	// Reconciliation stops first when the service stops: it is never
+	// urgent, and what it read is read again after the restart.
+	reconcileCtx, stopReconcile := context.WithCancel(bgCtx)
+	defer stopReconcile()
+	var reconciling errgroup.Group
+	if m.reconcile != nil {
+		reconciling.Go(func() error { m.reconcile.Run(reconcileCtx); return nil })
+	}
 
 	// Serve returns only once closed: the AGI server's end ends the wait
 	// below, as ctx does.
@@ -485,6 +502,7 @@ func (m *Main) Run(ctx context.Context) error {
 	<-stopped.Done()
 	asked := ctx.Err() != nil
 	m.serving.Store(false)
+	stopReconcile()
 	sdnotify.Stopping(m.Log)
 	if asked {
 		m.drain(time.Duration(cfg.Server.SessionTimeout))
@@ -504,6 +522,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Log.Error().Err(serr).Msg("AGI handlers still running when the store closes")
 	}
 	cancel()
+	_ = reconciling.Wait()
 	stopBackground()
 	if serr := background.Wait(); serr != nil && !errors.Is(serr, context.Canceled) {
 		m.Log.Warn().Err(serr).Msg("outbox sender")
@@ -533,6 +552,16 @@ func (m *Main) logStart(cfg Config) {
 	for _, w := range append(cfg.SecretWarnings(), cfg.ClickToCallWarnings()...) {
 		m.Log.Warn().Msg(w)
 	}
+}
+
+// reconcileStats is what the admin server shows of reconciliation; nil
+// when it is off. The loop is made later in Open, before anything is
+// served.
+func (m *Main) reconcileStats(cfg Config) func() reconcile.Stats {
+	if !cfg.Reconcile.Enabled {
+		return nil
+	}
+	return func() reconcile.Stats { return m.reconcile.Stats() }
 }
 
 // serveHTTP serves srv on l until it is closed; another end is logged,

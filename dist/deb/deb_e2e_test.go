@@ -98,7 +98,7 @@ func TestDebPackageFields(t *testing.T) {
 		"Architecture": arch,
 		"Maintainer":   maintainer,
 		"Depends":      "adduser",
-		"Recommends":   "asterisk",
+		"Recommends":   "asterisk, acl",
 		"Section":      "comm",
 		"Priority":     "optional",
 		"Homepage":     homepage,

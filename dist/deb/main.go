@@ -177,9 +177,10 @@ func build(o options) (string, error) {
 		DisableGlobbing: true,
 		Overridables: nfpm.Overridables{
 			// adduser creates the system user; the spool's directory is
-			// Asterisk's group's when Asterisk runs on this host.
+			// Asterisk's group's when Asterisk runs on this host; acl's
+			// setfacl gives the service read access to Master.csv.
 			Depends:    []string{"adduser"},
-			Recommends: []string{"asterisk"},
+			Recommends: []string{"asterisk", "acl"},
 			Contents:   contents,
 			Scripts: nfpm.Scripts{
 				PostInstall: filepath.Join(scripts, "postinst"),

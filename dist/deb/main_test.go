@@ -309,4 +309,88 @@ func TestPackagedConfigChecks(t *testing.T) {
 	if err != nil || !strings.Contains(out, "dry-run)") {
 		t.Errorf("token_file commented out, dry_run = true: %v\n%s\nwant OK, dry-run", err, out)
 	}
+
+	// Reconciliation turned on: the zone must be given, then check-config
+	// says what it reads.
+	rec := replace(string(packaged), tokenLine, `token_file = "`+token+`"`)
+	rec = replace(rec, "[reconcile]\nenabled = false\n", "[reconcile]\nenabled = true\n")
+	if out, err = check(rec); err == nil || !strings.Contains(out, "reconcile.timezone") {
+		t.Errorf("reconcile on without its timezone: %v\n%s\nwant a refusal naming reconcile.timezone", err, out)
+	}
+	rec = replace(rec, `timezone = ""`, `timezone = "America/Sao_Paulo"`)
+	if out, err = check(rec); err != nil || !strings.Contains(out, "reconcile: reads /var/log/asterisk/cdr-csv/Master.csv") {
+		t.Errorf("reconcile on: %v\n%s\nwant OK and the file it reads", err, out)
+	}
+}
+
+// aclFragment is the postinst's lines that give the service read access to
+// Master.csv, with Asterisk's log folder at logdir.
+func aclFragment(t *testing.T, logdir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("scripts", "postinst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	start := strings.Index(s, "\tcdrdir=/var/log/asterisk/cdr-csv\n")
+	if start < 0 {
+		t.Fatal("the postinst sets no cdrdir")
+	}
+	end := strings.Index(s[start:], "\n\tfi\n")
+	if end < 0 {
+		t.Fatal("the postinst's ACL block does not end")
+	}
+	return "set -e\nuser=movidesk-agi\n" + strings.ReplaceAll(s[start:start+end+len("\n\tfi\n")], "/var/log/asterisk", logdir) + "echo done\n"
+}
+
+// The postinst gives the service's user search on Asterisk's log folder,
+// read on cdr-csv and its files and a default ACL for the files to come;
+// without Asterisk (no cdr-csv), or where setfacl fails, it goes on.
+func TestPostinstReadAccessToMasterCSV(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	calls := filepath.Join(dir, "setfacl.calls")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fake := "#!/bin/sh\necho \"$*\" >>" + calls + "\nexit ${SETFACL_EXIT:-0}\n"
+	if err := os.WriteFile(filepath.Join(bin, "setfacl"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logdir := filepath.Join(dir, "log", "asterisk")
+	runFragment := func(exit string) (string, string) {
+		t.Helper()
+		os.Remove(calls)
+		cmd := exec.Command("sh", "-c", aclFragment(t, logdir))
+		cmd.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "SETFACL_EXIT=" + exit}
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.HasSuffix(string(out), "done\n") {
+			t.Fatalf("the fragment failed: %v\n%s", err, out)
+		}
+		got, _ := os.ReadFile(calls)
+		return string(got), string(out)
+	}
+
+	if got, _ := runFragment("0"); got != "" {
+		t.Errorf("without Asterisk's cdr-csv folder, setfacl ran: %q", got)
+	}
+
+	cdrdir := filepath.Join(logdir, "cdr-csv")
+	if err := os.MkdirAll(cdrdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cdrdir, "Master.csv"), nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := runFragment("0")
+	want := "-m u:movidesk-agi:x " + logdir + "\n" +
+		"-m u:movidesk-agi:rx -m d:u:movidesk-agi:r " + cdrdir + "\n" +
+		"-m u:movidesk-agi:r " + filepath.Join(cdrdir, "Master.csv") + "\n"
+	if got != want {
+		t.Errorf("setfacl calls:\n%s\nwant:\n%s", got, want)
+	}
+
+	if _, out := runFragment("1"); !strings.Contains(out, "could not give movidesk-agi read access") {
+		t.Errorf("setfacl failing: %q, want a warning and the script going on", out)
+	}
 }

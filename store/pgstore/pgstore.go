@@ -41,6 +41,8 @@ import (
 //	    dead instance's claim goes with its connection.
 //	(3, hash of account): taken to count and add a send of the limiter.
 //	(4, 0): migrating the schema. (5, 0): sweeping the calls (the reaper).
+//	(6, hash of name): TryLock's, on a connection of its own, for a job
+//	    one instance at a time does (reconciling a PBX's call records).
 
 //go:embed migrations/*.sql
 var migrations embed.FS

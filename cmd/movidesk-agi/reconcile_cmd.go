@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/cmd/movidesk-agi/internal/cli"
+	"github.com/movidesk-agi/movidesk-agi/outbox"
+	"github.com/movidesk-agi/movidesk-agi/reconcile"
+)
+
+// MissingCallsError is the reconcile command's error when the PBX's
+// records hold calls Movidesk did not get (or left open): exit status 1,
+// for cron and monitoring, whether or not -send backfilled them (the path
+// they took still lacks its hook).
+type MissingCallsError struct{ Missing, Stuck, Unsent int }
+
+func (e *MissingCallsError) Error() string {
+	s := fmt.Sprintf("%d calls missing and %d stuck in Movidesk", e.Missing, e.Stuck)
+	if e.Unsent > 0 {
+		s += fmt.Sprintf(" (%d of them not sent)", e.Unsent)
+	}
+	return s
+}
+
+// reconcileCommand is `movidesk-agi reconcile`: the calls of the PBX's own
+// records since a time, each with what Movidesk got; with -send, the
+// missing and stuck ones are recorded in the store for the sender.
+//
+// It opens the store itself: a PostgreSQL store beside the running
+// instances; a bbolt file only while the service is stopped (the service
+// holds it), which the error says, pointing to the status page for the
+// last 24 hours.
+func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (TOML): its [reconcile] section and its store")
+	since := fs.Duration("since", 24*time.Hour, "how far back: the calls that ended since then")
+	send := fs.Bool("send", false, "backfill: record the missing and stuck calls for Movidesk now")
+	if err := cli.ParseInterspersed(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() != 0:
+		return cli.UsageError{Msg: "reconcile takes no argument"}
+	case *path == "":
+		return cli.UsageError{Msg: "reconcile: -config FILE is required"}
+	case *since <= 0:
+		return cli.UsageError{Msg: "reconcile: -since must be a positive duration, such as 24h"}
+	}
+	cfg, err := LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if errs := cfg.checkReconcile(); len(errs) > 0 {
+		return fmt.Errorf("config %s: %w", *path, errors.Join(errs...))
+	}
+	if *send {
+		if err := cfg.CheckToken(); err != nil {
+			return fmt.Errorf("config %s: %w", *path, err)
+		}
+	}
+	oopts := cfg.Store.outboxOptions()
+	for _, a := range cfg.accounts() {
+		oopts.Accounts = append(oopts.Accounts, outbox.Account{Account: a})
+	}
+	oopts.Log = zerolog.Nop()
+	ob, err := outbox.Open(oopts, nil)
+	if errors.Is(err, outbox.ErrInUse) {
+		return fmt.Errorf("store.path %s is held by the running service: stop it to run this command (systemctl stop movidesk-agi), "+
+			"or read the status page's section \"Calls the PBX handled\" (admin.listen, or GET /api/status) for the last 24 hours, "+
+			"which the service reconciles itself with reconcile.enabled; a PostgreSQL store (store.driver = \"postgres\") is shared with the running service", cfg.Store.Path)
+	}
+	if err != nil {
+		return outboxError(err, cfg.Store.storeKey())
+	}
+	defer ob.Close()
+	m := callstate.New(ob, callstate.Options{MaxCallDuration: time.Duration(cfg.Calls.MaxCallDuration)})
+	start := time.Now()
+	from := start.Add(-*since)
+	src, err := cfg.openReconcileSource(ctx, from)
+	if err != nil {
+		return err
+	}
+	defer src.close()
+	for _, w := range src.warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(zerolog.ErrorLevel)
+	r, err := cfg.newReconciler(src, m, from, log, nil)
+	if err != nil {
+		return err
+	}
+	rep, err := r.Once(ctx, from, *send)
+	if err != nil {
+		return err
+	}
+	return printReport(stdout, stderr, src.Name(), from, rep, *send)
+}
+
+// printReport prints, per call, what the PBX recorded and what Movidesk
+// got, then a summary; its error is a *MissingCallsError when calls are
+// missing or stuck.
+func printReport(stdout, stderr io.Writer, source string, from time.Time, rep reconcile.Report, send bool) error {
+	for _, b := range rep.Bad {
+		fmt.Fprintf(stderr, "bad row: %s: %v\n", b.Where, b.Err)
+	}
+	if rep.BadRows > len(rep.Bad) {
+		fmt.Fprintf(stderr, "bad rows: %d more\n", rep.BadRows-len(rep.Bad))
+	}
+	fmt.Fprintf(stdout, "calls of %s that ended since %s UTC:\n", source, from.UTC().Format(time.DateTime))
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "RESULT\tCALL ID\tENDED (UTC)\tCONTEXT\tCHANNEL\tCLIENT\tTHE PBX RECORDED\tMOVIDESK GOT")
+	counts := map[reconcile.Result]int{}
+	unsent, backfilled := 0, 0
+	for _, f := range rep.Calls {
+		counts[f.Result]++
+		result := strings.ToUpper(string(f.Result))
+		if f.Backfilled {
+			backfilled++
+			result += " (backfilled)"
+		} else if send && (f.Result == reconcile.Missing || f.Result == reconcile.Stuck) {
+			unsent++
+			if f.Err != nil {
+				result += " (not sent: " + f.Err.Error() + ")"
+			}
+		}
+		client := f.ClientNumber
+		if client == "" {
+			client = f.Call.Src
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", result, f.ID, f.Call.Ended.UTC().Format(time.DateTime),
+			f.Call.Context, f.Channel, client, recorded(f), movideskGot(f.Movidesk))
+	}
+	w.Flush()
+	fmt.Fprintf(stdout, "%d calls: %d ok, %d missing, %d stuck, %d placed from Movidesk, %d ignored; %d backfilled; %d not settled yet; %d bad rows\n",
+		len(rep.Calls), counts[reconcile.OK], counts[reconcile.Missing], counts[reconcile.Stuck], counts[reconcile.Made], counts[reconcile.Ignored],
+		backfilled, rep.Waiting, rep.BadRows)
+	if backfilled > 0 {
+		fmt.Fprintln(stdout, "the backfilled calls' events are in the store: the service sends them, behind live events (start it if it is stopped)")
+	}
+	if counts[reconcile.Missing]+counts[reconcile.Stuck] > 0 {
+		if !send {
+			fmt.Fprintln(stdout, "run again with -send to backfill the missing and stuck calls; the status page groups them by the path they took")
+		}
+		return &MissingCallsError{Missing: counts[reconcile.Missing], Stuck: counts[reconcile.Stuck], Unsent: unsent}
+	}
+	return nil
+}
+
+// recorded is what the PBX's records say of the call.
+func recorded(f reconcile.Finding) string {
+	c := f.Call
+	var s string
+	if f.Answered() {
+		s = fmt.Sprintf("answered by %s at %s", c.Agent, c.Answered.UTC().Format(time.TimeOnly))
+	} else {
+		s = "abandoned"
+	}
+	if c.Queue != "" {
+		s += ", queue " + c.Queue
+	}
+	return s
+}
+
+// movideskGot is what the call state says Movidesk got.
+func movideskGot(c callstate.Call) string {
+	switch {
+	case c.Made:
+		return "placed from Movidesk"
+	case c.Completed:
+		return "transferred and completed"
+	case c.Canceled:
+		return "abandoned"
+	case c.Open:
+		return "transferred, never completed"
+	case c.Known():
+		return "part of it"
+	}
+	return "nothing"
+}
