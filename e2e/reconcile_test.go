@@ -21,6 +21,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/cdr/cdrcsv"
 	"github.com/movidesk-agi/movidesk-agi/cdr/cdrsql"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 	"github.com/movidesk-agi/movidesk-agi/reconcile"
 )
@@ -461,5 +462,163 @@ func (rc *reconciliation) once(t *testing.T, want map[string]reconcile.Result) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("a report after the backfill (-want +got):\n%s", diff)
+	}
+}
+
+// TestReconcileLivePaths: the calls the live path or the spool reported
+// are left alone, and a call whose end never reached Movidesk (its h
+// extension ran with the service and the spool both unreachable) is
+// completed from the records, with the recorded end.
+func TestReconcileLivePaths(t *testing.T) {
+	for _, source := range cdrSources {
+		t.Run(string(source), func(t *testing.T) {
+			start := recordsFrom(t)
+			spool := pbx.host(pbx.spoolPath())
+			if err := os.Remove(spool); err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+			svc := startService(t, serviceOptions{spool: spool})
+			t.Cleanup(func() {
+				pbx.mustCLI(t, "dialplan set global MOVIDESK_AGI agi://"+proxy.Addr())
+				pbx.mustCLI(t, "dialplan set global MOVIDESK_SPOOL "+pbx.spoolPath())
+			})
+			setAgent(t, "5252", "answer")
+
+			// Reported live.
+			live := placeCall(t, viaDial+"5252").arrived(t)
+			svc.waitAccepted(t, 1, 30*time.Second)
+			live.waitConnected(t)
+			live.agentHangsUp(t, "5252")
+			svc.waitAccepted(t, 2, 30*time.Second)
+			pbx.waitIdle(t)
+
+			// Transferred live; its end reaches neither the service nor
+			// the spool.
+			stuck := placeCall(t, viaDial+"5252").arrived(t)
+			svc.waitAccepted(t, 3, 30*time.Second)
+			stuck.waitConnected(t)
+			answered := time.Now()
+			pbx.mustCLI(t, "dialplan set global MOVIDESK_AGI agi://"+closedAddr(t))
+			pbx.mustCLI(t, "dialplan set global MOVIDESK_SPOOL /nonexistent/fallback.log")
+			stuck.agentHangsUp(t, "5252")
+			pbx.waitIdle(t)
+			ended := time.Now()
+
+			// The service unreachable: both events spooled, and imported.
+			pbx.mustCLI(t, "dialplan set global MOVIDESK_SPOOL "+pbx.spoolPath())
+			spooled := placeCall(t, viaDial+"5252").arrived(t)
+			spooled.waitConnected(t)
+			spooled.agentHangsUp(t, "5252")
+			waitSpooled(t, spool, "transfer", "complete")
+			pbx.waitIdle(t)
+			svc.waitAccepted(t, 5, 30*time.Second)
+
+			rc := openReconciliation(t, svc, reconcileOptions{source: source, since: start, backfill: true})
+			found := rc.settle(t, live.LinkedID, stuck.LinkedID, spooled.LinkedID)
+			checkFindings(t, rc, found, map[string]wantFinding{
+				live.LinkedID:    {Result: reconcile.OK, Context: "movidesk-dial", Agent: "5252"},
+				stuck.LinkedID:   {Result: reconcile.Stuck, Context: "movidesk-dial", Agent: "5252", QueueID: defaultQueueID, ClientNumber: stuck.caller, Backfilled: true},
+				spooled.LinkedID: {Result: reconcile.OK, Context: "movidesk-dial", Agent: "5252"},
+			})
+			got := svc.waitAccepted(t, 6, 30*time.Second)
+			checkRequests(t, got[5:], []wantReq{source.completed(stuck.LinkedID, answered, ended)})
+			rc.once(t, map[string]reconcile.Result{live.LinkedID: reconcile.OK, stuck.LinkedID: reconcile.OK, spooled.LinkedID: reconcile.OK})
+			if n := len(svc.fake.Requests()); n != 6 {
+				t.Errorf("Movidesk got %d requests, want 6:\n%s", n, describe(svc.fake.Requests()))
+			}
+		})
+	}
+}
+
+// Movidesk queue ids of the calls of the route without hooks.
+const (
+	nohookQueueID = 76 // [queues] e2e-nohook: the route's context
+	linearQueueID = 71 // [queues] e2e-linear: its queue of members in turn
+)
+
+// TestReconcileWhoTookTheCall: of the calls through the route without
+// hooks, each backfilled with the one agent who took it: a queue that
+// tries 5252 then 5253; FreePBX's queue of Local channel members; a ring
+// group dialling both at once; a blind transfer from 5252 to 5253 (the
+// call is 5252's, who answered it).
+func TestReconcileWhoTookTheCall(t *testing.T) {
+	for _, source := range cdrSources {
+		t.Run(string(source), func(t *testing.T) {
+			start := recordsFrom(t)
+			svc := startService(t, serviceOptions{queues: map[string]int{"e2e-nohook": nohookQueueID, "e2e-linear": linearQueueID, "4001": fpbxLocalQueueID}})
+			type answeredCall struct {
+				c               *call
+				agent           string
+				queue           int
+				answered, ended time.Time
+				transferFrom    time.Time
+			}
+			var calls []*answeredCall
+			// take places a call to dest that 5252 lets ring and 5253
+			// answers, then the caller hangs up.
+			take := func(dest string, queue int) {
+				setAgent(t, "5252", "ring")
+				setAgent(t, "5253", "answer")
+				c := placeCall(t, dest).arrived(t)
+				c.agentPhone(t, "5252")
+				c.agentPhone(t, "5253")
+				c.waitConnected(t)
+				a := &answeredCall{c: c, agent: "5253", queue: queue, answered: time.Now(), transferFrom: c.Start}
+				c.hangUp(t)
+				pbx.waitIdle(t)
+				a.ended = time.Now()
+				calls = append(calls, a)
+			}
+			take(viaNoHook+"4100", linearQueueID)
+			take(viaNoHook+"4001", fpbxLocalQueueID)
+			take(viaNoHook+"6100", nohookQueueID)
+
+			setAgent(t, "5252", "answer")
+			setAgent(t, "5253", "answer")
+			c := placeCall(t, viaNoHook+"5252").arrived(t)
+			c.waitConnected(t)
+			a := &answeredCall{c: c, agent: "5252", queue: nohookQueueID, answered: time.Now(), transferFrom: c.Start}
+			c.agentTransfers(t, "5252", "5253")
+			c.agentPhone(t, "5253")
+			waitFor(t, 30*time.Second, "5253 to take the transferred call", func() (bool, error) {
+				chans, err := pbx.channels()
+				for _, ch := range chans {
+					if strings.HasPrefix(ch.Name, "PJSIP/5253-") && ch.BridgeID != "" {
+						return true, nil
+					}
+				}
+				return false, err
+			})
+			c.hangUp(t)
+			pbx.waitIdle(t)
+			a.ended = time.Now()
+			calls = append(calls, a)
+			if n := len(svc.fake.Requests()); n != 0 {
+				t.Fatalf("Movidesk got %d requests live, want none:\n%s", n, describe(svc.fake.Requests()))
+			}
+
+			rc := openReconciliation(t, svc, reconcileOptions{source: source, since: start, backfill: true})
+			var ids []string
+			want := map[string]wantFinding{}
+			for _, a := range calls {
+				ids = append(ids, a.c.LinkedID)
+				want[a.c.LinkedID] = wantFinding{Result: reconcile.Missing, Context: "e2e-nohook", Agent: a.agent, QueueID: a.queue, ClientNumber: a.c.caller, Backfilled: true}
+			}
+			checkFindings(t, rc, rc.settle(t, ids...), want)
+			got := svc.waitAccepted(t, 2*len(calls), 30*time.Second)
+			byID := map[string][]movidesktest.Request{}
+			for _, r := range got {
+				byID[r.Query.Get("id")] = append(byID[r.Query.Get("id")], r)
+			}
+			for _, a := range calls {
+				checkRequests(t, byID[a.c.LinkedID], []wantReq{
+					source.transferred(a.c, a.c.LinkedID, a.queue, a.agent, a.transferFrom, a.answered),
+					source.completed(a.c.LinkedID, a.answered, a.ended),
+				})
+			}
+			if n := len(svc.fake.Requests()); n != 2*len(calls) {
+				t.Errorf("Movidesk got %d requests, want %d:\n%s", n, 2*len(calls), describe(svc.fake.Requests()))
+			}
+		})
 	}
 }
