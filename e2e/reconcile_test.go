@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,6 +70,9 @@ type reconciliation struct {
 	r     *reconcile.Reconciler
 	log   *syncBuffer
 	since time.Time
+	// close stops the sender and closes the store, for the service to
+	// open it again.
+	close func()
 
 	mu    sync.Mutex
 	found []reconcile.Finding
@@ -103,8 +107,10 @@ type reconcileOptions struct {
 	source   cdrSource
 	backfill bool
 	// since: the records of calls that ended before it are not read
-	// (earlier tests' calls); zero is the test's start.
+	// (earlier tests' calls).
 	since time.Time
+	// contexts are the calls that count (nil: countedContexts).
+	contexts []string
 }
 
 // openReconciliation stops svc, opens its store with the service's
@@ -132,19 +138,25 @@ func openReconciliation(t *testing.T, svc *service, o reconcileOptions) *reconci
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); rc.store.Run(ctx) }()
-	t.Cleanup(func() {
+	rc.close = sync.OnceFunc(func() {
 		cancel()
 		<-done
 		rc.store.Close()
+	})
+	t.Cleanup(func() {
+		rc.close()
 		if t.Failed() {
 			t.Logf("reconciliation's log:\n%s", rc.log.String())
 		}
 	})
 	rc.m = callstate.New(rc.store, callstate.Options{})
 	rc.src = openCDRSource(t, o.source, o.since)
+	if o.contexts == nil {
+		o.contexts = countedContexts
+	}
 	rc.r, err = reconcile.New(rc.src, rc.m, reconcile.Options{
 		Accounts: account.List{acct},
-		Contexts: countedContexts,
+		Contexts: o.contexts,
 		Settle:   reconcileSettle,
 		Backfill: o.backfill,
 		Observer: rc,
@@ -428,7 +440,7 @@ func TestReconcileNoHook(t *testing.T) {
 // pass the calls over.
 func openReconciliationAgain(t *testing.T, prev *reconciliation, o reconcileOptions) *reconciliation {
 	t.Helper()
-	rc := &reconciliation{svc: prev.svc, store: prev.store, m: prev.m, log: prev.log, since: o.since}
+	rc := &reconciliation{svc: prev.svc, store: prev.store, m: prev.m, log: prev.log, since: o.since, close: prev.close}
 	rc.src = openCDRSource(t, o.source, o.since)
 	var err error
 	rc.r, err = reconcile.New(rc.src, rc.m, reconcile.Options{
@@ -618,6 +630,201 @@ func TestReconcileWhoTookTheCall(t *testing.T) {
 			}
 			if n := len(svc.fake.Requests()); n != 2*len(calls) {
 				t.Errorf("Movidesk got %d requests, want %d:\n%s", n, 2*len(calls), describe(svc.fake.Requests()))
+			}
+		})
+	}
+}
+
+// TestReconcileClickToCall: a call placed from Movidesk (click-to-call)
+// is in the records like any other, and is left alone: the call state
+// knows it was made.
+func TestReconcileClickToCall(t *testing.T) {
+	start := recordsFrom(t)
+	c2c := startClickToCall(t, fmt.Sprintf("auth = \"basic\"\nusername = \"movidesk\"\npassword = %q\n", c2cPassword))
+	setAgent(t, "5252", "answer")
+	shown, dialled := newCustomer()
+	req, _ := http.NewRequest("GET", c2c.movideskURL("5252", shown), nil)
+	req.SetBasicAuth("movidesk", c2cPassword)
+	status, id := do(t, req)
+	if status != 200 {
+		t.Fatalf("HTTP %d: %s", status, id)
+	}
+	placedCall(t, c2c, id, dialled)
+
+	rc := openReconciliation(t, c2c.svc, reconcileOptions{source: fromTable, since: start, backfill: true})
+	checkFindings(t, rc, rc.settle(t, id), map[string]wantFinding{
+		// Its Party B is the trunk, which the summary names as it would
+		// an agent; nothing is sent for it.
+		id: {Result: reconcile.Made, Context: "movidesk-click-to-call", Agent: "trunk"},
+	})
+	if n := len(c2c.svc.fake.Requests()); n != 1 {
+		t.Errorf("Movidesk got %d requests, want the call's link alone:\n%s", n, describe(c2c.svc.fake.Requests()))
+	}
+}
+
+// TestReconcileFreePBXTrunkUnhooked: the FreePBX-shaped dialplan, where a
+// second trunk's context was left at from-pstn: the snippet never sees its
+// calls, a queue call answered by a Local channel member and a call to an
+// extension nobody answered. Both are found and backfilled, with the
+// queue and the agent the hooked trunk's calls get.
+func TestReconcileFreePBXTrunkUnhooked(t *testing.T) {
+	for _, source := range cdrSources {
+		t.Run(string(source), func(t *testing.T) {
+			start := recordsFrom(t)
+			svc := startFreePBXService(t)
+			setAgent(t, "5252", "answer")
+			a := placeCall(t, viaFreePBXUnhooked+"4000").arrived(t)
+			a.waitConnected(t)
+			answered := time.Now()
+			a.hangUp(t)
+			pbx.waitIdle(t)
+			ended := time.Now()
+
+			setAgent(t, "5252", "ring")
+			g := placeCall(t, viaFreePBXUnhooked+"5252").arrived(t)
+			g.agentPhone(t, "5252")
+			g.waitPastArrivalSecond()
+			gaveUp := time.Now()
+			g.hangUp(t)
+			pbx.waitIdle(t)
+			if n := len(svc.fake.Requests()); n != 0 {
+				t.Fatalf("Movidesk got %d requests live, want none:\n%s", n, describe(svc.fake.Requests()))
+			}
+
+			rc := openReconciliation(t, svc, reconcileOptions{source: source, since: start, backfill: true, contexts: freepbxInbound})
+			checkFindings(t, rc, rc.settle(t, a.LinkedID, g.LinkedID), map[string]wantFinding{
+				a.LinkedID: {Result: reconcile.Missing, Context: "ext-queues", Agent: "5252", QueueID: fpbxQueueID, ClientNumber: a.caller, Backfilled: true},
+				g.LinkedID: {Result: reconcile.Missing, Context: "from-did-direct", QueueID: defaultQueueID, ClientNumber: g.caller, Backfilled: true},
+			})
+			got := svc.waitAccepted(t, 3, 30*time.Second)
+			checkRequests(t, got, []wantReq{
+				source.transferred(a, a.LinkedID, fpbxQueueID, "5252", a.Start, answered),
+				source.completed(a.LinkedID, answered, ended),
+				source.canceled(g, defaultQueueID, gaveUp, time.Now()),
+			})
+		})
+	}
+}
+
+// freepbxInbound are the contexts a FreePBX administrator names for the
+// calls that count. The records never show from-pstn: a row's dcontext is
+// where its channel was when the row got its Party B, so an inbound call
+// reads from-did-direct (an extension), ext-queues or ext-group (seen on
+// Asterisk 22).
+var freepbxInbound = []string{"from-pstn", "from-did-direct", "ext-queues", "ext-group"}
+
+// TestReconcileSourceDown: the records cannot be read for a while (the
+// file removed, the database stopped) while calls go on. The live path is
+// unaffected; a pass in the meantime fails and says so; once the records
+// are back, the calls in them are reconciled, each once.
+func TestReconcileSourceDown(t *testing.T) {
+	for _, source := range cdrSources {
+		t.Run(string(source), func(t *testing.T) {
+			start := recordsFrom(t)
+			svc := startService(t, serviceOptions{})
+			setAgent(t, "5252", "answer")
+			type nohookCall struct {
+				c               *call
+				answered, ended time.Time
+			}
+			nohook := func() nohookCall {
+				c := placeCall(t, viaNoHook+"5252").arrived(t)
+				c.waitConnected(t)
+				answered := time.Now()
+				c.hangUp(t)
+				pbx.waitIdle(t)
+				return nohookCall{c, answered, time.Now()}
+			}
+			missing := func(n nohookCall) wantFinding {
+				return wantFinding{Result: reconcile.Missing, Context: "e2e-nohook", Agent: "5252", QueueID: defaultQueueID, ClientNumber: n.c.caller, Backfilled: true}
+			}
+			backfilled := func(n nohookCall) []wantReq {
+				return []wantReq{
+					source.transferred(n.c, n.c.LinkedID, defaultQueueID, "5252", n.c.Start, n.answered),
+					source.completed(n.c.LinkedID, n.answered, n.ended),
+				}
+			}
+			before := nohook()
+			rc := openReconciliation(t, svc, reconcileOptions{source: source, since: start, backfill: true})
+			checkFindings(t, rc, rc.settle(t, before.c.LinkedID), map[string]wantFinding{before.c.LinkedID: missing(before)})
+			checkRequests(t, svc.waitAccepted(t, 2, 30*time.Second), backfilled(before))
+
+			// The source goes down.
+			switch source {
+			case fromCSV:
+				if err := os.Remove(masterCSV()); err != nil {
+					t.Fatal(err)
+				}
+			case fromTable:
+				if err := cdrDB.Kill(); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { cdrDB.Restart() }) // if the test stops before it is back
+				err := rc.r.Pass(context.Background())
+				if err == nil || rc.r.Stats().LastError == "" {
+					t.Errorf("a pass with the database down: %v, last error %q; want it failed and shown", err, rc.r.Stats().LastError)
+				}
+			}
+			rc.close()
+
+			// Calls go on; the live path is unaffected.
+			svc = startService(t, serviceOptions{restart: svc})
+			live := placeCall(t, viaDial+"5252").arrived(t)
+			svc.waitAccepted(t, 3, 30*time.Second)
+			live.waitConnected(t)
+			liveAnswered := time.Now()
+			live.agentHangsUp(t, "5252")
+			got := svc.waitAccepted(t, 4, 30*time.Second)
+			checkRequests(t, got[2:], []wantReq{
+				transferred(live, live.LinkedID, defaultQueueID, "5252", live.Start, liveAnswered),
+				completed(live.LinkedID, "", liveAnswered, time.Now()),
+			})
+			during := nohook()
+
+			// The source is back.
+			if source == fromTable {
+				if err := cdrDB.Restart(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			after := nohook()
+			rc = openReconciliation(t, svc, reconcileOptions{source: source, since: start, backfill: true})
+			want := map[string]wantFinding{
+				live.LinkedID:     {Result: reconcile.OK, Context: "movidesk-dial", Agent: "5252"},
+				during.c.LinkedID: missing(during),
+				after.c.LinkedID:  missing(after),
+			}
+			wantSent := map[string][]wantReq{during.c.LinkedID: backfilled(during), after.c.LinkedID: backfilled(after)}
+			if source == fromTable {
+				// cdr_adaptive_odbc drops a record it cannot insert
+				// ("CDR failed" in Asterisk's log): the calls of the
+				// outage are not in the table, and no reader can find
+				// them there. Master.csv, written alongside, has them.
+				delete(want, live.LinkedID)
+				delete(want, during.c.LinkedID)
+				delete(wantSent, during.c.LinkedID)
+			}
+			var ids []string
+			for id := range want {
+				ids = append(ids, id)
+			}
+			found := rc.settle(t, ids...)
+			checkFindings(t, rc, found, want)
+			for _, id := range []string{before.c.LinkedID, live.LinkedID, during.c.LinkedID} {
+				if _, ok := want[id]; !ok && len(found[id]) != 0 {
+					t.Errorf("call %s decided %d times after the outage, want not at all", id, len(found[id]))
+				}
+			}
+			got = svc.waitAccepted(t, 4+2*len(wantSent), 30*time.Second)
+			byID := map[string][]movidesktest.Request{}
+			for _, r := range got[4:] {
+				byID[r.Query.Get("id")] = append(byID[r.Query.Get("id")], r)
+			}
+			for id, w := range wantSent {
+				checkRequests(t, byID[id], w)
+			}
+			if n := len(svc.fake.Requests()); n != 4+2*len(wantSent) {
+				t.Errorf("Movidesk got %d requests, want %d:\n%s", n, 4+2*len(wantSent), describe(svc.fake.Requests()))
 			}
 		})
 	}
