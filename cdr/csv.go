@@ -96,10 +96,8 @@ func (l CSVLayout) ParseCSV(line []byte) (Record, error) {
 	if Unfinished(line) {
 		return Record{}, ErrUnfinished
 	}
-	r := csv.NewReader(bytes.NewReader(line))
-	r.FieldsPerRecord = -1
-	r.ReuseRecord = true
-	f, err := r.Read()
+	var fields [fixedColumns + 5]string
+	f, err := splitCSV(line, fields[:0])
 	if err != nil {
 		return Record{}, fmt.Errorf("not a CSV row: %w", err)
 	}
@@ -137,6 +135,68 @@ func (l CSVLayout) ParseCSV(line []byte) (Record, error) {
 		return Record{}, fmt.Errorf("end %s is before start %s", f[11], f[9])
 	}
 	return rec, nil
+}
+
+// splitCSV appends line's fields to f. It reads what cdr_csv writes (a
+// field quoted or bare, a quote inside a quoted field doubled, commas and
+// newlines inside one left as they are), and refuses a quote anywhere
+// else, as encoding/csv does, without a reader per line: Master.csv may
+// hold a million rows. The fields share one copy of the line.
+func splitCSV(b []byte, f []string) ([]string, error) {
+	line := string(b)
+	for i := 0; ; {
+		if i < len(line) && line[i] == '"' {
+			field, n, err := quoted(line[i:])
+			if err != nil {
+				return nil, fmt.Errorf("column %d: %w", len(f)+1, err)
+			}
+			f = append(f, field)
+			i += n
+			if i == len(line) {
+				return f, nil
+			}
+			if line[i] != ',' {
+				return nil, fmt.Errorf("column %d: %w", len(f), csv.ErrQuote)
+			}
+			i++
+			continue
+		}
+		end := strings.IndexByte(line[i:], ',')
+		field := line[i:]
+		if end >= 0 {
+			field = line[i : i+end]
+		}
+		if strings.IndexByte(field, '"') >= 0 {
+			return nil, fmt.Errorf("column %d: %w", len(f)+1, csv.ErrBareQuote)
+		}
+		f = append(f, field)
+		if end < 0 {
+			return f, nil
+		}
+		i += end + 1
+	}
+}
+
+// quoted reads the quoted field s begins with: its value and how many
+// bytes it took.
+func quoted(s string) (string, int, error) {
+	j := 1
+	for {
+		k := strings.IndexByte(s[j:], '"')
+		if k < 0 {
+			return "", 0, csv.ErrQuote
+		}
+		j += k + 1
+		if j < len(s) && s[j] == '"' {
+			j++ // a doubled quote: the field goes on
+			continue
+		}
+		v := s[1 : j-1]
+		if strings.Contains(v, `""`) {
+			v = strings.ReplaceAll(v, `""`, `"`)
+		}
+		return v, j, nil
+	}
 }
 
 // parser keeps the first error of the columns it reads.

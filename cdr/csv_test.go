@@ -164,3 +164,13 @@ func FuzzParseCSV(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseCSV(b *testing.B) {
+	line := []byte(answeredRow)
+	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		if _, err := full.ParseCSV(line); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
