@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/rs/zerolog"
 
 	"github.com/movidesk-agi/movidesk-agi/account"
+	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/cdr"
 	"github.com/movidesk-agi/movidesk-agi/cdr/cdrcsv"
@@ -29,16 +31,18 @@ import (
 
 // Reconciliation against the PBX's own call detail records, on the real
 // Asterisk: it writes Master.csv and FreePBX's MariaDB table as calls go
-// (cdr_test.go); the reconciler reads them, decides each call against the
-// call state in the service's own store (its bbolt outbox), and its
-// backfill goes out through the outbox's sender to the service's fake
-// Movidesk, which the tests assert on, request by request.
+// (cdr_test.go). The service's live path runs first, as in the other
+// tests; then the administrator turns [reconcile] on: the service,
+// restarted with it (reconcile_service_test.go), reads the records,
+// decides each call against the call state in its store, shows what it
+// found (status API, metrics, log, the reconcile command), and its
+// backfill goes out to its fake Movidesk, which the tests assert on,
+// request by request.
 //
-// The service's live path runs first, as in the other tests; the
-// reconciler then opens the service's store once the service has
-// stopped (bbolt is one process's at a time). openReconciliation is the one
-// place that builds it: run inside the service, it becomes the service
-// restarted with a [reconcile] section.
+// TestReconcileSourceDown drives the reconciler library itself over the
+// stopped service's store (openReconciliation): it shows the outage pass
+// by pass, a pass failing while the source is down, which a service
+// retrying every interval does not let a test time.
 
 // cdrSource is which of Asterisk's records a test reconciles against.
 type cdrSource string
@@ -50,8 +54,8 @@ const (
 
 var cdrSources = []cdrSource{fromCSV, fromTable}
 
-// reconcileSettle is the settle delay of the tests: the calls have ended
-// and their live events are in before the reconciler runs.
+// reconcileSettle is the settle delay of the library's reconciler: the
+// calls have ended and their live events are in before it runs.
 const reconcileSettle = 2 * time.Second
 
 // countedContexts are the inbound contexts whose calls count: the suite's
@@ -115,7 +119,8 @@ type reconcileOptions struct {
 
 // openReconciliation stops svc, opens its store with the service's
 // account (its queues, its fake Movidesk and token, the outbox's sender
-// running) and builds the reconciler of source over it.
+// running) and builds the library's reconciler of source over it, for a
+// test to run pass by pass.
 func openReconciliation(t *testing.T, svc *service, o reconcileOptions) *reconciliation {
 	t.Helper()
 	svc.stop(t)
@@ -281,18 +286,41 @@ func (rc *reconciliation) settle(t *testing.T, ids ...string) map[string][]recon
 	return found
 }
 
-// want is what a test expects the reconciler to find of a call.
+// wantFinding is what a test expects reconciliation to find of a call.
 type wantFinding struct {
-	Result       reconcile.Result
-	Context      string // the caller's first context
-	Agent        string
-	QueueID      int
-	ClientNumber string
-	Backfilled   bool
+	Result  reconcile.Result
+	Context string // the caller's first context
+	// Agent, QueueID, ClientNumber: what Movidesk gets for a missing or
+	// stuck call. The service's log says the agent of those alone; the
+	// reconcile command's report says who answered any call.
+	Agent         string
+	QueueID       int
+	ClientNumber  string
+	Backfilled    bool
+	BackfillError string // why a backfill was refused
 }
 
-// checkFindings compares each call's one decision with want, by linkedid.
-func checkFindings(t *testing.T, rc *reconciliation, found map[string][]reconcile.Finding, want map[string]wantFinding) {
+// decided is the library's findings as wantFinding, by linkedid.
+func decided(found map[string][]reconcile.Finding) map[string][]wantFinding {
+	out := map[string][]wantFinding{}
+	for id, fs := range found {
+		for _, f := range fs {
+			w := wantFinding{Result: f.Result, Context: f.Call.Context, Agent: f.Call.Agent, Backfilled: f.Backfilled}
+			if f.Result == reconcile.Missing || f.Result == reconcile.Stuck {
+				w.QueueID, w.ClientNumber = f.QueueID, f.ClientNumber
+			}
+			if f.Err != nil {
+				w.BackfillError = f.Err.Error()
+			}
+			out[id] = append(out[id], w)
+		}
+	}
+	return out
+}
+
+// checkFindings compares each call's one decision with want, by linkedid;
+// source names the records read.
+func checkFindings(t *testing.T, source cdrSource, found map[string][]wantFinding, want map[string]wantFinding) {
 	t.Helper()
 	got := map[string]wantFinding{}
 	for id := range want {
@@ -303,20 +331,31 @@ func checkFindings(t *testing.T, rc *reconciliation, found map[string][]reconcil
 				continue
 			}
 		}
-		f := fs[0]
-		w := wantFinding{Result: f.Result, Context: f.Call.Context, Agent: f.Call.Agent, Backfilled: f.Backfilled}
-		if f.Result == reconcile.Missing || f.Result == reconcile.Stuck {
-			w.QueueID, w.ClientNumber = f.QueueID, f.ClientNumber
-		}
-		if f.Err != nil {
-			t.Errorf("call %s: backfill refused: %v", id, f.Err)
-		}
-		got[id] = w
+		got[id] = fs[0]
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("reconciled from %s (-want +got):\n%s", rc.src.Name(), diff)
+		t.Errorf("reconciled from %s (-want +got):\n%s", source, diff)
 		for id := range want {
 			t.Logf("records of %s:\n%s", id, recordsOf(t, id))
+		}
+	}
+}
+
+// checkCommand compares the reconcile command's report of each call with
+// want: its result and what the PBX recorded (who answered, or abandoned)
+// and Movidesk got, as the report words them.
+func checkCommand(t *testing.T, calls map[string]commandCall, out string, want map[string][]string) {
+	t.Helper()
+	for id, words := range want {
+		c, ok := calls[id]
+		if !ok {
+			t.Errorf("the reconcile command does not report call %s:\n%s", id, out)
+			continue
+		}
+		for _, w := range words {
+			if !strings.Contains(c.Line, w) {
+				t.Errorf("the reconcile command's line of call %s does not say %q:\n%s", id, w, c.Line)
+			}
 		}
 	}
 }
@@ -371,14 +410,18 @@ func (s *syncBuffer) String() string {
 }
 
 // TestReconcileNoHook: an answered and an abandoned call through a route
-// nobody hooked. Movidesk got nothing live; the reconciler finds both as
-// missing, with their context, and with backfill on sends each once: the
-// agent, the queue (the account's default), the caller's number, and the
-// dates of the records in UTC.
+// nobody hooked. Movidesk got nothing live. The administrator turns
+// [reconcile] on, backfill off: the status page shows both missing,
+// grouped by the path they came by, the metrics count them, and the
+// reconcile command (which refuses beside the running service's bbolt
+// store, and runs once it is stopped) prints them and exits 1. With
+// backfill on, each is sent once: the agent, the queue (the account's
+// default), the caller's number, and the dates of the records in UTC;
+// the status page shows them backfilled, and the command finds them ok.
 func TestReconcileNoHook(t *testing.T) {
 	for _, source := range cdrSources {
 		t.Run(string(source), func(t *testing.T) {
-			start := recordsFrom(t)
+			freshRecords(t)
 			svc := startService(t, serviceOptions{})
 			setAgent(t, "5252", "answer")
 			a := placeCall(t, viaNoHook+"5252").arrived(t)
@@ -400,24 +443,51 @@ func TestReconcileNoHook(t *testing.T) {
 			}
 
 			// Found, and shown with their context, before anything is sent.
-			rc := openReconciliation(t, svc, reconcileOptions{source: source, since: start})
-			found := rc.settle(t, a.LinkedID, g.LinkedID)
-			checkFindings(t, rc, found, map[string]wantFinding{
+			svc = svc.reconciling(t, reconcileConf{source: source})
+			checkFindings(t, source, svc.waitDecided(t, a.LinkedID, g.LinkedID), map[string]wantFinding{
 				a.LinkedID: {Result: reconcile.Missing, Context: "e2e-nohook", Agent: "5252", QueueID: defaultQueueID, ClientNumber: a.caller},
 				g.LinkedID: {Result: reconcile.Missing, Context: "e2e-nohook", QueueID: defaultQueueID, ClientNumber: g.caller},
 			})
-			st := rc.r.Stats()
-			if len(st.Missing) != 1 || st.Missing[0].Context != "e2e-nohook" || st.Missing[0].Channel != "PJSIP/loop" || st.Missing[0].Calls != 2 {
-				t.Errorf("missing calls by path: %+v, want the two through e2e-nohook from PJSIP/loop", st.Missing)
+			st := svc.waitStatus(t, "the two calls missing", func(st *admin.ReconcileStatus) bool { return st.Calls["missing"] == 2 })
+			wantPaths := []admin.MissingPath{{Context: "e2e-nohook", Channel: "PJSIP/loop", Calls: 2}}
+			if diff := cmp.Diff(wantPaths, st.Missing, cmpopts.IgnoreFields(admin.MissingPath{}, "LastCall", "LastEnded")); diff != "" || st.Backfill || st.Backfilled != 0 || st.LastError != "" {
+				t.Errorf("status: missing calls by path (-want +got):\n%s\nbackfill %v, backfilled %d, last error %q; want off, 0, none", diff, st.Backfill, st.Backfilled, st.LastError)
 			}
+			if last := st.Missing[0].LastCall; last != g.LinkedID {
+				t.Errorf("status: the path's last call is %s, want %s", last, g.LinkedID)
+			}
+			if n := svc.reconcileMetric(t, `movidesk_agi_reconcile_calls_total{result="missing"}`); n != 2 {
+				t.Errorf("movidesk_agi_reconcile_calls_total{result=\"missing\"} = %v, want 2", n)
+			}
+			if n := svc.reconcileMetric(t, "movidesk_agi_reconcile_backfilled_total"); n != 0 {
+				t.Errorf("movidesk_agi_reconcile_backfilled_total = %v, want 0", n)
+			}
+			if n := svc.reconcileMetric(t, "movidesk_agi_reconcile_last_read_timestamp_seconds"); n == 0 {
+				t.Errorf("movidesk_agi_reconcile_last_read_timestamp_seconds = 0, want the last read")
+			}
+
+			// The command: not beside the running service's bbolt store;
+			// once it is stopped, it prints both and exits 1.
+			code, _, out := svc.reconcileCommand(t, "-since", "1h")
+			if code != 1 || !strings.Contains(out, "held by the running service") {
+				t.Errorf("reconcile beside the running service: exit %d, want 1 and that the service holds the store:\n%s", code, out)
+			}
+			svc.stop(t)
+			code, calls, out := svc.reconcileCommand(t, "-since", "1h")
+			if code != 1 {
+				t.Errorf("reconcile with calls missing: exit %d, want 1:\n%s", code, out)
+			}
+			checkCommand(t, calls, out, map[string][]string{
+				a.LinkedID: {"MISSING ", "e2e-nohook", "PJSIP/loop", a.caller, "answered by 5252", "nothing"},
+				g.LinkedID: {"MISSING ", "e2e-nohook", "PJSIP/loop", g.caller, "abandoned", "nothing"},
+			})
 			if n := len(svc.fake.Requests()); n != 0 {
 				t.Fatalf("Movidesk got %d requests without backfill:\n%s", n, describe(svc.fake.Requests()))
 			}
 
-			// With backfill: each once.
-			rc2 := openReconciliationAgain(t, rc, reconcileOptions{source: source, since: start, backfill: true})
-			found = rc2.settle(t, a.LinkedID, g.LinkedID)
-			checkFindings(t, rc2, found, map[string]wantFinding{
+			// With backfill, from a store that never saw them: each once.
+			svc = startService(t, serviceOptions{sameAccount: svc, reconcile: &reconcileConf{source: source, backfill: true}})
+			checkFindings(t, source, svc.waitDecided(t, a.LinkedID, g.LinkedID), map[string]wantFinding{
 				a.LinkedID: {Result: reconcile.Missing, Context: "e2e-nohook", Agent: "5252", QueueID: defaultQueueID, ClientNumber: a.caller, Backfilled: true},
 				g.LinkedID: {Result: reconcile.Missing, Context: "e2e-nohook", QueueID: defaultQueueID, ClientNumber: g.caller, Backfilled: true},
 			})
@@ -427,53 +497,27 @@ func TestReconcileNoHook(t *testing.T) {
 				source.completed(a.LinkedID, answered, ended),
 				source.canceled(g, defaultQueueID, gaveUp, time.Now()),
 			})
-			rc2.once(t, map[string]reconcile.Result{a.LinkedID: reconcile.OK, g.LinkedID: reconcile.OK})
+			st = svc.waitStatus(t, "the two calls backfilled", func(st *admin.ReconcileStatus) bool { return st.Backfilled == 2 })
+			wantPaths[0].Backfilled = 2
+			if diff := cmp.Diff(wantPaths, st.Missing, cmpopts.IgnoreFields(admin.MissingPath{}, "LastCall", "LastEnded")); diff != "" || !st.Backfill || st.Calls["missing"] != 2 {
+				t.Errorf("status: missing calls by path (-want +got):\n%s\nbackfill %v, missing %d; want on, 2", diff, st.Backfill, st.Calls["missing"])
+			}
+			if n := svc.reconcileMetric(t, "movidesk_agi_reconcile_backfilled_total"); n != 2 {
+				t.Errorf("movidesk_agi_reconcile_backfilled_total = %v, want 2", n)
+			}
+			svc.stop(t)
+			code, calls, out = svc.reconcileCommand(t, "-since", "1h")
+			if code != 0 {
+				t.Errorf("reconcile after the backfill: exit %d, want 0:\n%s", code, out)
+			}
+			checkCommand(t, calls, out, map[string][]string{
+				a.LinkedID: {"OK ", "answered by 5252", "transferred and completed"},
+				g.LinkedID: {"OK ", "abandoned"},
+			})
 			if n := len(svc.fake.Requests()); n != 3 {
 				t.Errorf("Movidesk got %d requests, want 3:\n%s", n, describe(svc.fake.Requests()))
 			}
 		})
-	}
-}
-
-// openReconciliationAgain builds another reconciler over the same store
-// and source kind: a reconciler whose mark a report-only one stored would
-// pass the calls over.
-func openReconciliationAgain(t *testing.T, prev *reconciliation, o reconcileOptions) *reconciliation {
-	t.Helper()
-	rc := &reconciliation{svc: prev.svc, store: prev.store, m: prev.m, log: prev.log, since: o.since, close: prev.close}
-	rc.src = openCDRSource(t, o.source, o.since)
-	var err error
-	rc.r, err = reconcile.New(rc.src, rc.m, reconcile.Options{
-		Accounts: account.List{prev.svc.account()},
-		Contexts: countedContexts,
-		Settle:   reconcileSettle,
-		Backfill: o.backfill,
-		Observer: rc,
-		Log:      zerolog.New(rc.log).With().Timestamp().Logger(),
-		MarkKey:  "again " + rc.src.Name(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rc
-}
-
-// once is the reconcile command's report: every call since the test
-// began, decided again against the call state, with nothing sent.
-func (rc *reconciliation) once(t *testing.T, want map[string]reconcile.Result) {
-	t.Helper()
-	rep, err := rc.r.Once(context.Background(), rc.since, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]reconcile.Result{}
-	for _, f := range rep.Calls {
-		if _, ok := want[f.Call.ID]; ok {
-			got[f.Call.ID] = f.Result
-		}
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("a report after the backfill (-want +got):\n%s", diff)
 	}
 }
 
@@ -484,7 +528,7 @@ func (rc *reconciliation) once(t *testing.T, want map[string]reconcile.Result) {
 func TestReconcileLivePaths(t *testing.T) {
 	for _, source := range cdrSources {
 		t.Run(string(source), func(t *testing.T) {
-			start := recordsFrom(t)
+			freshRecords(t)
 			spool := pbx.host(pbx.spoolPath())
 			if err := os.Remove(spool); err != nil && !os.IsNotExist(err) {
 				t.Fatal(err)
@@ -525,16 +569,30 @@ func TestReconcileLivePaths(t *testing.T) {
 			pbx.waitIdle(t)
 			svc.waitAccepted(t, 5, 30*time.Second)
 
-			rc := openReconciliation(t, svc, reconcileOptions{source: source, since: start, backfill: true})
-			found := rc.settle(t, live.LinkedID, stuck.LinkedID, spooled.LinkedID)
-			checkFindings(t, rc, found, map[string]wantFinding{
-				live.LinkedID:    {Result: reconcile.OK, Context: "movidesk-dial", Agent: "5252"},
+			svc = svc.reconciling(t, reconcileConf{source: source, backfill: true})
+			checkFindings(t, source, svc.waitDecided(t, live.LinkedID, stuck.LinkedID, spooled.LinkedID), map[string]wantFinding{
+				live.LinkedID:    {Result: reconcile.OK, Context: "movidesk-dial"},
 				stuck.LinkedID:   {Result: reconcile.Stuck, Context: "movidesk-dial", Agent: "5252", QueueID: defaultQueueID, ClientNumber: stuck.caller, Backfilled: true},
-				spooled.LinkedID: {Result: reconcile.OK, Context: "movidesk-dial", Agent: "5252"},
+				spooled.LinkedID: {Result: reconcile.OK, Context: "movidesk-dial"},
 			})
 			got := svc.waitAccepted(t, 6, 30*time.Second)
 			checkRequests(t, got[5:], []wantReq{source.completed(stuck.LinkedID, answered, ended)})
-			rc.once(t, map[string]reconcile.Result{live.LinkedID: reconcile.OK, stuck.LinkedID: reconcile.OK, spooled.LinkedID: reconcile.OK})
+			st := svc.waitStatus(t, "the stuck call completed", func(st *admin.ReconcileStatus) bool { return st.Backfilled == 1 })
+			if st.Calls["ok"] != 2 || st.Calls["stuck"] != 1 || st.Calls["missing"] != 0 || len(st.Missing) != 0 {
+				t.Errorf("status: calls %v, missing paths %+v; want 2 ok, 1 stuck, none missing", st.Calls, st.Missing)
+			}
+			// The command, once the service is stopped: each call ok now,
+			// each answered by 5252.
+			svc.stop(t)
+			code, calls, out := svc.reconcileCommand(t, "-since", "1h")
+			if code != 0 {
+				t.Errorf("reconcile after the backfill: exit %d, want 0:\n%s", code, out)
+			}
+			checkCommand(t, calls, out, map[string][]string{
+				live.LinkedID:    {"OK ", "answered by 5252", "transferred and completed"},
+				stuck.LinkedID:   {"OK ", "answered by 5252", "transferred and completed"},
+				spooled.LinkedID: {"OK ", "answered by 5252", "transferred and completed"},
+			})
 			if n := len(svc.fake.Requests()); n != 6 {
 				t.Errorf("Movidesk got %d requests, want 6:\n%s", n, describe(svc.fake.Requests()))
 			}
@@ -556,7 +614,7 @@ const (
 func TestReconcileWhoTookTheCall(t *testing.T) {
 	for _, source := range cdrSources {
 		t.Run(string(source), func(t *testing.T) {
-			start := recordsFrom(t)
+			freshRecords(t)
 			svc := startService(t, serviceOptions{queues: map[string]int{"e2e-nohook": nohookQueueID, "e2e-linear": linearQueueID, "4001": fpbxLocalQueueID}})
 			type answeredCall struct {
 				c               *call
@@ -609,14 +667,14 @@ func TestReconcileWhoTookTheCall(t *testing.T) {
 				t.Fatalf("Movidesk got %d requests live, want none:\n%s", n, describe(svc.fake.Requests()))
 			}
 
-			rc := openReconciliation(t, svc, reconcileOptions{source: source, since: start, backfill: true})
+			svc = svc.reconciling(t, reconcileConf{source: source, backfill: true})
 			var ids []string
 			want := map[string]wantFinding{}
 			for _, a := range calls {
 				ids = append(ids, a.c.LinkedID)
 				want[a.c.LinkedID] = wantFinding{Result: reconcile.Missing, Context: "e2e-nohook", Agent: a.agent, QueueID: a.queue, ClientNumber: a.c.caller, Backfilled: true}
 			}
-			checkFindings(t, rc, rc.settle(t, ids...), want)
+			checkFindings(t, source, svc.waitDecided(t, ids...), want)
 			got := svc.waitAccepted(t, 2*len(calls), 30*time.Second)
 			byID := map[string][]movidesktest.Request{}
 			for _, r := range got {
@@ -639,7 +697,7 @@ func TestReconcileWhoTookTheCall(t *testing.T) {
 // is in the records like any other, and is left alone: the call state
 // knows it was made.
 func TestReconcileClickToCall(t *testing.T) {
-	start := recordsFrom(t)
+	freshRecords(t)
 	c2c := startClickToCall(t, fmt.Sprintf("auth = \"basic\"\nusername = \"movidesk\"\npassword = %q\n", c2cPassword))
 	setAgent(t, "5252", "answer")
 	shown, dialled := newCustomer()
@@ -651,14 +709,21 @@ func TestReconcileClickToCall(t *testing.T) {
 	}
 	placedCall(t, c2c, id, dialled)
 
-	rc := openReconciliation(t, c2c.svc, reconcileOptions{source: fromTable, since: start, backfill: true})
-	checkFindings(t, rc, rc.settle(t, id), map[string]wantFinding{
-		// Its Party B is the trunk, which the summary names as it would
-		// an agent; nothing is sent for it.
-		id: {Result: reconcile.Made, Context: "movidesk-click-to-call", Agent: "trunk"},
+	svc := c2c.svc.reconciling(t, reconcileConf{source: fromTable, backfill: true})
+	checkFindings(t, fromTable, svc.waitDecided(t, id), map[string]wantFinding{
+		id: {Result: reconcile.Made, Context: "movidesk-click-to-call"},
 	})
-	if n := len(c2c.svc.fake.Requests()); n != 1 {
-		t.Errorf("Movidesk got %d requests, want the call's link alone:\n%s", n, describe(c2c.svc.fake.Requests()))
+	svc.waitStatus(t, "the call placed from Movidesk", func(st *admin.ReconcileStatus) bool { return st.Calls["made"] == 1 })
+	svc.stop(t)
+	code, calls, out := svc.reconcileCommand(t, "-since", "1h")
+	if code != 0 {
+		t.Errorf("reconcile: exit %d, want 0:\n%s", code, out)
+	}
+	// Its Party B is the trunk, which the summary names as it would an
+	// agent; nothing is sent for it.
+	checkCommand(t, calls, out, map[string][]string{id: {"MADE ", "movidesk-click-to-call", "answered by trunk", "placed from Movidesk"}})
+	if n := len(svc.fake.Requests()); n != 1 {
+		t.Errorf("Movidesk got %d requests, want the call's link alone:\n%s", n, describe(svc.fake.Requests()))
 	}
 }
 
@@ -670,7 +735,7 @@ func TestReconcileClickToCall(t *testing.T) {
 func TestReconcileFreePBXTrunkUnhooked(t *testing.T) {
 	for _, source := range cdrSources {
 		t.Run(string(source), func(t *testing.T) {
-			start := recordsFrom(t)
+			freshRecords(t)
 			svc := startFreePBXService(t)
 			setAgent(t, "5252", "answer")
 			a := placeCall(t, viaFreePBXUnhooked+"4000").arrived(t)
@@ -691,8 +756,8 @@ func TestReconcileFreePBXTrunkUnhooked(t *testing.T) {
 				t.Fatalf("Movidesk got %d requests live, want none:\n%s", n, describe(svc.fake.Requests()))
 			}
 
-			rc := openReconciliation(t, svc, reconcileOptions{source: source, since: start, backfill: true, contexts: freepbxInbound})
-			checkFindings(t, rc, rc.settle(t, a.LinkedID, g.LinkedID), map[string]wantFinding{
+			svc = svc.reconciling(t, reconcileConf{source: source, backfill: true, contexts: freepbxInbound})
+			checkFindings(t, source, svc.waitDecided(t, a.LinkedID, g.LinkedID), map[string]wantFinding{
 				a.LinkedID: {Result: reconcile.Missing, Context: "ext-queues", Agent: "5252", QueueID: fpbxQueueID, ClientNumber: a.caller, Backfilled: true},
 				g.LinkedID: {Result: reconcile.Missing, Context: "from-did-direct", QueueID: defaultQueueID, ClientNumber: g.caller, Backfilled: true},
 			})
@@ -702,6 +767,16 @@ func TestReconcileFreePBXTrunkUnhooked(t *testing.T) {
 				source.completed(a.LinkedID, answered, ended),
 				source.canceled(g, defaultQueueID, gaveUp, time.Now()),
 			})
+			// The status page names the paths without a hook: FreePBX's
+			// queue and its extension route.
+			st := svc.waitStatus(t, "the two calls backfilled", func(st *admin.ReconcileStatus) bool { return st.Backfilled == 2 })
+			paths := map[string]int{}
+			for _, p := range st.Missing {
+				paths[p.Context] += p.Backfilled
+			}
+			if diff := cmp.Diff(map[string]int{"ext-queues": 1, "from-did-direct": 1}, paths); diff != "" {
+				t.Errorf("status: missing calls backfilled by context (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
@@ -746,7 +821,7 @@ func TestReconcileSourceDown(t *testing.T) {
 			}
 			before := nohook()
 			rc := openReconciliation(t, svc, reconcileOptions{source: source, since: start, backfill: true})
-			checkFindings(t, rc, rc.settle(t, before.c.LinkedID), map[string]wantFinding{before.c.LinkedID: missing(before)})
+			checkFindings(t, source, decided(rc.settle(t, before.c.LinkedID)), map[string]wantFinding{before.c.LinkedID: missing(before)})
 			checkRequests(t, svc.waitAccepted(t, 2, 30*time.Second), backfilled(before))
 
 			// The source goes down.
@@ -809,7 +884,7 @@ func TestReconcileSourceDown(t *testing.T) {
 				ids = append(ids, id)
 			}
 			found := rc.settle(t, ids...)
-			checkFindings(t, rc, found, want)
+			checkFindings(t, source, decided(found), want)
 			for _, id := range []string{before.c.LinkedID, live.LinkedID, during.c.LinkedID} {
 				if _, ok := want[id]; !ok && len(found[id]) != 0 {
 					t.Errorf("call %s decided %d times after the outage, want not at all", id, len(found[id]))

@@ -41,6 +41,7 @@ type serviceOptions struct {
 	extra           string         // more TOML, at the end of the file (a table of its own)
 	dsn             string         // a PostgreSQL store (store.driver "postgres") instead of the bbolt file
 	movideskURL     string         // movidesk.base_url; default the fake Movidesk's
+	reconcile       *reconcileConf // a [reconcile] section, at the end of the file
 
 	// sameAccount, another service, gives this one the same Movidesk
 	// account: its fake Movidesk and its token.
@@ -121,6 +122,10 @@ func startService(t *testing.T, opts serviceOptions) *service {
 		fmt.Fprintf(&queues, "%q = %d\n", name, id)
 	}
 	dir := s.dir
+	var reconcile string
+	if opts.reconcile != nil {
+		reconcile = opts.reconcile.section(t, dir)
+	}
 	conf := filepath.Join(dir, "config.toml")
 	body := fmt.Sprintf(`[server]
 listen = %q
@@ -152,7 +157,7 @@ format = "json"
 
 [admin]
 listen = "127.0.0.1:0"
-%s`, listen, opts.maxSessions, strings.Join(allow, ", "), opts.movideskURL, s.token, opts.movideskTimeout, defaultQueue, opts.recordingLink, queues.String(), store, filepath.Join(dir, "outbox.db"), opts.spool, opts.extra)
+%s%s`, listen, opts.maxSessions, strings.Join(allow, ", "), opts.movideskURL, s.token, opts.movideskTimeout, defaultQueue, opts.recordingLink, queues.String(), store, filepath.Join(dir, "outbox.db"), opts.spool, opts.extra, reconcile)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
