@@ -3,8 +3,8 @@
 // examples of dialplan-examples/ included verbatim, the built binary, and a
 // fake Movidesk that records every request. Asterisk writes its call detail
 // records to Master.csv and, through cdr_adaptive_odbc, into a private
-// MariaDB with FreePBX's asteriskcdrdb.cdr table, which the reconciliation
-// tests read (reconcile_test.go).
+// MariaDB with FreePBX's asteriskcdrdb.cdr table: the reconciliation tests
+// (reconcile_test.go) run the service with [reconcile] reading either.
 //
 // The tests carry the build tag e2e and run as root: Asterisk runs in a
 // Debian sid chroot that asterisk-root.sh builds on first use (about 500 MB,
