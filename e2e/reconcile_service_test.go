@@ -87,9 +87,9 @@ func (s *service) reconciling(t *testing.T, c reconcileConf) *service {
 // moved away: Master.csv rotated (Asterisk starts a new one) and the
 // table emptied. The service reads the records of the last 24 hours: an
 // earlier test's calls, which its store never saw, would be missing.
-func freshRecords(t *testing.T) time.Time {
+func freshRecords(t *testing.T) {
 	t.Helper()
-	start := recordsFrom(t)
+	recordsFrom(t)
 	if err := os.Rename(masterCSV(), masterCSV()+".1"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
@@ -103,7 +103,6 @@ func freshRecords(t *testing.T) time.Time {
 	if _, err := db.ExecContext(ctx, "DELETE FROM cdr"); err != nil {
 		t.Fatalf("empty the CDR table: %v", err)
 	}
-	return start
 }
 
 // adminURL is the service's admin listener, as its log says.
@@ -233,10 +232,8 @@ func (s *service) waitDecided(t *testing.T, ids ...string) map[string][]wantFind
 
 // commandCall is a line of the reconcile command's report.
 type commandCall struct {
-	Result   string // MISSING, OK, ... with " (backfilled)"
-	Context  string
-	Line     string // the whole line: what the PBX recorded, what Movidesk got
-	Recorded string
+	Result string // MISSING, OK, ... with " (backfilled)"
+	Line   string // the whole line: what the PBX recorded, what Movidesk got
 }
 
 // reconcileCommand runs movidesk-agi reconcile with s's configuration and
@@ -267,7 +264,7 @@ func (s *service) reconcileCommand(t *testing.T, args ...string) (int, map[strin
 		if len(f) < 8 || f[0] == "RESULT" {
 			continue
 		}
-		calls[f[1]] = commandCall{Result: f[0], Context: f[3], Line: l, Recorded: f[len(f)-2]}
+		calls[f[1]] = commandCall{Result: f[0], Line: l}
 	}
 	return cmd.ProcessState.ExitCode(), calls, out
 }

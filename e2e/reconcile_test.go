@@ -73,7 +73,6 @@ type reconciliation struct {
 	m     *callstate.Machine
 	r     *reconcile.Reconciler
 	log   *syncBuffer
-	since time.Time
 	// close stops the sender and closes the store, for the service to
 	// open it again.
 	close func()
@@ -124,7 +123,7 @@ type reconcileOptions struct {
 func openReconciliation(t *testing.T, svc *service, o reconcileOptions) *reconciliation {
 	t.Helper()
 	svc.stop(t)
-	rc := &reconciliation{svc: svc, log: &syncBuffer{}, since: o.since}
+	rc := &reconciliation{svc: svc, log: &syncBuffer{}}
 	acct := svc.account()
 	client, err := movidesk.NewClient(svc.fake.URL, svc.token, movidesk.WithTimeout(3*time.Second))
 	if err != nil {
@@ -342,8 +341,8 @@ func checkFindings(t *testing.T, source cdrSource, found map[string][]wantFindin
 }
 
 // checkCommand compares the reconcile command's report of each call with
-// want: its result and what the PBX recorded (who answered, or abandoned)
-// and Movidesk got, as the report words them.
+// want: its result, then words of its line (its context, channel, client,
+// what the PBX recorded: who answered, or abandoned; what Movidesk got).
 func checkCommand(t *testing.T, calls map[string]commandCall, out string, want map[string][]string) {
 	t.Helper()
 	for id, words := range want {
@@ -352,7 +351,10 @@ func checkCommand(t *testing.T, calls map[string]commandCall, out string, want m
 			t.Errorf("the reconcile command does not report call %s:\n%s", id, out)
 			continue
 		}
-		for _, w := range words {
+		if c.Result != words[0] {
+			t.Errorf("the reconcile command reports call %s %s, want %s:\n%s", id, c.Result, words[0], c.Line)
+		}
+		for _, w := range words[1:] {
 			if !strings.Contains(c.Line, w) {
 				t.Errorf("the reconcile command's line of call %s does not say %q:\n%s", id, w, c.Line)
 			}
@@ -478,8 +480,8 @@ func TestReconcileNoHook(t *testing.T) {
 				t.Errorf("reconcile with calls missing: exit %d, want 1:\n%s", code, out)
 			}
 			checkCommand(t, calls, out, map[string][]string{
-				a.LinkedID: {"MISSING ", "e2e-nohook", "PJSIP/loop", a.caller, "answered by 5252", "nothing"},
-				g.LinkedID: {"MISSING ", "e2e-nohook", "PJSIP/loop", g.caller, "abandoned", "nothing"},
+				a.LinkedID: {"MISSING", "e2e-nohook", "PJSIP/loop", a.caller, "answered by 5252", "nothing"},
+				g.LinkedID: {"MISSING", "e2e-nohook", "PJSIP/loop", g.caller, "abandoned", "nothing"},
 			})
 			if n := len(svc.fake.Requests()); n != 0 {
 				t.Fatalf("Movidesk got %d requests without backfill:\n%s", n, describe(svc.fake.Requests()))
@@ -511,8 +513,8 @@ func TestReconcileNoHook(t *testing.T) {
 				t.Errorf("reconcile after the backfill: exit %d, want 0:\n%s", code, out)
 			}
 			checkCommand(t, calls, out, map[string][]string{
-				a.LinkedID: {"OK ", "answered by 5252", "transferred and completed"},
-				g.LinkedID: {"OK ", "abandoned"},
+				a.LinkedID: {"OK", "answered by 5252", "transferred and completed"},
+				g.LinkedID: {"OK", "abandoned"},
 			})
 			if n := len(svc.fake.Requests()); n != 3 {
 				t.Errorf("Movidesk got %d requests, want 3:\n%s", n, describe(svc.fake.Requests()))
@@ -589,9 +591,9 @@ func TestReconcileLivePaths(t *testing.T) {
 				t.Errorf("reconcile after the backfill: exit %d, want 0:\n%s", code, out)
 			}
 			checkCommand(t, calls, out, map[string][]string{
-				live.LinkedID:    {"OK ", "answered by 5252", "transferred and completed"},
-				stuck.LinkedID:   {"OK ", "answered by 5252", "transferred and completed"},
-				spooled.LinkedID: {"OK ", "answered by 5252", "transferred and completed"},
+				live.LinkedID:    {"OK", "answered by 5252", "transferred and completed"},
+				stuck.LinkedID:   {"OK", "answered by 5252", "transferred and completed"},
+				spooled.LinkedID: {"OK", "answered by 5252", "transferred and completed"},
 			})
 			if n := len(svc.fake.Requests()); n != 6 {
 				t.Errorf("Movidesk got %d requests, want 6:\n%s", n, describe(svc.fake.Requests()))
@@ -721,7 +723,7 @@ func TestReconcileClickToCall(t *testing.T) {
 	}
 	// Its Party B is the trunk, which the summary names as it would an
 	// agent; nothing is sent for it.
-	checkCommand(t, calls, out, map[string][]string{id: {"MADE ", "movidesk-click-to-call", "answered by trunk", "placed from Movidesk"}})
+	checkCommand(t, calls, out, map[string][]string{id: {"MADE", "movidesk-click-to-call", "answered by trunk", "placed from Movidesk"}})
 	if n := len(svc.fake.Requests()); n != 1 {
 		t.Errorf("Movidesk got %d requests, want the call's link alone:\n%s", n, describe(svc.fake.Requests()))
 	}
