@@ -759,11 +759,32 @@ func TestLockHeldElsewhere(t *testing.T) {
 		return func() {}, nil
 	}
 	r, _ := f.reconciler(0)
-	if err := r.Pass(context.Background()); err != nil || len(f.queued()) != 0 {
-		t.Fatalf("locked elsewhere: err %v, queued %v", err, f.queued())
+	const standBy, takeOver = "this one stands by", "this instance reconciles the source"
+	for range 2 {
+		if err := r.Pass(context.Background()); err != nil || len(f.queued()) != 0 {
+			t.Fatalf("locked elsewhere: err %v, queued %v", err, f.queued())
+		}
+	}
+	if st := r.Stats(); !st.Busy || !st.BusySince.Equal(f.clock.Now()) || !st.LastPass.IsZero() {
+		t.Errorf("locked elsewhere, stats %+v: want busy since now, no pass", st)
+	}
+	if n := strings.Count(f.log.String(), standBy); n != 1 {
+		t.Errorf("%d lines saying this instance stands by over two passes, want 1:\n%s", n, f.log.String())
 	}
 	held = false
 	if err := r.Pass(context.Background()); err != nil || len(f.queued()) != 2 {
 		t.Fatalf("lock free: err %v, queued %v", err, f.queued())
+	}
+	if st := r.Stats(); st.Busy || st.LastPass.IsZero() {
+		t.Errorf("lock free, stats %+v: want not busy, a pass", st)
+	}
+	if n := strings.Count(f.log.String(), takeOver); n != 1 {
+		t.Errorf("%d lines saying this instance took over, want 1:\n%s", n, f.log.String())
+	}
+	if err := r.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(f.log.String(), takeOver); n != 1 {
+		t.Errorf("%d lines saying this instance took over after another pass, want 1", n)
 	}
 }

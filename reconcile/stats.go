@@ -37,6 +37,11 @@ type Stats struct {
 	LastRead  time.Time
 	// Latest is the latest end of a row read: how far the records go.
 	Latest time.Time
+	// Busy: the last pass was skipped, another instance holding the lock
+	// (Options.Lock), since BusySince. Its status page has the calls;
+	// this one's counts only those of its own passes.
+	Busy      bool
+	BusySince time.Time
 }
 
 // Group is the missing calls that came by one path: the caller's first
@@ -62,6 +67,8 @@ type stats struct {
 	lastErr   string
 	lastRead  time.Time
 	latest    time.Time
+	busy      bool
+	busySince time.Time
 }
 
 type hour struct {
@@ -122,6 +129,7 @@ func (r *Reconciler) Stats() Stats {
 		Source: s.source, Since: time.Unix(first*3600, 0).UTC(), Calls: map[Result]int{},
 		Waiting: s.waiting, BadRows: s.badRows, LastBad: s.lastBad, LastBadAt: s.lastBadAt,
 		LastPass: s.lastPass, LastError: s.lastErr, LastRead: s.lastRead, Latest: s.latest,
+		Busy: s.busy, BusySince: s.busySince,
 	}
 	groups := map[[2]string]*Group{}
 	for h, b := range s.hours {

@@ -47,7 +47,12 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	since := fs.Duration("since", 24*time.Hour, "how far back: the calls that ended since then")
 	send := fs.Bool("send", false, "backfill: record the missing and stuck calls for Movidesk now")
 	if err := cli.ParseInterspersed(fs, args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		// A flag unknown or its value unreadable: a command line mistake,
+		// exit 2, not the 1 of calls missing.
+		return cli.UsageError{Msg: "reconcile: " + err.Error()}
 	}
 	switch {
 	case fs.NArg() != 0:
@@ -96,7 +101,8 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(zerolog.ErrorLevel)
-	r, err := cfg.newReconciler(src, m, from, log, nil)
+	// Once takes no lock: the decisions are exactly once however many run.
+	r, err := cfg.newReconciler(src, m, from, log, nil, nil)
 	if err != nil {
 		return err
 	}
