@@ -32,6 +32,11 @@ func (e *MissingCallsError) Error() string {
 	return s
 }
 
+// maxReconcileSince bounds -since: within it, every call reported is still
+// remembered by the call state (a day short of its retention, for the
+// calls whose last event came later than their end).
+const maxReconcileSince = callstate.DefaultRetention - 24*time.Hour
+
 // reconcileCommand is `movidesk-agi reconcile`: the calls of the PBX's own
 // records since a time, each with what Movidesk got; with -send, the
 // missing and stuck ones are recorded in the store for the sender.
@@ -61,6 +66,9 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		return cli.UsageError{Msg: "reconcile: -config FILE is required"}
 	case *since <= 0:
 		return cli.UsageError{Msg: "reconcile: -since must be a positive duration, such as 24h"}
+	case *since > maxReconcileSince:
+		return cli.UsageError{Msg: fmt.Sprintf("reconcile: -since must be at most %s: the store forgets a call %s after its last event, "+
+			"and an older call, reported then, would be taken for missing and sent again", maxReconcileSince, callstate.DefaultRetention)}
 	}
 	cfg, err := LoadConfig(*path)
 	if err != nil {

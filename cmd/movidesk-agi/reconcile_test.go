@@ -388,7 +388,8 @@ func TestServiceReconcileSourceDown(t *testing.T) {
 
 // A missing call Movidesk would refuse (an anonymous caller has no number)
 // is listed as not sent, and counted so in the error; the command line's
-// mistakes exit 2.
+// mistakes exit 2, a -since longer than the store remembers calls among
+// them.
 func TestReconcileCommandUnsentAndUsage(t *testing.T) {
 	dir := t.TempDir()
 	path := reconcileConfig(t, dir, "")
@@ -423,6 +424,8 @@ func TestReconcileCommandUnsentAndUsage(t *testing.T) {
 		{"reconcile", "-config", path, "extra"},
 		{"reconcile", "-config", path, "-since", "yesterday"},
 		{"reconcile", "-config", path, "-sned"},
+		// Beyond what the store remembers: calls reported would be sent again.
+		{"reconcile", "-config", path, "-since", "168h"},
 	} {
 		err := run(context.Background(), args, &out, &errOut)
 		if exitCode(err) != 2 {
