@@ -18,8 +18,10 @@ import (
 	"time"
 )
 
-// asteriskTZ is the time zone Asterisk and movidesk-agi run in: not UTC, so
-// a date sent in local time instead of UTC is three hours off.
+// asteriskTZ is the time zone movidesk-agi runs in, and Asterisk's
+// environment names: not UTC, so a date sent in local time instead of UTC
+// is three hours off. Asterisk's own local time (its log, the dates of its
+// CDR) comes from the chroot's /etc/localtime instead: UTC.
 const asteriskTZ = "America/Sao_Paulo"
 
 // modules are all that Asterisk loads (modules.conf has autoload=no).
@@ -79,6 +81,12 @@ var modules = []string{
 	"res_ari_model.so",
 	"res_ari_asterisk.so",
 	"res_ari_channels.so",
+	// Call detail records: Master.csv, and a MariaDB table through ODBC
+	// (cdr_test.go).
+	"cdr_csv.so",
+	"res_odbc_transaction.so", // res_odbc requires it
+	"res_odbc.so",
+	"cdr_adaptive_odbc.so",
 }
 
 // The ARI user of the test Asterisk (ari.conf).
@@ -108,13 +116,14 @@ func (a *asterisk) host(p string) string { return filepath.Join(a.root, p) }
 // startAsterisk writes a configuration for this run into the chroot (the
 // chroot's own /etc/asterisk is left alone), starts Asterisk and waits
 // until it has fully booted.
-func startAsterisk(root, agiURL string) (*asterisk, error) {
+// cdrPort is the MariaDB that cdr_adaptive_odbc writes into.
+func startAsterisk(root, agiURL string, cdrPort int) (*asterisk, error) {
 	tmp, err := os.MkdirTemp(filepath.Join(root, "tmp"), "movidesk-agi-e2e-")
 	if err != nil {
 		return nil, fmt.Errorf("asterisk: run directory in %s: %w", root, err)
 	}
 	a := &asterisk{root: root, dir: "/" + strings.TrimPrefix(tmp, filepath.Clean(root)+"/")}
-	for _, d := range []string{"etc/examples", "run", "log", "spool/monitor", "spool/movidesk-agi", "spool/outgoing", "db", "cache"} {
+	for _, d := range []string{"etc/examples", "run", "log", "spool/monitor", "spool/movidesk-agi", "spool/outgoing", "db", "cache", "log/cdr-csv"} {
 		if err := os.MkdirAll(a.host(a.dir+"/"+d), 0o755); err != nil {
 			return nil, fmt.Errorf("asterisk: %w", err)
 		}
@@ -125,7 +134,7 @@ func startAsterisk(root, agiURL string) (*asterisk, error) {
 	if a.httpPort, err = freeLoopbackTCPPort(); err != nil {
 		return nil, err
 	}
-	if err := a.writeConfig(agiURL); err != nil {
+	if err := a.writeConfig(agiURL, cdrPort); err != nil {
 		return nil, err
 	}
 
@@ -149,7 +158,8 @@ func startAsterisk(root, agiURL string) (*asterisk, error) {
 		a.cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "--",
 			"sh", "-c", `mount --bind "$0" "$1/etc/resolv.conf" && exec chroot "$@"`, a.resolvConf, root}, asteriskArgs...)...)
 	}
-	a.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TZ=" + asteriskTZ, "HOME=/root"}
+	// ODBCSYSINI: unixODBC reads this run's odbc.ini, not the chroot's.
+	a.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TZ=" + asteriskTZ, "HOME=/root", "ODBCSYSINI=" + a.dir + "/etc"}
 	a.cmd.Stdout, a.cmd.Stderr = console, console
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := a.cmd.Start(); err != nil {
@@ -428,7 +438,7 @@ func freeUDPPort() (int, error) {
 // writeConfig writes asterisk.conf and the files it points at. The dialplan
 // examples are copied byte for byte and #included, so the examples
 // themselves are what runs.
-func (a *asterisk) writeConfig(agiURL string) error {
+func (a *asterisk) writeConfig(agiURL string, cdrPort int) error {
 	examples, err := filepath.Glob("../dialplan-examples/*.conf")
 	if err != nil || len(examples) == 0 {
 		return fmt.Errorf("asterisk: no dialplan examples in ../dialplan-examples (%v)", err)
@@ -478,15 +488,18 @@ verbose = 3
 [logfiles]
 messages.log => notice,warning,error,verbose
 `,
-		"cdr.conf":        "[general]\nenable = yes\n",
+		"cdr.conf":        cdrConf,
 		"pjsip.conf":      pjsipConf(a.sipPort),
 		"extensions.conf": extensionsConf(agiURL, a.spoolPath()),
-		"queues.conf":     "#include \"examples/queues.conf\"\n#include \"freepbx-queues.conf\"\n",
+		"queues.conf":     "#include \"examples/queues.conf\"\n#include \"freepbx-queues.conf\"\n" + e2eQueues,
 		// Shaped like what FreePBX generates (freepbx_test.go).
 		"freepbx-generated.conf": freepbxGenerated,
 		"freepbx-queues.conf":    freepbxQueues,
 		"http.conf":              fmt.Sprintf("[general]\nenabled = yes\nbindaddr = 127.0.0.1\nbindport = %d\n", a.httpPort),
 		"ari.conf":               "[general]\nenabled = yes\n\n[" + ariUser + "]\ntype = user\nread_only = no\npassword = " + ariPassword + "\n",
+	}
+	for name, body := range odbcFiles(cdrPort) {
+		files[name] = body
 	}
 	for name, body := range files {
 		if err := os.WriteFile(a.host(d+"/etc/"+name), []byte(body), 0o644); err != nil {
@@ -570,6 +583,17 @@ bind_rtp_to_media_address = yes
 	return b.String()
 }
 
+// e2eQueues are the suite's own queues: e2e-linear tries its members in
+// turn, 5252 first, each for 3 seconds.
+const e2eQueues = `
+[e2e-linear]
+strategy = linear
+timeout = 3
+retry = 1
+member => PJSIP/5252
+member => PJSIP/5253
+`
+
 // Number prefixes of the trunk's calls: the first digit picks the example
 // context, the rest is the extension dialled there.
 const (
@@ -578,6 +602,7 @@ const (
 	viaQueue          = "3"
 	viaRecording      = "4"
 	viaRecordingLater = "5"
+	viaNoHook         = "7" // e2e-nohook: the PBX's records alone know these calls
 	viaCapture        = "9"
 )
 
@@ -624,10 +649,29 @@ exten => _` + viaRecording + `XXXX,1,Gosub(e2e-remember,s,1)
  same => n,Goto(movidesk-recording,${EXTEN:1},1)
 exten => _` + viaRecordingLater + `XXXX,1,Gosub(e2e-remember,s,1)
  same => n,Goto(movidesk-recording-later,${EXTEN:1},1)
+; A route nobody hooked; a phone's transfer (REFER) stays in it.
+exten => _` + viaNoHook + `XXXX,1,Gosub(e2e-remember,s,1)
+ same => n,Set(__TRANSFER_CONTEXT=e2e-nohook)
+ same => n,Goto(e2e-nohook,${EXTEN:1},1)
 exten => _` + viaCapture + `XXX,1,Gosub(e2e-remember,s,1)
  same => n,Goto(e2e-capture,${EXTEN:1},1)
 ; A customer called from a ticket (click-to-call), over the trunk.
 exten => _ZZ9XXXXXXXX,1,Goto(e2e-customer,${EXTEN},1)
+
+; What an administrator forgot to hook: an extension, a queue whose
+; members are tried in turn, FreePBX's queue of Local channel members, a
+; ring group. No AGI, no spool: the calls reach Movidesk only through
+; reconciliation with the PBX's records (reconcile_test.go).
+[e2e-nohook]
+exten => _52XX,1,Dial(PJSIP/${EXTEN},30)
+ same => n,Hangup()
+exten => 4100,1,Answer()
+ same => n,Queue(e2e-linear,t,,,60)
+ same => n,Hangup()
+exten => 4001,1,Queue(4001,t,,,60)
+ same => n,Hangup()
+exten => 6100,1,Dial(PJSIP/5252&PJSIP/5253,30)
+ same => n,Hangup()
 
 ; A customer's phone: notes the call for the test, then answers, or is busy
 ; when the test put "busy" in the database for the number.

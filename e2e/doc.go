@@ -1,7 +1,10 @@
 // Package e2e tests movidesk-agi end to end against a real Asterisk 22: real
 // SIP legs (Asterisk calling itself over PJSIP on 127.0.0.1), the dialplan
 // examples of dialplan-examples/ included verbatim, the built binary, and a
-// fake Movidesk that records every request.
+// fake Movidesk that records every request. Asterisk writes its call detail
+// records to Master.csv and, through cdr_adaptive_odbc, into a private
+// MariaDB with FreePBX's asteriskcdrdb.cdr table, which the reconciliation
+// tests read (reconcile_test.go).
 //
 // The tests carry the build tag e2e and run as root: Asterisk runs in a
 // Debian sid chroot that asterisk-root.sh builds on first use (about 500 MB,

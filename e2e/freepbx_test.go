@@ -16,6 +16,10 @@ import (
 // group).
 const viaFreePBX = "6"
 
+// viaFreePBXUnhooked is the prefix of a FreePBX trunk without the
+// snippet's context: 0, then the DID.
+const viaFreePBXUnhooked = "0"
+
 // Movidesk queue ids the FreePBX tests map their queues and ring group to
 // ([queues] "4000" = 40...); calls to an extension take defaultQueueID.
 const (
@@ -61,6 +65,11 @@ exten => _` + viaFreePBX + `XXXX,1,Gosub(e2e-remember,s,1)
  same => n,Set(CALLERID(num)=${E2E_CALLERID})
  same => n(route),Set(__TRANSFER_CONTEXT=from-internal)
  same => n,Goto(movidesk-freepbx-from-pstn,${EXTEN:1},1)
+; Another trunk, whose context the administrator left at from-pstn: the
+; snippet never sees its calls (reconcile_test.go).
+exten => _` + viaFreePBXUnhooked + `XXXX,1,Gosub(e2e-remember,s,1)
+ same => n,Set(__TRANSFER_CONTEXT=from-internal)
+ same => n,Goto(from-pstn,${EXTEN:1},1)
 
 ; Inbound: from-pstn is only includes; ext-did holds the inbound routes.
 [from-pstn]

@@ -67,7 +67,12 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 
-	pbx, err = startAsterisk(root, "agi://"+proxy.Addr())
+	if cdrDB, err = startCDRDatabase(); err != nil {
+		return 0, err
+	}
+	defer cdrDB.Stop()
+
+	pbx, err = startAsterisk(root, "agi://"+proxy.Addr(), cdrDB.Port())
 	if err != nil {
 		return 0, err
 	}

@@ -55,6 +55,7 @@ type serviceOptions struct {
 // service is a movidesk-agi process with its own fake Movidesk, serving the
 // AGI sessions that Asterisk opens through the proxy.
 type service struct {
+	opts  serviceOptions // as given; the reconciler takes the same accounts
 	fake  *movidesktest.Server
 	token string
 	addr  string
@@ -76,7 +77,7 @@ type service struct {
 // and fails the test if the log shows the token or a data race.
 func startService(t *testing.T, opts serviceOptions) *service {
 	t.Helper()
-	s := &service{exited: make(chan struct{})}
+	s := &service{exited: make(chan struct{}), opts: opts}
 	listen := "127.0.0.1:0"
 	if prev := opts.restart; prev != nil {
 		s.token, s.fake, s.dir, listen = prev.token, prev.fake, prev.dir, prev.addr

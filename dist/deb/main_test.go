@@ -310,14 +310,18 @@ func TestPackagedConfigChecks(t *testing.T) {
 		t.Errorf("token_file commented out, dry_run = true: %v\n%s\nwant OK, dry-run", err, out)
 	}
 
-	// Reconciliation turned on: the zone must be given, then check-config
-	// says what it reads.
+	// Reconciliation turned on: the zone and which calls count must be
+	// given, then check-config says what it reads.
 	rec := replace(string(packaged), tokenLine, `token_file = "`+token+`"`)
 	rec = replace(rec, "[reconcile]\nenabled = false\n", "[reconcile]\nenabled = true\n")
 	if out, err = check(rec); err == nil || !strings.Contains(out, "reconcile.timezone") {
 		t.Errorf("reconcile on without its timezone: %v\n%s\nwant a refusal naming reconcile.timezone", err, out)
 	}
 	rec = replace(rec, `timezone = ""`, `timezone = "America/Sao_Paulo"`)
+	if out, err = check(rec); err == nil || !strings.Contains(out, "reconcile.trunks: no call would count") {
+		t.Errorf("reconcile on without trunks, contexts or DIDs: %v\n%s\nwant a refusal naming reconcile.trunks", err, out)
+	}
+	rec = replace(rec, `trunks = []`, `trunks = ["PJSIP/provider"]`)
 	if out, err = check(rec); err != nil || !strings.Contains(out, "reconcile: reads /var/log/asterisk/cdr-csv/Master.csv") {
 		t.Errorf("reconcile on: %v\n%s\nwant OK and the file it reads", err, out)
 	}
