@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,6 +31,27 @@ func (e *MissingCallsError) Error() string {
 		s += fmt.Sprintf(" (%d of them not sent)", e.Unsent)
 	}
 	return s
+}
+
+// ReconcileFailedError is the reconcile command's error when it could not
+// reconcile (the configuration, the store or the call records cannot be
+// read): exit status 3, so that cron and monitoring tell a failure from
+// calls missing.
+type ReconcileFailedError struct{ Err error }
+
+func (e *ReconcileFailedError) Error() string { return e.Err.Error() }
+
+func (e *ReconcileFailedError) Unwrap() error { return e.Err }
+
+// reconcileFailure is err, the reconcile command's, with a failure to
+// reconcile told apart from calls missing and command line mistakes.
+func reconcileFailure(err error) error {
+	var me *MissingCallsError
+	var ue cli.UsageError
+	if err == nil || errors.As(err, &me) || errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return &ReconcileFailedError{Err: err}
 }
 
 // maxReconcileSince bounds -since: within it, every call reported is still
@@ -98,6 +120,13 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	defer ob.Close()
 	m := callstate.New(ob, callstate.Options{MaxCallDuration: time.Duration(cfg.Calls.MaxCallDuration)})
+	if cfg.Reconcile.Source == "csv" {
+		// The service waits for a Master.csv not written yet; asked for
+		// the calls it holds, the command says that it is not there.
+		if _, err := os.Stat(cfg.Reconcile.Path); err != nil {
+			return fmt.Errorf("reconcile.path: %w (is cdr_csv loaded, with a [csv] section in cdr.conf?)", err)
+		}
+	}
 	start := time.Now()
 	from := start.Add(-*since)
 	src, err := cfg.openReconcileSource(ctx, from)

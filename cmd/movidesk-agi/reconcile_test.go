@@ -432,4 +432,30 @@ func TestReconcileCommandUnsentAndUsage(t *testing.T) {
 			t.Errorf("%v: err = %v, exit %d, want 2", args, err, exitCode(err))
 		}
 	}
+
+	// It cannot reconcile (the records or the configuration cannot be
+	// read): 3, which monitoring tells from calls missing.
+	gone := filepath.Join(t.TempDir(), "gone.toml")
+	if err := os.WriteFile(gone, []byte(strings.Replace(string(mustRead(t, path)), "Master.csv", "nowhere/Master.csv", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"reconcile", "-config", filepath.Join(t.TempDir(), "none.toml")},
+		{"reconcile", "-config", gone},
+	} {
+		err := run(context.Background(), args, &out, &errOut)
+		var me *MissingCallsError
+		if exitCode(err) != 3 || errors.As(err, &me) {
+			t.Errorf("%v: err = %v, exit %d, want 3", args, err, exitCode(err))
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
