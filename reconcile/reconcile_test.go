@@ -385,8 +385,12 @@ func TestEveryCallDecided(t *testing.T) {
 				t.Errorf("stats (-want +got):\n%s", diff)
 			}
 			wantGroups := []reconcile.Group{
-				{Context: "from-pstn", Channel: "PJSIP/trunk", Calls: 3, LastCall: "1796292000.8", LastEnded: at(1100)},
+				// One trunk, four paths: each the contexts the caller
+				// passed, so that the one without a hook shows.
 				{Context: "ext-group", Channel: "PJSIP/trunk", Calls: 1, LastCall: "1796292000.6", LastEnded: at(790)},
+				{Context: "from-pstn", Channel: "PJSIP/trunk", Calls: 1, LastCall: "1796292000.7", LastEnded: at(900)},
+				{Context: "from-pstn > ext-queues", Channel: "PJSIP/trunk", Calls: 1, LastCall: "1796292000.1", LastEnded: at(200)},
+				{Context: "from-pstn > from-internal-xfer", Channel: "PJSIP/trunk", Calls: 1, LastCall: "1796292000.8", LastEnded: at(1100)},
 				{Context: "from-trunk-acme", Channel: "SIP/provider2", Calls: 1, LastCall: "1796292000.11", LastEnded: at(1270)},
 				{Context: "from-trunk-sip", Channel: "PJSIP/trunk", Calls: 1, LastCall: "1796292000.2", LastEnded: at(330)},
 			}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/cdr"
@@ -44,8 +45,14 @@ type Stats struct {
 	BusySince time.Time
 }
 
-// Group is the missing calls that came by one path: the caller's first
-// context and channel (without its unique suffix).
+// PathOf is how a path's contexts are shown: in order, joined by " > ".
+func PathOf(contexts []string) string { return strings.Join(contexts, " > ") }
+
+// Group is the missing calls that came by one path: the contexts the
+// records show the caller in, in order (PathOf), and the caller's channel
+// without its unique suffix. Context names a path by its contexts rather
+// than its first alone: two paths in by one trunk part where one lacks a
+// hook (an IVR option, a time condition).
 type Group struct {
 	Context, Channel string
 	Calls            int
@@ -99,7 +106,7 @@ func (s *stats) add(f Finding, now time.Time, window time.Duration) {
 	if f.Result != Missing {
 		return
 	}
-	k := [2]string{f.Call.Context, f.Channel}
+	k := [2]string{PathOf(f.Contexts), f.Channel}
 	g := b.missing[k]
 	if g == nil {
 		g = &Group{Context: k[0], Channel: k[1]}
