@@ -57,6 +57,15 @@ func (m *Metrics) observeReconcile(stats func() reconcile.Stats) {
 				return 0
 			}
 			return float64(t.UnixNano()) / 1e9
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "movidesk_agi_reconcile_stand_by",
+			Help: "1 while another instance holds the reconciliation's lock and reads the records (this one's last read then stays still), 0 while this one does.",
+		}, func() float64 {
+			if stats().Busy {
+				return 1
+			}
+			return 0
 		}))
 	m.mu.Lock()
 	m.rec = rm
@@ -117,6 +126,10 @@ type ReconcileStatus struct {
 	LastRead   time.Time `json:"last_read,omitzero"`
 	LagSeconds float64   `json:"lag_seconds"`
 	Latest     time.Time `json:"latest,omitzero"`
+	// StandBy: another instance holds the reconciliation's lock since
+	// StandBySince, and its status page has the calls.
+	StandBy      bool      `json:"stand_by"`
+	StandBySince time.Time `json:"stand_by_since,omitzero"`
 }
 
 // MissingPath is the missing calls that came by one path.
@@ -135,6 +148,7 @@ func ReconcileStatusOf(st reconcile.Stats, backfill bool, now time.Time) *Reconc
 		Source: st.Source, Since: st.Since.UTC(), Backfill: backfill, Calls: map[string]int{}, Backfilled: st.Backfilled,
 		Missing: []MissingPath{}, Waiting: st.Waiting, BadRows: st.BadRows, LastBadRowAt: st.LastBadAt.UTC(),
 		LastPass: st.LastPass.UTC(), LastError: st.LastError, LastRead: st.LastRead.UTC(), Latest: st.Latest.UTC(),
+		StandBy: st.Busy, StandBySince: st.BusySince.UTC(),
 	}
 	for _, r := range reconcile.Results {
 		out.Calls[string(r)] = st.Calls[r]

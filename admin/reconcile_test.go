@@ -96,6 +96,7 @@ func TestReconcileShown(t *testing.T) {
 		`movidesk_agi_reconcile_backfilled_total`:              1,
 		`movidesk_agi_reconcile_bad_rows_total`:                2,
 		`movidesk_agi_reconcile_last_read_timestamp_seconds`:   float64(t0.Add(-30 * time.Second).Unix()),
+		`movidesk_agi_reconcile_stand_by`:                      0,
 	} {
 		if got := metric(t, body, series); got != v {
 			t.Errorf("%s = %v, want %v", series, got, v)
@@ -108,6 +109,24 @@ func TestReconcileShown(t *testing.T) {
 	rs.mu.Unlock()
 	if p := e.get(t, "/"); !strings.Contains(p.body, `id="reconcile-error"`) || !strings.Contains(p.body, "connection refused") {
 		t.Error("the page does not say why the records cannot be read")
+	}
+	if strings.Contains(p.body, `id="reconcile-stand-by"`) {
+		t.Error("the page says stand-by while this instance reconciles")
+	}
+
+	// Another instance holds the lock: this one says it stands by, in the
+	// page, the API and a series an alert can leave out.
+	rs.mu.Lock()
+	rs.st.Busy, rs.st.BusySince = true, t0.Add(-10*time.Minute)
+	rs.mu.Unlock()
+	if st := e.status(t).Reconcile; !st.StandBy || !st.StandBySince.Equal(t0.Add(-10*time.Minute)) {
+		t.Errorf("stand_by %v since %v, want true since %v", st.StandBy, st.StandBySince, t0.Add(-10*time.Minute))
+	}
+	if p := e.get(t, "/"); !strings.Contains(p.body, `id="reconcile-stand-by"`) || !strings.Contains(p.body, "another instance reconciles") {
+		t.Error("the page does not say that another instance reconciles")
+	}
+	if got := metric(t, e.get(t, "/metrics").body, `movidesk_agi_reconcile_stand_by`); got != 1 {
+		t.Errorf("movidesk_agi_reconcile_stand_by = %v while another instance holds the lock, want 1", got)
 	}
 }
 

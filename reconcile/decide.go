@@ -25,9 +25,11 @@ type Finding struct {
 	Account string
 	Result  Result
 	// Call is what the records say; Channel is the caller's channel
-	// without its unique suffix (the path the call came by).
-	Call    cdr.Call
-	Channel string
+	// without its unique suffix and Contexts the contexts the records show
+	// the caller in, in order (together, the path the call came by).
+	Call     cdr.Call
+	Channel  string
+	Contexts []string
 	// What Movidesk gets for it: the agent is Call.Agent (none:
 	// abandoned).
 	QueueID      int
@@ -53,6 +55,7 @@ func (r *Reconciler) decide(b *callstate.Batch, id string, rows []cdr.Record, ba
 	c.ID = id
 	f := Finding{Call: c, Channel: cdr.Unsuffixed(c.Channel)}
 	contexts := callerContexts(c, rows)
+	f.Contexts = contexts
 	// The account Movidesk knows the call under, else the one its
 	// contexts name, as the live path chooses.
 	var a *account.Account

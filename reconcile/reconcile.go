@@ -242,12 +242,14 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	if r.opts.Lock != nil {
 		unlock, err := r.opts.Lock(ctx)
 		if errors.Is(err, ErrBusy) {
+			r.standBy(true)
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("reconcile %s: lock: %w", r.src.Name(), err)
 		}
 		defer unlock()
+		r.standBy(false)
 	}
 	r.pass.Lock()
 	defer r.pass.Unlock()
@@ -269,6 +271,26 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	r.mu.Unlock()
 	r.flushBad()
 	return err
+}
+
+// standBy records whether the last pass was skipped for another
+// instance's lock, and logs the change: a line when this instance stands
+// by, another when it takes over, not one a pass.
+func (r *Reconciler) standBy(busy bool) {
+	now := r.opts.Now()
+	r.mu.Lock()
+	was := r.stats.busy
+	r.stats.busy = busy
+	if busy && !was {
+		r.stats.busySince = now
+	}
+	r.mu.Unlock()
+	switch {
+	case busy && !was:
+		r.opts.Log.Info().Str("source", r.src.Name()).Msg("reconcile: another instance holds the lock and reconciles this source; this one stands by")
+	case !busy && was:
+		r.opts.Log.Info().Str("source", r.src.Name()).Msg("reconcile: the lock is free: this instance reconciles the source")
+	}
 }
 
 func (r *Reconciler) pass1(ctx context.Context, start time.Time) error {

@@ -385,8 +385,12 @@ func TestEveryCallDecided(t *testing.T) {
 				t.Errorf("stats (-want +got):\n%s", diff)
 			}
 			wantGroups := []reconcile.Group{
-				{Context: "from-pstn", Channel: "PJSIP/trunk", Calls: 3, LastCall: "1796292000.8", LastEnded: at(1100)},
+				// One trunk, four paths: each the contexts the caller
+				// passed, so that the one without a hook shows.
 				{Context: "ext-group", Channel: "PJSIP/trunk", Calls: 1, LastCall: "1796292000.6", LastEnded: at(790)},
+				{Context: "from-pstn", Channel: "PJSIP/trunk", Calls: 1, LastCall: "1796292000.7", LastEnded: at(900)},
+				{Context: "from-pstn > ext-queues", Channel: "PJSIP/trunk", Calls: 1, LastCall: "1796292000.1", LastEnded: at(200)},
+				{Context: "from-pstn > from-internal-xfer", Channel: "PJSIP/trunk", Calls: 1, LastCall: "1796292000.8", LastEnded: at(1100)},
 				{Context: "from-trunk-acme", Channel: "SIP/provider2", Calls: 1, LastCall: "1796292000.11", LastEnded: at(1270)},
 				{Context: "from-trunk-sip", Channel: "PJSIP/trunk", Calls: 1, LastCall: "1796292000.2", LastEnded: at(330)},
 			}
@@ -759,11 +763,32 @@ func TestLockHeldElsewhere(t *testing.T) {
 		return func() {}, nil
 	}
 	r, _ := f.reconciler(0)
-	if err := r.Pass(context.Background()); err != nil || len(f.queued()) != 0 {
-		t.Fatalf("locked elsewhere: err %v, queued %v", err, f.queued())
+	const standBy, takeOver = "this one stands by", "this instance reconciles the source"
+	for range 2 {
+		if err := r.Pass(context.Background()); err != nil || len(f.queued()) != 0 {
+			t.Fatalf("locked elsewhere: err %v, queued %v", err, f.queued())
+		}
+	}
+	if st := r.Stats(); !st.Busy || !st.BusySince.Equal(f.clock.Now()) || !st.LastPass.IsZero() {
+		t.Errorf("locked elsewhere, stats %+v: want busy since now, no pass", st)
+	}
+	if n := strings.Count(f.log.String(), standBy); n != 1 {
+		t.Errorf("%d lines saying this instance stands by over two passes, want 1:\n%s", n, f.log.String())
 	}
 	held = false
 	if err := r.Pass(context.Background()); err != nil || len(f.queued()) != 2 {
 		t.Fatalf("lock free: err %v, queued %v", err, f.queued())
+	}
+	if st := r.Stats(); st.Busy || st.LastPass.IsZero() {
+		t.Errorf("lock free, stats %+v: want not busy, a pass", st)
+	}
+	if n := strings.Count(f.log.String(), takeOver); n != 1 {
+		t.Errorf("%d lines saying this instance took over, want 1:\n%s", n, f.log.String())
+	}
+	if err := r.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(f.log.String(), takeOver); n != 1 {
+		t.Errorf("%d lines saying this instance took over after another pass, want 1", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/cdr"
@@ -37,10 +38,21 @@ type Stats struct {
 	LastRead  time.Time
 	// Latest is the latest end of a row read: how far the records go.
 	Latest time.Time
+	// Busy: the last pass was skipped, another instance holding the lock
+	// (Options.Lock), since BusySince. Its status page has the calls;
+	// this one's counts only those of its own passes.
+	Busy      bool
+	BusySince time.Time
 }
 
-// Group is the missing calls that came by one path: the caller's first
-// context and channel (without its unique suffix).
+// PathOf is how a path's contexts are shown: in order, joined by " > ".
+func PathOf(contexts []string) string { return strings.Join(contexts, " > ") }
+
+// Group is the missing calls that came by one path: the contexts the
+// records show the caller in, in order (PathOf), and the caller's channel
+// without its unique suffix. Context names a path by its contexts rather
+// than its first alone: two paths in by one trunk part where one lacks a
+// hook (an IVR option, a time condition).
 type Group struct {
 	Context, Channel string
 	Calls            int
@@ -62,6 +74,8 @@ type stats struct {
 	lastErr   string
 	lastRead  time.Time
 	latest    time.Time
+	busy      bool
+	busySince time.Time
 }
 
 type hour struct {
@@ -92,7 +106,7 @@ func (s *stats) add(f Finding, now time.Time, window time.Duration) {
 	if f.Result != Missing {
 		return
 	}
-	k := [2]string{f.Call.Context, f.Channel}
+	k := [2]string{PathOf(f.Contexts), f.Channel}
 	g := b.missing[k]
 	if g == nil {
 		g = &Group{Context: k[0], Channel: k[1]}
@@ -122,6 +136,7 @@ func (r *Reconciler) Stats() Stats {
 		Source: s.source, Since: time.Unix(first*3600, 0).UTC(), Calls: map[Result]int{},
 		Waiting: s.waiting, BadRows: s.badRows, LastBad: s.lastBad, LastBadAt: s.lastBadAt,
 		LastPass: s.lastPass, LastError: s.lastErr, LastRead: s.lastRead, Latest: s.latest,
+		Busy: s.busy, BusySince: s.busySince,
 	}
 	groups := map[[2]string]*Group{}
 	for h, b := range s.hours {

@@ -42,8 +42,8 @@ commands:
                                 PostgreSQL database of FILE; the service stopped
   reconcile -config FILE [-since 24h] [-send]
                                 the calls of the PBX's own records (its CDR) and
-                                what Movidesk got; exit 1 when calls are missing;
-                                -send backfills them (a bbolt store: the service
+                                what Movidesk got; exit 1 when calls are missing,
+                                3 when it cannot read them; -send backfills them (a bbolt store: the service
                                 stopped)
   version                       print the version
 `
@@ -59,8 +59,12 @@ func main() {
 
 func exitCode(err error) int {
 	var ue cli.UsageError
-	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
+	var rf *ReconcileFailedError
+	switch {
+	case errors.As(err, &ue) || errors.Is(err, flag.ErrHelp):
 		return 2
+	case errors.As(err, &rf):
+		return 3
 	}
 	return 1
 }
@@ -142,7 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "migrate":
 		return cli.Migrate(ctx, args[1:], stdout, stderr, cliTarget)
 	case "reconcile":
-		return reconcileCommand(ctx, args[1:], stdout, stderr)
+		return reconcileFailure(reconcileCommand(ctx, args[1:], stdout, stderr))
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "movidesk-agi", versionString())
 		return nil

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -209,17 +210,34 @@ func (c *Config) reconcileOptions() reconcile.Options {
 	}
 }
 
+// freepbxRecording is the date FreePBX puts in a recording's name, before
+// its time and the uniqueid: "-20261207-235959-1796342399.12.wav".
+var freepbxRecording = regexp.MustCompile(`-(\d{8})-\d{6}-[^-]+$`)
+
+// recordingFolder is the YEAR/MONTH/DAY folder FreePBX keeps the recording
+// name in: the date its name holds, which is the PBX's local day (the
+// call's start, in UTC, is another day near midnight), else started's.
+func recordingFolder(name string, started time.Time) string {
+	if m := freepbxRecording.FindStringSubmatch(name); m != nil {
+		if d, err := time.Parse("20060102", m[1]); err == nil {
+			return d.Format("2006/01/02")
+		}
+	}
+	return started.Format("2006/01/02")
+}
+
 // reconcileLink is a backfilled call's recording link, made by its
 // account's recording_link template as the live path makes it. FreePBX's
-// recordingfile is the file's name alone: its folder is the call's date,
-// as the recording= argument of the dialplan examples gives it.
+// recordingfile is the file's name alone: its folder is YEAR/MONTH/DAY of
+// the date in the name (type-target-from-YYYYMMDD-HHMMSS-uniqueid, in the
+// PBX's local zone, as FreePBX itself finds it), else of the call's start.
 func reconcileLink(a *account.Account, id string, c cdr.Call) (string, error) {
 	if a.RecordingLink == nil {
 		return "", nil
 	}
 	rec := c.Recording
 	if rec != "" && !strings.Contains(rec, "/") {
-		rec = c.Started.Format("2006/01/02") + "/" + rec
+		rec = recordingFolder(rec, c.Started) + "/" + rec
 	}
 	rec = strings.TrimPrefix(rec, "/var/spool/asterisk/monitor/")
 	if strings.HasPrefix(rec, "/") || slices.Contains(strings.Split(rec, "/"), "..") {

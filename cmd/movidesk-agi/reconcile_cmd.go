@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -32,6 +33,32 @@ func (e *MissingCallsError) Error() string {
 	return s
 }
 
+// ReconcileFailedError is the reconcile command's error when it could not
+// reconcile (the configuration, the store or the call records cannot be
+// read): exit status 3, so that cron and monitoring tell a failure from
+// calls missing.
+type ReconcileFailedError struct{ Err error }
+
+func (e *ReconcileFailedError) Error() string { return e.Err.Error() }
+
+func (e *ReconcileFailedError) Unwrap() error { return e.Err }
+
+// reconcileFailure is err, the reconcile command's, with a failure to
+// reconcile told apart from calls missing and command line mistakes.
+func reconcileFailure(err error) error {
+	var me *MissingCallsError
+	var ue cli.UsageError
+	if err == nil || errors.As(err, &me) || errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return &ReconcileFailedError{Err: err}
+}
+
+// maxReconcileSince bounds -since: within it, every call reported is still
+// remembered by the call state (a day short of its retention, for the
+// calls whose last event came later than their end).
+const maxReconcileSince = callstate.DefaultRetention - 24*time.Hour
+
 // reconcileCommand is `movidesk-agi reconcile`: the calls of the PBX's own
 // records since a time, each with what Movidesk got; with -send, the
 // missing and stuck ones are recorded in the store for the sender.
@@ -47,7 +74,12 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	since := fs.Duration("since", 24*time.Hour, "how far back: the calls that ended since then")
 	send := fs.Bool("send", false, "backfill: record the missing and stuck calls for Movidesk now")
 	if err := cli.ParseInterspersed(fs, args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		// A flag unknown or its value unreadable: a command line mistake,
+		// exit 2, not the 1 of calls missing.
+		return cli.UsageError{Msg: "reconcile: " + err.Error()}
 	}
 	switch {
 	case fs.NArg() != 0:
@@ -56,6 +88,9 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		return cli.UsageError{Msg: "reconcile: -config FILE is required"}
 	case *since <= 0:
 		return cli.UsageError{Msg: "reconcile: -since must be a positive duration, such as 24h"}
+	case *since > maxReconcileSince:
+		return cli.UsageError{Msg: fmt.Sprintf("reconcile: -since must be at most %s: the store forgets a call %s after its last event, "+
+			"and an older call, reported then, would be taken for missing and sent again", maxReconcileSince, callstate.DefaultRetention)}
 	}
 	cfg, err := LoadConfig(*path)
 	if err != nil {
@@ -85,6 +120,13 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	defer ob.Close()
 	m := callstate.New(ob, callstate.Options{MaxCallDuration: time.Duration(cfg.Calls.MaxCallDuration)})
+	if cfg.Reconcile.Source == "csv" {
+		// The service waits for a Master.csv not written yet; asked for
+		// the calls it holds, the command says that it is not there.
+		if _, err := os.Stat(cfg.Reconcile.Path); err != nil {
+			return fmt.Errorf("reconcile.path: %w (is cdr_csv loaded, with a [csv] section in cdr.conf?)", err)
+		}
+	}
 	start := time.Now()
 	from := start.Add(-*since)
 	src, err := cfg.openReconcileSource(ctx, from)
@@ -96,7 +138,8 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(zerolog.ErrorLevel)
-	r, err := cfg.newReconciler(src, m, from, log, nil)
+	// Once takes no lock: the decisions are exactly once however many run.
+	r, err := cfg.newReconciler(src, m, from, log, nil, nil)
 	if err != nil {
 		return err
 	}

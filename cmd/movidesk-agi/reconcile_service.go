@@ -31,6 +31,10 @@ const (
 	// reconcileLogEvery is how often a source that keeps failing is
 	// logged again.
 	reconcileLogEvery = 10 * time.Minute
+	// reconcileLease is how long an instance keeps the lock among
+	// instances before taking it again: a lock lost with its connection
+	// (the database restarted) while the instance went on is found then.
+	reconcileLease = 10 * time.Minute
 )
 
 // openedSource is a source of call records, opened.
@@ -123,25 +127,16 @@ func loopbackAddr(addr string) bool {
 }
 
 // newReconciler is the reconciler of src over m, for the service (with
-// Stats, the observer and, on PostgreSQL, the lock among instances) or for
-// the command. A table never read is read from the rows of calls that
+// Stats, the observer and, on PostgreSQL, lock: the lock among instances)
+// or for the command. A table never read is read from the rows of calls that
 // ended after from.
-func (c *Config) newReconciler(src *openedSource, m *callstate.Machine, from time.Time, log zerolog.Logger, obs reconcile.Observer) (*reconcile.Reconciler, error) {
+func (c *Config) newReconciler(src *openedSource, m *callstate.Machine, from time.Time, log zerolog.Logger, obs reconcile.Observer, lock *heldLock) (*reconcile.Reconciler, error) {
 	opts := c.reconcileOptions()
 	opts.WithoutLinkedID = !src.linked
 	opts.Log, opts.Observer = log, obs
 	opts.MarkKey = c.markKey(src)
-	if c.Store.Driver == outbox.DriverPostgres {
-		dsn, key := c.Store.DSN, opts.MarkKey
-		opts.Lock = func(ctx context.Context) (func(), error) {
-			ctx, cancel := context.WithTimeout(ctx, reconcileLockTimeout)
-			defer cancel()
-			unlock, err := pgstore.TryLock(ctx, dsn, key)
-			if errors.Is(err, pgstore.ErrLocked) {
-				return nil, reconcile.ErrBusy
-			}
-			return unlock, err
-		}
+	if lock != nil {
+		opts.Lock = lock.take
 	}
 	var s cdr.Source = src.Source
 	if src.floor != nil {
@@ -158,6 +153,69 @@ func (c *Config) newReconciler(src *openedSource, m *callstate.Machine, from tim
 	return r, nil
 }
 
+// heldLock is the lock among the instances sharing a PostgreSQL store
+// that one of them reconciles a PBX under. The instance that takes it
+// keeps it from pass to pass, so that the status page of one instance has
+// all the calls, the others standing by; it is taken again every
+// reconcileLease, and goes with its connection when the instance stops
+// or dies.
+type heldLock struct {
+	dsn, name string
+	now       func() time.Time
+
+	mu     sync.Mutex
+	unlock func()
+	since  time.Time
+}
+
+// reconcileLock is the lock of the reconciler stored under key, nil when
+// the store is not shared (bbolt).
+func (c *Config) reconcileLock(key string) *heldLock {
+	if c.Store.Driver != outbox.DriverPostgres {
+		return nil
+	}
+	return &heldLock{dsn: c.Store.DSN, name: key, now: time.Now}
+}
+
+// take is reconcile.Options.Lock: the lock kept, or taken; its unlock
+// keeps it for the next pass (release lets it go).
+func (l *heldLock) take(ctx context.Context) (func(), error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if l.unlock != nil && now.Sub(l.since) < reconcileLease {
+		return func() {}, nil
+	}
+	if l.unlock != nil {
+		l.unlock()
+		l.unlock = nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, reconcileLockTimeout)
+	defer cancel()
+	unlock, err := pgstore.TryLock(ctx, l.dsn, l.name)
+	if errors.Is(err, pgstore.ErrLocked) {
+		return nil, reconcile.ErrBusy
+	}
+	if err != nil {
+		return nil, err
+	}
+	l.unlock, l.since = unlock, now
+	return func() {}, nil
+}
+
+// release lets the lock go, for another instance to take.
+func (l *heldLock) release() {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.unlock != nil {
+		l.unlock()
+		l.unlock = nil
+	}
+}
+
 // reconcileLoop reconciles in the background: it opens the source (a
 // database may be down when the service starts, which must not stop it
 // from serving calls), then passes every interval. Failures are logged
@@ -169,8 +227,9 @@ type reconcileLoop struct {
 	obs   reconcile.Observer
 	now   func() time.Time
 
-	r   atomic.Pointer[reconcile.Reconciler]
-	src *openedSource
+	r    atomic.Pointer[reconcile.Reconciler]
+	src  *openedSource
+	lock *heldLock
 
 	mu       sync.Mutex
 	openErr  string
@@ -199,6 +258,7 @@ func (l *reconcileLoop) Run(ctx context.Context) {
 	t := time.NewTicker(time.Duration(l.cfg.Reconcile.Interval))
 	defer t.Stop()
 	defer func() {
+		l.lock.release()
 		if l.src != nil {
 			l.src.close()
 		}
@@ -222,8 +282,10 @@ func (l *reconcileLoop) pass(ctx context.Context) error {
 	if r == nil {
 		from := l.now().Add(-reconcileWindow)
 		src, err := l.cfg.openReconcileSource(ctx, from)
+		var lock *heldLock
 		if err == nil {
-			r, err = l.cfg.newReconciler(src, l.calls, from, l.log, l.obs)
+			lock = l.cfg.reconcileLock(l.cfg.markKey(src))
+			r, err = l.cfg.newReconciler(src, l.calls, from, l.log, l.obs, lock)
 			if err != nil {
 				src.close()
 			}
@@ -238,7 +300,7 @@ func (l *reconcileLoop) pass(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		l.src = src
+		l.src, l.lock = src, lock
 		l.r.Store(r)
 		l.log.Info().Str("source", src.Name()).Bool("backfill", l.cfg.Reconcile.Backfill).Msg("reconciling the PBX's call records")
 		for _, w := range src.warnings {

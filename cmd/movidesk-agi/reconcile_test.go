@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -383,4 +384,78 @@ func TestServiceReconcileSourceDown(t *testing.T) {
 	if n := waitLogCount(); n != 1 || strings.Contains(logs.String(), "pa55word") {
 		t.Errorf("%d log lines for the failing source (want 1), or the password in the log:\n%s", n, logs.String())
 	}
+}
+
+// A missing call Movidesk would refuse (an anonymous caller has no number)
+// is listed as not sent, and counted so in the error; the command line's
+// mistakes exit 2, a -since longer than the store remembers calls among
+// them.
+func TestReconcileCommandUnsentAndUsage(t *testing.T) {
+	dir := t.TempDir()
+	path := reconcileConfig(t, dir, "")
+	anonymous := cdr.Record{DContext: "ivr-3", CLID: `"Anonymous" <>`, Channel: "PJSIP/trunk-00000031", DstChannel: "PJSIP/201-00000032",
+		LastApp: "Dial", LastData: "PJSIP/201", Start: rat(300), Answer: rat(303), End: rat(330), Disposition: cdr.Answered,
+		UniqueID: "1780000000.4", LinkedID: "1780000000.4", Sequence: 300}
+	appendFile(t, filepath.Join(dir, "Master.csv"), cdrtest.Lines(cdrtest.Full, anonymous))
+	store := filepath.Join(dir, "outbox.db")
+	reportLive(t, store)
+	before := len(storedEvents(t, store))
+
+	var out, errOut strings.Builder
+	err := run(context.Background(), []string{"reconcile", "-config", path, "-send"}, &out, &errOut)
+	var me *MissingCallsError
+	if !errors.As(err, &me) || *me != (MissingCallsError{Missing: 2, Unsent: 1}) || exitCode(err) != 1 || !strings.Contains(err.Error(), "(1 of them not sent)") {
+		t.Fatalf("err = %v (exit %d), want 2 missing, 1 of them not sent, exit 1\n%s%s", err, exitCode(err), out.String(), errOut.String())
+	}
+	if l := lineOf2(out.String(), "1780000000.4"); !strings.Contains(l, "MISSING (not sent: ") || !strings.Contains(l, "clientNumber") {
+		t.Errorf("the anonymous call's line %q: want it not sent, for its client number", l)
+	}
+	var sent []string
+	for _, ev := range storedEvents(t, store)[before:] {
+		sent = append(sent, ev.Endpoint+" "+ev.CallID)
+	}
+	if want := []string{movidesk.EndpointTransferred + " " + missingCall, movidesk.EndpointCompleted + " " + missingCall}; !slices.Equal(sent, want) {
+		t.Errorf("recorded %v, want %v: the sendable call only", sent, want)
+	}
+
+	for _, args := range [][]string{
+		{"reconcile", "-since", "24h"},
+		{"reconcile", "-config", path, "-since", "0s"},
+		{"reconcile", "-config", path, "extra"},
+		{"reconcile", "-config", path, "-since", "yesterday"},
+		{"reconcile", "-config", path, "-sned"},
+		// Beyond what the store remembers: calls reported would be sent again.
+		{"reconcile", "-config", path, "-since", "168h"},
+	} {
+		err := run(context.Background(), args, &out, &errOut)
+		if exitCode(err) != 2 {
+			t.Errorf("%v: err = %v, exit %d, want 2", args, err, exitCode(err))
+		}
+	}
+
+	// It cannot reconcile (the records or the configuration cannot be
+	// read): 3, which monitoring tells from calls missing.
+	gone := filepath.Join(t.TempDir(), "gone.toml")
+	if err := os.WriteFile(gone, []byte(strings.Replace(string(mustRead(t, path)), "Master.csv", "nowhere/Master.csv", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"reconcile", "-config", filepath.Join(t.TempDir(), "none.toml")},
+		{"reconcile", "-config", gone},
+	} {
+		err := run(context.Background(), args, &out, &errOut)
+		var me *MissingCallsError
+		if exitCode(err) != 3 || errors.As(err, &me) {
+			t.Errorf("%v: err = %v, exit %d, want 3", args, err, exitCode(err))
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

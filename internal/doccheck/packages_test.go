@@ -19,7 +19,7 @@ func TestEveryPackageIsInTheREADMEsMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	var named []string
-	for _, m := range regexp.MustCompile("(?m)^\\|(.*)\\|$").FindAllStringSubmatch(string(b), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^\|(.*)\|$`).FindAllStringSubmatch(string(b), -1) {
 		for _, c := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(m[1], -1) {
 			named = append(named, strings.TrimSuffix(c[1], "/"))
 		}
