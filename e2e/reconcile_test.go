@@ -468,11 +468,12 @@ func TestReconcileNoHook(t *testing.T) {
 				t.Errorf("movidesk_agi_reconcile_last_read_timestamp_seconds = 0, want the last read")
 			}
 
-			// The command: not beside the running service's bbolt store;
-			// once it is stopped, it prints both and exits 1.
+			// The command: not beside the running service's bbolt store
+			// (exit 3: it could not reconcile); once the service is
+			// stopped, it prints both and exits 1.
 			code, _, out := svc.reconcileCommand(t, "-since", "1h")
-			if code != 1 || !strings.Contains(out, "held by the running service") {
-				t.Errorf("reconcile beside the running service: exit %d, want 1 and that the service holds the store:\n%s", code, out)
+			if code != 3 || !strings.Contains(out, "held by the running service") {
+				t.Errorf("reconcile beside the running service: exit %d, want 3 and that the service holds the store:\n%s", code, out)
 			}
 			svc.stop(t)
 			code, calls, out := svc.reconcileCommand(t, "-since", "1h")
