@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -316,6 +318,17 @@ func TestServe(t *testing.T) {
 			status: 403, result: ResultRefused,
 		},
 		{
+			name: "a FIFO is refused, not waited on",
+			setup: func(t *testing.T, f *fixture) string {
+				if err := syscall.Mkfifo(filepath.Join(f.dir, "p.wav"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				f.loc[Ref("c")] = [2]string{"c", "p.wav"}
+				return f.link(t, "c")
+			},
+			status: 403, result: ResultRefused,
+		},
+		{
 			name: "WAV still being written",
 			setup: func(t *testing.T, f *fixture) string {
 				b := wav(1000)
@@ -388,6 +401,9 @@ func TestServe(t *testing.T) {
 			mac := l[strings.LastIndexByte(l, '/')+1:]
 			if strings.Contains(fmt.Sprintf("%+v", a), mac) {
 				t.Errorf("access entry %+v carries the MAC", a)
+			}
+			if (c.result == ResultRefused) != (a.Err != nil) {
+				t.Errorf("result %s with error %v", a.Result, a.Err)
 			}
 			if (c.result == ResultForbidden) != (len(f.lim.failed) == 1) {
 				t.Errorf("limiter told of %d failures", len(f.lim.failed))
@@ -660,4 +676,52 @@ func FuzzParseLink(f *testing.F) {
 		}
 		_ = keys.verify(message(l.ref, l.expiry), l.mac)
 	})
+}
+
+// readFromRecorder is a ResponseWriter with the sendfile path net/http's
+// has.
+type readFromRecorder struct {
+	*httptest.ResponseRecorder
+	used bool
+}
+
+func (r *readFromRecorder) ReadFrom(src io.Reader) (int64, error) {
+	r.used = true
+	return io.Copy(r.ResponseRecorder, src)
+}
+
+func TestServedThroughReadFrom(t *testing.T) {
+	f := newFixture(t, NewRing(testKey(1)))
+	audio := wav(5000)
+	f.add(t, "c", "a.wav", audio)
+	u, _ := url.Parse(f.link(t, "c"))
+	w := &readFromRecorder{ResponseRecorder: httptest.NewRecorder()}
+	f.srv.ServeHTTP(w, httptest.NewRequest("GET", u.RequestURI(), nil))
+	if !w.used {
+		t.Error("the file was not copied through the writer's ReadFrom")
+	}
+	if !bytes.Equal(w.Body.Bytes(), audio) || f.log[0].Bytes != int64(len(audio)) || f.log[0].Status != 200 {
+		t.Errorf("%d bytes, access %+v", w.Body.Len(), f.log[0])
+	}
+}
+
+// Over a real connection, as a browser's player asks: a range, then the rest.
+func TestOverHTTP(t *testing.T) {
+	f := newFixture(t, NewRing(testKey(1)))
+	audio := wav(100000)
+	f.add(t, "c", "a.wav", audio)
+	ts := httptest.NewServer(f.srv)
+	defer ts.Close()
+	f.signer.PublicURL = ts.URL
+	req, _ := http.NewRequest("GET", f.link(t, "c"), nil)
+	req.Header.Set("Range", "bytes=50000-")
+	resp, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 206 || !bytes.Equal(body, audio[50000:]) {
+		t.Fatalf("status %d, %d bytes, %v", resp.StatusCode, len(body), err)
+	}
 }

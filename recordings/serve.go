@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -44,6 +45,9 @@ type Access struct {
 	Status int
 	Bytes  int64
 	Result string // one of the Result… constants
+	// Err says why a recording was refused or not served (ResultRefused,
+	// ResultError); nil otherwise.
+	Err error
 }
 
 // Results, for Access.Result.
@@ -151,6 +155,27 @@ func (w *countingWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// ReadFrom keeps the server's sendfile path: http.ServeContent copies
+// the file with io.CopyN, which uses the writer's ReadFrom when it has one.
+func (w *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	rf, ok := w.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(writerOnly{w}, r)
+	}
+	n, err := rf.ReadFrom(r)
+	w.bytes += n
+	return n, err
+}
+
+// writerOnly hides ReadFrom, so that io.Copy does not loop back to it.
+type writerOnly struct{ io.Writer }
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (w *countingWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
@@ -222,31 +247,39 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *Access) string
 		return ResultUnknown
 	}
 	if err != nil {
+		a.Err = err
 		page(w, http.StatusInternalServerError, "Error", "The recording could not be looked up; try again later.")
 		return ResultError
 	}
 	a.CallID = callID
 	if !filepath.IsLocal(rel) {
+		a.Err = fmt.Errorf("recordings: %q is not a path within the folder", rel)
 		page(w, http.StatusForbidden, "Refused", "This recording cannot be served.")
 		return ResultRefused
 	}
 	// os.Root refuses "..", and symlinks, that lead out of the folder.
-	f, err := s.root.Open(rel)
+	// O_NONBLOCK so that a FIFO put in the folder is refused below rather
+	// than hanging the request until something writes to it; O_NOCTTY
+	// so that a terminal device cannot become the service's.
+	f, err := s.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		page(w, http.StatusGone, "Recording deleted", "The recording of this call has been deleted.")
 		return ResultGone
 	}
 	if err != nil {
+		a.Err = err
 		page(w, http.StatusForbidden, "Refused", "This recording cannot be served.")
 		return ResultRefused
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
+		a.Err = err
 		page(w, http.StatusInternalServerError, "Error", "The recording could not be read; try again later.")
 		return ResultError
 	}
 	if !fi.Mode().IsRegular() {
+		a.Err = fmt.Errorf("recordings: %q is not a regular file (%s)", rel, fi.Mode().Type())
 		page(w, http.StatusForbidden, "Refused", "This recording cannot be served.")
 		return ResultRefused
 	}
