@@ -296,7 +296,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *Access) string
 	if r.URL.Query().Has("download") {
 		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	} else if wantsHTML(r) {
-		playerPage(w, r, ContentType(rel))
+		playerPage(w, r)
 		return ResultPage
 	}
 	w.Header().Set("Content-Type", ContentType(rel))
@@ -340,7 +340,7 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 </body></html>
 `))
 
-type pageData struct{ Title, Text, Src, Download, Type string }
+type pageData struct{ Title, Text, Src, Download string }
 
 func writePage(w http.ResponseWriter, status int, d pageData) {
 	h := w.Header()
@@ -356,7 +356,7 @@ func page(w http.ResponseWriter, status int, title, text string) {
 
 // playerPage links to the same URL: the page adds nothing the link does
 // not already name.
-func playerPage(w http.ResponseWriter, r *http.Request, typ string) {
+func playerPage(w http.ResponseWriter, r *http.Request) {
 	self := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
-	writePage(w, http.StatusOK, pageData{Title: "Call recording", Src: self, Download: self + "?download", Type: typ})
+	writePage(w, http.StatusOK, pageData{Title: "Call recording", Src: self, Download: self + "?download"})
 }
