@@ -45,6 +45,12 @@ commands:
                                 what Movidesk got; exit 1 when calls are missing,
                                 3 when it cannot read them; -send backfills them (a bbolt store: the service
                                 stopped)
+  doctor -config FILE [-asterisk-user NAME] [-queues-conf PATH] [-asterisk PATH]
+                                check the set-up from the PBX's side: the service's
+                                address, Asterisk's modules, dialplan, queues.conf,
+                                CDR options and clock, the fallback spool; one line
+                                per check, exit 1 on any FAIL, 3 when FILE cannot
+                                be read
   version                       print the version
 `
 
@@ -60,10 +66,11 @@ func main() {
 func exitCode(err error) int {
 	var ue cli.UsageError
 	var rf *ReconcileFailedError
+	var cu *ConfigUnreadableError
 	switch {
 	case errors.As(err, &ue) || errors.Is(err, flag.ErrHelp):
 		return 2
-	case errors.As(err, &rf):
+	case errors.As(err, &rf) || errors.As(err, &cu):
 		return 3
 	}
 	return 1
@@ -147,6 +154,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cli.Migrate(ctx, args[1:], stdout, stderr, cliTarget)
 	case "reconcile":
 		return reconcileFailure(reconcileCommand(ctx, args[1:], stdout, stderr))
+	case "doctor":
+		return doctorCommand(ctx, args[1:], stdout, stderr, doctorEnv{})
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "movidesk-agi", versionString())
 		return nil

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os/user"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/cmd/movidesk-agi/internal/cli"
+	"github.com/movidesk-agi/movidesk-agi/doctor"
+)
+
+// ConfigUnreadableError is a command's error when its configuration file
+// cannot be read or is refused: exit status 3, so that a script tells it
+// from checks that failed (1).
+type ConfigUnreadableError struct{ Err error }
+
+func (e *ConfigUnreadableError) Error() string { return e.Err.Error() }
+
+func (e *ConfigUnreadableError) Unwrap() error { return e.Err }
+
+// ChecksFailedError is the doctor's error when a check failed: exit
+// status 1, after the report has said what to change.
+type ChecksFailedError struct{ Failed int }
+
+func (e *ChecksFailedError) Error() string {
+	return fmt.Sprintf("doctor: %d checks failed", e.Failed)
+}
+
+// doctorEnv is what the doctor reaches outside the configuration; tests
+// replace it.
+type doctorEnv struct {
+	// Asterisk is nil for `asterisk -rx` with the -asterisk binary.
+	Asterisk   doctor.Asterisk
+	Now        func() time.Time
+	LookupUser func(name string) (*user.User, error)
+}
+
+// The dialplan contexts of dialplan-examples that call the routes, and
+// the routes each calls. The configuration names the callers' contexts
+// (accounts' contexts, reconcile.contexts), not these: a caller's context
+// reaches the routes through Dial's U() or Gosub, so it holds no AGI() of
+// its own to look for.
+var (
+	exampleContexts = []contextRoutes{
+		{"movidesk-transfer", []string{"transfer"}},
+		{"movidesk-hangup", []string{"hangup"}},
+	}
+	exampleQueueContext = contextRoutes{"movidesk-queue", []string{"abandon", "complete"}}
+)
+
+type contextRoutes struct {
+	name   string
+	routes []string
+}
+
+// maxClockSkew is how far Asterisk's clock may be from this host's before
+// the doctor warns: reconciliation matches the PBX's call times with the
+// service's.
+const maxClockSkew = 5 * time.Second
+
+// doctorCommand is `movidesk-agi doctor`: the checks of the set-up from
+// the PBX's side that the configuration calls for, one line each.
+func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer, env doctorEnv) error {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (TOML) of the service")
+	astUser := fs.String("asterisk-user", "asterisk", "the user Asterisk runs as, who writes the fallback spool")
+	astBin := fs.String("asterisk", "asterisk", "the asterisk binary, run as `asterisk -rx COMMAND`")
+	queuesConf := fs.String("queues-conf", "/etc/asterisk/queues.conf", "Asterisk's queues.conf, read for the queues of [queues]")
+	if err := cli.ParseInterspersed(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return cli.UsageError{Msg: "doctor: " + err.Error()}
+	}
+	switch {
+	case fs.NArg() != 0:
+		return cli.UsageError{Msg: "doctor takes no argument"}
+	case *path == "":
+		return cli.UsageError{Msg: "doctor: -config FILE is required"}
+	}
+	cfg, err := LoadConfig(*path)
+	if err != nil {
+		return &ConfigUnreadableError{Err: err}
+	}
+	if env.Asterisk == nil {
+		env.Asterisk = doctor.CLI{Path: *astBin}
+	}
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	if env.LookupUser == nil {
+		env.LookupUser = user.Lookup
+	}
+
+	var rep doctor.Report
+	rep = append(rep, doctor.CheckService(ctx, cfg.Server.Listen, 3*time.Second))
+	// Once unreachable, every console check says skipped at once.
+	ast, _ := doctor.Probe(ctx, env.Asterisk)
+
+	queues := cfg.queueNames()
+	reconcileOn := cfg.Reconcile.Enabled
+	clickToCall := cfg.ClickToCall.Listen != ""
+	rep = append(rep, doctor.CheckModules(ctx, ast, doctor.Modules(doctor.Needs{
+		Queues:      len(queues) > 0,
+		Reconcile:   reconcileOn && cfg.Reconcile.Source != reconcilePostgres,
+		ClickToCall: clickToCall,
+	}))...)
+
+	contexts := slices.Clone(exampleContexts)
+	if len(queues) > 0 {
+		contexts = append(contexts, exampleQueueContext)
+	}
+	if clickToCall && cfg.ClickToCall.Context != "" {
+		// The originated call's own context: its hangup reports the call.
+		contexts = append(contexts, contextRoutes{cfg.ClickToCall.Context, []string{"hangup"}})
+	}
+	for _, c := range contexts {
+		rep = append(rep, doctor.CheckContext(ctx, ast, c.name, c.routes...))
+	}
+
+	if len(queues) > 0 {
+		rep = append(rep, doctor.CheckQueues(*queuesConf, queues)...)
+	}
+	if reconcileOn {
+		rep = append(rep, doctor.CheckCDR(ctx, ast)...)
+	}
+	rep = append(rep, doctor.CheckClock(ctx, ast, env.Now, maxClockSkew))
+	rep = append(rep, checkSpoolAs(cfg.Store.Spool, *astUser, env.LookupUser))
+
+	if err := rep.Render(stdout); err != nil {
+		return err
+	}
+	if rep.ExitCode() != 0 {
+		n := 0
+		for _, r := range rep {
+			if r.Status == doctor.Fail {
+				n++
+			}
+		}
+		return &ChecksFailedError{Failed: n}
+	}
+	return nil
+}
+
+// checkSpoolAs checks the spool as the user named name will meet it.
+func checkSpoolAs(spool, name string, lookup func(string) (*user.User, error)) doctor.Result {
+	u, err := lookup(name)
+	var uid, gid int
+	if err == nil {
+		uid, err = strconv.Atoi(u.Uid)
+	}
+	if err == nil {
+		gid, err = strconv.Atoi(u.Gid)
+	}
+	if err != nil {
+		return doctor.Result{Status: doctor.Fail,
+			Check:  "fallback spool " + spool + " writable by Asterisk's user",
+			Detail: fmt.Sprintf("user %q: %v", name, err),
+			Fix:    "name the user Asterisk runs as (runuser in /etc/asterisk/asterisk.conf) with -asterisk-user"}
+	}
+	return doctor.CheckSpool(spool, calls.SpoolHeader, uid, gid)
+}
+
+// queueNames are the keys of [queues] and of every account's queues, once
+// each, sorted.
+func (c *Config) queueNames() []string {
+	set := map[string]bool{}
+	for q := range c.Queues {
+		set[q] = true
+	}
+	for _, a := range c.Accounts {
+		for q := range a.Queues {
+			set[q] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
+}
