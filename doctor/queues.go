@@ -119,8 +119,11 @@ func CheckQueues(path string, queues []string) []Result {
 	for _, q := range queues {
 		check := "queue " + q + " in " + path + " sets setinterfacevar and setqueuevar"
 		if sections[q] == nil {
-			res = append(res, fail(check, "no ["+q+"] section",
-				fmt.Sprintf("add [%s] to %s with `setinterfacevar = yes` and `setqueuevar = yes` (see dialplan-examples/queues.conf), or fix its name in [queues]", q, path)))
+			// A [queues] key is a queue's name or a dialplan context's:
+			// without a section it is either a context (nothing to do) or
+			// a queue misnamed, which only the administrator can tell.
+			res = append(res, warn(check, "no ["+q+"] section: a dialplan context, or a queue not in "+path,
+				fmt.Sprintf("if %s is a queue, add [%s] to %s with `setinterfacevar = yes` and `setqueuevar = yes` (see dialplan-examples/queues.conf), or fix its name in [queues]; if it is a context, nothing to do", q, q, path)))
 			continue
 		}
 		var missing []string
