@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/movidesk-agi/movidesk-agi/cdr"
 	"math"
 	"net/url"
 	"strconv"
@@ -231,7 +232,7 @@ func (c *channel) branchLine() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if ext := extension(v); ext != "" {
+		if ext := cdr.ExtensionOf(v); ext != "" {
 			return ext, nil
 		}
 	}
@@ -240,42 +241,11 @@ func (c *channel) branchLine() (string, error) {
 		return "", err
 	}
 	if agent {
-		if ext := extension(c.name); ext != "" {
+		if ext := cdr.ExtensionOf(c.name); ext != "" {
 			return ext, nil
 		}
 	}
 	return "", badInput("no agent extension: MEMBERINTERFACE and DIALEDPEERNUMBER are empty and this is not the agent's channel; pass branch=")
-}
-
-// extension takes the agent's extension out of an interface, a dialled peer
-// or a channel name: "PJSIP/5252", "5252@agents", "PJSIP/5252-0000002a",
-// "Local/5252@agents-00000001;1", "SIP/5252/n" and "5252@from-queue/n" (the
-// dialled peer of a Local queue member, as FreePBX makes them) all give
-// "5252".
-func extension(s string) string {
-	s = strings.TrimSpace(s)
-	// A technology comes before the first '/'; a '/' after an '@' only
-	// starts the Local channel's options.
-	if i := strings.IndexAny(s, "/@"); i >= 0 && s[i] == '/' {
-		s = s[i+1:]
-	}
-	if i := strings.IndexAny(s, "@/;&"); i >= 0 {
-		s = s[:i]
-	}
-	// A channel name ends in -XXXXXXXX (eight hex digits).
-	if i := strings.LastIndexByte(s, '-'); i >= 0 && len(s)-i-1 == 8 && isHex(s[i+1:]) {
-		s = s[:i]
-	}
-	return s
-}
-
-func isHex(s string) bool {
-	for _, r := range s {
-		if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
-			return false
-		}
-	}
-	return true
 }
 
 // callDate is when the call arrived: the birth of the call's first

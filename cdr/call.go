@@ -98,15 +98,42 @@ func Unsuffixed(channel string) string { return channelSuffix.ReplaceAllString(c
 
 // Extension is the endpoint or extension a channel name is of:
 // PJSIP/201-0000001a is 201, Local/201@from-queue-00000003;1 is 201,
-// SIP/trunk-0000000b is trunk.
+// SIP/trunk-0000000b is trunk; "" for what is no channel name (no
+// technology before a '/').
 func Extension(channel string) string {
-	_, name, ok := strings.Cut(channel, "/")
-	if !ok {
+	if !strings.Contains(channel, "/") {
 		return ""
 	}
-	name = channelSuffix.ReplaceAllString(name, "")
-	if ext, _, local := strings.Cut(name, "@"); local {
-		return ext
+	return ExtensionOf(channel)
+}
+
+// ExtensionOf takes the extension out of an interface, a dialled peer or a
+// channel name: "PJSIP/5252", "5252@agents", "PJSIP/5252-0000002a",
+// "Local/5252@agents-00000001;1", "SIP/5252/n" and "5252@from-queue/n" (the
+// dialled peer of a Local queue member, as FreePBX makes them) all give
+// "5252".
+func ExtensionOf(s string) string {
+	s = strings.TrimSpace(s)
+	// A technology comes before the first '/'; a '/' after an '@' only
+	// starts the Local channel's options.
+	if i := strings.IndexAny(s, "/@"); i >= 0 && s[i] == '/' {
+		s = s[i+1:]
 	}
-	return name
+	if i := strings.IndexAny(s, "@/;&"); i >= 0 {
+		s = s[:i]
+	}
+	// A channel name ends in -XXXXXXXX (eight hex digits).
+	if i := strings.LastIndexByte(s, '-'); i >= 0 && len(s)-i-1 == 8 && isHex(s[i+1:]) {
+		s = s[:i]
+	}
+	return s
+}
+
+func isHex(s string) bool {
+	for _, r := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
+			return false
+		}
+	}
+	return true
 }

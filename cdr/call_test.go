@@ -109,3 +109,24 @@ func TestSummarize(t *testing.T) {
 		t.Error("no rows made a call")
 	}
 }
+
+func TestExtensionFromAsteriskNames(t *testing.T) {
+	cases := map[string]string{
+		"PJSIP/5252":                   "5252",
+		"PJSIP/5252-0000002a":          "5252",
+		"5252@agents":                  "5252",
+		"5252":                         "5252",
+		"Local/5252@agents-00000001;1": "5252",
+		"Local/5252@agents/n":          "5252",
+		"5252@from-queue/n":            "5252", // DIALEDPEERNUMBER of a Local/5252@from-queue/n queue member
+		"SIP/5252/n":                   "5252",
+		"SIP/agent-ana-0000000f":       "agent-ana",
+		"PJSIP/agent-12":               "agent-12", // no channel suffix: the name is kept whole
+		"":                             "",
+	}
+	for in, want := range cases {
+		if got := cdr.ExtensionOf(in); got != want {
+			t.Errorf("ExtensionOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
