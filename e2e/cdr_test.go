@@ -55,43 +55,6 @@ const (
 	cdrReaderPassword = "e2e-cdr-reader-secret"
 )
 
-// freePBXCDRTable is FreePBX 16/17's asteriskcdrdb.cdr (framework's
-// installlib/SQL/cdr.sql plus the columns the cdr module adds).
-const freePBXCDRTable = `CREATE TABLE cdr (
-  calldate datetime NOT NULL default '1000-01-01 00:00:00',
-  clid varchar(80) NOT NULL default '',
-  src varchar(80) NOT NULL default '',
-  dst varchar(80) NOT NULL default '',
-  dcontext varchar(80) NOT NULL default '',
-  channel varchar(80) NOT NULL default '',
-  dstchannel varchar(80) NOT NULL default '',
-  lastapp varchar(80) NOT NULL default '',
-  lastdata varchar(80) NOT NULL default '',
-  duration int(11) NOT NULL default '0',
-  billsec int(11) NOT NULL default '0',
-  disposition varchar(45) NOT NULL default '',
-  amaflags int(11) NOT NULL default '0',
-  accountcode varchar(20) NOT NULL default '',
-  uniqueid varchar(32) NOT NULL default '',
-  userfield varchar(255) NOT NULL default '',
-  did varchar(50) NOT NULL default '',
-  recordingfile varchar(255) NOT NULL default '',
-  cnum varchar(80) NOT NULL default '',
-  cnam varchar(80) NOT NULL default '',
-  outbound_cnum varchar(80) NOT NULL default '',
-  outbound_cnam varchar(80) NOT NULL default '',
-  dst_cnam varchar(80) NOT NULL default '',
-  linkedid varchar(32) NOT NULL default '',
-  peeraccount varchar(80) NOT NULL default '',
-  sequence int(11) NOT NULL default '0',
-  KEY calldate (calldate),
-  KEY dst (dst),
-  KEY accountcode (accountcode),
-  KEY uniqueid (uniqueid),
-  KEY did (did),
-  KEY linkedid (linkedid)
-)`
-
 // cdrDB is the MariaDB that Asterisk writes its records into.
 var cdrDB *mariadbtest.DB
 
@@ -114,7 +77,7 @@ func startCDRDatabase() (*mariadbtest.DB, error) {
 	for _, q := range []string{
 		"CREATE DATABASE " + cdrDBName,
 		"USE " + cdrDBName,
-		freePBXCDRTable,
+		mariadbtest.FreePBXCDRTable,
 		fmt.Sprintf("CREATE USER '%s'@'127.0.0.1' IDENTIFIED BY '%s'", cdrReader, cdrReaderPassword),
 		fmt.Sprintf("GRANT SELECT ON %s.cdr TO '%s'@'127.0.0.1'", cdrDBName, cdrReader),
 	} {

@@ -5,6 +5,7 @@ package cdrsql_test
 import (
 	"context"
 	"database/sql"
+	"github.com/movidesk-agi/movidesk-agi/internal/mariadbtest"
 	"runtime"
 	"runtime/metrics"
 	"sync"
@@ -26,7 +27,7 @@ var (
 // 1,000,000 rows, one every 2.6 s, made once.
 func benchTable(b *testing.B) string {
 	benchOnce.Do(func() {
-		tb, dsn := mysqlTable(b, freePBXTable)
+		tb, dsn := mysqlTable(b, mariadbtest.FreePBXCDRTable)
 		tb.exec(b, `INSERT INTO cdr (calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, lastdata,
 			duration, billsec, disposition, amaflags, uniqueid, linkedid, did, recordingfile, cnum, sequence)
 			SELECT '2026-03-01' + INTERVAL seq * 2.6 SECOND, '"Customer" <4830001234>', '4830001234', '400',

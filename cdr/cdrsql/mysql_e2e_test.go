@@ -27,43 +27,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePBXTable is FreePBX 16/17's asteriskcdrdb.cdr: framework's
-// installlib/SQL/cdr.sql, with the columns the cdr module adds after it.
-const freePBXTable = `CREATE TABLE cdr (
-   calldate datetime NOT NULL default '1000-01-01 00:00:00',
-   clid varchar(80) NOT NULL default '',
-   src varchar(80) NOT NULL default '',
-   dst varchar(80) NOT NULL default '',
-   dcontext varchar(80) NOT NULL default '',
-   channel varchar(80) NOT NULL default '',
-   dstchannel varchar(80) NOT NULL default '',
-   lastapp varchar(80) NOT NULL default '',
-   lastdata varchar(80) NOT NULL default '',
-   duration int(11) NOT NULL default '0',
-   billsec int(11) NOT NULL default '0',
-   disposition varchar(45) NOT NULL default '',
-   amaflags int(11) NOT NULL default '0',
-   accountcode varchar(20) NOT NULL default '',
-   uniqueid varchar(32) NOT NULL default '',
-   userfield varchar(255) NOT NULL default '',
-   did varchar(50) NOT NULL default '',
-   recordingfile varchar(255) NOT NULL default '',
-   cnum varchar(80) NOT NULL default '',
-   cnam varchar(80) NOT NULL default '',
-   outbound_cnum varchar(80) NOT NULL default '',
-   outbound_cnam varchar(80) NOT NULL default '',
-   dst_cnam varchar(80) NOT NULL default '',
-   linkedid varchar(32) NOT NULL default '',
-   peeraccount varchar(80) NOT NULL default '',
-   sequence int(11) NOT NULL default '0',
-   KEY ` + "`calldate` (`calldate`)" + `,
-   KEY ` + "`dst` (`dst`)" + `,
-   KEY ` + "`accountcode` (`accountcode`)" + `,
-   KEY ` + "`uniqueid` (`uniqueid`)" + `,
-   KEY ` + "`did` (`did`)" + `,
-   KEY ` + "`linkedid` (`linkedid`)" + `
-)`
-
 // issabelTable is Issabel's table before its 2022 schema: no linkedid,
 // peeraccount or sequence; cdr/install.php adds did, recordingfile and
 // the caller-ID columns.
@@ -123,7 +86,7 @@ var saoPaulo = time.FixedZone("-03", -3*3600)
 func wallText(s string) any { return s }
 
 func TestMySQLFreePBXTableReadIncrementally(t *testing.T) {
-	tb, _ := mysqlTable(t, freePBXTable)
+	tb, _ := mysqlTable(t, mariadbtest.FreePBXCDRTable)
 	checkIncremental(t, tb, wallText, saoPaulo)
 	r := newReader(mustOpen(t, tb, cdrsql.Options{Location: saoPaulo}))
 	r.mustRead(t)
@@ -138,7 +101,7 @@ func TestMySQLFreePBXTableReadIncrementally(t *testing.T) {
 }
 
 func TestMySQLCalldateInLocalTimeOrUTC(t *testing.T) {
-	tb, _ := mysqlTable(t, freePBXTable)
+	tb, _ := mysqlTable(t, mariadbtest.FreePBXCDRTable)
 	tb.insert(t, answered("2026-03-10 09:00:00", "1773133200.1"))
 	for _, c := range []struct {
 		loc  *time.Location
@@ -190,7 +153,7 @@ func TestMySQLTableWithoutARequiredColumn(t *testing.T) {
 }
 
 func TestMySQLBadValuesAreBadRows(t *testing.T) {
-	tb, _ := mysqlTable(t, freePBXTable)
+	tb, _ := mysqlTable(t, mariadbtest.FreePBXCDRTable)
 	tb.exec(t, "ALTER TABLE cdr MODIFY channel varchar(80) NULL")
 	nullChannel := answered("2026-03-10 09:01:00", "1773133260.2")
 	nullChannel.channel = nil
@@ -214,7 +177,7 @@ func TestMySQLBadValuesAreBadRows(t *testing.T) {
 }
 
 func TestMySQLReadOnlyUserAndNoPasswordShown(t *testing.T) {
-	tb, dsn := mysqlTable(t, freePBXTable)
+	tb, dsn := mysqlTable(t, mariadbtest.FreePBXCDRTable)
 	tb.insert(t, answered("2026-03-10 09:00:00", "1773133200.1"))
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
@@ -254,7 +217,7 @@ func TestMySQLStoppedInTheMiddleThenBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Stop() })
-	tb, _ := mysqlTableOn(t, srv.NewDatabase(t), freePBXTable)
+	tb, _ := mysqlTableOn(t, srv.NewDatabase(t), mariadbtest.FreePBXCDRTable)
 	for i := range 10 {
 		tb.insert(t, answered(fmt.Sprintf("2026-03-10 09:%02d:00", i), fmt.Sprintf("1773133200.%d", i)))
 	}

@@ -295,3 +295,42 @@ func (s *DB) Kill() error { return s.kill() }
 
 // Restart starts a server Kill stopped.
 func (s *DB) Restart() error { return s.start() }
+
+// FreePBXCDRTable creates FreePBX 16/17's asteriskcdrdb.cdr: framework's
+// installlib/SQL/cdr.sql, with the columns the cdr module adds after it
+// (no primary key; an index on calldate), as the tests of what reads it
+// and what Asterisk writes into it need it.
+const FreePBXCDRTable = `CREATE TABLE cdr (
+   calldate datetime NOT NULL default '1000-01-01 00:00:00',
+   clid varchar(80) NOT NULL default '',
+   src varchar(80) NOT NULL default '',
+   dst varchar(80) NOT NULL default '',
+   dcontext varchar(80) NOT NULL default '',
+   channel varchar(80) NOT NULL default '',
+   dstchannel varchar(80) NOT NULL default '',
+   lastapp varchar(80) NOT NULL default '',
+   lastdata varchar(80) NOT NULL default '',
+   duration int(11) NOT NULL default '0',
+   billsec int(11) NOT NULL default '0',
+   disposition varchar(45) NOT NULL default '',
+   amaflags int(11) NOT NULL default '0',
+   accountcode varchar(20) NOT NULL default '',
+   uniqueid varchar(32) NOT NULL default '',
+   userfield varchar(255) NOT NULL default '',
+   did varchar(50) NOT NULL default '',
+   recordingfile varchar(255) NOT NULL default '',
+   cnum varchar(80) NOT NULL default '',
+   cnam varchar(80) NOT NULL default '',
+   outbound_cnum varchar(80) NOT NULL default '',
+   outbound_cnam varchar(80) NOT NULL default '',
+   dst_cnam varchar(80) NOT NULL default '',
+   linkedid varchar(32) NOT NULL default '',
+   peeraccount varchar(80) NOT NULL default '',
+   sequence int(11) NOT NULL default '0',
+   KEY calldate (calldate),
+   KEY dst (dst),
+   KEY accountcode (accountcode),
+   KEY uniqueid (uniqueid),
+   KEY did (did),
+   KEY linkedid (linkedid)
+)`
