@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/base64"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/internal/debpkg"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 )
@@ -29,27 +29,11 @@ const chromiumPath = "/usr/bin/chromium"
 // is missing (as root, as CI runs).
 func chromium(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err == nil {
-		return chromiumPath
-	}
-	if os.Geteuid() != 0 {
-		t.Fatalf("%s is missing and installing it needs root: apt-get install -y chromium", chromiumPath)
-	}
-	start := time.Now()
-	// Another package's tests may be running apt at the same time: wait
-	// for its lock rather than fail.
-	const script = "flock /var/lock/movidesk-agi-apt.lock sh -c 'apt-get -o DPkg::Lock::Timeout=600 update && apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium'"
-	cmd := exec.CommandContext(t.Context(), "sh", "-c", script)
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	out, err := cmd.CombinedOutput()
+	p, err := debpkg.Need(t.Context(), chromiumPath, "chromium")
 	if err != nil {
-		t.Fatalf("installing chromium (%s): %v\n%s", script, err, out)
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("installed chromium, yet %v\n%s", err, out)
-	}
-	t.Logf("installed chromium in %v", time.Since(start).Round(time.Second))
-	return chromiumPath
+	return p
 }
 
 // browser starts a headless Chromium for the test.

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/internal/debpkg"
 	"github.com/movidesk-agi/movidesk-agi/internal/pgtest"
 	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
@@ -541,15 +542,8 @@ func serveSRV(t *testing.T, name string, targets ...srvTarget) []string {
 // installDnsmasq installs Debian's dnsmasq-base when dnsmasq is missing.
 func installDnsmasq(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat(dnsmasqPath); err == nil {
-		return
-	}
-	const script = "flock /var/lock/movidesk-agi-apt.lock sh -c 'apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends dnsmasq-base'"
-	if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
-		t.Fatalf("%s is missing and installing Debian's dnsmasq-base failed: %v\n%s", dnsmasqPath, err, out)
-	}
-	if _, err := os.Stat(dnsmasqPath); err != nil {
-		t.Fatalf("installed dnsmasq-base, but: %v", err)
+	if _, err := debpkg.Need(t.Context(), dnsmasqPath, "dnsmasq-base"); err != nil {
+		t.Fatal(err)
 	}
 }
 

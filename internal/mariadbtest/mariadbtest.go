@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/internal/debpkg"
+
 	"github.com/go-sql-driver/mysql"
 )
 
@@ -30,9 +32,6 @@ const (
 	Server    = "/usr/sbin/mariadbd"
 	InstallDB = "/usr/bin/mariadb-install-db"
 )
-
-// aptLock serializes apt among the test setups of this repository.
-const aptLock = "/var/lock/movidesk-agi-apt.lock"
 
 // User is the server's user with every privilege, without password, on
 // 127.0.0.1.
@@ -204,19 +203,9 @@ func (s *DB) exec(dsn string, stmts ...string) error {
 // install puts Debian's mariadb-server package on the machine when its
 // binaries are missing.
 func install() error {
-	if _, err := os.Stat(Server); err == nil {
-		if _, err := os.Stat(InstallDB); err == nil {
-			return nil
-		}
-	}
-	script := "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server"
-	out, err := exec.Command("flock", aptLock, "sh", "-c", script).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("mariadbtest: MariaDB is not installed (%s) and installing it failed: %v\n%s", Server, err, out)
-	}
 	for _, bin := range []string{Server, InstallDB} {
-		if _, err := os.Stat(bin); err != nil {
-			return fmt.Errorf("mariadbtest: installed mariadb-server, but %s is missing", bin)
+		if _, err := debpkg.Need(context.Background(), bin, "mariadb-server"); err != nil {
+			return fmt.Errorf("mariadbtest: MariaDB is needed: %w", err)
 		}
 	}
 	return nil

@@ -22,14 +22,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/internal/debpkg"
+
 	"github.com/jackc/pgx/v5"
 )
 
 // BinDir holds Debian's PostgreSQL 15 server binaries.
 const BinDir = "/usr/lib/postgresql/15/bin"
-
-// aptLock serializes apt among the test setups of this repository.
-const aptLock = "/var/lock/movidesk-agi-apt.lock"
 
 // Server is a running PostgreSQL.
 type Server struct {
@@ -122,16 +121,8 @@ func (s *Server) cmd(name string, args ...string) *exec.Cmd {
 // install puts Debian's postgresql package on the machine when its
 // binaries are missing.
 func install() error {
-	if _, err := os.Stat(filepath.Join(BinDir, "initdb")); err == nil {
-		return nil
-	}
-	script := "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql"
-	out, err := exec.Command("flock", aptLock, "sh", "-c", script).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("pgtest: PostgreSQL 15 is not installed (%s) and installing it failed: %v\n%s", BinDir, err, out)
-	}
-	if _, err := os.Stat(filepath.Join(BinDir, "initdb")); err != nil {
-		return fmt.Errorf("pgtest: installed postgresql, but %s has no initdb: PostgreSQL 15 is needed", BinDir)
+	if _, err := debpkg.Need(context.Background(), filepath.Join(BinDir, "initdb"), "postgresql-15"); err != nil {
+		return fmt.Errorf("pgtest: PostgreSQL 15 is needed: %w", err)
 	}
 	return nil
 }
