@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -52,6 +54,71 @@ func CheckSpool(path, header string, uid, gid int) Result {
 		return warn(check, "first line is not movidesk-agi's header", "keep the spool for movidesk-agi alone; its first line must be: "+strings.TrimSuffix(header, "\n"))
 	}
 	return ok(check, "")
+}
+
+// CheckSpoolDirs checks that Asterisk's user (uid, member of gids) may
+// search every folder on the way to the spool: FILE() opens the spool by
+// its whole path, and one folder without search (x) for that user hides
+// it, whatever the file's own mode. A folder with an ACL may grant what its
+// mode does not: then a warning.
+func CheckSpoolDirs(path string, uid int, gids []int) Result {
+	check := "folders on the way to " + path + " searchable by Asterisk's user"
+	if uid == 0 {
+		return ok(check, "Asterisk runs as root")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fail(check, err.Error(), "give [store] spool as an absolute path, e.g. /var/spool/movidesk-agi/fallback.log")
+	}
+	var dirs []string
+	for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
+		dirs = append(dirs, d)
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	slices.Reverse(dirs)
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if errors.Is(err, os.ErrNotExist) {
+			return fail(check, d+" is missing", "start movidesk-agi once (it creates the spool and its folder), or `mkdir -p "+d+"`")
+		}
+		if err != nil {
+			return fail(check, err.Error(), "run the doctor as root or in Asterisk's group")
+		}
+		st, isUnix := fi.Sys().(*syscall.Stat_t)
+		if !isUnix {
+			continue
+		}
+		perm := fi.Mode().Perm()
+		var search bool
+		// The kernel's order: the owner's bits alone apply to the owner,
+		// the group's to a member, the others' to the rest.
+		switch {
+		case int(st.Uid) == uid:
+			search = perm&0o100 != 0
+		case slices.Contains(gids, int(st.Gid)):
+			search = perm&0o010 != 0
+		default:
+			search = perm&0o001 != 0
+		}
+		if search {
+			continue
+		}
+		detail := fmt.Sprintf("%s: owner %d:%d mode %04o, no search (x) for Asterisk's user (uid %d)", d, st.Uid, st.Gid, perm, uid)
+		fix := "`chmod o+x " + d + "` (or `chgrp asterisk " + d + " && chmod g+x " + d + "`)"
+		if hasACL(d) {
+			return warn(check, detail+"; it has an ACL, which may grant it", "check `getfacl "+d+"` lists Asterisk's user or group with x, or "+fix)
+		}
+		return fail(check, detail, fix)
+	}
+	return ok(check, "")
+}
+
+// hasACL tells whether path has a POSIX access ACL.
+func hasACL(path string) bool {
+	n, err := syscall.Getxattr(path, "system.posix_acl_access", nil)
+	return err == nil && n > 0
 }
 
 // CheckService checks that something accepts TCP connections on addr, the

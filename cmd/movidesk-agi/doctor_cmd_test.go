@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -55,13 +57,20 @@ func goodAsterisk(t *testing.T) fakeAsterisk {
 		"dialplan show movidesk-queue":             "[ Context 'movidesk-queue' created by 'pbx_config' ]\n  's' =>            1. AGI(${MOVIDESK_AGI}/abandon)               [extensions-queue.conf:22]\n                    2. AGI(${MOVIDESK_AGI}/complete)              [extensions-queue.conf:29]\n",
 		"cdr show status":                          asteriskOutput(t, "cdr-status-good.txt"),
 		"dialplan eval function STRFTIME(,UTC,%s)": asteriskOutput(t, "eval-strftime.txt"),
+		"dialplan show from-pstn":                  asteriskOutput(t, "dialplan-missing.txt"),
+		"dialplan show movidesk-freepbx-from-pstn": asteriskOutput(t, "dialplan-missing.txt"),
 	}
 }
 
+// goodCDRConf is cdr.conf as the configuration of doctorSetup reads it.
+const goodCDRConf = "[general]\nenable = yes\nunanswered = yes\n\n[csv]\nusegmtime = yes\nloguniqueid = yes\nloguserfield = yes\nnewcdrcolumns = yes\n"
+
 // doctorSetup is a configuration with [queues] and reconciliation on, the
-// service's address listening, a spool with its header and a queues.conf
-// as the examples have it; it returns the arguments for the doctor.
-func doctorSetup(t *testing.T, queuesConf string) []string {
+// service's address listening (and in ast's MOVIDESK_AGI global), a spool
+// with its header, a queues.conf as the examples have it and a cdr.conf
+// that writes Master.csv as [reconcile] reads it; it returns the
+// arguments for the doctor.
+func doctorSetup(t *testing.T, ast fakeAsterisk, queuesConf string) []string {
 	t.Helper()
 	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -86,6 +95,11 @@ func doctorSetup(t *testing.T, queuesConf string) []string {
 	if err := os.WriteFile(qc, []byte(queuesConf), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	cdrConf := filepath.Join(dir, "cdr.conf")
+	if err := os.WriteFile(cdrConf, []byte(goodCDRConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ast["dialplan show globals"] = fmt.Sprintf("   MOVIDESK_AGI=agi://%s\n   MOVIDESK_SPOOL=%s\n\n    -- 2 variable(s)\n", ln.Addr(), spool)
 	csv := filepath.Join(dir, "Master.csv")
 	cfg := fmt.Sprintf(`[server]
 listen = %q
@@ -101,6 +115,9 @@ support = 1
 enabled = true
 source = "csv"
 path = %q
+loguniqueid = true
+loguserfield = true
+newcdrcolumns = true
 timezone = "UTC"
 contexts = ["from-trunk"]
 `, ln.Addr().String(), filepath.Join(dir, "outbox.db"), spool, csv)
@@ -108,7 +125,7 @@ contexts = ["from-trunk"]
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return []string{"-config", path, "-queues-conf", qc, "-asterisk-user", "asterisk"}
+	return []string{"-config", path, "-queues-conf", qc, "-cdr-conf", cdrConf, "-asterisk-user", "asterisk"}
 }
 
 const goodQueuesConf = "[support]\nstrategy = ringall\nsetinterfacevar = yes\nsetqueuevar = yes\n"
@@ -147,7 +164,8 @@ func runDoctor(t *testing.T, args []string, env doctorEnv) (string, int) {
 }
 
 func TestDoctorAllOK(t *testing.T) {
-	out, code := runDoctor(t, doctorSetup(t, goodQueuesConf), testEnv(goodAsterisk(t)))
+	ast := goodAsterisk(t)
+	out, code := runDoctor(t, doctorSetup(t, ast, goodQueuesConf), testEnv(ast))
 	if code != 0 {
 		t.Fatalf("exit %d, want 0:\n%s", code, out)
 	}
@@ -163,6 +181,8 @@ func TestDoctorAllOK(t *testing.T) {
 		"module app_queue.so", "module cdr_csv.so or cdr_adaptive_odbc.so",
 		"[movidesk-transfer]", "[movidesk-hangup]", "[movidesk-queue]",
 		"queue support in", "Asterisk's clock", "fallback spool",
+		"the MOVIDESK_AGI global points at movidesk-agi", "dialplan checked as the plain examples",
+		"cdr.conf [csv] writes the columns", "Master.csv rows carry the linkedid", "folders on the way to",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no check of %q:\n%s", want, out)
@@ -173,8 +193,117 @@ func TestDoctorAllOK(t *testing.T) {
 	}
 }
 
+// freepbxAsterisk is goodAsterisk running FreePBX's shape with the
+// snippet loaded (doctor/testdata), its one trunk through the snippet.
+func freepbxAsterisk(t *testing.T) fakeAsterisk {
+	ast := goodAsterisk(t)
+	for cmd, file := range map[string]string{
+		"dialplan show from-pstn":                       "dialplan-from-pstn.txt",
+		"dialplan show macro-dial-one":                  "dialplan-macro-dial-one-17.txt",
+		"dialplan show macro-dial":                      "dialplan-missing.txt",
+		"pjsip show identifies":                         "pjsip-identifies.txt",
+		"pjsip show endpoint trunk1":                    "pjsip-endpoint-provider.txt",
+		"pjsip show endpoint provider":                  "pjsip-endpoint-provider.txt",
+		"dialplan show movidesk-freepbx-from-pstn":      "dialplan-movidesk-freepbx-from-pstn.txt",
+		"dialplan show movidesk-freepbx-inbound":        "dialplan-movidesk-freepbx-inbound.txt",
+		"dialplan show movidesk-freepbx-hangup":         "dialplan-movidesk-freepbx-hangup.txt",
+		"dialplan show movidesk-freepbx-queue-answered": "dialplan-movidesk-freepbx-queue-answered.txt",
+		"dialplan show movidesk-freepbx-answered":       "dialplan-movidesk-freepbx-answered.txt",
+		"dialplan show macro-dialout-one-predial-hook":  "dialplan-macro-dialout-one-predial-hook.txt",
+		"dialplan show macro-dial-ringall-predial-hook": "dialplan-macro-dial-ringall-predial-hook.txt",
+		"dialplan show macro-dial-hunt-predial-hook":    "dialplan-macro-dial-hunt-predial-hook.txt",
+	} {
+		ast[cmd] = asteriskOutput(t, file)
+	}
+	// The plain examples are not there: asking for them is a mistake.
+	for _, c := range []string{"movidesk-transfer", "movidesk-hangup", "movidesk-queue"} {
+		delete(ast, "dialplan show "+c)
+	}
+	return ast
+}
+
+func TestDoctorFreePBX(t *testing.T) {
+	ast := freepbxAsterisk(t)
+	args := doctorSetup(t, ast, goodQueuesConf)
+	ast["dialplan show globals"] += "   QGOSUB=movidesk-freepbx-queue-answered\n"
+	out, code := runDoctor(t, args, testEnv(ast))
+	if code != 0 || strings.Contains(out, "WARN") {
+		t.Fatalf("exit %d, want 0 and no warning:\n%s", code, out)
+	}
+	for _, want := range []string{"dialplan checked as FreePBX's", "[movidesk-freepbx-from-pstn] marks each call", "QGOSUB", "[macro-dial-hunt-predial-hook]", "trunks send their calls to"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no check of %q:\n%s", want, out)
+		}
+	}
+
+	// A trunk left at from-pstn, FreePBX's default, and no other.
+	ast["pjsip show endpoint provider"] = asteriskOutput(t, "pjsip-endpoint-trunk1.txt")
+	ast["pjsip show endpoint trunk1"] = asteriskOutput(t, "pjsip-endpoint-trunk1.txt")
+	out, code = runDoctor(t, args, testEnv(ast))
+	if code != 1 || !strings.Contains(out, "FAIL trunks send their calls to [movidesk-freepbx-from-pstn]: provider (from-pstn), trunk1 (from-pstn)") {
+		t.Errorf("exit %d, want 1 naming the trunks:\n%s", code, out)
+	}
+
+	// -pbx plain checks the plain examples, which are not loaded.
+	ast["dialplan show movidesk-transfer"] = asteriskOutput(t, "dialplan-missing.txt")
+	ast["dialplan show movidesk-hangup"] = asteriskOutput(t, "dialplan-missing.txt")
+	ast["dialplan show movidesk-queue"] = asteriskOutput(t, "dialplan-missing.txt")
+	out, _ = runDoctor(t, append(args, "-pbx", "plain"), testEnv(ast))
+	if !strings.Contains(out, "FAIL dialplan context [movidesk-transfer]") || strings.Contains(out, "freepbx-from-pstn") {
+		t.Errorf("-pbx plain:\n%s", out)
+	}
+	if _, code := runDoctor(t, append(args, "-pbx", "issabel"), testEnv(ast)); code != 2 {
+		t.Errorf("-pbx issabel: exit %d, want 2", code)
+	}
+}
+
+func TestDoctorClickToCallARI(t *testing.T) {
+	const ariPassword = "ari-s3cr3t-never-printed"
+	ari := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, _ := r.BasicAuth(); u != "movidesk" || p != ariPassword {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Write([]byte("{}"))
+	}))
+	defer ari.Close()
+	ast := goodAsterisk(t)
+	for _, m := range []string{"res_ari", "res_http_websocket"} {
+		ast["module show like "+m] = strings.ReplaceAll(asteriskOutput(t, "module-res_agi.txt"), "res_agi", m)
+	}
+	ast["dialplan show movidesk-click-to-call"] = "[ Context 'movidesk-click-to-call' created by 'pbx_config' ]\n  'h' =>            1. AGI(${MOVIDESK_AGI}/hangup)\n"
+	args := doctorSetup(t, ast, goodQueuesConf)
+	conf := args[1]
+	for _, tc := range []struct {
+		password string
+		code     int
+		want     string
+	}{
+		{ariPassword, 0, "OK   ARI at " + ari.URL + "/ari takes click_to_call's user movidesk"},
+		{"wrong-" + ariPassword, 1, "FAIL ARI at " + ari.URL + "/ari takes click_to_call's user movidesk: HTTP 401"},
+	} {
+		b, err := os.ReadFile(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c2c := fmt.Sprintf("\n[click_to_call]\nlisten = \"127.0.0.1:0\"\nusername = \"m\"\npassword = \"pw-s3cr3t-0123456789\"\nari_url = %q\nari_username = \"movidesk\"\nari_password = %q\n", ari.URL+"/ari", tc.password)
+		other := filepath.Join(t.TempDir(), "config.toml")
+		if err := os.WriteFile(other, append(b, c2c...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, code := runDoctor(t, append([]string{"-config", other}, args[2:]...), testEnv(ast))
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("exit %d, want %d and %q:\n%s", code, tc.code, tc.want, out)
+		}
+		if strings.Contains(out, ariPassword) {
+			t.Errorf("the ARI password in the doctor's output:\n%s", out)
+		}
+	}
+}
+
 func TestDoctorFailSaysTheFix(t *testing.T) {
-	out, code := runDoctor(t, doctorSetup(t, "[support]\nstrategy = ringall\nsetqueuevar = yes\n"), testEnv(goodAsterisk(t)))
+	ast := goodAsterisk(t)
+	out, code := runDoctor(t, doctorSetup(t, ast, "[support]\nstrategy = ringall\nsetqueuevar = yes\n"), testEnv(ast))
 	if code != 1 {
 		t.Fatalf("exit %d, want 1:\n%s", code, out)
 	}
@@ -195,7 +324,7 @@ func TestDoctorFailSaysTheFix(t *testing.T) {
 func TestDoctorModuleMissing(t *testing.T) {
 	ast := goodAsterisk(t)
 	ast["module show like func_env"] = asteriskOutput(t, "module-res_ari-missing.txt")
-	out, code := runDoctor(t, doctorSetup(t, goodQueuesConf), testEnv(ast))
+	out, code := runDoctor(t, doctorSetup(t, ast, goodQueuesConf), testEnv(ast))
 	if code != 1 || !strings.Contains(out, "load = func_env.so") {
 		t.Fatalf("exit %d, want 1 with the line to add to modules.conf:\n%s", code, out)
 	}
@@ -203,7 +332,7 @@ func TestDoctorModuleMissing(t *testing.T) {
 
 func TestDoctorAsteriskUnreachable(t *testing.T) {
 	ast := fakeAsterisk{} // every command fails
-	out, code := runDoctor(t, doctorSetup(t, goodQueuesConf), testEnv(ast))
+	out, code := runDoctor(t, doctorSetup(t, ast, goodQueuesConf), testEnv(ast))
 	if code != 0 {
 		t.Fatalf("exit %d, want 0 (skipped checks warn):\n%s", code, out)
 	}
@@ -217,12 +346,13 @@ func TestDoctorAsteriskUnreachable(t *testing.T) {
 }
 
 func TestDoctorSpoolNotWritableByAsterisk(t *testing.T) {
-	env := testEnv(goodAsterisk(t))
+	ast := goodAsterisk(t)
+	env := testEnv(ast)
 	other := os.Getuid() + 1
 	env.LookupUser = func(name string) (*user.User, error) {
 		return &user.User{Username: name, Uid: strconv.Itoa(other), Gid: strconv.Itoa(os.Getgid() + 1)}, nil
 	}
-	out, code := runDoctor(t, doctorSetup(t, goodQueuesConf), env)
+	out, code := runDoctor(t, doctorSetup(t, ast, goodQueuesConf), env)
 	if code != 1 || !strings.Contains(out, "FAIL fallback spool") || !strings.Contains(out, "chmod 0664") {
 		t.Fatalf("exit %d, want 1 with the spool's fix:\n%s", code, out)
 	}

@@ -45,12 +45,13 @@ commands:
                                 what Movidesk got; exit 1 when calls are missing,
                                 3 when it cannot read them; -send backfills them (a bbolt store: the service
                                 stopped)
-  doctor -config FILE [-asterisk-user NAME] [-queues-conf PATH] [-asterisk PATH]
+  doctor -config FILE [-asterisk-user NAME] [-queues-conf PATH] [-cdr-conf PATH]
+         [-asterisk PATH] [-pbx auto|plain|freepbx]
                                 check the set-up from the PBX's side: the service's
-                                address, Asterisk's modules, dialplan, queues.conf,
-                                CDR options and clock, the fallback spool; one line
-                                per check, exit 1 on any FAIL, 3 when FILE cannot
-                                be read
+                                address, Asterisk's modules, dialplan (FreePBX's
+                                hooks and trunks), queues.conf, CDR options, ARI
+                                and clock, the fallback spool; one line per check,
+                                exit 1 on any FAIL, 3 when FILE cannot be read
   version                       print the version
 `
 
