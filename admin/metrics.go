@@ -92,6 +92,7 @@ type Metrics struct {
 	lastOK   time.Time
 	lastErr  *MovideskError
 	calls    recentCalls
+	tests    testCalls // the doctor's test calls (testcalls.go)
 	samples  []sample
 	// rec are the reconciliation's series; nil when it is off.
 	rec *reconcileMetrics
@@ -255,6 +256,14 @@ func (m *Metrics) Attempted(ev outbox.Event, err error) {
 // Event counts an AGI session by route and status, and records the call
 // event, from AGI or the spool, for the recent calls.
 func (m *Metrics) Event(r calls.Report) {
+	if r.Test != "" {
+		// A test call's: not a call, counted nowhere.
+		now := m.now()
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.tests.event(r, now)
+		return
+	}
 	if r.Source == "agi" {
 		m.sessions.WithLabelValues(bounded(r.Route, routes), bounded(r.Status, statuses)).Inc()
 	}

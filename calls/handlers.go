@@ -106,6 +106,7 @@ type Handlers struct {
 	log    zerolog.Logger
 	routes map[string]routeFunc // AGI script name -> handler, for AGI and the spool alike
 	spool  spoolFollower
+	tests  testCalls // the doctor's test calls, whose events are held back
 }
 
 // New returns the handlers, which record call events through m, live ones
@@ -122,6 +123,7 @@ func New(cfg Config, m *callstate.Machine, log zerolog.Logger) *Handlers {
 		"abandon":  h.abandon,
 		"link":     h.link,
 		"hangup":   h.hangup,
+		TestRoute:  h.test,
 	}
 	return h
 }
@@ -205,6 +207,7 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 		}
 		c.isOpen = h.calls.IsOpen
 		c.lookup = h.calls.Lookup
+		h.forTests(c)
 		// The Movidesk attempt ends Timeout after the session
 		// began, reading the channel included, so that the call waits no
 		// longer than that; and it ends when the caller hangs up: the event
@@ -247,7 +250,7 @@ func report(cfg *Config, o outcome, source string) {
 	}
 	r := Report{
 		Route: o.route, Source: source, Status: o.status, Reason: o.reason,
-		CallID: o.ev.id, Channel: o.c.name, At: o.c.now,
+		CallID: o.ev.id, Channel: o.c.name, At: o.c.now, Test: o.c.test,
 	}
 	if o.c.acct != nil {
 		r.Account = o.c.acct.Name
@@ -315,6 +318,9 @@ func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event
 		Str("uniqueid", o.c.uniqueID).Str("status", string(o.status))
 	if o.c.acct != nil {
 		le = le.Str("account", o.c.acct.Name)
+	}
+	if o.c.test != "" {
+		le = le.Str("test_call", o.c.test) // held back: nothing was sent
 	}
 	if o.ev.decided != "" {
 		le = le.Str("decided", o.ev.decided)

@@ -76,6 +76,10 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	astBin := fs.String("asterisk", "asterisk", "the asterisk binary, run as `asterisk -rx COMMAND`")
 	queuesConf := fs.String("queues-conf", "/etc/asterisk/queues.conf", "Asterisk's queues.conf, read for the queues of [queues]")
 	cdrConf := fs.String("cdr-conf", "/etc/asterisk/cdr.conf", "Asterisk's cdr.conf, read for its [csv] when reconciliation reads Master.csv")
+	call := fs.Bool("call", false, "then place a test call through the dialplan's hooks and report each hop (nothing of it reaches Movidesk)")
+	callFallback := fs.Bool("call-fallback", false, "-call, and a second test call for which movidesk-agi is unreachable: its events must come through the fallback spool")
+	callContext := fs.String("call-context", "", "the context the test call goes through (default [movidesk-doctor]; on FreePBX [movidesk-freepbx-doctor])")
+	callTimeout := fs.Duration("call-timeout", 20*time.Second, "how long to wait for a test call's events")
 	pbx := fs.String("pbx", pbxAuto, "the dialplan's shape: auto (FreePBX when its from-pstn context is loaded), plain (dialplan-examples/) or freepbx (dialplan-examples/freepbx/)")
 	if err := cli.ParseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -90,6 +94,8 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return cli.UsageError{Msg: "doctor: -config FILE is required"}
 	case *pbx != pbxAuto && *pbx != pbxPlain && *pbx != pbxFreePBX:
 		return cli.UsageError{Msg: fmt.Sprintf("doctor: -pbx %q: want auto, plain or freepbx", *pbx)}
+	case *callTimeout <= 0:
+		return cli.UsageError{Msg: "doctor: -call-timeout must be positive"}
 	}
 	cfg, err := LoadConfig(*path)
 	if err != nil {
@@ -157,6 +163,9 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	}
 	rep = append(rep, doctor.CheckClock(ctx, ast, env.Now, maxClockSkew))
 	rep = append(rep, checkSpoolAs(cfg.Store.Spool, *astUser, env.LookupUser)...)
+	if *call || *callFallback {
+		rep = append(rep, testCalls(ctx, ast, cfg, freepbx, *callContext, *callFallback, *callTimeout)...)
+	}
 
 	if err := rep.Render(stdout); err != nil {
 		return err
@@ -171,6 +180,34 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return &ChecksFailedError{Failed: n}
 	}
 	return nil
+}
+
+// testCalls places the test call (and with fallback the second one) in
+// context, the examples' own by default.
+func testCalls(ctx context.Context, ast doctor.Asterisk, cfg Config, freepbx bool, context string, fallback bool, timeout time.Duration) []doctor.Result {
+	if context == "" {
+		context = "movidesk-doctor"
+		if freepbx {
+			context = "movidesk-freepbx-doctor"
+		}
+	}
+	if cfg.Admin.Listen == "" {
+		return []doctor.Result{{Status: doctor.Fail, Check: "test call", Detail: "admin.listen is off: the service reports the test call there",
+			Fix: "set [admin] listen (e.g. \"" + DefaultAdminListen + "\") and restart movidesk-agi"}}
+	}
+	if r := doctor.CheckContext(ctx, ast, context, calls.TestRoute); r.Status != doctor.OK {
+		if r.Status == doctor.Fail {
+			r.Fix = "append the examples' [" + context + "] and [" + context + "-agent] (dialplan-examples/extensions-movidesk.conf; FreePBX: freepbx/extensions_custom.conf), then `asterisk -rx 'dialplan reload'`"
+		}
+		return []doctor.Result{r}
+	}
+	tc := testCall{ast: ast, api: testCallClient(cfg), apiAddr: cfg.Admin.Listen, context: context,
+		queue: cfg.testQueue(), freepbx: freepbx, timeout: timeout}
+	res := tc.run(ctx, testModeCall)
+	if fallback {
+		res = append(res, tc.run(ctx, testModeFallback)...)
+	}
+	return res
 }
 
 // checkSpoolAs checks the spool, and the folders on its way, as the user

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/admin"
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/doctor"
 )
@@ -395,4 +396,159 @@ func TestRunDispatchesDoctor(t *testing.T) {
 	if !strings.Contains(usage, "doctor -config FILE") {
 		t.Errorf("the usage does not list doctor")
 	}
+}
+
+// callingAsterisk is a fake Asterisk whose `channel originate` of a test
+// call has answer tell a real admin server what the service would have
+// seen of it.
+type callingAsterisk struct {
+	fakeAsterisk
+	answer func(nonce, mode, queue, context string)
+}
+
+func (c callingAsterisk) Command(ctx context.Context, cmd string) (string, error) {
+	rest, found := strings.CutPrefix(cmd, "channel originate Local/")
+	if !found {
+		return c.fakeAsterisk.Command(ctx, cmd)
+	}
+	dial, app, _ := strings.Cut(rest, " ")
+	if app != "application Wait 10" {
+		return "", fmt.Errorf("fake asterisk: originate %q", cmd)
+	}
+	ext, context, _ := strings.Cut(dial, "@")
+	f := strings.Split(ext, "*")
+	if len(f) != 3 {
+		return "", fmt.Errorf("fake asterisk: extension %q is not NONCE*MODE*QUEUE", ext)
+	}
+	c.answer(f[0], f[1], f[2], context)
+	return "", nil
+}
+
+// testCallSetup is doctorSetup with the service's admin API served by a
+// real admin server, whose metrics it returns.
+func testCallSetup(t *testing.T, ast fakeAsterisk) ([]string, *admin.Metrics) {
+	t.Helper()
+	ast["dialplan show movidesk-doctor"] = asteriskOutput(t, "dialplan-movidesk-doctor.txt")
+	args := doctorSetup(t, ast, goodQueuesConf)
+	const token = "adm-s3cr3t-token-0123456789"
+	srv := admin.New(admin.Options{Token: token})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler()}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	f, err := os.OpenFile(args[1], os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "[admin]\nlisten = %q\ntoken = %q\n", ln.Addr(), token)
+	f.Close()
+	return args, srv.Metrics()
+}
+
+// report is what the service reports of a test call's route run.
+func report(m *admin.Metrics, nonce, route, source string, st calls.Status, reason string) {
+	m.Event(calls.Report{Route: route, Source: source, Status: st, Reason: reason, CallID: "1796624088.0",
+		Channel: "Local/" + nonce + "@movidesk-doctor-00000000;2", At: time.Now(), Test: nonce})
+}
+
+func TestDoctorTestCall(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		answer func(m *admin.Metrics, nonce, mode string)
+		code   int
+		want   []string
+	}{
+		{"EveryHop", []string{"-call"}, func(m *admin.Metrics, nonce, mode string) {
+			for _, r := range []string{"test", "transfer", "hangup"} {
+				report(m, nonce, r, "agi", calls.StatusOK, "")
+			}
+		}, 0, []string{"OK   test call ", ": Asterisk reached movidesk-agi (test route)", ": the transfer route ran", ": the hangup route ran"}},
+		{"Fallback", []string{"-call-fallback"}, func(m *admin.Metrics, nonce, mode string) {
+			source := "agi"
+			if mode == "fallback" {
+				source = "spool"
+			}
+			for _, r := range []string{"test", "transfer", "hangup"} {
+				report(m, nonce, r, source, calls.StatusOK, "")
+			}
+		}, 0, []string{"OK   fallback test call ", "the dialplan spooled each event and movidesk-agi imported it"}},
+		{"FallbackNotImported", []string{"-call-fallback", "-call-timeout", "300ms"}, func(m *admin.Metrics, nonce, mode string) {
+			if mode == "call" {
+				for _, r := range []string{"test", "transfer", "hangup"} {
+					report(m, nonce, r, "agi", calls.StatusOK, "")
+				}
+			}
+		}, 1, []string{"FAIL fallback test call", "no test, transfer, hangup from the spool within 300ms", "MOVIDESK_SPOOL"}},
+		{"Unreached", []string{"-call", "-call-timeout", "300ms"}, func(*admin.Metrics, string, string) {}, 1,
+			[]string{"(test route): nothing within 300ms", "dialplan show movidesk-doctor", "MOVIDESK_AGI", "FAIL test call", "the hangup route ran: nothing within 300ms"}},
+		{"ThroughTheSpool", []string{"-call"}, func(m *admin.Metrics, nonce, mode string) {
+			for _, r := range []string{"test", "transfer", "hangup"} {
+				report(m, nonce, r, "spool", calls.StatusOK, "")
+			}
+		}, 1, []string{"(test route): Asterisk could not reach it: the event came through the fallback spool", "server.allow"}},
+		{"TransferRefused", []string{"-call"}, func(m *admin.Metrics, nonce, mode string) {
+			report(m, nonce, "test", "agi", calls.StatusOK, "")
+			report(m, nonce, "transfer", "agi", calls.StatusError, `no Movidesk queue id for context "movidesk-transfer"`)
+			report(m, nonce, "hangup", "agi", calls.StatusOK, "")
+		}, 0, []string{`WARN test call`, `the transfer route ran: movidesk-agi refused the event: no Movidesk queue id for context "movidesk-transfer"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ast := goodAsterisk(t)
+			args, m := testCallSetup(t, ast)
+			var placed []string
+			calling := callingAsterisk{ast, func(nonce, mode, queue, context string) {
+				placed = append(placed, mode+" "+queue+" "+context)
+				tc.answer(m, nonce, mode)
+			}}
+			out, code := runDoctor(t, append(args, tc.args...), testEnv(calling))
+			if code != tc.code {
+				t.Errorf("exit %d, want %d:\n%s", code, tc.code, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("no %q in:\n%s", w, out)
+				}
+			}
+			// In the examples' context, in the first queue of [queues].
+			if len(placed) == 0 || placed[0] != "call support movidesk-doctor" {
+				t.Errorf("placed %q, want a call in support through movidesk-doctor", placed)
+			}
+		})
+	}
+}
+
+func TestDoctorTestCallNeeds(t *testing.T) {
+	t.Run("TheContext", func(t *testing.T) {
+		ast := goodAsterisk(t)
+		args, _ := testCallSetup(t, ast)
+		ast["dialplan show movidesk-doctor"] = asteriskOutput(t, "dialplan-missing.txt")
+		out, code := runDoctor(t, append(args, "-call"), testEnv(callingAsterisk{ast, func(string, string, string, string) {
+			t.Error("a test call placed into a context that is not loaded")
+		}}))
+		if code != 1 || !strings.Contains(out, "FAIL dialplan context [movidesk-doctor] calls movidesk-agi (test): context not loaded -> append the examples' [movidesk-doctor] and [movidesk-doctor-agent]") {
+			t.Errorf("exit %d:\n%s", code, out)
+		}
+	})
+	t.Run("TheAdminToken", func(t *testing.T) {
+		ast := goodAsterisk(t)
+		args, _ := testCallSetup(t, ast)
+		b, err := os.ReadFile(args[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(args[1], bytes.ReplaceAll(b, []byte("adm-s3cr3t-token-0123456789"), []byte("adm-other-token-0123456789")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, code := runDoctor(t, append(args, "-call"), testEnv(callingAsterisk{ast, func(string, string, string, string) {}}))
+		if code != 1 || !strings.Contains(out, "the service reports it on its admin API: admin API GET /api/test-calls/") || !strings.Contains(out, "HTTP 401") {
+			t.Errorf("exit %d:\n%s", code, out)
+		}
+		if strings.Contains(out, "adm-other-token") {
+			t.Errorf("the admin token in the output:\n%s", out)
+		}
+	})
 }
