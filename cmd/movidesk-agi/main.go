@@ -47,10 +47,13 @@ commands:
                                 stopped)
   doctor -config FILE [-asterisk-user NAME] [-queues-conf PATH] [-cdr-conf PATH]
          [-asterisk PATH] [-pbx auto|plain|freepbx]
+         [-call] [-call-fallback] [-call-context CONTEXT] [-call-timeout 20s]
                                 check the set-up from the PBX's side: the service's
                                 address, Asterisk's modules, dialplan (FreePBX's
                                 hooks and trunks), queues.conf, CDR options, ARI
-                                and clock, the fallback spool; one line per check,
+                                and clock, the fallback spool; -call then places a
+                                test call through the hooks (nothing reaches
+                                Movidesk) and reports each hop; one line per check,
                                 exit 1 on any FAIL, 3 when FILE cannot be read
   version                       print the version
 `
