@@ -12,17 +12,17 @@ import (
 
 func TestClock(t *testing.T) {
 	ctx := context.Background()
-	a := canned{clockCommand: "eval-strftime.txt"} // Result: 1796621069
+	a := canned{clockCommand: "eval-strftime.txt"} // Result: 2026-12-07T06:34:25Z, 1796625265
 	at := func(epoch int64) func() time.Time { return func() time.Time { return time.Unix(epoch, 0) } }
 	for _, tc := range []struct {
 		name   string
 		now    int64
 		status Status
 	}{
-		{"same second", 1796621069, OK},
-		{"Asterisk truncates the fraction", 1796621070, OK},
-		{"Asterisk behind", 1796621069 + 10, Warn},
-		{"Asterisk ahead", 1796621069 - 10, Warn},
+		{"same second", 1796625265, OK},
+		{"Asterisk truncates the fraction", 1796625266, OK},
+		{"Asterisk behind", 1796625265 + 10, Warn},
+		{"Asterisk ahead", 1796625265 - 10, Warn},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := CheckClock(ctx, a, at(tc.now), 2*time.Second)
@@ -33,7 +33,7 @@ func TestClock(t *testing.T) {
 			}
 		})
 	}
-	r := CheckClock(ctx, canned{clockCommand: "eval-strftime-missing.txt"}, at(1796621069), 2*time.Second)
+	r := CheckClock(ctx, canned{clockCommand: "eval-strftime-missing.txt"}, at(1796625265), 2*time.Second)
 	wantLine(t, r, Warn, "skipped", "load = func_strings.so")
 }
 

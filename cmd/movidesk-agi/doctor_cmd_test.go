@@ -47,19 +47,19 @@ func asteriskOutput(t *testing.T, name string) string {
 // reconciliation's CDR settings.
 func goodAsterisk(t *testing.T) fakeAsterisk {
 	return fakeAsterisk{
-		"core show version":                        "Asterisk 22.10.1 built by root @ localhost on a x86_64 running Linux\n",
-		"module show like res_agi":                 asteriskOutput(t, "module-res_agi.txt"),
-		"module show like func_env":                asteriskOutput(t, "module-func_env.txt"),
-		"module show like func_uri":                asteriskOutput(t, "module-func_uri.txt"),
-		"module show like app_queue":               asteriskOutput(t, "module-app_queue.txt"),
-		"module show like cdr_csv":                 asteriskOutput(t, "module-cdr.txt"),
-		"dialplan show movidesk-transfer":          asteriskOutput(t, "dialplan-movidesk-transfer.txt"),
-		"dialplan show movidesk-hangup":            "[ Context 'movidesk-hangup' created by 'pbx_config' ]\n  'h' =>            1. AGI(${MOVIDESK_AGI}/hangup)                [extensions-hangup.conf:15]\n",
-		"dialplan show movidesk-queue":             "[ Context 'movidesk-queue' created by 'pbx_config' ]\n  's' =>            1. AGI(${MOVIDESK_AGI}/abandon)               [extensions-queue.conf:22]\n                    2. AGI(${MOVIDESK_AGI}/complete)              [extensions-queue.conf:29]\n",
-		"cdr show status":                          asteriskOutput(t, "cdr-status-good.txt"),
-		"dialplan eval function STRFTIME(,UTC,%s)": asteriskOutput(t, "eval-strftime.txt"),
-		"dialplan show from-pstn":                  asteriskOutput(t, "dialplan-missing.txt"),
-		"dialplan show movidesk-freepbx-from-pstn": asteriskOutput(t, "dialplan-missing.txt"),
+		"core show version":                                        "Asterisk 22.10.1 built by root @ localhost on a x86_64 running Linux\n",
+		"module show like res_agi":                                 asteriskOutput(t, "module-res_agi.txt"),
+		"module show like func_env":                                asteriskOutput(t, "module-func_env.txt"),
+		"module show like func_uri":                                asteriskOutput(t, "module-func_uri.txt"),
+		"module show like app_queue":                               asteriskOutput(t, "module-app_queue.txt"),
+		"module show like cdr_csv":                                 asteriskOutput(t, "module-cdr.txt"),
+		"dialplan show movidesk-transfer":                          asteriskOutput(t, "dialplan-movidesk-transfer.txt"),
+		"dialplan show movidesk-hangup":                            "[ Context 'movidesk-hangup' created by 'pbx_config' ]\n  'h' =>            1. AGI(${MOVIDESK_AGI}/hangup)                [extensions-hangup.conf:15]\n",
+		"dialplan show movidesk-queue":                             "[ Context 'movidesk-queue' created by 'pbx_config' ]\n  's' =>            1. AGI(${MOVIDESK_AGI}/abandon)               [extensions-queue.conf:22]\n                    2. AGI(${MOVIDESK_AGI}/complete)              [extensions-queue.conf:29]\n",
+		"cdr show status":                                          asteriskOutput(t, "cdr-status-good.txt"),
+		"dialplan eval function STRFTIME(,UTC,%Y-%m-%dT%H:%M:%SZ)": asteriskOutput(t, "eval-strftime.txt"),
+		"dialplan show from-pstn":                                  asteriskOutput(t, "dialplan-missing.txt"),
+		"dialplan show movidesk-freepbx-from-pstn":                 asteriskOutput(t, "dialplan-missing.txt"),
 	}
 }
 
@@ -136,7 +136,7 @@ const goodQueuesConf = "[support]\nstrategy = ringall\nsetinterfacevar = yes\nse
 func testEnv(ast doctor.Asterisk) doctorEnv {
 	return doctorEnv{
 		Asterisk: ast,
-		Now:      func() time.Time { return time.Unix(1796621069, 0) },
+		Now:      func() time.Time { return time.Unix(1796625265, 0) },
 		LookupUser: func(name string) (*user.User, error) {
 			if name != "asterisk" {
 				return nil, user.UnknownUserError(name)
@@ -490,6 +490,10 @@ func TestDoctorTestCall(t *testing.T) {
 				report(m, nonce, r, "spool", calls.StatusOK, "")
 			}
 		}, 1, []string{"(test route): Asterisk could not reach it: the event came through the fallback spool", "server.allow"}},
+		{"NoTransfer", []string{"-call"}, func(m *admin.Metrics, nonce, mode string) {
+			report(m, nonce, "test", "agi", calls.StatusOK, "")
+			report(m, nonce, "hangup", "agi", calls.StatusOK, "")
+		}, 1, []string{"FAIL test call", "the transfer route ran: none by the call's end -> [movidesk-doctor] dials its agent with U(movidesk-transfer)", "OK   test call"}},
 		{"TransferRefused", []string{"-call"}, func(m *admin.Metrics, nonce, mode string) {
 			report(m, nonce, "test", "agi", calls.StatusOK, "")
 			report(m, nonce, "transfer", "agi", calls.StatusError, `no Movidesk queue id for context "movidesk-transfer"`)
