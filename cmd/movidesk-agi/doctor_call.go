@@ -112,6 +112,15 @@ func (tc testCall) run(ctx context.Context, mode string) []doctor.Result {
 	return tc.hops(name, events)
 }
 
+// missed says why an event is not among those the doctor got: the call
+// ended without it, or nothing came in time.
+func (tc testCall) missed(events []admin.CallEvent) string {
+	if eventOf(events, "hangup") != nil {
+		return "none by the call's end"
+	}
+	return fmt.Sprintf("nothing within %s", tc.timeout)
+}
+
 // wait polls the admin API until the test call's hangup arrived (from the
 // spool in fallback mode) or tc.timeout passed, and returns the events
 // seen. An API that does not answer, or refuses the token, is an error.
@@ -159,7 +168,7 @@ func eventOf(events []admin.CallEvent, route string) *admin.CallEvent {
 // hops says, for a test call the service should have taken live, whether
 // Asterisk reached it and whether each route ran.
 func (tc testCall) hops(name string, events []admin.CallEvent) []doctor.Result {
-	waited := fmt.Sprintf("nothing within %s", tc.timeout)
+	waited := tc.missed(events)
 	agiFix := "make the MOVIDESK_AGI global point at server.listen, and server.allow admit Asterisk's address; Asterisk's log (/var/log/asterisk/messages) shows the AGI() lines of Local/...@" + tc.context
 	transferFix := "[" + tc.context + "] dials its agent with U(movidesk-transfer): [movidesk-transfer] must be loaded (extensions-movidesk.conf)"
 	hangupFix := "[" + tc.context + "]'s h extension runs AGI(${MOVIDESK_AGI}/hangup) (extensions-movidesk.conf)"
