@@ -69,12 +69,9 @@ const maxClockSkew = 5 * time.Second
 // doctorCommand is `movidesk-agi doctor`: the checks of the set-up from
 // the PBX's side that the configuration calls for, one line each.
 func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer, env doctorEnv) error {
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs, f := doctorFlags()
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (TOML) of the service")
-	astUser := fs.String("asterisk-user", "asterisk", "the user Asterisk runs as, who writes the fallback spool")
-	astBin := fs.String("asterisk", "asterisk", "the asterisk binary, run as `asterisk -rx COMMAND`")
-	queuesConf := fs.String("queues-conf", "/etc/asterisk/queues.conf", "Asterisk's queues.conf, read for the queues of [queues]")
+	path, astUser, astBin, queuesConf := f.config, f.asteriskUser, f.asterisk, f.queuesConf
 	if err := cli.ParseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
