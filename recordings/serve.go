@@ -46,7 +46,7 @@ type Access struct {
 	Bytes  int64
 	Result string // one of the Result… constants
 	// Err says why a recording was refused or not served (ResultRefused,
-	// ResultError); nil otherwise.
+	// ResultError, ResultConvertFailed); nil otherwise.
 	Err error
 }
 
@@ -64,6 +64,8 @@ const (
 	ResultWriting   = "writing"   // still being recorded (503)
 	ResultError     = "error"     // anything else (500)
 	ResultMethod    = "method"    // not GET or HEAD (405)
+	// ResultConvertFailed: ffmpeg failed, timed out or wrote nothing (502).
+	ResultConvertFailed = "convert_failed"
 )
 
 // Server serves recordings of a folder to valid links.
@@ -72,6 +74,7 @@ type Server struct {
 	keys    *Ring
 	locator Locator
 	cfg     Config
+	conv    *converter // nil: served as they are
 }
 
 // Config holds a Server's optional parts.
@@ -89,6 +92,18 @@ type Config struct {
 	// taken as still being recorded; past it, its writer died and the
 	// file is served as it is. 0 is DefaultAbandoned.
 	Abandoned time.Duration
+	// Format is what recordings are served as: FormatOriginal (or "")
+	// serves each file as it is; FormatMP3 and FormatOpus convert every
+	// recording not already in that format with ffmpeg, once, on its
+	// first request, and serve the conversion from CacheDir.
+	Format string
+	// CacheDir holds the conversions; it is needed with FormatMP3 and
+	// FormatOpus, is created (mode 0700) when missing, and is this
+	// server's alone.
+	CacheDir string
+	// CacheBytes caps the conversions' total size: past it the least
+	// recently served go. 0 is DefaultCacheBytes.
+	CacheBytes int64
 }
 
 const (
@@ -118,7 +133,12 @@ func NewServer(dir string, keys *Ring, loc Locator, cfg Config) (*Server, error)
 	if cfg.Abandoned <= 0 {
 		cfg.Abandoned = DefaultAbandoned
 	}
-	return &Server{root: root, keys: keys, locator: loc, cfg: cfg}, nil
+	conv, err := newConverter(cfg, dir, ffmpegPath)
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	return &Server{root: root, keys: keys, locator: loc, cfg: cfg, conv: conv}, nil
 }
 
 // Close releases the folder.
@@ -292,12 +312,20 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *Access) string
 	if strings.HasPrefix(name, digestRef) {
 		name = "recording"
 	}
-	name += strings.ToLower(filepath.Ext(rel))
+	ext := strings.ToLower(filepath.Ext(rel))
+	convert := s.conv.converts(ext)
+	if convert {
+		ext = s.conv.t.ext
+	}
+	name += ext
 	if r.URL.Query().Has("download") {
 		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	} else if wantsHTML(r) {
 		playerPage(w, r)
 		return ResultPage
+	}
+	if convert {
+		return s.serveConverted(w, r, a, f, fi, rel, name)
 	}
 	w.Header().Set("Content-Type", ContentType(rel))
 	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
