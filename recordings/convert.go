@@ -39,7 +39,7 @@ const (
 	FormatOpus     = "opus"     // Opus in Ogg, 16 kbit/s: better speech for the bytes
 )
 
-// DefaultCacheBytes caps the cache when Config.CacheBytes is 0: about 140
+// DefaultCacheBytes caps the cache when Config.CacheBytes is 0: about 150
 // hours of audio at 16 kbit/s.
 const DefaultCacheBytes = 1 << 30
 
@@ -48,10 +48,11 @@ const (
 	// maxConversions: each ffmpeg takes a core; the service must still
 	// answer Asterisk while recordings are converted.
 	maxConversions = 2
-	// convertTimeout: Opus takes about 0.35 s a minute of audio on one
-	// core (docs/benchmarks.md), so an 8-hour call takes under 3 minutes;
-	// past this, ffmpeg is taken as stuck and killed.
-	convertTimeout = 5 * time.Minute
+	// convertTimeout: Opus, the slower, takes about 0.45 CPU seconds a
+	// minute of audio (docs/benchmarks.md), so an 8-hour call takes under
+	// 4 minutes of a core: this leaves room for a busy machine. Past it,
+	// ffmpeg is taken as stuck and killed.
+	convertTimeout = 10 * time.Minute
 	// tmpPrefix names conversions under way, which are never served and
 	// which a start removes (left by a crash).
 	tmpPrefix = ".convert-"
@@ -202,7 +203,7 @@ func (c *converter) load() error {
 		size  int64
 		atime int64
 	}
-	var fs []found
+	var items []found
 	for _, de := range des {
 		name := de.Name()
 		if strings.HasPrefix(name, tmpPrefix) {
@@ -222,11 +223,11 @@ func (c *converter) load() error {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 			f.atime = st.Atim.Nano()
 		}
-		fs = append(fs, f)
+		items = append(items, f)
 	}
 	// Oldest first, each pushed to the front: the newest ends first.
-	slices.SortFunc(fs, func(a, b found) int { return cmp.Compare(a.atime, b.atime) })
-	for _, f := range fs {
+	slices.SortFunc(items, func(a, b found) int { return cmp.Compare(a.atime, b.atime) })
+	for _, f := range items {
 		c.entries[f.name] = c.lru.PushFront(&cacheEntry{name: f.name, size: f.size})
 		c.total += f.size
 	}

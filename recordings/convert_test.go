@@ -360,6 +360,71 @@ func TestConvertCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
+// The order of use outlives a restart: it is kept in the files' access
+// times.
+func TestConvertCacheOrderSurvivesARestart(t *testing.T) {
+	needFFmpeg(t)
+	audio := makeAudio(t, sources[0], 20, "")
+	f := newConvFixture(t, FormatMP3, 100_000)
+	for _, id := range []string{"a", "b", "c"} {
+		f.add(t, id, id+".wav", audio)
+	}
+	for _, id := range []string{"a", "b", "a"} {
+		if w := f.get(t, f.link(t, id)); w.Code != 200 {
+			t.Fatalf("%s: status %d", id, w.Code)
+		}
+	}
+	srv, err := NewServer(f.dir, f.keys, f.loc, Config{Now: func() time.Time { return f.now }, Format: FormatMP3, CacheDir: f.cache, CacheBytes: 100_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	f.srv = srv
+	if w := f.get(t, f.link(t, "c")); w.Code != 200 {
+		t.Fatalf("c: status %d", w.Code)
+	}
+	for id, want := range map[string]bool{"a": true, "b": false, "c": true} {
+		if _, err := os.Stat(f.cacheFile(t, id+".wav")); (err == nil) != want {
+			t.Errorf("after the restart, %s cached: %v, want %v", id, err == nil, want)
+		}
+	}
+}
+
+// A cache smaller than one conversion still serves it, and holds only it.
+func TestConvertCacheSmallerThanARecording(t *testing.T) {
+	needFFmpeg(t)
+	audio := makeAudio(t, sources[0], 5, "")
+	f := newConvFixture(t, FormatMP3, 1000)
+	for _, id := range []string{"a", "b"} {
+		f.add(t, id, id+".wav", audio)
+		w := f.get(t, f.link(t, id))
+		if _, secs := probe(t, w.Body.Bytes()); w.Code != 200 || secs < 4.5 || secs > 5.5 {
+			t.Fatalf("%s: status %d, %.2f s", id, w.Code, secs)
+		}
+		if got := f.cached(t); len(got) != 1 || got[0] != filepath.Base(f.cacheFile(t, id+".wav")) {
+			t.Errorf("after %s, the cache holds %v", id, got)
+		}
+	}
+	if n := f.conversions(); n != 2 {
+		t.Errorf("%d conversions, want 2", n)
+	}
+}
+
+// ffmpeg gets none of the service's environment (where its tokens are):
+// FFREPORT, which ffmpeg obeys, would have it write a report.
+func TestConvertGivesFFmpegNoEnvironment(t *testing.T) {
+	f := newConvFixture(t, FormatOpus, 0)
+	f.add(t, "c", "a.wav", makeAudio(t, sources[0], 1, ""))
+	report := filepath.Join(t.TempDir(), "report.log")
+	t.Setenv("FFREPORT", "file="+report+":level=32")
+	if w := f.get(t, f.link(t, "c")); w.Code != 200 {
+		t.Fatalf("status %d", w.Code)
+	}
+	if _, err := os.Stat(report); err == nil {
+		t.Error("ffmpeg saw FFREPORT from the service's environment")
+	}
+}
+
 func TestConvertConcurrentRequestsConvertOnce(t *testing.T) {
 	f := newConvFixture(t, FormatOpus, 0)
 	f.add(t, "c", "a.WAV", makeAudio(t, sources[1], 10, ""))
@@ -582,7 +647,7 @@ func TestConvertFailures(t *testing.T) {
 			c.setup(t, f)
 			w := f.get(t, f.link(t, "c"))
 			if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "could not be converted") {
-				t.Fatalf("status %d: %s", w.Code, w.Body)
+				t.Fatalf("status %d: %.200q", w.Code, w.Body)
 			}
 			if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
 				t.Errorf("Content-Type %q", ct)

@@ -94,8 +94,9 @@ type Config struct {
 	Abandoned time.Duration
 	// Format is what recordings are served as: FormatOriginal (or "")
 	// serves each file as it is; FormatMP3 and FormatOpus convert every
-	// recording not already in that format with ffmpeg, once, on its
-	// first request, and serve the conversion from CacheDir.
+	// recording not already in that format with /usr/bin/ffmpeg (Debian's
+	// ffmpeg, which NewServer then requires), once, on its first request,
+	// and serve the conversion from CacheDir.
 	Format string
 	// CacheDir holds the conversions; it is needed with FormatMP3 and
 	// FormatOpus, is created (mode 0700) when missing, and is this
