@@ -333,6 +333,11 @@ func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event
 	if o.ev.warning != "" {
 		le = le.Str("warning", o.ev.warning)
 	}
+	if o.ev.recording != nil {
+		// The file the link sent leads to, for the administrator who
+		// follows a ticket's link back to the PBX.
+		le = le.Str("recording", o.ev.recording.Path)
+	}
 	if o.ev.fields != nil {
 		o.ev.fields(le)
 	}

@@ -87,6 +87,9 @@ func TestTheServedLinkFindsTheRecordingByItself(t *testing.T) {
 			if path != tc.file || found != (tc.file != "") {
 				t.Errorf("stored recording = %q (found %v); want %q", path, found, tc.file)
 			}
+			if tc.file != "" && !strings.Contains(r.logs.String(), `"recording":"`+tc.file+`"`) {
+				t.Errorf("the call event's log line does not name the recording %s:\n%s", tc.file, r.logs)
+			}
 		})
 	}
 }
@@ -166,5 +169,35 @@ func TestTheMadeCallGetsTheServedLink(t *testing.T) {
 	r.wantAccepted("POST setMadeCallLink?" + q("Link", link, "id", "m1"))
 	if path, _ := storedRecording(t, r, "m1"); path != "m1.wav" {
 		t.Errorf("stored recording = %q; want m1.wav", path)
+	}
+}
+
+// A spooled end has no channel to read: the example's fallback passes
+// MIXMONITOR_FILENAME as recording=, and the imported end carries the
+// served link all the same.
+func TestASpooledEndCarriesTheServedLink(t *testing.T) {
+	key, err := recordings.LoadOrCreateKey(filepath.Join(t.TempDir(), "recordings.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := &recordings.Signer{PublicURL: "https://pbx.example.com:8443", Keys: recordings.NewRing(key)}
+	r := newSpoolRig(t, func(c *calls.Config) { c.Recordings, c.RecordingsFolder = signer, monitor })
+	path := newSpool(t)
+	appendSpool(t, path, spoolLine("transfer", spoolEpoch, append(callerSide, "arg", "id=sp", "arg", "branch=5252")...))
+	appendSpool(t, path, spoolLine("hangup", spoolEpoch, append(callerSide, "arg", "id=sp", "arg", "recording=%2Fvar%2Fspool%2Fasterisk%2Fmonitor%2F"+linked+".wav")...))
+	if n := r.importSpool(path); n != 2 {
+		t.Fatalf("imported %d events, want 2", n)
+	}
+	r.delivers(2)
+	want, err := signer.Link("sp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.movidesk.Accepted()
+	if link := got[len(got)-1].Query.Get("link"); link != want {
+		t.Errorf("the spooled end's link = %q; want the served one, %q", link, want)
+	}
+	if path, _ := storedRecording(t, r, "sp"); path != linked+".wav" {
+		t.Errorf("stored recording = %q; want %s.wav", path, linked)
 	}
 }
