@@ -80,6 +80,10 @@ type Config struct {
 	Limiter Limiter
 	// Log, when set, is called once per request.
 	Log func(Access)
+	// ClientAddr, when set, is who sent a request (behind a reverse
+	// proxy, the client it names), for the Limiter and the log; nil is
+	// the connection's peer.
+	ClientAddr func(*http.Request) string
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 	// Settle is how long after its last change a file is taken as closed;
@@ -200,6 +204,9 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "private")
 	a := Access{Addr: remoteHost(r)}
+	if s.cfg.ClientAddr != nil {
+		a.Addr = s.cfg.ClientAddr(r)
+	}
 	a.Result = s.serve(w, r, &a)
 	a.Status, a.Bytes = w.status, w.bytes
 	if a.Status == 0 {

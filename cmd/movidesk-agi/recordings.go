@@ -223,8 +223,19 @@ func (m *Main) openRecordings(cfg Config) error {
 	m.recSigner = &recordings.Signer{PublicURL: rc.PublicURL, Keys: ring, Lifetime: time.Duration(rc.Lifetime)}
 	log := m.Log.With().Str("component", "recordings").Logger()
 	metrics := m.admin.Metrics()
+	var client func(*http.Request) string
+	if cfg.recordingsShareListener() {
+		// Behind click-to-call's reverse proxy, every agent would be the
+		// proxy, and one forger would lock them all out.
+		auth, err := cfg.clickToCallAuth()
+		if err != nil {
+			return fmt.Errorf("click_to_call: %w", err)
+		}
+		client = func(r *http.Request) string { return auth.Client(r).String() }
+	}
 	m.recServer, err = recordings.NewServer(rc.Folder, ring, recordingsLocator{m.calls}, recordings.Config{
-		Limiter: &recordings.Backoff{},
+		Limiter:    &recordings.Backoff{},
+		ClientAddr: client,
 		Log: func(a recordings.Access) {
 			metrics.RecordingRequest(a.Result)
 			accessLog(log, a)

@@ -177,14 +177,19 @@ func TestRecordingsShareClickToCallsListener(t *testing.T) {
 	cfg.Recordings.Listen = ""
 	cc := &cfg.ClickToCall
 	cc.Listen, cc.Username, cc.Password, cc.ARIUsername, cc.ARIPassword = "127.0.0.1:0", "m", "pw-secret-4f9c2a7d", "movidesk", "ari-secret"
-	m, _ := startMain(t, cfg)
+	cc.TrustedProxies = []string{"127.0.0.1"}
+	m, logs := startMain(t, cfg)
 	if m.RecordingsAddr() != nil {
 		t.Errorf("a listener of the recordings' own at %s; want them on click-to-call's", m.RecordingsAddr())
 	}
 	link := recordedCall(t, m, fake, "1795524751.12", file)
 	addr := m.ClickToCallAddr().String()
-	if resp, body := fetch(t, addr, link); resp.StatusCode != http.StatusOK || !bytes.Equal(body, audio) {
+	if resp, body := fetch(t, addr, link, "X-Forwarded-For", "203.0.113.7"); resp.StatusCode != http.StatusOK || !bytes.Equal(body, audio) {
 		t.Errorf("the link on click-to-call's listener = %d, %d bytes; want the recording", resp.StatusCode, len(body))
+	}
+	// Behind click-to-call's proxy, the agent is who the proxy names.
+	if !strings.Contains(logs.String(), `"addr":"203.0.113.7","status":200`) {
+		t.Errorf("the access log does not name the client behind the trusted proxy:\n%s", logs)
 	}
 	if resp, _ := fetch(t, addr, "https://pbx.example.com:8443/call?source=5252&destination=4733990777"); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("click-to-call without its password = %d; want 401", resp.StatusCode)
