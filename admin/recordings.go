@@ -65,7 +65,9 @@ func (m *Metrics) recordingsStatus() *RecordingsStatus {
 	}
 	st := &RecordingsStatus{Results: map[string]int{}}
 	for _, r := range recordingResults {
-		n := m.recCounts[r]
+		st.Results[r] = 0
+	}
+	for r, n := range m.recCounts {
 		st.Results[r] = n
 		if recordingServed[r] {
 			st.Served += n
