@@ -83,6 +83,10 @@ type Config struct {
 	Limiter Limiter
 	// Log, when set, is called once per request.
 	Log func(Access)
+	// ClientAddr, when set, is who sent a request (behind a reverse
+	// proxy, the client it names), for the Limiter and the log; nil is
+	// the connection's peer.
+	ClientAddr func(*http.Request) string
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 	// Settle is how long after its last change a file is taken as closed;
@@ -221,6 +225,9 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "private")
 	a := Access{Addr: remoteHost(r)}
+	if s.cfg.ClientAddr != nil {
+		a.Addr = s.cfg.ClientAddr(r)
+	}
 	a.Result = s.serve(w, r, &a)
 	a.Status, a.Bytes = w.status, w.bytes
 	if a.Status == 0 {
@@ -335,14 +342,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *Access) string
 }
 
 // stillWriting reports whether f is still being recorded, and when to try
-// again: a WAV whose RIFF size is still 0 (MixMonitor writes it on close)
-// unless untouched for Abandoned, or any file changed within Settle.
+// again. A WAV says it: MixMonitor writes its RIFF size on close, so 0 is
+// still open (unless untouched for Abandoned: its writer died) and
+// anything else is finished, however recent. Other formats say nothing:
+// a file changed within Settle is taken as still open.
 func (s *Server) stillWriting(f io.ReaderAt, fi os.FileInfo, now time.Time) (time.Duration, bool) {
 	age := now.Sub(fi.ModTime())
 	var h [12]byte
-	if n, _ := f.ReadAt(h[:], 0); n == len(h) && bytes.Equal(h[0:4], []byte("RIFF")) && bytes.Equal(h[8:12], []byte("WAVE")) &&
-		binary.LittleEndian.Uint32(h[4:8]) == 0 && age < s.cfg.Abandoned {
-		return 10 * time.Second, true
+	if n, _ := f.ReadAt(h[:], 0); n == len(h) && bytes.Equal(h[0:4], []byte("RIFF")) && bytes.Equal(h[8:12], []byte("WAVE")) {
+		if binary.LittleEndian.Uint32(h[4:8]) == 0 && age < s.cfg.Abandoned {
+			return 10 * time.Second, true
+		}
+		return 0, false
 	}
 	if age < s.cfg.Settle {
 		return max(time.Second, (s.cfg.Settle-age).Truncate(time.Second)+time.Second), true
