@@ -10,7 +10,7 @@ import (
 var recordingResults = []string{
 	recordings.ResultServed, recordings.ResultPage, recordings.ResultMalformed, recordings.ResultForbidden,
 	recordings.ResultThrottled, recordings.ResultExpired, recordings.ResultUnknown, recordings.ResultGone,
-	recordings.ResultRefused, recordings.ResultWriting, recordings.ResultError, recordings.ResultMethod,
+	recordings.ResultRefused, recordings.ResultWriting, recordings.ResultConvertFailed, recordings.ResultError, recordings.ResultMethod,
 }
 
 // recordingServed are the results that gave the agent the recording or
@@ -32,7 +32,7 @@ type RecordingsStatus struct {
 func (m *Metrics) observeRecordings() {
 	v := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "movidesk_agi_recording_requests_total",
-		Help: "Requests for call recordings by result: served, page (the player), malformed, forbidden (bad link), throttled, expired, unknown, gone (deleted), refused (outside the folder), writing (still recorded), error, method.",
+		Help: "Requests for call recordings by result: served, page (the player), malformed, forbidden (bad link), throttled, expired, unknown, gone (deleted), refused (outside the folder), writing (still recorded), convert_failed (ffmpeg failed), error, method.",
 	}, []string{"result"})
 	for _, r := range recordingResults {
 		v.WithLabelValues(r)

@@ -26,7 +26,7 @@ func TestRecordingsShown(t *testing.T) {
 		t.Errorf("served %d, refused %d; want 3 (2 files, 1 page) and 4", st.Served, st.Refused)
 	}
 	want := map[string]int{"served": 2, "page": 1, "forbidden": 1, "gone": 1, "writing": 1, "malformed": 0, "throttled": 0,
-		"expired": 0, "unknown": 0, "refused": 0, "error": 0, "method": 0, "other": 1}
+		"expired": 0, "unknown": 0, "refused": 0, "convert_failed": 0, "error": 0, "method": 0, "other": 1}
 	if diff := cmp.Diff(want, st.Results); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)
 	}

@@ -45,6 +45,9 @@ var modules = []string{
 	"bridge_simple.so",
 	"codec_ulaw.so",
 	"format_wav.so", // MixMonitor's recording
+	// FreePBX's wav49: GSM in a WAV file, which no browser plays.
+	"codec_gsm.so",
+	"format_wav_gsm.so",
 	// AGI; res_agi needs res_speech loaded first.
 	"res_speech.so",
 	"res_agi.so",

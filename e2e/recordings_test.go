@@ -214,3 +214,59 @@ func TestFreePBXRecordingPlaysFromTheTicket(t *testing.T) {
 	}
 	checkRangeServed(t, svc, c.LinkedID)
 }
+
+// FreePBX set to record GSM (MIXMON_FORMAT wav49: a .WAV no browser
+// plays): with format = "mp3" the same link plays, converted by ffmpeg.
+func TestGSMRecordingPlaysAsMP3(t *testing.T) {
+	if _, err := debpkg.Need(t.Context(), "/usr/bin/ffmpeg", "ffmpeg"); err != nil {
+		t.Fatal(err)
+	}
+	pbx.mustCLI(t, "database put AMPUSER 5252/recording/in/external force")
+	pbx.mustCLI(t, "dialplan set global MIXMON_FORMAT wav49")
+	t.Cleanup(func() {
+		pbx.mustCLI(t, "database del AMPUSER 5252/recording/in/external")
+		pbx.mustCLI(t, "dialplan set global MIXMON_FORMAT wav")
+	})
+	section, publicURL := servedRecordings(t, "mp3")
+	svc := startService(t, serviceOptions{
+		queues: map[string]int{"4000": fpbxQueueID, "4001": fpbxLocalQueueID, "6000": fpbxGroupID},
+		extra:  section,
+	})
+	setAgent(t, "5252", "answer")
+	c := placeCall(t, viaFreePBX+"5252").arrived(t)
+	svc.waitAccepted(t, 1, 30*time.Second)
+	c.waitConnected(t)
+	monitor := pbx.host(pbx.dir + "/spool/monitor")
+	var file string
+	waitFor(t, 30*time.Second, "FreePBX's GSM recording of "+c.caller, func() (bool, error) {
+		m, err := filepath.Glob(monitor + "/*/*/*/in-5252-" + c.caller + "-*.WAV")
+		if len(m) == 1 {
+			file = m[0]
+		}
+		return len(m) == 1, err
+	})
+	// GSM: 1625 bytes a second.
+	waitFor(t, 30*time.Second, "two seconds of sound in "+file, func() (bool, error) {
+		fi, err := os.Stat(file)
+		return err == nil && fi.Size() >= 60+2*1625, nil
+	})
+	c.agentHangsUp(t, "5252")
+	got := svc.waitAccepted(t, 2, 30*time.Second)
+	link := got[1].Query.Get("link")
+	if !strings.HasPrefix(link, publicURL+"/r/"+c.LinkedID+"/") {
+		t.Fatalf("the completion's link is %q; want one under %s", link, publicURL)
+	}
+	finishSessions(t, "", "transfer", "hangup")
+	waitFor(t, 30*time.Second, "MixMonitor to close "+file, func() (bool, error) {
+		b, err := os.ReadFile(file)
+		return err == nil && len(b) > 60 && binary.LittleEndian.Uint32(b[4:8]) != 0, nil
+	})
+	want := wavSeconds(t, file)
+	if d := playInBrowser(t, link); math.Abs(d-want) > 0.5 {
+		t.Errorf("Chromium found %.2f s of MP3; the GSM recording holds %.2f s", d, want)
+	}
+	checkRangeServed(t, svc, c.LinkedID)
+	if !strings.Contains(svc.logText(), `"result":"served"`) || strings.Contains(svc.logText(), `"result":"convert_failed"`) {
+		t.Errorf("the recording was not served converted:\n%s", svc.logText())
+	}
+}

@@ -41,6 +41,13 @@ type RecordingsConfig struct {
 	PreviousKeyFiles []string `toml:"previous_key_files"`
 	// Lifetime, when set, is how long a link plays; 0 is for ever.
 	Lifetime Duration `toml:"lifetime"`
+	// Format is what the recordings are served as: original, or mp3 or
+	// opus converted with ffmpeg, for the GSM and raw recordings browsers
+	// do not play; the conversions are kept in CacheDir (default:
+	// recordings-cache beside store.path), at most CacheSizeMB.
+	Format      string `toml:"format"`
+	CacheDir    string `toml:"cache_dir"`
+	CacheSizeMB int64  `toml:"cache_size_mb"`
 }
 
 // DefaultRecordingsFolder is where Asterisk's MixMonitor writes.
@@ -50,8 +57,11 @@ const DefaultRecordingsFolder = "/var/spool/asterisk/monitor"
 const recordingsKeyName = "recordings.key"
 
 func defaultRecordings() RecordingsConfig {
-	return RecordingsConfig{Folder: DefaultRecordingsFolder}
+	return RecordingsConfig{Folder: DefaultRecordingsFolder, Format: recordings.FormatOriginal, CacheSizeMB: recordings.DefaultCacheBytes >> 20}
 }
+
+// recordingsCacheName is the conversions' folder beside the store.
+const recordingsCacheName = "recordings-cache"
 
 // resolveRecordingsFiles makes [recordings]' file keys absolute: relative
 // to the configuration file, the key file by default beside store.path.
@@ -60,7 +70,7 @@ func (c *Config) resolveRecordingsFiles(path string) error {
 	for _, f := range []struct {
 		key  string
 		file *string
-	}{{"recordings.key_file", &rc.KeyFile}, {"recordings.tls_cert_file", &rc.TLSCertFile}, {"recordings.tls_key_file", &rc.TLSKeyFile}} {
+	}{{"recordings.key_file", &rc.KeyFile}, {"recordings.tls_cert_file", &rc.TLSCertFile}, {"recordings.tls_key_file", &rc.TLSKeyFile}, {"recordings.cache_dir", &rc.CacheDir}} {
 		v, err := expandCredentials(f.key, *f.file)
 		if err != nil {
 			return err
@@ -90,6 +100,15 @@ func (c *Config) recordingsKey() string {
 		return c.Recordings.KeyFile
 	}
 	return filepath.Join(filepath.Dir(c.Store.Path), recordingsKeyName)
+}
+
+// recordingsCache is the conversions' folder: recordings.cache_dir, else
+// recordings-cache beside store.path.
+func (c *Config) recordingsCache() string {
+	if c.Recordings.CacheDir != "" {
+		return c.Recordings.CacheDir
+	}
+	return filepath.Join(filepath.Dir(c.Store.Path), recordingsCacheName)
 }
 
 // validateRecordings checks [recordings] when it is enabled.
@@ -123,6 +142,15 @@ func (c *Config) validateRecordings() []error {
 		bad("listen", "is required when click-to-call is off (click_to_call.listen is empty): the address to serve the recordings on, such as \":8443\"")
 	case (rc.TLSCertFile == "") != (rc.TLSKeyFile == ""):
 		bad("tls_cert_file", "and recordings.tls_key_file go together: set both or neither")
+	}
+	switch rc.Format {
+	case "", recordings.FormatOriginal, recordings.FormatMP3, recordings.FormatOpus:
+	default:
+		bad("format", "must be %q (the files as MixMonitor wrote them), %q or %q (converted with ffmpeg, for GSM recordings browsers do not play), got %q",
+			recordings.FormatOriginal, recordings.FormatMP3, recordings.FormatOpus, rc.Format)
+	}
+	if rc.CacheSizeMB < 0 {
+		bad("cache_size_mb", "must be a positive number of megabytes (0 is 1024), got %d", rc.CacheSizeMB)
 	}
 	if rc.Lifetime < 0 {
 		bad("lifetime", "must not be negative (0 is for ever), got %s", time.Duration(rc.Lifetime))
@@ -183,8 +211,12 @@ func (c *Config) RecordingsSummary() []string {
 	if err != nil {
 		example = err.Error()
 	}
+	format := "as recorded"
+	if rc.Format != "" && rc.Format != recordings.FormatOriginal {
+		format = fmt.Sprintf("converted to %s with ffmpeg (cache %s, %d MB)", rc.Format, c.recordingsCache(), rc.CacheSizeMB)
+	}
 	return []string{
-		fmt.Sprintf("recordings: %s served %s, links signed with %s, playing %s", rc.Folder, where, c.recordingsKey(), life),
+		fmt.Sprintf("recordings: %s served %s, %s, links signed with %s, playing %s", rc.Folder, where, format, c.recordingsKey(), life),
 		"  a call's link looks like " + example,
 	}
 }
@@ -236,6 +268,9 @@ func (m *Main) openRecordings(cfg Config) error {
 	m.recServer, err = recordings.NewServer(rc.Folder, ring, recordingsLocator{m.calls}, recordings.Config{
 		Limiter:    &recordings.Backoff{},
 		ClientAddr: client,
+		Format:     rc.Format,
+		CacheDir:   cfg.recordingsCache(),
+		CacheBytes: rc.CacheSizeMB << 20,
 		Log: func(a recordings.Access) {
 			metrics.RecordingRequest(a.Result)
 			accessLog(log, a)

@@ -97,7 +97,8 @@ func fetch(t *testing.T, addr, link string, header ...string) (*http.Response, [
 func recordingsConfig(t *testing.T, fake *movidesktest.Server, folder string) Config {
 	cfg := DefaultConfig()
 	cfg.Movidesk.BaseURL, cfg.Movidesk.Token = fake.URL, secret
-	cfg.Recordings = RecordingsConfig{Enabled: true, Folder: folder, PublicURL: "https://pbx.example.com:8443", Listen: "127.0.0.1:0"}
+	cfg.Recordings.Enabled, cfg.Recordings.Folder = true, folder
+	cfg.Recordings.PublicURL, cfg.Recordings.Listen = "https://pbx.example.com:8443", "127.0.0.1:0"
 	return cfg
 }
 
@@ -273,7 +274,7 @@ func TestCheckConfigPrintsAnExampleLink(t *testing.T) {
 		t.Fatalf("%v: %s", err, errOut.String())
 	}
 	for _, want := range []string{
-		"recordings: /var/spool/asterisk/monitor served on 127.0.0.1:8443, links signed with " + dir + "/recordings.key, playing for ever",
+		"recordings: /var/spool/asterisk/monitor served on 127.0.0.1:8443, as recorded, links signed with " + dir + "/recordings.key, playing for ever",
 		"a call's link looks like https://pbx.example.com:8443/r/1796342399.12/",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -255,6 +255,9 @@ func reloadRecordings(d *keyDiff, eff *RecordingsConfig, next RecordingsConfig) 
 	field(d, p+"key_file", &eff.KeyFile, next.KeyFile, restarts)
 	list(d, p+"previous_key_files", &eff.PreviousKeyFiles, next.PreviousKeyFiles, restarts)
 	field(d, p+"lifetime", &eff.Lifetime, next.Lifetime, restarts)
+	field(d, p+"format", &eff.Format, next.Format, restarts)
+	field(d, p+"cache_dir", &eff.CacheDir, next.CacheDir, restarts)
+	field(d, p+"cache_size_mb", &eff.CacheSizeMB, next.CacheSizeMB, restarts)
 }
 
 // reloadAccount decides an [accounts.NAME] table, as its [movidesk],
