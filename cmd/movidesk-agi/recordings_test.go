@@ -144,6 +144,24 @@ func TestARecordedCallPlaysFromTheLinkInItsTicket(t *testing.T) {
 		}
 	}
 
+	// A recording that is a link out of the folder, and one deleted after
+	// its call: refused and gone, nothing of them served.
+	if err := os.Symlink("/etc/passwd", filepath.Join(folder, "escape.wav")); err != nil {
+		t.Fatal(err)
+	}
+	escape := recordedCall(t, m, fake, "1795524751.13", filepath.Join(folder, "escape.wav"))
+	if resp, body := fetch(t, addr, escape); resp.StatusCode != http.StatusForbidden || bytes.Contains(body, []byte("root:")) {
+		t.Errorf("a recording linked out of the folder = %d:\n%s\nwant 403, nothing of the file", resp.StatusCode, body)
+	}
+	writeWAV(t, filepath.Join(folder, "deleted.wav"), 1)
+	deleted := recordedCall(t, m, fake, "1795524751.14", filepath.Join(folder, "deleted.wav"))
+	if err := os.Remove(filepath.Join(folder, "deleted.wav")); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := fetch(t, addr, deleted); resp.StatusCode != http.StatusGone || !strings.Contains(string(body), "deleted") {
+		t.Errorf("a recording deleted after its call = %d:\n%s\nwant 410 saying so", resp.StatusCode, body)
+	}
+
 	_, metrics := adminGet(t, m, "/metrics", "")
 	if got := metric(metrics, `movidesk_agi_recording_requests_total{result="served"}`); got != "2" {
 		t.Errorf("served requests = %q; want 2\n%s", got, metrics)
@@ -153,14 +171,14 @@ func TestARecordedCallPlaysFromTheLinkInItsTicket(t *testing.T) {
 	}
 	_, status := adminGet(t, m, "/api/status", "")
 	var st struct{ Recordings struct{ Served, Refused int } }
-	if err := json.Unmarshal([]byte(status), &st); err != nil || st.Recordings.Served != 3 || st.Recordings.Refused != 3 {
-		t.Errorf("/api/status's recordings = %+v (%v); want 3 served (2 files, 1 page), 3 refused:\n%s", st.Recordings, err, status)
+	if err := json.Unmarshal([]byte(status), &st); err != nil || st.Recordings.Served != 3 || st.Recordings.Refused != 5 {
+		t.Errorf("/api/status's recordings = %+v (%v); want 3 served (2 files, 1 page), 5 refused:\n%s", st.Recordings, err, status)
 	}
 	if strings.Contains(logs.String(), mac) {
 		t.Error("a link's MAC, a working link, is in the log")
 	}
-	if n := strings.Count(logs.String(), `"message":"recording request"`); n != 6 {
-		t.Errorf("%d access log lines; want one per request, 6:\n%s", n, logs)
+	if n := strings.Count(logs.String(), `"message":"recording request"`); n != 8 {
+		t.Errorf("%d access log lines; want one per request, 8:\n%s", n, logs)
 	}
 	if !strings.Contains(logs.String(), `"call_id":"1795524751.12","addr":"127.0.0.1","status":206`) {
 		t.Errorf("the access log does not name the call, the address and the status:\n%s", logs)
