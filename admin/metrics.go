@@ -95,6 +95,10 @@ type Metrics struct {
 	samples  []sample
 	// rec are the reconciliation's series; nil when it is off.
 	rec *reconcileMetrics
+	// recs counts the requests for recordings, recCounts too for the
+	// status page; nil when they are not served.
+	recs      *prometheus.CounterVec
+	recCounts map[string]int
 }
 
 func newMetrics(ob Outbox, version string, accounts func() account.List, now func() time.Time, log zerolog.Logger) *Metrics {

@@ -175,6 +175,12 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 	for _, w := range cfg.ReconcileWarnings() {
 		fmt.Fprintln(stdout, "warning:", w)
 	}
+	for _, l := range cfg.RecordingsSummary() {
+		fmt.Fprintln(stdout, l)
+	}
+	for _, w := range cfg.RecordingsWarnings() {
+		fmt.Fprintln(stdout, "warning:", w)
+	}
 	if u := cfg.ClickToCallURL(); u != "" {
 		fmt.Fprintf(stdout, "click-to-call: in Movidesk, Settings > Telephony > Telephony Parameters, provider Others, \"Allow calls from Movidesk\" (GET or POST, authentication %s):\n  %s\n", cfg.ClickToCall.Auth, u)
 		fmt.Fprintln(stdout, cfg.ClickToCallSample())

@@ -17,6 +17,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/cmd/movidesk-agi/internal/cli"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 	"github.com/movidesk-agi/movidesk-agi/reconcile"
+	"github.com/movidesk-agi/movidesk-agi/recordings"
 )
 
 // MissingCallsError is the reconcile command's error when the PBX's
@@ -136,7 +137,17 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(zerolog.ErrorLevel)
 	// Once takes no lock: the decisions are exactly once however many run.
-	r, err := cfg.newReconciler(src, m, from, log, nil, nil)
+	var signer *recordings.Signer
+	if cfg.Recordings.Enabled && *send {
+		// The service's key: links sent now must play. Never made here,
+		// where a key written as root would lock the service out.
+		key, err := recordings.LoadKey(cfg.recordingsKey())
+		if err != nil {
+			return fmt.Errorf("recordings.key_file: %w (start the service once: it makes the key)", err)
+		}
+		signer = &recordings.Signer{PublicURL: cfg.Recordings.PublicURL, Keys: recordings.NewRing(key), Lifetime: time.Duration(cfg.Recordings.Lifetime)}
+	}
+	r, err := cfg.newReconciler(src, m, from, log, nil, nil, signer)
 	if err != nil {
 		return err
 	}

@@ -218,7 +218,9 @@ func build(o options) (string, error) {
 			// setfacl gives the service read access to Master.csv.
 			Depends:    []string{"adduser"},
 			Recommends: []string{"asterisk", "acl"},
-			Contents:   contents,
+			// [recordings] format = "mp3" or "opus" converts with it.
+			Suggests: []string{"ffmpeg"},
+			Contents: contents,
 			Scripts: nfpm.Scripts{
 				PostInstall: filepath.Join(scripts, "postinst"),
 				PreRemove:   filepath.Join(scripts, "prerm"),
