@@ -242,14 +242,17 @@ func (c *child) logListen(t *testing.T, msg string) string {
 }
 
 // TestMonitoringReadsExportedMetrics runs the service with every part that
-// has metrics of its own on (reconciliation, click-to-call, a second
-// Movidesk account), makes each move, and checks that every metric the
+// has metrics of its own on (reconciliation, click-to-call, recordings, a
+// second Movidesk account), makes each move, and checks that every metric the
 // alert rules and the dashboard read is on its /metrics page: a metric
 // renamed in the service, or misspelt in a rule, fails here.
 func TestMonitoringReadsExportedMetrics(t *testing.T) {
 	fake := movidesktest.NewServer(t, secret)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "Master.csv"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "monitor"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "config.toml")
@@ -279,7 +282,11 @@ enabled = true
 path = %q
 timezone = "UTC"
 trunks = ["PJSIP/trunk"]
-`, fake.URL, secret, filepath.Join(dir, "outbox.db"), filepath.Join(dir, "fallback.log"), filepath.Join(dir, "Master.csv"))
+[recordings]
+enabled = true
+folder = %q
+public_url = "https://pbx.example.com:8443"
+`, fake.URL, secret, filepath.Join(dir, "outbox.db"), filepath.Join(dir, "fallback.log"), filepath.Join(dir, "Master.csv"), filepath.Join(dir, "monitor"))
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
