@@ -37,6 +37,9 @@ type Status struct {
 	// Reconcile is what reconciling the PBX's own call records found;
 	// absent when it is off.
 	Reconcile *ReconcileStatus `json:"reconcile,omitempty"`
+	// Recordings counts the requests for call recordings since start;
+	// absent when the service serves none.
+	Recordings *RecordingsStatus `json:"recordings,omitempty"`
 }
 
 // OutboxStatus counts what the outbox holds.

@@ -96,6 +96,10 @@ type Metrics struct {
 	samples  []sample
 	// rec are the reconciliation's series; nil when it is off.
 	rec *reconcileMetrics
+	// recs counts the requests for recordings, recCounts too for the
+	// status page; nil when they are not served.
+	recs      *prometheus.CounterVec
+	recCounts map[string]int
 }
 
 func newMetrics(ob Outbox, version string, accounts func() account.List, now func() time.Time, log zerolog.Logger) *Metrics {
@@ -115,10 +119,10 @@ func newMetrics(ob Outbox, version string, accounts func() account.List, now fun
 		}, []string{"account", "endpoint", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "movidesk_agi_movidesk_request_duration_seconds",
-			Help: "How long Movidesk took to answer, or to fail, by endpoint.",
+			Help: "How long Movidesk took to answer, or to fail, by account and endpoint.",
 			// The service's Movidesk timeout is 3 s by default; an attempt is bounded at 30 s.
 			Buckets: []float64{.05, .1, .25, .5, 1, 2, 3, 5, 10, 30},
-		}, []string{"endpoint"}),
+		}, []string{"account", "endpoint"}),
 		limiter: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "movidesk_agi_limiter_requests_total",
 			Help: "Requests that asked their account's rate limiter to leave: allowed at once, or deferred to a later slot.",
@@ -144,10 +148,10 @@ func newMetrics(ob Outbox, version string, accounts func() account.List, now fun
 	for _, c := range refusedCauses {
 		m.refused.WithLabelValues(c)
 	}
-	for _, e := range endpoints {
-		m.duration.WithLabelValues(e)
-	}
 	for _, a := range accounts() {
+		for _, e := range endpoints {
+			m.duration.WithLabelValues(a.Name, e)
+		}
 		for _, d := range []string{"allowed", "deferred"} {
 			m.limiter.WithLabelValues(a.Name, d)
 		}
@@ -217,7 +221,7 @@ func (o accountObserver) Request(endpoint string, code int, d time.Duration, err
 func (m *Metrics) request(account, endpoint string, code int, d time.Duration, err error) {
 	ep := bounded(endpoint, endpoints)
 	m.requests.WithLabelValues(account, ep, codeLabel(code)).Inc()
-	m.duration.WithLabelValues(ep).Observe(d.Seconds())
+	m.duration.WithLabelValues(account, ep).Observe(d.Seconds())
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()

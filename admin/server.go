@@ -66,6 +66,10 @@ type Options struct {
 	// Backfill says it sends the missing calls.
 	Reconcile func() reconcile.Stats
 	Backfill  bool
+	// Recordings says the service serves call recordings: the page's
+	// "Recordings" section, GET /api/status's recordings and
+	// movidesk_agi_recording_requests_total.
+	Recordings bool
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
 	Log zerolog.Logger
@@ -113,6 +117,9 @@ func New(opts Options) *Server {
 	s.metrics = newMetrics(opts.Outbox, opts.Version, s.accounts, now, opts.Log)
 	if opts.Reconcile != nil {
 		s.metrics.observeReconcile(opts.Reconcile)
+	}
+	if opts.Recordings {
+		s.metrics.observeRecordings()
 	}
 	s.handler = s.routes()
 	return s
@@ -420,6 +427,7 @@ func (s *Server) status() (Status, []outbox.Event) {
 	if s.opts.Reconcile != nil {
 		st.Reconcile = ReconcileStatusOf(s.opts.Reconcile(), s.opts.Backfill, s.now())
 	}
+	st.Recordings = s.metrics.recordingsStatus()
 	return st, events
 }
 

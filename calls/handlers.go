@@ -18,6 +18,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/recordings"
 )
 
 // Config is what the handlers take from the service's configuration. The
@@ -46,7 +47,14 @@ type Config struct {
 	SpoolHost string
 	// Observer, when set, is told of every call event and spool batch.
 	Observer Observer
-	Now      func() time.Time // nil = time.Now
+	// Recordings, when set, makes the link of a recorded call that neither
+	// link= nor its account's RecordingLink gives one: a link to the
+	// recording the service serves itself from RecordingsFolder. The
+	// recording is the recording= argument, else MixMonitor's
+	// MIXMONITOR_FILENAME, else FreePBX's CDR(recordingfile).
+	Recordings       *recordings.Signer
+	RecordingsFolder string
+	Now              func() time.Time // nil = time.Now
 }
 
 // Channel variables the handlers set for the dialplan.
@@ -193,6 +201,9 @@ type event struct {
 	fields  func(*zerolog.Event)
 	decided string // for hangup: which way it went
 	warning string // for the administrator, in the event's log line
+	// recording is where the link the event sends leads, when the
+	// service serves it.
+	recording *callstate.Recording
 }
 
 type routeFunc func(ctx context.Context, c *channel, ev *event) error
@@ -328,6 +339,11 @@ func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event
 	if o.ev.warning != "" {
 		le = le.Str("warning", o.ev.warning)
 	}
+	if o.ev.recording != nil {
+		// The file the link sent leads to, for the administrator who
+		// follows a ticket's link back to the PBX.
+		le = le.Str("recording", o.ev.recording.Path)
+	}
 	if o.ev.fields != nil {
 		o.ev.fields(le)
 	}
@@ -433,10 +449,10 @@ func (h *Handlers) completed(c *channel, ev *event) (movidesk.CompletedCall, err
 	if r.ID, err = c.baseID(); err != nil {
 		return r, err
 	}
-	r.Link, err = c.link(r.ID)
+	r.Link, ev.recording, err = c.link(r.ID)
 	if isInput(err) {
 		ev.warning = "completed without its recording link: " + err.Error()
-		r.Link, err = "", nil
+		r.Link, ev.recording, err = "", nil, nil
 	}
 	return r, err
 }
@@ -463,7 +479,7 @@ func (h *Handlers) complete(ctx context.Context, c *channel, ev *event) error {
 	if err != nil {
 		return err
 	}
-	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Complete, Complete: r})
+	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Complete, Complete: r, Recording: ev.recording})
 	return err
 }
 
@@ -487,7 +503,7 @@ func (h *Handlers) link(ctx context.Context, c *channel, ev *event) error {
 		return err
 	}
 	ev.id = r.ID
-	if r.Link, err = c.link(r.ID); err != nil {
+	if r.Link, ev.recording, err = c.link(r.ID); err != nil {
 		return err
 	}
 	if r.Link == "" {
@@ -495,9 +511,12 @@ func (h *Handlers) link(ctx context.Context, c *channel, ev *event) error {
 		if err != nil {
 			return err
 		}
+		if c.cfg.Recordings != nil {
+			return badInput("no recording link: pass link= or recording=, or set %s; no recording is known for the channel", c.cfg.fieldName(a, account.FieldRecordingLink))
+		}
 		return badInput("no recording link: pass link= or set %s", c.cfg.fieldName(a, account.FieldRecordingLink))
 	}
-	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Link, Key: callstate.LinkKey(r.Link), Link: r})
+	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Link, Key: callstate.LinkKey(r.Link), Link: r, Recording: ev.recording})
 	return err
 }
 
@@ -514,7 +533,7 @@ func (h *Handlers) hangup(ctx context.Context, c *channel, ev *event) error {
 		return fromStore(err)
 	}
 	if open {
-		ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Complete, Complete: comp})
+		ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Complete, Complete: comp, Recording: ev.recording})
 	} else {
 		// The cancellation's fields matter only for a call never
 		// transferred: a call already completed is a duplicate whatever
@@ -527,7 +546,7 @@ func (h *Handlers) hangup(ctx context.Context, c *channel, ev *event) error {
 			ev.fields = func(e *zerolog.Event) { e.Int("queue_id", canc.QueueID).Str("client", canc.ClientNumber) }
 		}
 		canc.ID = comp.ID // as the hangup of a call: one id for both
-		ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Hangup, Complete: comp, Cancel: canc})
+		ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Hangup, Complete: comp, Cancel: canc, Recording: ev.recording})
 		var ve *movidesk.ValidationError
 		if cerr != nil && errors.As(err, &ve) {
 			err = cerr // it says what to fix in the dialplan

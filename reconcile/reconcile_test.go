@@ -274,7 +274,9 @@ func newFixture(t *testing.T, backfill bool) *fixture {
 	f.opts = reconcile.Options{
 		Accounts: accounts, Trunks: []string{"PJSIP/trunk"}, Contexts: []string{"from-pstn", "from-trunk*"},
 		Settle: 2 * time.Minute, Backfill: backfill, Now: f.clock.Now, Log: zerolog.New(f.log), Observer: f.obs,
-		Link: func(_ *account.Account, id string, _ cdr.Call) (string, error) { return "https://pbx/rec/" + id, nil },
+		Link: func(_ *account.Account, id string, _ cdr.Call) (string, *callstate.Recording, error) {
+			return "https://pbx/rec/" + id, nil, nil
+		},
 	}
 	return f
 }

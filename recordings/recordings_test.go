@@ -351,6 +351,20 @@ func TestServe(t *testing.T) {
 			status: 200, result: ResultServed,
 		},
 		{
+			// MixMonitor has just closed it: the agent clicking the link
+			// right after the call hears it at once.
+			name: "WAV closed a moment ago",
+			setup: func(t *testing.T, f *fixture) string {
+				f.add(t, "c", "a.wav", wav(1000))
+				p := filepath.Join(f.dir, "a.wav")
+				if err := os.Chtimes(p, f.now.Add(-time.Second), f.now.Add(-time.Second)); err != nil {
+					t.Fatal(err)
+				}
+				return f.link(t, "c")
+			},
+			status: 200, result: ResultServed,
+		},
+		{
 			name: "changed within the last seconds",
 			setup: func(t *testing.T, f *fixture) string {
 				f.add(t, "c", "a.mp3", []byte("ID3"))

@@ -69,18 +69,10 @@ const maxClockSkew = 5 * time.Second
 // doctorCommand is `movidesk-agi doctor`: the checks of the set-up from
 // the PBX's side that the configuration calls for, one line each.
 func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer, env doctorEnv) error {
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs, f := doctorFlags()
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (TOML) of the service")
-	astUser := fs.String("asterisk-user", "asterisk", "the user Asterisk runs as, who writes the fallback spool")
-	astBin := fs.String("asterisk", "asterisk", "the asterisk binary, run as `asterisk -rx COMMAND`")
-	queuesConf := fs.String("queues-conf", "/etc/asterisk/queues.conf", "Asterisk's queues.conf, read for the queues of [queues]")
-	cdrConf := fs.String("cdr-conf", "/etc/asterisk/cdr.conf", "Asterisk's cdr.conf, read for its [csv] when reconciliation reads Master.csv")
-	call := fs.Bool("call", false, "then place a test call through the dialplan's hooks and report each hop (nothing of it reaches Movidesk)")
-	callFallback := fs.Bool("call-fallback", false, "-call, and a second test call for which movidesk-agi is unreachable: its events must come through the fallback spool")
-	callContext := fs.String("call-context", "", "the context the test call goes through (default [movidesk-doctor]; on FreePBX [movidesk-freepbx-doctor])")
-	callTimeout := fs.Duration("call-timeout", 20*time.Second, "how long to wait for a test call's events")
-	pbx := fs.String("pbx", pbxAuto, "the dialplan's shape: auto (FreePBX when its from-pstn context is loaded), plain (dialplan-examples/) or freepbx (dialplan-examples/freepbx/)")
+	path, astUser, astBin, queuesConf, cdrConf, pbx := f.config, f.asteriskUser, f.asterisk, f.queuesConf, f.cdrConf, f.pbx
+	call, callFallback, callContext, callTimeout := f.call, f.callFallback, f.callContext, f.callTimeout
 	if err := cli.ParseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/movidesk-agi/movidesk-agi/cmd/movidesk-agi/internal/cli"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -393,7 +394,9 @@ func TestRunDispatchesDoctor(t *testing.T) {
 	if exitCode(err) != 2 || !strings.Contains(err.Error(), "-config FILE is required") {
 		t.Errorf("run doctor without -config: %v", err)
 	}
-	if !strings.Contains(usage, "doctor -config FILE") {
+	var help bytes.Buffer
+	cli.Usage(&help, commands)
+	if !strings.Contains(help.String(), "doctor -config FILE") {
 		t.Errorf("the usage does not list doctor")
 	}
 }
