@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -137,17 +139,96 @@ func CheckService(ctx context.Context, addr string, timeout time.Duration) Resul
 	return ok(check, "")
 }
 
-// CheckRecordings checks that the recordings folder can be listed by the
-// user the doctor runs as (run it as the service's user for a true answer).
-func CheckRecordings(dir string) Result {
-	check := "recordings folder " + dir + " readable"
-	f, err := os.Open(dir)
-	if err != nil {
-		return fail(check, err.Error(), "point the configuration's recordings folder at where MixMonitor writes (e.g. /var/spool/asterisk/monitor), and let movidesk-agi's user read it: `chmod g+rx` and add that user to Asterisk's group")
+// CheckRecordings checks, as the service's user (uid, gid) would meet
+// them, that the recordings folder can be listed and that its newest
+// recording can be read: the one MixMonitor wrote last, in a folder it
+// made, which only a default ACL (or a lax umask) opens to that user. As
+// root the check takes the user's file permissions for its own thread;
+// otherwise it checks as the user it runs as.
+func CheckRecordings(dir, user string, uid, gid int) Result {
+	check := "recordings folder " + dir + " readable by " + user
+	fix := "let " + user + " read it, and what MixMonitor writes there later: `setfacl -R -m u:" + user + ":rX " + dir +
+		" && find " + dir + " -type d -exec setfacl -d -m u:" + user + ":rX {} +` (the package does this for /var/spool/asterisk/monitor); not Asterisk's group, which could write it"
+	type answer struct {
+		newest string
+		err    error
 	}
-	defer f.Close()
-	if _, err := f.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
-		return fail(check, err.Error(), "make "+dir+" a folder movidesk-agi's user can list: `chmod g+rx "+dir+"` and add that user to Asterisk's group")
+	done := make(chan answer, 1)
+	go func() {
+		// The thread's file permissions become the user's: it is never
+		// unlocked, so it ends with this goroutine rather than serve
+		// another with them.
+		if os.Geteuid() == 0 {
+			runtime.LockOSThread()
+			syscall.RawSyscall(syscall.SYS_SETFSGID, uintptr(gid), 0, 0)
+			syscall.RawSyscall(syscall.SYS_SETFSUID, uintptr(uid), 0, 0)
+		}
+		// Listed first: a file, or a folder the user may search but not
+		// list, fails here rather than look like an empty folder.
+		f, err := os.Open(dir)
+		if err == nil {
+			_, err = f.Readdirnames(1)
+			f.Close()
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+		}
+		if err != nil {
+			done <- answer{"", err}
+			return
+		}
+		newest, err := newestFile(dir)
+		if err == nil && newest != "" {
+			var f *os.File
+			if f, err = os.Open(newest); err == nil {
+				f.Close()
+			}
+		}
+		done <- answer{newest, err}
+	}()
+	a := <-done
+	switch {
+	case errors.Is(a.err, os.ErrNotExist) && a.newest == "":
+		return fail(check, a.err.Error(), "set [recordings] folder to where MixMonitor writes (Asterisk's astspooldir/monitor, /var/spool/asterisk/monitor)")
+	case a.err != nil && a.newest == "":
+		return fail(check, a.err.Error(), fix)
+	case a.err != nil:
+		return fail(check, "its newest recording "+a.newest+" cannot be read: "+a.err.Error(), fix)
+	case a.newest == "":
+		return ok(check, "no recording yet")
 	}
-	return ok(check, "")
+	return ok(check, "its newest recording too")
+}
+
+// newestFile is the most recently changed regular file under dir, at most
+// four folders down (FreePBX's YYYY/MM/DD), looking at a bounded number of
+// entries; "" when there is none.
+func newestFile(dir string) (string, error) {
+	const maxEntries = 100000
+	var newest string
+	var at time.Time
+	seen := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if seen++; seen > maxEntries {
+			return filepath.SkipAll
+		}
+		if d.IsDir() {
+			if strings.Count(strings.TrimPrefix(p, dir), string(filepath.Separator)) >= 4 {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err == nil && fi.ModTime().After(at) {
+			newest, at = p, fi.ModTime()
+		}
+		return nil
+	})
+	return newest, err
 }

@@ -98,9 +98,9 @@ func reconcileFlags() (fs *flag.FlagSet, path *string, since *time.Duration, sen
 }
 
 type doctorFlagValues struct {
-	config, asteriskUser, asterisk, queuesConf, cdrConf, pbx, callContext *string
-	call, callFallback                                                    *bool
-	callTimeout                                                           *time.Duration
+	config, asteriskUser, serviceUser, asterisk, queuesConf, cdrConf, pbx, callContext *string
+	call, callFallback                                                                 *bool
+	callTimeout                                                                        *time.Duration
 }
 
 func doctorFlags() (*flag.FlagSet, doctorFlagValues) {
@@ -108,6 +108,7 @@ func doctorFlags() (*flag.FlagSet, doctorFlagValues) {
 	return fs, doctorFlagValues{
 		config:       fs.String("config", "", "configuration `FILE` (TOML) of the service"),
 		asteriskUser: fs.String("asterisk-user", "asterisk", "the `USER` Asterisk runs as, who writes the fallback spool"),
+		serviceUser:  fs.String("service-user", "movidesk-agi", "the `USER` movidesk-agi runs as, who reads the recordings folder ([recordings])"),
 		asterisk:     fs.String("asterisk", "asterisk", "the `PROGRAM` that reaches Asterisk's console, run as PROGRAM -rx COMMAND"),
 		queuesConf:   fs.String("queues-conf", "/etc/asterisk/queues.conf", "Asterisk's queues.conf (a `FILE`), read for the queues of [queues]"),
 		cdrConf:      fs.String("cdr-conf", "/etc/asterisk/cdr.conf", "Asterisk's cdr.conf (a `FILE`), read for its [csv] when reconciliation reads Master.csv"),

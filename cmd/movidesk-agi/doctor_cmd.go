@@ -155,6 +155,9 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	}
 	rep = append(rep, doctor.CheckClock(ctx, ast, env.Now, maxClockSkew))
 	rep = append(rep, checkSpoolAs(cfg.Store.Spool, *astUser, env.LookupUser)...)
+	if cfg.Recordings.Enabled {
+		rep = append(rep, checkRecordingsAs(cfg.Recordings.Folder, *f.serviceUser, env.LookupUser))
+	}
 	if *call || *callFallback {
 		rep = append(rep, testCalls(ctx, ast, cfg, freepbx, *callContext, *callFallback, *callTimeout)...)
 	}
@@ -200,6 +203,24 @@ func testCalls(ctx context.Context, ast doctor.Asterisk, cfg Config, freepbx boo
 		res = append(res, tc.run(ctx, testModeFallback)...)
 	}
 	return res
+}
+
+// checkRecordingsAs checks the recordings folder as the user named name
+// (the service's) meets it.
+func checkRecordingsAs(folder, name string, lookup func(string) (*user.User, error)) doctor.Result {
+	u, err := lookup(name)
+	var uid, gid int
+	if err == nil {
+		uid, err = strconv.Atoi(u.Uid)
+	}
+	if err == nil {
+		gid, err = strconv.Atoi(u.Gid)
+	}
+	if err != nil {
+		return doctor.Result{Status: doctor.Fail, Check: "recordings folder " + folder + " readable by the service's user",
+			Detail: fmt.Sprintf("user %q: %v", name, err), Fix: "name the user movidesk-agi runs as (User= in its systemd unit) with -service-user"}
+	}
+	return doctor.CheckRecordings(folder, name, uid, gid)
 }
 
 // checkSpoolAs checks the spool, and the folders on its way, as the user

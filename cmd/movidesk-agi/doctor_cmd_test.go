@@ -559,3 +559,41 @@ func TestDoctorTestCallNeeds(t *testing.T) {
 		}
 	})
 }
+
+// With [recordings] on, the doctor checks the folder as the service's user
+// meets it, and names the ACL that opens it, not Asterisk's group.
+func TestDoctorRecordingsFolder(t *testing.T) {
+	ast := goodAsterisk(t)
+	args := doctorSetup(t, ast, goodQueuesConf)
+	path := args[1]
+	folder := t.TempDir() // root's alone, 0700
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := fmt.Sprintf("[recordings]\nenabled = true\nfolder = %q\nlisten = \"127.0.0.1:8443\"\npublic_url = \"https://pbx.example.com:8443\"\n", folder)
+	if err := os.WriteFile(path, append(b, recs...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := testEnv(ast)
+	asterisk := env.LookupUser
+	env.LookupUser = func(name string) (*user.User, error) {
+		if name == "movidesk-agi" {
+			return &user.User{Username: name, Uid: "65534", Gid: "65534"}, nil
+		}
+		return asterisk(name)
+	}
+	out, code := runDoctor(t, args, env)
+	if code != 1 || !strings.Contains(out, "FAIL recordings folder "+folder+" readable by movidesk-agi") || !strings.Contains(out, "setfacl -R -m u:movidesk-agi:rX") {
+		t.Fatalf("exit %d, want 1 with the recordings folder's line and its fix:\n%s", code, out)
+	}
+	if err := os.Chmod(folder, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Dir(folder), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := runDoctor(t, args, env); !strings.Contains(out, "OK   recordings folder "+folder+" readable by movidesk-agi: no recording yet") {
+		t.Errorf("a folder the service's user can list is not OK:\n%s", out)
+	}
+}
