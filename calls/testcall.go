@@ -2,6 +2,9 @@ package calls
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,9 +22,13 @@ import (
 // answered as if sent (MOVIDESK_STATUS=OK) and reported to the observer
 // with N (Report.Test), where the status page and the doctor read it.
 //
-// The marks live in memory for an hour: a test call lasts seconds. A
-// restart between a test call's first step and its others would let those
-// through as a call's; the doctor runs against a running service.
+// The marks live in memory for an hour: a test call lasts seconds. With a
+// shared store (several instances behind hagi://, one PostgreSQL) the mark
+// is also stored, and an instance that has none in memory looks there for
+// every event, so that whichever instance a test call's later events reach
+// holds them back. Alone, a restart between a test call's first step and
+// its others would let those through as a call's; the doctor runs against
+// a running service.
 
 // TestRoute is the route that marks a test call.
 const TestRoute = "test"
@@ -140,9 +147,38 @@ func (h *Handlers) test(ctx context.Context, c *channel, ev *event) error {
 	if ev.id, err = c.baseID(); err != nil {
 		return err
 	}
+	if c.cfg.SharedStore {
+		// Before the mark in memory: a test call whose mark could not be
+		// shared fails here, and the doctor says so, rather than reach
+		// Movidesk through another instance.
+		err := h.calls.Import(func(b *callstate.Batch) error {
+			return b.PutMark(testCallMark(linked), []byte(nonce+" "+strconv.FormatInt(c.now.Unix(), 10)))
+		})
+		if err != nil {
+			return fromStore(fmt.Errorf("store the test call's mark: %w", err))
+		}
+	}
 	h.tests.mark(linked, nonce, c.now)
 	c.test = nonce
 	return nil
+}
+
+// testCallMark is where a test call's mark is stored in a shared store.
+func testCallMark(linked string) string { return "testcall/" + linked }
+
+// storedTest is the test call of linkedid a shared store marks, "" when
+// none is (or its mark is older than testCallTTL).
+func (h *Handlers) storedTest(linked string, now time.Time) (string, error) {
+	v, err := h.calls.Mark(testCallMark(linked))
+	if err != nil || v == nil {
+		return "", err
+	}
+	nonce, at, ok := strings.Cut(string(v), " ")
+	sec, perr := strconv.ParseInt(at, 10, 64)
+	if !ok || perr != nil || !validNonce(nonce) || now.Sub(time.Unix(sec, 0)) > testCallTTL {
+		return "", nil
+	}
+	return nonce, nil
 }
 
 // forTests makes c's events hold back when c is a test call's: where
@@ -175,7 +211,7 @@ func (h *Handlers) forTests(c *channel) {
 // route given id= has not read the linkedid, and other calls' sessions
 // must not pay a round trip for the doctor.
 func (h *Handlers) isTest(c *channel) (bool, error) {
-	if !h.tests.any() {
+	if !h.tests.any() && !c.cfg.SharedStore {
 		return false, nil
 	}
 	linked, err := c.linkedID()
@@ -183,6 +219,15 @@ func (h *Handlers) isTest(c *channel) (bool, error) {
 		return false, err
 	}
 	nonce, _ := h.tests.nonce(linked)
+	if nonce == "" && c.cfg.SharedStore {
+		// Marked by another instance, or before a restart.
+		if nonce, err = h.storedTest(linked, c.now); err != nil {
+			return false, fromStore(err)
+		}
+		if nonce != "" {
+			h.tests.mark(linked, nonce, c.now)
+		}
+	}
 	if nonce != "" {
 		c.test = nonce
 	}

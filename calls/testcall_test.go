@@ -3,10 +3,15 @@ package calls_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
 
+	"github.com/movidesk-agi/movidesk-agi/account"
+	"github.com/movidesk-agi/movidesk-agi/agi/agitest"
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 )
 
 // A test call as the examples' [movidesk-doctor] makes it: the doctor
@@ -130,4 +135,34 @@ func TestTestRouteWantsANonce(t *testing.T) {
 	// Without its mark, the call's events are a call's.
 	r.replay(transferFromSupport("", "5252", "OK", ""))
 	r.wantAccepted(supportTransfer(linked, "7"))
+}
+
+// TestTestCallAcrossInstancesSendsNothing: behind hagi://, the test route
+// may reach one instance and the call's later routes another, sharing the
+// store: the mark is stored, and the other instance holds them back too.
+func TestTestCallAcrossInstancesSendsNothing(t *testing.T) {
+	shared := func(c *calls.Config) { c.SharedStore = true }
+	a := newOutboxRig(t, shared)
+	cfg := calls.Config{Accounts: account.List{{DefaultQueueID: 1, Queues: map[string]int{"support": 7}}}, FieldName: serviceKey,
+		Timeout: time.Second, Now: func() time.Time { return now }, SharedStore: true}
+	b := calls.New(cfg, callstate.New(a.store, callstate.Options{Now: cfg.Now}), zerolog.New(a.logs))
+	sessions := testCallSessions()
+	a.replay(sessions[0])
+	for _, s := range sessions[1:] {
+		agitest.Replay(t, b.Mux(), []byte(s))
+	}
+	if got := a.movidesk.Requests(); len(got) != 0 {
+		t.Errorf("Movidesk received %d requests of the test call from the other instance", len(got))
+	}
+	if st, err := a.outbox.Stats(); err != nil || st.Pending+st.Failed+st.OpenCalls != 0 {
+		t.Errorf("the outbox holds the test call: %+v %v", st, err)
+	}
+	// The other instance's own calls still go out.
+	agitest.Replay(t, b.Mux(), []byte(env("hangup", loop, linked, "4733990777", "from-trunk")+
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")")+
+		get("QUEUENAME", "200 result=1 (support)")+
+		status("OK", "")))
+	if got := a.movidesk.Requests(); len(got) != 1 {
+		t.Errorf("Movidesk received %d requests; want the other instance's own call", len(got))
+	}
 }
