@@ -222,7 +222,7 @@ func (h *Handlers) isTest(c *channel) (bool, error) {
 	if nonce == "" && c.cfg.SharedStore {
 		// Marked by another instance, or before a restart.
 		if nonce, err = h.storedTest(linked, c.now); err != nil {
-			return false, fromStore(err)
+			return false, fromStore(fmt.Errorf("store: looking for a test call's mark: %w", err))
 		}
 		if nonce != "" {
 			h.tests.mark(linked, nonce, c.now)
