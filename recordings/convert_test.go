@@ -645,9 +645,13 @@ func TestConvertFailures(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			f := newConvFixture(t, FormatOpus, 0)
 			c.setup(t, f)
-			w := f.get(t, f.link(t, "c"))
+			// As a download: the page is not saved as the recording.
+			w := f.get(t, f.link(t, "c")+"?download")
 			if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "could not be converted") {
 				t.Fatalf("status %d: %.200q", w.Code, w.Body)
+			}
+			if cd := w.Header().Get("Content-Disposition"); cd != "" {
+				t.Errorf("the failure's page comes as a download: Content-Disposition %q", cd)
 			}
 			if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
 				t.Errorf("Content-Type %q", ct)
