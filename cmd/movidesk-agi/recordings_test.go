@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
+	"github.com/movidesk-agi/movidesk-agi/recordings"
 )
 
 // writeWAV writes a closed 8 kHz 16-bit mono WAV of secs seconds, as
@@ -301,5 +303,56 @@ func TestCheckConfigPrintsAnExampleLink(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "recordings.key")); err == nil {
 		t.Error("check-config made the service's key")
+	}
+}
+
+// A link is its recording's credential: when Movidesk cannot be reached,
+// the errors logged and kept with the event (the status page's) name the
+// link without it, at every log level.
+func TestALinksSignatureNeverReachesTheLogOrTheStatusPage(t *testing.T) {
+	fake := movidesktest.NewServer(t, secret)
+	folder := t.TempDir()
+	file := filepath.Join(folder, "1795524751.12.wav")
+	writeWAV(t, file, 1)
+	cfg := recordingsConfig(t, fake, folder)
+	// Movidesk unreachable: Go's errors print the whole URL.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	cfg.Movidesk.BaseURL = "http://" + l.Addr().String() + "/public/v1"
+	cfg.Log.Level = "debug"
+	cfg.Admin.Listen = "127.0.0.1:0"
+	m, logs := startMain(t, cfg)
+	replies := func(cmd string) string {
+		if strings.Contains(cmd, "MIXMONITOR_FILENAME") {
+			return "200 result=1 (" + file + ")"
+		}
+		return channelReplies(cmd)
+	}
+	// The link route: its request carries the link in its URL and its body.
+	agiCall(t, m.Addr(), "link", []string{"recording=1795524751.12.wav"}, replies)
+	key, err := recordings.LoadKey(filepath.Join(filepath.Dir(m.Config().Store.Path), "recordings.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := (&recordings.Signer{PublicURL: cfg.Recordings.PublicURL, Keys: recordings.NewRing(key)}).Link("1795524751.12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := link[strings.LastIndexByte(link, '/')+1:]
+	_, events := adminGet(t, m, "/api/events", "")
+	_, page := adminGet(t, m, "/", "")
+	if !strings.Contains(events, "setMadeCallLink") {
+		t.Fatalf("the link's event is not kept:\n%s", events)
+	}
+	for where, text := range map[string]string{"the log": logs.String(), "/api/events": events, "the status page": page} {
+		if strings.Contains(text, mac) || strings.Contains(text, url.QueryEscape(mac)) {
+			t.Errorf("%s holds the link's signature:\n%s", where, text)
+		}
+	}
+	if !strings.Contains(logs.String(), "%2Fr%2F1795524751.12%2FREDACTED") {
+		t.Errorf("the log does not name the link, signature masked:\n%s", logs)
 	}
 }
