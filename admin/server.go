@@ -66,6 +66,10 @@ type Options struct {
 	// Backfill says it sends the missing calls.
 	Reconcile func() reconcile.Stats
 	Backfill  bool
+	// Recordings says the service serves call recordings: the page's
+	// "Recordings" section, GET /api/status's recordings and
+	// movidesk_agi_recording_requests_total.
+	Recordings bool
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
 	Log zerolog.Logger
@@ -113,6 +117,9 @@ func New(opts Options) *Server {
 	s.metrics = newMetrics(opts.Outbox, opts.Version, s.accounts, now, opts.Log)
 	if opts.Reconcile != nil {
 		s.metrics.observeReconcile(opts.Reconcile)
+	}
+	if opts.Recordings {
+		s.metrics.observeRecordings()
 	}
 	s.handler = s.routes()
 	return s
@@ -228,6 +235,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /events/{seq}/drop", s.formDrop)
 	mux.HandleFunc("GET /api/status", s.apiStatus)
 	mux.HandleFunc("GET /api/events", s.apiEvents)
+	mux.HandleFunc("GET /api/test-calls/{nonce}", s.apiTestCall)
 	mux.HandleFunc("POST /api/events/{seq}/retry", s.apiRetry)
 	mux.HandleFunc("POST /api/events/retry", s.apiRetryAll)
 	mux.HandleFunc("POST /api/events/{seq}/drop", s.apiDrop)
@@ -415,9 +423,11 @@ func (s *Server) status() (Status, []outbox.Event) {
 		st.Outbox.Error = lerr.Error()
 	}
 	st.Calls = s.metrics.recent(events)
+	st.TestCalls = s.metrics.testCalls()
 	if s.opts.Reconcile != nil {
 		st.Reconcile = ReconcileStatusOf(s.opts.Reconcile(), s.opts.Backfill, s.now())
 	}
+	st.Recordings = s.metrics.recordingsStatus()
 	return st, events
 }
 

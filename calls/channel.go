@@ -14,6 +14,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/recordings"
 )
 
 // inputError is bad input from the dialplan or the channel: it can never
@@ -49,6 +50,8 @@ type channel struct {
 	// lookup reads what is remembered of a call, for the account of a
 	// call already known.
 	lookup func(base string) (callstate.Call, error)
+	// test is the doctor's test call the channel belongs to (testcall.go).
+	test string
 }
 
 func newChannel(s *agi.Session, cfg *Config, now time.Time) *channel {
@@ -295,40 +298,74 @@ func parseEpoch(s string) (time.Time, bool) {
 }
 
 // link is the recording link: link= argument, else the configured template,
-// which sees the recording= argument as .Recording. Movidesk writes it into
-// the ticket, where an agent clicks it: only a web address is sent.
-func (c *channel) link(id string) (string, error) {
+// which sees the recording= argument as .Recording, else, when the service
+// serves the recordings, a link to the call's recording and where that is
+// (rec, stored with the event). Movidesk writes it into the ticket, where
+// an agent clicks it: only a web address is sent.
+func (c *channel) link(id string) (link string, rec *callstate.Recording, err error) {
 	if v, ok := c.args["link"]; ok {
 		if v != "" && !WebURL(v) {
-			return "", badInput("link= must be an absolute http or https URL, such as https://host/file.wav")
+			return "", nil, badInput("link= must be an absolute http or https URL, such as https://host/file.wav")
 		}
-		return v, nil
+		return v, nil, nil
 	}
 	a, err := c.account()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if a.RecordingLink == nil {
-		return "", nil
+		return c.servedLink(id)
 	}
 	linked, err := c.linkedID()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	rec, err := recordingPath(c.args["recording"])
+	recPath, err := recordingPath(c.args["recording"])
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var b strings.Builder
-	data := LinkData{ID: id, LinkedID: linked, UniqueID: c.uniqueID, Date: c.now, Recording: rec}
+	data := LinkData{ID: id, LinkedID: linked, UniqueID: c.uniqueID, Date: c.now, Recording: recPath}
 	key := c.cfg.fieldName(a, account.FieldRecordingLink)
 	if err := a.RecordingLink.Execute(&b, data); err != nil {
-		return "", badInput("%s template: %v", key, err)
+		return "", nil, badInput("%s template: %v", key, err)
 	}
 	if b.Len() > 0 && !WebURL(b.String()) {
-		return "", badInput("%s made a link that is not an absolute http or https URL", key)
+		return "", nil, badInput("%s made a link that is not an absolute http or https URL", key)
 	}
-	return b.String(), nil
+	return b.String(), nil, nil
+}
+
+// servedLink is the link to the call's recording served by the service,
+// "" when it serves none or no recording is known for the channel: the
+// recording= argument, else MixMonitor's MIXMONITOR_FILENAME (on the
+// channel that ran MixMonitor), else FreePBX's CDR(recordingfile).
+func (c *channel) servedLink(id string) (string, *callstate.Recording, error) {
+	if c.cfg.Recordings == nil {
+		return "", nil, nil
+	}
+	name := c.args["recording"]
+	for _, v := range []string{"MIXMONITOR_FILENAME", "CDR(recordingfile)"} {
+		if name != "" {
+			break
+		}
+		var err error
+		if name, err = c.get(v); err != nil {
+			return "", nil, err
+		}
+	}
+	file, err := recordings.File(c.cfg.RecordingsFolder, name)
+	if err != nil {
+		return "", nil, badInput("%v", err)
+	}
+	if file == "" {
+		return "", nil, nil
+	}
+	link, err := c.cfg.Recordings.Link(id)
+	if err != nil {
+		return "", nil, badInput("recording link of call %q: %v", id, err)
+	}
+	return link, &callstate.Recording{Key: recordings.Ref(id), CallID: id, Path: file}, nil
 }
 
 // WebURL reports an absolute http or https URL with a host: what a

@@ -18,6 +18,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/agi"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
+	"github.com/movidesk-agi/movidesk-agi/recordings"
 )
 
 // Config is what the handlers take from the service's configuration. The
@@ -46,7 +47,18 @@ type Config struct {
 	SpoolHost string
 	// Observer, when set, is told of every call event and spool batch.
 	Observer Observer
-	Now      func() time.Time // nil = time.Now
+	// SharedStore says other instances record events in the same store
+	// (PostgreSQL): a test call's mark is stored there too, so that the
+	// instance its later events reach holds them back as well.
+	SharedStore bool
+	// Recordings, when set, makes the link of a recorded call that neither
+	// link= nor its account's RecordingLink gives one: a link to the
+	// recording the service serves itself from RecordingsFolder. The
+	// recording is the recording= argument, else MixMonitor's
+	// MIXMONITOR_FILENAME, else FreePBX's CDR(recordingfile).
+	Recordings       *recordings.Signer
+	RecordingsFolder string
+	Now              func() time.Time // nil = time.Now
 }
 
 // Channel variables the handlers set for the dialplan.
@@ -106,6 +118,7 @@ type Handlers struct {
 	log    zerolog.Logger
 	routes map[string]routeFunc // AGI script name -> handler, for AGI and the spool alike
 	spool  spoolFollower
+	tests  testCalls // the doctor's test calls, whose events are held back
 }
 
 // New returns the handlers, which record call events through m, live ones
@@ -122,6 +135,7 @@ func New(cfg Config, m *callstate.Machine, log zerolog.Logger) *Handlers {
 		"abandon":  h.abandon,
 		"link":     h.link,
 		"hangup":   h.hangup,
+		TestRoute:  h.test,
 	}
 	return h
 }
@@ -191,6 +205,9 @@ type event struct {
 	fields  func(*zerolog.Event)
 	decided string // for hangup: which way it went
 	warning string // for the administrator, in the event's log line
+	// recording is where the link the event sends leads, when the
+	// service serves it.
+	recording *callstate.Recording
 }
 
 type routeFunc func(ctx context.Context, c *channel, ev *event) error
@@ -205,6 +222,7 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 		}
 		c.isOpen = h.calls.IsOpen
 		c.lookup = h.calls.Lookup
+		h.forTests(c)
 		// The Movidesk attempt ends Timeout after the session
 		// began, reading the channel included, so that the call waits no
 		// longer than that; and it ends when the caller hangs up: the event
@@ -247,7 +265,7 @@ func report(cfg *Config, o outcome, source string) {
 	}
 	r := Report{
 		Route: o.route, Source: source, Status: o.status, Reason: o.reason,
-		CallID: o.ev.id, Channel: o.c.name, At: o.c.now,
+		CallID: o.ev.id, Channel: o.c.name, At: o.c.now, Test: o.c.test,
 	}
 	if o.c.acct != nil {
 		r.Account = o.c.acct.Name
@@ -316,11 +334,19 @@ func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event
 	if o.c.acct != nil {
 		le = le.Str("account", o.c.acct.Name)
 	}
+	if o.c.test != "" {
+		le = le.Str("test_call", o.c.test) // held back: nothing was sent
+	}
 	if o.ev.decided != "" {
 		le = le.Str("decided", o.ev.decided)
 	}
 	if o.ev.warning != "" {
 		le = le.Str("warning", o.ev.warning)
+	}
+	if o.ev.recording != nil {
+		// The file the link sent leads to, for the administrator who
+		// follows a ticket's link back to the PBX.
+		le = le.Str("recording", o.ev.recording.Path)
 	}
 	if o.ev.fields != nil {
 		o.ev.fields(le)
@@ -427,10 +453,10 @@ func (h *Handlers) completed(c *channel, ev *event) (movidesk.CompletedCall, err
 	if r.ID, err = c.baseID(); err != nil {
 		return r, err
 	}
-	r.Link, err = c.link(r.ID)
+	r.Link, ev.recording, err = c.link(r.ID)
 	if isInput(err) {
 		ev.warning = "completed without its recording link: " + err.Error()
-		r.Link, err = "", nil
+		r.Link, ev.recording, err = "", nil, nil
 	}
 	return r, err
 }
@@ -457,7 +483,7 @@ func (h *Handlers) complete(ctx context.Context, c *channel, ev *event) error {
 	if err != nil {
 		return err
 	}
-	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Complete, Complete: r})
+	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Complete, Complete: r, Recording: ev.recording})
 	return err
 }
 
@@ -481,7 +507,7 @@ func (h *Handlers) link(ctx context.Context, c *channel, ev *event) error {
 		return err
 	}
 	ev.id = r.ID
-	if r.Link, err = c.link(r.ID); err != nil {
+	if r.Link, ev.recording, err = c.link(r.ID); err != nil {
 		return err
 	}
 	if r.Link == "" {
@@ -489,9 +515,16 @@ func (h *Handlers) link(ctx context.Context, c *channel, ev *event) error {
 		if err != nil {
 			return err
 		}
+		if c.cfg.Recordings != nil {
+			return badInput("no recording link: pass link= or recording=, or set %s; no recording is known for the channel", c.cfg.fieldName(a, account.FieldRecordingLink))
+		}
 		return badInput("no recording link: pass link= or set %s", c.cfg.fieldName(a, account.FieldRecordingLink))
 	}
-	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Link, Key: callstate.LinkKey(r.Link), Link: r})
+	key := callstate.LinkKey(r.Link)
+	if ev.recording != nil {
+		key = callstate.RecordingLinkKey(ev.recording.Key)
+	}
+	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Link, Key: key, Link: r, Recording: ev.recording})
 	return err
 }
 
@@ -508,7 +541,7 @@ func (h *Handlers) hangup(ctx context.Context, c *channel, ev *event) error {
 		return fromStore(err)
 	}
 	if open {
-		ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Complete, Complete: comp})
+		ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Complete, Complete: comp, Recording: ev.recording})
 	} else {
 		// The cancellation's fields matter only for a call never
 		// transferred: a call already completed is a duplicate whatever
@@ -521,7 +554,7 @@ func (h *Handlers) hangup(ctx context.Context, c *channel, ev *event) error {
 			ev.fields = func(e *zerolog.Event) { e.Int("queue_id", canc.QueueID).Str("client", canc.ClientNumber) }
 		}
 		canc.ID = comp.ID // as the hangup of a call: one id for both
-		ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Hangup, Complete: comp, Cancel: canc})
+		ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Hangup, Complete: comp, Cancel: canc, Recording: ev.recording})
 		var ve *movidesk.ValidationError
 		if cerr != nil && errors.As(err, &ve) {
 			err = cerr // it says what to fix in the dialplan

@@ -21,6 +21,7 @@ package callstate
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/movidesk-agi/movidesk-agi/account"
@@ -98,6 +99,9 @@ type Tx interface {
 	// default) in class, after every request of call base queued before
 	// it.
 	Queue(account, base string, class Class, r movidesk.Request) error
+	// PutMark stores value under key in this transaction: an importer's
+	// position, or where a call's recording is (see Recording).
+	PutMark(key string, value []byte) error
 }
 
 // Class is how urgently a queued request is sent. Within an account the
@@ -127,13 +131,10 @@ func (c Class) String() string {
 	return fmt.Sprintf("Class(%d)", int(c))
 }
 
-// ImportTx is a transaction of an import: the call state's, and a place
-// for the importer's own position (its mark), committed with the events it
+// ImportTx is a transaction of an import: the call state's, with the
+// importer's own position (its mark, PutMark) committed with the events it
 // covers, so that a crash can neither lose an input nor import it twice.
-type ImportTx interface {
-	Tx
-	PutMark(key string, value []byte) error
-}
+type ImportTx = Tx
 
 // Store runs transactions. Package outbox implements it.
 type Store interface {
@@ -272,6 +273,59 @@ type Event struct {
 	Complete movidesk.CompletedCall   // Complete, Hangup
 	Cancel   movidesk.CanceledCall    // Hangup, for a call never transferred
 	Link     movidesk.CallLink        // Link
+
+	// Recording, when set, is where the recording the event's link leads
+	// to is: stored with the event when it sends that link, so that the
+	// link finds it (see Machine.Recording).
+	Recording *Recording
+}
+
+// Recording is where a call's recording is, for the links the service
+// makes to it. It is kept for as long as the store lasts, not as long as
+// the call's record: a ticket, and its link, live for years.
+type Recording struct {
+	// Key is what the link names the recording by.
+	Key    string `json:"-"`
+	CallID string `json:"call"`
+	// Path is the file, relative to the recordings' folder.
+	Path string `json:"path"`
+}
+
+// recordingMark is the mark a recording is stored under.
+func recordingMark(key string) string { return "recording/" + key }
+
+// sendsLink reports whether d sends a recording link.
+func sendsLink(d Decision) bool {
+	if d.Result != Queued {
+		return false
+	}
+	for _, r := range d.Sent {
+		switch r := r.(type) {
+		case movidesk.CompletedCall:
+			if r.Link != "" {
+				return true
+			}
+		case movidesk.CallLink:
+			if r.Link != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func putRecording(tx Tx, r *Recording) error {
+	if r == nil {
+		return nil
+	}
+	if r.Key == "" || r.Path == "" {
+		return fmt.Errorf("callstate: recording of call %q without a key or a path", r.CallID)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return tx.PutMark(recordingMark(r.Key), b)
 }
 
 // TransferKey is the identity of a transfer: the leg the AGI ran on and
@@ -283,6 +337,11 @@ func TransferKey(uniqueID, branchLine string) string {
 
 // LinkKey is the identity of a recording link.
 func LinkKey(link string) string { return "link " + link }
+
+// RecordingLinkKey is the identity of the link to the recording stored
+// under key (Recording.Key), whatever the link's own text: a link with a
+// lifetime is another text each time it is made.
+func RecordingLinkKey(key string) string { return "link recording " + key }
 
 // Base is the event's base call id.
 func (e Event) Base() string {
@@ -327,19 +386,30 @@ func apply(tx Tx, ev Event, class Class, now time.Time) (Decision, error) {
 		c.Account = ev.Account
 	}
 	d, err := decide(&c, ev)
-	if err == nil && d.Result == MadeCall {
-		// Nothing to send, but the end is remembered: the call is then
-		// forgotten after the retention like any other.
-		c.Updated = now
-		return d, tx.PutCall(base, c)
-	}
-	if err != nil || d.Result != Queued {
+	if err != nil {
 		return d, err
 	}
 	for _, r := range d.Sent {
 		if err := r.Validate(); err != nil {
 			return Decision{}, err
 		}
+	}
+	// Only with the link that leads to it: a later event (a duplicate
+	// end from another channel, naming another file) must not change
+	// what a link already sent plays.
+	if sendsLink(d) {
+		if err := putRecording(tx, ev.Recording); err != nil {
+			return Decision{}, err
+		}
+	}
+	if d.Result == MadeCall {
+		// Nothing to send, but the end is remembered: the call is then
+		// forgotten after the retention like any other.
+		c.Updated = now
+		return d, tx.PutCall(base, c)
+	}
+	if d.Result != Queued {
+		return d, nil
 	}
 	for _, r := range d.Sent {
 		if err := tx.Queue(c.Account, base, class, r); err != nil {
@@ -378,6 +448,9 @@ func decide(c *Call, ev Event) (Decision, error) {
 			// takes of a made call.
 			r := movidesk.CallLink{ID: ev.Complete.ID, Link: ev.Complete.Link}
 			key := LinkKey(r.Link)
+			if ev.Recording != nil {
+				key = RecordingLinkKey(ev.Recording.Key)
+			}
 			c.Completed = true
 			if r.Link == "" || c.seen(key) {
 				return Decision{Result: MadeCall}, nil
@@ -723,3 +796,17 @@ func (m *Machine) ImportAs(class Class, fn func(*Batch) error) error {
 // Mark returns the position an importer last stored under key (see
 // Batch.PutMark), nil if none.
 func (m *Machine) Mark(key string) ([]byte, error) { return m.store.Mark(key) }
+
+// Recording is where the recording stored under key (Recording.Key) is;
+// found is false when no event stored one.
+func (m *Machine) Recording(key string) (r Recording, found bool, err error) {
+	b, err := m.store.Mark(recordingMark(key))
+	if err != nil || b == nil {
+		return Recording{}, false, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Recording{}, false, fmt.Errorf("callstate: recording %q: %w: %v", key, ErrUndecodable, err)
+	}
+	r.Key = key
+	return r, true, nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ type memTx struct {
 	queued []movidesk.Request
 	// accounts are the accounts the queued requests are for, in order.
 	accounts []string
+	marks    map[string][]byte
 }
 
 var _ callstate.Tx = (*memTx)(nil)
@@ -31,7 +33,10 @@ func (m *memTx) Queue(account, _ string, _ callstate.Class, r movidesk.Request) 
 	m.queued, m.accounts = append(m.queued, r), append(m.accounts, account)
 	return nil
 }
-func newTx() *memTx { return &memTx{calls: map[string]callstate.Call{}} }
+func (m *memTx) PutMark(key string, v []byte) error { m.marks[key] = v; return nil }
+func newTx() *memTx {
+	return &memTx{calls: map[string]callstate.Call{}, marks: map[string][]byte{}}
+}
 
 var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 
@@ -442,5 +447,50 @@ func TestImportStoresNothingOfAFailedBatch(t *testing.T) {
 				t.Errorf("call %+v stored", c)
 			}
 		})
+	}
+}
+
+// A recording's place is kept with the event that sends its link, not
+// with a duplicate's nor a refused event's; the link finds it by its key.
+func TestTheRecordingIsFoundByItsKey(t *testing.T) {
+	store := &memstore.Store{}
+	m := callstate.New(store, callstate.Options{Now: func() time.Time { return t0 }})
+	if _, found, err := m.Recording("1795524751.12"); found || err != nil {
+		t.Fatalf("Recording before any event = found %v, %v; want none", found, err)
+	}
+	if _, err := m.Record(t.Context(), transfer("leg-a", "5252", 0)); err != nil {
+		t.Fatal(err)
+	}
+	ev := hangup(5)
+	ev.Complete.Link = "https://pbx/r/1795524751.12/mac"
+	ev.Recording = &callstate.Recording{Key: "1795524751.12", CallID: "1795524751.12", Path: "2026/11/24/q-400-4733990777-20261124-120000-1795524751.12.wav"}
+	if _, err := m.Record(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	got, found, err := m.Recording("1795524751.12")
+	if err != nil || !found || got != *ev.Recording {
+		t.Fatalf("Recording = %+v, %v, %v; want %+v", got, found, err, *ev.Recording)
+	}
+
+	// The same end again from another channel, naming another file: a
+	// duplicate, which sends nothing, so the link sent plays what it did.
+	ev.Recording.Path = "other-leg.wav"
+	out, err := m.Record(t.Context(), ev)
+	if err != nil || out.Result != callstate.Duplicate {
+		t.Fatalf("second end = %v, %v; want a duplicate", out.Result, err)
+	}
+	if got, _, _ := m.Recording("1795524751.12"); got.Path == "other-leg.wav" {
+		t.Errorf("a duplicate end changed the file the link sent leads to: %q", got.Path)
+	}
+
+	// An event Movidesk would refuse stores nothing, its recording neither.
+	bad := hangup(6)
+	bad.Complete.ID, bad.Cancel.ID = strings.Repeat("9", 300), strings.Repeat("9", 300)
+	bad.Recording = &callstate.Recording{Key: "other", CallID: bad.Complete.ID, Path: "other.wav"}
+	if _, err := m.Record(t.Context(), bad); err == nil {
+		t.Fatal("an id over 256 characters was taken")
+	}
+	if _, found, _ := m.Recording("other"); found {
+		t.Error("the refused event's recording was stored")
 	}
 }

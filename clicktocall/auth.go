@@ -173,6 +173,14 @@ func peerAddr(r *http.Request) netip.Addr {
 	return a.Unmap()
 }
 
+// Client is who sent r: its peer, or behind one of TrustedProxies the
+// client the proxy names. Whatever else shares the listener sees its
+// clients as the endpoint does.
+func (a Auth) Client(r *http.Request) netip.Addr {
+	addr, _ := a.client(r)
+	return addr
+}
+
 // client is who sent the request: its peer, or behind a trusted proxy
 // the right-most X-Forwarded-For address that is not a trusted proxy
 // (what a client writes there itself is left of what its proxy appends).

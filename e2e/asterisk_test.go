@@ -45,6 +45,9 @@ var modules = []string{
 	"bridge_simple.so",
 	"codec_ulaw.so",
 	"format_wav.so", // MixMonitor's recording
+	// FreePBX's wav49: GSM in a WAV file, which no browser plays.
+	"codec_gsm.so",
+	"format_wav_gsm.so",
 	// AGI; res_agi needs res_speech loaded first.
 	"res_speech.so",
 	"res_agi.so",
@@ -238,7 +241,7 @@ func (a *asterisk) checkConfig() error {
 	if m := configComplaint.FindAllString(string(log), -1); len(m) > 0 {
 		return fmt.Errorf("asterisk complained about the configuration:\n%s", strings.Join(m, "\n"))
 	}
-	for _, ctx := range append([]string{"movidesk-transfer", "movidesk-fallback", "movidesk-dial", "movidesk-hangup", "movidesk-queue", "movidesk-recording", "movidesk-recording-later", "movidesk-click-to-call", "movidesk-click-to-call-end"}, freepbxContexts...) {
+	for _, ctx := range append([]string{"movidesk-transfer", "movidesk-fallback", "movidesk-dial", "movidesk-hangup", "movidesk-queue", "movidesk-recording", "movidesk-recording-later", "movidesk-recording-served", "movidesk-click-to-call", "movidesk-click-to-call-end", "movidesk-doctor", "movidesk-doctor-agent"}, freepbxContexts...) {
 		out, err := a.cli("dialplan show " + ctx)
 		if err != nil || !strings.Contains(out, "'"+ctx+"'") || strings.Contains(out, "There is no existence") {
 			return fmt.Errorf("asterisk: the examples' context %s is not loaded: %v %s", ctx, err, out)
@@ -602,8 +605,10 @@ const (
 	viaQueue          = "3"
 	viaRecording      = "4"
 	viaRecordingLater = "5"
-	viaNoHook         = "7" // e2e-nohook: the PBX's records alone know these calls
-	viaCapture        = "9"
+	// The recording served by the service itself ([recordings]).
+	viaRecordingServed = "8"
+	viaNoHook          = "7" // e2e-nohook: the PBX's records alone know these calls
+	viaCapture         = "9"
 )
 
 // spoolPath is, inside the chroot, the fallback spool the dialplan writes.
@@ -649,6 +654,8 @@ exten => _` + viaRecording + `XXXX,1,Gosub(e2e-remember,s,1)
  same => n,Goto(movidesk-recording,${EXTEN:1},1)
 exten => _` + viaRecordingLater + `XXXX,1,Gosub(e2e-remember,s,1)
  same => n,Goto(movidesk-recording-later,${EXTEN:1},1)
+exten => _` + viaRecordingServed + `XXXX,1,Gosub(e2e-remember,s,1)
+ same => n,Goto(movidesk-recording-served,${EXTEN:1},1)
 ; A route nobody hooked; a phone's transfer (REFER) stays in it.
 exten => _` + viaNoHook + `XXXX,1,Gosub(e2e-remember,s,1)
  same => n,Set(__TRANSFER_CONTEXT=e2e-nohook)

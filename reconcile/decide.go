@@ -35,6 +35,9 @@ type Finding struct {
 	QueueID      int
 	ClientNumber string
 	Link         string
+	// recording is where the recording Link leads to, when the service
+	// serves it.
+	recording *callstate.Recording
 	// Movidesk is what the call state held before the decision.
 	Movidesk callstate.Call
 	// Backfilled: the call's events were recorded now, for the sender.
@@ -94,11 +97,11 @@ func (r *Reconciler) decide(b *callstate.Batch, id string, rows []cdr.Record, ba
 	f.QueueID = queueID(a, c, contexts)
 	f.ClientNumber = clientNumber(c)
 	if r.opts.Link != nil {
-		link, err := r.opts.Link(a, f.ID, c)
+		link, rec, err := r.opts.Link(a, f.ID, c)
 		if err != nil {
 			r.opts.Log.Warn().Err(err).Str("call_id", f.ID).Msg("reconcile: no recording link for the call")
 		} else {
-			f.Link = link
+			f.Link, f.recording = link, rec
 		}
 	}
 	if !backfill {
@@ -137,17 +140,17 @@ func (f *Finding) events(a *account.Account, rows []cdr.Record) []callstate.Even
 	done := movidesk.CompletedCall{ID: f.ID, Link: f.Link, CompletedDate: c.Ended.UTC()}
 	switch {
 	case f.Result == Stuck:
-		return []callstate.Event{{Kind: callstate.Complete, Account: a.Name, Complete: done}}
+		return []callstate.Event{{Kind: callstate.Complete, Account: a.Name, Complete: done, Recording: f.recording}}
 	case f.Answered():
 		tr := movidesk.TransferredCall{QueueID: f.QueueID, ClientNumber: f.ClientNumber, ID: f.ID, BranchLine: c.Agent,
 			CallDate: c.Started.UTC(), TransferDate: c.Answered.UTC()}
 		return []callstate.Event{
 			{Kind: callstate.Transfer, Account: a.Name, Key: callstate.TransferKey(c.UniqueID, c.Agent), Transfer: tr},
-			{Kind: callstate.Complete, Account: a.Name, Complete: done},
+			{Kind: callstate.Complete, Account: a.Name, Complete: done, Recording: f.recording},
 		}
 	}
 	cancel := movidesk.CanceledCall{QueueID: f.QueueID, ClientNumber: f.ClientNumber, ID: f.ID, CallDate: c.Started.UTC(), CanceledDate: c.Ended.UTC()}
-	return []callstate.Event{{Kind: callstate.Hangup, Account: a.Name, Complete: done, Cancel: cancel}}
+	return []callstate.Event{{Kind: callstate.Hangup, Account: a.Name, Complete: done, Cancel: cancel, Recording: f.recording}}
 }
 
 func validate(ev callstate.Event) error {
@@ -171,8 +174,18 @@ func callerContexts(c cdr.Call, rows []cdr.Record) []string {
 	return out
 }
 
+// testCallChannel is the channel `movidesk-agi doctor -call` originates,
+// Local/NONCE*MODE*QUEUE@CONTEXT: the service held its call's events back,
+// and it is no call to report, whatever path it took.
+var testCallChannel = regexp.MustCompile(`^Local/[0-9]{6,32}\*(call|fallback)\*[^@]*@`)
+
 // counts reports whether the call is one the options say count.
 func (r *Reconciler) counts(c cdr.Call, rows []cdr.Record, contexts []string) bool {
+	for i := range rows {
+		if testCallChannel.MatchString(rows[i].Channel) || testCallChannel.MatchString(rows[i].DstChannel) {
+			return false
+		}
+	}
 	for _, p := range r.opts.Trunks {
 		if match(p, c.Channel) || match(p, cdr.Unsuffixed(c.Channel)) {
 			return true

@@ -106,9 +106,10 @@ type Options struct {
 	// Backfill records the missing and stuck calls.
 	Backfill bool
 	// Link turns a call's recording (cdr.Call.Recording, possibly empty)
-	// into the link sent with its end; nil sends none. An error leaves
-	// the link out.
-	Link func(a *account.Account, id string, c cdr.Call) (string, error)
+	// into the link sent with its end, and where the recording is when
+	// the link is one the service serves (stored with the end, see
+	// callstate.Recording); nil sends none. An error leaves the link out.
+	Link func(a *account.Account, id string, c cdr.Call) (string, *callstate.Recording, error)
 	// WithoutLinkedID says the rows carry no linkedid (Master.csv without
 	// newcdrcolumns, an old Issabel table): a call's rows are then tied
 	// by the caller's uniqueid, so the rows of its Local channel halves

@@ -4,6 +4,12 @@
 // recording and nothing else. It makes the links (Signer), checks and
 // serves them (Server), and keeps the keys (Key, Ring); finding which file
 // is a call's recording is left to the caller (Locator).
+//
+// A Server serves each file as it is, or, with Config.Format, converted by
+// ffmpeg to MP3 or Opus: browsers play those, where they play none of
+// Asterisk's GSM-in-WAV (WAV, wav49), raw .gsm or .sln. A recording is
+// converted once, on its first request, into a cache folder of bounded
+// size (Config.CacheDir, Config.CacheBytes).
 package recordings
 
 import (

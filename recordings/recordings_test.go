@@ -351,6 +351,20 @@ func TestServe(t *testing.T) {
 			status: 200, result: ResultServed,
 		},
 		{
+			// MixMonitor has just closed it: the agent clicking the link
+			// right after the call hears it at once.
+			name: "WAV closed a moment ago",
+			setup: func(t *testing.T, f *fixture) string {
+				f.add(t, "c", "a.wav", wav(1000))
+				p := filepath.Join(f.dir, "a.wav")
+				if err := os.Chtimes(p, f.now.Add(-time.Second), f.now.Add(-time.Second)); err != nil {
+					t.Fatal(err)
+				}
+				return f.link(t, "c")
+			},
+			status: 200, result: ResultServed,
+		},
+		{
 			name: "changed within the last seconds",
 			setup: func(t *testing.T, f *fixture) string {
 				f.add(t, "c", "a.mp3", []byte("ID3"))
@@ -724,5 +738,33 @@ func TestOverHTTP(t *testing.T) {
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != 206 || !bytes.Equal(body, audio[50000:]) {
 		t.Fatalf("status %d, %d bytes, %v", resp.StatusCode, len(body), err)
+	}
+}
+
+// The download's name is the call's and a plain extension: nothing of the
+// PBX's file name that would need quoting reaches the header; and one URL
+// being the page or the audio by Accept, caches are told so.
+func TestDownloadNameAndVary(t *testing.T) {
+	f := newFixture(t, NewRing(testKey(1)))
+	f.add(t, "c1", `odd".wav"x`, wav(100))
+	f.add(t, "c2", "2026/12/07/b.WAV", wav(100))
+	w := f.get(t, f.link(t, "c1")+"?download")
+	if got := w.Header().Get("Content-Disposition"); got != `attachment; filename="c1"` {
+		t.Errorf("Content-Disposition = %q; want the call's name alone for an odd extension", got)
+	}
+	w = f.get(t, f.link(t, "c2")+"?download")
+	if got := w.Header().Get("Content-Disposition"); got != `attachment; filename="c2.wav"` {
+		t.Errorf("Content-Disposition = %q; want c2.wav", got)
+	}
+	if got := w.Header().Get("Vary"); got != "Accept" {
+		t.Errorf("Vary = %q; want Accept", got)
+	}
+	// A page answering ?download (here: a deleted recording) is no file.
+	if err := os.Remove(filepath.Join(f.dir, "2026/12/07/b.WAV")); err != nil {
+		t.Fatal(err)
+	}
+	w = f.get(t, f.link(t, "c2")+"?download")
+	if w.Code != 410 || w.Header().Get("Content-Disposition") != "" {
+		t.Errorf("a deleted recording's download = %d with Content-Disposition %q; want 410, a page", w.Code, w.Header().Get("Content-Disposition"))
 	}
 }

@@ -46,7 +46,7 @@ type Access struct {
 	Bytes  int64
 	Result string // one of the Result… constants
 	// Err says why a recording was refused or not served (ResultRefused,
-	// ResultError); nil otherwise.
+	// ResultError, ResultConvertFailed); nil otherwise.
 	Err error
 }
 
@@ -64,6 +64,8 @@ const (
 	ResultWriting   = "writing"   // still being recorded (503)
 	ResultError     = "error"     // anything else (500)
 	ResultMethod    = "method"    // not GET or HEAD (405)
+	// ResultConvertFailed: ffmpeg failed, timed out or wrote nothing (502).
+	ResultConvertFailed = "convert_failed"
 )
 
 // Server serves recordings of a folder to valid links.
@@ -72,6 +74,7 @@ type Server struct {
 	keys    *Ring
 	locator Locator
 	cfg     Config
+	conv    *converter // nil: served as they are
 }
 
 // Config holds a Server's optional parts.
@@ -80,6 +83,10 @@ type Config struct {
 	Limiter Limiter
 	// Log, when set, is called once per request.
 	Log func(Access)
+	// ClientAddr, when set, is who sent a request (behind a reverse
+	// proxy, the client it names), for the Limiter and the log; nil is
+	// the connection's peer.
+	ClientAddr func(*http.Request) string
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 	// Settle is how long after its last change a file is taken as closed;
@@ -89,6 +96,19 @@ type Config struct {
 	// taken as still being recorded; past it, its writer died and the
 	// file is served as it is. 0 is DefaultAbandoned.
 	Abandoned time.Duration
+	// Format is what recordings are served as: FormatOriginal (or "")
+	// serves each file as it is; FormatMP3 and FormatOpus convert every
+	// recording not already in that format with /usr/bin/ffmpeg (Debian's
+	// ffmpeg, which NewServer then requires), once, on its first request,
+	// and serve the conversion from CacheDir.
+	Format string
+	// CacheDir holds the conversions; it is needed with FormatMP3 and
+	// FormatOpus, is created (mode 0700) when missing, and is this
+	// server's alone.
+	CacheDir string
+	// CacheBytes caps the conversions' total size: past it the least
+	// recently served go. 0 is DefaultCacheBytes.
+	CacheBytes int64
 }
 
 const (
@@ -118,7 +138,12 @@ func NewServer(dir string, keys *Ring, loc Locator, cfg Config) (*Server, error)
 	if cfg.Abandoned <= 0 {
 		cfg.Abandoned = DefaultAbandoned
 	}
-	return &Server{root: root, keys: keys, locator: loc, cfg: cfg}, nil
+	conv, err := newConverter(cfg, dir, ffmpegPath)
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	return &Server{root: root, keys: keys, locator: loc, cfg: cfg, conv: conv}, nil
 }
 
 // Close releases the folder.
@@ -199,7 +224,13 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "private")
+	// One URL is the player page or the audio, by Accept: a cache must
+	// not answer a browser's click with the audio it kept for the player.
+	w.Header().Set("Vary", "Accept")
 	a := Access{Addr: remoteHost(r)}
+	if s.cfg.ClientAddr != nil {
+		a.Addr = s.cfg.ClientAddr(r)
+	}
 	a.Result = s.serve(w, r, &a)
 	a.Status, a.Bytes = w.status, w.bytes
 	if a.Status == 0 {
@@ -292,12 +323,23 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *Access) string
 	if strings.HasPrefix(name, digestRef) {
 		name = "recording"
 	}
-	name += strings.ToLower(filepath.Ext(rel))
+	ext := strings.ToLower(filepath.Ext(rel))
+	if !safeExt(ext) {
+		ext = "" // the name is the PBX's: nothing of it that needs quoting
+	}
+	convert := s.conv.converts(ext)
+	if convert {
+		ext = s.conv.t.ext
+	}
+	name += ext
 	if r.URL.Query().Has("download") {
 		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	} else if wantsHTML(r) {
 		playerPage(w, r)
 		return ResultPage
+	}
+	if convert {
+		return s.serveConverted(w, r, a, f, fi, rel, name)
 	}
 	w.Header().Set("Content-Type", ContentType(rel))
 	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
@@ -306,19 +348,37 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *Access) string
 }
 
 // stillWriting reports whether f is still being recorded, and when to try
-// again: a WAV whose RIFF size is still 0 (MixMonitor writes it on close)
-// unless untouched for Abandoned, or any file changed within Settle.
+// again. A WAV says it: MixMonitor writes its RIFF size on close, so 0 is
+// still open (unless untouched for Abandoned: its writer died) and
+// anything else is finished, however recent. Other formats say nothing:
+// a file changed within Settle is taken as still open.
 func (s *Server) stillWriting(f io.ReaderAt, fi os.FileInfo, now time.Time) (time.Duration, bool) {
 	age := now.Sub(fi.ModTime())
 	var h [12]byte
-	if n, _ := f.ReadAt(h[:], 0); n == len(h) && bytes.Equal(h[0:4], []byte("RIFF")) && bytes.Equal(h[8:12], []byte("WAVE")) &&
-		binary.LittleEndian.Uint32(h[4:8]) == 0 && age < s.cfg.Abandoned {
-		return 10 * time.Second, true
+	if n, _ := f.ReadAt(h[:], 0); n == len(h) && bytes.Equal(h[0:4], []byte("RIFF")) && bytes.Equal(h[8:12], []byte("WAVE")) {
+		if binary.LittleEndian.Uint32(h[4:8]) == 0 && age < s.cfg.Abandoned {
+			return 10 * time.Second, true
+		}
+		return 0, false
 	}
 	if age < s.cfg.Settle {
 		return max(time.Second, (s.cfg.Settle-age).Truncate(time.Second)+time.Second), true
 	}
 	return 0, false
+}
+
+// safeExt reports an extension of one to eight lowercase letters or
+// digits after the dot, fit for a quoted file name.
+func safeExt(ext string) bool {
+	if len(ext) < 2 || len(ext) > 9 || ext[0] != '.' {
+		return false
+	}
+	for _, c := range []byte(ext[1:]) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // wantsHTML: a browser opening the link names text/html first; its
@@ -344,6 +404,8 @@ type pageData struct{ Title, Text, Src, Download string }
 
 func writePage(w http.ResponseWriter, status int, d pageData) {
 	h := w.Header()
+	// A page answers ?download too (a failed conversion): it is no file.
+	h.Del("Content-Disposition")
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", "default-src 'none'; media-src 'self'; style-src 'unsafe-inline'")
 	w.WriteHeader(status)

@@ -47,6 +47,9 @@ type Config struct {
 	// Reconcile compares the PBX's own call records with what Movidesk
 	// got (reconcile.go).
 	Reconcile ReconcileConfig `toml:"reconcile"`
+	// Recordings serves the call recordings behind the links sent to
+	// Movidesk (recordings.go).
+	Recordings RecordingsConfig `toml:"recordings"`
 
 	// secretFiles are the files holding a secret (the config file itself
 	// when it holds one), for the mode warning.
@@ -216,7 +219,8 @@ func DefaultConfig() Config {
 			Rate:          clicktocall.DefaultRate,
 			MaxCalls:      clicktocall.DefaultMaxCalls,
 		},
-		Reconcile: defaultReconcile(),
+		Reconcile:  defaultReconcile(),
+		Recordings: defaultRecordings(),
 	}
 }
 
@@ -361,6 +365,9 @@ func LoadConfig(path string) (Config, error) {
 		}
 	}
 	if err := cfg.loadReconcileSecret(path); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.resolveRecordingsFiles(path); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
 	}
 	if path == "" && cfg.Movidesk.Token == "" {
@@ -741,6 +748,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateClickToCall()...)
 	errs = append(errs, c.validateAccounts()...)
 	errs = append(errs, c.validateReconcile()...)
+	errs = append(errs, c.validateRecordings()...)
 	return errors.Join(errs...)
 }
 

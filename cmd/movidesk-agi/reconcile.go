@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -16,9 +15,11 @@ import (
 
 	"github.com/movidesk-agi/movidesk-agi/account"
 	"github.com/movidesk-agi/movidesk-agi/calls"
+	"github.com/movidesk-agi/movidesk-agi/callstate"
 	"github.com/movidesk-agi/movidesk-agi/cdr"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 	"github.com/movidesk-agi/movidesk-agi/reconcile"
+	"github.com/movidesk-agi/movidesk-agi/recordings"
 )
 
 // ReconcileConfig is [reconcile]: the PBX's own call records (its CDR)
@@ -204,24 +205,18 @@ func (c *Config) reconcileOptions() reconcile.Options {
 		Trunks:   rc.Trunks, Contexts: rc.Contexts, DIDs: rc.DIDs,
 		Settle:          time.Duration(rc.Settle),
 		Backfill:        rc.Backfill,
-		Link:            reconcileLink,
+		Link:            reconcileLinker(nil, ""),
 		WithoutLinkedID: rc.Source == reconcileCSV && !rc.NewCDRColumns,
 		Window:          reconcileWindow,
 	}
 }
 
-// freepbxRecording is the date FreePBX puts in a recording's name, before
-// its time and the uniqueid: "-20261207-235959-1796342399.12.wav".
-var freepbxRecording = regexp.MustCompile(`-(\d{8})-\d{6}-[^-]+$`)
-
 // recordingFolder is the YEAR/MONTH/DAY folder FreePBX keeps the recording
 // name in: the date its name holds, which is the PBX's local day (the
 // call's start, in UTC, is another day near midnight), else started's.
 func recordingFolder(name string, started time.Time) string {
-	if m := freepbxRecording.FindStringSubmatch(name); m != nil {
-		if d, err := time.Parse("20060102", m[1]); err == nil {
-			return d.Format("2006/01/02")
-		}
+	if day, ok := recordings.FreePBXFolder(name); ok {
+		return day
 	}
 	return started.Format("2006/01/02")
 }
@@ -259,6 +254,28 @@ func reconcileLink(a *account.Account, id string, c cdr.Call) (string, error) {
 		return "", errors.New("the recording link template made a link that is not an absolute http or https URL")
 	}
 	return b.String(), nil
+}
+
+// reconcileLinker is how a backfilled call gets its recording link: its
+// account's recording_link template when it has one, else, when signer is
+// set (the service serves the recordings from folder), the link to the
+// recording the call's records name, with where it is.
+func reconcileLinker(signer *recordings.Signer, folder string) func(*account.Account, string, cdr.Call) (string, *callstate.Recording, error) {
+	return func(a *account.Account, id string, c cdr.Call) (string, *callstate.Recording, error) {
+		if a.RecordingLink != nil || signer == nil {
+			link, err := reconcileLink(a, id, c)
+			return link, nil, err
+		}
+		file, err := recordings.File(folder, c.Recording)
+		if err != nil || file == "" {
+			return "", nil, err
+		}
+		link, err := signer.Link(id)
+		if err != nil {
+			return "", nil, err
+		}
+		return link, &callstate.Recording{Key: recordings.Ref(id), CallID: id, Path: file}, nil
+	}
 }
 
 // reconcileLookback is how far back each read of a table looks again.

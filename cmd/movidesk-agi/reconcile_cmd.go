@@ -17,6 +17,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/cmd/movidesk-agi/internal/cli"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 	"github.com/movidesk-agi/movidesk-agi/reconcile"
+	"github.com/movidesk-agi/movidesk-agi/recordings"
 )
 
 // MissingCallsError is the reconcile command's error when the PBX's
@@ -68,11 +69,8 @@ const maxReconcileSince = callstate.DefaultRetention - 24*time.Hour
 // holds it), which the error says, pointing to the status page for the
 // last 24 hours.
 func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
+	fs, path, since, send := reconcileFlags()
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (TOML): its [reconcile] section and its store")
-	since := fs.Duration("since", 24*time.Hour, "how far back: the calls that ended since then")
-	send := fs.Bool("send", false, "backfill: record the missing and stuck calls for Movidesk now")
 	if err := cli.ParseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -139,7 +137,17 @@ func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(zerolog.ErrorLevel)
 	// Once takes no lock: the decisions are exactly once however many run.
-	r, err := cfg.newReconciler(src, m, from, log, nil, nil)
+	var signer *recordings.Signer
+	if cfg.Recordings.Enabled && *send {
+		// The service's key: links sent now must play. Never made here,
+		// where a key written as root would lock the service out.
+		key, err := recordings.LoadKey(cfg.recordingsKey())
+		if err != nil {
+			return fmt.Errorf("recordings.key_file: %w (start the service once: it makes the key)", err)
+		}
+		signer = &recordings.Signer{PublicURL: cfg.Recordings.PublicURL, Keys: recordings.NewRing(key), Lifetime: time.Duration(cfg.Recordings.Lifetime)}
+	}
+	r, err := cfg.newReconciler(src, m, from, log, nil, nil, signer)
 	if err != nil {
 		return err
 	}

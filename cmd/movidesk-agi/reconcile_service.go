@@ -20,6 +20,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/cdr/cdrsql"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 	"github.com/movidesk-agi/movidesk-agi/reconcile"
+	"github.com/movidesk-agi/movidesk-agi/recordings"
 	"github.com/movidesk-agi/movidesk-agi/store/pgstore"
 )
 
@@ -130,8 +131,11 @@ func loopbackAddr(addr string) bool {
 // Stats, the observer and, on PostgreSQL, lock: the lock among instances)
 // or for the command. A table never read is read from the rows of calls that
 // ended after from.
-func (c *Config) newReconciler(src *openedSource, m *callstate.Machine, from time.Time, log zerolog.Logger, obs reconcile.Observer, lock *heldLock) (*reconcile.Reconciler, error) {
+func (c *Config) newReconciler(src *openedSource, m *callstate.Machine, from time.Time, log zerolog.Logger, obs reconcile.Observer, lock *heldLock, signer *recordings.Signer) (*reconcile.Reconciler, error) {
 	opts := c.reconcileOptions()
+	if signer != nil {
+		opts.Link = reconcileLinker(signer, c.Recordings.Folder)
+	}
 	opts.WithoutLinkedID = !src.linked
 	opts.Log, opts.Observer = log, obs
 	opts.MarkKey = c.markKey(src)
@@ -226,6 +230,9 @@ type reconcileLoop struct {
 	log   zerolog.Logger
 	obs   reconcile.Observer
 	now   func() time.Time
+	// signer makes the links of the recordings the service serves; nil
+	// when it serves none.
+	signer *recordings.Signer
 
 	r    atomic.Pointer[reconcile.Reconciler]
 	src  *openedSource
@@ -285,7 +292,7 @@ func (l *reconcileLoop) pass(ctx context.Context) error {
 		var lock *heldLock
 		if err == nil {
 			lock = l.cfg.reconcileLock(l.cfg.markKey(src))
-			r, err = l.cfg.newReconciler(src, l.calls, from, l.log, l.obs, lock)
+			r, err = l.cfg.newReconciler(src, l.calls, from, l.log, l.obs, lock, l.signer)
 			if err != nil {
 				src.close()
 			}

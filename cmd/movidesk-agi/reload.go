@@ -114,6 +114,7 @@ func inForce(old, next Config) (eff Config, keys keyDiff) {
 	field(d, "admin.token_file", &eff.Admin.TokenFile, next.Admin.TokenFile, restarts)
 	reloadClickToCall(d, &eff.ClickToCall, next.ClickToCall)
 	reloadReconcile(d, &eff.Reconcile, next.Reconcile)
+	reloadRecordings(d, &eff.Recordings, next.Recordings)
 	eff.Accounts = maps.Clone(old.Accounts)
 	for _, name := range slices.Sorted(maps.Keys(union(old.Accounts, next.Accounts))) {
 		a, running := old.Accounts[name]
@@ -239,6 +240,24 @@ func reloadReconcile(d *keyDiff, eff *ReconcileConfig, next ReconcileConfig) {
 	field(d, p+"settle", &eff.Settle, next.Settle, restarts)
 	field(d, p+"backfill", &eff.Backfill, next.Backfill, restarts)
 	field(d, p+"interval", &eff.Interval, next.Interval, restarts)
+}
+
+// reloadRecordings decides [recordings]: the keys are read, the folder
+// opened and the listener bound at start.
+func reloadRecordings(d *keyDiff, eff *RecordingsConfig, next RecordingsConfig) {
+	const p = "recordings."
+	field(d, p+"enabled", &eff.Enabled, next.Enabled, restarts)
+	field(d, p+"folder", &eff.Folder, next.Folder, restarts)
+	field(d, p+"public_url", &eff.PublicURL, next.PublicURL, restarts)
+	field(d, p+"listen", &eff.Listen, next.Listen, restarts)
+	field(d, p+"tls_cert_file", &eff.TLSCertFile, next.TLSCertFile, restarts)
+	field(d, p+"tls_key_file", &eff.TLSKeyFile, next.TLSKeyFile, restarts)
+	field(d, p+"key_file", &eff.KeyFile, next.KeyFile, restarts)
+	list(d, p+"previous_key_files", &eff.PreviousKeyFiles, next.PreviousKeyFiles, restarts)
+	field(d, p+"lifetime", &eff.Lifetime, next.Lifetime, restarts)
+	field(d, p+"format", &eff.Format, next.Format, restarts)
+	field(d, p+"cache_dir", &eff.CacheDir, next.CacheDir, restarts)
+	field(d, p+"cache_size_mb", &eff.CacheSizeMB, next.CacheSizeMB, restarts)
 }
 
 // reloadAccount decides an [accounts.NAME] table, as its [movidesk],

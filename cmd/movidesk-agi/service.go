@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,7 @@ import (
 	"github.com/movidesk-agi/movidesk-agi/movidesk"
 	"github.com/movidesk-agi/movidesk-agi/outbox"
 	"github.com/movidesk-agi/movidesk-agi/reconcile"
+	"github.com/movidesk-agi/movidesk-agi/recordings"
 )
 
 // closeGrace bounds the wait for handlers after their sessions were
@@ -79,6 +81,13 @@ type Main struct {
 	// reconcile reads the PBX's call records; nil when [reconcile] is
 	// off.
 	reconcile *reconcileLoop
+	// The recordings' links and their handler, nil when [recordings] is
+	// off; recLn and recSrv are their own listener, nil when they share
+	// click-to-call's.
+	recSigner *recordings.Signer
+	recServer *recordings.Server
+	recLn     net.Listener
+	recSrv    *http.Server
 
 	serving atomic.Bool // Run's AGI server is accepting
 	// refusedStopping counts connections refused on an inherited socket
@@ -155,10 +164,11 @@ func (m *Main) Open() error {
 			cfg := m.Config()
 			return cfg.accounts()
 		},
-		Keys:      adminKeys,
-		Reconcile: m.reconcileStats(cfg),
-		Backfill:  cfg.Reconcile.Backfill,
-		Log:       m.Log.With().Str("component", "admin").Logger(),
+		Keys:       adminKeys,
+		Reconcile:  m.reconcileStats(cfg),
+		Backfill:   cfg.Reconcile.Backfill,
+		Recordings: cfg.Recordings.Enabled,
+		Log:        m.Log.With().Str("component", "admin").Logger(),
 	})
 	metrics := m.admin.Metrics()
 	m.clients = map[string]*movidesk.Client{}
@@ -198,9 +208,15 @@ func (m *Main) Open() error {
 		return fmt.Errorf("store.spool: %w", err)
 	}
 	m.adminOutbox.Store(m.outbox)
+	if cfg.Recordings.Enabled {
+		if err := m.openRecordings(cfg); err != nil {
+			return err
+		}
+	}
 	m.handlers = calls.New(m.callsConfig(cfg), m.calls, m.Log)
 	if cfg.Reconcile.Enabled {
 		m.reconcile = newReconcileLoop(cfg, m.calls, m.Log.With().Str("component", "reconcile").Logger(), metrics)
+		m.reconcile.signer = m.recSigner
 	}
 	m.server = m.newAGIServer(cfg, metrics)
 	if cfg.ClickToCall.Listen != "" {
@@ -294,8 +310,12 @@ func (m *Main) openClickToCall(cfg Config) error {
 	if tlsCfg != nil {
 		m.c2cLn = tls.NewListener(m.c2cLn, tlsCfg)
 	}
+	var rec http.Handler
+	if m.recServer != nil && cfg.recordingsShareListener() {
+		rec = m.recServer
+	}
 	m.c2cSrv = &http.Server{
-		Handler:           h,
+		Handler:           publicHandler(rec, h),
 		ReadHeaderTimeout: 10 * time.Second,
 		// A request waits for the agent to answer.
 		WriteTimeout: time.Duration(cc.AnswerTimeout) + 30*time.Second,
@@ -411,6 +431,9 @@ func (m *Main) newClient(cfg Config, a account.Account) (*movidesk.Client, error
 func (m *Main) callsConfig(c Config) calls.Config {
 	cc := c.callsConfig()
 	cc.Observer = m.admin.Metrics()
+	if m.recSigner != nil {
+		cc.Recordings, cc.RecordingsFolder = m.recSigner, c.Recordings.Folder
+	}
 	return cc
 }
 
@@ -424,6 +447,7 @@ func (c *Config) callsConfig() calls.Config {
 	if c.Store.Driver == outbox.DriverPostgres {
 		// Several machines share the database, each with its own spool.
 		cc.SpoolHost, _ = os.Hostname()
+		cc.SharedStore = true
 	}
 	return cc
 }
@@ -496,6 +520,10 @@ func (m *Main) Run(ctx context.Context) error {
 		listeners.Go(func() error { m.serveHTTP("click-to-call listener", m.c2cSrv, m.c2cLn); return nil })
 		m.Log.Info().Str("listen", m.ClickToCallAddr().String()).Str("url", cfg.ClickToCallURL()).Msg("click-to-call listener")
 	}
+	if m.recSrv != nil {
+		listeners.Go(func() error { m.serveHTTP("recordings listener", m.recSrv, m.recLn); return nil })
+		m.Log.Info().Str("listen", m.RecordingsAddr().String()).Str("url", cfg.Recordings.PublicURL).Msg("recordings listener")
+	}
 	sdnotify.Ready(m.Log)
 	stopWatchdog := sdnotify.Watchdog(m.Log, m.healthy)
 
@@ -549,7 +577,7 @@ func (m *Main) logStart(cfg Config) {
 	if m.client.DryRun() {
 		m.Log.Warn().Msg("dry-run: every Movidesk request is logged, not sent, and reported OK to the dialplan (movidesk.dry_run, or built-in defaults without -config)")
 	}
-	for _, w := range append(cfg.SecretWarnings(), cfg.ClickToCallWarnings()...) {
+	for _, w := range slices.Concat(cfg.SecretWarnings(), cfg.ClickToCallWarnings(), cfg.RecordingsWarnings()) {
 		m.Log.Warn().Msg(w)
 	}
 }
@@ -608,6 +636,9 @@ func (m *Main) closeHTTP() {
 		cancel()
 		m.c2cSrv.Close()
 	}
+	if m.recSrv != nil {
+		m.recSrv.Close()
+	}
 	if m.adminSrv != nil {
 		m.adminSrv.Close()
 	}
@@ -641,6 +672,17 @@ func (m *Main) Close() error {
 			if err := m.c2cLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, fmt.Errorf("close click_to_call.listen: %w", err))
 			}
+		}
+		if m.recSrv != nil {
+			m.recSrv.Close()
+		}
+		if m.recLn != nil {
+			if err := m.recLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, fmt.Errorf("close recordings.listen: %w", err))
+			}
+		}
+		if m.recServer != nil {
+			m.recServer.Close()
 		}
 		if m.adminLn != nil {
 			if err := m.adminLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
