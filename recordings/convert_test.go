@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/internal/debpkg"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 func needFFmpeg(tb testing.TB) {
@@ -846,5 +847,32 @@ func BenchmarkConvert(b *testing.B) {
 				b.ReportMetric(cpu.Seconds()/float64(b.N)/minutes, "cpu-s/audio-min")
 			})
 		}
+	}
+}
+
+// Closing the server stops the conversions still running, their ffmpeg
+// killed: none outlives the service's stop.
+func TestCloseStopsRunningConversions(t *testing.T) {
+	f := newConvFixture(t, FormatMP3, 0)
+	stuck := filepath.Join(t.TempDir(), "ffmpeg")
+	if err := os.WriteFile(stuck, []byte("#!/bin/sh\nexec sleep 600\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.conv.ffmpeg = stuck
+	started := make(chan struct{}, 1)
+	f.conv.hook = func(ev convEvent, _ string) {
+		if ev == evStarted {
+			started <- struct{}{}
+		}
+	}
+	f.add(t, "c", "a.wav", wav(16000))
+	answered := make(chan int, 1)
+	go func() { answered <- f.get(t, f.link(t, "c")).Code }()
+	testutil.Receive(t, started, "the conversion to start")
+	if err := f.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code := testutil.Receive(t, answered, "the request to end once the server closed"); code < 500 {
+		t.Errorf("a request whose conversion was stopped = %d; want an error page", code)
 	}
 }

@@ -147,7 +147,12 @@ func NewServer(dir string, keys *Ring, loc Locator, cfg Config) (*Server, error)
 }
 
 // Close releases the folder.
-func (s *Server) Close() error { return s.root.Close() }
+func (s *Server) Close() error {
+	if s.conv != nil {
+		s.conv.stop()
+	}
+	return s.root.Close()
+}
 
 // ContentType is the type served for a recording's name; set explicitly
 // because mime's answer depends on the host's tables.

@@ -261,11 +261,13 @@ func TestRecordingsConfigNamesTheKey(t *testing.T) {
 	for _, tc := range []struct{ text, key, says string }{
 		{"[recordings]\nenabled = true\npublic_url = \"https://pbx.example.com\"\n", "recordings.listen", "click-to-call is off"},
 		{"[recordings]\nenabled = true\nlisten = \":8443\"\n", "recordings.public_url", "is required"},
-		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"https://pbx.example.com/" + strings.Repeat("x", 160) + "\"\n", "recordings.public_url", "at most 154"},
+		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"https://" + strings.Repeat("pbx.", 40) + "example.com\"\n", "recordings.public_url", "at most 154"},
 		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"ftp://pbx\"\n", "recordings.public_url", "http or https"},
 		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"https://pbx\"\nfolder = \"monitor\"\n", "recordings.folder", "absolute"},
 		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"https://pbx\"\ntls_cert_file = \"c.pem\"\n", "recordings.tls_cert_file", "go together"},
 		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"https://pbx\"\nlifetime = \"-1h\"\n", "recordings.lifetime", "negative"},
+		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"https://pbx/recordings\"\n", "recordings.public_url", "no path"},
+		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"https://pbx\"\ntrusted_proxies = [\"proxy\"]\n", "recordings.trusted_proxies[0]", "not a CIDR"},
 	} {
 		t.Run(tc.key, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "config.toml")
@@ -354,5 +356,24 @@ func TestALinksSignatureNeverReachesTheLogOrTheStatusPage(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "%2Fr%2F1795524751.12%2FREDACTED") {
 		t.Errorf("the log does not name the link, signature masked:\n%s", logs)
+	}
+}
+
+// Behind a reverse proxy in front of the recordings' own listener, the
+// agent is who recordings.trusted_proxies' proxy names.
+func TestRecordingsOwnListenerBehindAProxy(t *testing.T) {
+	fake := movidesktest.NewServer(t, secret)
+	folder := t.TempDir()
+	file := filepath.Join(folder, "1795524751.12.wav")
+	writeWAV(t, file, 1)
+	cfg := recordingsConfig(t, fake, folder)
+	cfg.Recordings.TrustedProxies = []string{"127.0.0.0/8"}
+	m, logs := startMain(t, cfg)
+	link := recordedCall(t, m, fake, "1795524751.12", file)
+	if resp, _ := fetch(t, m.RecordingsAddr().String(), link, "X-Forwarded-For", "198.51.100.4"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the link through the proxy = %d", resp.StatusCode)
+	}
+	if !strings.Contains(logs.String(), `"addr":"198.51.100.4","status":200`) {
+		t.Errorf("the access log does not name the agent behind the proxy:\n%s", logs)
 	}
 }
