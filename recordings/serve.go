@@ -158,7 +158,7 @@ func (s *Server) Close() error {
 // because mime's answer depends on the host's tables.
 func ContentType(name string) string {
 	switch strings.ToLower(filepath.Ext(name)) {
-	case ".wav", ".wav49":
+	case ".wav", ".wav16", ".wav49":
 		return "audio/wav"
 	case ".mp3":
 		return "audio/mpeg"
