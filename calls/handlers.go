@@ -47,10 +47,6 @@ type Config struct {
 	SpoolHost string
 	// Observer, when set, is told of every call event and spool batch.
 	Observer Observer
-	// SharedStore says other instances record events in the same store
-	// (PostgreSQL): a test call's mark is stored there too, so that the
-	// instance its later events reach holds them back as well.
-	SharedStore bool
 	// Recordings, when set, makes the link of a recorded call that neither
 	// link= nor its account's RecordingLink gives one: a link to the
 	// recording the service serves itself from RecordingsFolder. The

@@ -2,8 +2,7 @@ package calls
 
 import (
 	"context"
-	"fmt"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,13 +21,12 @@ import (
 // answered as if sent (MOVIDESK_STATUS=OK) and reported to the observer
 // with N (Report.Test), where the status page and the doctor read it.
 //
-// The marks live in memory for an hour: a test call lasts seconds. With a
-// shared store (several instances behind hagi://, one PostgreSQL) the mark
-// is also stored, and an instance that has none in memory looks there for
-// every event, so that whichever instance a test call's later events reach
-// holds them back. Alone, a restart between a test call's first step and
-// its others would let those through as a call's; the doctor runs against
-// a running service.
+// The marks live in memory for an hour: a test call lasts seconds. A test
+// call placed through the examples' contexts is also known by its channels'
+// names (testChannel), so that an instance its test route did not reach
+// (several behind hagi://), or a restart in its middle, still holds its
+// events back; one through a context of the administrator's relies on the
+// mark alone.
 
 // TestRoute is the route that marks a test call.
 const TestRoute = "test"
@@ -147,38 +145,36 @@ func (h *Handlers) test(ctx context.Context, c *channel, ev *event) error {
 	if ev.id, err = c.baseID(); err != nil {
 		return err
 	}
-	if c.cfg.SharedStore {
-		// Before the mark in memory: a test call whose mark could not be
-		// shared fails here, and the doctor says so, rather than reach
-		// Movidesk through another instance.
-		err := h.calls.Import(func(b *callstate.Batch) error {
-			return b.PutMark(testCallMark(linked), []byte(nonce+" "+strconv.FormatInt(c.now.Unix(), 10)))
-		})
-		if err != nil {
-			return fromStore(fmt.Errorf("store the test call's mark: %w", err))
-		}
-	}
 	h.tests.mark(linked, nonce, c.now)
 	c.test = nonce
 	return nil
 }
 
-// testCallMark is where a test call's mark is stored in a shared store.
-func testCallMark(linked string) string { return "testcall/" + linked }
+// testContexts are the examples' test call contexts ([movidesk-doctor],
+// FreePBX's [movidesk-freepbx-doctor], and their agents'), as they appear in
+// the names of the Local channels a test call is made of.
+var testContexts = []string{"@movidesk-doctor-", "@movidesk-freepbx-doctor-"}
 
-// storedTest is the test call of linkedid a shared store marks, "" when
-// none is (or its mark is older than testCallTTL).
-func (h *Handlers) storedTest(linked string, now time.Time) (string, error) {
-	v, err := h.calls.Mark(testCallMark(linked))
-	if err != nil || v == nil {
-		return "", err
+// testChannel tells a channel of a test call placed through the examples'
+// contexts by its name alone, with the nonce when the name holds it
+// (Local/NONCE*MODE*QUEUE@movidesk-doctor-0000002a;2): the channels of
+// such a call are held back on every instance, whichever its test route
+// reached.
+func testChannel(name string) (nonce string, ok bool) {
+	rest, found := strings.CutPrefix(name, "Local/")
+	if !found {
+		return "", false
 	}
-	nonce, at, ok := strings.Cut(string(v), " ")
-	sec, perr := strconv.ParseInt(at, 10, 64)
-	if !ok || perr != nil || !validNonce(nonce) || now.Sub(time.Unix(sec, 0)) > testCallTTL {
-		return "", nil
+	at := strings.IndexByte(rest, '@')
+	if at < 0 || !slices.ContainsFunc(testContexts, func(c string) bool {
+		return strings.HasPrefix(rest[at:], c) || strings.HasPrefix(rest[at:], strings.Replace(c, "-doctor-", "-doctor-agent-", 1))
+	}) {
+		return "", false
 	}
-	return nonce, nil
+	if n, _, _ := strings.Cut(rest[:at], "*"); validNonce(n) {
+		nonce = n
+	}
+	return nonce, true
 }
 
 // forTests makes c's events hold back when c is a test call's: where
@@ -211,7 +207,25 @@ func (h *Handlers) forTests(c *channel) {
 // route given id= has not read the linkedid, and other calls' sessions
 // must not pay a round trip for the doctor.
 func (h *Handlers) isTest(c *channel) (bool, error) {
-	if !h.tests.any() && !c.cfg.SharedStore {
+	if nonce, ok := testChannel(c.name); ok {
+		// Whatever instance marked it: none of it may reach Movidesk. It
+		// is marked here too, so that its end completes it as the
+		// marking instance's would.
+		linked, err := c.linkedID()
+		if err != nil {
+			return false, err
+		}
+		if n, _ := h.tests.nonce(linked); n != "" {
+			nonce = n
+		}
+		if nonce == "" {
+			nonce = unknownNonce
+		}
+		h.tests.mark(linked, nonce, c.now)
+		c.test = nonce
+		return true, nil
+	}
+	if !h.tests.any() {
 		return false, nil
 	}
 	linked, err := c.linkedID()
@@ -219,17 +233,12 @@ func (h *Handlers) isTest(c *channel) (bool, error) {
 		return false, err
 	}
 	nonce, _ := h.tests.nonce(linked)
-	if nonce == "" && c.cfg.SharedStore {
-		// Marked by another instance, or before a restart.
-		if nonce, err = h.storedTest(linked, c.now); err != nil {
-			return false, fromStore(fmt.Errorf("store: looking for a test call's mark: %w", err))
-		}
-		if nonce != "" {
-			h.tests.mark(linked, nonce, c.now)
-		}
-	}
 	if nonce != "" {
 		c.test = nonce
 	}
 	return nonce != "", nil
 }
+
+// unknownNonce names a test call recognised by its channel alone, on an
+// instance its test route did not reach.
+const unknownNonce = "unknown"

@@ -138,13 +138,13 @@ func TestTestRouteWantsANonce(t *testing.T) {
 }
 
 // TestTestCallAcrossInstancesSendsNothing: behind hagi://, the test route
-// may reach one instance and the call's later routes another, sharing the
-// store: the mark is stored, and the other instance holds them back too.
+// may reach one instance and the call's later routes another: that one
+// knows the call by its channels (the examples' test contexts) and holds
+// its events back too.
 func TestTestCallAcrossInstancesSendsNothing(t *testing.T) {
-	shared := func(c *calls.Config) { c.SharedStore = true }
-	a := newOutboxRig(t, shared)
+	a := newOutboxRig(t, nil)
 	cfg := calls.Config{Accounts: account.List{{DefaultQueueID: 1, Queues: map[string]int{"support": 7}}}, FieldName: serviceKey,
-		Timeout: time.Second, Now: func() time.Time { return now }, SharedStore: true}
+		Timeout: time.Second, Now: func() time.Time { return now }}
 	b := calls.New(cfg, callstate.New(a.store, callstate.Options{Now: cfg.Now}), zerolog.New(a.logs))
 	sessions := testCallSessions()
 	a.replay(sessions[0])
