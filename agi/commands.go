@@ -159,22 +159,14 @@ func (s *Session) DatabasePut(ctx context.Context, family, key, value string) er
 	return err
 }
 
-// DatabaseDel deletes family/key, and says whether it existed.
-func (s *Session) DatabaseDel(ctx context.Context, family, key string) (deleted bool, err error) {
+// DatabaseDel deletes family/key. Asterisk 22 answers alike whether the
+// key existed or not; a deletion it could not make is an ErrRejected.
+func (s *Session) DatabaseDel(ctx context.Context, family, key string) error {
 	if family == "" || key == "" {
-		return false, argErr(cmdDatabaseDel, "family and key must not be empty")
+		return argErr(cmdDatabaseDel, "family and key must not be empty")
 	}
-	r, n, err := s.result(ctx, cmdDatabaseDel, family, key)
-	if err != nil {
-		return false, err
-	}
-	switch n {
-	case 1:
-		return true, nil
-	case 0:
-		return false, nil
-	}
-	return false, unexpected(cmdDatabaseDel, r)
+	_, err := s.want(ctx, cmdDatabaseDel, 1, family, key)
+	return err
 }
 
 // DatabaseDelTree deletes every key of family under keytree ("" for the
@@ -334,8 +326,9 @@ func (s *Session) Noop(ctx context.Context) error {
 }
 
 // ReceiveChar waits up to timeout (0: forever) for one character of text
-// on channels that carry text; 0 means none came, or the channel carries
-// none.
+// on channels that carry text. None in time, or a channel that carries
+// none, is an ErrFailed: Asterisk 22 answers -1 (hangup) for both, and
+// ends the AGI with AGISTATUS=FAILURE.
 func (s *Session) ReceiveChar(ctx context.Context, timeout time.Duration) (rune, error) {
 	ms, err := millis(cmdReceiveChar, "timeout", timeout)
 	if err != nil {

@@ -55,12 +55,12 @@ var commandCases = []commandCase{
 		run: func(ctx context.Context, s *agi.Session) (any, error) {
 			return s.ChannelStatusOf(ctx, "PJSIP/nobody-00000001")
 		}},
-	{command: "database del", name: "DatabaseDel", sent: `DATABASE DEL "secret" "fastagitest"`, replies: []string{"200 result=1"}, want: true,
+	{command: "database del", name: "DatabaseDel", sent: `DATABASE DEL "secret" "fastagitest"`, replies: []string{"200 result=1"},
 		run: func(ctx context.Context, s *agi.Session) (any, error) {
-			return s.DatabaseDel(ctx, "secret", "fastagitest")
+			return nil, s.DatabaseDel(ctx, "secret", "fastagitest")
 		}},
-	{command: "database del", name: "DatabaseDelMissing", sent: `DATABASE DEL "secret" "none"`, replies: []string{"200 result=0"}, want: false,
-		run: func(ctx context.Context, s *agi.Session) (any, error) { return s.DatabaseDel(ctx, "secret", "none") }},
+	{command: "database del", name: "DatabaseDelRejected", sent: `DATABASE DEL "secret" "k"`, replies: []string{"200 result=0"}, wantErr: agi.ErrRejected,
+		run: func(ctx context.Context, s *agi.Session) (any, error) { return nil, s.DatabaseDel(ctx, "secret", "k") }},
 	{command: "database deltree", name: "DatabaseDelTree", sent: `DATABASE DELTREE "ivr"`, replies: []string{"200 result=0"}, want: true,
 		run: func(ctx context.Context, s *agi.Session) (any, error) { return s.DatabaseDelTree(ctx, "ivr", "") }},
 	{command: "database deltree", name: "DatabaseDelTreeEmpty", sent: `DATABASE DELTREE "ivr" "menu"`, replies: []string{"200 result=1"}, want: false,
