@@ -72,6 +72,13 @@ exten => 617,1,Wait(1)
 ; A hangup while a prompt plays.
 exten => 619,1,Wait(1)
  same => n,Hangup()
+; The agent-login IVR: a wrong number ended by '#', then, while the
+; prompt plays again after "login incorrect", 5252.
+exten => 623,1,Wait(1)
+ same => n,SendDTMF(w9w9#)
+ same => n,Wait(9)
+ same => n,SendDTMF(5w2w5w2)
+ same => n,Wait(30)
 
 [e2e-fastagi-sub]
 exten => s,1,Set(E2E_SUB=${ARG1}-${ARG2})
@@ -93,7 +100,8 @@ type fastagiScenario struct {
 	handler func(ctx context.Context, s *agi.Session) error
 	heard   bool   // the far end must hear the channel speak
 	status  string // AGISTATUS once the AGI ends; "" when the call has hung up
-	check   func(t *testing.T)
+	setup   func(t *testing.T)
+	check   func(t *testing.T, s Session) // s: the session as it crossed the proxy
 }
 
 const (
@@ -256,13 +264,40 @@ func TestAsteriskFastAGI(t *testing.T) {
 				}
 				return nil
 			},
-			check: func(t *testing.T) {
+			check: func(t *testing.T, _ Session) {
 				if v, _, err := pbx.dbGet("e2e-fastagi", "after"); err != nil || v != "4321" {
 					t.Errorf("the dialplan went on with %q, %v; want at e2e-fastagi-after,s,2 with caller 4321", v, err)
 				}
 			}},
 		// RECEIVE CHAR on a channel without text ends the AGI as a FAILURE.
 		{name: "commands", exten: "522", far: echoFar, status: "FAILURE", handler: fastagiCommands},
+		{name: "ivr", exten: "623", far: listenFar, status: "SUCCESS",
+			setup: func(t *testing.T) {
+				pbx.mustCLI(t, "database put agents 5252 PJSIP/5252")
+				pbx.cli("database deltree agents-seen")
+			},
+			handler: func(ctx context.Context, s *agi.Session) error {
+				agentLogin(s)
+				if v, _, err := s.GetVariable(ctx, "AGENT_INTERFACE"); err != nil || v != "PJSIP/5252" {
+					return fmt.Errorf("AGENT_INTERFACE %q, %v; want PJSIP/5252", v, err)
+				}
+				return nil
+			},
+			check: func(t *testing.T, s Session) {
+				var asked []string
+				for _, l := range s.Sent() {
+					if strings.HasPrefix(l, "GET DATA ") || strings.HasPrefix(l, "DATABASE GET ") {
+						asked = append(asked, l)
+					}
+				}
+				want := []string{`GET DATA "agent-user" "5000" "4"`, `DATABASE GET "agents" "99"`, `GET DATA "agent-user" "5000" "4"`, `DATABASE GET "agents" "5252"`}
+				if !slices.Equal(asked, want) {
+					t.Errorf("the IVR asked %q; want %q", asked, want)
+				}
+				if v, ok, err := pbx.dbGet("agents-seen", "5252"); err != nil || !ok || v == "" {
+					t.Errorf("agents-seen/5252: %q, %v, %v; want when the agent logged in", v, ok, err)
+				}
+			}},
 	}
 
 	heard := make(chan string, 1)
@@ -290,6 +325,9 @@ func TestAsteriskFastAGI(t *testing.T) {
 
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
+			if sc.setup != nil {
+				sc.setup(t)
+			}
 			start := time.Now()
 			pbx.mustCLI(t, fmt.Sprintf("channel originate Local/%s@e2e-fastagi extension %s", sc.exten, sc.far))
 			select {
@@ -326,18 +364,49 @@ func TestAsteriskFastAGI(t *testing.T) {
 					t.Errorf("AGISTATUS %q, %v; want %s", v, err, sc.status)
 				}
 			}
-			if sc.check != nil {
-				sc.check(t)
-			}
 			t.Logf("%s: %.1fs from the originate to the end of the session", sc.name, took.Seconds())
 			for _, s := range got {
 				if s.Route() != "heard" {
+					if sc.check != nil {
+						sc.check(t, s)
+					}
 					saveTranscript(t, filepath.Join("..", "agi", "testdata", "asterisk22", "fastagi-"+sc.name+".agi"), s,
 						fmt.Sprintf("Captured from Asterisk %s by e2e.TestAsteriskFastAGI/%s:", s.Var("agi_version"), sc.name),
 						"Asterisk's tests/fastagi scenario on agi/, dialplan e2e-fastagi extension "+sc.exten+" (e2e/fastagi_test.go).")
 				}
 			}
 		})
+	}
+}
+
+// agentLogin is the IVR of docs/contributing.md, as written there.
+func agentLogin(s *agi.Session) {
+	// Every command gives up as soon as the caller hangs up.
+	ctx := s.HangupContext()
+	if err := s.Answer(ctx); err != nil {
+		return
+	}
+	for range 3 {
+		// "Agent login. Please enter your agent number followed by the pound
+		// key": up to 4 keys, 5 s allowed between them. However long the
+		// prompt plays, it is not cut: GET DATA has no deadline of its own.
+		number, _, err := s.GetData(ctx, "agent-user", 5*time.Second, 4)
+		if err != nil {
+			return // hung up, or Asterisk is gone: the session is over
+		}
+		// DATABASE GET answers at once: ReadTimeout (5 s) bounds it.
+		iface, ok, err := s.DatabaseGet(ctx, "agents", number)
+		if err != nil {
+			return
+		}
+		if !ok {
+			s.StreamFile(ctx, "agent-incorrect", "", 0) // "Login incorrect..."
+			continue
+		}
+		s.DatabasePut(ctx, "agents-seen", number, time.Now().UTC().Format(time.RFC3339))
+		s.StreamFile(ctx, "agent-loginok", "", 0)
+		s.SetVariable(ctx, "AGENT_INTERFACE", iface)
+		return
 	}
 }
 
