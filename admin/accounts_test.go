@@ -51,8 +51,11 @@ func TestAccountsOnTheMetricsTheAPIAndThePage(t *testing.T) {
 		`movidesk_agi_account_events{account="acme",state="queued"}`:                                        1,
 		`movidesk_agi_account_events{account="default",state="queued"}`:                                     0,
 		`movidesk_agi_movidesk_requests_total{account="acme",code="401",endpoint="asterisk_completedCall"}`: 1,
-		`movidesk_agi_limiter_requests_total{account="acme",decision="deferred"}`:                           1,
-		`movidesk_agi_limiter_requests_total{account="default",decision="deferred"}`:                        0,
+		// Each account's latency apart: a slow account shows as itself.
+		`movidesk_agi_movidesk_request_duration_seconds_count{account="acme",endpoint="asterisk_completedCall"}`:    1,
+		`movidesk_agi_movidesk_request_duration_seconds_count{account="default",endpoint="asterisk_completedCall"}`: 0,
+		`movidesk_agi_limiter_requests_total{account="acme",decision="deferred"}`:                                   1,
+		`movidesk_agi_limiter_requests_total{account="default",decision="deferred"}`:                                0,
 	} {
 		if got := metric(t, body, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)

@@ -31,6 +31,9 @@ type Status struct {
 	// Calls are the last calls seen since start, the most recently
 	// updated first (at most 50).
 	Calls []Call `json:"calls"`
+	// TestCalls are the last test calls of `movidesk-agi doctor -call`
+	// (at most 10), whose events were held back: nothing was sent.
+	TestCalls []TestCall `json:"test_calls,omitempty"`
 	// Reconcile is what reconciling the PBX's own call records found;
 	// absent when it is off.
 	Reconcile *ReconcileStatus `json:"reconcile,omitempty"`

@@ -92,6 +92,7 @@ type Metrics struct {
 	lastOK   time.Time
 	lastErr  *MovideskError
 	calls    recentCalls
+	tests    testCalls // the doctor's test calls (testcalls.go)
 	samples  []sample
 	// rec are the reconciliation's series; nil when it is off.
 	rec *reconcileMetrics
@@ -118,10 +119,10 @@ func newMetrics(ob Outbox, version string, accounts func() account.List, now fun
 		}, []string{"account", "endpoint", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "movidesk_agi_movidesk_request_duration_seconds",
-			Help: "How long Movidesk took to answer, or to fail, by endpoint.",
+			Help: "How long Movidesk took to answer, or to fail, by account and endpoint.",
 			// The service's Movidesk timeout is 3 s by default; an attempt is bounded at 30 s.
 			Buckets: []float64{.05, .1, .25, .5, 1, 2, 3, 5, 10, 30},
-		}, []string{"endpoint"}),
+		}, []string{"account", "endpoint"}),
 		limiter: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "movidesk_agi_limiter_requests_total",
 			Help: "Requests that asked their account's rate limiter to leave: allowed at once, or deferred to a later slot.",
@@ -147,10 +148,10 @@ func newMetrics(ob Outbox, version string, accounts func() account.List, now fun
 	for _, c := range refusedCauses {
 		m.refused.WithLabelValues(c)
 	}
-	for _, e := range endpoints {
-		m.duration.WithLabelValues(e)
-	}
 	for _, a := range accounts() {
+		for _, e := range endpoints {
+			m.duration.WithLabelValues(a.Name, e)
+		}
 		for _, d := range []string{"allowed", "deferred"} {
 			m.limiter.WithLabelValues(a.Name, d)
 		}
@@ -220,7 +221,7 @@ func (o accountObserver) Request(endpoint string, code int, d time.Duration, err
 func (m *Metrics) request(account, endpoint string, code int, d time.Duration, err error) {
 	ep := bounded(endpoint, endpoints)
 	m.requests.WithLabelValues(account, ep, codeLabel(code)).Inc()
-	m.duration.WithLabelValues(ep).Observe(d.Seconds())
+	m.duration.WithLabelValues(account, ep).Observe(d.Seconds())
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -259,6 +260,14 @@ func (m *Metrics) Attempted(ev outbox.Event, err error) {
 // Event counts an AGI session by route and status, and records the call
 // event, from AGI or the spool, for the recent calls.
 func (m *Metrics) Event(r calls.Report) {
+	if r.Test != "" {
+		// A test call's: not a call, counted nowhere.
+		now := m.now()
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.tests.event(r, now)
+		return
+	}
 	if r.Source == "agi" {
 		m.sessions.WithLabelValues(bounded(r.Route, routes), bounded(r.Status, statuses)).Inc()
 	}

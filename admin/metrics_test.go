@@ -28,19 +28,19 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("GET /metrics: %d %s", before.code, before.body)
 	}
 	for series, want := range map[string]float64{
-		`movidesk_agi_outbox_events{state="queued"}`:                                              1,
-		`movidesk_agi_outbox_events{state="failed"}`:                                              1,
-		`movidesk_agi_outbox_events{state="unreadable"}`:                                          0,
-		`movidesk_agi_outbox_oldest_age_seconds`:                                                  90,
-		`movidesk_agi_open_calls`:                                                                 3,
-		`movidesk_agi_sessions_refused_total{cause="max_sessions"}`:                               0,
-		`movidesk_agi_limiter_requests_total{account="default",decision="deferred"}`:              0,
-		`movidesk_agi_sessions_total{route="transfer",status="OK"}`:                               0,
-		`movidesk_agi_spool_lines_total{result="imported"}`:                                       0,
-		`movidesk_agi_rate_per_minute{account="default"}`:                                         10,
-		`movidesk_agi_build_info{version="1.4.2"}`:                                                1,
-		`movidesk_agi_movidesk_last_success_timestamp_seconds`:                                    0,
-		`movidesk_agi_movidesk_request_duration_seconds_count{endpoint="asterisk_completedCall"}`: 0,
+		`movidesk_agi_outbox_events{state="queued"}`:                                                                1,
+		`movidesk_agi_outbox_events{state="failed"}`:                                                                1,
+		`movidesk_agi_outbox_events{state="unreadable"}`:                                                            0,
+		`movidesk_agi_outbox_oldest_age_seconds`:                                                                    90,
+		`movidesk_agi_open_calls`:                                                                                   3,
+		`movidesk_agi_sessions_refused_total{cause="max_sessions"}`:                                                 0,
+		`movidesk_agi_limiter_requests_total{account="default",decision="deferred"}`:                                0,
+		`movidesk_agi_sessions_total{route="transfer",status="OK"}`:                                                 0,
+		`movidesk_agi_spool_lines_total{result="imported"}`:                                                         0,
+		`movidesk_agi_rate_per_minute{account="default"}`:                                                           10,
+		`movidesk_agi_build_info{version="1.4.2"}`:                                                                  1,
+		`movidesk_agi_movidesk_last_success_timestamp_seconds`:                                                      0,
+		`movidesk_agi_movidesk_request_duration_seconds_count{account="default",endpoint="asterisk_completedCall"}`: 0,
 	} {
 		if got := metric(t, before.body, series); got != want {
 			t.Errorf("before: %s = %v, want %v", series, got, want)
@@ -78,18 +78,18 @@ func TestMetrics(t *testing.T) {
 
 	after := e.get(t, "/metrics")
 	for series, want := range map[string]float64{
-		`movidesk_agi_sessions_refused_total{cause="max_sessions"}`:                                                  1,
-		`movidesk_agi_sessions_refused_total{cause="other"}`:                                                         1,
-		`movidesk_agi_movidesk_requests_total{account="default",code="200",endpoint="asterisk_startTransferedCall"}`: 1,
-		`movidesk_agi_movidesk_requests_total{account="default",code="error",endpoint="asterisk_completedCall"}`:     1,
-		`movidesk_agi_movidesk_requests_total{account="default",code="429",endpoint="asterisk_completedCall"}`:       1,
-		`movidesk_agi_movidesk_requests_total{account="default",code="500",endpoint="other"}`:                        1,
-		`movidesk_agi_movidesk_request_duration_seconds_count{endpoint="asterisk_completedCall"}`:                    2,
-		`movidesk_agi_movidesk_request_duration_seconds_bucket{endpoint="asterisk_completedCall",le="0.05"}`:         1,
-		`movidesk_agi_movidesk_last_success_timestamp_seconds`:                                                       float64(t0.Add(90 * time.Second).Unix()),
-		`movidesk_agi_limiter_requests_total{account="default",decision="allowed"}`:                                  1,
-		`movidesk_agi_limiter_requests_total{account="default",decision="deferred"}`:                                 2,
-		`movidesk_agi_sessions_total{route="transfer",status="OK"}`:                                                  1,
+		`movidesk_agi_sessions_refused_total{cause="max_sessions"}`:                                                            1,
+		`movidesk_agi_sessions_refused_total{cause="other"}`:                                                                   1,
+		`movidesk_agi_movidesk_requests_total{account="default",code="200",endpoint="asterisk_startTransferedCall"}`:           1,
+		`movidesk_agi_movidesk_requests_total{account="default",code="error",endpoint="asterisk_completedCall"}`:               1,
+		`movidesk_agi_movidesk_requests_total{account="default",code="429",endpoint="asterisk_completedCall"}`:                 1,
+		`movidesk_agi_movidesk_requests_total{account="default",code="500",endpoint="other"}`:                                  1,
+		`movidesk_agi_movidesk_request_duration_seconds_count{account="default",endpoint="asterisk_completedCall"}`:            2,
+		`movidesk_agi_movidesk_request_duration_seconds_bucket{account="default",endpoint="asterisk_completedCall",le="0.05"}`: 1,
+		`movidesk_agi_movidesk_last_success_timestamp_seconds`:                                                                 float64(t0.Add(90 * time.Second).Unix()),
+		`movidesk_agi_limiter_requests_total{account="default",decision="allowed"}`:                                            1,
+		`movidesk_agi_limiter_requests_total{account="default",decision="deferred"}`:                                           2,
+		`movidesk_agi_sessions_total{route="transfer",status="OK"}`:                                                            1,
 		// The spool's event is not a session.
 		`movidesk_agi_sessions_total{route="hangup",status="QUEUED"}`: 1,
 		`movidesk_agi_sessions_total{route="hangup",status="OK"}`:     0,

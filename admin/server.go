@@ -235,6 +235,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /events/{seq}/drop", s.formDrop)
 	mux.HandleFunc("GET /api/status", s.apiStatus)
 	mux.HandleFunc("GET /api/events", s.apiEvents)
+	mux.HandleFunc("GET /api/test-calls/{nonce}", s.apiTestCall)
 	mux.HandleFunc("POST /api/events/{seq}/retry", s.apiRetry)
 	mux.HandleFunc("POST /api/events/retry", s.apiRetryAll)
 	mux.HandleFunc("POST /api/events/{seq}/drop", s.apiDrop)
@@ -422,6 +423,7 @@ func (s *Server) status() (Status, []outbox.Event) {
 		st.Outbox.Error = lerr.Error()
 	}
 	st.Calls = s.metrics.recent(events)
+	st.TestCalls = s.metrics.testCalls()
 	if s.opts.Reconcile != nil {
 		st.Reconcile = ReconcileStatusOf(s.opts.Reconcile(), s.opts.Backfill, s.now())
 	}

@@ -50,6 +50,8 @@ type channel struct {
 	// lookup reads what is remembered of a call, for the account of a
 	// call already known.
 	lookup func(base string) (callstate.Call, error)
+	// test is the doctor's test call the channel belongs to (testcall.go).
+	test string
 }
 
 func newChannel(s *agi.Session, cfg *Config, now time.Time) *channel {

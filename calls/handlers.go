@@ -47,6 +47,10 @@ type Config struct {
 	SpoolHost string
 	// Observer, when set, is told of every call event and spool batch.
 	Observer Observer
+	// SharedStore says other instances record events in the same store
+	// (PostgreSQL): a test call's mark is stored there too, so that the
+	// instance its later events reach holds them back as well.
+	SharedStore bool
 	// Recordings, when set, makes the link of a recorded call that neither
 	// link= nor its account's RecordingLink gives one: a link to the
 	// recording the service serves itself from RecordingsFolder. The
@@ -114,6 +118,7 @@ type Handlers struct {
 	log    zerolog.Logger
 	routes map[string]routeFunc // AGI script name -> handler, for AGI and the spool alike
 	spool  spoolFollower
+	tests  testCalls // the doctor's test calls, whose events are held back
 }
 
 // New returns the handlers, which record call events through m, live ones
@@ -130,6 +135,7 @@ func New(cfg Config, m *callstate.Machine, log zerolog.Logger) *Handlers {
 		"abandon":  h.abandon,
 		"link":     h.link,
 		"hangup":   h.hangup,
+		TestRoute:  h.test,
 	}
 	return h
 }
@@ -216,6 +222,7 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 		}
 		c.isOpen = h.calls.IsOpen
 		c.lookup = h.calls.Lookup
+		h.forTests(c)
 		// The Movidesk attempt ends Timeout after the session
 		// began, reading the channel included, so that the call waits no
 		// longer than that; and it ends when the caller hangs up: the event
@@ -258,7 +265,7 @@ func report(cfg *Config, o outcome, source string) {
 	}
 	r := Report{
 		Route: o.route, Source: source, Status: o.status, Reason: o.reason,
-		CallID: o.ev.id, Channel: o.c.name, At: o.c.now,
+		CallID: o.ev.id, Channel: o.c.name, At: o.c.now, Test: o.c.test,
 	}
 	if o.c.acct != nil {
 		r.Account = o.c.acct.Name
@@ -326,6 +333,9 @@ func (h *Handlers) logEvent(o outcome, start time.Time, more func(*zerolog.Event
 		Str("uniqueid", o.c.uniqueID).Str("status", string(o.status))
 	if o.c.acct != nil {
 		le = le.Str("account", o.c.acct.Name)
+	}
+	if o.c.test != "" {
+		le = le.Str("test_call", o.c.test) // held back: nothing was sent
 	}
 	if o.ev.decided != "" {
 		le = le.Str("decided", o.ev.decided)

@@ -21,7 +21,7 @@ type Observer interface {
 
 // Report is one call event as the handlers saw it.
 type Report struct {
-	Route  string // transfer, complete, abandon, link, hangup
+	Route  string // transfer, complete, abandon, link, hangup, test
 	Source string // "agi" or "spool"
 	Status Status // as set in MOVIDESK_STATUS (StatusUnavailable: left empty)
 	Reason string // MOVIDESK_ERROR, empty when OK
@@ -32,4 +32,7 @@ type Report struct {
 	Account string // the Movidesk account, empty when the event had none (bad input)
 	Channel string
 	At      time.Time // when the event happened: the AGI's run, or the spool line's date
+	// Test is the nonce of `movidesk-agi doctor -call`'s test call the
+	// event is of: nothing of it was stored or sent. Empty for a call.
+	Test string
 }

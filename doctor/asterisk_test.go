@@ -10,7 +10,8 @@ import (
 	"testing"
 )
 
-// canned answers commands with files recorded from a real Asterisk 22.
+// canned answers commands with files recorded from a real Asterisk 22
+// (testdata), or written by the test (an absolute path).
 type canned map[string]string
 
 func (c canned) Command(_ context.Context, cmd string) (string, error) {
@@ -18,7 +19,10 @@ func (c canned) Command(_ context.Context, cmd string) (string, error) {
 	if !found {
 		return "", fmt.Errorf("canned: unexpected command %q", cmd)
 	}
-	b, err := os.ReadFile(filepath.Join("testdata", f))
+	if !filepath.IsAbs(f) {
+		f = filepath.Join("testdata", f)
+	}
+	b, err := os.ReadFile(f)
 	if err != nil {
 		return "", err
 	}

@@ -3,14 +3,17 @@ package doctor
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 )
 
-// clockCommand asks Asterisk for its epoch. Neither `core show sysinfo` nor
-// `core show uptime` gives the time of day; STRFTIME (func_strings) does.
-const clockCommand = "dialplan eval function STRFTIME(,UTC,%s)"
+// clockCommand asks Asterisk for the time of day, in UTC. Neither `core
+// show sysinfo` nor `core show uptime` gives it; STRFTIME (func_strings)
+// does. Not as %s: the C library computes that from the fields in its own
+// zone, while Asterisk fills them in its own (seen: 3 hours off with
+// TZ=America/Sao_Paulo, with the zone UTC and with none), so the fields
+// themselves are read.
+const clockCommand = "dialplan eval function STRFTIME(,UTC,%Y-%m-%dT%H:%M:%SZ)"
 
 // CheckClock compares Asterisk's clock with now (the service's host's
 // clock when the doctor runs there): call times come from Asterisk, and
@@ -24,21 +27,20 @@ func CheckClock(ctx context.Context, a Asterisk, now func() time.Time, max time.
 	if err != nil {
 		return skipped(check, err)
 	}
-	var epoch int64 = -1
+	var ast time.Time
 	for _, line := range strings.Split(out, "\n") {
 		if v, found := strings.CutPrefix(strings.TrimSpace(line), "Result:"); found {
-			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
-				epoch = n
+			if t, err := time.Parse(time.RFC3339, strings.TrimSpace(v)); err == nil {
+				ast = t
 			}
 		}
 	}
-	if epoch < 0 || strings.Contains(out, "Return Value: Failure") {
+	if ast.IsZero() || strings.Contains(out, "Return Value: Failure") {
 		return warn(check, "skipped: Asterisk cannot evaluate STRFTIME()",
 			"in /etc/asterisk/modules.conf add `load = func_strings.so`, then `asterisk -rx 'module load func_strings.so'`")
 	}
 	// Asterisk's second lies within [before, after], give or take the one
-	// second %s truncates.
-	ast := time.Unix(epoch, 0)
+	// second the format truncates.
 	var skew time.Duration
 	switch {
 	case ast.Before(before.Add(-time.Second)):

@@ -15,11 +15,11 @@ func CheckContext(ctx context.Context, a Asterisk, context string, routes ...str
 	if len(routes) > 0 {
 		check += " (" + strings.Join(routes, ", ") + ")"
 	}
-	out, err := a.Command(ctx, "dialplan show "+context)
+	out, loaded, err := showContext(ctx, a, context)
 	if err != nil {
 		return skipped(check, err)
 	}
-	if strings.Contains(out, "There is no existence of") || !strings.Contains(out, "[ Context '"+context+"'") {
+	if !loaded {
 		return fail(check, "context not loaded", fmt.Sprintf(
 			"define [%s] in /etc/asterisk/extensions.conf (on FreePBX: extensions_custom.conf), or #include the example that does, then run `asterisk -rx 'dialplan reload'`", context))
 	}
@@ -47,6 +47,16 @@ func CheckContext(ctx context.Context, a Asterisk, context string, routes ...str
 			"add `same => n,AGI(${MOVIDESK_AGI}/%s)` to [%s] (see dialplan-examples), then run `asterisk -rx 'dialplan reload'`", missing[0], context))
 	}
 	return ok(check, "")
+}
+
+// showContext asks `dialplan show NAME`; loaded is false when Asterisk
+// has no such context.
+func showContext(ctx context.Context, a Asterisk, name string) (out string, loaded bool, err error) {
+	out, err = a.Command(ctx, "dialplan show "+name)
+	if err != nil {
+		return "", false, err
+	}
+	return out, !strings.Contains(out, "There is no existence of") && strings.Contains(out, "[ Context '"+name+"'"), nil
 }
 
 func callsRoute(agis []string, route string) bool {

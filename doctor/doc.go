@@ -1,6 +1,7 @@
 // Package doctor holds the checks of `movidesk-agi doctor`: each looks at
-// one part of the set-up from the PBX's side (Asterisk's modules, dialplan,
-// queues.conf, CDR options and clock; the fallback spool, the service's
+// one part of the set-up from the PBX's side (Asterisk's modules, dialplan
+// and globals, FreePBX's hooks and trunks, queues.conf, CDR options and
+// cdr.conf, ARI, clock; the fallback spool and its folders, the service's
 // address, the recordings folder) and gives one Result saying OK, WARN or
 // FAIL and, when not OK, what the administrator should change.
 //

@@ -6,8 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -54,6 +58,71 @@ func CheckSpool(path, header string, uid, gid int) Result {
 	return ok(check, "")
 }
 
+// CheckSpoolDirs checks that Asterisk's user (uid, member of gids) may
+// search every folder on the way to the spool: FILE() opens the spool by
+// its whole path, and one folder without search (x) for that user hides
+// it, whatever the file's own mode. A folder with an ACL may grant what its
+// mode does not: then a warning.
+func CheckSpoolDirs(path string, uid int, gids []int) Result {
+	check := "folders on the way to " + path + " searchable by Asterisk's user"
+	if uid == 0 {
+		return ok(check, "Asterisk runs as root")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fail(check, err.Error(), "give [store] spool as an absolute path, e.g. /var/spool/movidesk-agi/fallback.log")
+	}
+	var dirs []string
+	for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
+		dirs = append(dirs, d)
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	slices.Reverse(dirs)
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if errors.Is(err, os.ErrNotExist) {
+			return fail(check, d+" is missing", "start movidesk-agi once (it creates the spool and its folder), or `mkdir -p "+d+"`")
+		}
+		if err != nil {
+			return fail(check, err.Error(), "run the doctor as root or in Asterisk's group")
+		}
+		st, isUnix := fi.Sys().(*syscall.Stat_t)
+		if !isUnix {
+			continue
+		}
+		perm := fi.Mode().Perm()
+		var search bool
+		// The kernel's order: the owner's bits alone apply to the owner,
+		// the group's to a member, the others' to the rest.
+		switch {
+		case int(st.Uid) == uid:
+			search = perm&0o100 != 0
+		case slices.Contains(gids, int(st.Gid)):
+			search = perm&0o010 != 0
+		default:
+			search = perm&0o001 != 0
+		}
+		if search {
+			continue
+		}
+		detail := fmt.Sprintf("%s: owner %d:%d mode %04o, no search (x) for Asterisk's user (uid %d)", d, st.Uid, st.Gid, perm, uid)
+		fix := "`chmod o+x " + d + "` (or `chgrp asterisk " + d + " && chmod g+x " + d + "`)"
+		if hasACL(d) {
+			return warn(check, detail+"; it has an ACL, which may grant it", "check `getfacl "+d+"` lists Asterisk's user or group with x, or "+fix)
+		}
+		return fail(check, detail, fix)
+	}
+	return ok(check, "")
+}
+
+// hasACL tells whether path has a POSIX access ACL.
+func hasACL(path string) bool {
+	n, err := syscall.Getxattr(path, "system.posix_acl_access", nil)
+	return err == nil && n > 0
+}
+
 // CheckService checks that something accepts TCP connections on addr, the
 // address the dialplan's AGI() URLs point at. It only connects and closes:
 // sending an AGI environment would run a route, and a route has effects.
@@ -70,17 +139,96 @@ func CheckService(ctx context.Context, addr string, timeout time.Duration) Resul
 	return ok(check, "")
 }
 
-// CheckRecordings checks that the recordings folder can be listed by the
-// user the doctor runs as (run it as the service's user for a true answer).
-func CheckRecordings(dir string) Result {
-	check := "recordings folder " + dir + " readable"
-	f, err := os.Open(dir)
-	if err != nil {
-		return fail(check, err.Error(), "point the configuration's recordings folder at where MixMonitor writes (e.g. /var/spool/asterisk/monitor), and let movidesk-agi's user read it: `chmod g+rx` and add that user to Asterisk's group")
+// CheckRecordings checks, as the service's user (uid, gid) would meet
+// them, that the recordings folder can be listed and that its newest
+// recording can be read: the one MixMonitor wrote last, in a folder it
+// made, which only a default ACL (or a lax umask) opens to that user. As
+// root the check takes the user's file permissions for its own thread;
+// otherwise it checks as the user it runs as.
+func CheckRecordings(dir, user string, uid, gid int) Result {
+	check := "recordings folder " + dir + " readable by " + user
+	fix := "let " + user + " read it, and what MixMonitor writes there later: `setfacl -R -m u:" + user + ":rX " + dir +
+		" && find " + dir + " -type d -exec setfacl -d -m u:" + user + ":rX {} +` (the package does this for /var/spool/asterisk/monitor); not Asterisk's group, which could write it"
+	type answer struct {
+		newest string
+		err    error
 	}
-	defer f.Close()
-	if _, err := f.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
-		return fail(check, err.Error(), "make "+dir+" a folder movidesk-agi's user can list: `chmod g+rx "+dir+"` and add that user to Asterisk's group")
+	done := make(chan answer, 1)
+	go func() {
+		// The thread's file permissions become the user's: it is never
+		// unlocked, so it ends with this goroutine rather than serve
+		// another with them.
+		if os.Geteuid() == 0 {
+			runtime.LockOSThread()
+			syscall.RawSyscall(syscall.SYS_SETFSGID, uintptr(gid), 0, 0)
+			syscall.RawSyscall(syscall.SYS_SETFSUID, uintptr(uid), 0, 0)
+		}
+		// Listed first: a file, or a folder the user may search but not
+		// list, fails here rather than look like an empty folder.
+		f, err := os.Open(dir)
+		if err == nil {
+			_, err = f.Readdirnames(1)
+			f.Close()
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+		}
+		if err != nil {
+			done <- answer{"", err}
+			return
+		}
+		newest, err := newestFile(dir)
+		if err == nil && newest != "" {
+			var f *os.File
+			if f, err = os.Open(newest); err == nil {
+				f.Close()
+			}
+		}
+		done <- answer{newest, err}
+	}()
+	a := <-done
+	switch {
+	case errors.Is(a.err, os.ErrNotExist) && a.newest == "":
+		return fail(check, a.err.Error(), "set [recordings] folder to where MixMonitor writes (Asterisk's astspooldir/monitor, /var/spool/asterisk/monitor)")
+	case a.err != nil && a.newest == "":
+		return fail(check, a.err.Error(), fix)
+	case a.err != nil:
+		return fail(check, "its newest recording "+a.newest+" cannot be read: "+a.err.Error(), fix)
+	case a.newest == "":
+		return ok(check, "no recording yet")
 	}
-	return ok(check, "")
+	return ok(check, "its newest recording too")
+}
+
+// newestFile is the most recently changed regular file under dir, at most
+// four folders down (FreePBX's YYYY/MM/DD), looking at a bounded number of
+// entries; "" when there is none.
+func newestFile(dir string) (string, error) {
+	const maxEntries = 100000
+	var newest string
+	var at time.Time
+	seen := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if seen++; seen > maxEntries {
+			return filepath.SkipAll
+		}
+		if d.IsDir() {
+			if strings.Count(strings.TrimPrefix(p, dir), string(filepath.Separator)) >= 4 {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err == nil && fi.ModTime().After(at) {
+			newest, at = p, fi.ModTime()
+		}
+		return nil
+	})
+	return newest, err
 }

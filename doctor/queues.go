@@ -19,17 +19,19 @@ type confSection struct {
 	values    map[string]string
 }
 
-// readConf reads an Asterisk configuration file into its sections.
-func readConf(path string, sections map[string]*confSection, order *[]string, depth int) error {
+// readConf reads an Asterisk configuration file into its sections. cur is
+// the section the file starts in: as in Asterisk, an #include goes on in
+// the section it is written in (FreePBX's cdr.conf includes its [general]
+// keys so), and the including file goes on in the one the included ended in.
+func readConf(path string, sections map[string]*confSection, order *[]string, depth int, cur *confSection) (*confSection, error) {
 	if depth > 10 {
-		return fmt.Errorf("doctor: %s: #include nested too deep", path)
+		return cur, fmt.Errorf("doctor: %s: #include nested too deep", path)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("doctor: %w", err)
+		return cur, fmt.Errorf("doctor: %w", err)
 	}
 	defer f.Close()
-	var cur *confSection
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
@@ -45,9 +47,12 @@ func readConf(path string, sections map[string]*confSection, order *[]string, de
 			if !filepath.IsAbs(arg) {
 				arg = filepath.Join(filepath.Dir(path), arg)
 			}
-			err := readConf(arg, sections, order, depth+1)
+			next, err := readConf(arg, sections, order, depth+1, cur)
 			if err != nil && strings.HasPrefix(line, "#include") {
-				return err
+				return cur, err
+			}
+			if err == nil {
+				cur = next
 			}
 		case strings.HasPrefix(line, "["):
 			name, rest, _ := strings.Cut(line[1:], "]")
@@ -75,9 +80,9 @@ func readConf(path string, sections map[string]*confSection, order *[]string, de
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("doctor: %s: %w", path, err)
+		return cur, fmt.Errorf("doctor: %s: %w", path, err)
 	}
-	return nil
+	return cur, nil
 }
 
 // lookup finds key in section name or, failing that, in its templates.
@@ -111,7 +116,7 @@ func yes(v string) bool {
 func CheckQueues(path string, queues []string) []Result {
 	sections := map[string]*confSection{}
 	var order []string
-	if err := readConf(path, sections, &order, 0); err != nil {
+	if _, err := readConf(path, sections, &order, 0, nil); err != nil {
 		return []Result{fail("queues.conf readable", err.Error(),
 			"run the doctor as root or in Asterisk's group, and give the path of queues.conf (usually /etc/asterisk/queues.conf)")}
 	}

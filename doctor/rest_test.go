@@ -5,24 +5,27 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/movidesk-agi/movidesk-agi/internal/debpkg"
 )
 
 func TestClock(t *testing.T) {
 	ctx := context.Background()
-	a := canned{clockCommand: "eval-strftime.txt"} // Result: 1796621069
+	a := canned{clockCommand: "eval-strftime.txt"} // Result: 2026-12-07T06:34:25Z, 1796625265
 	at := func(epoch int64) func() time.Time { return func() time.Time { return time.Unix(epoch, 0) } }
 	for _, tc := range []struct {
 		name   string
 		now    int64
 		status Status
 	}{
-		{"same second", 1796621069, OK},
-		{"Asterisk truncates the fraction", 1796621070, OK},
-		{"Asterisk behind", 1796621069 + 10, Warn},
-		{"Asterisk ahead", 1796621069 - 10, Warn},
+		{"same second", 1796625265, OK},
+		{"Asterisk truncates the fraction", 1796625266, OK},
+		{"Asterisk behind", 1796625265 + 10, Warn},
+		{"Asterisk ahead", 1796625265 - 10, Warn},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := CheckClock(ctx, a, at(tc.now), 2*time.Second)
@@ -33,7 +36,7 @@ func TestClock(t *testing.T) {
 			}
 		})
 	}
-	r := CheckClock(ctx, canned{clockCommand: "eval-strftime-missing.txt"}, at(1796621069), 2*time.Second)
+	r := CheckClock(ctx, canned{clockCommand: "eval-strftime-missing.txt"}, at(1796625265), 2*time.Second)
 	wantLine(t, r, Warn, "skipped", "load = func_strings.so")
 }
 
@@ -130,13 +133,58 @@ func TestService(t *testing.T) {
 	wantLine(t, CheckService(context.Background(), addr, time.Second), Fail, "refused", "server.listen", "MOVIDESK_AGI", "server.allow")
 }
 
+// The recordings folder is checked as the service's user meets it: the
+// folder and the newest recording, which MixMonitor wrote in a day folder
+// of its own making, readable through an ACL (not Asterisk's group).
 func TestRecordings(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test takes another user's file permissions: run it as root, as CI does")
+	}
+	setfacl, err := debpkg.Need(t.Context(), "/usr/bin/setfacl", "acl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const nobody = 65534
 	dir := t.TempDir()
-	wantLine(t, CheckRecordings(dir), OK)
-	wantLine(t, CheckRecordings(filepath.Join(dir, "absent")), Fail, "no such file", "recordings folder")
+	for _, d := range []string{filepath.Dir(dir), dir} { // TempDir's are root's alone
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantLine(t, CheckRecordings(dir, "movidesk-agi", nobody, nobody), OK, "no recording yet")
+	wantLine(t, CheckRecordings(filepath.Join(dir, "absent"), "movidesk-agi", nobody, nobody), Fail, "no such file", "[recordings] folder")
 	f := filepath.Join(dir, "file")
 	writeFile(t, f, "x")
-	wantLine(t, CheckRecordings(f), Fail, "not a directory", "chmod g+rx")
+	wantLine(t, CheckRecordings(f, "movidesk-agi", nobody, nobody), Fail, "not a directory")
+
+	// MixMonitor's day folder and file: Asterisk's alone (0750, 0640).
+	day := filepath.Join(dir, "2026", "12", "07")
+	if err := os.MkdirAll(day, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Join(dir, "2026"), filepath.Join(dir, "2026", "12"), day} {
+		if err := os.Chmod(d, 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := filepath.Join(day, "in-5252-4733990777-20261207-101010-1796342399.12.wav")
+	writeFile(t, rec, "RIFF")
+	if err := os.Chmod(rec, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	wantLine(t, CheckRecordings(dir, "movidesk-agi", nobody, nobody), Fail, "permission denied", "setfacl -R -m u:movidesk-agi:rX "+dir, "not Asterisk's group")
+	if out, err := exec.Command(setfacl, "-R", "-m", "u:nobody:rX", dir).CombinedOutput(); err != nil {
+		t.Fatalf("setfacl: %v\n%s", err, out)
+	}
+	wantLine(t, CheckRecordings(dir, "movidesk-agi", nobody, nobody), OK, "newest recording")
+	// Root's own right to read anything must not have answered for the user.
+	if err := os.Chmod(rec, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(setfacl, "-b", rec).CombinedOutput(); err != nil {
+		t.Fatalf("setfacl: %v\n%s", err, out)
+	}
+	wantLine(t, CheckRecordings(dir, "movidesk-agi", nobody, nobody), Fail, "newest recording", "cannot be read")
 }
 
 func TestReport(t *testing.T) {

@@ -251,7 +251,7 @@ func (a *asterisk) checkConfig() error {
 	if m := configComplaint.FindAllString(string(log), -1); len(m) > 0 {
 		return fmt.Errorf("asterisk complained about the configuration:\n%s", strings.Join(m, "\n"))
 	}
-	for _, ctx := range append([]string{"movidesk-transfer", "movidesk-fallback", "movidesk-dial", "movidesk-hangup", "movidesk-queue", "movidesk-recording", "movidesk-recording-later", "movidesk-recording-served", "movidesk-click-to-call", "movidesk-click-to-call-end"}, freepbxContexts...) {
+	for _, ctx := range append([]string{"movidesk-transfer", "movidesk-fallback", "movidesk-dial", "movidesk-hangup", "movidesk-queue", "movidesk-recording", "movidesk-recording-later", "movidesk-recording-served", "movidesk-click-to-call", "movidesk-click-to-call-end", "movidesk-doctor", "movidesk-doctor-agent"}, freepbxContexts...) {
 		out, err := a.cli("dialplan show " + ctx)
 		if err != nil || !strings.Contains(out, "'"+ctx+"'") || strings.Contains(out, "There is no existence") {
 			return fmt.Errorf("asterisk: the examples' context %s is not loaded: %v %s", ctx, err, out)

@@ -33,7 +33,7 @@ var freepbxContexts = []string{
 	"movidesk-freepbx-from-pstn", "movidesk-freepbx-inbound", "movidesk-freepbx-hangup",
 	"movidesk-freepbx-queue-answered", "macro-dialout-one-predial-hook", "macro-dial-ringall-predial-hook",
 	"macro-dial-hunt-predial-hook", "movidesk-freepbx-dial-options", "movidesk-freepbx-answered",
-	"movidesk-freepbx-fallback",
+	"movidesk-freepbx-fallback", "movidesk-freepbx-doctor", "movidesk-freepbx-doctor-agent",
 }
 
 // freepbxGenerated stands for FreePBX 17's generated dialplan

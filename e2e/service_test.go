@@ -42,6 +42,9 @@ type serviceOptions struct {
 	dsn             string         // a PostgreSQL store (store.driver "postgres") instead of the bbolt file
 	movideskURL     string         // movidesk.base_url; default the fake Movidesk's
 	reconcile       *reconcileConf // a [reconcile] section, at the end of the file
+	// listen and adminListen are server.listen and admin.listen; default
+	// 127.0.0.1:0. The doctor reads them from the file: they must be real.
+	listen, adminListen string
 
 	// sameAccount, another service, gives this one the same Movidesk
 	// account: its fake Movidesk and its token.
@@ -80,6 +83,13 @@ func startService(t *testing.T, opts serviceOptions) *service {
 	t.Helper()
 	s := &service{exited: make(chan struct{}), opts: opts}
 	listen := "127.0.0.1:0"
+	if opts.listen != "" {
+		listen = opts.listen
+	}
+	adminListen := "127.0.0.1:0"
+	if opts.adminListen != "" {
+		adminListen = opts.adminListen
+	}
 	if prev := opts.restart; prev != nil {
 		s.token, s.fake, s.dir, listen = prev.token, prev.fake, prev.dir, prev.addr
 		opts.spool = prev.spool
@@ -156,8 +166,8 @@ level = "debug"
 format = "json"
 
 [admin]
-listen = "127.0.0.1:0"
-%s%s`, listen, opts.maxSessions, strings.Join(allow, ", "), opts.movideskURL, s.token, opts.movideskTimeout, defaultQueue, opts.recordingLink, queues.String(), store, filepath.Join(dir, "outbox.db"), opts.spool, opts.extra, reconcile)
+listen = %q
+%s%s`, listen, opts.maxSessions, strings.Join(allow, ", "), opts.movideskURL, s.token, opts.movideskTimeout, defaultQueue, opts.recordingLink, queues.String(), store, filepath.Join(dir, "outbox.db"), opts.spool, adminListen, opts.extra, reconcile)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

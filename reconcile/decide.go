@@ -174,8 +174,18 @@ func callerContexts(c cdr.Call, rows []cdr.Record) []string {
 	return out
 }
 
+// testCallChannel is the channel `movidesk-agi doctor -call` originates,
+// Local/NONCE*MODE*QUEUE@CONTEXT: the service held its call's events back,
+// and it is no call to report, whatever path it took.
+var testCallChannel = regexp.MustCompile(`^Local/[0-9]{6,32}\*(call|fallback)\*[^@]*@`)
+
 // counts reports whether the call is one the options say count.
 func (r *Reconciler) counts(c cdr.Call, rows []cdr.Record, contexts []string) bool {
+	for i := range rows {
+		if testCallChannel.MatchString(rows[i].Channel) || testCallChannel.MatchString(rows[i].DstChannel) {
+			return false
+		}
+	}
 	for _, p := range r.opts.Trunks {
 		if match(p, c.Channel) || match(p, cdr.Unsuffixed(c.Channel)) {
 			return true

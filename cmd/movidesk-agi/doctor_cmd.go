@@ -69,12 +69,10 @@ const maxClockSkew = 5 * time.Second
 // doctorCommand is `movidesk-agi doctor`: the checks of the set-up from
 // the PBX's side that the configuration calls for, one line each.
 func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer, env doctorEnv) error {
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs, f := doctorFlags()
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (TOML) of the service")
-	astUser := fs.String("asterisk-user", "asterisk", "the user Asterisk runs as, who writes the fallback spool")
-	astBin := fs.String("asterisk", "asterisk", "the asterisk binary, run as `asterisk -rx COMMAND`")
-	queuesConf := fs.String("queues-conf", "/etc/asterisk/queues.conf", "Asterisk's queues.conf, read for the queues of [queues]")
+	path, astUser, astBin, queuesConf, cdrConf, pbx := f.config, f.asteriskUser, f.asterisk, f.queuesConf, f.cdrConf, f.pbx
+	call, callFallback, callContext, callTimeout := f.call, f.callFallback, f.callContext, f.callTimeout
 	if err := cli.ParseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -86,6 +84,10 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return cli.UsageError{Msg: "doctor takes no argument"}
 	case *path == "":
 		return cli.UsageError{Msg: "doctor: -config FILE is required"}
+	case *pbx != pbxAuto && *pbx != pbxPlain && *pbx != pbxFreePBX:
+		return cli.UsageError{Msg: fmt.Sprintf("doctor: -pbx %q: want auto, plain or freepbx", *pbx)}
+	case *callTimeout <= 0:
+		return cli.UsageError{Msg: "doctor: -call-timeout must be positive"}
 	}
 	cfg, err := LoadConfig(*path)
 	if err != nil {
@@ -105,6 +107,9 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	rep = append(rep, doctor.CheckService(ctx, cfg.Server.Listen, 3*time.Second))
 	// Once unreachable, every console check says skipped at once.
 	ast, _ := doctor.Probe(ctx, env.Asterisk)
+	rep = append(rep, doctor.CheckAGIGlobal(ctx, ast, cfg.Server.Listen, 3*time.Second))
+	freepbx, shape := dialplanShape(ctx, ast, *pbx)
+	rep = append(rep, shape)
 
 	queues := cfg.queueNames()
 	reconcileOn := cfg.Reconcile.Enabled
@@ -115,9 +120,14 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		ClickToCall: clickToCall,
 	}))...)
 
-	contexts := slices.Clone(exampleContexts)
-	if len(queues) > 0 {
-		contexts = append(contexts, exampleQueueContext)
+	var contexts []contextRoutes
+	if freepbx {
+		rep = append(rep, doctor.CheckFreePBX(ctx, ast)...)
+	} else {
+		contexts = slices.Clone(exampleContexts)
+		if len(queues) > 0 {
+			contexts = append(contexts, exampleQueueContext)
+		}
 	}
 	if clickToCall && cfg.ClickToCall.Context != "" {
 		// The originated call's own context: its hangup reports the call.
@@ -132,9 +142,25 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	}
 	if reconcileOn {
 		rep = append(rep, doctor.CheckCDR(ctx, ast)...)
+		if cfg.Reconcile.Source == reconcileCSV {
+			rc := cfg.Reconcile
+			rep = append(rep, doctor.CheckCDRConf(*cdrConf, doctor.CSVSettings{
+				LogUniqueID: rc.LogUniqueID, LogUserField: rc.LogUserField, NewCDRColumns: rc.NewCDRColumns, Timezone: rc.Timezone,
+			})...)
+		}
+	}
+	if clickToCall {
+		cc := cfg.ClickToCall
+		rep = append(rep, doctor.CheckARI(ctx, cc.ARIURL, cc.ARIUsername, cc.ARIPassword))
 	}
 	rep = append(rep, doctor.CheckClock(ctx, ast, env.Now, maxClockSkew))
-	rep = append(rep, checkSpoolAs(cfg.Store.Spool, *astUser, env.LookupUser))
+	rep = append(rep, checkSpoolAs(cfg.Store.Spool, *astUser, env.LookupUser)...)
+	if cfg.Recordings.Enabled {
+		rep = append(rep, checkRecordingsAs(cfg.Recordings.Folder, *f.serviceUser, env.LookupUser))
+	}
+	if *call || *callFallback {
+		rep = append(rep, testCalls(ctx, ast, cfg, freepbx, *callContext, *callFallback, *callTimeout)...)
+	}
 
 	if err := rep.Render(stdout); err != nil {
 		return err
@@ -151,8 +177,37 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	return nil
 }
 
-// checkSpoolAs checks the spool as the user named name will meet it.
-func checkSpoolAs(spool, name string, lookup func(string) (*user.User, error)) doctor.Result {
+// testCalls places the test call (and with fallback the second one) in
+// context, the examples' own by default.
+func testCalls(ctx context.Context, ast doctor.Asterisk, cfg Config, freepbx bool, context string, fallback bool, timeout time.Duration) []doctor.Result {
+	if context == "" {
+		context = "movidesk-doctor"
+		if freepbx {
+			context = "movidesk-freepbx-doctor"
+		}
+	}
+	if cfg.Admin.Listen == "" {
+		return []doctor.Result{{Status: doctor.Fail, Check: "test call", Detail: "admin.listen is off: the service reports the test call there",
+			Fix: "set [admin] listen (e.g. \"" + DefaultAdminListen + "\") and restart movidesk-agi"}}
+	}
+	if r := doctor.CheckContext(ctx, ast, context, calls.TestRoute); r.Status != doctor.OK {
+		if r.Status == doctor.Fail {
+			r.Fix = "append the examples' [" + context + "] and [" + context + "-agent] (dialplan-examples/extensions-movidesk.conf; FreePBX: freepbx/extensions_custom.conf), then `asterisk -rx 'dialplan reload'`"
+		}
+		return []doctor.Result{r}
+	}
+	tc := testCall{ast: ast, api: testCallClient(cfg), apiAddr: cfg.Admin.Listen, context: context,
+		queue: cfg.testQueue(), freepbx: freepbx, timeout: timeout}
+	res := tc.run(ctx, testModeCall)
+	if fallback {
+		res = append(res, tc.run(ctx, testModeFallback)...)
+	}
+	return res
+}
+
+// checkRecordingsAs checks the recordings folder as the user named name
+// (the service's) meets it.
+func checkRecordingsAs(folder, name string, lookup func(string) (*user.User, error)) doctor.Result {
 	u, err := lookup(name)
 	var uid, gid int
 	if err == nil {
@@ -162,12 +217,68 @@ func checkSpoolAs(spool, name string, lookup func(string) (*user.User, error)) d
 		gid, err = strconv.Atoi(u.Gid)
 	}
 	if err != nil {
-		return doctor.Result{Status: doctor.Fail,
+		return doctor.Result{Status: doctor.Fail, Check: "recordings folder " + folder + " readable by the service's user",
+			Detail: fmt.Sprintf("user %q: %v", name, err), Fix: "name the user movidesk-agi runs as (User= in its systemd unit) with -service-user"}
+	}
+	return doctor.CheckRecordings(folder, name, uid, gid)
+}
+
+// checkSpoolAs checks the spool, and the folders on its way, as the user
+// named name will meet them.
+func checkSpoolAs(spool, name string, lookup func(string) (*user.User, error)) []doctor.Result {
+	u, err := lookup(name)
+	var uid, gid int
+	if err == nil {
+		uid, err = strconv.Atoi(u.Uid)
+	}
+	if err == nil {
+		gid, err = strconv.Atoi(u.Gid)
+	}
+	if err != nil {
+		return []doctor.Result{{Status: doctor.Fail,
 			Check:  "fallback spool " + spool + " writable by Asterisk's user",
 			Detail: fmt.Sprintf("user %q: %v", name, err),
-			Fix:    "name the user Asterisk runs as (runuser in /etc/asterisk/asterisk.conf) with -asterisk-user"}
+			Fix:    "name the user Asterisk runs as (runuser in /etc/asterisk/asterisk.conf) with -asterisk-user"}}
 	}
-	return doctor.CheckSpool(spool, calls.SpoolHeader, uid, gid)
+	gids := []int{gid}
+	if ids, err := u.GroupIds(); err == nil {
+		for _, id := range ids {
+			if n, err := strconv.Atoi(id); err == nil && n != gid {
+				gids = append(gids, n)
+			}
+		}
+	}
+	return []doctor.Result{doctor.CheckSpoolDirs(spool, uid, gids), doctor.CheckSpool(spool, calls.SpoolHeader, uid, gid)}
+}
+
+// The -pbx values.
+const (
+	pbxAuto    = "auto"
+	pbxPlain   = "plain"
+	pbxFreePBX = "freepbx"
+)
+
+// dialplanShape tells whether to check the FreePBX snippet rather than the
+// plain examples, and says which and why.
+func dialplanShape(ctx context.Context, ast doctor.Asterisk, pbx string) (bool, doctor.Result) {
+	const check = "dialplan checked as"
+	switch pbx {
+	case pbxPlain:
+		return false, doctor.Result{Status: doctor.OK, Check: check + " the plain examples (dialplan-examples/)", Detail: "-pbx plain"}
+	case pbxFreePBX:
+		return true, doctor.Result{Status: doctor.OK, Check: check + " FreePBX's (dialplan-examples/freepbx/)", Detail: "-pbx freepbx"}
+	}
+	freepbx, err := doctor.DetectFreePBX(ctx, ast)
+	switch {
+	case err != nil:
+		return false, doctor.Result{Status: doctor.Warn, Check: check + " the plain examples (dialplan-examples/)",
+			Detail: "cannot tell: " + err.Error(), Fix: "on FreePBX or Issabel, give -pbx freepbx"}
+	case freepbx:
+		return true, doctor.Result{Status: doctor.OK, Check: check + " FreePBX's (dialplan-examples/freepbx/)",
+			Detail: "from-pstn or " + doctor.FreePBXEntry + " is loaded (-pbx plain checks the plain examples)"}
+	}
+	return false, doctor.Result{Status: doctor.OK, Check: check + " the plain examples (dialplan-examples/)",
+		Detail: "no from-pstn context (-pbx freepbx checks FreePBX's snippet)"}
 }
 
 // queueNames are the keys of [queues] and of every account's queues, once

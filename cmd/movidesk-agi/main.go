@@ -24,36 +24,6 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
-const usage = `usage: movidesk-agi <command> [flags]
-
-commands:
-  serve [-config FILE]          run the FastAGI server (without -config: built-in
-                                defaults, 127.0.0.1:4573, dry-run)
-  check-config -config FILE     validate a configuration file and exit
-  status [-config FILE]         is the service running and ready, what it holds,
-                                whether Movidesk's rate keeps up
-  outbox list [-config FILE]    show queued and failed call events
-  outbox retry [-config FILE] SEQ|all   send failed events again
-  outbox drop [-config FILE] SEQ        delete one event for good
-                                (status and outbox use the running service's
-                                admin.listen, or the store file when stopped)
-  migrate -config FILE [-from PATH] [-skip-unreadable]
-                                copy the bbolt file (default: store.path) into the
-                                PostgreSQL database of FILE; the service stopped
-  reconcile -config FILE [-since 24h] [-send]
-                                the calls of the PBX's own records (its CDR) and
-                                what Movidesk got; exit 1 when calls are missing,
-                                3 when it cannot read them; -send backfills them (a bbolt store: the service
-                                stopped)
-  doctor -config FILE [-asterisk-user NAME] [-queues-conf PATH] [-asterisk PATH]
-                                check the set-up from the PBX's side: the service's
-                                address, Asterisk's modules, dialplan, queues.conf,
-                                CDR options and clock, the fallback spool; one line
-                                per check, exit 1 on any FAIL, 3 when FILE cannot
-                                be read
-  version                       print the version
-`
-
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -128,53 +98,40 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return cli.UsageError{Msg: "no command given"}
-	}
-	switch args[0] {
-	case "serve":
-		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		path := fs.String("config", "", "configuration file (TOML); built-in defaults when absent")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
+	if len(args) > 0 {
+		switch args[0] {
+		case "version", "-version", "--version":
+			args = append([]string{"version"}, args[1:]...)
+		case "help", "-h", "-help", "--help":
+			cli.Usage(stdout, commands)
+			return nil
+		case "man":
+			// Hidden: the package builder writes the manual page with it.
+			return cli.Manual(stdout, commands, versionString(), manualDate())
+		case "completion":
+			// Hidden: the package builder writes the bash completion with it.
+			if len(args) != 2 || args[1] != "bash" {
+				return cli.UsageError{Msg: "completion: want bash"}
+			}
+			return cli.BashCompletion(stdout, commands)
 		}
-		if fs.NArg() > 0 {
-			return cli.UsageError{Msg: fmt.Sprintf("serve: unexpected argument %q", fs.Arg(0))}
-		}
-		return serve(ctx, *path, stderr)
-	case "check-config":
-		return checkConfig(args[1:], stdout, stderr)
-	case "outbox":
-		return cli.Outbox(ctx, args[1:], stdout, stderr, cliTarget)
-	case "status":
-		return cli.Status(ctx, args[1:], stdout, stderr, cliTarget)
-	case "migrate":
-		return cli.Migrate(ctx, args[1:], stdout, stderr, cliTarget)
-	case "reconcile":
-		return reconcileFailure(reconcileCommand(ctx, args[1:], stdout, stderr))
-	case "doctor":
-		return doctorCommand(ctx, args[1:], stdout, stderr, doctorEnv{})
-	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "movidesk-agi", versionString())
-		return nil
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	default:
-		fmt.Fprint(stderr, usage)
-		return cli.UsageError{Msg: fmt.Sprintf("unknown command %q", args[0])}
 	}
+	c, rest, err := cli.Find(commands, args)
+	if err != nil {
+		if ue := (cli.UsageError{}); errors.As(err, &ue) && ue.Help {
+			cli.Usage(stderr, commands)
+		}
+		return err
+	}
+	return c.Run(ctx, rest, stdout, stderr)
 }
 
 // checkConfig is `movidesk-agi check-config`: the file validated as serve
 // would take it, and what an administrator should see of it before a
 // start.
 func checkConfig(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs, path := checkConfigFlags()
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (TOML)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

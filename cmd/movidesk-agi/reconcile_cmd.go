@@ -69,11 +69,8 @@ const maxReconcileSince = callstate.DefaultRetention - 24*time.Hour
 // holds it), which the error says, pointing to the status page for the
 // last 24 hours.
 func reconcileCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
+	fs, path, since, send := reconcileFlags()
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (TOML): its [reconcile] section and its store")
-	since := fs.Duration("since", 24*time.Hour, "how far back: the calls that ended since then")
-	send := fs.Bool("send", false, "backfill: record the missing and stuck calls for Movidesk now")
 	if err := cli.ParseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err

@@ -447,6 +447,7 @@ func (c *Config) callsConfig() calls.Config {
 	if c.Store.Driver == outbox.DriverPostgres {
 		// Several machines share the database, each with its own spool.
 		cc.SpoolHost, _ = os.Hostname()
+		cc.SharedStore = true
 	}
 	return cc
 }

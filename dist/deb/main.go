@@ -39,6 +39,7 @@ const (
 	maintainer = "movidesk-agi maintainers <maintainers@movidesk-agi.invalid>"
 	homepage   = "https://github.com/movidesk-agi/movidesk-agi"
 	docDir     = "/usr/share/doc/" + name
+	shareDir   = "/usr/share/" + name
 	unitDir    = "/usr/lib/systemd/system"
 	// The first line is the synopsis; the rest, the extended description.
 	description = `FastAGI server that reports Asterisk calls to Movidesk
@@ -157,7 +158,43 @@ func build(o options) (string, error) {
 		return "", err
 	}
 
-	contents, err := packageContents(root, bin, copyrightPath, changelogPath)
+	// The manual page and bash completion are written by the binary
+	// itself, from its commands; one built for another system is built
+	// again for this one to write them.
+	tool := bin
+	if o.GOARCH != runtime.GOARCH || runtime.GOOS != "linux" {
+		tool = filepath.Join(work, "host", name)
+		if err := os.MkdirAll(filepath.Dir(tool), 0o755); err != nil {
+			return "", err
+		}
+		if err := buildBinary(root, tool, version, append(os.Environ(), "CGO_ENABLED=0"), runtime.GOARCH); err != nil {
+			return "", err
+		}
+	}
+	manPage, err := runTool(tool, mtime, "man")
+	if err != nil {
+		return "", err
+	}
+	manGz, err := gzipBytes(manPage)
+	if err != nil {
+		return "", err
+	}
+	manPath := filepath.Join(work, name+".8.gz")
+	if err := os.WriteFile(manPath, manGz, 0o644); err != nil {
+		return "", err
+	}
+	completion, err := runTool(tool, mtime, "completion", "bash")
+	if err != nil {
+		return "", err
+	}
+	completionPath := filepath.Join(work, "bash-completion")
+	if err := os.WriteFile(completionPath, completion, 0o644); err != nil {
+		return "", err
+	}
+
+	contents, err := packageContents(root, bin, generated{
+		Copyright: copyrightPath, Changelog: changelogPath, Manual: manPath, Completion: completionPath,
+	})
 	if err != nil {
 		return "", err
 	}
@@ -222,8 +259,15 @@ func build(o options) (string, error) {
 	return out, nil
 }
 
+// generated are the package's files made by the build, by their paths.
+type generated struct {
+	Copyright, Changelog string
+	// Manual is movidesk-agi.8.gz; Completion, the bash completion.
+	Manual, Completion string
+}
+
 // packageContents is every file of the package, with its mode.
-func packageContents(root, bin, copyright, changelog string) (files.Contents, error) {
+func packageContents(root, bin string, gen generated) (files.Contents, error) {
 	file := func(src, dst string, mode os.FileMode) *files.Content {
 		return &files.Content{Source: src, Destination: dst, FileInfo: &files.ContentFileInfo{Mode: mode}}
 	}
@@ -241,10 +285,19 @@ func packageContents(root, bin, copyright, changelog string) (files.Contents, er
 		// docs/operations.md shows it.
 		file(filepath.Join(root, "admin", "status-page.png"), docDir+"/admin/status-page.png", 0o644),
 		file(filepath.Join(root, "config.toml.example"), docDir+"/config.toml.example", 0o644),
-		file(copyright, docDir+"/copyright", 0o644),
+		file(gen.Copyright, docDir+"/copyright", 0o644),
 		// The exceptions lintian is told about, each with its reason.
 		file(filepath.Join(root, "dist", "deb", "lintian-overrides"), "/usr/share/lintian/overrides/"+name, 0o644),
-		file(changelog, docDir+"/changelog.gz", 0o644),
+		file(gen.Changelog, docDir+"/changelog.gz", 0o644),
+		file(gen.Manual, "/usr/share/man/man8/"+name+".8.gz", 0o644),
+		file(gen.Completion, "/usr/share/bash-completion/completions/"+name, 0o644),
+		// A conffile, as everything under /etc: an administrator's
+		// rotation survives upgrades.
+		{Source: filepath.Join(root, "dist", "logrotate", name), Destination: "/etc/logrotate.d/" + name,
+			Type: files.TypeConfig, FileInfo: &files.ContentFileInfo{Mode: 0o644}},
+		// For the administrator's Prometheus and Grafana (docs/operations.md).
+		file(filepath.Join(root, "dist", "prometheus", name+".rules.yml"), shareDir+"/prometheus/"+name+".rules.yml", 0o644),
+		file(filepath.Join(root, "dist", "grafana", name+".json"), shareDir+"/grafana/"+name+".json", 0o644),
 	}
 	// Every example, the FreePBX folder's included, as laid out in the tree.
 	n := 0
@@ -404,26 +457,47 @@ func checkVersion(v string) error {
 	return nil
 }
 
-// changelogGz is the package's changelog.gz: one entry, for this build,
-// compressed as Debian wants it (maximum compression, no name or date in
-// the gzip header).
+// changelogGz is the package's changelog.gz: one entry, for this build.
 func changelogGz(version string, rev revision, date time.Time) ([]byte, error) {
 	var text bytes.Buffer
 	fmt.Fprintf(&text, "%s (%s) unstable; urgency=medium\n\n", name, version)
 	fmt.Fprintf(&text, "  * Built from git commit %s.\n\n", rev.Hash)
 	fmt.Fprintf(&text, " -- %s  %s\n", maintainer, date.UTC().Format(time.RFC1123Z))
+	return gzipBytes(text.Bytes())
+}
+
+// gzipBytes compresses b as Debian wants its documentation: maximum
+// compression, no name or date in the gzip header.
+func gzipBytes(b []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := zw.Write(text.Bytes()); err != nil {
+	if _, err := zw.Write(b); err != nil {
 		return nil, err
 	}
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// runTool runs the binary built for this system with args, dated for a
+// reproducible output, and returns what it writes.
+func runTool(tool string, date time.Time, args ...string) ([]byte, error) {
+	cmd := exec.Command(tool, args...)
+	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+strconv.FormatInt(date.Unix(), 10))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s %s wrote nothing", name, strings.Join(args, " "))
+	}
+	return out, nil
 }
 
 // module is one Go module linked into the binary.

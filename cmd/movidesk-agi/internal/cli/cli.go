@@ -32,7 +32,11 @@ type Target struct {
 type Load func(path string) (Target, error)
 
 // UsageError is a command line mistake: exit 2, like flag's.
-type UsageError struct{ Msg string }
+type UsageError struct {
+	Msg string
+	// Help says the help should follow: no command, or an unknown one.
+	Help bool
+}
 
 func (e UsageError) Error() string { return e.Msg }
 

@@ -35,7 +35,7 @@ type control interface {
 func openControl(ctx context.Context, cfg Target) (control, func(), error) {
 	var apiErr error
 	if cfg.AdminListen != "" {
-		c := &apiControl{admin.Client{BaseURL: "http://" + dialable(cfg.AdminListen), Token: cfg.AdminToken}}
+		c := &apiControl{admin.Client{BaseURL: "http://" + Dialable(cfg.AdminListen), Token: cfg.AdminToken}}
 		_, err := c.stats(ctx)
 		var answer *admin.APIError
 		switch {
@@ -95,9 +95,9 @@ func loadControl(ctx context.Context, load Load, path string) (Target, control, 
 	return cfg, ctl, closeCtl, err
 }
 
-// dialable is a listen address a client can connect to: every address
+// Dialable is a listen address a client can connect to: every address
 // (":4574", "0.0.0.0:4574") is reached on loopback.
-func dialable(listen string) string {
+func Dialable(listen string) string {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return listen

@@ -19,19 +19,16 @@ import (
 // into the PostgreSQL database of the configuration, so that an
 // installation moves without losing or resending an event.
 func Migrate(_ context.Context, args []string, stdout, stderr io.Writer, load Load) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs, path, from, skip := migrateFlags()
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", `configuration file (TOML) with [store] driver = "postgres": the database to copy into`)
-	from := fs.String("from", "", "the bbolt file to copy (default: the configuration's store.path)")
-	skip := fs.Bool("skip-unreadable", false, "copy what can be read and leave the records that cannot be decoded in the file")
 	if err := ParseInterspersed(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
-		return UsageError{fmt.Sprintf("migrate: unexpected argument %q", fs.Arg(0))}
+		return UsageError{Msg: fmt.Sprintf("migrate: unexpected argument %q", fs.Arg(0))}
 	}
 	if *path == "" {
-		return UsageError{"migrate: -config FILE is required (the configuration with the database to copy into)"}
+		return UsageError{Msg: "migrate: -config FILE is required (the configuration with the database to copy into)"}
 	}
 	cfg, err := load(*path)
 	if err != nil {
@@ -85,6 +82,14 @@ func Migrate(_ context.Context, args []string, stdout, stderr io.Writer, load Lo
 	fmt.Fprintln(stdout, "  The events have new numbers: see movidesk-agi outbox list -config "+*path+".")
 	fmt.Fprintln(stdout, "  Do not run a service on the file again: its events would be sent a second time. Keep it as a backup until they are delivered.")
 	return nil
+}
+
+func migrateFlags() (fs *flag.FlagSet, path, from *string, skip *bool) {
+	fs = NewFlagSet("migrate")
+	path = fs.String("config", "", "configuration `FILE` (TOML) with [store] driver = \"postgres\": the database to copy into")
+	from = fs.String("from", "", "the bbolt `FILE` to copy (default: the configuration's store.path)")
+	skip = fs.Bool("skip-unreadable", false, "copy what can be read and leave the records that cannot be decoded in the file")
+	return fs, path, from, skip
 }
 
 // counted is "1 event", "2 events".

@@ -16,12 +16,11 @@ import (
 // view of events not yet accepted by Movidesk.
 func Outbox(ctx context.Context, args []string, stdout, stderr io.Writer, load Load) error {
 	if len(args) == 0 {
-		return UsageError{"outbox: want list, retry or drop"}
+		return UsageError{Msg: "outbox: want list, retry or drop"}
 	}
 	verb := args[0]
-	fs := flag.NewFlagSet("outbox "+verb, flag.ContinueOnError)
+	fs, path := outboxFlags(verb)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (TOML); its admin.listen, or its store.path when the service is stopped")
 	if err := ParseInterspersed(fs, args[1:]); err != nil {
 		return err
 	}
@@ -29,21 +28,21 @@ func Outbox(ctx context.Context, args []string, stdout, stderr io.Writer, load L
 	switch verb {
 	case "list":
 		if fs.NArg() != 0 {
-			return UsageError{"outbox list takes no argument"}
+			return UsageError{Msg: "outbox list takes no argument"}
 		}
 	case "retry", "drop":
 		if fs.NArg() != 1 {
-			return UsageError{fmt.Sprintf("outbox %s: want one event number (SEQ from outbox list)%s", verb, map[bool]string{true: " or all", false: ""}[verb == "retry"])}
+			return UsageError{Msg: fmt.Sprintf("outbox %s: want one event number (SEQ from outbox list)%s", verb, map[bool]string{true: " or all", false: ""}[verb == "retry"])}
 		}
 		if a := fs.Arg(0); !(verb == "retry" && a == "all") {
 			n, err := strconv.ParseUint(a, 10, 64)
 			if err != nil || n == 0 {
-				return UsageError{fmt.Sprintf("outbox %s: %q is not an event number", verb, a)}
+				return UsageError{Msg: fmt.Sprintf("outbox %s: %q is not an event number", verb, a)}
 			}
 			seq = n
 		}
 	default:
-		return UsageError{fmt.Sprintf("outbox: unknown action %q (want list, retry or drop)", verb)}
+		return UsageError{Msg: fmt.Sprintf("outbox: unknown action %q (want list, retry or drop)", verb)}
 	}
 	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
 	defer cancel()
@@ -105,4 +104,9 @@ func Outbox(ctx context.Context, args []string, stdout, stderr io.Writer, load L
 			e.Created.UTC().Format(time.RFC3339), next, e.LastError)
 	}
 	return tw.Flush()
+}
+
+func outboxFlags(verb string) (*flag.FlagSet, *string) {
+	fs := NewFlagSet("outbox " + verb)
+	return fs, fs.String("config", "", serviceConfigUsage)
 }

@@ -14,14 +14,13 @@ import (
 // Status is `movidesk-agi status`: whether the service runs and serves,
 // what it holds, and whether Movidesk's rate keeps up.
 func Status(ctx context.Context, args []string, stdout, stderr io.Writer, load Load) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs, path := statusFlags()
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (TOML); its admin.listen, or its store.path when the service is stopped")
 	if err := ParseInterspersed(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
-		return UsageError{"status takes no argument"}
+		return UsageError{Msg: "status takes no argument"}
 	}
 	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
 	defer cancel()
@@ -95,6 +94,11 @@ func Status(ctx context.Context, args []string, stdout, stderr io.Writer, load L
 		return errors.New("the service is not ready: " + st.Reason)
 	}
 	return nil
+}
+
+func statusFlags() (*flag.FlagSet, *string) {
+	fs := NewFlagSet("status")
+	return fs, fs.String("config", "", serviceConfigUsage)
 }
 
 func printOutbox(w io.Writer, where string, st admin.OutboxStatus) {
