@@ -279,6 +279,7 @@ type wait struct {
 	ctx     context.Context // the caller's, when it can end before the session
 	until   time.Time       // the reply's deadline; zero for the session's
 	after   time.Duration   // until, from when the command was sent
+	sent    time.Time       // when the command was sent
 	fromCtx bool            // until is ctx's deadline
 	armed   bool            // ctx's end interrupts the read (see readCancellable)
 }
@@ -293,17 +294,18 @@ func (s *Session) do(ctx context.Context, c *command, cmd string, args, boundArg
 	defer s.mu.Unlock()
 	watching := s.begin()
 	defer s.finish()
-	if err := s.send(cmd, args, watching); err != nil {
-		return Reply{}, err
-	}
 	var w wait
 	s.deadlineOf(&w, ctx, c, boundArgs)
+	if err := s.send(cmd, args, watching, &w); err != nil {
+		return Reply{}, err
+	}
 	return s.readReply(cmd, watching, &w)
 }
 
 // deadlineOf sets w for a command sent now.
 func (s *Session) deadlineOf(w *wait, ctx context.Context, c *command, args []string) {
 	now := time.Now()
+	w.sent = now
 	if extra, ok := c.bound(args); ok {
 		w.until = now.Add(s.srv.readTimeout() + extra)
 	}
@@ -322,8 +324,11 @@ func (s *Session) deadlineOf(w *wait, ctx context.Context, c *command, args []st
 	}
 }
 
-// send writes the command line.
-func (s *Session) send(cmd string, args []string, watching bool) error {
+// send writes the command line. Without the reader goroutine, it also sets
+// the read deadline of the reply, once: in one call with the write's when
+// they are the same instant, as they are for a command that answers at
+// once with the default timeouts.
+func (s *Session) send(cmd string, args []string, watching bool, w *wait) error {
 	if s.ctx.Err() != nil {
 		return s.endedErr(cmd)
 	}
@@ -345,8 +350,31 @@ func (s *Session) send(cmd string, args []string, watching bool) error {
 	s.rec.sent(b)
 	b = append(b, '\n')
 	s.buf = b
-	if err := s.conn.SetWriteDeadline(s.clamp(s.srv.writeTimeout())); err != nil {
-		return s.fail(fmt.Errorf("agi: %s: setting write deadline: %w", cmd, err))
+	write := w.sent.Add(s.srv.writeTimeout())
+	if write.After(s.deadline) {
+		write = s.deadline
+	}
+	read := w.until
+	if read.IsZero() {
+		read = s.deadline
+	}
+	var err error
+	switch {
+	case watching:
+		// The reader's read deadline is the session's.
+		err = s.conn.SetWriteDeadline(write)
+	case read.Equal(write):
+		err = s.conn.SetDeadline(write)
+	default:
+		if err = s.conn.SetWriteDeadline(write); err == nil {
+			err = s.conn.SetReadDeadline(read)
+		}
+	}
+	if err != nil {
+		if s.ctx.Err() != nil {
+			return s.endedErr(cmd)
+		}
+		return s.fail(fmt.Errorf("agi: %s: setting deadlines: %w", cmd, err))
 	}
 	if _, err := s.conn.Write(b); err != nil {
 		if s.ctx.Err() != nil {
@@ -418,8 +446,9 @@ func (s *Session) readReply(cmd string, watching bool, w *wait) (Reply, error) {
 }
 
 // readCancellable is readReply for a caller's context that may end before
-// the reply: its end moves the read deadline to the past. The read goes on
-// only once that is undone, so that it cannot cut the next command's read.
+// the reply: its end moves the read deadline to the past. The command
+// returns only once that is over, so that it cannot cut the next command's
+// read, whose deadline is set anew.
 func (s *Session) readCancellable(cmd string, w *wait) (Reply, error) {
 	interrupted := make(chan struct{})
 	stop := context.AfterFunc(w.ctx, func() {
@@ -548,24 +577,10 @@ func (s *Session) readerErr(cmd string) error {
 }
 
 // readLineNow reads the next reply line on the caller's goroutine, within
-// w's deadline (and the session's). HANGUP lines are absorbed.
+// the read deadline send set (and that a cancelled context moved). HANGUP
+// lines are absorbed.
 func (s *Session) readLineNow(cmd string, w *wait) (string, error) {
-	until := w.until
-	if until.IsZero() {
-		until = s.deadline
-	}
 	for {
-		if err := s.conn.SetReadDeadline(until); err != nil {
-			if s.ctx.Err() != nil {
-				return "", s.endedErr(cmd)
-			}
-			return "", s.fail(cmdErr(cmd, fmt.Errorf("setting read deadline: %w", err)))
-		}
-		// Ended before the deadline was set: its interruption may have
-		// been undone by it.
-		if w.ctx != nil && w.ctx.Err() != nil {
-			return "", s.waitEnded(cmd, w)
-		}
 		line, err := readLine(s.br, s.srv.maxLineBytes())
 		if err != nil {
 			return "", s.readLineFailed(cmd, w, err)
