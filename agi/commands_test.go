@@ -297,6 +297,9 @@ func TestTypedCommands(t *testing.T) {
 	for _, c := range commandCases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
+			if !strings.HasPrefix(c.sent, strings.ToUpper(c.command)) {
+				t.Fatalf("the case for %q sends %q", c.command, c.sent)
+			}
 			type result struct {
 				v   any
 				err error
