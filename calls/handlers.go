@@ -520,7 +520,11 @@ func (h *Handlers) link(ctx context.Context, c *channel, ev *event) error {
 		}
 		return badInput("no recording link: pass link= or set %s", c.cfg.fieldName(a, account.FieldRecordingLink))
 	}
-	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Link, Key: callstate.LinkKey(r.Link), Link: r, Recording: ev.recording})
+	key := callstate.LinkKey(r.Link)
+	if ev.recording != nil {
+		key = callstate.RecordingLinkKey(ev.recording.Key)
+	}
+	ev.out, err = c.recordEvent(ctx, callstate.Event{Kind: callstate.Link, Key: key, Link: r, Recording: ev.recording})
 	return err
 }
 

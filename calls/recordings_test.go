@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"text/template"
+	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/calls"
 	"github.com/movidesk-agi/movidesk-agi/callstate"
@@ -199,5 +200,38 @@ func TestASpooledEndCarriesTheServedLink(t *testing.T) {
 	}
 	if path, _ := storedRecording(t, r, "sp"); path != linked+".wav" {
 		t.Errorf("stored recording = %q; want %s.wav", path, linked)
+	}
+}
+
+// With a lifetime, each link made is another text; the same recording's
+// link, the route run twice (by AGI and from the spool, in h and in a
+// hangup handler), is still sent once.
+func TestALinkWithALifetimeIsSentOnce(t *testing.T) {
+	clock := now
+	key, err := recordings.LoadOrCreateKey(filepath.Join(t.TempDir(), "recordings.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := &recordings.Signer{PublicURL: "https://pbx.example.com:8443", Keys: recordings.NewRing(key), Lifetime: 24 * time.Hour,
+		Now: func() time.Time { return clock }}
+	r := newRig(t, func(c *calls.Config) { c.Recordings, c.RecordingsFolder = signer, monitor })
+	answered(r, "e1")
+	link := env("link", "PJSIP/loop-00000001", linked, "4733990777", "from-trunk", "id=e1", "recording="+linked+".wav") + status("OK", "")
+	r.replay(link)
+	clock = clock.Add(time.Minute)
+	r.replay(link)
+	if got := r.accepted(); len(got) != 2 {
+		t.Errorf("Movidesk got %d requests; want the transfer and one link:\n%v", len(got), got)
+	}
+	if err := callstate.New(r.store, callstate.Options{}).Made(t.Context(), "", "m2"); err != nil {
+		t.Fatal(err)
+	}
+	end := env("hangup", "PJSIP/loop-00000001", linked, "4733990777", "from-agents", "id=m2", "recording=m2.wav") +
+		get("CHANNEL(linkedid)", "200 result=1 ("+linked+")") + get("QUEUENAME", "200 result=0") + status("OK", "")
+	r.replay(end)
+	clock = clock.Add(time.Minute)
+	r.replay(end)
+	if got := r.accepted(); len(got) != 3 {
+		t.Errorf("Movidesk got %d requests; want the made call's link once more:\n%v", len(got), got)
 	}
 }

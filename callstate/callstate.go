@@ -275,8 +275,8 @@ type Event struct {
 	Link     movidesk.CallLink        // Link
 
 	// Recording, when set, is where the recording the event's link leads
-	// to is: stored with the event, whatever Movidesk is sent, so that
-	// the link finds it (see Machine.Recording).
+	// to is: stored with the event when it sends that link, so that the
+	// link finds it (see Machine.Recording).
 	Recording *Recording
 }
 
@@ -293,6 +293,26 @@ type Recording struct {
 
 // recordingMark is the mark a recording is stored under.
 func recordingMark(key string) string { return "recording/" + key }
+
+// sendsLink reports whether d sends a recording link.
+func sendsLink(d Decision) bool {
+	if d.Result != Queued {
+		return false
+	}
+	for _, r := range d.Sent {
+		switch r := r.(type) {
+		case movidesk.CompletedCall:
+			if r.Link != "" {
+				return true
+			}
+		case movidesk.CallLink:
+			if r.Link != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 func putRecording(tx Tx, r *Recording) error {
 	if r == nil {
@@ -317,6 +337,11 @@ func TransferKey(uniqueID, branchLine string) string {
 
 // LinkKey is the identity of a recording link.
 func LinkKey(link string) string { return "link " + link }
+
+// RecordingLinkKey is the identity of the link to the recording stored
+// under key (Recording.Key), whatever the link's own text: a link with a
+// lifetime is another text each time it is made.
+func RecordingLinkKey(key string) string { return "link recording " + key }
 
 // Base is the event's base call id.
 func (e Event) Base() string {
@@ -369,9 +394,13 @@ func apply(tx Tx, ev Event, class Class, now time.Time) (Decision, error) {
 			return Decision{}, err
 		}
 	}
-	// Even a duplicate's: the file the link leads to is the same.
-	if err := putRecording(tx, ev.Recording); err != nil {
-		return Decision{}, err
+	// Only with the link that leads to it: a later event (a duplicate
+	// end from another channel, naming another file) must not change
+	// what a link already sent plays.
+	if sendsLink(d) {
+		if err := putRecording(tx, ev.Recording); err != nil {
+			return Decision{}, err
+		}
 	}
 	if d.Result == MadeCall {
 		// Nothing to send, but the end is remembered: the call is then
@@ -419,6 +448,9 @@ func decide(c *Call, ev Event) (Decision, error) {
 			// takes of a made call.
 			r := movidesk.CallLink{ID: ev.Complete.ID, Link: ev.Complete.Link}
 			key := LinkKey(r.Link)
+			if ev.Recording != nil {
+				key = RecordingLinkKey(ev.Recording.Key)
+			}
 			c.Completed = true
 			if r.Link == "" || c.seen(key) {
 				return Decision{Result: MadeCall}, nil

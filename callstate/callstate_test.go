@@ -450,14 +450,16 @@ func TestImportStoresNothingOfAFailedBatch(t *testing.T) {
 	}
 }
 
-// A recording's place is kept with the event that carries its link,
-// whatever Movidesk is sent (a duplicate end included), and not when the
-// event is refused; the link finds it by its key.
+// A recording's place is kept with the event that sends its link, not
+// with a duplicate's nor a refused event's; the link finds it by its key.
 func TestTheRecordingIsFoundByItsKey(t *testing.T) {
 	store := &memstore.Store{}
 	m := callstate.New(store, callstate.Options{Now: func() time.Time { return t0 }})
 	if _, found, err := m.Recording("1795524751.12"); found || err != nil {
 		t.Fatalf("Recording before any event = found %v, %v; want none", found, err)
+	}
+	if _, err := m.Record(t.Context(), transfer("leg-a", "5252", 0)); err != nil {
+		t.Fatal(err)
 	}
 	ev := hangup(5)
 	ev.Complete.Link = "https://pbx/r/1795524751.12/mac"
@@ -470,15 +472,15 @@ func TestTheRecordingIsFoundByItsKey(t *testing.T) {
 		t.Fatalf("Recording = %+v, %v, %v; want %+v", got, found, err, *ev.Recording)
 	}
 
-	// The same end again, its recording now elsewhere: a duplicate, but
-	// the place is the newest.
-	ev.Recording.Path = "moved.wav"
+	// The same end again from another channel, naming another file: a
+	// duplicate, which sends nothing, so the link sent plays what it did.
+	ev.Recording.Path = "other-leg.wav"
 	out, err := m.Record(t.Context(), ev)
 	if err != nil || out.Result != callstate.Duplicate {
 		t.Fatalf("second end = %v, %v; want a duplicate", out.Result, err)
 	}
-	if got, _, _ := m.Recording("1795524751.12"); got.Path != "moved.wav" {
-		t.Errorf("after the duplicate, Path = %q; want moved.wav", got.Path)
+	if got, _, _ := m.Recording("1795524751.12"); got.Path == "other-leg.wav" {
+		t.Errorf("a duplicate end changed the file the link sent leads to: %q", got.Path)
 	}
 
 	// An event Movidesk would refuse stores nothing, its recording neither.

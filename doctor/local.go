@@ -147,8 +147,8 @@ func CheckService(ctx context.Context, addr string, timeout time.Duration) Resul
 // otherwise it checks as the user it runs as.
 func CheckRecordings(dir, user string, uid, gid int) Result {
 	check := "recordings folder " + dir + " readable by " + user
-	fix := "let " + user + " read it, and what MixMonitor writes there later: `setfacl -R -m u:" + user + ":rX " + dir +
-		" && find " + dir + " -type d -exec setfacl -d -m u:" + user + ":rX {} +` (the package does this for /var/spool/asterisk/monitor); not Asterisk's group, which could write it"
+	fix := "let " + user + " reach and read it, and what MixMonitor writes there later: `setfacl -m u:" + user + ":x " + filepath.Dir(dir) +
+		" && setfacl -R -n -m u:" + user + ":rX -m d:u:" + user + ":rX " + dir + "` (the package does this for /var/spool/asterisk/monitor); not Asterisk's group, which could write it"
 	type answer struct {
 		newest string
 		err    error

@@ -172,7 +172,7 @@ func TestRecordings(t *testing.T) {
 	if err := os.Chmod(rec, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	wantLine(t, CheckRecordings(dir, "movidesk-agi", nobody, nobody), Fail, "permission denied", "setfacl -R -m u:movidesk-agi:rX "+dir, "not Asterisk's group")
+	wantLine(t, CheckRecordings(dir, "movidesk-agi", nobody, nobody), Fail, "permission denied", "setfacl -m u:movidesk-agi:x "+filepath.Dir(dir), "setfacl -R -n -m u:movidesk-agi:rX -m d:u:movidesk-agi:rX "+dir, "not Asterisk's group")
 	if out, err := exec.Command(setfacl, "-R", "-m", "u:nobody:rX", dir).CombinedOutput(); err != nil {
 		t.Fatalf("setfacl: %v\n%s", err, out)
 	}

@@ -231,10 +231,15 @@ func (c *Client) SetCallLink(ctx context.Context, r CallLink) error {
 	return c.Send(ctx, r)
 }
 
-// Describe returns what Send would send for r, with the token redacted.
+// Describe returns what Send would send for r, with the token and the
+// recording link's signature redacted.
 func (c *Client) Describe(r Request) (method, redactedURL string, body []byte) {
+	if l, ok := r.(CallLink); ok && l.Link != "" {
+		l.Link = redact.Link(l.Link)
+		r = l
+	}
 	method, u, body := c.build(r, Redacted)
-	return method, u, body
+	return method, RedactURL(u), body
 }
 
 // build returns the method, URL and body for r with the given token.
@@ -354,8 +359,28 @@ func sanitize(err error, token string) error {
 }
 
 // RedactURL returns raw with the value of its token query parameter replaced
-// by REDACTED. A URL that does not parse is redacted entirely.
-func RedactURL(raw string) string { return redact.URL(raw, "token") }
+// by REDACTED, and its recording link's signature (see redact.Link): a link
+// may be the recording's only credential. A URL that does not parse is
+// redacted entirely.
+func RedactURL(raw string) string {
+	s := redact.URL(raw, "token")
+	u, err := url.Parse(s)
+	if err != nil {
+		return redact.Mask
+	}
+	q := u.Query()
+	masked := false
+	for _, k := range []string{"link", "Link"} {
+		if v := q.Get(k); v != "" {
+			q.Set(k, redact.Link(v))
+			masked = true
+		}
+	}
+	if masked {
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
 
 // APIError is a non-2xx answer from Movidesk.
 type APIError struct {

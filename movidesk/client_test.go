@@ -467,7 +467,8 @@ func TestClientDryRun(t *testing.T) {
 	if err := c.Send(t.Context(), completed); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetCallLink(t.Context(), movidesk.CallLink{ID: "5", Link: "l"}); err != nil {
+	// A served recording's link: its last segment is its credential.
+	if err := c.SetCallLink(t.Context(), movidesk.CallLink{ID: "5", Link: "https://pbx.example.com/r/5/9stevfEQGMspLoffwvC4MQ"}); err != nil {
 		t.Fatal(err)
 	}
 	var ve *movidesk.ValidationError
@@ -476,7 +477,7 @@ func TestClientDryRun(t *testing.T) {
 	}
 	want := []logged{
 		{"GET", url.Values{"token": {"REDACTED"}, "id": {"1700000000.42"}, "link": {""}, "completedDate": {"2024-03-05T18:50:00"}}, ""},
-		{"POST", url.Values{"token": {"REDACTED"}, "id": {"5"}, "Link": {"l"}}, `{"id":"5","Link":"l"}`},
+		{"POST", url.Values{"token": {"REDACTED"}, "id": {"5"}, "Link": {"https://pbx.example.com/r/5/REDACTED"}}, `{"id":"5","Link":"https://pbx.example.com/r/5/REDACTED"}`},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("dry-run log (-want +got):\n%s", diff)

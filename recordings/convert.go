@@ -118,6 +118,10 @@ type converter struct {
 	timeout  time.Duration
 	slots    chan struct{}
 	hook     func(convEvent, string) // tests only; nil otherwise
+	// life ends with the Server: conversions still running are stopped
+	// (their ffmpeg killed) rather than outlive the service's stop.
+	life context.Context
+	stop context.CancelFunc
 
 	mu      sync.Mutex
 	flights map[string]*flight
@@ -169,6 +173,7 @@ func newConverter(cfg Config, folder, ffmpeg string) (*converter, error) {
 		ffmpeg: ffmpeg, timeout: convertTimeout, slots: make(chan struct{}, maxConversions),
 		flights: map[string]*flight{}, lru: list.New(), entries: map[string]*list.Element{},
 	}
+	c.life, c.stop = context.WithCancel(context.Background())
 	if c.capBytes == 0 {
 		c.capBytes = DefaultCacheBytes
 	}
@@ -391,7 +396,7 @@ func (c *converter) join(key string, src *os.File, rel string) (*flight, error) 
 		if err != nil {
 			return nil, fmt.Errorf("recordings: converting to %s: %w", c.format, err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(c.life)
 		fl = &flight{key: key, ctx: ctx, cancel: cancel, done: make(chan struct{})}
 		c.flights[key] = fl
 		go c.run(fl, own, strings.ToLower(filepath.Ext(rel)))

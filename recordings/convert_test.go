@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/internal/debpkg"
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 )
 
 func needFFmpeg(tb testing.TB) {
@@ -645,9 +646,13 @@ func TestConvertFailures(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			f := newConvFixture(t, FormatOpus, 0)
 			c.setup(t, f)
-			w := f.get(t, f.link(t, "c"))
+			// As a download: the page is not saved as the recording.
+			w := f.get(t, f.link(t, "c")+"?download")
 			if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "could not be converted") {
 				t.Fatalf("status %d: %.200q", w.Code, w.Body)
+			}
+			if cd := w.Header().Get("Content-Disposition"); cd != "" {
+				t.Errorf("the failure's page comes as a download: Content-Disposition %q", cd)
 			}
 			if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
 				t.Errorf("Content-Type %q", ct)
@@ -842,5 +847,32 @@ func BenchmarkConvert(b *testing.B) {
 				b.ReportMetric(cpu.Seconds()/float64(b.N)/minutes, "cpu-s/audio-min")
 			})
 		}
+	}
+}
+
+// Closing the server stops the conversions still running, their ffmpeg
+// killed: none outlives the service's stop.
+func TestCloseStopsRunningConversions(t *testing.T) {
+	f := newConvFixture(t, FormatMP3, 0)
+	stuck := filepath.Join(t.TempDir(), "ffmpeg")
+	if err := os.WriteFile(stuck, []byte("#!/bin/sh\nexec sleep 600\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.conv.ffmpeg = stuck
+	started := make(chan struct{}, 1)
+	f.conv.hook = func(ev convEvent, _ string) {
+		if ev == evStarted {
+			started <- struct{}{}
+		}
+	}
+	f.add(t, "c", "a.wav", wav(16000))
+	answered := make(chan int, 1)
+	go func() { answered <- f.get(t, f.link(t, "c")).Code }()
+	testutil.Receive(t, started, "the conversion to start")
+	if err := f.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code := testutil.Receive(t, answered, "the request to end once the server closed"); code < 500 {
+		t.Errorf("a request whose conversion was stopped = %d; want an error page", code)
 	}
 }

@@ -740,3 +740,31 @@ func TestOverHTTP(t *testing.T) {
 		t.Fatalf("status %d, %d bytes, %v", resp.StatusCode, len(body), err)
 	}
 }
+
+// The download's name is the call's and a plain extension: nothing of the
+// PBX's file name that would need quoting reaches the header; and one URL
+// being the page or the audio by Accept, caches are told so.
+func TestDownloadNameAndVary(t *testing.T) {
+	f := newFixture(t, NewRing(testKey(1)))
+	f.add(t, "c1", `odd".wav"x`, wav(100))
+	f.add(t, "c2", "2026/12/07/b.WAV", wav(100))
+	w := f.get(t, f.link(t, "c1")+"?download")
+	if got := w.Header().Get("Content-Disposition"); got != `attachment; filename="c1"` {
+		t.Errorf("Content-Disposition = %q; want the call's name alone for an odd extension", got)
+	}
+	w = f.get(t, f.link(t, "c2")+"?download")
+	if got := w.Header().Get("Content-Disposition"); got != `attachment; filename="c2.wav"` {
+		t.Errorf("Content-Disposition = %q; want c2.wav", got)
+	}
+	if got := w.Header().Get("Vary"); got != "Accept" {
+		t.Errorf("Vary = %q; want Accept", got)
+	}
+	// A page answering ?download (here: a deleted recording) is no file.
+	if err := os.Remove(filepath.Join(f.dir, "2026/12/07/b.WAV")); err != nil {
+		t.Fatal(err)
+	}
+	w = f.get(t, f.link(t, "c2")+"?download")
+	if w.Code != 410 || w.Header().Get("Content-Disposition") != "" {
+		t.Errorf("a deleted recording's download = %d with Content-Disposition %q; want 410, a page", w.Code, w.Header().Get("Content-Disposition"))
+	}
+}

@@ -147,13 +147,18 @@ func NewServer(dir string, keys *Ring, loc Locator, cfg Config) (*Server, error)
 }
 
 // Close releases the folder.
-func (s *Server) Close() error { return s.root.Close() }
+func (s *Server) Close() error {
+	if s.conv != nil {
+		s.conv.stop()
+	}
+	return s.root.Close()
+}
 
 // ContentType is the type served for a recording's name; set explicitly
 // because mime's answer depends on the host's tables.
 func ContentType(name string) string {
 	switch strings.ToLower(filepath.Ext(name)) {
-	case ".wav", ".wav49":
+	case ".wav", ".wav16", ".wav49":
 		return "audio/wav"
 	case ".mp3":
 		return "audio/mpeg"
@@ -224,6 +229,9 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "private")
+	// One URL is the player page or the audio, by Accept: a cache must
+	// not answer a browser's click with the audio it kept for the player.
+	w.Header().Set("Vary", "Accept")
 	a := Access{Addr: remoteHost(r)}
 	if s.cfg.ClientAddr != nil {
 		a.Addr = s.cfg.ClientAddr(r)
@@ -321,6 +329,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, a *Access) string
 		name = "recording"
 	}
 	ext := strings.ToLower(filepath.Ext(rel))
+	if !safeExt(ext) {
+		ext = "" // the name is the PBX's: nothing of it that needs quoting
+	}
 	convert := s.conv.converts(ext)
 	if convert {
 		ext = s.conv.t.ext
@@ -361,6 +372,20 @@ func (s *Server) stillWriting(f io.ReaderAt, fi os.FileInfo, now time.Time) (tim
 	return 0, false
 }
 
+// safeExt reports an extension of one to eight lowercase letters or
+// digits after the dot, fit for a quoted file name.
+func safeExt(ext string) bool {
+	if len(ext) < 2 || len(ext) > 9 || ext[0] != '.' {
+		return false
+	}
+	for _, c := range []byte(ext[1:]) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
 // wantsHTML: a browser opening the link names text/html first; its
 // <audio> element (Accept: */*) and players get the file.
 func wantsHTML(r *http.Request) bool {
@@ -384,6 +409,8 @@ type pageData struct{ Title, Text, Src, Download string }
 
 func writePage(w http.ResponseWriter, status int, d pageData) {
 	h := w.Header()
+	// A page answers ?download too (a failed conversion): it is no file.
+	h.Del("Content-Disposition")
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", "default-src 'none'; media-src 'self'; style-src 'unsafe-inline'")
 	w.WriteHeader(status)

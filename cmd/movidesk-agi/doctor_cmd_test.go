@@ -584,7 +584,7 @@ func TestDoctorRecordingsFolder(t *testing.T) {
 		return asterisk(name)
 	}
 	out, code := runDoctor(t, args, env)
-	if code != 1 || !strings.Contains(out, "FAIL recordings folder "+folder+" readable by movidesk-agi") || !strings.Contains(out, "setfacl -R -m u:movidesk-agi:rX") {
+	if code != 1 || !strings.Contains(out, "FAIL recordings folder "+folder+" readable by movidesk-agi") || !strings.Contains(out, "setfacl -R -n -m u:movidesk-agi:rX -m d:u:movidesk-agi:rX") {
 		t.Fatalf("exit %d, want 1 with the recordings folder's line and its fix:\n%s", code, out)
 	}
 	if err := os.Chmod(folder, 0o755); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/movidesk-agi/movidesk-agi/callstate"
+	"github.com/movidesk-agi/movidesk-agi/clicktocall"
 	"github.com/movidesk-agi/movidesk-agi/internal/certreload"
 	"github.com/movidesk-agi/movidesk-agi/recordings"
 )
@@ -34,6 +35,10 @@ type RecordingsConfig struct {
 	Listen      string `toml:"listen"`
 	TLSCertFile string `toml:"tls_cert_file"`
 	TLSKeyFile  string `toml:"tls_key_file"`
+	// TrustedProxies are the reverse proxies in front of the own
+	// listener, whose X-Forwarded-For names the agent (on click-to-call's
+	// listener, click_to_call.trusted_proxies apply).
+	TrustedProxies []string `toml:"trusted_proxies"`
 	// KeyFile holds the key links are signed with, made at first start
 	// (default: recordings.key beside store.path); PreviousKeyFiles are
 	// keys whose links still play after a rotation.
@@ -130,13 +135,24 @@ func (c *Config) validateRecordings() []error {
 		bad("public_url", "is required: the address agents' browsers reach this listener at, such as https://pbx.example.com:8443")
 	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
 		bad("public_url", "must be an http or https URL without a query, such as https://pbx.example.com:8443, got %q", rc.PublicURL)
+	case strings.TrimSuffix(u.Path, "/") != "":
+		// The links are served under /r/ at the listener's root.
+		bad("public_url", "must have no path (links are %s... at the root of the listener, or of the proxy in front of it), got %q", recordings.PathPrefix, rc.PublicURL)
 	case len(strings.TrimSuffix(rc.PublicURL, "/")) > recordings.MaxPublicURLLen:
-		bad("public_url", "is %d characters; at most %d keep every link within Movidesk's 256", len(rc.PublicURL), recordings.MaxPublicURLLen)
+		bad("public_url", "is %d characters; at most %d keep every link within Movidesk's 256", len(strings.TrimSuffix(rc.PublicURL, "/")), recordings.MaxPublicURLLen)
+	}
+	for i, a := range rc.TrustedProxies {
+		if _, err := parseAllow(a); err != nil {
+			bad(fmt.Sprintf("trusted_proxies[%d]", i), "%v", err)
+		}
 	}
 	switch {
 	case c.recordingsShareListener():
 		if rc.TLSCertFile != "" || rc.TLSKeyFile != "" {
 			bad("tls_cert_file", "is for a listener of the recordings' own (recordings.listen); on click-to-call's listener, click_to_call.tls_cert_file serves both")
+		}
+		if len(rc.TrustedProxies) > 0 {
+			bad("trusted_proxies", "is for a listener of the recordings' own (recordings.listen); on click-to-call's listener, click_to_call.trusted_proxies apply")
 		}
 	case rc.Listen == "":
 		bad("listen", "is required when click-to-call is off (click_to_call.listen is empty): the address to serve the recordings on, such as \":8443\"")
@@ -182,8 +198,12 @@ func (c *Config) RecordingsWarnings() []string {
 	}
 	if !c.recordingsShareListener() && rc.TLSCertFile == "" {
 		if host, _, err := net.SplitHostPort(rc.Listen); err == nil {
-			if a, err := netip.ParseAddr(host); host == "" || (err == nil && !a.IsLoopback()) {
+			a, aerr := netip.ParseAddr(host)
+			switch {
+			case host == "" || (aerr == nil && !a.IsLoopback()):
 				out = append(out, fmt.Sprintf("recordings.listen %q takes plain HTTP from the network; set tls_cert_file and tls_key_file, or listen on 127.0.0.1 behind a TLS reverse proxy", rc.Listen))
+			case aerr == nil && a.IsLoopback() && len(rc.TrustedProxies) == 0 && !loopbackHost(publicHost(rc.PublicURL)):
+				out = append(out, fmt.Sprintf("recordings.listen %q is on loopback behind %s: list the proxy in recordings.trusted_proxies (e.g. [\"127.0.0.1\"]), or every agent seems to be the proxy, and one sender of bad links locks them all out", rc.Listen, rc.PublicURL))
 			}
 		}
 	}
@@ -221,6 +241,14 @@ func (c *Config) RecordingsSummary() []string {
 	}
 }
 
+func publicHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
 // recordingsLocator finds a link's recording where the routes stored it.
 type recordingsLocator struct{ m *callstate.Machine }
 
@@ -255,16 +283,21 @@ func (m *Main) openRecordings(cfg Config) error {
 	m.recSigner = &recordings.Signer{PublicURL: rc.PublicURL, Keys: ring, Lifetime: time.Duration(rc.Lifetime)}
 	log := m.Log.With().Str("component", "recordings").Logger()
 	metrics := m.admin.Metrics()
-	var client func(*http.Request) string
+	// Behind a reverse proxy, every agent would be the proxy, and one
+	// forger would lock them all out: the proxy names the client.
+	var auth clicktocall.Auth
 	if cfg.recordingsShareListener() {
-		// Behind click-to-call's reverse proxy, every agent would be the
-		// proxy, and one forger would lock them all out.
-		auth, err := cfg.clickToCallAuth()
-		if err != nil {
+		if auth, err = cfg.clickToCallAuth(); err != nil {
 			return fmt.Errorf("click_to_call: %w", err)
 		}
-		client = func(r *http.Request) string { return auth.Client(r).String() }
+	} else {
+		for _, s := range rc.TrustedProxies {
+			if p, err := parseAllow(s); err == nil {
+				auth.TrustedProxies = append(auth.TrustedProxies, p)
+			}
+		}
 	}
+	client := func(r *http.Request) string { return auth.Client(r).String() }
 	m.recServer, err = recordings.NewServer(rc.Folder, ring, recordingsLocator{m.calls}, recordings.Config{
 		Limiter:    &recordings.Backoff{},
 		ClientAddr: client,

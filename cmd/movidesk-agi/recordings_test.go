@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
+	"github.com/movidesk-agi/movidesk-agi/recordings"
 )
 
 // writeWAV writes a closed 8 kHz 16-bit mono WAV of secs seconds, as
@@ -259,11 +261,13 @@ func TestRecordingsConfigNamesTheKey(t *testing.T) {
 	for _, tc := range []struct{ text, key, says string }{
 		{"[recordings]\nenabled = true\npublic_url = \"https://pbx.example.com\"\n", "recordings.listen", "click-to-call is off"},
 		{"[recordings]\nenabled = true\nlisten = \":8443\"\n", "recordings.public_url", "is required"},
-		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"https://pbx.example.com/" + strings.Repeat("x", 160) + "\"\n", "recordings.public_url", "at most 154"},
+		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"https://" + strings.Repeat("pbx.", 40) + "example.com\"\n", "recordings.public_url", "at most 154"},
 		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"ftp://pbx\"\n", "recordings.public_url", "http or https"},
 		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"https://pbx\"\nfolder = \"monitor\"\n", "recordings.folder", "absolute"},
 		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"https://pbx\"\ntls_cert_file = \"c.pem\"\n", "recordings.tls_cert_file", "go together"},
 		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"https://pbx\"\nlifetime = \"-1h\"\n", "recordings.lifetime", "negative"},
+		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"https://pbx/recordings\"\n", "recordings.public_url", "no path"},
+		{"[recordings]\nenabled = true\nlisten = \":8443\"\npublic_url = \"https://pbx\"\ntrusted_proxies = [\"proxy\"]\n", "recordings.trusted_proxies[0]", "not a CIDR"},
 	} {
 		t.Run(tc.key, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "config.toml")
@@ -301,5 +305,75 @@ func TestCheckConfigPrintsAnExampleLink(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "recordings.key")); err == nil {
 		t.Error("check-config made the service's key")
+	}
+}
+
+// A link is its recording's credential: when Movidesk cannot be reached,
+// the errors logged and kept with the event (the status page's) name the
+// link without it, at every log level.
+func TestALinksSignatureNeverReachesTheLogOrTheStatusPage(t *testing.T) {
+	fake := movidesktest.NewServer(t, secret)
+	folder := t.TempDir()
+	file := filepath.Join(folder, "1795524751.12.wav")
+	writeWAV(t, file, 1)
+	cfg := recordingsConfig(t, fake, folder)
+	// Movidesk unreachable: Go's errors print the whole URL.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	cfg.Movidesk.BaseURL = "http://" + l.Addr().String() + "/public/v1"
+	cfg.Log.Level = "debug"
+	cfg.Admin.Listen = "127.0.0.1:0"
+	m, logs := startMain(t, cfg)
+	replies := func(cmd string) string {
+		if strings.Contains(cmd, "MIXMONITOR_FILENAME") {
+			return "200 result=1 (" + file + ")"
+		}
+		return channelReplies(cmd)
+	}
+	// The link route: its request carries the link in its URL and its body.
+	agiCall(t, m.Addr(), "link", []string{"recording=1795524751.12.wav"}, replies)
+	key, err := recordings.LoadKey(filepath.Join(filepath.Dir(m.Config().Store.Path), "recordings.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := (&recordings.Signer{PublicURL: cfg.Recordings.PublicURL, Keys: recordings.NewRing(key)}).Link("1795524751.12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := link[strings.LastIndexByte(link, '/')+1:]
+	_, events := adminGet(t, m, "/api/events", "")
+	_, page := adminGet(t, m, "/", "")
+	if !strings.Contains(events, "setMadeCallLink") {
+		t.Fatalf("the link's event is not kept:\n%s", events)
+	}
+	for where, text := range map[string]string{"the log": logs.String(), "/api/events": events, "the status page": page} {
+		if strings.Contains(text, mac) || strings.Contains(text, url.QueryEscape(mac)) {
+			t.Errorf("%s holds the link's signature:\n%s", where, text)
+		}
+	}
+	if !strings.Contains(logs.String(), "%2Fr%2F1795524751.12%2FREDACTED") {
+		t.Errorf("the log does not name the link, signature masked:\n%s", logs)
+	}
+}
+
+// Behind a reverse proxy in front of the recordings' own listener, the
+// agent is who recordings.trusted_proxies' proxy names.
+func TestRecordingsOwnListenerBehindAProxy(t *testing.T) {
+	fake := movidesktest.NewServer(t, secret)
+	folder := t.TempDir()
+	file := filepath.Join(folder, "1795524751.12.wav")
+	writeWAV(t, file, 1)
+	cfg := recordingsConfig(t, fake, folder)
+	cfg.Recordings.TrustedProxies = []string{"127.0.0.0/8"}
+	m, logs := startMain(t, cfg)
+	link := recordedCall(t, m, fake, "1795524751.12", file)
+	if resp, _ := fetch(t, m.RecordingsAddr().String(), link, "X-Forwarded-For", "198.51.100.4"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the link through the proxy = %d", resp.StatusCode)
+	}
+	if !strings.Contains(logs.String(), `"addr":"198.51.100.4","status":200`) {
+		t.Errorf("the access log does not name the agent behind the proxy:\n%s", logs)
 	}
 }

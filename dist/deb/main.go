@@ -215,7 +215,8 @@ func build(o options) (string, error) {
 		Overridables: nfpm.Overridables{
 			// adduser creates the system user; the spool's directory is
 			// Asterisk's group's when Asterisk runs on this host; acl's
-			// setfacl gives the service read access to Master.csv.
+			// setfacl gives the service read access to Master.csv and
+			// the recordings.
 			Depends:    []string{"adduser"},
 			Recommends: []string{"asterisk", "acl"},
 			// [recordings] format = "mp3" or "opus" converts with it.

@@ -48,6 +48,23 @@ type maskedError struct {
 func (e *maskedError) Error() string { return e.msg }
 func (e *maskedError) Unwrap() error { return e.err }
 
+// Link is a web link with what may make it a credential masked: its user
+// info, query, fragment and last path segment, where signed URLs and
+// capability links carry their signature ("https://pbx/r/17963.12/REDACTED").
+// What is left says where it leads; a link that does not parse is masked
+// whole.
+func Link(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return Mask
+	}
+	u.User, u.RawQuery, u.Fragment, u.RawFragment = nil, "", "", ""
+	if i := strings.LastIndexByte(u.Path, '/'); i >= 0 && i < len(u.Path)-1 {
+		u.Path, u.RawPath = u.Path[:i+1]+Mask, ""
+	}
+	return u.String()
+}
+
 // URL is raw with its user info and the values of the query parameters
 // named masked; a URL that does not parse is masked whole.
 func URL(raw string, params ...string) string {

@@ -46,3 +46,19 @@ func TestURL(t *testing.T) {
 		}
 	}
 }
+
+func TestLinkMasksWhatMayBeItsCredential(t *testing.T) {
+	for raw, want := range map[string]string{
+		"https://pbx.example.com:8443/r/1796342399.12/9stevfEQGMspLoffwvC4MQ":      "https://pbx.example.com:8443/r/1796342399.12/REDACTED",
+		"https://pbx.example.com/r/17963.12/1796999999/9stevfEQGMspLoffwvC4MQ":     "https://pbx.example.com/r/17963.12/1796999999/REDACTED",
+		"https://bucket.s3.example.com/rec/a.wav?X-Amz-Signature=abc&X-Amz-Date=1": "https://bucket.s3.example.com/rec/REDACTED",
+		"https://user:pw@rec.example.com/a.wav#t=3":                                "https://rec.example.com/REDACTED",
+		"https://rec.example.com/":                                                 "https://rec.example.com/",
+		"not a link":                                                               "REDACTED",
+		"":                                                                         "REDACTED",
+	} {
+		if got := redact.Link(raw); got != want {
+			t.Errorf("Link(%q) = %q; want %q", raw, got, want)
+		}
+	}
+}
