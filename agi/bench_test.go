@@ -2,6 +2,7 @@ package agi_test
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"strings"
 	"testing"
@@ -13,10 +14,10 @@ import (
 // captured environment, three GET VARIABLEs and one SET VARIABLE, close.
 func BenchmarkSession(b *testing.B) {
 	srv := &agi.Server{Handler: agi.HandlerFunc(func(s *agi.Session) {
-		s.GetVariable("CHANNEL(linkedid)")
-		s.GetVariable("CDR(start,u)")
-		s.GetVariable("CALLERID(num)")
-		s.SetVariable("MOVIDESK_STATUS", "sent")
+		s.GetVariable(context.Background(), "CHANNEL(linkedid)")
+		s.GetVariable(context.Background(), "CDR(start,u)")
+		s.GetVariable(context.Background(), "CALLERID(num)")
+		s.SetVariable(context.Background(), "MOVIDESK_STATUS", "sent")
 	})}
 	addr := start(b, srv)
 	replies := []string{

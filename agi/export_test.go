@@ -26,3 +26,13 @@ func SetClock(s *Server, now func() time.Time) (flush func()) {
 		}
 	}
 }
+
+// KnownCommands returns the names of the commands the session knows the
+// timing of, which have a typed method each.
+func KnownCommands() []string {
+	names := make([]string, len(commands))
+	for i, c := range commands {
+		names[i] = c.name
+	}
+	return names
+}

@@ -240,3 +240,23 @@ func asteriskParseArgs(s string) []string {
 	}
 	return argv
 }
+
+func TestReplyNumbers(t *testing.T) {
+	r, err := agi.ParseReply("200 result=-1 (hangup) endpos=4480")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Int(); err != nil || n != -1 {
+		t.Errorf("Int: %d, %v; want -1", n, err)
+	}
+	if pos, ok := r.EndPos(); !ok || pos != 4480 {
+		t.Errorf("EndPos: %d, %v; want 4480", pos, ok)
+	}
+	r, _ = agi.ParseReply("200 result= (timeout)")
+	if _, err := r.Int(); err == nil || !strings.Contains(err.Error(), `result "" is not a number`) {
+		t.Errorf("Int of an empty result: %v; want an error naming it", err)
+	}
+	if _, ok := r.EndPos(); ok {
+		t.Error("EndPos of a reply without one")
+	}
+}

@@ -1,6 +1,7 @@
 package agi_test
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ func holdingServer() *agi.Server {
 	return &agi.Server{
 		ReadTimeout:    time.Hour,
 		SessionTimeout: time.Hour,
-		Handler:        agi.HandlerFunc(func(s *agi.Session) { s.GetVariable("HOLD") }),
+		Handler:        agi.HandlerFunc(func(s *agi.Session) { s.GetVariable(context.Background(), "HOLD") }),
 	}
 }
 

@@ -3,6 +3,7 @@ package agi
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -103,3 +104,23 @@ func ParseReply(line string) (Reply, error) {
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// Int returns the result as a number, as most commands' results are.
+func (r Reply) Int() (int, error) {
+	n, err := strconv.Atoi(r.Result)
+	if err != nil {
+		return 0, fmt.Errorf("agi: reply %.60q: result %q is not a number", r.Raw, r.Result)
+	}
+	return n, nil
+}
+
+// EndPos returns the reply's endpos=, where a sound stopped (in samples; in
+// milliseconds for CONTROL STREAM FILE), and whether the reply had one.
+func (r Reply) EndPos() (int64, bool) {
+	v, ok := r.Extra["endpos"]
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil
+}

@@ -25,7 +25,7 @@ var ErrServerClosed = errors.New("agi: server closed")
 const (
 	DefaultAddr           = ":4573"
 	DefaultMaxSessions    = 256
-	DefaultSessionTimeout = 30 * time.Second
+	DefaultSessionTimeout = time.Hour
 	DefaultReadTimeout    = 5 * time.Second
 	DefaultWriteTimeout   = 5 * time.Second
 	DefaultMaxEnvLines    = 256
@@ -53,11 +53,17 @@ type Server struct {
 	// instead of waiting. Asterisk then reports AGISTATUS=SUCCESS all the
 	// same: the handler never ran, so whatever it would have set is unset.
 	MaxSessions int
-	// SessionTimeout is the hard cap from accept to close (0 = 30s). Asterisk
-	// has no timeout of its own and would hold the caller for as long as the
-	// server keeps the connection.
+	// SessionTimeout is the hard cap from accept to close (0 = 1h), which
+	// no command outlasts. Asterisk has no timeout of its own and would
+	// hold the caller for as long as the server keeps the connection. Set
+	// it to what the handlers do: tens of seconds for a hook that only
+	// reads and sets variables; the longest menu for an IVR; the longest
+	// call for a handler that runs Dial or Queue through EXEC, which the
+	// default allows for.
 	SessionTimeout time.Duration
-	// ReadTimeout bounds the environment block and each reply (0 = 5s).
+	// ReadTimeout bounds the environment block and the reply to each
+	// command that answers at once (0 = 5s), and is added to the wait of a
+	// command whose arguments say how long it waits; see Session.Command.
 	ReadTimeout time.Duration
 	// WriteTimeout bounds each command (0 = 5s).
 	WriteTimeout time.Duration

@@ -22,10 +22,10 @@ func TestSetThenGetVariableRoundTrips(t *testing.T) {
 	srv := &agi.Server{Handler: agi.HandlerFunc(func(s *agi.Session) {
 		var out []string
 		for _, v := range values {
-			if err := s.SetVariable("V", v); err != nil {
+			if err := s.SetVariable(context.Background(), "V", v); err != nil {
 				t.Errorf("SetVariable(%q): %v", v, err)
 			}
-			back, _, err := s.GetVariable("V")
+			back, _, err := s.GetVariable(context.Background(), "V")
 			if err != nil {
 				t.Errorf("GetVariable after setting %q: %v", v, err)
 			}
@@ -63,12 +63,12 @@ func TestCommandRefusesNewline(t *testing.T) {
 	t.Parallel()
 	errs := make(chan error, 1)
 	srv := &agi.Server{Handler: agi.HandlerFunc(func(s *agi.Session) {
-		err := s.SetVariable("V", "two\nlines")
+		err := s.SetVariable(context.Background(), "V", "two\nlines")
 		if err == nil {
 			err = errors.New("nil")
 		}
 		errs <- err
-		s.Verbose("still usable", 1)
+		s.Verbose(context.Background(), "still usable", 1)
 	})}
 	p := dial(t, start(t, srv))
 	p.send(envFor("x"))
@@ -137,7 +137,7 @@ func TestRouting(t *testing.T) {
 	t.Run("NotFoundHandler", func(t *testing.T) {
 		t.Parallel()
 		mux := agi.NewServeMux()
-		mux.NotFound = agi.HandlerFunc(func(s *agi.Session) { s.Verbose("no route for "+s.Script(), 1) })
+		mux.NotFound = agi.HandlerFunc(func(s *agi.Session) { s.Verbose(context.Background(), "no route for "+s.Script(), 1) })
 		p := dial(t, start(t, &agi.Server{Handler: mux}))
 		p.send(envFor(""))
 		p.expect(`VERBOSE "no route for " "1"`)
@@ -191,7 +191,7 @@ func TestLimits(t *testing.T) {
 		t.Parallel()
 		srv := &agi.Server{
 			Allow:   []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-			Handler: agi.HandlerFunc(func(s *agi.Session) { s.Verbose("in", 1) }),
+			Handler: agi.HandlerFunc(func(s *agi.Session) { s.Verbose(context.Background(), "in", 1) }),
 		}
 		p := dial(t, start(t, srv))
 		p.send(envFor("x"))
@@ -230,7 +230,7 @@ func TestLimits(t *testing.T) {
 		t.Parallel()
 		errs := make(chan error, 2)
 		srv := &agi.Server{ReadTimeout: 20 * time.Millisecond, Handler: agi.HandlerFunc(func(s *agi.Session) {
-			_, _, err := s.GetVariable("UNIQUEID")
+			_, _, err := s.GetVariable(context.Background(), "UNIQUEID")
 			errs <- err
 			<-s.Context().Done()
 			errs <- context.Cause(s.Context())
@@ -275,7 +275,7 @@ func TestLimits(t *testing.T) {
 		t.Parallel()
 		errs := make(chan error, 1)
 		srv := &agi.Server{MaxLineBytes: 64, Handler: agi.HandlerFunc(func(s *agi.Session) {
-			_, _, err := s.GetVariable("X")
+			_, _, err := s.GetVariable(context.Background(), "X")
 			errs <- err
 		})}
 		p := dial(t, start(t, srv))
@@ -292,9 +292,9 @@ func TestLimits(t *testing.T) {
 		t.Parallel()
 		errs := make(chan error, 1)
 		srv := &agi.Server{Handler: agi.HandlerFunc(func(s *agi.Session) {
-			_, _, err := s.GetVariable("X")
+			_, _, err := s.GetVariable(context.Background(), "X")
 			errs <- err
-			if _, _, err := s.GetVariable("Y"); err == nil {
+			if _, _, err := s.GetVariable(context.Background(), "Y"); err == nil {
 				t.Error("a session that lost step must not take more commands")
 			}
 		})}
@@ -334,7 +334,7 @@ func TestPeerGone(t *testing.T) {
 		t.Parallel()
 		errs := make(chan error, 1)
 		srv := &agi.Server{Handler: agi.HandlerFunc(func(s *agi.Session) {
-			_, _, err := s.GetVariable("X")
+			_, _, err := s.GetVariable(context.Background(), "X")
 			errs <- err
 		})}
 		p := dial(t, start(t, srv))
@@ -351,7 +351,7 @@ func TestPeerGone(t *testing.T) {
 		// A reply that arrived before the connection closed is still the reply.
 		got := make(chan string, 1)
 		srv := &agi.Server{Handler: agi.HandlerFunc(func(s *agi.Session) {
-			v, _, err := s.GetVariable("X")
+			v, _, err := s.GetVariable(context.Background(), "X")
 			if err != nil {
 				v = err.Error()
 			}
@@ -388,7 +388,7 @@ func TestHangupContextAskedDuringCommand(t *testing.T) {
 			ctx <- s.HangupContext()
 			close(askedDuring)
 		}()
-		v, _, err := s.GetVariable("X")
+		v, _, err := s.GetVariable(context.Background(), "X")
 		if err != nil {
 			v = err.Error()
 		}
@@ -416,7 +416,7 @@ func TestPanicRecovered(t *testing.T) {
 		if s.Script() == "boom" {
 			panic("handler bug")
 		}
-		s.Verbose("fine", 1)
+		s.Verbose(context.Background(), "fine", 1)
 	})}
 	logs := withLog(srv)
 	addr := start(t, srv)
@@ -444,7 +444,7 @@ func TestShutdown(t *testing.T) {
 		srv := &agi.Server{Handler: agi.HandlerFunc(func(s *agi.Session) {
 			close(started)
 			<-release
-			if err := s.Verbose("finishing", 1); err != nil {
+			if err := s.Verbose(context.Background(), "finishing", 1); err != nil {
 				t.Errorf("a session running at Shutdown could not finish: %v", err)
 			}
 		})}
@@ -551,14 +551,14 @@ func TestNoGoroutineOutlivesItsConnection(t *testing.T) {
 		Handler: agi.HandlerFunc(func(s *agi.Session) {
 			switch s.Script() {
 			case "normal":
-				s.GetVariable("X")
+				s.GetVariable(context.Background(), "X")
 			case "stalled":
-				s.GetVariable("X")
+				s.GetVariable(context.Background(), "X")
 			case "panic":
 				panic("boom")
 			case "idle":
 				<-s.HangupContext().Done()
-				s.GetVariable("X")
+				s.GetVariable(context.Background(), "X")
 			case "stuck":
 				<-release
 			}
@@ -652,7 +652,7 @@ func TestSlotIsFreeWhenAsteriskSeesTheClose(t *testing.T) {
 	// Asterisk runs a channel's next AGI() the moment the previous session
 	// closes; with one slot, that session must not be refused as too many.
 	srv := &agi.Server{MaxSessions: 1, Handler: agi.HandlerFunc(func(s *agi.Session) {
-		s.Verbose("hello", 1)
+		s.Verbose(context.Background(), "hello", 1)
 	})}
 	addr := start(t, srv)
 	for i := range 200 {

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -237,26 +236,99 @@ func (s *Session) Log() *zerolog.Logger {
 	return &s.log
 }
 
-// Command sends cmd verbatim ("GET VARIABLE") followed by each argument
-// quoted with Quote, and waits for the reply. 100 Trying lines are skipped and
-// HANGUP lines are absorbed (see Hungup). A reply other than 200 is returned
-// together with a *CommandError. When no reply comes within the server's
-// ReadTimeout, or the reply is not a reply, the session is closed.
-func (s *Session) Command(cmd string, args ...string) (Reply, error) {
+// Command sends cmd verbatim ("GET VARIABLE", or a whole line) followed by
+// each argument quoted with Quote, and waits for the reply. 100 Trying lines
+// are skipped and HANGUP lines are absorbed (see Hungup). A reply other than
+// 200 is returned together with a *CommandError.
+//
+// The reply is awaited until the command's deadline, which depends on the
+// command, as Asterisk 22 lists them:
+//   - a command that answers at once (GET VARIABLE, SET VARIABLE,
+//     DATABASE GET, CHANNEL STATUS, ANSWER...): the server's ReadTimeout;
+//   - one that waits as long as an argument says and plays nothing (WAIT FOR
+//     DIGIT, RECORD FILE, RECEIVE CHAR, RECEIVE TEXT): that wait plus
+//     ReadTimeout, or no bound of its own when the wait is "forever";
+//   - one that plays a sound, runs an application or a subroutine (STREAM
+//     FILE, SAY *, GET DATA, GET OPTION, EXEC, GOSUB, SPEECH RECOGNIZE), or
+//     that Asterisk 22 does not list: no bound of its own, since nothing
+//     in its arguments tells how long the sound is.
+//
+// A deadline on ctx shortens the command's deadline, never lengthens it,
+// and cancelling ctx gives up the wait; the session's deadline bounds every
+// command. A command that gives up on its reply closes the session, since
+// a late reply would be taken for the next command's: Asterisk then stops
+// what the command was doing (a closed connection interrupts a sound) and
+// goes on with the dialplan. A ctx already done sends nothing, and leaves
+// the session open.
+func (s *Session) Command(ctx context.Context, cmd string, args ...string) (Reply, error) {
+	c, rest := lookupCommand(cmd)
+	boundArgs := args
+	if c.wait == argMillis && rest != "" {
+		boundArgs = append(lineArgs(rest), args...)
+	}
+	return s.do(ctx, c, cmd, args, boundArgs)
+}
+
+// run sends one of the known commands with its arguments.
+func (s *Session) run(ctx context.Context, c *command, args ...string) (Reply, error) {
+	return s.do(ctx, c, c.name, args, args)
+}
+
+// wait is how long a command's reply is awaited.
+type wait struct {
+	ctx     context.Context // the caller's, when it can end before the session
+	until   time.Time       // the reply's deadline; zero for the session's
+	after   time.Duration   // until, from when the command was sent
+	sent    time.Time       // when the command was sent
+	fromCtx bool            // until is ctx's deadline
+	armed   bool            // ctx's end interrupts the read (see readCancellable)
+}
+
+func (s *Session) do(ctx context.Context, c *command, cmd string, args, boundArgs []string) (Reply, error) {
+	if err := ctx.Err(); err != nil {
+		return Reply{}, cmdErr(cmd, fmt.Errorf("not sent: %w", context.Cause(ctx)))
+	}
 	// The work is split so that only small frames stay on the stack while
 	// the reply is awaited: an idle session's goroutine keeps a small stack.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	watching := s.begin()
 	defer s.finish()
-	if err := s.send(cmd, args, watching); err != nil {
+	var w wait
+	s.deadlineOf(&w, ctx, c, boundArgs)
+	if err := s.send(cmd, args, watching, &w); err != nil {
 		return Reply{}, err
 	}
-	return s.readReply(cmd, watching)
+	return s.readReply(cmd, watching, &w)
 }
 
-// send writes the command line.
-func (s *Session) send(cmd string, args []string, watching bool) error {
+// deadlineOf sets w for a command sent now.
+func (s *Session) deadlineOf(w *wait, ctx context.Context, c *command, args []string) {
+	now := time.Now()
+	w.sent = now
+	if extra, ok := c.bound(args); ok {
+		w.until = now.Add(s.srv.readTimeout() + extra)
+	}
+	if d, ok := ctx.Deadline(); ok && (w.until.IsZero() || d.Before(w.until)) {
+		w.until, w.fromCtx = d, true
+	}
+	if !w.until.IsZero() && !w.until.Before(s.deadline) {
+		// The session's own end comes first, and says so.
+		w.until, w.fromCtx = time.Time{}, false
+	}
+	w.after = w.until.Sub(now)
+	// The session's context ends with the connection closed: nothing more
+	// to watch for.
+	if ctx.Done() != nil && ctx != s.ctx {
+		w.ctx = ctx
+	}
+}
+
+// send writes the command line. Without the reader goroutine, it also sets
+// the read deadline of the reply, once: in one call with the write's when
+// they are the same instant, as they are for a command that answers at
+// once with the default timeouts.
+func (s *Session) send(cmd string, args []string, watching bool, w *wait) error {
 	if s.ctx.Err() != nil {
 		return s.endedErr(cmd)
 	}
@@ -278,8 +350,31 @@ func (s *Session) send(cmd string, args []string, watching bool) error {
 	s.rec.sent(b)
 	b = append(b, '\n')
 	s.buf = b
-	if err := s.conn.SetWriteDeadline(s.clamp(s.srv.writeTimeout())); err != nil {
-		return s.fail(fmt.Errorf("agi: %s: setting write deadline: %w", cmd, err))
+	write := w.sent.Add(s.srv.writeTimeout())
+	if write.After(s.deadline) {
+		write = s.deadline
+	}
+	read := w.until
+	if read.IsZero() {
+		read = s.deadline
+	}
+	var err error
+	switch {
+	case watching:
+		// The reader's read deadline is the session's.
+		err = s.conn.SetWriteDeadline(write)
+	case read.Equal(write):
+		err = s.conn.SetDeadline(write)
+	default:
+		if err = s.conn.SetWriteDeadline(write); err == nil {
+			err = s.conn.SetReadDeadline(read)
+		}
+	}
+	if err != nil {
+		if s.ctx.Err() != nil {
+			return s.endedErr(cmd)
+		}
+		return s.fail(fmt.Errorf("agi: %s: setting deadlines: %w", cmd, err))
 	}
 	if _, err := s.conn.Write(b); err != nil {
 		if s.ctx.Err() != nil {
@@ -307,7 +402,7 @@ func (s *Session) dropStale(cmd string, watching bool) error {
 			}
 			line, err := readLine(s.br, s.srv.maxLineBytes())
 			if err != nil {
-				return s.fail(fmt.Errorf("agi: %s: %w", cmd, s.readFailure(err)))
+				return s.fail(cmdErr(cmd, s.readFailure(err)))
 			}
 			s.rec.received(line)
 			if line == "HANGUP" {
@@ -322,7 +417,7 @@ func (s *Session) dropStale(cmd string, watching bool) error {
 		select {
 		case line, ok := <-s.lines:
 			if !ok {
-				return fmt.Errorf("agi: %s: %w", cmd, s.readErr)
+				return s.readerErr(cmd)
 			}
 			s.Log().Warn().Str("line", clip(line)).Msg("AGI line received while no command was outstanding; dropped")
 		default:
@@ -331,22 +426,62 @@ func (s *Session) dropStale(cmd string, watching bool) error {
 	}
 }
 
-func (s *Session) readReply(cmd string, watching bool) (Reply, error) {
-	st := &replyState{cmd: cmd, timeout: s.srv.readTimeout()}
+func (s *Session) readReply(cmd string, watching bool, w *wait) (Reply, error) {
 	if watching {
-		st.timer = time.NewTimer(st.timeout)
-		defer st.timer.Stop()
+		return s.readWatched(cmd, w)
+	}
+	if w.ctx != nil && !w.armed {
+		return s.readCancellable(cmd, w)
+	}
+	st := &replyState{cmd: cmd}
+	for {
+		line, err := s.readLineNow(cmd, w)
+		if err != nil {
+			return Reply{}, err
+		}
+		if done, err := s.take(st, line); done {
+			return st.reply, err
+		}
+	}
+}
+
+// readCancellable is readReply for a caller's context that may end before
+// the reply: its end moves the read deadline to the past. The command
+// returns only once that is over, so that it cannot cut the next command's
+// read, whose deadline is set anew.
+func (s *Session) readCancellable(cmd string, w *wait) (Reply, error) {
+	interrupted := make(chan struct{})
+	stop := context.AfterFunc(w.ctx, func() {
+		s.conn.SetReadDeadline(aLongTimeAgo)
+		close(interrupted)
+	})
+	defer func() {
+		if !stop() {
+			<-interrupted
+		}
+	}()
+	w.armed = true
+	return s.readReply(cmd, false, w)
+}
+
+// aLongTimeAgo is a read deadline that makes a blocked read return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// readWatched is readReply once the reader goroutine owns the connection.
+func (s *Session) readWatched(cmd string, w *wait) (Reply, error) {
+	st := &replyState{cmd: cmd}
+	var expired <-chan time.Time
+	if !w.until.IsZero() {
+		t := time.NewTimer(time.Until(w.until))
+		defer t.Stop()
+		expired = t.C
+	}
+	var given <-chan struct{}
+	if w.ctx != nil {
+		given = w.ctx.Done()
 	}
 	for {
-		var (
-			line string
-			err  error
-		)
-		if watching {
-			line, err = s.watchedLine(cmd, st.timer, st.timeout)
-		} else {
-			line, err = s.readLineNow(cmd, st.timeout)
-		}
+		line, err := s.watchedLine(cmd, w, expired, given)
 		if err != nil {
 			return Reply{}, err
 		}
@@ -359,13 +494,11 @@ func (s *Session) readReply(cmd string, watching bool) (Reply, error) {
 // replyState is a reply being read: a 100 Trying or a multi-line reply
 // takes more than one line.
 type replyState struct {
-	cmd     string
-	timeout time.Duration
-	timer   *time.Timer // nil when the lines are read as they are awaited
-	multi   bool
-	reply   Reply
-	usage   []string
-	raw     []string
+	cmd   string
+	multi bool
+	reply Reply
+	usage []string
+	raw   []string
 }
 
 // take adds a reply line to st, and says whether the reply is complete.
@@ -382,16 +515,14 @@ func (s *Session) take(st *replyState, line string) (done bool, err error) {
 	r, err := ParseReply(line)
 	if err != nil {
 		s.Log().Warn().Str("command", st.cmd).Str("line", clip(line)).Msg("AGI reply not understood; closing session")
-		return true, s.fail(fmt.Errorf("agi: %s: %w", st.cmd, err))
+		return true, s.fail(cmdErr(st.cmd, err))
 	}
 	switch {
 	case r.Code == 100:
 		// GOSUB and the like: the real reply follows when the work ends.
-		resetTimer(st.timer, st.timeout)
 		return false, nil
 	case len(line) > 3 && line[3] == '-':
 		st.multi, st.reply, st.raw = true, r, []string{line}
-		resetTimer(st.timer, st.timeout)
 		return false, nil
 	case r.Code == 200:
 		st.reply = r
@@ -401,28 +532,34 @@ func (s *Session) take(st *replyState, line string) (done bool, err error) {
 	return true, &CommandError{Code: r.Code, Message: r.Message, Command: st.cmd}
 }
 
-func resetTimer(t *time.Timer, d time.Duration) {
-	if t != nil {
-		t.Reset(d)
-	}
-}
-
-// watchedLine waits for the reader's next line, at most until timer fires.
-func (s *Session) watchedLine(cmd string, timer *time.Timer, timeout time.Duration) (string, error) {
+// watchedLine waits for the reader's next line, at most until expired
+// fires or given is closed (the caller's context ended).
+func (s *Session) watchedLine(cmd string, w *wait, expired <-chan time.Time, given <-chan struct{}) (string, error) {
 	select {
 	case l, ok := <-s.lines:
 		if !ok {
-			return "", fmt.Errorf("agi: %s: %w", cmd, s.readErr)
+			return "", s.readerErr(cmd)
 		}
 		return l, nil
-	case <-timer.C:
-		return "", s.replyTimeout(cmd, timeout)
+	case <-expired:
+		return "", s.waitEnded(cmd, w)
+	case <-given:
+		// A reply already queued is still the reply.
+		select {
+		case l, ok := <-s.lines:
+			if !ok {
+				return "", s.readerErr(cmd)
+			}
+			return l, nil
+		default:
+			return "", s.waitEnded(cmd, w)
+		}
 	case <-s.ctx.Done():
 		// A reply queued before the session ended is still the reply.
 		select {
 		case l, ok := <-s.lines:
 			if !ok {
-				return "", fmt.Errorf("agi: %s: %w", cmd, s.readErr)
+				return "", s.readerErr(cmd)
 			}
 			return l, nil
 		default:
@@ -431,19 +568,22 @@ func (s *Session) watchedLine(cmd string, timer *time.Timer, timeout time.Durati
 	}
 }
 
+// readerErr says why the reader goroutine stopped, as readLineFailed does.
+func (s *Session) readerErr(cmd string) error {
+	if errors.Is(s.readErr, ErrSessionTimeout) || errors.Is(s.readErr, ErrServerClosed) {
+		return cmdErr(cmd, &sessionEnded{cause: s.readErr})
+	}
+	return cmdErr(cmd, s.readErr)
+}
+
 // readLineNow reads the next reply line on the caller's goroutine, within
-// timeout (and the session's deadline). HANGUP lines are absorbed.
-func (s *Session) readLineNow(cmd string, timeout time.Duration) (string, error) {
+// the read deadline send set (and that a cancelled context moved). HANGUP
+// lines are absorbed.
+func (s *Session) readLineNow(cmd string, w *wait) (string, error) {
 	for {
-		if err := s.conn.SetReadDeadline(s.clamp(timeout)); err != nil {
-			if s.ctx.Err() != nil {
-				return "", s.endedErr(cmd)
-			}
-			return "", s.fail(fmt.Errorf("agi: %s: setting read deadline: %w", cmd, err))
-		}
 		line, err := readLine(s.br, s.srv.maxLineBytes())
 		if err != nil {
-			return "", s.readLineFailed(cmd, timeout, err)
+			return "", s.readLineFailed(cmd, w, err)
 		}
 		s.rec.received(line)
 		if line == "HANGUP" {
@@ -456,9 +596,9 @@ func (s *Session) readLineNow(cmd string, timeout time.Duration) (string, error)
 
 // readLineFailed ends the session on a failed read of a reply line, and
 // says why.
-func (s *Session) readLineFailed(cmd string, timeout time.Duration, err error) error {
+func (s *Session) readLineFailed(cmd string, w *wait, err error) error {
 	if errors.Is(err, os.ErrDeadlineExceeded) && s.ctx.Err() == nil && time.Now().Before(s.deadline) {
-		return s.replyTimeout(cmd, timeout)
+		return s.waitEnded(cmd, w)
 	}
 	if s.ctx.Err() != nil {
 		return s.endedErr(cmd)
@@ -468,12 +608,22 @@ func (s *Session) readLineFailed(cmd string, timeout time.Duration, err error) e
 	if errors.Is(err, ErrSessionTimeout) {
 		return s.endedErr(cmd)
 	}
-	return fmt.Errorf("agi: %s: %w", cmd, err)
+	return cmdErr(cmd, err)
 }
 
-func (s *Session) replyTimeout(cmd string, timeout time.Duration) error {
-	s.Log().Warn().Str("command", cmd).Dur("timeout", timeout).Msg("no AGI reply in time; closing session")
-	return s.fail(fmt.Errorf("agi: %s: %w within %s", cmd, ErrReplyTimeout, timeout))
+// waitEnded closes the session on a reply that did not come before its
+// command's deadline, or whose caller gave up, and says which.
+func (s *Session) waitEnded(cmd string, w *wait) error {
+	if w.ctx != nil && w.ctx.Err() != nil && !(w.fromCtx && errors.Is(w.ctx.Err(), context.DeadlineExceeded)) {
+		s.Log().Debug().Str("command", cmd).Msg("AGI command given up by its caller; closing session")
+		return s.fail(cmdErr(cmd, &givenUp{cause: context.Cause(w.ctx)}))
+	}
+	rt := &replyTimeout{after: w.after}
+	if w.fromCtx {
+		rt.ctxErr = context.DeadlineExceeded
+	}
+	s.Log().Warn().Str("command", cmd).Dur("timeout", w.after).Msg("no AGI reply in time; closing session")
+	return s.fail(cmdErr(cmd, rt))
 }
 
 // readFailure says why reading from Asterisk failed, in the terms of the
@@ -493,47 +643,6 @@ func (s *Session) readFailure(err error) error {
 		return fmt.Errorf("agi: reply line longer than %d bytes: %w", max, err)
 	}
 	return fmt.Errorf("agi: reading from Asterisk: %w", err)
-}
-
-// GetVariable returns the value of a channel variable or function;
-// ok is false when Asterisk replies "200 result=0" (unset).
-func (s *Session) GetVariable(name string) (value string, ok bool, err error) {
-	return s.getVar("GET VARIABLE", name)
-}
-
-// GetFullVariable evaluates expr, which may hold ${...} expressions, on the channel.
-func (s *Session) GetFullVariable(expr string) (value string, ok bool, err error) {
-	return s.getVar("GET FULL VARIABLE", expr)
-}
-
-func (s *Session) getVar(cmd, arg string) (string, bool, error) {
-	r, err := s.Command(cmd, arg)
-	if err != nil {
-		return "", false, err
-	}
-	switch r.Result {
-	case "1":
-		return r.Data, true, nil
-	case "0":
-		return "", false, nil
-	}
-	return "", false, unexpectedReply(cmd, arg, r.Raw)
-}
-
-func unexpectedReply(cmd, arg, raw string) error {
-	return fmt.Errorf("agi: %s %s: unexpected reply %.60q", cmd, arg, raw)
-}
-
-// SetVariable sets a channel variable.
-func (s *Session) SetVariable(name, value string) error {
-	_, err := s.Command("SET VARIABLE", name, value)
-	return err
-}
-
-// Verbose writes msg to Asterisk's console at the given verbosity level.
-func (s *Session) Verbose(msg string, level int) error {
-	_, err := s.Command("VERBOSE", msg, strconv.Itoa(level))
-	return err
 }
 
 // clamp returns now+d, but never later than the session deadline.
@@ -559,7 +668,7 @@ func (s *Session) abort(cause error) {
 }
 
 func (s *Session) endedErr(cmd string) error {
-	return fmt.Errorf("agi: %s: session ended: %w", cmd, context.Cause(s.ctx))
+	return cmdErr(cmd, &sessionEnded{cause: context.Cause(s.ctx)})
 }
 
 // readLoop owns the buffered reader once the connection is watched.

@@ -1,6 +1,7 @@
 package agi_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -43,7 +44,7 @@ func TestTranscripts(t *testing.T) {
 			echo := agitest.EchoHandler(tr)
 			h := agi.HandlerFunc(func(s *agi.Session) {
 				for _, c := range tr.Commands() {
-					r, err := s.Command(c)
+					r, err := s.Command(context.Background(), c)
 					mu.Lock()
 					got = append(got, r.Raw)
 					mu.Unlock()
@@ -80,8 +81,8 @@ func TestSessionReplies(t *testing.T) {
 				"version": e.Version(), "language": e.Language(), "enhanced": e.Enhanced(),
 				"threadid": e.ThreadID(), "callingpres": e.Get("agi_callingpres"),
 			}
-			s.GetVariable("CHANNEL(linkedid)")
-			s.GetVariable("NOSUCHVARIABLE")
+			s.GetVariable(context.Background(), "CHANNEL(linkedid)")
+			s.GetVariable(context.Background(), "NOSUCHVARIABLE")
 		}), "testdata/get-variable.agi")
 		want := map[string]any{
 			"script": "transfer", "args": []string{"arg one", "queue=1"}, "arg2": "queue=1", "arg3": "",
@@ -107,9 +108,9 @@ func TestSessionReplies(t *testing.T) {
 		}
 		var got []result
 		agitest.ReplayFile(t, agi.HandlerFunc(func(s *agi.Session) {
-			v, ok, err := s.GetVariable("CHANNEL(linkedid)")
+			v, ok, err := s.GetVariable(context.Background(), "CHANNEL(linkedid)")
 			got = append(got, result{v, ok, err})
-			v, ok, err = s.GetVariable("NOSUCHVARIABLE")
+			v, ok, err = s.GetVariable(context.Background(), "NOSUCHVARIABLE")
 			got = append(got, result{v, ok, err})
 		}), "testdata/get-variable.agi")
 		want := []result{{"1795524649.1", true, nil}, {"", false, nil}}
@@ -122,11 +123,11 @@ func TestSessionReplies(t *testing.T) {
 		t.Parallel()
 		var got []any
 		agitest.ReplayFile(t, agi.HandlerFunc(func(s *agi.Session) {
-			id, _, err := s.GetVariable("CHANNEL(linkedid)")
+			id, _, err := s.GetVariable(context.Background(), "CHANNEL(linkedid)")
 			got = append(got, id, err, s.Hungup())
-			uid, _, err := s.GetVariable("UNIQUEID")
+			uid, _, err := s.GetVariable(context.Background(), "UNIQUEID")
 			got = append(got, uid, err, s.Hungup(), s.HangupContext().Err() != nil, s.Context().Err())
-			start, _, err := s.GetVariable("CDR(start,u)")
+			start, _, err := s.GetVariable(context.Background(), "CDR(start,u)")
 			got = append(got, start, err)
 		}), "testdata/hangup-between-replies.agi")
 		want := []any{
@@ -148,7 +149,7 @@ func TestSessionReplies(t *testing.T) {
 		agitest.ReplayFile(t, agi.HandlerFunc(func(s *agi.Session) {
 			<-s.HangupContext().Done()
 			live = s.Context().Err()
-			value, _, _ = s.GetVariable("CHANNEL(linkedid)")
+			value, _, _ = s.GetVariable(context.Background(), "CHANNEL(linkedid)")
 		}), "testdata/hangup-before-first-command.agi")
 		if live != nil || value != "1795524649.1" {
 			t.Errorf("after HANGUP: Context().Err() = %v, GET VARIABLE = %q; want a live session answering 1795524649.1", live, value)
@@ -160,11 +161,11 @@ func TestSessionReplies(t *testing.T) {
 		var cerr *agi.CommandError
 		var next string
 		agitest.ReplayFile(t, agi.HandlerFunc(func(s *agi.Session) {
-			_, err := s.Command("GET VARIABLE")
+			_, err := s.Command(context.Background(), "GET VARIABLE")
 			if !errors.Is(err, agi.ErrSyntax) || !errors.As(err, &cerr) {
 				t.Errorf("GET VARIABLE without a name: err = %v, want a 520 CommandError", err)
 			}
-			next, _, _ = s.GetVariable("CHANNEL(linkedid)")
+			next, _, _ = s.GetVariable(context.Background(), "CHANNEL(linkedid)")
 		}), "testdata/syntax-error-multiline.agi")
 		want := &agi.CommandError{
 			Code:    520,
@@ -207,8 +208,8 @@ func TestSessionReplies(t *testing.T) {
 			var err error
 			var next string
 			agitest.ReplayFile(t, agi.HandlerFunc(func(s *agi.Session) {
-				_, err = s.Command(c.cmd)
-				next, _, _ = s.GetVariable(c.next)
+				_, err = s.Command(context.Background(), c.cmd)
+				next, _, _ = s.GetVariable(context.Background(), c.next)
 			}), "testdata/"+c.file+".agi")
 			if !errors.Is(err, c.sentinel) {
 				t.Errorf("errors.Is(%v, %v) = false", err, c.sentinel)
@@ -233,10 +234,10 @@ func TestSessionReplies(t *testing.T) {
 		t.Parallel()
 		var got []any
 		agitest.ReplayFile(t, agi.HandlerFunc(func(s *agi.Session) {
-			got = append(got, s.SetVariable("X", `a b (c) "q"`))
-			v, ok, err := s.GetVariable("X")
+			got = append(got, s.SetVariable(context.Background(), "X", `a b (c) "q"`))
+			v, ok, err := s.GetVariable(context.Background(), "X")
 			got = append(got, v, ok, err)
-			v, ok, err = s.GetFullVariable("${NOSUCH}")
+			v, ok, err = s.GetFullVariable(context.Background(), "${NOSUCH}")
 			got = append(got, v, ok, err)
 		}), "testdata/raw-data.agi")
 		want := []any{nil, `a b (c) "q"`, true, nil, "", true, nil}
@@ -250,8 +251,8 @@ func TestSessionReplies(t *testing.T) {
 		var r agi.Reply
 		var err error
 		agitest.ReplayFile(t, agi.HandlerFunc(func(s *agi.Session) {
-			r, err = s.Command("GOSUB", "sub-x", "s", "1")
-			s.GetVariable("GOSUB_RETVAL")
+			r, err = s.Command(context.Background(), "GOSUB", "sub-x", "s", "1")
+			s.GetVariable(context.Background(), "GOSUB_RETVAL")
 		}), "testdata/gosub-trying.agi")
 		if err != nil || r.Code != 200 || r.Raw != "200 result=0 Gosub complete" {
 			t.Errorf("GOSUB = %+v, %v; want the 200 reply after the 100", r, err)
@@ -263,7 +264,7 @@ func TestSessionReplies(t *testing.T) {
 		var got []agi.Reply
 		agitest.ReplayFile(t, agi.HandlerFunc(func(s *agi.Session) {
 			for _, c := range [][]string{{"WAIT FOR DIGIT", "1000"}, {"STREAM FILE", "beep", ""}, {"STREAM FILE", "beep", ""}} {
-				r, err := s.Command(c[0], c[1:]...)
+				r, err := s.Command(context.Background(), c[0], c[1:]...)
 				if err != nil {
 					t.Errorf("%s: %v", c[0], err)
 				}
@@ -287,9 +288,9 @@ func TestTranscriptDir(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	h := agi.HandlerFunc(func(s *agi.Session) {
-		s.GetVariable("CHANNEL(linkedid)")
-		s.GetVariable("UNIQUEID")
-		s.GetVariable("CDR(start,u)")
+		s.GetVariable(context.Background(), "CHANNEL(linkedid)")
+		s.GetVariable(context.Background(), "UNIQUEID")
+		s.GetVariable(context.Background(), "CDR(start,u)")
 	})
 	orig := readFile(t, "testdata/hangup-between-replies.agi")
 	agitest.Replay(t, h, orig, agitest.WithServer(func(srv *agi.Server) { srv.TranscriptDir = dir }))

@@ -65,7 +65,7 @@ func newChannel(s *agi.Session, cfg *Config, now time.Time) *channel {
 		context:  env.Context(),
 		name:     env.Channel(),
 		read: func(name string) (string, error) {
-			v, _, err := s.GetVariable(name)
+			v, _, err := s.GetVariable(s.Context(), name)
 			return v, err
 		},
 		vars: map[string]string{},

@@ -237,9 +237,9 @@ func (h *Handlers) wrap(route string, fn routeFunc) func(*agi.Session) {
 		if o.status == StatusUnavailable {
 			status = "" // the dialplan's fallback spools it
 		}
-		setErr := s.SetVariable(StatusVar, status)
+		setErr := s.SetVariable(s.Context(), StatusVar, status)
 		if setErr == nil {
-			setErr = s.SetVariable(ErrorVar, o.reason)
+			setErr = s.SetVariable(s.Context(), ErrorVar, o.reason)
 		}
 		h.logEvent(o, start, func(le *zerolog.Event) {
 			if setErr != nil {

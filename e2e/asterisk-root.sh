@@ -28,10 +28,14 @@ ready() {
 }
 
 # Packages added to the chroot after it was first built; a chroot built
-# before them gets them installed in place.
-EXTRAS="odbc-mariadb"
+# before them gets them installed in place. The core prompts (beep,
+# demo-congrats, digits/, letters/...) come with asterisk as a dependency;
+# they are named so that the FastAGI scenarios never run without them.
+EXTRAS="odbc-mariadb asterisk-core-sounds-en-gsm"
 extras_ready() {
-	[ -f "$ROOT/usr/lib/x86_64-linux-gnu/odbc/libmaodbc.so" ]
+	[ -f "$ROOT/usr/lib/x86_64-linux-gnu/odbc/libmaodbc.so" ] &&
+		[ -f "$ROOT/usr/share/asterisk/sounds/en_US_f_Allison/beep.gsm" ] &&
+		[ -f "$ROOT/usr/share/asterisk/sounds/en_US_f_Allison/demo-congrats.gsm" ]
 }
 
 # install_extras installs EXTRAS with the chroot's own apt, one apt at a
@@ -42,7 +46,7 @@ install_extras() {
 	DEBIAN_FRONTEND=noninteractive flock /var/lock/movidesk-agi-apt.lock chroot "$ROOT" sh -c \
 		"apt-get -o Acquire::Check-Valid-Until=false -o DPkg::Lock::Timeout=600 update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $EXTRAS" >&2 ||
 		die "installing $EXTRAS into the chroot failed"
-	extras_ready || die "installed $EXTRAS, but $ROOT/usr/lib/x86_64-linux-gnu/odbc/libmaodbc.so is missing"
+	extras_ready || die "installed $EXTRAS, but $ROOT/usr/lib/x86_64-linux-gnu/odbc/libmaodbc.so or the prompts under $ROOT/usr/share/asterisk/sounds/en_US_f_Allison are missing"
 }
 
 if ready; then

@@ -90,6 +90,16 @@ var modules = []string{
 	"res_odbc_transaction.so", // res_odbc requires it
 	"res_odbc.so",
 	"cdr_adaptive_odbc.so",
+	// What Asterisk's own FastAGI scenarios use (fastagi_test.go): the
+	// core prompts (GSM), recordings in ulaw, and the far ends' apps.
+	"format_gsm.so",
+	"format_pcm.so",
+	"app_echo.so",
+	"app_senddtmf.so",
+	"app_talkdetect.so",
+	"app_playback.so",
+	"app_system.so",
+	"func_global.so",
 }
 
 // The ARI user of the test Asterisk (ari.conf).
@@ -731,5 +741,5 @@ exten => 908,1,Answer()
 exten => h,1,GotoIf($["${E2E_IN_H}" = ""]?done)
  same => n,AGI(${MOVIDESK_AGI}/${E2E_IN_H})
  same => n(done),NoOp()
-`
+` + fastagiDialplan
 }

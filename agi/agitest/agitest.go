@@ -265,7 +265,7 @@ func EchoHandler(t *Transcript) agi.Handler {
 	cmds := t.Commands()
 	return agi.HandlerFunc(func(s *agi.Session) {
 		for _, c := range cmds {
-			if _, err := s.Command(c); err != nil && s.Context().Err() != nil {
+			if _, err := s.Command(context.Background(), c); err != nil && s.Context().Err() != nil {
 				return
 			}
 		}

@@ -1,6 +1,7 @@
 package agitest_test
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"strings"
@@ -99,10 +100,13 @@ func TestReplay(t *testing.T) {
 		h    func(s *agi.Session)
 		want string // "" = the replay passes
 	}{
-		{"Matches", func(s *agi.Session) { s.GetVariable("X") }, ""},
-		{"WrongCommand", func(s *agi.Session) { s.GetVariable("Y") },
+		{"Matches", func(s *agi.Session) { s.GetVariable(context.Background(), "X") }, ""},
+		{"WrongCommand", func(s *agi.Session) { s.GetVariable(context.Background(), "Y") },
 			"transcript line 7:\nwant \"GET VARIABLE \\\"X\\\"\"\ngot  \"GET VARIABLE \\\"Y\\\"\""},
-		{"ExtraCommand", func(s *agi.Session) { s.GetVariable("X"); s.Verbose("more", 1) },
+		{"ExtraCommand", func(s *agi.Session) {
+			s.GetVariable(context.Background(), "X")
+			s.Verbose(context.Background(), "more", 1)
+		},
 			`transcript ended but the server sent "VERBOSE \"more\" \"1\""`},
 		{"MissingCommand", func(s *agi.Session) {},
 			`transcript line 7: want "GET VARIABLE \"X\"", but the server closed the connection`},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -172,7 +173,7 @@ func startAGI(addr string, lim agiLimits, seen seenFunc) (*agiServer, error) {
 // exchange is the benchmark handler: three reads and a status.
 func exchange(s *agi.Session, seen seenFunc) {
 	for i, e := range exchangeReads {
-		v, _, err := s.GetFullVariable(e)
+		v, _, err := s.GetFullVariable(context.Background(), e)
 		if err != nil {
 			return
 		}
@@ -180,7 +181,7 @@ func exchange(s *agi.Session, seen seenFunc) {
 			seen(v)
 		}
 	}
-	s.SetVariable(exchangeSet[0], exchangeSet[1])
+	s.SetVariable(context.Background(), exchangeSet[0], exchangeSet[1])
 }
 
 func (a *agiServer) Addr() string { return a.addr }

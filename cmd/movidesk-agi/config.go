@@ -183,7 +183,7 @@ func DefaultConfig() Config {
 		Server: ServerConfig{
 			Listen:         DefaultListen,
 			MaxSessions:    agi.DefaultMaxSessions,
-			SessionTimeout: Duration(agi.DefaultSessionTimeout),
+			SessionTimeout: Duration(DefaultSessionTimeout),
 			ReadTimeout:    Duration(agi.DefaultReadTimeout),
 			MaxEnvLines:    agi.DefaultMaxEnvLines,
 			MaxLineBytes:   agi.DefaultMaxLineBytes,
@@ -230,6 +230,11 @@ const (
 	DefaultListen      = "127.0.0.1" + agi.DefaultAddr
 	DefaultAdminListen = admin.DefaultListen
 )
+
+// DefaultSessionTimeout bounds a session of the routes, which read and set
+// a few variables around the Movidesk attempt: a caller is never held
+// longer, whatever Asterisk does. agi's own default is for IVRs.
+const DefaultSessionTimeout = 30 * time.Second
 
 // LoadConfig reads a TOML file over the defaults, then the token from
 // MOVIDESK_TOKEN or token_file, then validates. Every error names the key.
