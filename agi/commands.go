@@ -325,30 +325,26 @@ func (s *Session) Noop(ctx context.Context) error {
 	return err
 }
 
-// ReceiveChar waits up to timeout (0: forever) for one character of text
-// on channels that carry text. None in time, or a channel that carries
-// none, is an ErrFailed: Asterisk 22 answers -1 (hangup) for both, and
-// ends the AGI with AGISTATUS=FAILURE.
+// ReceiveChar waits up to timeout for one character of text on channels
+// that carry text: 0 takes only what has arrived, a negative timeout waits
+// for ever (as Asterisk reads them). None in time, or a channel that
+// carries none, is an ErrFailed: Asterisk 22 answers -1 (hangup) for both,
+// and ends the AGI with AGISTATUS=FAILURE.
 func (s *Session) ReceiveChar(ctx context.Context, timeout time.Duration) (rune, error) {
-	ms, err := millis(cmdReceiveChar, "timeout", timeout)
+	ms, err := receiveMillis(cmdReceiveChar, timeout)
 	if err != nil {
 		return 0, err
-	}
-	if timeout < 0 {
-		return 0, argErr(cmdReceiveChar, "timeout %s is negative", timeout)
 	}
 	return s.key(ctx, cmdReceiveChar, ms)
 }
 
-// ReceiveText waits up to timeout (0: forever) for a text message on
-// channels that carry text; none in time is an ErrFailed.
+// ReceiveText waits up to timeout for a text message on channels that
+// carry text, as ReceiveChar (0: only what has arrived; negative: for
+// ever); none in time is an ErrFailed.
 func (s *Session) ReceiveText(ctx context.Context, timeout time.Duration) (string, error) {
-	ms, err := millis(cmdReceiveText, "timeout", timeout)
+	ms, err := receiveMillis(cmdReceiveText, timeout)
 	if err != nil {
 		return "", err
-	}
-	if timeout < 0 {
-		return "", argErr(cmdReceiveText, "timeout %s is negative", timeout)
 	}
 	r, n, err := s.result(ctx, cmdReceiveText, ms)
 	if err != nil {
@@ -360,17 +356,31 @@ func (s *Session) ReceiveText(ctx context.Context, timeout time.Duration) (strin
 	return r.Data, nil
 }
 
+// receiveMillis is RECEIVE CHAR's and RECEIVE TEXT's timeout argument:
+// Asterisk waits for ever on a negative one, returns at once on 0.
+func receiveMillis(c *command, timeout time.Duration) (string, error) {
+	if timeout < 0 {
+		return "-1", nil
+	}
+	return millis(c, "timeout", timeout)
+}
+
 // RecordFile records the channel into file (without extension) in format
 // ("wav", "gsm", "ulaw"...), until one of escapeDigits is pressed, timeout
 // passes (0: no limit), the silence of opts, or a hangup. A recording cut
 // by a hangup is returned with an ErrFailed: EndPos still says how much of
-// it was written.
+// it was written. Asterisk records on even when the connection closes, so
+// the timeout sent is at most what is left of ctx's deadline and of the
+// session's: the recording stops by itself before either.
 func (s *Session) RecordFile(ctx context.Context, file, format, escapeDigits string, timeout time.Duration, opts RecordOptions) (Recording, error) {
 	if file == "" || format == "" {
 		return Recording{}, argErr(cmdRecordFile, "file and format must not be empty")
 	}
 	if err := checkKeys(cmdRecordFile, escapeDigits); err != nil {
 		return Recording{}, err
+	}
+	if left := s.left(ctx); left > 0 && (timeout <= 0 || left < timeout) {
+		timeout = left
 	}
 	ms := "-1"
 	if timeout > 0 {

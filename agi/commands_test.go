@@ -144,6 +144,11 @@ var commandCases = []commandCase{
 		run: func(ctx context.Context, s *agi.Session) (any, error) { return s.ReceiveChar(ctx, time.Second) }},
 	{command: "receive char", name: "ReceiveCharNone", sent: `RECEIVE CHAR "0"`, replies: []string{"200 result=0 (timeout)"}, want: rune(0),
 		run: func(ctx context.Context, s *agi.Session) (any, error) { return s.ReceiveChar(ctx, 0) }},
+	// Asterisk waits for ever on a negative timeout, returns at once on 0.
+	{command: "receive char", name: "ReceiveCharForever", sent: `RECEIVE CHAR "-1"`, replies: []string{"200 result=66"}, want: 'B',
+		run: func(ctx context.Context, s *agi.Session) (any, error) { return s.ReceiveChar(ctx, -1) }},
+	{command: "receive text", name: "ReceiveTextForever", sent: `RECEIVE TEXT "-1"`, replies: []string{"200 result=1 (hi)"}, want: "hi",
+		run: func(ctx context.Context, s *agi.Session) (any, error) { return s.ReceiveText(ctx, -time.Second) }},
 	{command: "receive text", name: "ReceiveText", sent: `RECEIVE TEXT "3000"`, replies: []string{"200 result=1 (hello (there))"}, want: "hello (there)",
 		run: func(ctx context.Context, s *agi.Session) (any, error) { return s.ReceiveText(ctx, 3*time.Second) }},
 	{command: "receive text", name: "ReceiveTextNone", sent: `RECEIVE TEXT "3000"`, replies: []string{"200 result=-1"}, want: "", wantErr: agi.ErrFailed,
@@ -153,15 +158,15 @@ var commandCases = []commandCase{
 		run: func(ctx context.Context, s *agi.Session) (any, error) {
 			return s.RecordFile(ctx, "/tmp/talking", "ulaw", "#", 3*time.Second, agi.RecordOptions{Beep: true, Silence: 1500 * time.Millisecond})
 		}},
-	{command: "record file", name: "RecordFileAppend", sent: `RECORD FILE "msg" "wav" "" "-1" "16000"`, replies: []string{"200 result=0 (timeout) endpos=24000"},
+	{command: "record file", name: "RecordFileAppend", sent: `RECORD FILE "msg" "wav" "" "30000" "16000"`, replies: []string{"200 result=0 (timeout) endpos=24000"},
 		want: agi.Recording{EndPos: 24000, Ended: "timeout"},
 		run: func(ctx context.Context, s *agi.Session) (any, error) {
-			return s.RecordFile(ctx, "msg", "wav", "", 0, agi.RecordOptions{Offset: 16000})
+			return s.RecordFile(ctx, "msg", "wav", "", 30*time.Second, agi.RecordOptions{Offset: 16000})
 		}},
-	{command: "record file", name: "RecordFileHangup", sent: `RECORD FILE "msg" "wav" "#" "-1"`, replies: []string{"200 result=-1 (hangup) endpos=2400"},
+	{command: "record file", name: "RecordFileHangup", sent: `RECORD FILE "msg" "wav" "#" "20000"`, replies: []string{"200 result=-1 (hangup) endpos=2400"},
 		want: agi.Recording{EndPos: 2400, Ended: "hangup"}, wantErr: agi.ErrFailed,
 		run: func(ctx context.Context, s *agi.Session) (any, error) {
-			return s.RecordFile(ctx, "msg", "wav", "#", 0, agi.RecordOptions{})
+			return s.RecordFile(ctx, "msg", "wav", "#", 20*time.Second, agi.RecordOptions{})
 		}},
 	{command: "say alpha", name: "SayAlpha", sent: `SAY ALPHA "respect" ""`, replies: []string{"200 result=0"}, want: rune(0),
 		run: func(ctx context.Context, s *agi.Session) (any, error) { return s.SayAlpha(ctx, "respect", "") }},
@@ -455,5 +460,47 @@ func TestResultErrorText(t *testing.T) {
 	}
 	if got, want := fmt.Sprint(agi.StateUp, " ", agi.ChannelState(42)), "up state 42"; got != want {
 		t.Errorf("%q; want %q", got, want)
+	}
+}
+
+// Asterisk records on when the connection closes: RECORD FILE is sent with
+// a timeout that ends it before the session's end and the caller's
+// deadline, so that the call is never held past them.
+func TestRecordFileStopsBeforeTheSessionEnds(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		ctx      time.Duration // 0: none
+		timeout  time.Duration
+		min, max int // the timeout sent, in ms
+	}{
+		{"NoLimitWithinTheSession", 0, 0, 9000, 10000},
+		{"LongerThanTheSession", 0, time.Hour, 9000, 10000},
+		{"ShorterThanBoth", 5 * time.Second, 2 * time.Second, 2000, 2000},
+		{"TheCallersDeadline", 3 * time.Second, time.Minute, 2000, 3000},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			srv := &agi.Server{SessionTimeout: 10 * time.Second, Handler: agi.HandlerFunc(func(s *agi.Session) {
+				ctx := context.Background()
+				if c.ctx > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, c.ctx)
+					defer cancel()
+				}
+				s.RecordFile(ctx, "msg", "wav", "#", c.timeout, agi.RecordOptions{})
+			})}
+			p := dial(t, start(t, srv))
+			p.send(envFor("x"))
+			line, err := p.r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("peer: %v", err)
+			}
+			line = strings.TrimSuffix(line, "\n")
+			var ms int
+			if _, err := fmt.Sscanf(line, `RECORD FILE "msg" "wav" "#" "%d"`, &ms); err != nil || ms < c.min || ms > c.max {
+				t.Errorf("sent %q; want a timeout of %d to %d ms", line, c.min, c.max)
+			}
+			p.send("200 result=0 (timeout) endpos=0\n")
+		})
 	}
 }

@@ -279,3 +279,42 @@ func TestCancelAsReplyArrives(t *testing.T) {
 		})
 	}
 }
+
+// A command whose caller's context ended while another goroutine's command
+// held the session is not sent: the session stays open for the others.
+func TestACommandWaitingForTheSessionPastItsDeadlineIsNotSent(t *testing.T) {
+	second := make(chan error, 1)
+	after := make(chan error, 1)
+	begin, calling := make(chan struct{}), make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := &agi.Server{Handler: agi.HandlerFunc(func(s *agi.Session) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			<-begin // the prompt holds the session
+			close(calling)
+			_, _, err := s.GetVariable(ctx, "X")
+			second <- err
+		}()
+		s.StreamFile(context.Background(), "demo-congrats", "", 0)
+		<-done
+		_, _, err := s.GetVariable(context.Background(), "Y")
+		after <- err
+	})}
+	p := dial(t, start(t, srv))
+	p.send(envFor("x"))
+	p.expect(`STREAM FILE "demo-congrats" ""`)
+	close(begin)
+	<-calling
+	cancel() // while the other command waits for the prompt to end
+	p.send("200 result=0 endpos=8000\n")
+	if err := testutil.Receive(t, second, "the waiting command to give up"); err == nil {
+		t.Fatal("the command waiting past its context's end succeeded")
+	}
+	p.expect(`GET VARIABLE "Y"`)
+	p.send("200 result=1 (y)\n")
+	if err := testutil.Receive(t, after, "the next command"); err != nil {
+		t.Errorf("the session after a command not sent: %v", err)
+	}
+}

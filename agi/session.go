@@ -223,6 +223,19 @@ func (s *Session) Hungup() bool { return s.hungup.Load() }
 // Deadline returns when the session will be cut.
 func (s *Session) Deadline() time.Time { return s.deadline }
 
+// left is how long a command sent now may last: until ctx's deadline or the
+// session's, whichever comes first; 0 when neither is set.
+func (s *Session) left(ctx context.Context) time.Duration {
+	end := s.deadline
+	if d, ok := ctx.Deadline(); ok && (end.IsZero() || d.Before(end)) {
+		end = d
+	}
+	if end.IsZero() {
+		return 0
+	}
+	return max(time.Until(end), time.Millisecond)
+}
+
 // Log returns the server's logger with the script, channel, uniqueid and
 // remote address attached.
 func (s *Session) Log() *zerolog.Logger {
@@ -256,10 +269,15 @@ func (s *Session) Log() *zerolog.Logger {
 // A deadline on ctx shortens the command's deadline, never lengthens it,
 // and cancelling ctx gives up the wait; the session's deadline bounds every
 // command. A command that gives up on its reply closes the session, since
-// a late reply would be taken for the next command's: Asterisk then stops
-// what the command was doing (a closed connection interrupts a sound) and
-// goes on with the dialplan. A ctx already done sends nothing, and leaves
-// the session open.
+// a late reply would be taken for the next command's. Asterisk stops a
+// command that watches the connection (STREAM FILE, SAY *, GET DATA, GET
+// OPTION, WAIT FOR DIGIT) and goes on with the dialplan; one that watches
+// only the channel (RECORD FILE, SPEECH RECOGNIZE, RECEIVE CHAR/TEXT) or
+// runs something (EXEC, GOSUB) goes on to its own end: RecordFile sends a
+// timeout that ends before the session's and ctx's deadlines for that
+// reason. A ctx done before the command is sent (also while another
+// goroutine's command held the session) sends nothing, and leaves the
+// session open.
 func (s *Session) Command(ctx context.Context, cmd string, args ...string) (Reply, error) {
 	c, rest := lookupCommand(cmd)
 	boundArgs := args
@@ -292,6 +310,12 @@ func (s *Session) do(ctx context.Context, c *command, cmd string, args, boundArg
 	// the reply is awaited: an idle session's goroutine keeps a small stack.
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Again once the session is ours: another goroutine's command may
+	// have held it past ctx's end, and a command sent now would be given
+	// up at once, closing the session.
+	if err := ctx.Err(); err != nil {
+		return Reply{}, cmdErr(cmd, fmt.Errorf("not sent: %w", context.Cause(ctx)))
+	}
 	watching := s.begin()
 	defer s.finish()
 	var w wait

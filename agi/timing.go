@@ -29,8 +29,7 @@ const (
 type command struct {
 	name string
 	wait waitKind
-	arg  int  // argMillis: the index, among the arguments, of the wait
-	zero bool // argMillis: a wait of 0 means forever (RECEIVE CHAR, RECEIVE TEXT)
+	arg  int // argMillis: the index, among the arguments, of the wait
 }
 
 // The commands of Asterisk 22 (res_agi.c, and GOSUB from app_stack.c).
@@ -49,8 +48,8 @@ var (
 	cmdGetVariable             = &command{name: "GET VARIABLE"}
 	cmdHangup                  = &command{name: "HANGUP"}
 	cmdNoop                    = &command{name: "NOOP"}
-	cmdReceiveChar             = &command{name: "RECEIVE CHAR", wait: argMillis, arg: 0, zero: true}
-	cmdReceiveText             = &command{name: "RECEIVE TEXT", wait: argMillis, arg: 0, zero: true}
+	cmdReceiveChar             = &command{name: "RECEIVE CHAR", wait: argMillis, arg: 0}
+	cmdReceiveText             = &command{name: "RECEIVE TEXT", wait: argMillis, arg: 0}
 	cmdRecordFile              = &command{name: "RECORD FILE", wait: argMillis, arg: 3}
 	cmdSayAlpha                = &command{name: "SAY ALPHA", wait: open}
 	cmdSayDigits               = &command{name: "SAY DIGITS", wait: open}
@@ -141,7 +140,7 @@ func (c *command) bound(args []string) (extra time.Duration, ok bool) {
 		case err != nil:
 			// Asterisk reads a number or answers 520, at once.
 			return 0, true
-		case ms < 0, ms == 0 && c.zero:
+		case ms < 0:
 			return 0, false
 		}
 		return time.Duration(ms) * time.Millisecond, true
