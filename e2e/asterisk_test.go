@@ -704,13 +704,20 @@ exten => s,1,Set(DB(e2e-call/${CALLERID(num)})=${CHANNEL(linkedid)} ${UNIQUEID} 
  same => n,Return()
 
 ; An agent's phone. It answers, unless the test put "ring" in the database
-; for the extension; it notes its channel for the test. Redirected to
-; 8<extension>, it transfers the call there (SIP REFER), as a phone's
-; transfer key does.
+; for the extension, or "after:<other>": answer once the other agent's phone
+; has rung for the same caller (a queue ringing both at once would
+; otherwise be answered before the other's phone is reached); it notes its
+; channel for the test. Redirected to 8<extension>, it transfers the call
+; there (SIP REFER), as a phone's transfer key does.
 [e2e-phone]
 exten => _52XX,1,Set(DB(e2e-phone/${CALLERID(num)}-${EXTEN})=${CHANNEL})
  same => n,GotoIf($["${DB(e2e-agent/${EXTEN})}" = "ring"]?ring)
- same => n,Answer()
+ same => n,Set(LOCAL(after)=${CUT(DB(e2e-agent/${EXTEN}),:,2)})
+ same => n(wait),GotoIf($["${after}" = "" | ${DB_EXISTS(e2e-phone/${CALLERID(num)}-${after})}]?answer)
+ same => n,Ringing()
+ same => n,Wait(0.1)
+ same => n,Goto(wait)
+ same => n(answer),Answer()
  same => n,Wait(600)
  same => n,Hangup()
  same => n(ring),Ringing()

@@ -425,7 +425,9 @@ func TestFreePBXQueueLocalMember(t *testing.T) {
 	// and FreePBX's U(macro-auto-blkvm) on the phone's leg untouched.
 	svc := startFreePBXService(t)
 	setAgent(t, "5252", "ring")
-	setAgent(t, "5253", "answer")
+	// Both ring at once: 5253 answers once 5252's phone rang (behind its
+	// Local channel, FreePBX takes a while to dial it).
+	setAgent(t, "5253", "after:5252")
 	c := placeCall(t, viaFreePBX+"4001").arrived(t)
 	c.agentPhone(t, "5252")
 	svc.waitAccepted(t, 1, 30*time.Second)

@@ -150,8 +150,13 @@ func (c *call) agentTransfers(t testing.TB, from, to string) {
 	pbx.mustCLI(t, fmt.Sprintf("channel redirect %s e2e-phone,8%s,1", c.agentPhone(t, from), to))
 }
 
-// setAgent makes agent ext's phone answer ("answer") or only ring ("ring").
+// setAgent makes agent ext's phone answer ("answer"), only ring ("ring"),
+// or answer once another agent's phone rang for the same caller
+// ("after:5252"; answering again at the test's end).
 func setAgent(t testing.TB, ext, behaviour string) {
 	t.Helper()
 	pbx.mustCLI(t, fmt.Sprintf("database put e2e-agent %s %s", ext, behaviour))
+	if strings.HasPrefix(behaviour, "after:") {
+		t.Cleanup(func() { pbx.mustCLI(t, fmt.Sprintf("database put e2e-agent %s answer", ext)) })
+	}
 }

@@ -631,7 +631,9 @@ func TestReconcileWhoTookTheCall(t *testing.T) {
 			// answers, then the caller hangs up.
 			take := func(dest string, queue int) {
 				setAgent(t, "5252", "ring")
-				setAgent(t, "5253", "answer")
+				// Not before 5252's phone rang: the queue and the ring
+				// group ring both at once.
+				setAgent(t, "5253", "after:5252")
 				c := placeCall(t, dest).arrived(t)
 				c.agentPhone(t, "5252")
 				c.agentPhone(t, "5253")
