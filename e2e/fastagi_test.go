@@ -631,11 +631,10 @@ func fastagiCommands(ctx context.Context, s *agi.Session) error {
 			}
 			return check("SET MUSIC off", s.SetMusic(ctx, false, ""))
 		},
-		func() error { return check("SEND TEXT", s.SendText(ctx, "hello")) },
-		func() error { return check("SEND IMAGE", s.SendImage(ctx, "logo")) },
 		func() error {
 			// Asterisk 22 answers -1 (hangup) when no text came, the
-			// channel up all the same.
+			// channel up all the same. Before SEND TEXT: the far end
+			// (Echo) sends the text back, sooner or later.
 			if c, err := s.ReceiveChar(ctx, 100*time.Millisecond); !errors.Is(err, agi.ErrFailed) {
 				return fmt.Errorf("RECEIVE CHAR: %q, %v; want ErrFailed (none came)", c, err)
 			}
@@ -647,6 +646,8 @@ func fastagiCommands(ctx context.Context, s *agi.Session) error {
 			}
 			return nil
 		},
+		func() error { return check("SEND TEXT", s.SendText(ctx, "hello")) },
+		func() error { return check("SEND IMAGE", s.SendImage(ctx, "logo")) },
 		func() error {
 			if err := s.TDDMode(ctx, "on"); !errors.Is(err, agi.ErrRejected) {
 				return fmt.Errorf("TDD MODE on a Local channel: %v; want ErrRejected", err)
