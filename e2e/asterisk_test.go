@@ -712,8 +712,9 @@ exten => s,1,Set(DB(e2e-call/${CALLERID(num)})=${CHANNEL(linkedid)} ${UNIQUEID} 
 [e2e-phone]
 exten => _52XX,1,Set(DB(e2e-phone/${CALLERID(num)}-${EXTEN})=${CHANNEL})
  same => n,GotoIf($["${DB(e2e-agent/${EXTEN})}" = "ring"]?ring)
- same => n,Set(LOCAL(after)=${CUT(DB(e2e-agent/${EXTEN}),:,2)})
- same => n(wait),GotoIf($["${after}" = "" | ${DB_EXISTS(e2e-phone/${CALLERID(num)}-${after})}]?answer)
+ same => n,Set(after=${CUT(DB(e2e-agent/${EXTEN}),:,2)})
+ same => n,GotoIf($["${after}" = ""]?answer)
+ same => n(wait),GotoIf(${DB_EXISTS(e2e-phone/${CALLERID(num)}-${after})}?answer)
  same => n,Ringing()
  same => n,Wait(0.1)
  same => n,Goto(wait)
