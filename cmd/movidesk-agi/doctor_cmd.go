@@ -208,14 +208,7 @@ func testCalls(ctx context.Context, ast doctor.Asterisk, cfg Config, freepbx boo
 // checkRecordingsAs checks the recordings folder as the user named name
 // (the service's) meets it.
 func checkRecordingsAs(folder, name string, lookup func(string) (*user.User, error)) doctor.Result {
-	u, err := lookup(name)
-	var uid, gid int
-	if err == nil {
-		uid, err = strconv.Atoi(u.Uid)
-	}
-	if err == nil {
-		gid, err = strconv.Atoi(u.Gid)
-	}
+	_, uid, gid, err := userIDs(name, lookup)
 	if err != nil {
 		return doctor.Result{Status: doctor.Fail, Check: "recordings folder " + folder + " readable by the service's user",
 			Detail: fmt.Sprintf("user %q: %v", name, err), Fix: "name the user movidesk-agi runs as (User= in its systemd unit) with -service-user"}
@@ -223,17 +216,22 @@ func checkRecordingsAs(folder, name string, lookup func(string) (*user.User, err
 	return doctor.CheckRecordings(folder, name, uid, gid)
 }
 
+// userIDs looks up the user named name and its numeric ids.
+func userIDs(name string, lookup func(string) (*user.User, error)) (u *user.User, uid, gid int, err error) {
+	if u, err = lookup(name); err != nil {
+		return nil, 0, 0, err
+	}
+	if uid, err = strconv.Atoi(u.Uid); err != nil {
+		return nil, 0, 0, err
+	}
+	gid, err = strconv.Atoi(u.Gid)
+	return u, uid, gid, err
+}
+
 // checkSpoolAs checks the spool, and the folders on its way, as the user
 // named name will meet them.
 func checkSpoolAs(spool, name string, lookup func(string) (*user.User, error)) []doctor.Result {
-	u, err := lookup(name)
-	var uid, gid int
-	if err == nil {
-		uid, err = strconv.Atoi(u.Uid)
-	}
-	if err == nil {
-		gid, err = strconv.Atoi(u.Gid)
-	}
+	u, uid, gid, err := userIDs(name, lookup)
 	if err != nil {
 		return []doctor.Result{{Status: doctor.Fail,
 			Check:  "fallback spool " + spool + " writable by Asterisk's user",
