@@ -72,28 +72,29 @@ const recordingsCacheName = "recordings-cache"
 // to the configuration file, the key file by default beside store.path.
 func (c *Config) resolveRecordingsFiles(path string) error {
 	rc := &c.Recordings
-	for _, f := range []struct {
+	resolve := func(key string, file *string) error {
+		v, err := expandCredentials(key, *file)
+		if err != nil {
+			return err
+		}
+		if v != "" && path != "" && !filepath.IsAbs(v) {
+			v = filepath.Join(filepath.Dir(path), v)
+		}
+		*file = v
+		return nil
+	}
+	type keyFile struct {
 		key  string
 		file *string
-	}{{"recordings.key_file", &rc.KeyFile}, {"recordings.tls_cert_file", &rc.TLSCertFile}, {"recordings.tls_key_file", &rc.TLSKeyFile}, {"recordings.cache_dir", &rc.CacheDir}} {
-		v, err := expandCredentials(f.key, *f.file)
-		if err != nil {
-			return err
-		}
-		if v != "" && path != "" && !filepath.IsAbs(v) {
-			v = filepath.Join(filepath.Dir(path), v)
-		}
-		*f.file = v
 	}
-	for i, f := range rc.PreviousKeyFiles {
-		v, err := expandCredentials(fmt.Sprintf("recordings.previous_key_files[%d]", i), f)
-		if err != nil {
+	files := []keyFile{{"recordings.key_file", &rc.KeyFile}, {"recordings.tls_cert_file", &rc.TLSCertFile}, {"recordings.tls_key_file", &rc.TLSKeyFile}, {"recordings.cache_dir", &rc.CacheDir}}
+	for i := range rc.PreviousKeyFiles {
+		files = append(files, keyFile{fmt.Sprintf("recordings.previous_key_files[%d]", i), &rc.PreviousKeyFiles[i]})
+	}
+	for _, f := range files {
+		if err := resolve(f.key, f.file); err != nil {
 			return err
 		}
-		if v != "" && path != "" && !filepath.IsAbs(v) {
-			v = filepath.Join(filepath.Dir(path), v)
-		}
-		rc.PreviousKeyFiles[i] = v
 	}
 	return nil
 }
