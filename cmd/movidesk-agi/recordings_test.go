@@ -12,10 +12,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/movidesk-agi/movidesk-agi/internal/testutil"
 	"github.com/movidesk-agi/movidesk-agi/movidesk/movidesktest"
 	"github.com/movidesk-agi/movidesk-agi/recordings"
 )
@@ -182,7 +184,7 @@ func TestARecordedCallPlaysFromTheLinkInItsTicket(t *testing.T) {
 	if n := strings.Count(logs.String(), `"message":"recording request"`); n != 8 {
 		t.Errorf("%d access log lines; want one per request, 8:\n%s", n, logs)
 	}
-	if !strings.Contains(logs.String(), `"call_id":"1795524751.12","addr":"127.0.0.1","status":206`) {
+	if !logged(logs, `"call_id":"1795524751.12","addr":"127.0.0.1","status":206`) {
 		t.Errorf("the access log does not name the call, the address and the status:\n%s", logs)
 	}
 }
@@ -209,7 +211,7 @@ func TestRecordingsShareClickToCallsListener(t *testing.T) {
 		t.Errorf("the link on click-to-call's listener = %d, %d bytes; want the recording", resp.StatusCode, len(body))
 	}
 	// Behind click-to-call's proxy, the agent is who the proxy names.
-	if !strings.Contains(logs.String(), `"addr":"203.0.113.7","status":200`) {
+	if !logged(logs, `"addr":"203.0.113.7","status":200`) {
 		t.Errorf("the access log does not name the client behind the trusted proxy:\n%s", logs)
 	}
 	if resp, _ := fetch(t, addr, "https://pbx.example.com:8443/call?source=5252&destination=4733990777"); resp.StatusCode != http.StatusUnauthorized {
@@ -373,7 +375,21 @@ func TestRecordingsOwnListenerBehindAProxy(t *testing.T) {
 	if resp, _ := fetch(t, m.RecordingsAddr().String(), link, "X-Forwarded-For", "198.51.100.4"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("the link through the proxy = %d", resp.StatusCode)
 	}
-	if !strings.Contains(logs.String(), `"addr":"198.51.100.4","status":200`) {
+	if !logged(logs, `"addr":"198.51.100.4","status":200`) {
 		t.Errorf("the access log does not name the agent behind the proxy:\n%s", logs)
 	}
+}
+
+// logged waits, a few seconds at most, for the service to log line: a
+// request's access line is written once its answer went out, which the
+// client may have read by then.
+func logged(logs *testutil.LogBuffer, line string) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), line) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		runtime.Gosched()
+	}
+	return true
 }
